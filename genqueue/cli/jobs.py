@@ -1,0 +1,86 @@
+"""genqueue enqueue / genqueue jobs show."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import InvalidInput
+from .app import get_app
+from .params import json_option, parse_duration, parse_json_arg, queue_option
+from .render import emit_json, short, table
+
+
+@click.command(
+    help="Enqueue one generation job.\n\n\b\nExamples:\n"
+    "  genqueue enqueue --payload '{\"prompt\": \"a red fox\", \"user_id\": \"u1\"}'\n"
+    "  genqueue enqueue --payload @job.json --job-id fox-1 --max-retries 2 --in 30s"
+)
+@click.option("--payload", required=True, help="The payload as JSON, or @FILE (@- for stdin).")
+@click.option("--job-id", default=None, help="Explicit id: enqueueing it again while it is live returns the same job.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=None, help="Override the kinds' retry maximum.")
+@click.option("--in", "in_", default=None, metavar="DURATION", help="Run later, e.g. 30s, 5m, 2h.")
+@click.option("--timeout", type=click.IntRange(min=1), default=None, help="Job timeout in seconds (default 180).")
+@queue_option
+@json_option
+def enqueue(payload, job_id, max_retries, in_, timeout, queue, as_json) -> None:
+    from ..producer import check_job_id, enqueue as do_enqueue
+
+    data = parse_json_arg(payload, "--payload")
+    delay = parse_duration(in_) if in_ else None
+    if job_id is not None:
+        check_job_id(job_id)
+    from ..jobs import validate_payload
+
+    validate_payload(data)  # before connecting: bad input never needs the server
+    app = get_app(queue, as_json)
+    result = do_enqueue(app.connection, app.settings.queue, data, job_id=job_id, max_retries=max_retries,
+                        in_=delay, timeout=timeout)
+    status = result.job.get_status(refresh=False)
+    if as_json:
+        emit_json({"id": result.job.id, "queue": app.settings.queue, "created": result.created,
+                   "status": str(status.value if hasattr(status, "value") else status)})
+    elif result.created:
+        click.echo(f"enqueued {result.job.id} on {app.settings.queue}")
+    else:
+        click.echo(f"already {status.value if hasattr(status, 'value') else status}: {result.job.id} (not enqueued again)")
+
+
+@click.group(help="Inspect jobs.")
+def jobs() -> None:
+    pass
+
+
+@jobs.command(help="A job's status and every failed attempt's decision.\n\n\b\nExample:\n  genqueue jobs show fox-1")
+@click.argument("job_id")
+@queue_option
+@json_option
+def show(job_id, queue, as_json) -> None:
+    from ..producer import check_job_id
+    from ..status import job_status
+
+    check_job_id(job_id)
+    app = get_app(queue, as_json)
+    info = job_status(app.connection, app.store(), job_id)
+    if as_json:
+        emit_json(info)
+        return
+    for key in ("id", "queue", "type", "status", "attempts", "max_attempts", "last_error", "created_at",
+                "scheduled_at", "started_at", "completed_at", "replays"):
+        if info.get(key) is not None:
+            click.echo(f"{key + ':':<14}{info[key]}")
+    click.echo(f"{'payload:':<14}{short(json.dumps(info.get('payload'), sort_keys=True), 200)}")
+    history = info.get("history") or []
+    if history:
+        click.echo("\n" + history_table(history))
+
+
+def history_table(history: list[dict]) -> str:
+    rows = [
+        (h.get("n"), h.get("kind"), (h.get("error") or {}).get("status_code") or "", h.get("action"),
+         "" if h.get("delay") is None else f"{h['delay']:.2f}s", h.get("retry_after") or "",
+         "yes" if h.get("clipped") else "", short(h.get("worker"), 24), short((h.get("error") or {}).get("message"), 48))
+        for h in history
+    ]
+    return table(("#", "kind", "status", "action", "delay", "retry_after", "clipped", "worker", "error"), rows)

@@ -1,0 +1,34 @@
+"""genqueue worker — a real RQ worker (forking by default) with genqueue's failure path."""
+
+from __future__ import annotations
+
+import click
+
+from .app import get_app
+from .params import queue_option
+
+
+@click.command(
+    help="Run a worker on QUEUE... (default: the --queue / $GENQUEUE_QUEUE queue). RQ's scheduler runs in the "
+    "worker so scheduled retries come back.\n\n\b\nExamples:\n  genqueue worker\n  genqueue worker --simple --burst"
+)
+@click.argument("queues", nargs=-1)
+@queue_option
+@click.option("--simple", is_flag=True, help="Run jobs in-process (rq SimpleWorker) instead of a forked work horse.")
+@click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's).")
+@click.option("--maintenance-interval", type=click.IntRange(min=1), default=None,
+              help="Seconds between registry cleanups (default: RQ's 600).")
+def worker(queues: tuple[str, ...], queue: str | None, simple: bool, burst: bool, name: str | None,
+           maintenance_interval: int | None) -> None:
+    from ..logs import configure
+    from ..worker import build_worker
+
+    app = get_app(queue)
+    configure(app.settings.log_format)
+    names = list(queues) or [app.settings.queue]
+    kwargs = {"name": name} if name else {}
+    if maintenance_interval:
+        kwargs["maintenance_interval"] = maintenance_interval
+    w = build_worker(app.connection, app.settings, names, simple=simple, **kwargs)
+    w.work(burst=burst, with_scheduler=True, logging_level="WARNING")

@@ -1,0 +1,85 @@
+"""Replay a DLQ entry: one WATCH/MULTI that deletes the entry and enqueues the same job id with a fresh
+retry budget. Two admins replaying one entry: one EXEC wins, the other sees the entry gone (exit 4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.exceptions import WatchError
+from rq.job import JobStatus
+
+from ..errors import Conflict, NotFound
+from ..jobmeta import new_meta
+from ..queues import make_queue
+from .entry import decode
+from .store import DLQStore
+
+DEFAULT_REPLAY_CAP = 3
+LIVE = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.STARTED.value, JobStatus.DEFERRED.value}
+
+
+def replay(store: DLQStore, job_id: str, *, force: bool = False, replay_cap: int = DEFAULT_REPLAY_CAP):
+    """Re-enqueue the entry's job; returns the new RQ job. NotFound/Conflict when it must not happen."""
+    connection = store.connection
+    queue = make_queue(connection, store.keys.queue)
+    entry_key = store.keys.entry(job_id)
+    job_key = queue.job_class.key_for(job_id)
+    seen = False
+    with connection.pipeline() as pipe:
+        for _ in range(10):
+            try:
+                pipe.watch(entry_key, job_key)
+                raw = pipe.get(entry_key)
+                if raw is None:
+                    if seen:
+                        raise Conflict(f"DLQ entry {job_id} was just replayed or deleted by someone else")
+                    status = pipe.hget(job_key, "status")
+                    if status is not None:
+                        raise Conflict(f"job {job_id} is not in the DLQ (already replayed? it is {status.decode()})")
+                    raise NotFound(f"no DLQ entry {job_id} in {store.keys.dlq_name}")
+                seen = True
+                entry = decode(raw, job_id)
+                _refuse_if_blocked(pipe, job_key, job_id, entry, force=force, replay_cap=replay_cap)
+                job = _job_from_entry(queue, entry)
+                pipe.multi()
+                store.remove_in(pipe, job_id, entry)
+                queue.enqueue_job(job, pipeline=pipe)
+                pipe.hincrby(store.keys.stats, "replayed", 1)
+                pipe.execute()
+                return job
+            except WatchError:
+                continue
+    raise Conflict(f"DLQ entry {job_id} keeps changing; try again")
+
+
+def _refuse_if_blocked(pipe, job_key: str, job_id: str, entry: dict[str, Any], *, force: bool, replay_cap: int):
+    replays = int(entry.get("replays") or 0)
+    if replays >= replay_cap and not force:
+        raise Conflict(f"max attempts reached: {job_id} was replayed {replays} times (cap {replay_cap}); --force overrides")
+    status = pipe.hget(job_key, "status")
+    if status is None:
+        return
+    status = status.decode()
+    if status == JobStatus.FINISHED.value:
+        raise Conflict(f"job {job_id} has since finished; not replaying it")
+    if status in LIVE:
+        raise Conflict(f"job {job_id} is {status} already; not replaying it")
+
+
+def _job_from_entry(queue, entry: dict[str, Any]):
+    options = entry.get("options") or {}
+    payload = entry["args"][0] if entry.get("args") else {}
+    return queue.create_job(
+        entry["func"],
+        args=entry.get("args") or [],
+        kwargs=entry.get("kwargs") or {},
+        job_id=entry["job_id"],
+        timeout=options.get("timeout"),
+        result_ttl=24 * 3600,
+        meta=new_meta(
+            options.get("max_retries"),
+            replays=int(entry.get("replays") or 0) + 1,
+            replayed_from=f"{entry['job_id']}@{entry['failed_at']}",
+        ),
+        description=f"generate({payload.get('model', '') if isinstance(payload, dict) else ''!s})",
+    )

@@ -1,0 +1,193 @@
+"""DLQ storage: keys, Lua and transactions. It stores and finds; it never decides.
+
+Layout (see keys.py): one JSON string per entry with EXPIRE = retention, a sorted set `all` scored by
+failed_at, and one sorted set per indexed value (kind, func, user, reason, fingerprint). Get and delete
+are O(1)/O(indexes) by id; pages walk a sorted set by score, never SCAN.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import structlog
+from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
+
+from ..errors import Conflict, CorruptEntry, NotFound
+from .entry import decode, encode, failed_at_score, index_values
+from .keys import DLQKeys
+
+DEFAULT_CAP = 100_000
+log = structlog.get_logger("genqueue.dlq")
+
+
+def _lua(name: str) -> str:
+    return resources.files("genqueue.dlq").joinpath("lua", name).read_text()
+
+
+@dataclass(frozen=True)
+class Filters:
+    kind: str | None = None
+    func: str | None = None
+    user: str | None = None
+    reason: str | None = None
+    fingerprint: str | None = None
+    since: float | None = None  # epoch seconds, inclusive
+    until: float | None = None
+
+    def indexed(self) -> dict[str, str]:
+        return {f: v for f in ("kind", "func", "user", "reason", "fingerprint") if (v := getattr(self, f))}
+
+    def matches(self, entry: dict[str, Any]) -> bool:
+        values = index_values(entry)
+        return all(values.get(f) == v for f, v in self.indexed().items())
+
+
+@dataclass
+class Page:
+    entries: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int
+    skipped: list[str] = field(default_factory=list)  # ids whose entry JSON was corrupt
+
+
+class DLQStore:
+    def __init__(self, connection: Redis, queue: str, *, retention_s: int, cap: int = DEFAULT_CAP) -> None:
+        self.connection = connection
+        self.keys = DLQKeys(queue)
+        self.retention_s = retention_s
+        self.cap = cap
+        self._add_script = connection.register_script(_lua("add.lua"))
+
+    # -- writes -------------------------------------------------------------------------------------------
+    def add(self, entry: dict[str, Any], pipeline: Pipeline | None = None) -> None:
+        """Queue the entry's write on `pipeline` (inside the caller's MULTI), or run it now."""
+        score = failed_at_score(entry)
+        index_keys = [self.keys.index(f, v) for f, v in index_values(entry).items()]
+        self._add_script(
+            keys=[self.keys.entry(entry["job_id"]), self.keys.all, self.keys.stats, *index_keys],
+            args=[
+                entry["job_id"],
+                encode(entry),
+                repr(score),
+                self.retention_s,
+                repr(time.time() - self.retention_s),
+                self.cap,
+                self.keys.entry(""),
+            ],
+            client=pipeline if pipeline is not None else self.connection,
+        )
+
+    def remove_in(self, pipeline: Pipeline, job_id: str, entry: dict[str, Any] | None) -> None:
+        """Queue the removal of an entry and its index members (entry None: corrupt, indexes unknown)."""
+        pipeline.delete(self.keys.entry(job_id))
+        pipeline.zrem(self.keys.all, job_id)
+        if entry is not None:
+            for f, v in index_values(entry).items():
+                pipeline.zrem(self.keys.index(f, v), job_id)
+
+    def delete(self, job_id: str) -> dict[str, Any] | None:
+        """Delete one entry atomically; returns it (None if it was corrupt). NotFound if absent."""
+        key = self.keys.entry(job_id)
+        with self.connection.pipeline() as pipe:
+            for _ in range(10):
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        raise NotFound(f"no DLQ entry {job_id} in {self.keys.dlq_name}")
+                    try:
+                        entry: dict[str, Any] | None = decode(raw, job_id)
+                    except CorruptEntry:
+                        entry = None
+                    pipe.multi()
+                    self.remove_in(pipe, job_id, entry)
+                    pipe.execute()
+                    return entry
+                except WatchError:
+                    continue
+        raise Conflict(f"DLQ entry {job_id} keeps changing; try again")
+
+    # -- reads --------------------------------------------------------------------------------------------
+    def get(self, job_id: str) -> dict[str, Any]:
+        raw = self.connection.get(self.keys.entry(job_id))
+        if raw is None:
+            raise NotFound(f"no DLQ entry {job_id} in {self.keys.dlq_name}")
+        return decode(raw, job_id)
+
+    def exists(self, job_id: str) -> bool:
+        return bool(self.connection.exists(self.keys.entry(job_id)))
+
+    def count(self) -> int:
+        return int(self.connection.zcard(self.keys.all))
+
+    def ttl(self, job_id: str) -> int:
+        return int(self.connection.ttl(self.keys.entry(job_id)))
+
+    def stats_counters(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.connection.hgetall(self.keys.stats).items()}
+
+    def _source_key(self, filters: Filters) -> str:
+        """The smallest index among the filters (or `all`); other filters are checked per entry."""
+        indexed = filters.indexed()
+        if not indexed:
+            return self.keys.all
+        keys = [self.keys.index(f, v) for f, v in indexed.items()]
+        return min(keys, key=lambda k: self.connection.zcard(k))
+
+    def page(self, filters: Filters = Filters(), *, cursor: str | None = None, limit: int = 100) -> Page:
+        """Newest first. The cursor is "<score>:<job_id>" of the last entry returned."""
+        source = self._source_key(filters)
+        high: str = "+inf" if filters.until is None else repr(filters.until)
+        low: str = "-inf" if filters.since is None else repr(filters.since)
+        after_id = None
+        if cursor:
+            score_text, _, after_id = cursor.partition(":")
+            high = score_text
+        entries: list[dict[str, Any]] = []
+        skipped: list[str] = []
+        next_cursor = None
+        for job_id, score in self._walk(source, high, low, after_id):
+            if len(entries) >= limit:
+                break
+            raw = self.connection.get(self.keys.entry(job_id))
+            if raw is None:
+                continue  # expired; its index member is pruned on the next write or by maintenance
+            try:
+                entry = decode(raw, job_id)
+            except CorruptEntry:
+                skipped.append(job_id)
+                log.warning("dlq.corrupt_entry_skipped", job_id=job_id, queue=self.keys.queue)
+                continue
+            if filters.matches(entry):
+                entries.append(entry)
+                next_cursor = f"{score!r}:{job_id}"
+        else:
+            next_cursor = None
+        total = int(self.connection.zcard(source))
+        return Page(entries, next_cursor if len(entries) >= limit else None, total, skipped)
+
+    def _walk(self, key: str, high: str, low: str, after_id: str | None, batch: int = 200) -> Iterator[tuple[str, float]]:
+        """(job_id, score) newest first, resuming after `after_id` at score `high`."""
+        skipping = after_id is not None
+        offset = 0
+        while True:
+            rows = self.connection.zrevrangebyscore(key, high, low, start=offset, num=batch, withscores=True)
+            if not rows:
+                return
+            for member, score in rows:
+                job_id = member.decode()
+                if skipping:
+                    if job_id == after_id:
+                        skipping = False
+                    elif repr(score) != high:
+                        skipping = False  # the cursor's entry is gone; resume at the next lower score
+                        yield job_id, score
+                    continue
+                yield job_id, score
+            offset += len(rows)

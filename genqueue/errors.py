@@ -1,0 +1,37 @@
+"""The user-facing error hierarchy; the CLI maps each class to one exit code in one place."""
+
+from __future__ import annotations
+
+
+class GenqueueError(Exception):
+    """Base class: a message meant for a person, and the process exit code it maps to."""
+
+    exit_code = 1
+    code = "FAILED"
+    retryable = False
+
+
+class InvalidInput(GenqueueError):
+    exit_code = 2
+    code = "INVALID_INPUT"
+
+
+class NotFound(GenqueueError):
+    exit_code = 3
+    code = "NOT_FOUND"
+
+
+class Conflict(GenqueueError):
+    exit_code = 4
+    code = "CONFLICT"
+
+
+class ServerUnavailable(GenqueueError):
+    exit_code = 5
+    code = "UNAVAILABLE"
+    retryable = True
+
+
+class CorruptEntry(GenqueueError):
+    exit_code = 1
+    code = "CORRUPT_ENTRY"

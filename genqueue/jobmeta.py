@@ -1,0 +1,43 @@
+"""genqueue's bookkeeping inside an RQ job: `job.meta["genqueue"]` (JSON, saved with the job)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .retry.manager import RetryState
+
+META_KEY = "genqueue"
+
+
+def new_meta(max_retries: int | None = None, *, replays: int = 0, replayed_from: str | None = None) -> dict:
+    return {
+        META_KEY: {
+            "max_retries": max_retries,
+            "retries": 0,
+            "crashes": 0,
+            "history": [],
+            "replays": replays,
+            "replayed_from": replayed_from,
+        }
+    }
+
+
+def gq(job) -> dict[str, Any]:
+    meta = job.meta.setdefault(META_KEY, {})
+    for key, default in new_meta()[META_KEY].items():
+        meta.setdefault(key, [] if key == "history" else default)
+    return meta
+
+
+def retry_state(job) -> RetryState:
+    meta = gq(job)
+    return RetryState(
+        retries=int(meta.get("retries") or 0),
+        crashes=int(meta.get("crashes") or 0),
+        max_retries=meta.get("max_retries"),
+        history_kinds=tuple(h.get("kind", "") for h in meta.get("history", [])),
+    )
+
+
+def attempt_number(job) -> int:
+    return len(gq(job).get("history", [])) + 1

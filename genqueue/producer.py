@@ -1,0 +1,110 @@
+"""Enqueue generation jobs, idempotently when the caller names the job id.
+
+With an explicit job id, a second enqueue while the first job is queued, scheduled or running returns the
+existing job (created=False). RQ's own `unique=True` (an atomic "hash must not exist" Lua check) makes the
+create step race-free; a finished or failed job with the same id is replaced, and a dead-lettered one has
+no job hash left (its DLQ entry stays until replayed or deleted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import WatchError
+from rq.exceptions import DuplicateJobError
+from rq.job import Job, JobStatus
+
+from .errors import Conflict, InvalidInput
+from .jobmeta import new_meta
+from .jobs import JOB_FUNC, validate_payload
+from .queues import fetch_job, make_queue
+
+LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
+DEFAULT_JOB_TIMEOUT_S = 180
+RESULT_TTL_S = 24 * 3600  # finished jobs stay inspectable (`genqueue jobs show`) for a day
+MAX_ID_LEN = 200
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    job: Job
+    created: bool
+
+
+def check_job_id(job_id: str) -> str:
+    if not job_id or len(job_id) > MAX_ID_LEN or any(c.isspace() for c in job_id):
+        raise InvalidInput(f"invalid job id {job_id!r}: 1-{MAX_ID_LEN} characters, no spaces")
+    return job_id
+
+
+def enqueue(
+    connection: Redis,
+    queue_name: str,
+    payload: dict[str, Any],
+    *,
+    job_id: str | None = None,
+    max_retries: int | None = None,
+    at: datetime | None = None,
+    in_: timedelta | None = None,
+    timeout: int | None = None,
+    meta: dict | None = None,
+) -> EnqueueResult:
+    validate_payload(payload)
+    if job_id is not None:
+        check_job_id(job_id)
+    if max_retries is not None and max_retries < 0:
+        raise InvalidInput("max_retries must be 0 or more")
+    when = at or (datetime.now(timezone.utc) + in_ if in_ else None)
+    queue = make_queue(connection, queue_name)
+
+    def build() -> Job:
+        return queue.create_job(
+            JOB_FUNC,
+            args=(payload,),
+            job_id=job_id,
+            timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
+            result_ttl=RESULT_TTL_S,
+            meta=meta or new_meta(max_retries),
+            description=f"generate({payload.get('model', '')!s})",
+            status=JobStatus.SCHEDULED if when else JobStatus.QUEUED,
+        )
+
+    if job_id is None:
+        job = build()
+        return EnqueueResult(_submit(queue, job, when, unique=False), True)
+
+    for _ in range(5):
+        try:
+            return EnqueueResult(_submit(queue, build(), when, unique=True), True)
+        except DuplicateJobError:
+            existing = fetch_job(connection, job_id)
+            if existing is None:
+                continue  # it expired between the check and the fetch: try again
+            if existing.get_status(refresh=False) in LIVE_STATUSES:
+                return EnqueueResult(existing, False)
+            _delete_if_done(connection, existing)
+    raise Conflict(f"job {job_id} keeps changing state; try again")
+
+
+def _submit(queue, job: Job, when: datetime | None, *, unique: bool) -> Job:
+    if when is not None:
+        return queue.schedule_job(job, when, unique=unique)
+    return queue.enqueue_job(job, unique=unique)
+
+
+def _delete_if_done(connection: Redis, job: Job) -> None:
+    """Drop a finished/failed job's hash so its id can be reused, unless it changed state meanwhile."""
+    with connection.pipeline() as pipe:
+        try:
+            pipe.watch(job.key)
+            status = pipe.hget(job.key, "status")
+            if status is None or status.decode() in {s.value for s in LIVE_STATUSES}:
+                return
+            pipe.multi()
+            job.delete(pipeline=pipe, remove_from_queue=False)
+            pipe.execute()
+        except WatchError:
+            return

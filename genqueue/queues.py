@@ -1,0 +1,23 @@
+"""RQ objects built one way everywhere: JSON serializer on every queue, job and worker. Never pickle."""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+SERIALIZER = JSONSerializer
+
+
+def make_queue(connection: Redis, name: str) -> Queue:
+    return Queue(name, connection=connection, serializer=SERIALIZER)
+
+
+def fetch_job(connection: Redis, job_id: str) -> Job | None:
+    from rq.exceptions import NoSuchJobError
+
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return None

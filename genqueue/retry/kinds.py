@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    TRANSIENT = "TRANSIENT"
+    RATE_LIMITED = "RATE_LIMITED"
+    TIMEOUT = "TIMEOUT"
+    PERMANENT = "PERMANENT"
+    CRASH = "CRASH"  # the work horse or the worker died: not the job's fault
+    UNKNOWN = "UNKNOWN"
+
+
+class Reason(StrEnum):
+    """Why a job was dead-lettered."""
+
+    EXHAUSTED = "exhausted"
+    NON_RETRYABLE = "non_retryable"
+    CRASH_LOOP = "crash_loop"
+    MANUAL = "manual"

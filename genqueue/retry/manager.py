@@ -1,0 +1,147 @@
+"""The retry decision: given a classified failure and the job's retry state, retry (with a delay) or die.
+
+Pure: the worker gathers the inputs, this module decides, and the worker applies the decision to Redis in
+one transaction. One retry budget per job across kinds (per-job `max_retries` overrides the kind's
+maximum); crashes are counted separately against the crash budget and never charged to the job.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .classify import Classifier, Rule, retry_after_of, status_code_of
+from .kinds import ErrorKind, Reason
+from .policy import DEFAULT_POLICIES, RetryPolicy, scaled_policies
+
+MESSAGE_MAX = 2000
+TRACEBACK_MAX = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    kind: ErrorKind
+    type: str
+    message: str
+    status_code: int | None = None
+    retry_after: float | None = None
+    traceback: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryState:
+    """What the job has used so far (read from job.meta['genqueue'])."""
+
+    retries: int = 0  # retries charged to the job's budget
+    crashes: int = 0
+    max_retries: int | None = None  # per-job override of the kind's maximum
+    history_kinds: Sequence[str] = field(default_factory=tuple)
+
+    @property
+    def attempt(self) -> int:
+        """The number of the attempt that just failed."""
+        return len(self.history_kinds) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: str  # "retry" | "dead"
+    kind: ErrorKind
+    attempt: int
+    delay: float | None = None
+    retry_after: float | None = None
+    clipped: bool = False
+    charged: bool = False  # does this retry consume the job's retry budget?
+    reason: Reason | None = None
+
+    @property
+    def is_retry(self) -> bool:
+        return self.action == "retry"
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + "\n…\n" + text[-limit // 2 :]
+
+
+class RetryManager:
+    def __init__(
+        self,
+        policies: Mapping[ErrorKind, RetryPolicy] | None = None,
+        *,
+        rules: Iterable[Rule] = (),
+        scale: float = 1.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        base = dict(DEFAULT_POLICIES if policies is None else {**DEFAULT_POLICIES, **policies})
+        self.policies = scaled_policies(scale, base) if scale != 1.0 else base
+        self.classifier = Classifier(rules)
+        self.rand = rand
+
+    def rule(self, fn: Rule) -> Rule:
+        """Decorator: register a classification rule that runs before the built-in ones."""
+        return self.classifier.add_rule(fn)
+
+    def failure_from_exception(self, exc: BaseException, traceback_text: str = "") -> Failure:
+        return Failure(
+            kind=self.classifier.classify(exc),
+            type=type(exc).__name__,
+            message=_truncate(str(exc), MESSAGE_MAX),
+            status_code=status_code_of(exc),
+            retry_after=retry_after_of(exc),
+            traceback=_truncate(traceback_text, TRACEBACK_MAX),
+        )
+
+    @staticmethod
+    def crash_failure(message: str) -> Failure:
+        return Failure(kind=ErrorKind.CRASH, type="WorkHorseKilled", message=message)
+
+    def decide(self, failure: Failure, state: RetryState) -> Decision:
+        kind = failure.kind
+        attempt = state.attempt
+        if kind is ErrorKind.CRASH:
+            crash = self.policies[ErrorKind.CRASH]
+            if state.crashes >= crash.max_retries:
+                return Decision("dead", kind, attempt, reason=Reason.CRASH_LOOP)
+            delay, clipped = crash.delay_for(state.crashes + 1, rand=self.rand)
+            return Decision("retry", kind, attempt, delay=delay, clipped=clipped, charged=False)
+        if kind is ErrorKind.PERMANENT:
+            return Decision("dead", kind, attempt, retry_after=failure.retry_after, reason=Reason.NON_RETRYABLE)
+        policy = self.policies[kind]
+        limit = policy.max_retries if state.max_retries is None else state.max_retries
+        if state.retries >= limit:
+            return Decision("dead", kind, attempt, retry_after=failure.retry_after, reason=Reason.EXHAUSTED)
+        n = 1 + sum(1 for k in state.history_kinds if k == kind)
+        delay, clipped = policy.delay_for(n, retry_after=failure.retry_after, rand=self.rand)
+        return Decision(
+            "retry", kind, attempt, delay=delay, retry_after=failure.retry_after, clipped=clipped, charged=True
+        )
+
+
+def decision_record(
+    decision: Decision, failure: Failure, *, started_at: str | None, ended_at: str | None, worker: str
+) -> dict[str, Any]:
+    """The design's per-attempt history record (JSON-ready)."""
+    return {
+        "n": decision.attempt,
+        "kind": str(decision.kind),
+        "error": {
+            "type": failure.type,
+            "message": failure.message,
+            "status_code": failure.status_code,
+            "traceback": failure.traceback,
+        },
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "worker": worker,
+        "action": decision.action,
+        "delay": None if decision.delay is None else round(decision.delay, 3),
+        "retry_after": failure.retry_after,
+        "clipped": decision.clipped,
+        "charged": decision.charged,
+        "reason": None if decision.reason is None else str(decision.reason),
+    }
+
+
+__all__ = ["Decision", "Failure", "RetryManager", "RetryState", "decision_record"]

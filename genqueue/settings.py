@@ -1,0 +1,67 @@
+"""One Settings object, read from the environment once and passed explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import InvalidInput
+
+DEFAULT_QUEUE = "generation-queue"
+DEFAULT_DLQ_RETENTION_S = 7 * 24 * 3600  # 7 days
+DEFAULT_HOME = Path.home() / ".local" / "share" / "genqueue"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str | None = None  # None: use the embedded Valkey server under `home`
+    home: Path = DEFAULT_HOME
+    queue: str = DEFAULT_QUEUE
+    log_format: str = "auto"  # auto | json | console
+    dlq_retention_s: int = DEFAULT_DLQ_RETENTION_S
+    backoff_scale: float = 1.0  # multiplies every policy's base delay and cap; the demo uses 0.04
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        log_format = env.get("GENQUEUE_LOG_FORMAT", "auto").lower()
+        if log_format not in ("auto", "json", "console"):
+            raise InvalidInput(f"GENQUEUE_LOG_FORMAT must be auto, json or console, not {log_format!r}")
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            home=Path(env.get("GENQUEUE_HOME") or DEFAULT_HOME).expanduser(),
+            queue=env.get("GENQUEUE_QUEUE") or DEFAULT_QUEUE,
+            log_format=log_format,
+            dlq_retention_s=_positive_int(env, "GENQUEUE_DLQ_RETENTION", DEFAULT_DLQ_RETENTION_S),
+            backoff_scale=_positive_float(env, "GENQUEUE_BACKOFF_SCALE", 1.0),
+        )
+
+    def with_queue(self, queue: str | None) -> Settings:
+        return self if not queue else replace(self, queue=queue)
+
+
+def _positive_int(env, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise InvalidInput(f"{name} must be positive, not {raw!r}")
+    return value
+
+
+def _positive_float(env, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, not {raw!r}") from None
+    if not value > 0:
+        raise InvalidInput(f"{name} must be positive, not {raw!r}")
+    return value

@@ -1,0 +1,98 @@
+"""A job's status across RQ and the DLQ, for `genqueue jobs show`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+from rq.job import JobStatus
+
+from .dlq.entry import iso
+from .dlq.store import DLQStore
+from .errors import NotFound
+from .jobmeta import gq
+from .queues import fetch_job
+from .retry.kinds import ErrorKind
+from .retry.policy import DEFAULT_POLICIES
+from .secrets import mask
+
+RQ_TO_STATUS = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.STARTED: "running",
+    JobStatus.SCHEDULED: "scheduled",
+    JobStatus.FINISHED: "finished",
+    JobStatus.FAILED: "failed",
+    JobStatus.DEFERRED: "deferred",
+    JobStatus.STOPPED: "stopped",
+    JobStatus.CANCELED: "canceled",
+}
+
+
+def _ts(dt) -> str | None:
+    return None if dt is None else iso(dt.timestamp())
+
+
+def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
+    job = fetch_job(connection, job_id)
+    if job is None:
+        if not store.exists(job_id):
+            raise NotFound(f"no job {job_id} in {store.keys.queue} or its DLQ")
+        entry = store.get(job_id)
+        history = entry.get("history", [])
+        return {
+            "id": job_id,
+            "queue": entry.get("queue"),
+            "type": entry.get("func"),
+            "payload": mask(entry["args"][0]) if entry.get("args") else None,
+            "status": "dead",
+            "reason": entry.get("reason"),
+            "attempts": len(history),
+            "max_attempts": _max_attempts(entry.get("options", {}).get("max_retries"), history),
+            "last_error": entry.get("error", {}).get("message"),
+            "created_at": entry.get("enqueued_at"),
+            "scheduled_at": None,
+            "started_at": history[-1].get("started_at") if history else None,
+            "completed_at": entry.get("failed_at"),
+            "replays": entry.get("replays", 0),
+            "history": history,
+        }
+    meta = gq(job)
+    history = meta.get("history", [])
+    rq_status = job.get_status(refresh=False)
+    status = RQ_TO_STATUS.get(rq_status, str(rq_status))
+    if status == "scheduled" and history:
+        status = "retrying"
+    scheduled_at = None
+    if rq_status == JobStatus.SCHEDULED:
+        from rq.registry import ScheduledJobRegistry
+
+        registry = ScheduledJobRegistry(job.origin, connection=connection)
+        when = registry.get_scheduled_time(job_id) if job_id in registry else None
+        scheduled_at = _ts(when)
+    attempts = len(history) + (1 if rq_status in (JobStatus.FINISHED, JobStatus.STARTED) else 0)
+    return {
+        "id": job_id,
+        "queue": job.origin,
+        "type": job.func_name,
+        "payload": mask(job.args[0]) if job.args else None,
+        "status": status,
+        "attempts": attempts,
+        "max_attempts": _max_attempts(meta.get("max_retries"), history),
+        "last_error": history[-1]["error"]["message"] if history else None,
+        "created_at": _ts(job.created_at),
+        "scheduled_at": scheduled_at,
+        "started_at": _ts(job.started_at),
+        "completed_at": _ts(job.ended_at) if rq_status == JobStatus.FINISHED else None,
+        "replays": meta.get("replays", 0),
+        "history": history,
+    }
+
+
+def _max_attempts(max_retries: int | None, history: list[dict]) -> int:
+    """1 + the retry budget: the per-job override, else the largest maximum among the retryable kinds
+    this job has failed with (TRANSIENT's when it has not failed yet)."""
+    if max_retries is not None:
+        return 1 + int(max_retries)
+    kinds = {h.get("kind") for h in history} - {ErrorKind.PERMANENT.value, ErrorKind.CRASH.value}
+    budgets = [DEFAULT_POLICIES[ErrorKind(k)].max_retries for k in kinds if k in ErrorKind.__members__]
+    return 1 + max(budgets, default=DEFAULT_POLICIES[ErrorKind.TRANSIENT].max_retries)
