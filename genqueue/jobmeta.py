@@ -9,13 +9,23 @@ from .retry.manager import RetryState
 META_KEY = "genqueue"
 
 
-def new_meta(max_retries: int | None = None, *, replays: int = 0, replayed_from: str | None = None) -> dict:
+def new_meta(
+    max_retries: int | None = None,
+    *,
+    replays: int = 0,
+    replayed_from: str | None = None,
+    history: list[dict] | None = None,
+) -> dict:
+    """Fresh bookkeeping. A replay passes the old history: attempt numbers continue, the budget restarts
+    (`budget_from` marks where, so backoff exponents restart too)."""
+    history = list(history or [])
     return {
         META_KEY: {
             "max_retries": max_retries,
             "retries": 0,
             "crashes": 0,
-            "history": [],
+            "history": history,
+            "budget_from": len(history),
             "replays": replays,
             "replayed_from": replayed_from,
         }
@@ -25,7 +35,7 @@ def new_meta(max_retries: int | None = None, *, replays: int = 0, replayed_from:
 def gq(job) -> dict[str, Any]:
     meta = job.meta.setdefault(META_KEY, {})
     for key, default in new_meta()[META_KEY].items():
-        meta.setdefault(key, [] if key == "history" else default)
+        meta.setdefault(key, [] if key == "history" else 0 if key == "budget_from" else default)
     return meta
 
 
@@ -35,7 +45,8 @@ def retry_state(job) -> RetryState:
         retries=int(meta.get("retries") or 0),
         crashes=int(meta.get("crashes") or 0),
         max_retries=meta.get("max_retries"),
-        history_kinds=tuple(h.get("kind", "") for h in meta.get("history", [])),
+        history_kinds=tuple(h.get("kind", "") for h in meta["history"][int(meta.get("budget_from") or 0):]),
+        attempts_before=int(meta.get("budget_from") or 0),
     )
 
 

@@ -80,6 +80,7 @@ def _job_from_entry(queue, entry: dict[str, Any]):
             options.get("max_retries"),
             replays=int(entry.get("replays") or 0) + 1,
             replayed_from=f"{entry['job_id']}@{entry['failed_at']}",
+            history=entry.get("history") or [],
         ),
         description=f"generate({payload.get('model', '') if isinstance(payload, dict) else ''!s})",
     )

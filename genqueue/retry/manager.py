@@ -37,12 +37,13 @@ class RetryState:
     retries: int = 0  # retries charged to the job's budget
     crashes: int = 0
     max_retries: int | None = None  # per-job override of the kind's maximum
-    history_kinds: Sequence[str] = field(default_factory=tuple)
+    history_kinds: Sequence[str] = field(default_factory=tuple)  # kinds failed with since the budget began
+    attempts_before: int = 0  # attempts made before the budget began (earlier lives, before a DLQ replay)
 
     @property
     def attempt(self) -> int:
-        """The number of the attempt that just failed."""
-        return len(self.history_kinds) + 1
+        """The number of the attempt that just failed (counting across replays)."""
+        return self.attempts_before + len(self.history_kinds) + 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,13 @@ sweeper that found the job abandoned writes the job hash too, so a concurrent cl
 
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+import time
 from typing import Any
 
 import structlog
 from redis.exceptions import WatchError
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.utils import now
 
 from ..dlq.entry import build_entry, iso
@@ -60,6 +61,20 @@ def dead_letter_entry(job: Job, queue_name: str, decision: Decision, failure: Fa
     )
 
 
+def schedule_in(pipe, queue, job: Job, run_at: float) -> None:
+    """Queue.schedule_job's effect, inside our MULTI.
+
+    RQ 2.12's ScheduledJobRegistry.schedule ignores its `pipeline` argument and ZADDs on the connection at
+    once, so calling it here would put the job in the scheduled registry before (or without) the EXEC that
+    takes it out of the started registry. Its scores are also whole seconds, truncated: a retry could run
+    up to 1 s early, so we round up, which keeps a provider's Retry-After honoured.
+    """
+    job.set_status(JobStatus.SCHEDULED, pipeline=pipe)
+    job.save(pipeline=pipe)
+    pipe.sadd(queue.redis_queues_keys, queue.key)
+    pipe.zadd(queue.scheduled_job_registry.key, {job.id: math.ceil(run_at)})
+
+
 def move_failed_job(
     worker,
     job: Job,
@@ -86,7 +101,7 @@ def move_failed_job(
                 worker.set_current_job_id(None, pipeline=pipe)
                 if decision.is_retry:
                     if decision.delay and decision.delay > 0:
-                        queue.schedule_job(job, now() + timedelta(seconds=decision.delay), pipeline=pipe)
+                        schedule_in(pipe, queue, job, time.time() + decision.delay)
                     else:
                         queue.enqueue_job(job, pipeline=pipe)
                 else:

@@ -1,0 +1,81 @@
+"""Polling with a deadline (never fixed sleeps), CLI runs in real subprocesses, worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_DEADLINE_S = 30.0
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = DEFAULT_DEADLINE_S, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(env: dict[str, str], *args: str, input: str | None = None, timeout: float = 60) -> CliResult:
+    proc = subprocess.run([sys.executable, "-m", "genqueue", *args], env=env, capture_output=True, text=True,
+                          input=input, timeout=timeout)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+class WorkerProcess:
+    """A real `genqueue worker` process."""
+
+    def __init__(self, env: dict[str, str], queue: str, *, simple: bool = False, extra: tuple[str, ...] = ()):
+        args = [sys.executable, "-m", "genqueue", "worker", "--queue", queue, *extra]
+        if simple:
+            args.append("--simple")
+        self.log_path = os.path.join(env["GENQUEUE_TEST_LOGDIR"], f"worker-{queue}-{time.monotonic_ns()}.log")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as fh:
+            return fh.read()
