@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,11 @@ from pathlib import Path
 from rq.job import Job, JobStatus
 
 from .dlq.store import DLQStore
-from .producer import enqueue
 from .queues import SERIALIZER
 from .settings import Settings
 
 DEMO_BACKOFF_SCALE = "0.04"
+DEMO_LATENCY_S = "0.25"  # a generation call takes a while; override with GENQUEUE_SIM_LATENCY
 PROMPTS = ["a red fox in snow", "a lighthouse at dusk", "an isometric city", "a cat astronaut", "a bowl of ramen",
            "a watercolor forest", "a neon street at night", "a paper boat", "a desert caravan", "a koi pond"]
 MODELS = ["sim-image-1", "sim-image-2", "sim-llm-small"]
@@ -57,6 +56,7 @@ class Summary:
 def start_workers(settings: Settings, count: int, log_dir: Path) -> list[subprocess.Popen]:
     env = dict(os.environ, GENQUEUE_BACKOFF_SCALE=DEMO_BACKOFF_SCALE, GENQUEUE_LOG_FORMAT="json",
                GENQUEUE_QUEUE=settings.queue)
+    env.setdefault("GENQUEUE_SIM_LATENCY", DEMO_LATENCY_S)
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(count):
