@@ -21,6 +21,8 @@ class Settings:
     log_format: str = "auto"  # auto | json | console
     dlq_retention_s: int = DEFAULT_DLQ_RETENTION_S
     backoff_scale: float = 1.0  # multiplies every policy's base delay and cap; the demo uses 0.04
+    liveness_ttl_s: float = 10.0  # a worker silent this long is dead; its started jobs are abandoned
+    sweep_interval_s: float = 2.0  # how often some live worker looks for abandoned jobs
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -35,6 +37,8 @@ class Settings:
             log_format=log_format,
             dlq_retention_s=_positive_int(env, "GENQUEUE_DLQ_RETENTION", DEFAULT_DLQ_RETENTION_S),
             backoff_scale=_positive_float(env, "GENQUEUE_BACKOFF_SCALE", 1.0),
+            liveness_ttl_s=_positive_float(env, "GENQUEUE_LIVENESS_TTL", 10.0),
+            sweep_interval_s=_positive_float(env, "GENQUEUE_SWEEP_INTERVAL", 2.0),
         )
 
     def with_queue(self, queue: str | None) -> Settings:

@@ -9,8 +9,8 @@ from .params import queue_option
 
 
 @click.command(
-    help="Run a worker on QUEUE... (default: the --queue / $GENQUEUE_QUEUE queue). RQ's scheduler runs in the "
-    "worker so scheduled retries come back.\n\n\b\nExamples:\n  genqueue worker\n  genqueue worker --simple --burst"
+    help="Run a worker on QUEUE... (default: the --queue / $GENQUEUE_QUEUE queue). Every worker also brings "
+    "due retries back (one at a time per queue) and retries jobs abandoned by dead workers.\n\n\b\nExamples:\n  genqueue worker\n  genqueue worker --simple --burst"
 )
 @click.argument("queues", nargs=-1)
 @queue_option
@@ -31,4 +31,4 @@ def worker(queues: tuple[str, ...], queue: str | None, simple: bool, burst: bool
     if maintenance_interval:
         kwargs["maintenance_interval"] = maintenance_interval
     w = build_worker(app.connection, app.settings, names, simple=simple, **kwargs)
-    w.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+    w.work(burst=burst, logging_level="WARNING")

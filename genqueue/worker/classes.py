@@ -14,20 +14,26 @@ Why these seams (RQ 2.12, rq/worker/base.py):
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 import traceback
 from typing import Any
 
-import structlog
 from rq import SimpleWorker, Worker
 
 from ..dlq.store import DLQStore
-from ..jobmeta import gq, retry_state
 from ..queues import SERIALIZER, make_queue
-from ..retry.manager import Failure, RetryManager, decision_record
+from ..retry.manager import Failure, RetryManager
 from ..settings import Settings
-from .transition import _ts, dead_letter_entry, move_failed_job
+from .liveness import WORKERS_KEY, Heartbeat
+from .schedule import SCHEDULE_TICK_S, DueJobMover
+from .sweep import sweep_queue
+from .transition import record_failure
 
-log = structlog.get_logger("genqueue.worker")
+PR_SET_PDEATHSIG = 1
+
 
 
 class FailurePathMixin:
@@ -63,43 +69,86 @@ class FailurePathMixin:
         if failure is None:  # the horse died without reaching handle_exception
             job.meta = job.get_meta(refresh=True)
             failure = self.retry_manager.crash_failure(exc_string.strip() or "work horse died")
-        self.record_failure(job, queue, failure)
 
-    def record_failure(self, job, queue, failure: Failure) -> None:
-        state = retry_state(job)
-        decision = self.retry_manager.decide(failure, state)
-        meta = gq(job)
-        meta["history"].append(
-            decision_record(
-                decision, failure, started_at=_ts(job.started_at), ended_at=_ts(job.ended_at), worker=self.name
-            )
-        )
-        if decision.charged:
-            meta["retries"] = state.retries + 1
-        if str(decision.kind) == "CRASH":
-            meta["crashes"] = state.crashes + 1
-        store = self.store_for(queue.name)
-        entry = None if decision.is_retry else dead_letter_entry(job, queue.name, decision, failure, store)
-        execution_key = self.execution.composite_key if self.execution is not None else None
-        moved = move_failed_job(
-            self, job, queue, decision, entry, store, queue.started_job_registry.key, execution_key
-        )
-        bound = log.bind(job_id=job.id, queue=queue.name, attempt=decision.attempt, kind=str(decision.kind))
-        if not moved:
-            bound.warning("retry.claimed_elsewhere")
-        elif decision.is_retry:
-            bound.info("retry.scheduled", delay=round(decision.delay or 0, 3), retry_after=decision.retry_after,
-                       charged=decision.charged, error=failure.message[:200])
-        else:
-            bound.warning("retry.dead_lettered", reason=str(decision.reason), error=failure.message[:200])
+        def bookkeeping(pipe):
+            self.set_current_job_id(None, pipeline=pipe)
+            self.increment_failed_job_count(pipeline=pipe)
+
+        record_failure(self.connection, job, queue, failure, self.retry_manager, self.store_for(queue.name),
+                       execution=self.execution, worker_name=self.name, also=bookkeeping)
+        self.execution = None
+
+    # -- liveness and abandoned jobs (see liveness.py / sweep.py) ------------------------------------------
+    def register_birth(self):
+        super().register_birth()
+        self.connection.sadd(WORKERS_KEY, self.name)
+
+    def register_death(self):
+        self.connection.srem(WORKERS_KEY, self.name)
+        super().register_death()
+
+    def sweep(self, connection=None) -> int:
+        """Retry jobs abandoned by dead workers on our queues; one sweeper per queue per interval."""
+        connection = connection or self.connection
+        moved = 0
+        lock_ms = max(500, int(self.settings.sweep_interval_s * 1000))
+        for queue in self.queues:
+            if connection.set(f"genqueue:sweep-lock:{{{queue.name}}}", self.name, nx=True, px=lock_ms):
+                moved += sweep_queue(connection, queue.name, self.retry_manager,
+                                     DLQStore(connection, queue.name, retention_s=self.settings.dlq_retention_s))
+        return moved
+
+    def work(self, burst: bool = False, **kwargs):
+        """RQ's work loop, with genqueue's heartbeat thread instead of RQ's scheduler process
+        (see schedule.py for why)."""
+        kwargs["with_scheduler"] = False
+        mover = DueJobMover(self.connection, self.queue_names(), self.name)
+        heartbeat = Heartbeat(self.connection, self.name, ttl_s=self.settings.liveness_ttl_s, tasks=[
+            (SCHEDULE_TICK_S, mover.tick), (self.settings.sweep_interval_s, self.sweep)])
+        heartbeat.beat()
+        if burst:
+            mover.tick()  # like RQ's burst mode: bring due jobs back once before draining
+        heartbeat.start()
+        try:
+            return super().work(burst=burst, **kwargs)
+        finally:
+            heartbeat.stop()
+            mover.release()
+
+    def clean_registries(self):
+        self.sweep()  # claim abandoned jobs first, so RQ's cleanup never charges them to the retry budget
+        super().clean_registries()
 
 
 class GenWorker(FailurePathMixin, Worker):
     """Forking worker: each job runs in a work horse; a killed horse is a CRASH."""
 
+    def main_work_horse(self, job, queue):
+        # If this worker is SIGKILLed, RQ's horse (in its own process group) would run on as an orphan and
+        # could finish a job the sweep has already retried. Ask the kernel to kill it with its parent.
+        set_parent_death_signal(self._parent_pid)
+        super().main_work_horse(job, queue)
+
+    def fork_work_horse(self, job, queue):
+        self._parent_pid = os.getpid()
+        super().fork_work_horse(job, queue)
+
 
 class GenSimpleWorker(FailurePathMixin, SimpleWorker):
     """In-process worker (no fork): cheaper per job, but a crash takes the worker down with it."""
+
+
+def set_parent_death_signal(parent_pid: int) -> None:
+    """Linux: SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG). Elsewhere: no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def build_worker(connection, settings: Settings, queue_names: list[str], *, simple: bool = False, **kwargs):

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from redis.exceptions import WatchError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.utils import now
 
 from ..dlq.entry import build_entry, iso
 from ..dlq.store import DLQStore
-from ..jobmeta import gq
-from ..retry.manager import Decision, Failure
+from ..jobmeta import gq, retry_state
+from ..retry.kinds import ErrorKind
+from ..retry.manager import Decision, Failure, RetryManager, decision_record
 
 log = structlog.get_logger("genqueue.worker")
 MAX_TX_ATTEMPTS = 20
@@ -76,29 +79,31 @@ def schedule_in(pipe, queue, job: Job, run_at: float) -> None:
 
 
 def move_failed_job(
-    worker,
+    connection,
     job: Job,
     queue,
     decision: Decision,
     entry: dict[str, Any] | None,
     store: DLQStore,
-    started_registry_key: str,
-    execution_key: str | None,
+    execution: Execution | None,
+    also: Callable[[Any], None] | None = None,
 ) -> bool:
-    """Run the move; False when another process had already claimed the job (we then change nothing)."""
-    connection = worker.connection
-    execution = worker.execution
+    """Run the move; False when another process had already claimed the job (we then change nothing).
+
+    `execution` is the run being failed: its started-registry member is the claim we check and release.
+    `also(pipe)` adds the caller's own bookkeeping (a worker's counters) to the same MULTI.
+    """
+    started_key = queue.started_job_registry.key
     with connection.pipeline() as pipe:
         for _ in range(MAX_TX_ATTEMPTS):
             try:
                 pipe.watch(job.key)
-                if execution_key is not None and pipe.zscore(started_registry_key, execution_key) is None:
+                if execution is not None and pipe.zscore(started_key, execution.composite_key) is None:
                     pipe.reset()
                     return False
                 pipe.multi()
                 if execution is not None:
                     execution.delete(job=job, pipeline=pipe)
-                worker.set_current_job_id(None, pipeline=pipe)
                 if decision.is_retry:
                     if decision.delay and decision.delay > 0:
                         schedule_in(pipe, queue, job, time.time() + decision.delay)
@@ -110,10 +115,47 @@ def move_failed_job(
                     # The entry holds everything needed to re-create the job; the RQ hash would only be a
                     # second, drifting copy, so the DLQ is the job's one place from now on.
                     pipe.delete(job.key, job.dependents_key, job.dependencies_key)
-                worker.increment_failed_job_count(pipeline=pipe)
+                if also is not None:
+                    also(pipe)
                 pipe.execute()
-                worker.execution = None
                 return True
             except WatchError:
                 continue
     raise RuntimeError(f"job {job.id}: could not record the failure after {MAX_TX_ATTEMPTS} attempts")
+
+
+def record_failure(
+    connection,
+    job: Job,
+    queue,
+    failure: Failure,
+    manager: RetryManager,
+    store: DLQStore,
+    *,
+    execution: Execution | None,
+    worker_name: str,
+    also: Callable[[Any], None] | None = None,
+) -> tuple[Decision, bool]:
+    """Decide (pure), append the decision record, move the job (one transaction), log one line."""
+    state = retry_state(job)
+    decision = manager.decide(failure, state)
+    meta = gq(job)
+    meta["history"].append(
+        decision_record(decision, failure, started_at=_ts(job.started_at), ended_at=_ts(job.ended_at) or _ts(now()),
+                        worker=worker_name)
+    )
+    if decision.charged:
+        meta["retries"] = state.retries + 1
+    if decision.kind is ErrorKind.CRASH:
+        meta["crashes"] = state.crashes + 1
+    entry = None if decision.is_retry else dead_letter_entry(job, queue.name, decision, failure, store)
+    moved = move_failed_job(connection, job, queue, decision, entry, store, execution, also)
+    bound = log.bind(job_id=job.id, queue=queue.name, attempt=decision.attempt, kind=str(decision.kind))
+    if not moved:
+        bound.warning("retry.claimed_elsewhere")
+    elif decision.is_retry:
+        bound.info("retry.scheduled", delay=round(decision.delay or 0, 3), retry_after=decision.retry_after,
+                   charged=decision.charged, clipped=decision.clipped, error=failure.message[:200])
+    else:
+        bound.warning("retry.dead_lettered", reason=str(decision.reason), error=failure.message[:200])
+    return decision, moved

@@ -1,0 +1,61 @@
+"""Bring due retries back: genqueue's replacement for RQ's scheduler process inside workers.
+
+RQ's worker runs its scheduler as a separate process holding `rq:scheduler-lock:<queue>` for 61 s; when
+that worker is SIGKILLed the process lives on as an orphan (or the lock lingers), and other workers only
+try to take over during maintenance (every 600 s). Retries would stall for minutes. Here every genqueue
+worker's heartbeat thread ticks twice a second: it takes (or keeps) the same lock key with a 5 s TTL — so
+plain RQ schedulers on the queue still exclude us and we them — and moves due jobs with one Lua script.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+from redis import Redis
+from rq.utils import now, utcformat
+
+LOCK_TTL_MS = 5000
+BATCH = 500
+SCHEDULE_TICK_S = 0.5
+_REFRESH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+
+
+class DueJobMover:
+    def __init__(self, connection: Redis, queue_names: list[str], holder: str) -> None:
+        self.connection = connection
+        self.queue_names = queue_names
+        self.holder = holder
+        self._lock = connection.register_script(_REFRESH)
+        self._move = connection.register_script(
+            resources.files("genqueue.worker").joinpath("lua", "enqueue_due.lua").read_text()
+        )
+
+    def tick(self, _connection: Redis | None = None) -> int:
+        moved = 0
+        for name in self.queue_names:
+            if not self._lock(keys=[f"rq:scheduler-lock:{name}"], args=[self.holder, LOCK_TTL_MS]):
+                continue  # another scheduler (ours or RQ's) owns this queue
+            while True:
+                n = self._move(keys=[f"rq:scheduled:{name}", f"rq:queue:{name}", "rq:queues"],
+                               args=[int(time.time()), BATCH, "rq:job:", utcformat(now())])
+                moved += n
+                if n < BATCH:
+                    break
+        return moved
+
+    def release(self) -> None:
+        for name in self.queue_names:
+            key = f"rq:scheduler-lock:{name}"
+            with self.connection.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    if pipe.get(key) == self.holder.encode():
+                        pipe.multi()
+                        pipe.delete(key)
+                        pipe.execute()
+                except Exception:  # noqa: BLE001 - best effort: the lock expires in seconds anyway
+                    pass
