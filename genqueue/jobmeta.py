@@ -47,6 +47,7 @@ def retry_state(job) -> RetryState:
         max_retries=meta.get("max_retries"),
         history_kinds=tuple(h.get("kind", "") for h in meta["history"][int(meta.get("budget_from") or 0):]),
         attempts_before=int(meta.get("budget_from") or 0),
+        policy_overrides=meta.get("policy") or {},
     )
 
 

@@ -51,8 +51,14 @@ def enqueue(
     in_: timedelta | None = None,
     timeout: int | None = None,
     meta: dict | None = None,
+    policy: dict[str, dict] | None = None,
 ) -> EnqueueResult:
+    """Enqueue `payload`; `policy` overrides this job's retry policy per kind, e.g. {"TRANSIENT": {"max": 2}}."""
     validate_payload(payload)
+    meta = meta or new_meta(max_retries)
+    if policy:
+        check_policy(policy)
+        meta["genqueue"]["policy"] = policy
     if job_id is not None:
         check_job_id(job_id)
     if max_retries is not None and max_retries < 0:
@@ -67,7 +73,7 @@ def enqueue(
             job_id=job_id,
             timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
             result_ttl=RESULT_TTL_S,
-            meta=meta or new_meta(max_retries),
+            meta=meta,
             description=f"generate({payload.get('model', '')!s})",
             status=JobStatus.SCHEDULED if when else JobStatus.QUEUED,
         )
@@ -87,6 +93,17 @@ def enqueue(
                 return EnqueueResult(existing, False)
             _delete_if_done(connection, existing)
     raise Conflict(f"job {job_id} keeps changing state; try again")
+
+
+def check_policy(policy) -> None:
+    from .retry.policy import merged_policies
+
+    if not isinstance(policy, dict) or not all(isinstance(v, dict) for v in policy.values()):
+        raise InvalidInput('policy must be an object of kinds, e.g. {"TRANSIENT": {"max": 2, "base": 1}}')
+    try:
+        merged_policies(policy)
+    except ValueError as exc:
+        raise InvalidInput(f"policy: {exc}") from None
 
 
 def _submit(queue, job: Job, when: datetime | None, *, unique: bool) -> Job:

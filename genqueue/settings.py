@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import InvalidInput
@@ -23,6 +23,7 @@ class Settings:
     backoff_scale: float = 1.0  # multiplies every policy's base delay and cap; the demo uses 0.04
     liveness_ttl_s: float = 10.0  # a worker silent this long is dead; its started jobs are abandoned
     sweep_interval_s: float = 2.0  # how often some live worker looks for abandoned jobs
+    policy_overrides: dict = field(default_factory=dict)  # {"TRANSIENT": {"max": "2", ...}} from GENQUEUE_POLICY_*
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -39,6 +40,7 @@ class Settings:
             backoff_scale=_positive_float(env, "GENQUEUE_BACKOFF_SCALE", 1.0),
             liveness_ttl_s=_positive_float(env, "GENQUEUE_LIVENESS_TTL", 10.0),
             sweep_interval_s=_positive_float(env, "GENQUEUE_SWEEP_INTERVAL", 2.0),
+            policy_overrides=_policy_overrides(env),
         )
 
     def with_queue(self, queue: str | None) -> Settings:
@@ -69,3 +71,19 @@ def _positive_float(env, name: str, default: float) -> float:
     if not value > 0:
         raise InvalidInput(f"{name} must be positive, not {raw!r}")
     return value
+
+
+def _policy_overrides(env) -> dict:
+    """GENQUEUE_POLICY_<KIND>="max=5,base=5,factor=2,cap=3600,jitter=0.1" (any subset), checked here."""
+    from .retry.policy import merged_policies, parse_policy_spec
+
+    overrides = {}
+    for name, raw in env.items():
+        if name.startswith("GENQUEUE_POLICY_") and raw:
+            kind = name.removeprefix("GENQUEUE_POLICY_")
+            try:
+                overrides[kind] = parse_policy_spec(raw)
+                merged_policies({kind: overrides[kind]})
+            except ValueError as exc:
+                raise InvalidInput(f"{name}: {exc}") from None
+    return overrides

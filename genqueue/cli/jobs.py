@@ -22,12 +22,18 @@ from .render import emit_json, short, table
 @click.option("--max-retries", type=click.IntRange(min=0), default=None, help="Override the kinds' retry maximum.")
 @click.option("--in", "in_", default=None, metavar="DURATION", help="Run later, e.g. 30s, 5m, 2h.")
 @click.option("--timeout", type=click.IntRange(min=1), default=None, help="Job timeout in seconds (default 180).")
+@click.option("--policy", default=None, metavar="JSON",
+              help='Per-kind policy override for this job, e.g. \'{"TRANSIENT": {"max": 2, "base": 1}}\'.')
 @queue_option
 @json_option
-def enqueue(payload, job_id, max_retries, in_, timeout, queue, as_json) -> None:
-    from ..producer import check_job_id, enqueue as do_enqueue
+def enqueue(payload, job_id, max_retries, in_, timeout, policy, queue, as_json) -> None:
+    from ..producer import check_job_id, check_policy
+    from ..producer import enqueue as do_enqueue
 
     data = parse_json_arg(payload, "--payload")
+    policy_data = parse_json_arg(policy, "--policy") if policy else None
+    if policy_data is not None:
+        check_policy(policy_data)
     delay = parse_duration(in_) if in_ else None
     if job_id is not None:
         check_job_id(job_id)
@@ -36,7 +42,7 @@ def enqueue(payload, job_id, max_retries, in_, timeout, queue, as_json) -> None:
     validate_payload(data)  # before connecting: bad input never needs the server
     app = get_app(queue, as_json)
     result = do_enqueue(app.connection, app.settings.queue, data, job_id=job_id, max_retries=max_retries,
-                        in_=delay, timeout=timeout)
+                        in_=delay, timeout=timeout, policy=policy_data)
     status = result.job.get_status(refresh=False)
     if as_json:
         emit_json({"id": result.job.id, "queue": app.settings.queue, "created": result.created,

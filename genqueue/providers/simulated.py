@@ -130,7 +130,7 @@ class SimulatedProvider:
 
     def call(self, payload: Mapping[str, Any], *, attempt: int, job_id: str) -> dict[str, Any]:
         outcome = self.pick(payload, attempt, job_id)
-        if self.latency_s and "simulate" not in payload:
+        if self.latency_s:
             time.sleep(self.latency_s)
         name = outcome.name
         if name == "crash":

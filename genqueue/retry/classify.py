@@ -99,6 +99,11 @@ def parse_retry_after(value: Any, *, now: float | None = None) -> float | None:
 
 
 def retry_after_of(exc: BaseException) -> float | None:
+    return parse_retry_after(raw_retry_after(exc))
+
+
+def raw_retry_after(exc: BaseException) -> Any:
+    """The unparsed Retry-After: the exception's `retry_after`, else a `Retry-After` response header."""
     value = getattr(exc, "retry_after", None)
     if value is None:
         response = getattr(exc, "response", None)
@@ -108,7 +113,7 @@ def retry_after_of(exc: BaseException) -> float | None:
                 value = headers.get("Retry-After") or headers.get("retry-after")
             except (AttributeError, TypeError):
                 value = None
-    return parse_retry_after(value)
+    return value
 
 
 def explicit_rule(exc: BaseException) -> ErrorKind | None:

@@ -12,9 +12,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .classify import Classifier, Rule, retry_after_of, status_code_of
+import structlog
+
+from .classify import Classifier, Rule, parse_retry_after, raw_retry_after, status_code_of
 from .kinds import ErrorKind, Reason
-from .policy import DEFAULT_POLICIES, RetryPolicy, scaled_policies
+from .policy import DEFAULT_POLICIES, RetryPolicy, merged_policies, override, scaled_policies
+
+log = structlog.get_logger("genqueue.retry")
 
 MESSAGE_MAX = 2000
 TRACEBACK_MAX = 8000
@@ -39,6 +43,7 @@ class RetryState:
     max_retries: int | None = None  # per-job override of the kind's maximum
     history_kinds: Sequence[str] = field(default_factory=tuple)  # kinds failed with since the budget began
     attempts_before: int = 0  # attempts made before the budget began (earlier lives, before a DLQ replay)
+    policy_overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # this job's own
 
     @property
     def attempt(self) -> int:
@@ -76,21 +81,44 @@ class RetryManager:
         rand: Callable[[], float] = random.random,
     ) -> None:
         base = dict(DEFAULT_POLICIES if policies is None else {**DEFAULT_POLICIES, **policies})
+        self.scale = scale
         self.policies = scaled_policies(scale, base) if scale != 1.0 else base
+        self._unscaled = base
         self.classifier = Classifier(rules)
         self.rand = rand
+
+    @classmethod
+    def from_settings(cls, settings, **kwargs) -> RetryManager:
+        """Defaults ← GENQUEUE_POLICY_* overrides, then GENQUEUE_BACKOFF_SCALE."""
+        return cls(merged_policies(settings.policy_overrides), scale=settings.backoff_scale, **kwargs)
+
+    def policy_for(self, kind: ErrorKind, state: RetryState) -> RetryPolicy:
+        """This job's policy for a kind: its own override (at enqueue) over the worker's policies."""
+        changes = state.policy_overrides.get(str(kind)) if state.policy_overrides else None
+        if not changes:
+            return self.policies[kind]
+        try:
+            policy = override(self._unscaled[kind], changes)
+        except ValueError:
+            log.warning("retry.bad_job_policy", kind=str(kind), policy=str(changes)[:200])
+            return self.policies[kind]
+        return policy.scaled(self.scale) if self.scale != 1.0 else policy
 
     def rule(self, fn: Rule) -> Rule:
         """Decorator: register a classification rule that runs before the built-in ones."""
         return self.classifier.add_rule(fn)
 
     def failure_from_exception(self, exc: BaseException, traceback_text: str = "") -> Failure:
+        raw = raw_retry_after(exc)
+        retry_after = parse_retry_after(raw)
+        if raw is not None and retry_after is None:
+            log.warning("retry.bad_retry_after", value=repr(raw)[:100], error_type=type(exc).__name__)
         return Failure(
             kind=self.classifier.classify(exc),
             type=type(exc).__name__,
             message=_truncate(str(exc), MESSAGE_MAX),
             status_code=status_code_of(exc),
-            retry_after=retry_after_of(exc),
+            retry_after=retry_after,
             traceback=_truncate(traceback_text, TRACEBACK_MAX),
         )
 
@@ -102,14 +130,14 @@ class RetryManager:
         kind = failure.kind
         attempt = state.attempt
         if kind is ErrorKind.CRASH:
-            crash = self.policies[ErrorKind.CRASH]
+            crash = self.policy_for(ErrorKind.CRASH, state)
             if state.crashes >= crash.max_retries:
                 return Decision("dead", kind, attempt, reason=Reason.CRASH_LOOP)
             delay, clipped = crash.delay_for(state.crashes + 1, rand=self.rand)
             return Decision("retry", kind, attempt, delay=delay, clipped=clipped, charged=False)
         if kind is ErrorKind.PERMANENT:
             return Decision("dead", kind, attempt, retry_after=failure.retry_after, reason=Reason.NON_RETRYABLE)
-        policy = self.policies[kind]
+        policy = self.policy_for(kind, state)
         limit = policy.max_retries if state.max_retries is None else state.max_retries
         if state.retries >= limit:
             return Decision("dead", kind, attempt, retry_after=failure.retry_after, reason=Reason.EXHAUSTED)

@@ -62,3 +62,49 @@ DEFAULT_POLICIES: Mapping[ErrorKind, RetryPolicy] = {
 
 def scaled_policies(scale: float, policies: Mapping[ErrorKind, RetryPolicy] = DEFAULT_POLICIES):
     return {kind: policy.scaled(scale) for kind, policy in policies.items()}
+
+
+POLICY_FIELDS = {"max_retries": "max_retries", "max": "max_retries", "base": "base_s", "factor": "factor",
+                 "cap": "cap_s", "jitter": "jitter"}
+
+
+def override(policy: RetryPolicy, changes: Mapping[str, object]) -> RetryPolicy:
+    """The policy with some fields replaced; keys: max_retries|max, base, factor, cap, jitter (seconds)."""
+    updates: dict[str, float | int] = {}
+    for key, raw in changes.items():
+        field_name = POLICY_FIELDS.get(str(key).lower())
+        if field_name is None:
+            raise ValueError(f"unknown policy field {key!r} (use {', '.join(sorted(POLICY_FIELDS))})")
+        try:
+            value = float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"policy field {key!r} must be a number, not {raw!r}") from None
+        if value < 0 or value != value or (field_name == "factor" and value < 1) or (field_name == "jitter" and value > 1):
+            raise ValueError(f"policy field {key!r} out of range: {raw!r}")
+        updates[field_name] = int(value) if field_name == "max_retries" else value
+    return replace(policy, **updates)
+
+
+def parse_policy_spec(text: str) -> dict[str, str]:
+    """'max=5,base=2,cap=600' → {'max': '5', 'base': '2', 'cap': '600'}."""
+    spec = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"policy spec parts are key=value, not {part!r}")
+        spec[key.strip()] = value.strip()
+    return spec
+
+
+def merged_policies(
+    overrides: Mapping[str, Mapping[str, object]], base: Mapping[ErrorKind, RetryPolicy] = DEFAULT_POLICIES
+) -> dict[ErrorKind, RetryPolicy]:
+    """The defaults with per-kind overrides applied ({"TRANSIENT": {"max": 2}, ...})."""
+    policies = dict(base)
+    for kind_name, changes in overrides.items():
+        try:
+            kind = ErrorKind(str(kind_name).upper())
+        except ValueError:
+            raise ValueError(f"unknown error kind {kind_name!r}") from None
+        policies[kind] = override(policies[kind], changes)
+    return policies

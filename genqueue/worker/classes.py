@@ -43,7 +43,7 @@ class FailurePathMixin:
         kwargs.setdefault("serializer", SERIALIZER)
         super().__init__(*args, **kwargs)
         self.settings = settings
-        self.retry_manager = retry_manager or RetryManager(scale=settings.backoff_scale)
+        self.retry_manager = retry_manager or RetryManager.from_settings(settings)
         self._failures: dict[str, Failure] = {}
         self._stores: dict[str, DLQStore] = {}
 

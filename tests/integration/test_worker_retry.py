@@ -114,3 +114,17 @@ def test_job_timeout_is_a_timeout(conn, settings, store, workers):
     info = wait_status(conn, store, job_id, "finished", timeout=40)
     assert info["history"][0]["kind"] == "TIMEOUT"
     assert info["history"][0]["error"]["type"] == "JobTimeoutException"
+
+
+def test_per_job_policy_override_end_to_end(conn, settings, store, workers, env):
+    from tests.helpers import run_cli
+
+    workers()
+    r = run_cli(env, "enqueue", "--payload", '{"prompt": "p", "simulate": ["500"]}', "--job-id", "pol-1",
+                "--policy", '{"TRANSIENT": {"max": 1}}')
+    assert r.code == 0, r.stderr
+    wait_for(lambda: store.exists("pol-1"), message="DLQ entry")
+    entry = store.get("pol-1")
+    assert entry["reason"] == "exhausted" and len(entry["history"]) == 2
+    bad = run_cli(env, "enqueue", "--payload", '{"prompt": "p"}', "--policy", '{"TRANSIENT": {"max": "x"}}')
+    assert bad.code == 2 and bad.stderr.count("\n") == 1

@@ -71,3 +71,45 @@ def test_rule_decorator():
         return K.PERMANENT if "quota" in str(exc) else None
 
     assert m.failure_from_exception(RuntimeError("quota exceeded")).kind is K.PERMANENT
+
+
+def test_per_job_policy_override_changes_maximum_and_base():
+    m = RetryManager(rand=mid)
+    state = RetryState(retries=2, history_kinds=("TRANSIENT", "TRANSIENT"), policy_overrides={"TRANSIENT": {"max": 2}})
+    assert m.decide(fail(K.TRANSIENT), state).reason is Reason.EXHAUSTED
+    state = RetryState(policy_overrides={"TIMEOUT": {"base": 1, "cap": 2}})
+    assert m.decide(fail(K.TIMEOUT), state).delay == 1.0
+
+
+def test_settings_overrides_build_the_managers_policies():
+    from genqueue.settings import Settings
+
+    s = Settings.from_env({"GENQUEUE_POLICY_TRANSIENT": "max=1,base=2,cap=3", "GENQUEUE_BACKOFF_SCALE": "0.5"})
+    m = RetryManager.from_settings(s, rand=mid)
+    p = m.policies[K.TRANSIENT]
+    assert (p.max_retries, p.base_s, p.cap_s) == (1, 1.0, 1.5)
+    assert m.policies[K.TIMEOUT].max_retries == 3
+
+
+def test_bad_policy_specs_are_refused():
+    import pytest
+
+    from genqueue.errors import InvalidInput
+    from genqueue.settings import Settings
+
+    for env in ({"GENQUEUE_POLICY_TRANSIENT": "max=lots"}, {"GENQUEUE_POLICY_NOPE": "max=1"},
+                {"GENQUEUE_POLICY_TIMEOUT": "speed=3"}, {"GENQUEUE_POLICY_TIMEOUT": "factor=0.5"}):
+        with pytest.raises(InvalidInput):
+            Settings.from_env(env)
+
+
+def test_garbage_retry_after_is_ignored_with_a_log_line(capsys):
+    from genqueue.logs import configure
+    from genqueue.providers.simulated import ProviderError
+
+    configure("json")
+    exc = ProviderError(429, "slow down")
+    exc.headers = {"Retry-After": "whenever"}
+    f = RetryManager().failure_from_exception(exc)
+    assert f.kind is K.RATE_LIMITED and f.retry_after is None
+    assert "retry.bad_retry_after" in capsys.readouterr().err
