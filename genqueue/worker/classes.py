@@ -21,7 +21,9 @@ import sys
 import traceback
 from typing import Any
 
-from rq import SimpleWorker, Worker
+from rq import SimpleWorker, Worker, worker_registration
+from rq.registry import clean_registries
+from rq.utils import now as utcnow
 
 from ..dlq.store import DLQStore
 from ..queues import SERIALIZER, make_queue
@@ -116,8 +118,16 @@ class FailurePathMixin:
             mover.release()
 
     def clean_registries(self):
+        """BaseWorker.clean_registries, with genqueue's sweep first and without RQ's intermediate-list
+        cleanup: that one calls handle_job_failure for a job this worker is not running (and then drops
+        it from the list), while sweep.requeue_stranded pushes a truly stranded job back, once."""
         self.sweep()  # claim abandoned jobs first, so RQ's cleanup never charges them to the retry budget
-        super().clean_registries()
+        for queue in self.queues:
+            if queue.acquire_maintenance_lock():
+                clean_registries(queue, self._exc_handlers)
+                worker_registration.clean_worker_registry(queue)
+                queue.release_maintenance_lock()
+        self.last_cleaned_at = utcnow()
 
 
 class GenWorker(FailurePathMixin, Worker):

@@ -81,31 +81,43 @@ def sweep_queue(connection: Redis, queue_name: str, manager: RetryManager, store
 
 
 def requeue_stranded(connection: Redis, queue) -> int:
-    """Jobs popped into RQ's intermediate list by a worker that died before starting them."""
+    """Jobs popped into RQ's intermediate list by a worker that died before starting them.
+
+    Every job passes through that list for a moment on each dequeue, so a sighting means nothing by
+    itself: first sightings live in one hash per queue and are forgotten as soon as the job is no longer
+    in the list; only a job seen there continuously for STRANDED_AFTER_S (and still `queued`) is pushed
+    back, in one transaction with its removal from the list.
+    """
     key = queue.intermediate_queue.key
+    seen_key = f"genqueue:stranded-seen:{{{queue.name}}}"
+    present = {raw.decode() for raw in connection.lrange(key, 0, -1)}
+    seen = {k.decode(): float(v) for k, v in connection.hgetall(seen_key).items()}
+    gone = [job_id for job_id in seen if job_id not in present]
+    if gone:
+        connection.hdel(seen_key, *gone)
     moved = 0
-    for raw in connection.lrange(key, 0, -1):
-        job_id = raw.decode()
-        seen_key = f"genqueue:stranded-seen:{{{queue.name}}}:{job_id}"
-        if connection.set(seen_key, repr(time.time()), nx=True, ex=3600):
-            continue  # first sighting: a live worker may be about to start it
-        first_seen = float(connection.get(seen_key) or time.time())
-        if time.time() - first_seen < STRANDED_AFTER_S:
+    now_ts = time.time()
+    for job_id in present:
+        if job_id not in seen:
+            connection.hsetnx(seen_key, job_id, repr(now_ts))
+            continue
+        if now_ts - seen[job_id] < STRANDED_AFTER_S:
             continue
         with connection.pipeline() as pipe:
             try:
                 pipe.watch(key, f"rq:job:{job_id}")
                 status = pipe.hget(f"rq:job:{job_id}", "status")
                 pipe.multi()
-                pipe.lrem(key, 1, job_id)
-                pipe.delete(seen_key)
-                if status is not None and status.decode() == JobStatus.QUEUED.value:
+                pipe.lrem(key, 0, job_id)
+                pipe.hdel(seen_key, job_id)
+                requeue = status is not None and status.decode() == JobStatus.QUEUED.value
+                if requeue:
                     pipe.lpush(queue.key, job_id)  # never started: back to the front, nothing charged
-                    moved += 1
                 pipe.execute()
             except WatchError:
                 continue
-        log.warning("sweep.requeued_stranded", job_id=job_id, queue=queue.name)
+        moved += requeue
+        log.warning("sweep.stranded", job_id=job_id, queue=queue.name, requeued=requeue)
     return moved
 
 

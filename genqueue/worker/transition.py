@@ -104,6 +104,9 @@ def move_failed_job(
                 pipe.multi()
                 if execution is not None:
                     execution.delete(job=job, pipeline=pipe)
+                # A worker that died between popping the job and starting it leaves the id in RQ's
+                # intermediate list too; left there, it would later be pushed back a second time.
+                pipe.lrem(queue.intermediate_queue.key, 0, job.id)
                 if decision.is_retry:
                     if decision.delay and decision.delay > 0:
                         schedule_in(pipe, queue, job, time.time() + decision.delay)

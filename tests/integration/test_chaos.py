@@ -1,0 +1,18 @@
+"""CI-sized chaos: 1,000 jobs, 3 forking workers, one SIGKILLed and replaced every ~2 s."""
+
+from __future__ import annotations
+
+from bench.chaos import run_chaos
+
+
+def test_chaos_nothing_lost_nothing_twice(env, queue_name, tmp_path):
+    chaos_env = dict(env, GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3", GENQUEUE_SIM_LATENCY="0.005")
+    result = run_chaos(chaos_env, queue_name, jobs=1000, workers=3, kill_every=2.0, deadline_s=240,
+                       log_dir=str(tmp_path))
+    print(f"\nchaos: {result}")
+    assert result.kills >= 3, "the run must actually kill workers"
+    assert result.lost == [] and result.both == [] and result.completed_twice == []
+    assert result.ok_first_but_dead == []
+    assert result.stranded == 0
+    assert result.finished + result.dead == 1000
+    assert result.dead_by_reason.get("non_retryable", 0) > 0 and result.dead_by_reason.get("exhausted", 0) > 0
