@@ -28,13 +28,16 @@ Examples:
 @click.version_option(package_name="genqueue")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
+    from ..logs import configure
     from ..settings import Settings
 
-    ctx.obj = App(Settings.from_env())
+    settings = Settings.from_env()
+    configure(settings.log_format)  # log lines go to stderr: stdout is for tables and --json
+    ctx.obj = App(settings)
 
 
 def _register() -> None:
-    from . import demo, dlq, jobs, server, worker
+    from . import admin, demo, dlq, dlq_bulk, jobs, server, worker  # noqa: F401 - dlq_bulk adds to the dlq group
 
     cli.add_command(demo.demo)
     cli.add_command(worker.worker)
@@ -42,6 +45,8 @@ def _register() -> None:
     cli.add_command(jobs.jobs)
     cli.add_command(dlq.dlq)
     cli.add_command(server.server)
+    cli.add_command(admin.audit)
+    cli.add_command(admin.scheduler)
 
 
 _register()

@@ -11,7 +11,7 @@ import click
 
 from ..errors import GenqueueError, InvalidInput
 from .app import get_app
-from .params import json_option, parse_duration, queue_option
+from .params import json_option, parse_duration, parse_json_arg, queue_option
 from .render import emit_json, short, table
 
 
@@ -54,7 +54,7 @@ def build_filters(kind, func, user, reason, fingerprint, since, until):
                    fingerprint=fingerprint, since=_time_bound(since, "--since"), until=_time_bound(until, "--until"))
 
 
-@click.group(help="The dead-letter queue: list, show, retry, delete.")
+@click.group(help="The dead-letter queue: list, show, retry, delete, purge, stats, export, import, recover.")
 def dlq() -> None:
     pass
 
@@ -117,34 +117,90 @@ def show(job_id, queue, as_json) -> None:
             click.echo(f"\n--- attempt {h.get('n')} traceback ---\n{tb.rstrip()}")
 
 
-@dlq.command(help="Put entries back on the queue with a fresh retry budget (the entry is removed).\n\n\b\n"
-                  "Examples:\n  genqueue dlq retry demo-1a2b-17\n  genqueue dlq retry ID1 ID2 --json")
-@click.argument("job_ids", nargs=-1, required=True)
+@dlq.command(help="Put entries back on the queue with a fresh retry budget (each entry is removed).\n\n\b\n"
+                  "Examples:\n  genqueue dlq retry demo-1a2b-17\n"
+                  "  genqueue dlq retry demo-1a2b-17 --payload-patch '{\"params\": {\"steps\": 20}}'\n"
+                  "  genqueue dlq retry --all --kind RATE_LIMITED --since 2h --dry-run\n"
+                  "  genqueue dlq retry --all --kind RATE_LIMITED --rate 50 --yes")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Replay every entry matching the filters.")
+@filter_options
 @click.option("--force", is_flag=True, help="Replay even past the replay cap (3).")
+@click.option("--payload-patch", default=None, metavar="JSON",
+              help="JSON merge patch applied to the payload of the replayed job(s); shows the diff first.")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
+@click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="At most N entries per second.")
+@click.option("--cursor", default=None, help="Resume a bulk replay after this cursor.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @queue_option
 @json_option
-def retry(job_ids, force, queue, as_json) -> None:
+def retry(job_ids, all_, kind, func, user, reason, fingerprint, since, until, force, payload_patch, dry_run,
+          rate, cursor, yes, queue, as_json) -> None:
+    from .. import audit
     from ..dlq.replay import replay
 
+    filters = build_filters(kind, func, user, reason, fingerprint, since, until)
+    if all_ == bool(job_ids):
+        raise InvalidInput("give entry ids, or --all with filters (not both)")
+    if not all_ and (filters.indexed() or filters.since or filters.until or rate or cursor):
+        raise InvalidInput("filters, --rate and --cursor go with --all")
+    patch = parse_json_arg(payload_patch, "--payload-patch") if payload_patch else None
+    if patch is not None and not isinstance(patch, dict):
+        raise InvalidInput("--payload-patch must be a JSON object (a merge patch)")
     app = get_app(queue, as_json)
     store = app.store()
+    if all_:
+        if patch is not None:
+            raise InvalidInput("--payload-patch goes with explicit ids, not --all")
+        from .dlq_bulk import run_bulk
+
+        run_bulk(app, store, "retry", filters, dry_run=dry_run, rate=rate, cursor=cursor, yes=yes, force=force)
+        return
+    if patch is not None:
+        _show_patch(store, job_ids, patch, dry_run=dry_run, yes=yes)
+    if dry_run:
+        for job_id in job_ids:
+            store.get(job_id)  # not found → exit 3, like the real thing
+        click.echo(f"dry run: would replay {len(job_ids)} entr{'y' if len(job_ids) == 1 else 'ies'}; nothing changed")
+        return
     results, worst = [], None
     for job_id in job_ids:
         try:
-            job = replay(store, job_id, force=force)
+            job = replay(store, job_id, force=force, payload_patch=patch)
             results.append({"id": job_id, "replayed": True, "status": "queued", "replays": job.meta["genqueue"]["replays"]})
             if not as_json:
                 click.echo(f"replayed {job_id}: queued on {app.settings.queue}")
         except GenqueueError as exc:
-            if len(job_ids) == 1:
-                raise
             worst = worst or exc
             results.append({"id": job_id, "replayed": False, "error": str(exc)})
-            click.echo(f"error: {exc}", err=True)
+            if len(job_ids) > 1:
+                click.echo(f"error: {exc}", err=True)
+    done = [r["id"] for r in results if r["replayed"]]
+    if done:
+        audit.record(app.connection, "retry", app.settings.queue, counts={"replayed": len(done)}, ids=done,
+                     note="payload patched" if patch else None)
+    if worst is not None and len(job_ids) == 1:
+        raise worst
     if as_json:
         emit_json({"queue": app.settings.queue, "results": results})
     if worst is not None:
         sys.exit(worst.exit_code)
+
+
+def _show_patch(store, job_ids, patch, *, dry_run: bool, yes: bool) -> None:
+    import difflib
+
+    from ..dlq.replay import patched
+    from ..secrets import mask
+
+    for job_id in job_ids:
+        entry = store.get(job_id)
+        before = json.dumps(mask(entry["args"][0]), indent=2, sort_keys=True).splitlines()
+        after = json.dumps(mask(patched(entry, patch)["args"][0]), indent=2, sort_keys=True).splitlines()
+        click.echo(f"payload of {job_id}:")
+        click.echo("\n".join(difflib.unified_diff(before, after, "before", "after", lineterm="", n=2)) or "(no change)")
+    if not dry_run:
+        confirm_destructive(f"Replay {len(job_ids)} job(s) with the patched payload?", yes)
 
 
 @dlq.command(help="Delete entries for good.\n\n\b\nExample:\n  genqueue dlq delete demo-1a2b-17 --yes")
@@ -153,6 +209,8 @@ def retry(job_ids, force, queue, as_json) -> None:
 @queue_option
 @json_option
 def delete(job_ids, yes, queue, as_json) -> None:
+    from .. import audit
+
     confirm_destructive(f"Delete {len(job_ids)} DLQ entr{'y' if len(job_ids) == 1 else 'ies'}?", yes)
     app = get_app(queue, as_json)
     store = app.store()
@@ -169,6 +227,9 @@ def delete(job_ids, yes, queue, as_json) -> None:
             worst = worst or exc
             results.append({"id": job_id, "deleted": False, "error": str(exc)})
             click.echo(f"error: {exc}", err=True)
+    deleted = [r["id"] for r in results if r["deleted"]]
+    if deleted:
+        audit.record(app.connection, "delete", app.settings.queue, counts={"deleted": len(deleted)}, ids=deleted)
     if as_json:
         emit_json({"queue": app.settings.queue, "results": results})
     if worst is not None:

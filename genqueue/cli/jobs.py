@@ -6,7 +6,6 @@ import json
 
 import click
 
-from ..errors import InvalidInput
 from .app import get_app
 from .params import json_option, parse_duration, parse_json_arg, queue_option
 from .render import emit_json, short, table

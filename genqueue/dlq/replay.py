@@ -18,8 +18,23 @@ DEFAULT_REPLAY_CAP = 3
 LIVE = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.STARTED.value, JobStatus.DEFERRED.value}
 
 
-def replay(store: DLQStore, job_id: str, *, force: bool = False, replay_cap: int = DEFAULT_REPLAY_CAP):
-    """Re-enqueue the entry's job; returns the new RQ job. NotFound/Conflict when it must not happen."""
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge recursively, null deletes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def replay(store: DLQStore, job_id: str, *, force: bool = False, replay_cap: int = DEFAULT_REPLAY_CAP,
+           payload_patch: dict | None = None):
+    """Re-enqueue the entry's job; returns the new RQ job. NotFound/Conflict when it must not happen.
+    `payload_patch` (a JSON merge patch) changes the payload of the replayed job, not the stored entry."""
     connection = store.connection
     queue = make_queue(connection, store.keys.queue)
     entry_key = store.keys.entry(job_id)
@@ -40,7 +55,9 @@ def replay(store: DLQStore, job_id: str, *, force: bool = False, replay_cap: int
                 seen = True
                 entry = decode(raw, job_id)
                 _refuse_if_blocked(pipe, job_key, job_id, entry, force=force, replay_cap=replay_cap)
-                job = _job_from_entry(queue, entry)
+                if payload_patch:
+                    entry = patched(entry, payload_patch)
+                job = job_from_entry(queue, entry)
                 pipe.multi()
                 store.remove_in(pipe, job_id, entry)
                 queue.enqueue_job(job, pipeline=pipe)
@@ -66,7 +83,16 @@ def _refuse_if_blocked(pipe, job_key: str, job_id: str, entry: dict[str, Any], *
         raise Conflict(f"job {job_id} is {status} already; not replaying it")
 
 
-def _job_from_entry(queue, entry: dict[str, Any]):
+def patched(entry: dict[str, Any], payload_patch: dict) -> dict[str, Any]:
+    """The entry with its payload (args[0]) merge-patched and re-validated."""
+    from ..jobs import validate_payload
+
+    args = list(entry.get("args") or [{}])
+    args[0] = validate_payload(merge_patch(args[0], payload_patch))
+    return {**entry, "args": args}
+
+
+def job_from_entry(queue, entry: dict[str, Any]):
     options = entry.get("options") or {}
     payload = entry["args"][0] if entry.get("args") else {}
     return queue.create_job(

@@ -65,23 +65,46 @@ class DLQStore:
         self._add_script = connection.register_script(_lua("add.lua"))
 
     # -- writes -------------------------------------------------------------------------------------------
-    def add(self, entry: dict[str, Any], pipeline: Pipeline | None = None) -> None:
-        """Queue the entry's write on `pipeline` (inside the caller's MULTI), or run it now."""
+    def add(
+        self,
+        entry: dict[str, Any],
+        pipeline: Pipeline | None = None,
+        *,
+        raw: str | None = None,
+        ttl_s: int | None = None,
+        counter: str = "dead_lettered",
+    ):
+        """Write an entry (replacing one with the same id, whose index members go too), prune members past
+        retention and evict over the cap, all in one Lua call. With `pipeline`, the call joins the caller's
+        MULTI and its reply {replaced, expired, evicted} arrives with EXEC; else it is returned.
+        `raw` stores that exact JSON text (import keeps entries byte-for-byte)."""
         score = failed_at_score(entry)
         index_keys = [self.keys.index(f, v) for f, v in index_values(entry).items()]
-        self._add_script(
+        return self._add_script(
             keys=[self.keys.entry(entry["job_id"]), self.keys.all, self.keys.stats, *index_keys],
             args=[
                 entry["job_id"],
-                encode(entry),
+                raw if raw is not None else encode(entry),
                 repr(score),
-                self.retention_s,
+                ttl_s or self.retention_s,
                 repr(time.time() - self.retention_s),
                 self.cap,
-                self.keys.entry(""),
+                self.keys.prefix,
+                counter,
             ],
             client=pipeline if pipeline is not None else self.connection,
         )
+
+    def note_pruned(self, reply) -> None:
+        """Log, at warning level, what an add() pruned or evicted (never silently)."""
+        try:
+            _, expired, evicted = (int(x) for x in reply)
+        except (TypeError, ValueError):
+            return
+        if expired:
+            log.warning("dlq.expired_pruned", queue=self.keys.queue, count=expired)
+        if evicted:
+            log.warning("dlq.evicted", queue=self.keys.queue, count=evicted, cap=self.cap)
 
     def remove_in(self, pipeline: Pipeline, job_id: str, entry: dict[str, Any] | None) -> None:
         """Queue the removal of an entry and its index members (entry None: corrupt, indexes unknown)."""
@@ -114,6 +137,9 @@ class DLQStore:
         raise Conflict(f"DLQ entry {job_id} keeps changing; try again")
 
     # -- reads --------------------------------------------------------------------------------------------
+    def get_raw(self, job_id: str) -> bytes | None:
+        return self.connection.get(self.keys.entry(job_id))
+
     def get(self, job_id: str) -> dict[str, Any]:
         raw = self.connection.get(self.keys.entry(job_id))
         if raw is None:
@@ -140,6 +166,30 @@ class DLQStore:
         keys = [self.keys.index(f, v) for f, v in indexed.items()]
         return min(keys, key=lambda k: self.connection.zcard(k))
 
+    def prune(self) -> int:
+        """Maintenance: drop index members past retention from every index of this queue; returns how many
+        entries had expired (counted once, from `all`) and adds them to stats.expired."""
+        cutoff = "(" + repr(time.time() - self.retention_s)
+        expired = int(self.connection.zremrangebyscore(self.keys.all, "-inf", cutoff))
+        for key in self.connection.scan_iter(match=self.keys.prefix + "by:*", count=500):
+            self.connection.zremrangebyscore(key, "-inf", cutoff)
+        if expired:
+            self.connection.hincrby(self.keys.stats, "expired", expired)
+            log.warning("dlq.expired_pruned", queue=self.keys.queue, count=expired)
+        return expired
+
+    def index_counts(self, field_name: str) -> dict[str, int]:
+        """value → entries, for one indexed field (SCAN over that field's index keys)."""
+        prefix = self.keys.index(field_name, "")
+        keys = list(self.connection.scan_iter(match=prefix + "*", count=500))
+        if not keys:
+            return {}
+        with self.connection.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zcard(key)
+            counts = pipe.execute()
+        return {k.decode()[len(prefix):]: int(n) for k, n in zip(keys, counts) if n}
+
     def page(self, filters: Filters = Filters(), *, cursor: str | None = None, limit: int = 100) -> Page:
         """Newest first. The cursor is "<score>:<job_id>" of the last entry returned."""
         source = self._source_key(filters)
@@ -161,8 +211,7 @@ class DLQStore:
             try:
                 entry = decode(raw, job_id)
             except CorruptEntry:
-                skipped.append(job_id)
-                log.warning("dlq.corrupt_entry_skipped", job_id=job_id, queue=self.keys.queue)
+                skipped.append(job_id)  # the caller reports it (the CLI prints a warning line)
                 continue
             if filters.matches(entry):
                 entries.append(entry)

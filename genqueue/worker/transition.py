@@ -114,13 +114,16 @@ def move_failed_job(
                         queue.enqueue_job(job, pipeline=pipe)
                 else:
                     assert entry is not None
+                    add_at = len(pipe.command_stack)
                     store.add(entry, pipeline=pipe)
                     # The entry holds everything needed to re-create the job; the RQ hash would only be a
                     # second, drifting copy, so the DLQ is the job's one place from now on.
                     pipe.delete(job.key, job.dependents_key, job.dependencies_key)
                 if also is not None:
                     also(pipe)
-                pipe.execute()
+                replies = pipe.execute()
+                if not decision.is_retry:
+                    store.note_pruned(replies[add_at])
                 return True
             except WatchError:
                 continue

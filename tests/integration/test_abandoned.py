@@ -4,7 +4,6 @@ and a forking worker's orphaned work horse dies with it, so the job never comple
 from __future__ import annotations
 
 import os
-import signal
 
 import pytest
 

@@ -8,7 +8,8 @@ from genqueue.producer import enqueue
 from tests.helpers import run_cli, wait_for
 
 
-def dead_job(conn, settings, store, workers, job_id="dead-1", simulate=("401",)):
+def dead_job(conn, settings, store, workers, job_id=None, simulate=("401",)):
+    job_id = job_id or f"dead-{settings.queue}"
     workers()
     enqueue(conn, settings.queue, {"prompt": "p", "user_id": "u9", "simulate": list(simulate),
                                    "params": {"api_key": "sk-live-123", "max_tokens": 10}}, job_id=job_id)
@@ -89,18 +90,20 @@ def test_unreachable_server_exits_5_without_the_password(env):
 
 
 def test_enqueue_is_idempotent_by_job_id(conn, settings, env):
-    first = run_cli(env, "enqueue", "--payload", '{"prompt": "x"}', "--job-id", "same-1", "--json")
-    second = run_cli(env, "enqueue", "--payload", '{"prompt": "x"}', "--job-id", "same-1", "--json")
+    same = f"same-{settings.queue}"
+    first = run_cli(env, "enqueue", "--payload", '{"prompt": "x"}', "--job-id", same, "--json")
+    second = run_cli(env, "enqueue", "--payload", '{"prompt": "x"}', "--job-id", same, "--json")
     assert first.json()["created"] is True and second.json()["created"] is False
     assert second.json()["status"] == "queued"
-    assert conn.lrange(f"rq:queue:{settings.queue}", 0, -1) == [b"same-1"]
-    assert json.loads(conn.hget("rq:job:same-1", "meta"))["genqueue"]["retries"] == 0
+    assert conn.lrange(f"rq:queue:{settings.queue}", 0, -1) == [same.encode()]
+    assert json.loads(conn.hget(f"rq:job:{same}", "meta"))["genqueue"]["retries"] == 0
 
 
 def test_enqueue_in_schedules_and_jobs_show_says_so(conn, settings, env):
-    r = run_cli(env, "enqueue", "--payload", '{"prompt": "x"}', "--job-id", "later-1", "--in", "1h")
+    later = f"later-{settings.queue}"
+    r = run_cli(env, "enqueue", "--payload", '{"prompt": "x"}', "--job-id", later, "--in", "1h")
     assert r.code == 0
-    info = run_cli(env, "jobs", "show", "later-1", "--json").json()
+    info = run_cli(env, "jobs", "show", later, "--json").json()
     assert info["status"] == "scheduled" and info["scheduled_at"] is not None and info["attempts"] == 0
 
 

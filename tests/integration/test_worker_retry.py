@@ -120,11 +120,12 @@ def test_per_job_policy_override_end_to_end(conn, settings, store, workers, env)
     from tests.helpers import run_cli
 
     workers()
-    r = run_cli(env, "enqueue", "--payload", '{"prompt": "p", "simulate": ["500"]}', "--job-id", "pol-1",
+    pol = f"pol-{settings.queue}"
+    r = run_cli(env, "enqueue", "--payload", '{"prompt": "p", "simulate": ["500"]}', "--job-id", pol,
                 "--policy", '{"TRANSIENT": {"max": 1}}')
     assert r.code == 0, r.stderr
-    wait_for(lambda: store.exists("pol-1"), message="DLQ entry")
-    entry = store.get("pol-1")
+    wait_for(lambda: store.exists(pol), message="DLQ entry")
+    entry = store.get(pol)
     assert entry["reason"] == "exhausted" and len(entry["history"]) == 2
     bad = run_cli(env, "enqueue", "--payload", '{"prompt": "p"}', "--policy", '{"TRANSIENT": {"max": "x"}}')
     assert bad.code == 2 and bad.stderr.count("\n") == 1

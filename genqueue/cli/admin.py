@@ -1,0 +1,61 @@
+"""genqueue audit / genqueue scheduler."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+
+import click
+
+from .app import get_app
+from .params import json_option, queue_option
+from .render import emit_json, short, table
+
+
+@click.command(help="Recent admin actions on the DLQ (who, what, filters, counts).\n\n\b\nExamples:\n"
+                    "  genqueue audit\n  genqueue audit --limit 100 --json")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@json_option
+def audit(limit, as_json) -> None:
+    from .. import audit as audit_log
+
+    app = get_app(None, as_json)
+    rows = audit_log.recent(app.connection, limit)
+    if as_json:
+        emit_json({"entries": rows})
+        return
+    if not rows:
+        click.echo("no admin actions recorded yet")
+        return
+    click.echo(table(("when (UTC)", "who", "action", "queue", "counts", "filters"), [
+        (dt.datetime.fromtimestamp(r["ts"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), r["who"], r["action"],
+         r["queue"], short(r["counts"], 40), short(r["filters"], 40)) for r in rows]))
+
+
+@click.command(help="Periodic DLQ maintenance (its own process; see the Procfile): prune past retention, "
+                    "alert on size/rate (log + optional webhook), auto-retry chosen kinds after a cooldown.\n\n\b\n"
+                    "Examples:\n  genqueue scheduler\n  GENQUEUE_AUTO_RETRY=RATE_LIMITED=15m genqueue scheduler\n"
+                    "  genqueue scheduler --once --json")
+@click.argument("queues", nargs=-1)
+@queue_option
+@click.option("--once", is_flag=True, help="Run one pass and exit.")
+@json_option
+def scheduler(queues, queue, once, as_json) -> None:
+    from ..dlq.maintenance import MaintenanceConfig, run_forever, run_once
+    from ..logs import configure
+
+    app = get_app(queue, as_json)
+    configure(app.settings.log_format)
+    config = MaintenanceConfig.from_env(os.environ)
+    names = list(queues) or [app.settings.queue]
+    if once:
+        report = run_once(app.connection, names, config, app.settings.dlq_retention_s)
+        if as_json:
+            emit_json(report)
+        else:
+            for name, r in report.items():
+                click.echo(f"{name}: pruned {r['expired']} expired, {len(r['alerts'])} alert(s), "
+                           f"auto-retried {r['auto_retried']}")
+        return
+    run_forever(app.connection, names, config, app.settings.dlq_retention_s, f"{socket.gethostname()}:{os.getpid()}")

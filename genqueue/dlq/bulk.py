@@ -1,0 +1,175 @@
+"""Bulk replay and purge by filter: batched, pipelined, each batch one WATCH/MULTI, resumable by cursor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import WatchError
+from rq.job import JobStatus
+
+from ..errors import GenqueueError
+from ..queues import make_queue
+from .entry import decode
+from .replay import DEFAULT_REPLAY_CAP, LIVE, job_from_entry, replay
+from .store import DLQStore, Filters
+
+BATCH = 200
+
+
+@dataclass
+class BulkResult:
+    done: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason → count
+    cursor: str | None = None  # where to resume: the last entry handled
+    ids: list[str] = field(default_factory=list)
+
+    def skip(self, why: str) -> None:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+
+
+def matching(store: DLQStore, filters: Filters, cursor: str | None = None, batch: int = BATCH
+             ) -> Iterator[list[tuple[str, float, bytes]]]:
+    """Batches of (job_id, score, raw entry) matching the filters, newest first, from `cursor` on."""
+    source = store._source_key(filters)
+    high = "+inf" if filters.until is None else repr(filters.until)
+    low = "-inf" if filters.since is None else repr(filters.since)
+    after_id = None
+    if cursor:
+        high, _, after_id = cursor.partition(":")
+    ids = store._walk(source, high, low, after_id, batch=batch)
+    while True:
+        chunk = [pair for _, pair in zip(range(batch), ids)]
+        if not chunk:
+            return
+        raws = store.connection.mget([store.keys.entry(job_id) for job_id, _ in chunk])
+        out = []
+        for (job_id, score), raw in zip(chunk, raws):
+            if raw is None:
+                continue
+            if filters.indexed() and len(filters.indexed()) > 1:
+                try:
+                    if not filters.matches(decode(raw, job_id)):
+                        continue
+                except GenqueueError:
+                    continue
+            out.append((job_id, score, raw))
+        if out:
+            yield out
+
+
+def count_matching(store: DLQStore, filters: Filters) -> int:
+    if not filters.indexed() and filters.since is None and filters.until is None:
+        return store.count()
+    return sum(len(b) for b in matching(store, filters))
+
+
+def _throttle(started: float, done: int, rate: float | None) -> None:
+    if rate:
+        ahead = done / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+def bulk_replay(store: DLQStore, filters: Filters, *, cursor: str | None = None, rate: float | None = None,
+                force: bool = False, replay_cap: int = DEFAULT_REPLAY_CAP,
+                progress: Callable[[int], None] = lambda n: None) -> BulkResult:
+    """Replay every matching entry. Each batch is one WATCH/MULTI over its entries and job ids; a batch
+    that loses a race is redone entry by entry with the single-entry replay (same exactly-once rule)."""
+    result = BulkResult(cursor=cursor)
+    queue = make_queue(store.connection, store.keys.queue)
+    started = time.monotonic()
+    size = BATCH if not rate else max(1, min(BATCH, int(rate)))
+    for batch in matching(store, filters, cursor, size):
+        if not _replay_batch(store, queue, batch, result, force=force, replay_cap=replay_cap):
+            for job_id, _, _ in batch:
+                try:
+                    replay(store, job_id, force=force, replay_cap=replay_cap)
+                    result.done += 1
+                    result.ids.append(job_id)
+                except GenqueueError as exc:
+                    result.skip(type(exc).__name__)
+        result.cursor = f"{batch[-1][1]!r}:{batch[-1][0]}"
+        progress(len(batch))
+        _throttle(started, result.done, rate)
+    return result
+
+
+def _replay_batch(store: DLQStore, queue, batch, result: BulkResult, *, force: bool, replay_cap: int) -> bool:
+    entry_keys = [store.keys.entry(job_id) for job_id, _, _ in batch]
+    job_keys = [queue.job_class.key_for(job_id) for job_id, _, _ in batch]
+    with store.connection.pipeline() as pipe:
+        try:
+            pipe.watch(*entry_keys, *job_keys)
+            raws = pipe.mget(entry_keys)
+            statuses = [pipe.hget(k, "status") for k in job_keys]
+            todo, skipped = [], []
+            for (job_id, _, _), raw, status in zip(batch, raws, statuses):
+                if raw is None:
+                    skipped.append("gone")
+                    continue
+                try:
+                    entry = decode(raw, job_id)
+                except GenqueueError:
+                    skipped.append("corrupt")
+                    continue
+                if int(entry.get("replays") or 0) >= replay_cap and not force:
+                    skipped.append("max_replays")
+                elif status is not None and status.decode() == JobStatus.FINISHED.value:
+                    skipped.append("finished")
+                elif status is not None and status.decode() in LIVE:
+                    skipped.append("live")
+                else:
+                    todo.append((job_id, entry))
+            pipe.multi()
+            for job_id, entry in todo:
+                store.remove_in(pipe, job_id, entry)
+                queue.enqueue_job(job_from_entry(queue, entry), pipeline=pipe)
+            if todo:
+                pipe.hincrby(store.keys.stats, "replayed", len(todo))
+            pipe.execute()
+        except WatchError:
+            return False
+    for why in skipped:
+        result.skip(why)
+    result.done += len(todo)
+    result.ids.extend(job_id for job_id, _ in todo)
+    return True
+
+
+def bulk_purge(store: DLQStore, filters: Filters, *, cursor: str | None = None, rate: float | None = None,
+               progress: Callable[[int], None] = lambda n: None) -> BulkResult:
+    """Delete every matching entry; each batch is one WATCH/MULTI (an entry replaced meanwhile is kept)."""
+    result = BulkResult(cursor=cursor)
+    started = time.monotonic()
+    size = BATCH if not rate else max(1, min(BATCH, int(rate)))
+    for batch in matching(store, filters, cursor, size):
+        keys = [store.keys.entry(job_id) for job_id, _, _ in batch]
+        with store.connection.pipeline() as pipe:
+            try:
+                pipe.watch(*keys)
+                raws = pipe.mget(keys)
+                todo: list[tuple[str, dict[str, Any] | None]] = []
+                for (job_id, _, _), raw in zip(batch, raws):
+                    if raw is None:
+                        result.skip("gone")
+                        continue
+                    try:
+                        todo.append((job_id, decode(raw, job_id)))
+                    except GenqueueError:
+                        todo.append((job_id, None))  # corrupt: delete it and its `all` member
+                pipe.multi()
+                for job_id, entry in todo:
+                    store.remove_in(pipe, job_id, entry)
+                pipe.execute()
+            except WatchError:
+                result.skip("changed_during_purge")
+                continue
+        result.done += len(todo)
+        result.ids.extend(job_id for job_id, _ in todo)
+        result.cursor = f"{batch[-1][1]!r}:{batch[-1][0]}"
+        progress(len(batch))
+        _throttle(started, result.done, rate)
+    return result
