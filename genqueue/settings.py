@@ -24,6 +24,7 @@ class Settings:
     liveness_ttl_s: float = 10.0  # a worker silent this long is dead; its started jobs are abandoned
     sweep_interval_s: float = 2.0  # how often some live worker looks for abandoned jobs
     policy_overrides: dict = field(default_factory=dict)  # {"TRANSIENT": {"max": "2", ...}} from GENQUEUE_POLICY_*
+    retry_rules: str | None = None  # "package.module:RULES": user classification rules for workers
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -41,6 +42,7 @@ class Settings:
             liveness_ttl_s=_positive_float(env, "GENQUEUE_LIVENESS_TTL", 10.0),
             sweep_interval_s=_positive_float(env, "GENQUEUE_SWEEP_INTERVAL", 2.0),
             policy_overrides=_policy_overrides(env),
+            retry_rules=env.get("GENQUEUE_RETRY_RULES") or None,
         )
 
     def with_queue(self, queue: str | None) -> Settings:

@@ -89,7 +89,10 @@ class RetryManager:
 
     @classmethod
     def from_settings(cls, settings, **kwargs) -> RetryManager:
-        """Defaults ← GENQUEUE_POLICY_* overrides, then GENQUEUE_BACKOFF_SCALE."""
+        """Defaults ← GENQUEUE_POLICY_* overrides, then GENQUEUE_BACKOFF_SCALE; GENQUEUE_RETRY_RULES adds
+        user rules (a callable or a list of them, named as "package.module:attribute")."""
+        if settings.retry_rules and "rules" not in kwargs:
+            kwargs["rules"] = load_rules(settings.retry_rules)
         return cls(merged_policies(settings.policy_overrides), scale=settings.backoff_scale, **kwargs)
 
     def policy_for(self, kind: ErrorKind, state: RetryState) -> RetryPolicy:
@@ -146,6 +149,22 @@ class RetryManager:
         return Decision(
             "retry", kind, attempt, delay=delay, retry_after=failure.retry_after, clipped=clipped, charged=True
         )
+
+
+def load_rules(spec: str) -> list[Rule]:
+    import importlib
+
+    from ..errors import InvalidInput
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attr or "RULES")
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise InvalidInput(f"GENQUEUE_RETRY_RULES={spec!r}: {exc}") from None
+    rules = list(target) if isinstance(target, (list, tuple)) else [target]
+    if not all(callable(r) for r in rules):
+        raise InvalidInput(f"GENQUEUE_RETRY_RULES={spec!r} must name a callable or a list of callables")
+    return rules
 
 
 def decision_record(

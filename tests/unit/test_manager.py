@@ -113,3 +113,15 @@ def test_garbage_retry_after_is_ignored_with_a_log_line(capsys):
     f = RetryManager().failure_from_exception(exc)
     assert f.kind is K.RATE_LIMITED and f.retry_after is None
     assert "retry.bad_retry_after" in capsys.readouterr().err
+
+
+def test_rules_named_in_the_environment_are_loaded():
+    import pytest
+
+    from genqueue.errors import InvalidInput
+    from genqueue.settings import Settings
+
+    m = RetryManager.from_settings(Settings.from_env({"GENQUEUE_RETRY_RULES": "tests.unit.sample_rules:RULES"}))
+    assert m.failure_from_exception(RuntimeError("quota exhausted for org")).kind is K.PERMANENT
+    with pytest.raises(InvalidInput, match="GENQUEUE_RETRY_RULES"):
+        RetryManager.from_settings(Settings.from_env({"GENQUEUE_RETRY_RULES": "no.such.module:RULES"}))
