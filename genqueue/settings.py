@@ -37,10 +37,10 @@ class Settings:
             home=Path(env.get("GENQUEUE_HOME") or DEFAULT_HOME).expanduser(),
             queue=env.get("GENQUEUE_QUEUE") or DEFAULT_QUEUE,
             log_format=log_format,
-            dlq_retention_s=_positive_int(env, "GENQUEUE_DLQ_RETENTION", DEFAULT_DLQ_RETENTION_S),
-            backoff_scale=_positive_float(env, "GENQUEUE_BACKOFF_SCALE", 1.0),
-            liveness_ttl_s=_positive_float(env, "GENQUEUE_LIVENESS_TTL", 10.0),
-            sweep_interval_s=_positive_float(env, "GENQUEUE_SWEEP_INTERVAL", 2.0),
+            dlq_retention_s=_positive(env, "GENQUEUE_DLQ_RETENTION", DEFAULT_DLQ_RETENTION_S, int),
+            backoff_scale=_positive(env, "GENQUEUE_BACKOFF_SCALE", 1.0),
+            liveness_ttl_s=_positive(env, "GENQUEUE_LIVENESS_TTL", 10.0),
+            sweep_interval_s=_positive(env, "GENQUEUE_SWEEP_INTERVAL", 2.0),
             policy_overrides=_policy_overrides(env),
             retry_rules=env.get("GENQUEUE_RETRY_RULES") or None,
         )
@@ -49,27 +49,16 @@ class Settings:
         return self if not queue else replace(self, queue=queue)
 
 
-def _positive_int(env, name: str, default: int) -> int:
+def _positive(env, name: str, default, cast=float):
+    """A positive number from the environment (cast: int or float), or InvalidInput naming the variable."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
-        raise InvalidInput(f"{name} must be a whole number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise InvalidInput(f"{name} must be positive, not {raw!r}")
-    return value
-
-
-def _positive_float(env, name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number, not {raw!r}") from None
+        kind = "a whole number" if cast is int else "a number"
+        raise InvalidInput(f"{name} must be {kind}, not {raw!r}") from None
     if not value > 0:
         raise InvalidInput(f"{name} must be positive, not {raw!r}")
     return value

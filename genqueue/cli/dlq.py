@@ -47,6 +47,18 @@ def filter_options(fn):
     return fn
 
 
+def bulk_options(fn):
+    """--dry-run, --rate, --cursor, --yes: shared by `retry --all` and `purge`."""
+    for option in reversed([
+        click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing."),
+        click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="At most N entries per second."),
+        click.option("--cursor", default=None, help="Resume a bulk run after this cursor."),
+        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 def build_filters(kind, func, user, reason, fingerprint, since, until):
     from ..dlq.store import Filters
 
@@ -128,10 +140,7 @@ def show(job_id, queue, as_json) -> None:
 @click.option("--force", is_flag=True, help="Replay even past the replay cap (3).")
 @click.option("--payload-patch", default=None, metavar="JSON",
               help="JSON merge patch applied to the payload of the replayed job(s); shows the diff first.")
-@click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
-@click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="At most N entries per second.")
-@click.option("--cursor", default=None, help="Resume a bulk replay after this cursor.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@bulk_options
 @queue_option
 @json_option
 def retry(job_ids, all_, kind, func, user, reason, fingerprint, since, until, force, payload_patch, dry_run,

@@ -8,7 +8,7 @@ from collections import Counter
 import click
 
 from .app import get_app
-from .dlq import build_filters, confirm_destructive, dlq, filter_options
+from .dlq import build_filters, bulk_options, confirm_destructive, dlq, filter_options
 from .params import json_option, queue_option
 from .render import emit_json, table
 
@@ -77,10 +77,7 @@ def run_bulk(app, store, action: str, filters, *, dry_run: bool, rate, cursor, y
 @dlq.command(help="Delete every entry matching the filters.\n\n\b\nExamples:\n  genqueue dlq purge --reason non_retryable --dry-run\n"
                   "  genqueue dlq purge --until 3d --yes\n  genqueue dlq purge --yes          # everything")
 @filter_options
-@click.option("--dry-run", is_flag=True, help="Show what would be deleted; change nothing.")
-@click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="At most N entries per second.")
-@click.option("--cursor", default=None, help="Resume after this cursor.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@bulk_options
 @queue_option
 @json_option
 def purge(kind, func, user, reason, fingerprint, since, until, dry_run, rate, cursor, yes, queue, as_json) -> None:
