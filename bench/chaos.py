@@ -80,7 +80,7 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
     first_ok: set[str] = set()
     ids: list[str] = []
     for i, payload, max_retries in _payloads(jobs, rng):
-        job_id = f"chaos-{i:06d}"
+        job_id = f"{queue}-{i:06d}"  # unique per run: RQ job ids and result streams are global
         enqueue(conn, queue, payload, job_id=job_id, max_retries=max_retries)
         ids.append(job_id)
         if payload["simulate"][0] == "ok":
