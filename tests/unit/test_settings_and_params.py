@@ -71,3 +71,11 @@ def test_rate_draws_are_reproducible_per_job_and_attempt():
     assert [p.pick({"prompt": "x"}, a, "job-1") for a in range(1, 20)] == [p.pick({"prompt": "x"}, a, "job-1") for a in range(1, 20)]
     always = SimulatedProvider({"503": 1.0}, latency_s=0)
     assert always.pick({"prompt": "x"}, 1, "j").name == "503"
+
+
+def test_public_api_resolves_lazily():
+    import genqueue
+
+    assert {n: getattr(genqueue, n) for n in genqueue.__all__}  # every advertised name imports
+    with pytest.raises(AttributeError):
+        genqueue.nope  # noqa: B018

@@ -1,0 +1,46 @@
+"""genqueue: Redis-backed workers for generation jobs, with classified retries and a dead-letter queue.
+
+Public API (imported lazily, so `genqueue --help` stays fast):
+
+    from genqueue import Settings, connect, enqueue, RetryManager, RetryPolicy, ErrorKind
+    from genqueue import TransientError, RateLimited, PermanentError, DLQStore, build_worker
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Settings": "genqueue.settings",
+    "connect": "genqueue.connection",
+    "enqueue": "genqueue.producer",
+    "EnqueueResult": "genqueue.producer",
+    "generate": "genqueue.jobs",
+    "Provider": "genqueue.jobs",
+    "RetryManager": "genqueue.retry",
+    "RetryPolicy": "genqueue.retry",
+    "ErrorKind": "genqueue.retry",
+    "Reason": "genqueue.retry",
+    "TransientError": "genqueue.retry",
+    "RateLimited": "genqueue.retry",
+    "PermanentError": "genqueue.retry",
+    "DLQStore": "genqueue.dlq.store",
+    "Filters": "genqueue.dlq.store",
+    "replay": "genqueue.dlq.replay",
+    "build_worker": "genqueue.worker",
+    "GenWorker": "genqueue.worker",
+    "GenSimpleWorker": "genqueue.worker",
+    "job_status": "genqueue.status",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genqueue' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
