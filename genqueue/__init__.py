@@ -4,6 +4,7 @@ Public API (imported lazily, so `genqueue --help` stays fast):
 
     from genqueue import Settings, connect, enqueue, RetryManager, RetryPolicy, ErrorKind
     from genqueue import TransientError, RateLimited, PermanentError, DLQStore, build_worker
+    from genqueue import job_status, retry_job, submit_run, run_snapshot, retry_failed
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ _EXPORTS = {
     "GenWorker": "genqueue.worker",
     "GenSimpleWorker": "genqueue.worker",
     "job_status": "genqueue.status",
+    "retry_job": "genqueue.jobretry",
+    "submit_run": "genqueue.runs",
+    "run_snapshot": "genqueue.runs",
+    "retry_failed": "genqueue.runs",
 }
+
+_ALIASES = {"submit_run": "submit", "run_snapshot": "snapshot"}  # public name -> name in its module
 
 __all__ = sorted(_EXPORTS)
 
@@ -43,4 +50,4 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'genqueue' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module), _ALIASES.get(name, name))

@@ -16,6 +16,10 @@ class InvalidInput(GenqueueError):
     code = "INVALID_INPUT"
 
 
+class InvalidId(InvalidInput):
+    code = "INVALID_ID"
+
+
 class NotFound(GenqueueError):
     exit_code = 3
     code = "NOT_FOUND"

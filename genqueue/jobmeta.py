@@ -7,6 +7,12 @@ from typing import Any
 from .retry.manager import RetryState
 
 META_KEY = "genqueue"
+MANUAL_RETRY = "manual_retry"  # a history record marking an admin's retry: a boundary, not an attempt
+
+
+def failures(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of real (failed) attempts; manual-retry records are skipped."""
+    return [h for h in history if h.get("action") != MANUAL_RETRY]
 
 
 def new_meta(
@@ -41,15 +47,16 @@ def gq(job) -> dict[str, Any]:
 
 def retry_state(job) -> RetryState:
     meta = gq(job)
+    budget_from = int(meta.get("budget_from") or 0)
     return RetryState(
         retries=int(meta.get("retries") or 0),
         crashes=int(meta.get("crashes") or 0),
         max_retries=meta.get("max_retries"),
-        history_kinds=tuple(h.get("kind", "") for h in meta["history"][int(meta.get("budget_from") or 0):]),
-        attempts_before=int(meta.get("budget_from") or 0),
+        history_kinds=tuple(h.get("kind", "") for h in failures(meta["history"][budget_from:])),
+        attempts_before=len(failures(meta["history"][:budget_from])),
         policy_overrides=meta.get("policy") or {},
     )
 
 
 def attempt_number(job) -> int:
-    return len(gq(job).get("history", [])) + 1
+    return len(failures(gq(job).get("history", []))) + 1

@@ -15,9 +15,9 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import WatchError
 from rq.exceptions import DuplicateJobError
-from rq.job import Job, JobStatus
+from rq.job import JOB_ID_PATTERN, Job, JobStatus
 
-from .errors import Conflict, InvalidInput
+from .errors import Conflict, InvalidId, InvalidInput
 from .jobmeta import new_meta
 from .jobs import JOB_FUNC, validate_payload
 from .queues import fetch_job, make_queue
@@ -35,8 +35,10 @@ class EnqueueResult:
 
 
 def check_job_id(job_id: str) -> str:
-    if not job_id or len(job_id) > MAX_ID_LEN or any(c.isspace() for c in job_id):
-        raise InvalidInput(f"invalid job id {job_id!r}: 1-{MAX_ID_LEN} characters, no spaces")
+    """RQ 2.12's rule (letters, digits, _ and -; ':' separates job and execution ids, and RQ raises a bare
+    ValueError deep in create_job otherwise), plus a length cap."""
+    if not job_id or len(job_id) > MAX_ID_LEN or not JOB_ID_PATTERN.fullmatch(job_id):
+        raise InvalidId(f"invalid job id {job_id!r}: 1-{MAX_ID_LEN} letters, digits, _ or -")
     return job_id
 
 

@@ -10,7 +10,7 @@ from rq.job import JobStatus
 from .dlq.entry import iso
 from .dlq.store import DLQStore
 from .errors import NotFound
-from .jobmeta import gq
+from .jobmeta import MANUAL_RETRY, failures, gq
 from .queues import fetch_job
 from .retry.kinds import ErrorKind
 from .retry.policy import DEFAULT_POLICIES
@@ -39,6 +39,7 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
             raise NotFound(f"no job {job_id} in {store.keys.queue} or its DLQ")
         entry = store.get(job_id)
         history = entry.get("history", [])
+        attempts = failures(history)
         return {
             "id": job_id,
             "queue": entry.get("queue"),
@@ -46,12 +47,12 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
             "payload": mask(entry["args"][0]) if entry.get("args") else None,
             "status": "dead",
             "reason": entry.get("reason"),
-            "attempts": len(history),
-            "max_attempts": _max_attempts(entry.get("options", {}).get("max_retries"), history),
+            "attempts": len(attempts),
+            "max_attempts": max_attempts(entry.get("options", {}).get("max_retries"), attempts),
             "last_error": entry.get("error", {}).get("message"),
             "created_at": entry.get("enqueued_at"),
             "scheduled_at": None,
-            "started_at": history[-1].get("started_at") if history else None,
+            "started_at": attempts[-1].get("started_at") if attempts else None,
             "completed_at": entry.get("failed_at"),
             "replays": entry.get("replays", 0),
             "history": history,
@@ -69,7 +70,8 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
         registry = ScheduledJobRegistry(job.origin, connection=connection)
         when = registry.get_scheduled_time(job_id) if job_id in registry else None
         scheduled_at = _ts(when)
-    attempts = len(history) + (1 if rq_status in (JobStatus.FINISHED, JobStatus.STARTED) else 0)
+    made = failures(history)
+    attempts = len(made) + (1 if rq_status in (JobStatus.FINISHED, JobStatus.STARTED) else 0)
     return {
         "id": job_id,
         "queue": job.origin,
@@ -77,8 +79,9 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
         "payload": mask(job.args[0]) if job.args else None,
         "status": status,
         "attempts": attempts,
-        "max_attempts": _max_attempts(meta.get("max_retries"), history),
-        "last_error": history[-1]["error"]["message"] if history else None,
+        "max_attempts": max_attempts(meta.get("max_retries"), made),
+        # a manual retry clears the last error: the job is starting over
+        "last_error": made[-1]["error"]["message"] if made and history[-1].get("action") != MANUAL_RETRY else None,
         "created_at": _ts(job.created_at),
         "scheduled_at": scheduled_at,
         "started_at": _ts(job.started_at),
@@ -88,7 +91,7 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
     }
 
 
-def _max_attempts(max_retries: int | None, history: list[dict]) -> int:
+def max_attempts(max_retries: int | None, history: list[dict]) -> int:
     """1 + the retry budget: the per-job override, else the largest maximum among the retryable kinds
     this job has failed with (TRANSIENT's when it has not failed yet)."""
     if max_retries is not None:

@@ -37,7 +37,7 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import admin, demo, dlq, dlq_bulk, jobs, server, worker  # noqa: F401 - dlq_bulk adds to the dlq group
+    from . import admin, demo, dlq, dlq_bulk, jobs, runs, server, worker  # noqa: F401 - dlq_bulk adds to the dlq group
 
     cli.add_command(demo.demo)
     cli.add_command(worker.worker)
@@ -47,6 +47,7 @@ def _register() -> None:
     cli.add_command(server.server)
     cli.add_command(admin.audit)
     cli.add_command(admin.scheduler)
+    cli.add_command(runs.runs)
 
 
 _register()

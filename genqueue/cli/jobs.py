@@ -1,4 +1,4 @@
-"""genqueue enqueue / genqueue jobs show."""
+"""genqueue enqueue / genqueue jobs show / genqueue jobs retry."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from .render import emit_json, short, table
 @queue_option
 @json_option
 def enqueue(payload, job_id, max_retries, in_, timeout, policy, queue, as_json) -> None:
-    from ..producer import check_job_id, check_policy
+    from ..jobretry import checked_job_id
+    from ..producer import check_policy
     from ..producer import enqueue as do_enqueue
 
     data = parse_json_arg(payload, "--payload")
@@ -35,7 +36,7 @@ def enqueue(payload, job_id, max_retries, in_, timeout, policy, queue, as_json) 
         check_policy(policy_data)
     delay = parse_duration(in_) if in_ else None
     if job_id is not None:
-        check_job_id(job_id)
+        checked_job_id(job_id)
     from ..jobs import validate_payload
 
     validate_payload(data)  # before connecting: bad input never needs the server
@@ -52,7 +53,7 @@ def enqueue(payload, job_id, max_retries, in_, timeout, policy, queue, as_json) 
         click.echo(f"already {status.value if hasattr(status, 'value') else status}: {result.job.id} (not enqueued again)")
 
 
-@click.group(help="Inspect jobs.")
+@click.group(help="Inspect jobs and retry failed ones.")
 def jobs() -> None:
     pass
 
@@ -62,10 +63,10 @@ def jobs() -> None:
 @queue_option
 @json_option
 def show(job_id, queue, as_json) -> None:
-    from ..producer import check_job_id
+    from ..jobretry import checked_job_id
     from ..status import job_status
 
-    check_job_id(job_id)
+    checked_job_id(job_id)
     app = get_app(queue, as_json)
     info = job_status(app.connection, app.store(), job_id)
     if as_json:
@@ -81,11 +82,45 @@ def show(job_id, queue, as_json) -> None:
         click.echo("\n" + history_table(history))
 
 
+@jobs.command(help="Put a failed or dead job back on its queue with a fresh retry budget.\n\n"
+                   "Refused (exit 4) while the job is queued, scheduled or running, once it has finished, and "
+                   "when its attempts reached max_attempts (unless --force). A dead job's DLQ entry is removed "
+                   "in the same transaction that enqueues it; the retry is recorded in the job's history."
+                   "\n\n\b\nExamples:\n  genqueue jobs retry fox-1\n  genqueue jobs retry fox-1 --force --json")
+@click.argument("job_id")
+@click.option("--force", is_flag=True, help="Retry even when the job's attempts reached max_attempts.")
+@queue_option
+@json_option
+def retry(job_id, force, queue, as_json) -> None:
+    from .. import audit
+    from ..jobretry import checked_job_id, retry_job
+
+    checked_job_id(job_id)
+    app = get_app(queue, as_json)
+    outcome = retry_job(app.connection, app.store(), job_id, force=force)
+    audit.record(app.connection, "job_retry", outcome.queue, ids=[job_id],
+                 note=f"was {outcome.previous_status}" + (", forced" if force else ""))
+    if as_json:
+        emit_json({"id": job_id, "queue": outcome.queue, "status": "queued", "previous_status": outcome.previous_status,
+                   "attempts": outcome.attempts, "max_attempts": outcome.max_attempts, "charged": outcome.charged,
+                   "forced": outcome.forced})
+        return
+    click.echo(f"retried {job_id}: queued on {outcome.queue} with a fresh budget (was {outcome.previous_status}, "
+               f"{outcome.attempts} of {outcome.max_attempts} attempts made{', forced' if force else ''})")
+
+
 def history_table(history: list[dict]) -> str:
-    rows = [
-        (h.get("n"), h.get("kind"), (h.get("error") or {}).get("status_code") or "", h.get("action"),
-         "" if h.get("delay") is None else f"{h['delay']:.2f}s", h.get("retry_after") or "",
-         "yes" if h.get("clipped") else "", short(h.get("worker"), 24), short((h.get("error") or {}).get("message"), 48))
-        for h in history
-    ]
+    rows = [_manual_row(h) if h.get("action") == "manual_retry" else
+            (h.get("n"), h.get("kind"), (h.get("error") or {}).get("status_code") or "", h.get("action"),
+             "" if h.get("delay") is None else f"{h['delay']:.2f}s", h.get("retry_after") or "",
+             "yes" if h.get("clipped") else "", short(h.get("worker"), 24),
+             short((h.get("error") or {}).get("message"), 48))
+            for h in history]
     return table(("#", "kind", "status", "action", "delay", "retry_after", "clipped", "worker", "error"), rows)
+
+
+def _manual_row(h: dict) -> tuple:
+    """A manual retry is not an attempt: the row says who retried, how, and whether it was charged."""
+    note = f"{h.get('via', 'manual')}, {'charged' if h.get('charged') else 'free'}"
+    note += ", forced" if h.get("forced") else ""
+    return ("", "", "", "manual_retry", "", "", "", short(h.get("by"), 24), short(f"{note} at {h.get('at')}", 48))
