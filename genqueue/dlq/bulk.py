@@ -14,7 +14,7 @@ from ..errors import GenqueueError
 from ..queues import make_queue
 from .entry import decode
 from .replay import DEFAULT_REPLAY_CAP, LIVE, job_from_entry, replay
-from .store import DLQStore, Filters
+from .store import DLQStore, Filters, parse_cursor
 
 BATCH = 200
 
@@ -38,7 +38,7 @@ def matching(store: DLQStore, filters: Filters, cursor: str | None = None, batch
     low = "-inf" if filters.since is None else repr(filters.since)
     after_id = None
     if cursor:
-        high, _, after_id = cursor.partition(":")
+        high, after_id = parse_cursor(cursor)
     ids = store._walk(source, high, low, after_id, batch=batch)
     while True:
         chunk = [pair for _, pair in zip(range(batch), ids)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from itertools import islice
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -18,11 +19,12 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from ..errors import Conflict, CorruptEntry, NotFound
+from ..errors import Conflict, CorruptEntry, InvalidInput, NotFound
 from .entry import decode, encode, failed_at_score, index_values
 from .keys import DLQKeys
 
 DEFAULT_CAP = 100_000
+PAGE_CHUNK = 50  # ids read per MGET while filling a page
 log = structlog.get_logger("genqueue.dlq")
 
 
@@ -54,6 +56,18 @@ class Page:
     next_cursor: str | None
     total: int
     skipped: list[str] = field(default_factory=list)  # ids whose entry JSON was corrupt
+
+
+def parse_cursor(cursor: str) -> tuple[str, str]:
+    """A page or bulk cursor "<score>:<job_id>" as (score text, job id), or InvalidInput."""
+    score_text, sep, after_id = cursor.partition(":")
+    try:
+        score = float(score_text)
+    except ValueError:
+        score = None
+    if not sep or not after_id or score is None or score != score:
+        raise InvalidInput(f"not a cursor: {cursor!r} (expected <score>:<job_id>, as printed by a previous run)")
+    return repr(score), after_id
 
 
 class DLQStore:
@@ -191,52 +205,58 @@ class DLQStore:
         return {k.decode()[len(prefix):]: int(n) for k, n in zip(keys, counts) if n}
 
     def page(self, filters: Filters = Filters(), *, cursor: str | None = None, limit: int = 100) -> Page:
-        """Newest first. The cursor is "<score>:<job_id>" of the last entry returned."""
+        """Newest first. The cursor is "<score>:<job_id>" of the last entry returned. Entries are read with
+        one MGET per chunk of ids, not one GET each."""
         source = self._source_key(filters)
         high: str = "+inf" if filters.until is None else repr(filters.until)
         low: str = "-inf" if filters.since is None else repr(filters.since)
         after_id = None
         if cursor:
-            score_text, _, after_id = cursor.partition(":")
-            high = score_text
+            high, after_id = parse_cursor(cursor)
         entries: list[dict[str, Any]] = []
         skipped: list[str] = []
-        next_cursor = None
-        for job_id, score in self._walk(source, high, low, after_id):
-            if len(entries) >= limit:
+        last = None
+        ids = self._walk(source, high, low, after_id, batch=max(limit, PAGE_CHUNK))
+        while len(entries) < limit:
+            chunk = list(islice(ids, max(limit - len(entries), PAGE_CHUNK)))
+            if not chunk:
                 break
-            raw = self.connection.get(self.keys.entry(job_id))
-            if raw is None:
-                continue  # expired; its index member is pruned on the next write or by maintenance
-            try:
-                entry = decode(raw, job_id)
-            except CorruptEntry:
-                skipped.append(job_id)  # the caller reports it (the CLI prints a warning line)
-                continue
-            if filters.matches(entry):
-                entries.append(entry)
-                next_cursor = f"{score!r}:{job_id}"
-        else:
-            next_cursor = None
+            raws = self.connection.mget([self.keys.entry(job_id) for job_id, _ in chunk])
+            for (job_id, score), raw in zip(chunk, raws, strict=True):
+                if len(entries) >= limit:
+                    break
+                if raw is None:
+                    continue  # expired; its index member is pruned on the next write or by maintenance
+                try:
+                    entry = decode(raw, job_id)
+                except CorruptEntry:
+                    skipped.append(job_id)  # the caller reports it (the CLI prints a warning line)
+                    continue
+                if filters.matches(entry):
+                    entries.append(entry)
+                    last = f"{score!r}:{job_id}"
         total = int(self.connection.zcard(source))
-        return Page(entries, next_cursor if len(entries) >= limit else None, total, skipped)
+        return Page(entries, last if len(entries) >= limit else None, total, skipped)
 
     def _walk(self, key: str, high: str, low: str, after_id: str | None, batch: int = 200) -> Iterator[tuple[str, float]]:
-        """(job_id, score) newest first, resuming after `after_id` at score `high`."""
-        skipping = after_id is not None
-        offset = 0
+        """(job_id, score) newest first, resuming after `after_id` at score `high`.
+
+        Keyset pagination, not offsets: each read starts again at the last score yielded and drops the
+        members already yielded (same score, member ≥ the last one: ZREVRANGEBYSCORE orders ties in reverse
+        byte order). A bulk replay deletes what it has read while it walks; with offsets, every deletion
+        would shift unread members past the offset and they would be silently skipped."""
+        top: tuple[float, bytes] | None = None if after_id is None else (float(high), after_id.encode())
         while True:
-            rows = self.connection.zrevrangebyscore(key, high, low, start=offset, num=batch, withscores=True)
-            if not rows:
+            want = batch
+            while True:  # widen the read while it holds only members already yielded (a run of equal scores)
+                rows = self.connection.zrevrangebyscore(key, high, low, start=0, num=want, withscores=True)
+                fresh = [(m, sc) for m, sc in rows if top is None or sc != top[0] or m < top[1]]
+                if fresh or len(rows) < want:
+                    break
+                want *= 2
+            if not fresh:
                 return
-            for member, score in rows:
-                job_id = member.decode()
-                if skipping:
-                    if job_id == after_id:
-                        skipping = False
-                    elif repr(score) != high:
-                        skipping = False  # the cursor's entry is gone; resume at the next lower score
-                        yield job_id, score
-                    continue
-                yield job_id, score
-            offset += len(rows)
+            for member, score in fresh:
+                yield member.decode(), score
+            member, score = fresh[-1]
+            high, top = repr(score), (score, member)

@@ -56,6 +56,17 @@ def test_bulk_replay_by_filters_and_audit(conn, settings, store, env):
     assert "@" in mine[0]["who"]
 
 
+def test_bulk_replay_and_purge_reach_every_entry_past_one_batch(conn, settings, store, env):
+    """More entries than one bulk batch (200): each batch deletes what it read, nothing may be skipped."""
+    fill(store, settings.queue, n=450)
+    r = run_cli(env, "dlq", "retry", "--all", "--kind", "TRANSIENT", "--yes", "--json")
+    assert r.code == 0, r.stderr
+    assert r.json()["done"] == 150 and store.count() == 300
+    assert conn.llen(f"rq:queue:{settings.queue}") == 150
+    purged = run_cli(env, "dlq", "purge", "--yes", "--json")
+    assert purged.code == 0 and purged.json()["done"] == 300 and store.count() == 0
+
+
 def test_stats(conn, settings, store, env):
     fill(store, settings.queue)
     s = run_cli(env, "dlq", "stats", "--json").json()

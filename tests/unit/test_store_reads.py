@@ -10,7 +10,7 @@ from genqueue.dlq.replay import merge_patch
 from genqueue.dlq.stats import sparkline
 from genqueue.dlq.store import DLQStore, Filters
 from genqueue.dlq.transfer import parse_lines
-from genqueue.errors import CorruptEntry, NotFound
+from genqueue.errors import CorruptEntry, InvalidInput, NotFound
 from tests.dlq_helpers import make_entry
 
 
@@ -59,6 +59,35 @@ def test_pages_newest_first_with_a_cursor(store):
     assert [e["job_id"] for e in second.entries] == ["j2", "j1"]
     third = store.page(limit=2, cursor=second.next_cursor)
     assert [e["job_id"] for e in third.entries] == ["j0"] and third.next_cursor is None
+
+
+def test_walk_while_deleting_visits_every_member_once(store):
+    """A bulk replay deletes what it has read while it walks: nothing may be skipped (offset paging did)."""
+    for i in range(23):
+        seed(store, {**make_entry(f"w{i:02d}"), "_score": 1000.0 + i // 4})  # runs of 4 equal scores
+    seen = []
+    for job_id, _ in store._walk(store.keys.all, "+inf", "-inf", None, batch=3):
+        seen.append(job_id)
+        store.connection.zrem(store.keys.all, job_id)
+    assert sorted(seen) == [f"w{i:02d}" for i in range(23)] and len(seen) == 23
+
+
+def test_cursor_inside_a_run_of_equal_scores_resumes_after_it(store):
+    for i in range(6):
+        seed(store, {**make_entry(f"t{i}"), "_score": 500.0})
+    pages, cursor = [], None
+    while True:
+        page = store.page(limit=4, cursor=cursor)
+        pages.append([e["job_id"] for e in page.entries])
+        if not (cursor := page.next_cursor):
+            break
+    assert pages == [["t5", "t4", "t3", "t2"], ["t1", "t0"]]
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "12.5", "nan:x", "abc:j1", ":j1"])
+def test_malformed_cursor_is_invalid_input(store, cursor):
+    with pytest.raises(InvalidInput):
+        store.page(cursor=cursor)
 
 
 def test_filters_combine_as_and(store):
