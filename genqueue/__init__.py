@@ -19,6 +19,7 @@ _EXPORTS = {
     "connect": "genqueue.connection",
     "enqueue": "genqueue.producer",
     "EnqueueResult": "genqueue.producer",
+    "enqueue_many": "genqueue.producer",
     "generate": "genqueue.jobs",
     "Provider": "genqueue.jobs",
     "RetryManager": "genqueue.retry",

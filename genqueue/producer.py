@@ -8,6 +8,7 @@ no job hash left (its DLQ entry stays until replayed or deleted).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -26,6 +27,7 @@ LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobSt
 DEFAULT_JOB_TIMEOUT_S = 180
 RESULT_TTL_S = 24 * 3600  # finished jobs stay inspectable (`genqueue jobs show`) for a day
 MAX_ID_LEN = 200
+ENQUEUE_BATCH = 1000  # jobs per MULTI/EXEC in enqueue_many
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def enqueue(
             timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
             result_ttl=RESULT_TTL_S,
             meta=meta,
-            description=f"generate({payload.get('model', '')!s})",
+            description=_description(payload),
             status=JobStatus.SCHEDULED if when else JobStatus.QUEUED,
         )
 
@@ -95,6 +97,39 @@ def enqueue(
                 return EnqueueResult(existing, False)
             _delete_if_done(connection, existing)
     raise Conflict(f"job {job_id} keeps changing state; try again")
+
+
+def enqueue_many(
+    connection: Redis,
+    queue_name: str,
+    payloads: Sequence[dict[str, Any]],
+    *,
+    max_retries: int | None = None,
+    timeout: int | None = None,
+    batch: int = ENQUEUE_BATCH,
+) -> list[Job]:
+    """Enqueue many payloads with generated job ids: one MULTI/EXEC round trip per `batch` jobs (RQ's
+    Queue.enqueue_many), every payload validated before any is enqueued. Generated ids make it not
+    idempotent; a batch that must survive being submitted twice is a run (genqueue.runs.submit)."""
+    from rq import Queue
+
+    if max_retries is not None and max_retries < 0:
+        raise InvalidInput("max_retries must be 0 or more")
+    for payload in payloads:
+        validate_payload(payload)
+    queue = make_queue(connection, queue_name)
+    jobs: list[Job] = []
+    for start in range(0, len(payloads), batch):
+        jobs += queue.enqueue_many([
+            Queue.prepare_data(JOB_FUNC, (payload,), timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
+                               result_ttl=RESULT_TTL_S, description=_description(payload), meta=new_meta(max_retries))
+            for payload in payloads[start:start + batch]
+        ])
+    return jobs
+
+
+def _description(payload: dict[str, Any]) -> str:
+    return f"generate({payload.get('model', '')!s})"
 
 
 def check_policy(policy) -> None:

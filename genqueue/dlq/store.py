@@ -17,9 +17,8 @@ from typing import Any
 import structlog
 from redis import Redis
 from redis.client import Pipeline
-from redis.exceptions import WatchError
 
-from ..errors import Conflict, CorruptEntry, InvalidInput, NotFound
+from ..errors import CorruptEntry, InvalidInput, NotFound
 from .entry import decode, encode, failed_at_score, index_values
 from .keys import DLQKeys
 
@@ -29,7 +28,13 @@ log = structlog.get_logger("genqueue.dlq")
 
 
 def _lua(name: str) -> str:
-    return resources.files("genqueue.dlq").joinpath("lua", name).read_text()
+    """A script with the shared index_keys() function in front (after the script's leading comments and
+    its `local prefix` line, which index_keys() reads)."""
+    folder = resources.files("genqueue.dlq").joinpath("lua")
+    script = folder.joinpath(name).read_text()
+    head, sep, body = script.partition("local prefix = ")
+    line, _, rest = body.partition("\n")
+    return f"{head}{sep}{line}\n{folder.joinpath('index_keys.lua').read_text()}\n{rest}"
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class DLQStore:
         self.retention_s = retention_s
         self.cap = cap
         self._add_script = connection.register_script(_lua("add.lua"))
+        self._delete_script = connection.register_script(_lua("delete.lua"))
 
     # -- writes -------------------------------------------------------------------------------------------
     def add(
@@ -129,26 +135,15 @@ class DLQStore:
                 pipeline.zrem(self.keys.index(f, v), job_id)
 
     def delete(self, job_id: str) -> dict[str, Any] | None:
-        """Delete one entry atomically; returns it (None if it was corrupt). NotFound if absent."""
-        key = self.keys.entry(job_id)
-        with self.connection.pipeline() as pipe:
-            for _ in range(10):
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    if raw is None:
-                        raise NotFound(f"no DLQ entry {job_id} in {self.keys.dlq_name}")
-                    try:
-                        entry: dict[str, Any] | None = decode(raw, job_id)
-                    except CorruptEntry:
-                        entry = None
-                    pipe.multi()
-                    self.remove_in(pipe, job_id, entry)
-                    pipe.execute()
-                    return entry
-                except WatchError:
-                    continue
-        raise Conflict(f"DLQ entry {job_id} keeps changing; try again")
+        """Delete one entry and its index members in one Lua call (one round trip); returns the entry
+        (None if it was corrupt: its indexes are unknown, the entry and `all` member go). NotFound if absent."""
+        raw = self._delete_script(keys=[self.keys.entry(job_id), self.keys.all], args=[job_id, self.keys.prefix])
+        if raw is None:
+            raise NotFound(f"no DLQ entry {job_id} in {self.keys.dlq_name}")
+        try:
+            return decode(raw, job_id)
+        except CorruptEntry:
+            return None
 
     # -- reads --------------------------------------------------------------------------------------------
     def get_raw(self, job_id: str) -> bytes | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from genqueue.producer import enqueue
 from tests.helpers import run_cli, wait_for
 
@@ -97,6 +99,24 @@ def test_enqueue_is_idempotent_by_job_id(conn, settings, env):
     assert second.json()["status"] == "queued"
     assert conn.lrange(f"rq:queue:{settings.queue}", 0, -1) == [same.encode()]
     assert json.loads(conn.hget(f"rq:job:{same}", "meta"))["genqueue"]["retries"] == 0
+
+
+def test_enqueue_many_batches_jobs_that_workers_retry_like_any_other(conn, settings, store, workers):
+    from genqueue.errors import InvalidInput
+    from genqueue.producer import enqueue_many
+
+    with pytest.raises(InvalidInput):  # one bad payload: nothing is enqueued
+        enqueue_many(conn, settings.queue, [{"prompt": "ok"}, {"model": "no prompt"}])
+    assert conn.llen(f"rq:queue:{settings.queue}") == 0
+    payloads = [{"prompt": f"p{i}", "simulate": ["503", "ok"] if i % 2 else ["ok"]} for i in range(25)]
+    jobs = enqueue_many(conn, settings.queue, payloads, max_retries=2, batch=10)
+    assert len({j.id for j in jobs}) == 25 and conn.llen(f"rq:queue:{settings.queue}") == 25
+    meta = json.loads(conn.hget(f"rq:job:{jobs[0].id}", "meta"))["genqueue"]
+    assert meta["max_retries"] == 2 and meta["history"] == []
+    workers()
+    wait_for(lambda: all(j.get_status(refresh=True) == "finished" for j in jobs), message="all finished")
+    retried = [j for j in jobs if json.loads(conn.hget(j.key, "meta"))["genqueue"]["history"]]
+    assert len(retried) == 12 and store.count() == 0
 
 
 def test_enqueue_in_schedules_and_jobs_show_says_so(conn, settings, env):

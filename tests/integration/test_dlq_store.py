@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from genqueue.dlq.store import DLQStore
+from genqueue.errors import NotFound
 from tests.dlq_helpers import make_entry
 from tests.helpers import run_cli
 
@@ -44,6 +47,21 @@ def test_the_size_cap_evicts_oldest_first_with_their_index_members(conn, setting
     assert [m.decode() for m in conn.zrange(store.keys.all, 0, -1)] == [f"c{i}" for i in range(3, 8)]
     assert not any(store.exists(f"c{i}") for i in range(3))
     assert conn.zcard(store.keys.index("kind", "RATE_LIMITED")) == 5
+
+
+def test_delete_removes_entry_and_every_index_member_in_one_call(conn, settings, store):
+    store.add(make_entry("d0", queue=settings.queue, user="ua"))
+    store.add(make_entry("d1", queue=settings.queue, user="ub", kind="TIMEOUT"))
+    deleted = store.delete("d1")
+    assert deleted["job_id"] == "d1" and not store.exists("d1")
+    assert conn.zrange(store.keys.all, 0, -1) == [b"d0"]
+    assert conn.zcard(store.keys.index("kind", "TIMEOUT")) == 0 and conn.zcard(store.keys.index("user", "ub")) == 0
+    assert conn.zrange(store.keys.index("user", "ua"), 0, -1) == [b"d0"]
+    with pytest.raises(NotFound):
+        store.delete("d1")
+    conn.set(store.keys.entry("bad"), b"{not json", ex=60)
+    conn.zadd(store.keys.all, {"bad": 1.0})
+    assert store.delete("bad") is None and store.count() == 1  # corrupt: entry and `all` member go
 
 
 def test_replacing_an_entry_moves_its_index_members(conn, settings, store):

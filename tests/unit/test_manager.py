@@ -1,3 +1,5 @@
+import sys
+
 from genqueue.retry import Failure, RetryManager
 from genqueue.retry.kinds import ErrorKind as K
 from genqueue.retry.kinds import Reason
@@ -107,10 +109,13 @@ def test_garbage_retry_after_is_ignored_with_a_log_line(capsys):
     from genqueue.logs import configure
     from genqueue.providers.simulated import ProviderError
 
-    configure("json")
-    exc = ProviderError(429, "slow down")
-    exc.headers = {"Retry-After": "whenever"}
-    f = RetryManager().failure_from_exception(exc)
+    configure("json")  # bound to capsys's stderr, which closes with this test: reset after
+    try:
+        exc = ProviderError(429, "slow down")
+        exc.headers = {"Retry-After": "whenever"}
+        f = RetryManager().failure_from_exception(exc)
+    finally:
+        configure("json", stream=sys.__stderr__)
     assert f.kind is K.RATE_LIMITED and f.retry_after is None
     assert "retry.bad_retry_after" in capsys.readouterr().err
 

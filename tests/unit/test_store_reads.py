@@ -101,17 +101,6 @@ def test_filters_combine_as_and(store):
     assert [e["job_id"] for e in store.page(Filters(since=2005, until=2010.5)).entries] == ["x10"]
 
 
-def test_delete_removes_entry_and_index_members(store):
-    entries(store, 2)
-    store.delete("j1")
-    c = store.connection
-    assert not c.exists(store.keys.entry("j1"))
-    assert c.zrange(store.keys.all, 0, -1) == [b"j0"]
-    assert c.zrange(store.keys.index("kind", "TRANSIENT"), 0, -1) == [b"j0"]
-    with pytest.raises(NotFound):
-        store.delete("j1")
-
-
 def test_corrupt_entry_is_skipped_by_page_and_named_by_get(store):
     entries(store, 2)
     store.connection.set(store.keys.entry("j0"), b"{broken")
@@ -119,8 +108,6 @@ def test_corrupt_entry_is_skipped_by_page_and_named_by_get(store):
     assert [e["job_id"] for e in page.entries] == ["j1"] and page.skipped == ["j0"]
     with pytest.raises(CorruptEntry, match="j0"):
         store.get("j0")
-    store.delete("j0")  # a corrupt entry can still be deleted
-    assert store.connection.zrange(store.keys.all, 0, -1) == [b"j1"]
 
 
 def test_merge_patch_is_rfc7386():
