@@ -103,8 +103,14 @@ def _replay_batch(store: DLQStore, queue, batch, result: BulkResult, *, force: b
     with store.connection.pipeline() as pipe:
         try:
             pipe.watch(*entry_keys, *job_keys)
-            raws = pipe.mget(entry_keys)
-            statuses = [pipe.hget(k, "status") for k in job_keys]
+            # One round trip for all reads, on a second connection: after WATCH, `pipe` runs each command
+            # on its own (200 HGETs were 200 round trips). Reading elsewhere is safe: any change to a
+            # watched key after the WATCH, whoever makes it, still fails our EXEC.
+            with store.connection.pipeline(transaction=False) as reads:
+                reads.mget(entry_keys)
+                for key in job_keys:
+                    reads.hget(key, "status")
+                raws, *statuses = reads.execute()
             todo, skipped = [], []
             for (job_id, _, _), raw, status in zip(batch, raws, statuses):
                 if raw is None:

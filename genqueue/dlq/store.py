@@ -8,7 +8,7 @@ are O(1)/O(indexes) by id; pages walk a sorted set by score, never SCAN.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from itertools import islice
 from dataclasses import dataclass, field
 from importlib import resources
@@ -98,20 +98,18 @@ class DLQStore:
         retention and evict over the cap, all in one Lua call. With `pipeline`, the call joins the caller's
         MULTI and its reply {replaced, expired, evicted} arrives with EXEC; else it is returned.
         `raw` stores that exact JSON text (import keeps entries byte-for-byte)."""
-        score = failed_at_score(entry)
-        index_keys = [self.keys.index(f, v) for f, v in index_values(entry).items()]
+        return self.add_encoded(entry["job_id"], raw if raw is not None else encode(entry), failed_at_score(entry),
+                                index_values(entry), pipeline, ttl_s=ttl_s, counter=counter)
+
+    def add_encoded(self, job_id: str, raw: str, score: float, indexes: Mapping[str, str],
+                    pipeline: Pipeline | None = None, *, ttl_s: int | None = None, counter: str = "dead_lettered"):
+        """add() for callers that already hold the entry's JSON, its score (failed_at) and its index values
+        (entry.index_values), e.g. loaders writing many entries built from one template."""
         return self._add_script(
-            keys=[self.keys.entry(entry["job_id"]), self.keys.all, self.keys.stats, *index_keys],
-            args=[
-                entry["job_id"],
-                raw if raw is not None else encode(entry),
-                repr(score),
-                ttl_s or self.retention_s,
-                repr(time.time() - self.retention_s),
-                self.cap,
-                self.keys.prefix,
-                counter,
-            ],
+            keys=[self.keys.entry(job_id), self.keys.all, self.keys.stats,
+                  *(self.keys.index(f, v) for f, v in indexes.items())],
+            args=[job_id, raw, repr(score), ttl_s or self.retention_s, repr(time.time() - self.retention_s),
+                  self.cap, self.keys.prefix, counter],
             client=pipeline if pipeline is not None else self.connection,
         )
 

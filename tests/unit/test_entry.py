@@ -50,3 +50,29 @@ def test_secrets_are_masked_nested_but_counts_are_not():
     assert m["args"][0]["params"] == {"api_key": "***", "max_tokens": 5}
     assert m["args"][0]["headers"]["Authorization"] == "***"
     assert e["args"][0]["params"]["api_key"] == "sk-1"  # the original is untouched
+
+
+SECRET_SAMPLES = [
+    {"prompt": "p", "params": {"max_tokens": 5, "temperature": 0.2}},
+    {"prompt": "p", "params": {"api_key": "sk-1"}},
+    {"headers": [{"Authorization": "Bearer x"}], "n": [1, [2, {"X-Api-Key": "k"}]]},
+    {"password": ""},  # empty: nothing to mask
+    {"nested": {"deep": {"access_token": None, "refresh_token": "r"}}},
+    {"text": "my token is in a value, not a key", "Cookie": "c=1"},
+    {"private-key": "-----BEGIN", "prompt": "ünïcode"},
+    ["plain", {"no": "secrets"}],
+]
+
+
+def test_fast_secret_checks_agree_with_mask():
+    import json
+
+    from genqueue.secrets import has_secrets, may_hold_secrets
+
+    for sample in SECRET_SAMPLES:
+        changes = mask(sample) != sample
+        assert has_secrets(sample) is changes, sample
+        for text in (json.dumps(sample), json.dumps(sample, ensure_ascii=True).replace("_", "\\u005f")):
+            # conservative: never False where mask() would change something, escaped keys included
+            assert may_hold_secrets(text.encode()) or not changes, text
+    assert not may_hold_secrets(b'{"prompt": "a red fox", "params": {"temperature": 0.7}}')

@@ -1,0 +1,5 @@
+"""The bench's scenarios, one module each; run.py runs them in this order."""
+
+from __future__ import annotations
+
+NAMES = ("enqueue", "success", "failure", "dlq", "bulk", "cli")

@@ -1,0 +1,101 @@
+"""Scenario 5 — bulk replay and export through the CLI, as a user runs them: `genqueue dlq retry --all --yes`
+and `genqueue dlq export -o FILE` over N DLQ entries (entries per second, process start-up included).
+
+Baseline for replay: what a bare-RQ user has, `rq requeue --all` over RQ's FailedJobRegistry (one
+fetch + ZREM + save + enqueue per job). It runs over fewer jobs (sizes.bulk_baseline): it is a rate, and at
+N it alone would take most of the bench's time budget. Export has no RQ counterpart; its goal is absolute.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .. import dlq as bench_dlq
+from .common import Ctx, Scenario, drop_queue, timed
+
+
+def _cli(ctx: Ctx, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "REDIS_URL": ctx.url, "GENQUEUE_HOME": str(ctx.home), "GENQUEUE_LOG_FORMAT": "json"}
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return proc
+
+
+def _genqueue(*args: str) -> list[str]:
+    return [sys.executable, "-m", "genqueue", *args]
+
+
+def _fill_failed_registry(ctx: Ctx, queue_name: str, n: int) -> None:
+    """n failed jobs in RQ's FailedJobRegistry, as RQ itself leaves them (job hash + registry member)."""
+    from rq.job import Job, JobStatus
+    from rq.registry import FailedJobRegistry
+
+    from genqueue.jobs import JOB_FUNC
+    from genqueue.queues import SERIALIZER
+
+    registry = FailedJobRegistry(queue_name, connection=ctx.conn, serializer=SERIALIZER)
+    for start in range(0, n, 1000):
+        with ctx.conn.pipeline(transaction=False) as pipe:
+            for i in range(start, min(n, start + 1000)):
+                job = Job.create(JOB_FUNC, args=({"prompt": "p" * 1000},), connection=ctx.conn, serializer=SERIALIZER,
+                                 id=f"{queue_name}-{i}", origin=queue_name, status=JobStatus.FAILED)
+                job.save(pipeline=pipe)
+                registry.add(job, ttl=86400, pipeline=pipe)
+            pipe.execute()
+
+
+def run(ctx: Ctx) -> Scenario:
+    from genqueue.dlq.store import DLQStore
+
+    n, base_n = ctx.sizes.bulk_entries, ctx.sizes.bulk_baseline
+    sc = Scenario("bulk", f"Bulk replay and export over {n:,} DLQ entries (CLI)",
+                  sizes={"entries": n, "rq_requeue_jobs": base_n})
+    export_rates, replay_rates, rq_rates = [], [], []
+    for rep in range(ctx.reps):
+        name = ctx.name(f"bulk-{rep}")
+        store = bench_dlq.make_store(ctx.conn, name, n)
+        bench_dlq.fill(store, n)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "dlq.jsonl"
+                export_rates.append(n / timed(lambda: _cli(ctx, *_genqueue("dlq", "export", "-q", name, "-o", str(out)))))
+                lines = sum(1 for _ in out.open())
+                if lines != n:
+                    raise RuntimeError(f"export wrote {lines} lines for {n} entries")
+            seconds = timed(lambda: _cli(ctx, *_genqueue("dlq", "retry", "--all", "--yes", "-q", name, "--json")))
+            replay_rates.append(n / seconds)
+            left, queued = DLQStore(ctx.conn, name, retention_s=store.retention_s).count(), ctx.conn.llen(f"rq:queue:{name}")
+            if left or queued != n:
+                raise RuntimeError(f"replay left {left} entries and queued {queued} of {n} jobs")
+        finally:
+            bench_dlq.drop(store)
+            drop_queue(ctx.conn, name, [bench_dlq.entry_id("e", i) for i in range(n)])
+
+        rq_name = ctx.name(f"bulk-rq-{rep}")
+        _fill_failed_registry(ctx, rq_name, base_n)
+        try:
+            rq_cmd = [sys.executable, "-m", "rq.cli", "requeue", "--all", "--queue", rq_name, "-u", ctx.url,
+                      "-S", "rq.serializers.JSONSerializer"]
+            rq_rates.append(base_n / timed(lambda: _cli(ctx, *rq_cmd)))
+            if ctx.conn.llen(f"rq:queue:{rq_name}") != base_n:
+                raise RuntimeError("rq requeue did not requeue every job")
+        finally:
+            drop_queue(ctx.conn, rq_name, [f"{rq_name}-{i}" for i in range(base_n)])
+
+    replay = sc.measure("replay", "entries/s", replay_rates, system="genqueue")
+    rq = sc.measure("replay", "entries/s", rq_rates, system="rq")
+    sc.metrics["replay"]["ratio"] = replay / rq
+    status = sc.goal("bulk: dlq retry --all ≥ 5,000 entries/s", replay, 5000, higher_is_better=True, unit="/s")
+    sc.row("dlq retry --all --yes", f"{rq:,.0f}/s (rq requeue --all)", f"{replay:,.0f}/s", f"{replay / rq:.2f}×",
+           "≥ 5,000/s", status)
+    export = sc.measure("export", "entries/s", export_rates, system="genqueue")
+    status = sc.goal("bulk: dlq export ≥ 20,000 entries/s", export, 20000, higher_is_better=True, unit="/s")
+    sc.row("dlq export", "", f"{export:,.0f}/s", "", "≥ 20,000/s", status)
+    sc.notes.append("rates include the CLI process's start-up; rq requeue --all ran over "
+                    f"{base_n:,} failed jobs per repetition (its rate does not depend on the count)")
+    return sc

@@ -1,0 +1,39 @@
+"""Job functions the bench's workers run; the same functions for bare RQ and genqueue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+NOOP = "bench.scenarios.jobs.noop"
+FLAKY = "bench.scenarios.jobs.flaky"
+
+
+class BenchProviderError(Exception):
+    """Shaped like a provider's HTTP 503, so genqueue classifies it TRANSIENT."""
+
+    status_code = 503
+
+
+def noop(payload: dict[str, Any]) -> int:
+    return len(payload)
+
+
+def failed_attempts(job) -> int:
+    """Attempts of this job that failed so far, read from what each system already loaded with the job
+    (no extra Redis command): genqueue's history records, or RQ's Retry countdown."""
+    meta = job.meta.get("genqueue")
+    if meta is not None:
+        return len(meta.get("history") or [])
+    if job.retries_left is None:
+        return 0
+    return int(job.meta.get("bench_retries", 0)) - int(job.retries_left)
+
+
+def flaky(payload: dict[str, Any]) -> int:
+    """Fails `payload["fail"]` times, then succeeds."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if failed_attempts(job) < int(payload["fail"]):
+        raise BenchProviderError("HTTP 503: service temporarily unavailable (bench)")
+    return 1

@@ -1,0 +1,31 @@
+"""The bench's smoke mode runs every scenario at tiny sizes, so the bench never rots. It checks that each
+scenario produced its numbers and goals; it asserts no time (speed is measured in bench/, not tested)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.scenarios import NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_smoke_runs_every_scenario(tmp_path):
+    out = tmp_path / "results.json"
+    env = {k: v for k, v in os.environ.items() if k != "GENQUEUE_HOME"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--output", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["smoke"] is True and set(report["scenarios"]) == set(NAMES)
+    for name, scenario in report["scenarios"].items():
+        assert scenario["rows"], name
+        for goal in scenario["goals"]:
+            assert goal["measured"] > 0 and goal["status"], (name, goal)
+    failure = report["scenarios"]["failure"]["metrics"]["commands_per_failed_attempt"]
+    assert failure["rq"]["median"] > 0 and failure["genqueue"]["median"] > 0
+    assert "genqueue vs bare RQ" in proc.stdout and "goal(s) met" in proc.stdout
