@@ -26,12 +26,12 @@ class Sizes:
     enqueue_jobs: int = 10_000
     enqueue_batch: int = 1_000  # jobs per Queue.enqueue_many call
     success_jobs: int = 2_000  # simple workers
-    fork_jobs: int = 1_000  # forking workers: ~20 ms/job on 2 busy cores, see run.py --fork-jobs
+    fork_jobs: int = 500  # forking workers: ~20 ms/job on 2 busy cores, see run.py --fork-jobs
     failure_jobs: int = 1_000
     dlq_entries: int = 1_000_000
     dlq_samples: int = 300  # latency samples per operation per repetition
     bulk_entries: int = 100_000
-    bulk_baseline: int = 20_000  # failed jobs for `rq requeue --all` (a rate: see bulk.py)
+    bulk_baseline: int = 10_000  # failed jobs for `rq requeue --all` (a rate: see bulk.py)
     cli_runs: int = 5
 
 

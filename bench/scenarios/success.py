@@ -78,6 +78,6 @@ def run(ctx: Ctx) -> Scenario:
                 higher_is_better=True, goal=0.95)
     if sizes["forking"] != sizes["simple"]:
         sc.notes.append(f"forking workers drain {sizes['forking']:,} jobs, not {sizes['simple']:,}: a fork costs "
-                        "~20 ms per job on this machine for both systems, so 2,000 jobs × 6 runs would take minutes "
+                        "~20 ms per job on this machine for both systems, so 2,000 jobs × 6 runs would take minutes alone "
                         "(--fork-jobs 2000 runs the full count)")
     return sc

@@ -130,8 +130,8 @@ def _replay_batch(store: DLQStore, queue, batch, result: BulkResult, *, force: b
                 else:
                     todo.append((job_id, entry))
             pipe.multi()
+            store.remove_many_in(pipe, todo)
             for job_id, entry in todo:
-                store.remove_in(pipe, job_id, entry)
                 queue.enqueue_job(job_from_entry(queue, entry), pipeline=pipe)
             if todo:
                 pipe.hincrby(store.keys.stats, "replayed", len(todo))
@@ -167,8 +167,7 @@ def bulk_purge(store: DLQStore, filters: Filters, *, cursor: str | None = None, 
                     except GenqueueError:
                         todo.append((job_id, None))  # corrupt: delete it and its `all` member
                 pipe.multi()
-                for job_id, entry in todo:
-                    store.remove_in(pipe, job_id, entry)
+                store.remove_many_in(pipe, todo)
                 pipe.execute()
             except WatchError:
                 result.skip("changed_during_purge")

@@ -8,6 +8,7 @@ are O(1)/O(indexes) by id; pages walk a sorted set by score, never SCAN.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from itertools import islice
 from dataclasses import dataclass, field
@@ -126,11 +127,23 @@ class DLQStore:
 
     def remove_in(self, pipeline: Pipeline, job_id: str, entry: dict[str, Any] | None) -> None:
         """Queue the removal of an entry and its index members (entry None: corrupt, indexes unknown)."""
-        pipeline.delete(self.keys.entry(job_id))
-        pipeline.zrem(self.keys.all, job_id)
-        if entry is not None:
-            for f, v in index_values(entry).items():
-                pipeline.zrem(self.keys.index(f, v), job_id)
+        self.remove_many_in(pipeline, [(job_id, entry)])
+
+    def remove_many_in(self, pipeline: Pipeline, entries: list[tuple[str, dict[str, Any] | None]]) -> None:
+        """remove_in for a batch, grouped: one DEL, one ZREM per index key with all its members (a bulk
+        batch of 200 entries queues ~20 commands instead of ~1,400)."""
+        if not entries:
+            return
+        by_index: dict[str, list[str]] = defaultdict(list)
+        for job_id, entry in entries:
+            if entry is not None:
+                for f, v in index_values(entry).items():
+                    by_index[self.keys.index(f, v)].append(job_id)
+        ids = [job_id for job_id, _ in entries]
+        pipeline.delete(*(self.keys.entry(job_id) for job_id in ids))
+        pipeline.zrem(self.keys.all, *ids)
+        for key, members in by_index.items():
+            pipeline.zrem(key, *members)
 
     def delete(self, job_id: str) -> dict[str, Any] | None:
         """Delete one entry and its index members in one Lua call (one round trip); returns the entry
