@@ -15,6 +15,35 @@ from typing import Any
 DEFAULT_DEADLINE_S = 30.0
 
 
+def race(*actions: Callable[[], Any], expected: tuple[type[Exception], ...]) -> list[str]:
+    """Run the actions at once (threads released by one barrier); the sorted outcomes: "ok" for each that
+    returned, the exception's class name for each that raised one of `expected` (others propagate)."""
+    import threading
+
+    barrier = threading.Barrier(len(actions))
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def run(action: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            action()
+            outcomes.append("ok")
+        except expected as exc:
+            outcomes.append(type(exc).__name__)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in actions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sorted(outcomes)
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = DEFAULT_DEADLINE_S, interval: float = 0.05,
              message: str = "condition") -> Any:
     deadline = time.monotonic() + timeout

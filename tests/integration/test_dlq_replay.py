@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 
@@ -12,7 +11,7 @@ from genqueue.dlq.store import DLQStore
 from genqueue.errors import Conflict, NotFound
 from genqueue.producer import enqueue
 from tests.dlq_helpers import make_entry
-from tests.helpers import run_cli, wait_for
+from tests.helpers import race, run_cli, wait_for
 
 
 def test_two_admins_replaying_one_entry_enqueue_exactly_once_200_times(conn, settings):
@@ -21,23 +20,8 @@ def test_two_admins_replaying_one_entry_enqueue_exactly_once_200_times(conn, set
     for trial in range(200):
         job_id = f"race-{settings.queue}-{trial}"
         stores[0].add(make_entry(job_id, queue=settings.queue))
-        barrier = threading.Barrier(2)
-        outcomes: list[str] = []
-
-        def admin(store):
-            barrier.wait()
-            try:
-                replay(store, job_id)
-                outcomes.append("replayed")
-            except (Conflict, NotFound) as exc:
-                outcomes.append(type(exc).__name__)
-
-        threads = [threading.Thread(target=admin, args=(s,)) for s in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(outcomes) in (["Conflict", "replayed"], ["NotFound", "replayed"]), outcomes
+        outcomes = race(*(lambda s=s: replay(s, job_id) for s in stores), expected=(Conflict, NotFound))
+        assert outcomes in (["Conflict", "ok"], ["NotFound", "ok"]), outcomes
     ids = [m.decode() for m in conn.lrange(queue_key, 0, -1)]
     assert len(ids) == 200 and len(set(ids)) == 200
     assert stores[0].count() == 0 and stores[0].stats_counters()["replayed"] == 200

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
 
 from genqueue.errors import Conflict
 from genqueue.jobretry import retry_job
 from genqueue.producer import enqueue
 from tests.dlq_helpers import make_entry
-from tests.helpers import run_cli, wait_for
+from tests.helpers import race, run_cli, wait_for
 
 
 def status_of(conn, job_id) -> bytes | None:
@@ -133,22 +132,7 @@ def test_two_admins_retrying_one_dead_job_enqueue_it_once_100_times(conn, settin
     for trial in range(100):
         job_id = f"race-{settings.queue}-{trial}"
         store.add(make_entry(job_id, queue=settings.queue))
-        barrier = threading.Barrier(2)
-        outcomes: list[str] = []
-
-        def admin():
-            barrier.wait()
-            try:
-                retry_job(conn, store, job_id)
-                outcomes.append("retried")
-            except Conflict:
-                outcomes.append("Conflict")
-
-        threads = [threading.Thread(target=admin) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(outcomes) == ["Conflict", "retried"], (trial, outcomes)
+        outcomes = race(*[lambda: retry_job(conn, store, job_id)] * 2, expected=(Conflict,))
+        assert outcomes == ["Conflict", "ok"], (trial, outcomes)
     ids = queued_ids(conn, settings)
     assert len(ids) == 100 and len(set(ids)) == 100 and store.count() == 0

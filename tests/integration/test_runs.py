@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 
 from genqueue.errors import Conflict
 from genqueue.runrules import item_id, run_key
 from genqueue.runs import retry_failed, snapshot, submit
 from tests.dlq_helpers import make_entry
-from tests.helpers import run_cli, wait_for
+from tests.helpers import race, run_cli, wait_for
 
 
 def write_run(tmp_path, rows, name="run.jsonl") -> str:
@@ -214,24 +213,8 @@ def test_double_retry_failed_race_100_times_one_transaction_wins(conn, settings,
         result = submit(conn, settings.queue, [{"prompt": "a"}, {"prompt": "b"}], run_id=run_id, ttl_s=ttl)
         for i in range(result.run.items):
             dead_letter(conn, store, settings, item_id(run_id, i))
-        barrier = threading.Barrier(2)
-        outcomes: list[str] = []
-
-        def admin():
-            barrier.wait()
-            try:
-                retry_failed(conn, run_id, ttl_s=ttl)
-                outcomes.append("retried")
-            except Conflict as exc:
-                outcomes.append("Conflict")
-                assert "running" in str(exc) or "just retried" in str(exc)
-
-        threads = [threading.Thread(target=admin) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(outcomes) == ["Conflict", "retried"], (trial, outcomes)
+        outcomes = race(*[lambda: retry_failed(conn, run_id, ttl_s=ttl)] * 2, expected=(Conflict,))
+        assert outcomes == ["Conflict", "ok"], (trial, outcomes)
     ids = queued_ids(conn, settings)
     assert len(ids) == 200 and len(set(ids)) == 200 and store.count() == 0
 
