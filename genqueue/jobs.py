@@ -17,6 +17,11 @@ class Provider(Protocol):
     def call(self, payload: Mapping[str, Any], *, attempt: int, job_id: str) -> dict[str, Any]: ...
 
 
+def describe(payload: Any) -> str:
+    """The RQ job description every producer of generation jobs uses (enqueue, runs, replay)."""
+    return f"generate({payload.get('model', '') if isinstance(payload, Mapping) else ''!s})"
+
+
 def validate_payload(payload: Any) -> dict[str, Any]:
     """The payload as a dict, or InvalidInput saying what is wrong with it."""
     if not isinstance(payload, dict):

@@ -20,7 +20,7 @@ from rq.job import JOB_ID_PATTERN, Job, JobStatus
 
 from .errors import Conflict, InvalidId, InvalidInput
 from .jobmeta import new_meta
-from .jobs import JOB_FUNC, validate_payload
+from .jobs import JOB_FUNC, describe, validate_payload
 from .queues import fetch_job, make_queue
 
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
@@ -78,7 +78,7 @@ def enqueue(
             timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
             result_ttl=RESULT_TTL_S,
             meta=meta,
-            description=_description(payload),
+            description=describe(payload),
             status=JobStatus.SCHEDULED if when else JobStatus.QUEUED,
         )
 
@@ -122,14 +122,10 @@ def enqueue_many(
     for start in range(0, len(payloads), batch):
         jobs += queue.enqueue_many([
             Queue.prepare_data(JOB_FUNC, (payload,), timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
-                               result_ttl=RESULT_TTL_S, description=_description(payload), meta=new_meta(max_retries))
+                               result_ttl=RESULT_TTL_S, description=describe(payload), meta=new_meta(max_retries))
             for payload in payloads[start:start + batch]
         ])
     return jobs
-
-
-def _description(payload: dict[str, Any]) -> str:
-    return f"generate({payload.get('model', '')!s})"
 
 
 def check_policy(policy) -> None:

@@ -32,7 +32,8 @@ from .errors import Conflict, CorruptEntry, GenqueueError, InvalidInput, NotFoun
 from .jobmeta import new_meta
 from .jobretry import (charged_retries, confirm_refusal, last_failure, manual_retry_record, requeue_dead_in,
                        requeue_failed_in)
-from .jobs import JOB_FUNC, validate_payload
+from .jobs import JOB_FUNC, describe, validate_payload
+from .producer import DEFAULT_JOB_TIMEOUT_S
 from .queues import SERIALIZER, fetch_job, make_queue
 from .runrules import (ACTIVE, CORRUPT, DEFAULT_LIMIT, STATUS_ORDER, FailedItem, RetryClass, RetryPlan,
                        check_limit, check_run_id, checked_plan, default_run_id, item_id, item_status, run_digest,
@@ -40,7 +41,6 @@ from .runrules import (ACTIVE, CORRUPT, DEFAULT_LIMIT, STATUS_ORDER, FailedItem,
 
 SUBMIT_BATCH = 500  # items per create transaction: bounded WATCH lists and MULTI blocks
 MAX_TX_ATTEMPTS = 10
-ITEM_TIMEOUT_S = 180
 
 
 # -- stored state --------------------------------------------------------------------------------------------
@@ -276,9 +276,9 @@ def _submit_batch(connection: Redis, queue, store: DLQStore, run: Run, payloads:
 
 def _item_job(queue, run: Run, index: int, payload: dict[str, Any], ttl_s: int) -> Job:
     return queue.create_job(
-        JOB_FUNC, args=(payload,), job_id=item_id(run.run_id, index), timeout=ITEM_TIMEOUT_S,
+        JOB_FUNC, args=(payload,), job_id=item_id(run.run_id, index), timeout=DEFAULT_JOB_TIMEOUT_S,
         result_ttl=ttl_s, meta=new_meta(run.max_retries), status=JobStatus.QUEUED,
-        description=f"generate({payload.get('model', '')!s})",
+        description=describe(payload),
     )
 
 

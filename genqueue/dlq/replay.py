@@ -10,6 +10,8 @@ from rq.job import JobStatus
 
 from ..errors import Conflict, NotFound
 from ..jobmeta import new_meta
+from ..jobs import describe
+from ..producer import RESULT_TTL_S
 from ..queues import make_queue
 from .entry import decode
 from .store import DLQStore
@@ -101,12 +103,12 @@ def job_from_entry(queue, entry: dict[str, Any]):
         kwargs=entry.get("kwargs") or {},
         job_id=entry["job_id"],
         timeout=options.get("timeout"),
-        result_ttl=24 * 3600,
+        result_ttl=RESULT_TTL_S,
         meta=new_meta(
             options.get("max_retries"),
             replays=int(entry.get("replays") or 0) + 1,
             replayed_from=f"{entry['job_id']}@{entry['failed_at']}",
             history=entry.get("history") or [],
         ),
-        description=f"generate({payload.get('model', '') if isinstance(payload, dict) else ''!s})",
+        description=describe(payload),
     )
