@@ -15,4 +15,7 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text or "")
     if not match:
         raise InvalidInput(f"bad duration {text!r}: use e.g. 30s, 5m, 2h, 1d")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    except OverflowError:
+        raise InvalidInput(f"duration {text!r} is too long") from None

@@ -15,6 +15,11 @@ from .params import json_option, parse_duration, parse_json_arg, queue_option
 from .render import emit_json, short, table
 
 
+# retry.kinds.Reason's values, spelled out: importing genqueue.retry here would slow every command's
+# start-up (tests/unit/test_settings_and_params.py keeps the two in step).
+REASONS = ("exhausted", "non_retryable", "crash_loop", "manual", "recovered")
+
+
 def _time_bound(text: str | None, name: str) -> float | None:
     """`2h` (that long ago) or an ISO timestamp → epoch seconds."""
     if not text:
@@ -24,10 +29,9 @@ def _time_bound(text: str | None, name: str) -> float | None:
     except InvalidInput:
         pass
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError, OSError):
         raise InvalidInput(f"{name} must be a duration like 2h or an ISO timestamp, not {text!r}") from None
-    return when.timestamp()
 
 
 def filter_options(fn):
@@ -36,7 +40,7 @@ def filter_options(fn):
             click.option("--kind", default=None, help="Error kind, e.g. RATE_LIMITED."),
             click.option("--func", default=None, help="Job function, e.g. genqueue.jobs.generate."),
             click.option("--user", default=None, help="payload.user_id."),
-            click.option("--reason", type=click.Choice(["exhausted", "non_retryable", "crash_loop", "manual"]),
+            click.option("--reason", type=click.Choice(REASONS),
                          default=None, help="Why it was dead-lettered."),
             click.option("--fingerprint", default=None, help="Error fingerprint (groups similar errors)."),
             click.option("--since", default=None, help="Dead-lettered after: 2h ago, or an ISO timestamp."),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ class MaintenanceConfig:
                 raise InvalidInput(f"GENQUEUE_AUTO_RETRY parts are KIND=cooldown (e.g. RATE_LIMITED=15m), not {part!r}")
             auto[kind.strip().upper()] = parse_duration(after.strip()).total_seconds()
         return cls(
-            interval_s=float(env.get("GENQUEUE_MAINTENANCE_INTERVAL") or 60),
+            interval_s=parse_duration(env.get("GENQUEUE_MAINTENANCE_INTERVAL") or "60").total_seconds(),
             alert_size=opt_int("GENQUEUE_DLQ_ALERT_SIZE"),
             alert_rate_per_hour=opt_int("GENQUEUE_DLQ_ALERT_RATE"),
             webhook_url=env.get("GENQUEUE_DLQ_WEBHOOK") or None,
@@ -75,7 +76,8 @@ def post_webhook(url: str, body: dict, timeout_s: float = 5.0) -> bool:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - admin-configured URL
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        log.warning("dlq.webhook_failed", url=url, error=str(exc)[:200])
+        # The URL (and an error that quotes it) may carry a token, as Slack's do: log its host only.
+        log.warning("dlq.webhook_failed", host=urllib.parse.urlsplit(url).hostname, error=type(exc).__name__)
         return False
 
 

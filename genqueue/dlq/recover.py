@@ -19,12 +19,12 @@ from rq.registry import FailedJobRegistry
 from rq.utils import now, parse_composite_key
 
 from ..queues import SERIALIZER, make_queue
-from ..retry.kinds import ErrorKind
+from ..retry.kinds import ErrorKind, Reason
 from ..retry.manager import RetryManager
 from .entry import build_entry, iso
 from .store import DLQStore
 
-REASON = "recovered"
+REASON = Reason.RECOVERED
 
 
 def _last_line(text: str) -> tuple[str, str]:
@@ -107,7 +107,7 @@ def recover_orphans(store: DLQStore, manager: RetryManager) -> int:
             continue
         failure = Failure(kind=ErrorKind.CRASH, type="AbandonedJob",
                           message=f"worker {worker_name or '?'} died while running the job (recovered)")
-        decision = Decision("dead", ErrorKind.CRASH, attempt=retry_state(job).attempt, reason=REASON)  # type: ignore[arg-type]
+        decision = Decision("dead", ErrorKind.CRASH, attempt=retry_state(job).attempt, reason=REASON)
         job.ended_at = now()
         gq(job)["history"].append(decision_record(decision, failure, started_at=iso(job.started_at.timestamp())
                                                   if job.started_at else None, ended_at=iso(time.time()),

@@ -10,7 +10,7 @@ from typing import IO
 from ..errors import Conflict, GenqueueError, InvalidInput
 from ..secrets import has_secrets, may_hold_secrets, mask
 from .bulk import matching
-from .entry import decode, encode, parse_iso
+from .entry import decode, encode, failed_at_score, index_values, parse_iso
 from .store import DLQStore, Filters
 
 MAX_REPORTED = 10
@@ -49,10 +49,14 @@ def parse_lines(lines: Iterable[str]) -> tuple[list[tuple[int, str, dict]], list
             continue
         try:
             entry = decode(text, f"on line {number}")
-            parse_iso(entry["failed_at"])
             if not isinstance(entry["job_id"], str) or not entry["job_id"]:
                 raise ValueError("job_id")
-        except (GenqueueError, ValueError, KeyError, TypeError) as exc:
+            # Everything import_file and store.add read from an entry, checked before anything is written.
+            failed_at_score(entry)
+            if entry.get("expires_at"):
+                parse_iso(entry["expires_at"])
+            index_values(entry)
+        except (GenqueueError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             bad.append((number, str(exc) if isinstance(exc, GenqueueError) else f"bad field {exc}"))
             continue
         good.append((number, text, entry))

@@ -19,3 +19,4 @@ class Reason(StrEnum):
     NON_RETRYABLE = "non_retryable"
     CRASH_LOOP = "crash_loop"
     MANUAL = "manual"
+    RECOVERED = "recovered"  # moved in by `genqueue dlq recover` (plain RQ failures, orphaned executions)

@@ -108,6 +108,19 @@ def test_import_rejects_malformed_files_whole(conn, settings, store, env, tmp_pa
     assert skipped.code == 0 and "skipped line 2" in skipped.stderr and store.count() == 2
 
 
+def test_import_checks_every_field_it_writes_before_writing_any(conn, settings, store, env, tmp_path):
+    """Fields import reads later (failed_at, expires_at, error for the indexes) are checked up front, so a
+    bad one is a numbered line in a one-line error, not a traceback after earlier batches were written."""
+    good = make_entry("ok1", queue=settings.queue)
+    bad = [{**good, "job_id": "b1", "failed_at": 12345}, {**good, "job_id": "b2", "expires_at": "soon"},
+           {**good, "job_id": "b3", "error": "boom"}]
+    f = tmp_path / "fields.jsonl"
+    f.write_text("\n".join(json.dumps(e) for e in [good, *bad]) + "\n")
+    r = run_cli(env, "dlq", "import", str(f))
+    assert r.code == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert all(f"line {n}" in r.stderr for n in (2, 3, 4)) and store.count() == 0
+
+
 def test_recover_moves_plain_rq_failures_idempotently(conn, settings, store, env):
     q = Queue(settings.queue, connection=conn, serializer=JSONSerializer)
     q.enqueue("genqueue.jobs.generate", {"prompt": "p", "simulate": ["500"]}, job_id="plain-1")
@@ -117,6 +130,8 @@ def test_recover_moves_plain_rq_failures_idempotently(conn, settings, store, env
     assert r.code == 0 and r.json()["from_failed_registry"] == 1
     entry = store.get("plain-1")
     assert entry["reason"] == "recovered" and "HTTP 500" in entry["error"]["message"]
+    listed = run_cli(env, "dlq", "list", "--reason", "recovered", "--json")
+    assert listed.code == 0 and [e["reason"] for e in listed.json()["entries"]] == ["recovered"]
     assert conn.zscore(f"rq:failed:{settings.queue}", "plain-1") is None
     assert run_cli(env, "dlq", "recover", "--json").json()["from_failed_registry"] == 0
 

@@ -79,3 +79,16 @@ def test_public_api_resolves_lazily():
     assert {n: getattr(genqueue, n) for n in genqueue.__all__}  # every advertised name imports
     with pytest.raises(AttributeError):
         genqueue.nope  # noqa: B018
+
+
+def test_cli_reason_choices_are_the_reason_enum():
+    from genqueue.cli.dlq import REASONS
+    from genqueue.retry.kinds import Reason
+
+    assert REASONS == tuple(r.value for r in Reason)
+
+
+@pytest.mark.parametrize("text", ["99999999999999d", "1e400"])
+def test_huge_durations_are_invalid_input_not_a_crash(text):
+    with pytest.raises(InvalidInput):
+        parse_duration(text)
