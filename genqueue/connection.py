@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -34,12 +35,17 @@ UNIX_SOCKET_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 def redact(url: str) -> str:
     """The URL with any password replaced by ***, safe to print."""
     parts = urlsplit(url)
-    if parts.password is None:
+    # A password in the query (redis://host?password=...) is masked too; the netloc is cut at its last
+    # '@' by hand, since parts.port raises on a malformed port and this runs inside error handling.
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    else:
+        netloc = parts.netloc
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def connect(settings: Settings, *, start_embedded: bool = True) -> Redis:

@@ -77,6 +77,8 @@ def parse_run_file(lines: Iterable[str]) -> list[dict[str, Any]]:
             payloads.append(validate_payload(json.loads(line)))
         except json.JSONDecodeError as exc:
             bad.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+        except (ValueError, RecursionError):  # over-long integers, absurd nesting: json raises these plainly
+            bad.append((number, "not valid JSON (a number too long or nesting too deep)"))
         except InvalidInput as exc:
             bad.append((number, str(exc)))
     if bad:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,8 +61,8 @@ def _positive(env, name: str, default, cast=float):
     except ValueError:
         kind = "a whole number" if cast is int else "a number"
         raise InvalidInput(f"{name} must be {kind}, not {raw!r}") from None
-    if not value > 0:
-        raise InvalidInput(f"{name} must be positive, not {raw!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise InvalidInput(f"{name} must be a positive finite number, not {raw!r}")
     return value
 
 

@@ -49,7 +49,7 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
             "reason": entry.get("reason"),
             "attempts": len(attempts),
             "max_attempts": max_attempts(entry.get("options", {}).get("max_retries"), attempts),
-            "last_error": entry.get("error", {}).get("message"),
+            "last_error": (entry.get("error") or {}).get("message"),
             "created_at": entry.get("enqueued_at"),
             "scheduled_at": None,
             "started_at": attempts[-1].get("started_at") if attempts else None,

@@ -97,7 +97,9 @@ def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, qu
     if not page.entries:
         click.echo(f"{app.store().keys.dlq_name} is empty" + (" for these filters" if filters.indexed() else ""))
         return
-    rows = [(e["job_id"], e["failed_at"], e["error"].get("kind"), e["reason"], len(e.get("history", [])),
+    from ..jobmeta import failures  # attempts, not manual-retry records
+
+    rows = [(e["job_id"], e["failed_at"], e["error"].get("kind"), e["reason"], len(failures(e.get("history") or [])),
              e["error"].get("status_code") or "", e.get("user_id") or "", short(e["error"].get("message"), 50))
             for e in page.entries]
     click.echo(table(("job_id", "failed_at", "kind", "reason", "attempts", "status", "user", "error"), rows))

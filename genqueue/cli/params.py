@@ -16,13 +16,17 @@ def parse_json_arg(text: str, what: str) -> Any:
     if text.startswith("@"):
         name = text[1:]
         try:
-            text = click.get_text_stream("stdin").read() if name == "-" else Path(name).read_text()
+            text = click.get_text_stream("stdin").read() if name == "-" else Path(name).read_text(encoding="utf-8")
         except OSError as exc:
             raise InvalidInput(f"cannot read {what} file {name!r}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{what} file {name!r} is not UTF-8 text") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError):  # over-long integers, absurd nesting
+        raise InvalidInput(f"{what} is not valid JSON: a number too long or nesting too deep") from None
 
 
 def queue_option(fn):

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from itertools import islice
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -28,6 +29,7 @@ PAGE_CHUNK = 50  # ids read per MGET while filling a page
 log = structlog.get_logger("genqueue.dlq")
 
 
+@lru_cache(maxsize=None)
 def _lua(name: str) -> str:
     """A script with the shared index_keys() function in front (after the script's leading comments and
     its `local prefix` line, which index_keys() reads)."""

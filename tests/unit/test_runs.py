@@ -61,6 +61,11 @@ def test_run_file_all_or_nothing_names_every_bad_line():
     assert message.startswith("4 bad line(s)") and "nothing enqueued" in message
 
 
+def test_run_file_lines_json_refuses_plainly_are_bad_lines_too():
+    with pytest.raises(InvalidInput, match=r"line 2: not valid JSON.*line 3: not valid JSON"):
+        parse_run_file(['{"prompt": "a"}', '{"prompt": "x", "n": ' + "9" * 5000 + "}", "[" * 100000])
+
+
 def test_run_file_skips_blank_lines_and_keeps_order():
     payloads = parse_run_file(['{"prompt": "a"}', "   ", '{"prompt": "b", "user_id": 7}', ""])
     assert [p["prompt"] for p in payloads] == ["a", "b"]

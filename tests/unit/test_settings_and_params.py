@@ -28,6 +28,9 @@ def test_redact_hides_passwords_only():
     assert redact("redis://:s3cret@h:6380/1") == "redis://:***@h:6380/1"
     assert redact("rediss://user:pw@h/0") == "rediss://user:***@h/0"
     assert redact("unix:///tmp/x.sock") == "unix:///tmp/x.sock"
+    assert redact("redis://h?password=s3cret&db=2") == "redis://h?password=***&db=2"
+    assert redact("redis://:pw@host:abc/0") == "redis://:***@host:abc/0"  # a bad port must not raise here
+    assert redact("redis://h:6379/0") == "redis://h:6379/0"
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("15", 15)])
@@ -92,3 +95,16 @@ def test_cli_reason_choices_are_the_reason_enum():
 def test_huge_durations_are_invalid_input_not_a_crash(text):
     with pytest.raises(InvalidInput):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("env", [{"GENQUEUE_LIVENESS_TTL": "inf"}, {"GENQUEUE_BACKOFF_SCALE": "nan"},
+                                 {"GENQUEUE_POLICY_TRANSIENT": "max=inf"}, {"GENQUEUE_POLICY_TIMEOUT": "base=1e400"}])
+def test_non_finite_numbers_in_the_environment_are_invalid_input(env):
+    with pytest.raises(InvalidInput):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("text", ["[" * 100000, '{"n": ' + "9" * 5000 + "}"])
+def test_json_that_python_refuses_without_a_decode_error_is_invalid_input(text):
+    with pytest.raises(InvalidInput, match="not valid JSON"):
+        parse_json_arg(text, "--payload")
