@@ -34,7 +34,7 @@ from .jobretry import (charged_retries, confirm_refusal, last_failure, manual_re
                        requeue_failed_in)
 from .jobs import JOB_FUNC, describe, validate_payload
 from .producer import DEFAULT_JOB_TIMEOUT_S
-from .queues import SERIALIZER, fetch_job, make_queue
+from .queues import SERIALIZER, make_queue
 from .runrules import (ACTIVE, CORRUPT, DEFAULT_LIMIT, STATUS_ORDER, FailedItem, RetryClass, RetryPlan,
                        check_limit, check_run_id, checked_plan, default_run_id, item_id, item_status, run_digest,
                        run_key, run_status)
@@ -183,10 +183,12 @@ def _read_details(connection: Redis, store: DLQStore, items: list[ItemState]) ->
             item.entry = None if raw is None else decode(raw, item.job_id)
         except CorruptEntry:
             item.corrupt = True
-    for item in items:
-        if item.status in ("failed", "stopped", "canceled"):
-            item.job = fetch_job(connection, item.job_id)
-            item.history = list(((item.job.meta if item.job else {}).get("genqueue") or {}).get("history") or [])
+    failed = [i for i in items if i.status in ("failed", "stopped", "canceled")]
+    # One round trip for all of them (this runs inside retry-failed's WATCH window), not one per item.
+    jobs = Job.fetch_many([i.job_id for i in failed], connection=connection, serializer=SERIALIZER) if failed else []
+    for item, job in zip(failed, jobs, strict=True):
+        item.job = job
+        item.history = list(((job.meta if job else {}).get("genqueue") or {}).get("history") or [])
 
 
 def snapshot(connection: Redis, run_id: str, *, ttl_s: int, details: bool = True) -> Snapshot:

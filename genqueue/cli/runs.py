@@ -159,7 +159,8 @@ def retry_failed(run_id, limit, as_json) -> None:
         return
     click.echo(f"retried {len(retried)} item(s) of run {run_id} (retry #{result.run_retry}): "
                f"{len(result.charged)} charged, {len(result.free)} free (crashes)")
+    free = set(result.free)  # membership per retried item: a list made this quadratic for big runs
     for job_id in retried:
-        click.echo(f"  {job_id}  {'free' if job_id in result.free else 'charged'}")
+        click.echo(f"  {job_id}  {'free' if job_id in free else 'charged'}")
     if result.never:
         click.echo(f"not retried (failed permanently): {short(', '.join(result.never), 200)}")
