@@ -67,9 +67,10 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
     if rq_status == JobStatus.SCHEDULED:
         from rq.registry import ScheduledJobRegistry
 
-        registry = ScheduledJobRegistry(job.origin, connection=connection)
-        when = registry.get_scheduled_time(job_id) if job_id in registry else None
-        scheduled_at = _ts(when)
+        # One ZSCORE, not `in` then get_scheduled_time: the scheduler may move the job between two reads
+        # (get_scheduled_time then raises NoSuchJobError; seen in CI as a flaky status poll).
+        score = connection.zscore(ScheduledJobRegistry(job.origin, connection=connection).key, job_id)
+        scheduled_at = None if score is None else iso(score)
     made = failures(history)
     attempts = len(made) + (1 if rq_status in (JobStatus.FINISHED, JobStatus.STARTED) else 0)
     return {
