@@ -24,8 +24,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from .errors import ServerUnavailable
+from .outage import OutageTooLong, PatientRetry, quick_retry, short_retry
 from .settings import Settings
 
 SERVER_START_TIMEOUT_S = 15.0
@@ -48,8 +50,12 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def connect(settings: Settings, *, start_embedded: bool = True) -> Redis:
-    """A checked connection (bytes responses, as RQ needs) to REDIS_URL or to the embedded server."""
+def connect(settings: Settings, *, start_embedded: bool = True, patient: bool = False) -> Redis:
+    """A checked connection (bytes responses, as RQ needs) to REDIS_URL or to the embedded server.
+
+    `patient`: for long-running processes (workers, the scheduler), every command waits out a server
+    outage of up to GENQUEUE_REDIS_OUTAGE_S (see outage.py). One-shot commands fail fast instead (exit 5).
+    """
     if settings.redis_url:
         url = settings.redis_url
     else:
@@ -57,17 +63,18 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> Redis:
         if start_embedded:
             server.start()
         url = server.url
-    return connect_url(url)
+    return connect_url(url, retry=PatientRetry(settings.redis_outage_s) if patient else None)
 
 
-def connect_url(url: str) -> Redis:
+def connect_url(url: str, *, retry: Retry | None = None) -> Redis:
+    """`retry`: the connection's redis-py Retry (default: a short one, enough for a stale pooled socket)."""
     try:
-        client = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=None)
+        client = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=None, retry=retry or short_retry())
     except ValueError as exc:
         raise ServerUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from None
     try:
         client.ping()
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, OutageTooLong) as exc:
         raise ServerUnavailable(f"cannot reach Redis at {redact(url)}: {_reason(exc)}") from None
     return client
 
@@ -120,7 +127,10 @@ class EmbeddedServer:
         if not self.socket.exists():
             return False
         try:
-            client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=2)
+            # One try, no backoff: redis-py's default retry made a ping of a dead server's stale socket
+            # take seconds, and `server start` after a crash pings it in a loop (8 s measured).
+            client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=2,
+                           retry=quick_retry())
             try:
                 return bool(client.ping())
             finally:

@@ -27,6 +27,7 @@ class Settings:
     sweep_interval_s: float = 2.0  # how often some live worker looks for abandoned jobs
     policy_overrides: dict = field(default_factory=dict)  # {"TRANSIENT": {"max": "2", ...}} from GENQUEUE_POLICY_*
     retry_rules: str | None = None  # "package.module:RULES": user classification rules for workers
+    redis_outage_s: float = 60.0  # workers and the scheduler wait this long for a lost server to come back
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -45,6 +46,7 @@ class Settings:
             sweep_interval_s=_positive(env, "GENQUEUE_SWEEP_INTERVAL", 2.0),
             policy_overrides=_policy_overrides(env),
             retry_rules=env.get("GENQUEUE_RETRY_RULES") or None,
+            redis_outage_s=_positive(env, "GENQUEUE_REDIS_OUTAGE_S", 60.0),
         )
 
     def with_queue(self, queue: str | None) -> Settings:

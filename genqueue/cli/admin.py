@@ -33,8 +33,8 @@ def audit(limit, as_json) -> None:
          r["queue"], short(r["counts"], 40), short(r["filters"], 40)) for r in rows]))
 
 
-@click.command(help="Periodic DLQ maintenance (its own process; see the Procfile): prune past retention, "
-                    "alert on size/rate (log + optional webhook), auto-retry chosen kinds after a cooldown.\n\n\b\n"
+@click.command(help="Periodic maintenance (its own process; see the Procfile): retry abandoned jobs as "
+                    "CRASH (also those RQ's cleanup failed), prune past retention, alert on size/rate (log + optional webhook), auto-retry chosen kinds after a cooldown.\n\n\b\n"
                     "Examples:\n  genqueue scheduler\n  GENQUEUE_AUTO_RETRY=RATE_LIMITED=15m genqueue scheduler\n"
                     "  genqueue scheduler --once --json")
 @click.argument("queues", nargs=-1)
@@ -42,15 +42,29 @@ def audit(limit, as_json) -> None:
 @click.option("--once", is_flag=True, help="Run one pass and exit.")
 @json_option
 def scheduler(queues, queue, once, as_json) -> None:
+    from ..connection import connect
     from ..dlq.maintenance import MaintenanceConfig, run_forever, run_once
+    from ..dlq.store import DLQStore
+    from ..errors import ServerUnavailable
     from ..logs import configure
+    from ..outage import OutageTooLong
+    from ..retry.manager import RetryManager
+    from ..worker.sweep import restart_grace_s, sweep_queue
 
     app = get_app(queue, as_json)
     configure(app.settings.log_format)
     config = MaintenanceConfig.from_env(os.environ)
     names = list(queues) or [app.settings.queue]
+    settings = app.settings
+    manager = RetryManager.from_settings(settings)
+
+    def sweep(name: str) -> int:
+        store = DLQStore(connection, name, retention_s=settings.dlq_retention_s)
+        return sweep_queue(connection, name, manager, store, grace_s=restart_grace_s(settings))
+
     if once:
-        report = run_once(app.connection, names, config, app.settings.dlq_retention_s)
+        connection = app.connection
+        report = run_once(connection, names, config, settings.dlq_retention_s, sweep)
         if as_json:
             emit_json(report)
         else:
@@ -58,4 +72,9 @@ def scheduler(queues, queue, once, as_json) -> None:
                 click.echo(f"{name}: pruned {r['expired']} expired, {len(r['alerts'])} alert(s), "
                            f"auto-retried {r['auto_retried']}")
         return
-    run_forever(app.connection, names, config, app.settings.dlq_retention_s, f"{socket.gethostname()}:{os.getpid()}")
+    connection = connect(settings, patient=True)  # a server outage is waited out, like in workers
+    try:
+        run_forever(connection, names, config, settings.dlq_retention_s, f"{socket.gethostname()}:{os.getpid()}",
+                    sweep=sweep)
+    except OutageTooLong as exc:
+        raise ServerUnavailable(f"scheduler stopping: {exc}") from None

@@ -10,7 +10,8 @@ from .params import queue_option
 
 @click.command(
     help="Run a worker on QUEUE... (default: the --queue / $GENQUEUE_QUEUE queue). Every worker also brings "
-    "due retries back (one at a time per queue) and retries jobs abandoned by dead workers.\n\n\b\nExamples:\n  genqueue worker\n  genqueue worker --simple --burst"
+    "due retries back (one at a time per queue) and retries jobs abandoned by dead workers. A lost server is "
+    "waited for (GENQUEUE_REDIS_OUTAGE_S, default 60 s) before the worker exits with code 5.\n\n\b\nExamples:\n  genqueue worker\n  genqueue worker --simple --burst"
 )
 @click.argument("queues", nargs=-1)
 @queue_option
@@ -21,7 +22,10 @@ from .params import queue_option
               help="Seconds between registry cleanups (default: RQ's 600).")
 def worker(queues: tuple[str, ...], queue: str | None, simple: bool, burst: bool, name: str | None,
            maintenance_interval: int | None) -> None:
+    from ..connection import connect
+    from ..errors import ServerUnavailable
     from ..logs import configure
+    from ..outage import OutageTooLong
     from ..worker import build_worker
 
     app = get_app(queue)
@@ -30,5 +34,10 @@ def worker(queues: tuple[str, ...], queue: str | None, simple: bool, burst: bool
     kwargs = {"name": name} if name else {}
     if maintenance_interval:
         kwargs["maintenance_interval"] = maintenance_interval
-    w = build_worker(app.connection, app.settings, names, simple=simple, **kwargs)
-    w.work(burst=burst, logging_level="WARNING")
+    # Patient: a server restart or blip of up to GENQUEUE_REDIS_OUTAGE_S is waited out, not fatal.
+    connection = connect(app.settings, patient=True)
+    w = build_worker(connection, app.settings, names, simple=simple, **kwargs)
+    try:
+        w.work(burst=burst, logging_level="WARNING")
+    except OutageTooLong as exc:
+        raise ServerUnavailable(f"worker {w.name} stopping: {exc}") from None

@@ -6,7 +6,8 @@ what we do not run). Both also only *enqueue* — maintenance would then wait be
 stop when the workers are down, which is exactly when alerts matter. So the scheduler is a plain loop
 doing the work itself, one instance per deployment (a lock key makes extra instances idle).
 
-Each tick, per queue: prune index members past retention (counted, logged); alert when the DLQ size or
+Each tick, per queue: the workers' abandoned-job sweep (worker/sweep.py: dead workers' jobs and jobs RQ's
+cleanup moved to FailedJobRegistry become CRASH retries, also while no worker runs); prune index members past retention (counted, logged); alert when the DLQ size or
 the last hour's dead-letters pass a threshold (log line + optional webhook POST, at most once per
 cooldown, webhook failures logged, never fatal); auto-retry entries of chosen kinds whose cooldown has
 passed (off by default; counted as replays and audited).
@@ -19,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -113,23 +114,29 @@ def auto_retry(store: DLQStore, config: MaintenanceConfig, now: float) -> int:
     return replayed
 
 
-def run_once(connection: Redis, queues: list[str], config: MaintenanceConfig, retention_s: int) -> dict:
+def run_once(connection: Redis, queues: list[str], config: MaintenanceConfig, retention_s: int,
+             sweep: Callable[[str], int] | None = None) -> dict:
+    """One pass per queue. `sweep(queue)`: the workers' abandoned-job sweep, so jobs of dead workers and
+    genqueue jobs that RQ's cleanup failed are taken back even while no worker runs."""
     now = time.time()
     report = {}
     for name in queues:
         store = DLQStore(connection, name, retention_s=retention_s)
         report[name] = {"expired": store.prune(), "alerts": check_alerts(store, config, now),
                         "auto_retried": auto_retry(store, config, now)}
+        if sweep is not None:
+            report[name]["reclaimed"] = sweep(name)
     return report
 
 
 def run_forever(connection: Redis, queues: list[str], config: MaintenanceConfig, retention_s: int,
-                holder: str, *, once: bool = False, stop=lambda: False) -> None:
+                holder: str, *, once: bool = False, stop=lambda: False,
+                sweep: Callable[[str], int] | None = None) -> None:
     lock_ms = int(max(config.interval_s * 3, 10) * 1000)
     while not stop():
         if connection.set(LOCK_KEY, holder, nx=True, px=lock_ms) or connection.get(LOCK_KEY) == holder.encode():
             connection.pexpire(LOCK_KEY, lock_ms)
-            report = run_once(connection, queues, config, retention_s)
+            report = run_once(connection, queues, config, retention_s, sweep)
             log.info("maintenance.tick", **{q: r for q, r in report.items()})
         if once:
             return

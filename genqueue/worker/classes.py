@@ -14,6 +14,7 @@ Why these seams (RQ 2.12, rq/worker/base.py):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -21,20 +22,23 @@ import sys
 import traceback
 from typing import Any
 
+import structlog
+from redis.exceptions import WatchError
 from rq import SimpleWorker, Worker, worker_registration
-from rq.registry import clean_registries
 from rq.utils import now as utcnow
 
 from ..dlq.store import DLQStore
+from ..outage import OutageTooLong
 from ..queues import SERIALIZER, make_queue
 from ..retry.manager import Failure, RetryManager
 from ..settings import Settings
-from .liveness import WORKERS_KEY, Heartbeat
+from .liveness import WORKERS_KEY, Claim, Heartbeat
 from .schedule import SCHEDULE_TICK_S, DueJobMover
-from .sweep import sweep_queue
+from .sweep import restart_grace_s, sweep_queue
 from .transition import record_failure
 
 PR_SET_PDEATHSIG = 1
+log = structlog.get_logger("genqueue.worker")
 
 
 
@@ -48,6 +52,7 @@ class FailurePathMixin:
         self.retry_manager = retry_manager or RetryManager.from_settings(settings)
         self._failures: dict[str, Failure] = {}
         self._stores: dict[str, DLQStore] = {}
+        self.current_claim: Claim | None = None
 
     def store_for(self, queue_name: str) -> DLQStore:
         if queue_name not in self._stores:
@@ -64,6 +69,58 @@ class FailurePathMixin:
             if handler(job, *exc_info) is False:
                 break
 
+    def prepare_execution(self, job):
+        execution = super().prepare_execution(job)
+        # Read by the heartbeat thread, which keeps this claim's expiry ahead of RQ's (see liveness.py).
+        self.current_claim = Claim(job.started_job_registry.key, execution.composite_key, execution.key)
+        return execution
+
+    def execute_job(self, job, queue):
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            self.current_claim = None
+
+    def handle_job_success(self, job, queue, started_job_registry):
+        """BaseWorker.handle_job_success, guarded by the same claim check as the failure path.
+
+        RQ records a success unconditionally. If this worker was frozen (SIGSTOP, a long GC pause, a server
+        outage) for longer than the liveness TTL, the sweep has already retried the job as CRASH; recording
+        the success as well would complete the job twice. So, as in transition.move_failed_job: WATCH the
+        job hash (every claim writes it), re-check that our execution is still in the started registry,
+        and step aside if it is not. The rest is RQ's MULTI, less `Repeat` (genqueue jobs never repeat).
+        """
+        execution = self.execution
+        with self.connection.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(job.dependents_key, job.key)
+                    if execution is not None and pipe.zscore(started_job_registry.key,
+                                                              execution.composite_key) is None:
+                        pipe.reset()
+                        self.execution = None
+                        self.current_claim = None
+                        log.warning("job.success_claimed_elsewhere", job_id=job.id, queue=queue.name)
+                        return
+                    queue.enqueue_dependents(job, pipeline=pipe)
+                    if not pipe.explicit_transaction:
+                        pipe.multi()
+                    self.increment_successful_job_count(pipeline=pipe)
+                    self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+                    result_ttl = job.get_result_ttl(self.default_result_ttl)
+                    if result_ttl != 0:
+                        job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name,
+                                            execution_id=execution.id if execution else None,
+                                            execution_started_at=execution.created_at if execution else None,
+                                            execution_ended_at=job.ended_at)
+                    job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+                    self.cleanup_execution(job, pipeline=pipe)
+                    pipe.execute()
+                    self.current_claim = None
+                    return
+                except WatchError:
+                    continue
+
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
         if self._stopped_job_id == job.id:
             return super().handle_job_failure(job, queue, started_job_registry, exc_string)
@@ -79,6 +136,7 @@ class FailurePathMixin:
         record_failure(self.connection, job, queue, failure, self.retry_manager, self.store_for(queue.name),
                        execution=self.execution, worker_name=self.name, also=bookkeeping)
         self.execution = None
+        self.current_claim = None
 
     # -- liveness and abandoned jobs (see liveness.py / sweep.py) ------------------------------------------
     def register_birth(self):
@@ -97,16 +155,21 @@ class FailurePathMixin:
         for queue in self.queues:
             if connection.set(f"genqueue:sweep-lock:{{{queue.name}}}", self.name, nx=True, px=lock_ms):
                 moved += sweep_queue(connection, queue.name, self.retry_manager,
-                                     DLQStore(connection, queue.name, retention_s=self.settings.dlq_retention_s))
+                                     DLQStore(connection, queue.name, retention_s=self.settings.dlq_retention_s),
+                                     grace_s=restart_grace_s(self.settings))
         return moved
 
     def work(self, burst: bool = False, **kwargs):
         """RQ's work loop, with genqueue's heartbeat thread instead of RQ's scheduler process
-        (see schedule.py for why)."""
+        (see schedule.py for why).
+
+        Raises OutageTooLong (a SystemExit, exit code 5) when the server stayed away longer than
+        GENQUEUE_REDIS_OUTAGE_S; shorter outages are waited out inside each Redis command (outage.py)."""
         kwargs["with_scheduler"] = False
         mover = DueJobMover(self.connection, self.queue_names(), self.name)
-        heartbeat = Heartbeat(self.connection, self.name, ttl_s=self.settings.liveness_ttl_s, tasks=[
-            (SCHEDULE_TICK_S, mover.tick), (self.settings.sweep_interval_s, self.sweep)])
+        heartbeat = Heartbeat(self.connection, self.name, ttl_s=self.settings.liveness_ttl_s,
+                              claim=lambda: self.current_claim, tasks=[
+                                  (SCHEDULE_TICK_S, mover.tick), (self.settings.sweep_interval_s, self.sweep)])
         heartbeat.beat()
         if burst:
             mover.tick()  # like RQ's burst mode: bring due jobs back once before draining
@@ -114,17 +177,31 @@ class FailurePathMixin:
         try:
             return super().work(burst=burst, **kwargs)
         finally:
-            heartbeat.stop()
-            mover.release()
+            with contextlib.suppress(OutageTooLong):  # leaving anyway: the keys expire on their own
+                heartbeat.stop()
+                mover.release()
+
+    def teardown(self):
+        try:
+            super().teardown()
+        except OutageTooLong:
+            pass  # register_death could not reach the server; the worker key expires by itself
 
     def clean_registries(self):
-        """BaseWorker.clean_registries, with genqueue's sweep first and without RQ's intermediate-list
-        cleanup: that one calls handle_job_failure for a job this worker is not running (and then drops
-        it from the list), while sweep.requeue_stranded pushes a truly stranded job back, once."""
-        self.sweep()  # claim abandoned jobs first, so RQ's cleanup never charges them to the retry budget
+        """BaseWorker.clean_registries without two RQ cleanups that would misjudge genqueue's jobs:
+
+        - StartedJobRegistry.cleanup fails (FailedJobRegistry) every execution whose expiry score has
+          passed. The sweep (run first) already retries abandoned jobs as CRASH, and a live genqueue worker
+          keeps its current claim's score in the future, so RQ's version has nothing right left to do.
+        - the intermediate-list cleanup calls handle_job_failure for a job this worker is not running; the
+          sweep's requeue_stranded pushes a truly stranded job back, once.
+        """
+        self.sweep()
         for queue in self.queues:
             if queue.acquire_maintenance_lock():
-                clean_registries(queue, self._exc_handlers)
+                for registry in (queue.finished_job_registry, queue.failed_job_registry,
+                                 queue.deferred_job_registry):
+                    registry.cleanup()
                 worker_registration.clean_worker_registry(queue)
                 queue.release_maintenance_lock()
         self.last_cleaned_at = utcnow()

@@ -7,6 +7,14 @@ background thread (`genqueue:alive:<worker>`, TTL GENQUEUE_LIVENESS_TTL, refresh
 themselves in `genqueue:workers`. A started job whose worker is one of ours and whose alive key is gone
 was abandoned: the sweep (sweep.py) retries it as CRASH. Detection takes at most TTL + sweep interval.
 
+The same beat keeps the worker's *current claim* — its running job's started-registry member and
+execution hash — from expiring: `ZADD XX GT` pushes the member's score to now + CLAIM_HORIZON_S (never
+lowering RQ's own, never re-adding a member that a finished or swept job already left) and `EXPIRE GT`
+does the same for the execution hash. RQ only refreshes them every job_monitoring_interval from the
+forking parent, and never while a SimpleWorker runs a job; a score that passes makes any RQ reader
+(`rq info`, rq-dashboard: `BaseRegistry.count` runs `cleanup()`) move the job to FailedJobRegistry as
+"abandoned". With this, an expired score means the worker really stopped beating.
+
 The thread uses its own Redis client, and an at-fork guard keeps RQ's fork of the work horse from
 happening while the thread is mid-command or mid-log (a lock held across fork would deadlock the child).
 """
@@ -17,12 +25,27 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import structlog
 from redis import Redis
 
+from ..outage import OutageTooLong
+
+log = structlog.get_logger("genqueue.worker")
 WORKERS_KEY = "genqueue:workers"
 DEFAULT_LIVENESS_TTL_S = 10.0
 DEFAULT_SWEEP_INTERVAL_S = 2.0
+CLAIM_HORIZON_S = 90  # RQ's own heartbeat TTL for a forking worker (job_monitoring_interval 30 s + 60 s)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The running job's execution: its started-registry member and its execution hash."""
+
+    started_key: str
+    member: str
+    execution_key: str
 
 _fork_guard = threading.Lock()
 _guard_installed = False
@@ -48,6 +71,7 @@ class Heartbeat(threading.Thread):
     """Keeps this worker's alive key fresh and runs periodic tasks: (interval_s, fn(connection))."""
 
     def __init__(self, connection: Redis, worker_name: str, *, ttl_s: float,
+                 claim: Callable[[], Claim | None] = lambda: None,
                  tasks: list[tuple[float, Callable[[Redis], object]]] = ()) -> None:
         super().__init__(name=f"genqueue-heartbeat-{worker_name}", daemon=True)
         # A client of its own: the work horse inherits the worker's pool, never this one.
@@ -55,13 +79,22 @@ class Heartbeat(threading.Thread):
         self.connection = Redis(connection_pool=pool.__class__(connection_class=pool.connection_class,
                                                                **pool.connection_kwargs))
         self.worker_name = worker_name
+        self.claim = claim
         self.ttl_ms = max(1000, int(ttl_s * 1000))
         self.tasks = [(self.ttl_ms / 4000, lambda _c: self.beat()), *tasks]
         self._stop_event = threading.Event()
         _install_fork_guard()
 
     def beat(self) -> None:
-        self.connection.set(alive_key(self.worker_name), b"1", px=self.ttl_ms)
+        claim = self.claim()
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.set(alive_key(self.worker_name), b"1", px=self.ttl_ms)
+            # Again on every beat: a worker frozen past its TTL may have been pruned from the set meanwhile.
+            pipe.sadd(WORKERS_KEY, self.worker_name)
+            if claim is not None:
+                pipe.zadd(claim.started_key, {claim.member: time.time() + CLAIM_HORIZON_S}, xx=True, gt=True)
+                pipe.expire(claim.execution_key, CLAIM_HORIZON_S, gt=True)
+            pipe.execute()
 
     def run(self) -> None:
         due = [0.0] * len(self.tasks)
@@ -75,8 +108,11 @@ class Heartbeat(threading.Thread):
                 try:
                     with _fork_guard:
                         task(self.connection)
-                except Exception:  # noqa: BLE001 - a blip must not stop liveness; the next tick retries
-                    pass
+                except OutageTooLong:
+                    pass  # the main thread meets the same outage and ends the worker (exit 5)
+                except Exception as exc:  # noqa: BLE001 - a blip must not stop liveness; the next tick retries
+                    log.warning("heartbeat.task_failed", worker=self.worker_name, task=getattr(task, "__name__", "?"),
+                                error=f"{type(exc).__name__}: {exc}"[:300])
             self._stop_event.wait(tick)
 
     def stop(self) -> None:

@@ -1,11 +1,21 @@
 """Find jobs abandoned by dead workers and retry them as CRASH (never charged to the retry budget).
 
 A started-registry member `<job_id>:<execution_id>` is abandoned when
-- its execution's worker is a genqueue worker (in `genqueue:workers`) whose alive key has expired, or
-- its worker is not ours (a plain `rq worker` on the same queue) and RQ's own expiry score has passed, or
-- its execution hash is gone and the expiry score has passed.
+- its worker is a genqueue worker (in `genqueue:workers`) whose alive key has expired, or
+- its expiry score has passed: a live genqueue worker keeps its current claim's score in the future
+  (liveness.py), so a passed score means the worker stopped beating (or is a plain `rq worker`, whose
+  expiry rule this is anyway).
+The worker is named by the execution hash, or — when that hash is gone (expired, or lost with a server
+crash) — by the job hash's `worker_name`, so such a job is claimed in seconds, not left to RQ's expiry.
 Each one is moved by the same guarded transaction as a normal failure, so a sweep racing the (not so
 dead) worker, or another sweep, moves the job at most once.
+
+Right after a server restart (or a blip this process saw) every worker's alive key may have lapsed
+while the server was away; nobody is judged dead until the workers have had one liveness TTL to beat
+again (RESTART_GRACE), or a server outage would look like every worker dying at once.
+
+Jobs that RQ's own started-registry cleanup moved to FailedJobRegistry as abandoned (any RQ reader runs
+it: `rq info`, rq-dashboard) are taken back as CRASH retries too (`reclaim_failed`).
 
 Jobs stranded in RQ's intermediate list (popped by a worker that died before starting them) are pushed
 back to the front of the queue once they have sat there longer than STRANDED_AFTER_S.
@@ -23,6 +33,8 @@ from rq.job import JobStatus
 from rq.utils import now, parse_composite_key
 
 from ..dlq.store import DLQStore
+from ..jobs import JOB_FUNC
+from ..outage import CLOCK
 from ..queues import fetch_job, make_queue
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Failure, RetryManager
@@ -31,16 +43,33 @@ from .transition import record_failure
 
 log = structlog.get_logger("genqueue.sweep")
 STRANDED_AFTER_S = 15.0
+# What RQ writes when it fails a job for infrastructure: its abandoned-job cleanup, and a plain RQ
+# worker's killed work horse. Anything else in FailedJobRegistry is a real failure for `dlq recover`.
+INFRASTRUCTURE_FAILURES = ("AbandonedJobError", "Work-horse terminated unexpectedly")
 
 
-def find_abandoned(connection: Redis, started_key: str, now_ts: float) -> list[tuple[str, str]]:
+def restart_grace_s(settings) -> float:
+    """Long enough for every live worker to beat once more: the liveness TTL plus one sweep interval."""
+    return settings.liveness_ttl_s + settings.sweep_interval_s
+
+
+def in_restart_grace(connection: Redis, grace_s: float) -> bool:
+    """True while liveness cannot be trusted: the server (re)started, or this process lost it, < grace_s ago."""
+    if CLOCK.recently_back(grace_s):
+        return True
+    return float(connection.info("server").get("uptime_in_seconds", grace_s)) < grace_s
+
+
+def find_abandoned(connection: Redis, started_key: str, now_ts: float, *, grace_s: float = 0.0) -> list[tuple[str, str]]:
     members = connection.zrange(started_key, 0, -1, withscores=True)
     if not members:
         return []
     with connection.pipeline(transaction=False) as pipe:
         for composite, _ in members:
             pipe.hget(b"rq:execution:" + composite, "worker_name")
-        names = [n.decode() if n else None for n in pipe.execute()]
+            pipe.hget(b"rq:job:" + composite.partition(b":")[0], "worker_name")
+        replies = pipe.execute()
+    names = [(by_exec or by_job or b"").decode() or None for by_exec, by_job in zip(replies[::2], replies[1::2])]
     distinct = sorted({n for n in names if n})
     with connection.pipeline(transaction=False) as pipe:
         for name in distinct:
@@ -49,19 +78,21 @@ def find_abandoned(connection: Redis, started_key: str, now_ts: float) -> list[t
         replies = pipe.execute()
     ours = {n: bool(replies[2 * i]) for i, n in enumerate(distinct)}
     alive = {n: bool(replies[2 * i + 1]) for i, n in enumerate(distinct)}
-    abandoned = []
-    for (composite, score), name in zip(members, names):
-        expired = score < now_ts
-        if (name and ours[name] and not alive[name]) or (name and not ours[name] and expired) or (not name and expired):
-            abandoned.append((composite.decode(), name or ""))
-    return abandoned
+    candidates = [(composite.decode(), name or "")
+                  for (composite, score), name in zip(members, names)
+                  if score < now_ts or (name and ours[name] and not alive[name])]
+    if candidates and grace_s > 0 and in_restart_grace(connection, grace_s):
+        return []
+    return candidates
 
 
-def sweep_queue(connection: Redis, queue_name: str, manager: RetryManager, store: DLQStore) -> int:
+def sweep_queue(connection: Redis, queue_name: str, manager: RetryManager, store: DLQStore, *,
+                grace_s: float = 0.0) -> int:
     """Retry every abandoned job of one queue as CRASH; returns how many this sweep moved."""
     queue = make_queue(connection, queue_name)
     moved = 0
-    for composite, worker_name in find_abandoned(connection, queue.started_job_registry.key, time.time()):
+    for composite, worker_name in find_abandoned(connection, queue.started_job_registry.key, time.time(),
+                                                 grace_s=grace_s):
         job_id, execution_id = parse_composite_key(composite)
         execution = Execution(execution_id, job_id, connection, worker_name=worker_name)
         job = fetch_job(connection, job_id)
@@ -75,8 +106,38 @@ def sweep_queue(connection: Redis, queue_name: str, manager: RetryManager, store
         _, ok = record_failure(connection, job, queue, failure, manager, store, execution=execution,
                                worker_name=worker_name or "?")
         moved += ok
+    moved += reclaim_failed(connection, queue, manager, store)
     moved += requeue_stranded(connection, queue)
     prune_dead_workers(connection)
+    return moved
+
+
+def reclaim_failed(connection: Redis, queue, manager: RetryManager, store: DLQStore) -> int:
+    """Take genqueue jobs that RQ failed for infrastructure back from FailedJobRegistry, as CRASH retries.
+
+    genqueue itself never puts a job there; RQ does when its started-registry cleanup finds an expired
+    score (`AbandonedJobError`) or a plain RQ worker's horse dies. Neither is the job's fault, so the job
+    gets the same uncharged CRASH retry the sweep gives an abandoned job, claimed by its registry member.
+    """
+    registry = queue.failed_job_registry
+    ids = [raw.decode() for raw in connection.zrange(registry.key, 0, -1)]
+    moved = 0
+    for job_id in ids:
+        job = fetch_job(connection, job_id)
+        if job is None or job.func_name != JOB_FUNC:
+            continue  # an expired hash, or not a generation job: `dlq recover` deals with those
+        result = job.latest_result()
+        reason = (result.exc_string if result is not None else "") or ""
+        if not any(marker in reason for marker in INFRASTRUCTURE_FAILURES):
+            continue
+        job.ended_at = now()
+        failure = Failure(kind=ErrorKind.CRASH, type="AbandonedJob",
+                          message="RQ's cleanup failed the job as abandoned (FailedJobRegistry); taken back")
+        _, ok = record_failure(connection, job, queue, failure, manager, store, execution=None,
+                               worker_name=job.worker_name or "?", registry_claim=(registry.key, job_id))
+        if ok:
+            log.warning("sweep.reclaimed_from_failed", job_id=job_id, queue=queue.name)
+        moved += ok
     return moved
 
 

@@ -87,10 +87,13 @@ def move_failed_job(
     store: DLQStore,
     execution: Execution | None,
     also: Callable[[Any], None] | None = None,
+    registry_claim: tuple[str, str] | None = None,
 ) -> bool:
     """Run the move; False when another process had already claimed the job (we then change nothing).
 
     `execution` is the run being failed: its started-registry member is the claim we check and release.
+    `registry_claim` = (registry key, job id) is the claim instead when the job sits in another RQ
+    registry (the sweep taking a job back from FailedJobRegistry): checked and removed the same way.
     `also(pipe)` adds the caller's own bookkeeping (a worker's counters) to the same MULTI.
     """
     started_key = queue.started_job_registry.key
@@ -101,9 +104,14 @@ def move_failed_job(
                 if execution is not None and pipe.zscore(started_key, execution.composite_key) is None:
                     pipe.reset()
                     return False
+                if registry_claim is not None and pipe.zscore(*registry_claim) is None:
+                    pipe.reset()
+                    return False
                 pipe.multi()
                 if execution is not None:
                     execution.delete(job=job, pipeline=pipe)
+                if registry_claim is not None:
+                    pipe.zrem(*registry_claim)
                 # A worker that died between popping the job and starting it leaves the id in RQ's
                 # intermediate list too; left there, it would later be pushed back a second time.
                 pipe.lrem(queue.intermediate_queue.key, 0, job.id)
@@ -141,6 +149,7 @@ def record_failure(
     execution: Execution | None,
     worker_name: str,
     also: Callable[[Any], None] | None = None,
+    registry_claim: tuple[str, str] | None = None,
 ) -> tuple[Decision, bool]:
     """Decide (pure), append the decision record, move the job (one transaction), log one line."""
     state = retry_state(job)
@@ -155,7 +164,7 @@ def record_failure(
     if decision.kind is ErrorKind.CRASH:
         meta["crashes"] = state.crashes + 1
     entry = None if decision.is_retry else dead_letter_entry(job, queue.name, decision, failure, store)
-    moved = move_failed_job(connection, job, queue, decision, entry, store, execution, also)
+    moved = move_failed_job(connection, job, queue, decision, entry, store, execution, also, registry_claim)
     bound = log.bind(job_id=job.id, queue=queue.name, attempt=decision.attempt, kind=str(decision.kind))
     if not moved:
         bound.warning("retry.claimed_elsewhere")
