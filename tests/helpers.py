@@ -108,3 +108,24 @@ class WorkerProcess:
     def log(self) -> str:
         with open(self.log_path, errors="replace") as fh:
             return fh.read()
+
+
+def descendants(root_pid: int) -> list[int]:
+    """Every live process below root_pid (Linux /proc)."""
+    parent_of: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parent_of[int(entry)] = int(fields[1])
+    found, frontier = [], [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [pid for pid, ppid in parent_of.items() if ppid == parent]
+        found.extend(kids)
+        frontier.extend(kids)
+    return found

@@ -181,6 +181,13 @@ class FailurePathMixin:
                 heartbeat.stop()
                 mover.release()
 
+    def _pubsub_exception_handler(self, exc, pubsub, pubsub_thread):
+        if isinstance(exc, OutageTooLong):
+            # End the command-listener thread quietly (threading's hook prints any SystemExit subclass
+            # with a traceback, only SystemExit itself is silent); the main thread reports the outage.
+            raise SystemExit(exc.code) from None
+        return super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
     def teardown(self):
         try:
             super().teardown()

@@ -91,3 +91,96 @@ def test_retries_come_back_after_the_scheduling_worker_is_killed(conn, settings,
     finally:
         second.stop()
     assert [h["kind"] for h in info["history"]] == ["TRANSIENT", "TRANSIENT"]
+
+
+def _start_and_kill_mid_job(conn, settings, env):
+    victim = WorkerProcess(dict(env, **FAST), settings.queue)
+    job_id = enqueue(conn, settings.queue, {"prompt": "p", "simulate": ["sleep=20", "ok"]}, max_retries=0).job.id
+    started_key = f"rq:wip:{settings.queue}"
+    wait_for(lambda: conn.zcard(started_key) == 1, message="the job to start")
+    victim.kill()
+    return job_id, started_key
+
+
+def test_an_rq_reader_while_a_worker_lies_dead_mid_job_fails_nothing(conn, settings, store, env):
+    """`rq info` / rq-dashboard run StartedJobRegistry.cleanup on every count: it must find nothing of ours."""
+    from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+    from genqueue.queues import SERIALIZER
+
+    job_id, _ = _start_and_kill_mid_job(conn, settings, env)
+    started = StartedJobRegistry(settings.queue, connection=conn, serializer=SERIALIZER)
+    failed = FailedJobRegistry(settings.queue, connection=conn, serializer=SERIALIZER)
+    rescuer = WorkerProcess(dict(env, **FAST), settings.queue)
+    seen_failed = []
+
+    def finished_while_reading():
+        started.count  # noqa: B018 - what `rq info` does: cleanup() first, then ZCARD
+        seen_failed.append(failed.count)
+        return job_status(conn, store, job_id)["status"] == "finished"
+
+    try:
+        wait_for(finished_while_reading, timeout=30, message="the abandoned job to be retried and finish")
+    finally:
+        rescuer.stop()
+    assert max(seen_failed) == 0, "RQ's cleanup moved a genqueue job to FailedJobRegistry"
+    [h] = job_status(conn, store, job_id)["history"]
+    assert (h["kind"], h["error"]["type"], h["charged"]) == ("CRASH", "AbandonedJob", False)
+
+
+def test_a_job_rq_failed_as_abandoned_is_taken_back_as_a_crash_retry(conn, settings, store, env):
+    """If RQ's cleanup does get there first (its expiry passed, e.g. during a long outage), the sweep
+    takes the job back from FailedJobRegistry as an uncharged CRASH retry — no manual `dlq recover`."""
+    import time
+
+    from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+    from genqueue.queues import SERIALIZER
+
+    job_id, started_key = _start_and_kill_mid_job(conn, settings, env)
+    [member] = conn.zrange(started_key, 0, -1)
+    conn.zadd(started_key, {member: time.time() - 1})  # the claim's expiry passed while nobody swept
+    assert StartedJobRegistry(settings.queue, connection=conn, serializer=SERIALIZER).count == 0
+    failed = FailedJobRegistry(settings.queue, connection=conn, serializer=SERIALIZER)
+    assert job_id in failed.get_job_ids(cleanup=False), "RQ's cleanup should have failed it (the scenario)"
+    rescuer = WorkerProcess(dict(env, **FAST), settings.queue)
+    try:
+        info = wait_for(lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
+                        timeout=30, message="the job to be taken back and finish")
+    finally:
+        rescuer.stop()
+    assert failed.get_job_ids(cleanup=False) == []
+    [h] = info["history"]
+    assert (h["kind"], h["charged"], h["action"]) == ("CRASH", False, "retry")
+    assert "FailedJobRegistry" in h["error"]["message"]
+
+
+def test_a_worker_frozen_past_its_liveness_ttl_completes_nothing_twice(conn, settings, store, env):
+    """SIGSTOP the worker (its work horse runs on) for longer than the liveness TTL: the sweep retries the
+    job elsewhere, the horse's late success steps aside, and the worker carries on when resumed."""
+    import signal
+
+    fast_env = dict(env, **FAST)
+    frozen = WorkerProcess(fast_env, settings.queue)
+    job_id = enqueue(conn, settings.queue, {"prompt": "p", "simulate": ["sleep=3", "ok"]}).job.id
+    wait_for(lambda: conn.zcard(f"rq:wip:{settings.queue}") == 1, message="the job to start")
+    [frozen_name] = [key.decode().removeprefix("rq:worker:") for key in conn.smembers(f"rq:workers:{settings.queue}")
+                     if conn.hget(key, "pid") == str(frozen.pid).encode()]
+    os.kill(frozen.pid, signal.SIGSTOP)
+    rescuer = WorkerProcess(fast_env, settings.queue)
+    try:
+        info = wait_for(lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
+                        timeout=30, message="the job to be retried elsewhere and finish")
+        wait_for(lambda: "job.success_claimed_elsewhere" in frozen.log(), timeout=30,
+                 message="the frozen worker's horse to finish and step aside")
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    try:
+        wait_for(lambda: conn.exists(f"genqueue:alive:{frozen_name}"), message="the resumed worker to beat again")
+        assert frozen.alive()
+    finally:
+        rescuer.stop()
+        frozen.stop()
+    successes = sum(1 for _, f in conn.xrange(f"rq:results:{job_id}") if f.get(b"type") == b"1")
+    assert successes == 1, "the job completed twice"
+    assert [h["kind"] for h in info["history"]] == ["CRASH"]
