@@ -1,9 +1,12 @@
 """Chaos run: N jobs with mixed simulated outcomes, W forking workers, one SIGKILLed and replaced every
-K seconds. At the end every job id must be in exactly one terminal place (finished xor DLQ), none lost,
-none completed twice, none stranded in a queue or registry, and no job whose first outcome was `ok`
+K seconds; optionally the server SIGKILLed and restarted mid-run (--server-kills), and workers frozen with
+SIGSTOP for longer than the liveness TTL, then resumed (--freezes). A worker that exits on its own is not
+replaced (no supervisor): it is counted in `exited`, which must stay empty. At the end every job id must
+be in exactly one terminal place (finished xor DLQ), none lost, none completed twice, none stranded in a
+queue or registry (RQ's FailedJobRegistry included), and no job whose first outcome was `ok`
 dead-lettered.
 
-    python -m bench.chaos --jobs 10000 --workers 3 --kill-every 2
+    python -m bench.chaos --jobs 10000 --workers 3 --kill-every 2 --server-kills 3 --freezes 5
 
 Uses REDIS_URL when set, else an embedded server in a temporary home.
 """
@@ -14,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -50,11 +54,14 @@ class ChaosResult:
     stranded: int = 0
     dead_by_reason: dict = field(default_factory=dict)
     crash_retries: int = 0
+    server_kills: int = 0
+    freezes: int = 0
+    exited: list[int] = field(default_factory=list)  # exit codes of workers that ended on their own
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.both or self.completed_twice or self.ok_first_but_dead or self.stranded) \
-            and self.finished + self.dead == self.jobs
+        return not (self.lost or self.both or self.completed_twice or self.ok_first_but_dead or self.stranded
+                    or self.exited) and self.finished + self.dead == self.jobs
 
 
 def _payloads(n: int, rng: random.Random):
@@ -65,16 +72,21 @@ def _payloads(n: int, rng: random.Random):
 
 
 def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int = 3, kill_every: float = 2.0,
-              deadline_s: float = 300.0, seed: int = 7, log_dir: str | None = None) -> ChaosResult:
-    from genqueue.connection import connect_url
+              deadline_s: float = 300.0, seed: int = 7, log_dir: str | None = None, server_kills: int = 0,
+              freezes: int = 0, freeze_s: float = 3.0, outage_s: float = 2.0) -> ChaosResult:
+    """`server_kills` / `freezes`: how many, spread evenly over the run's progress. Server kills need the
+    embedded server (no REDIS_URL): it is SIGKILLed, left down `outage_s`, then started again."""
+    from genqueue.connection import EmbeddedServer, connect_url
     from genqueue.dlq.store import DLQStore
+    from genqueue.outage import PatientRetry
     from genqueue.producer import enqueue
     from tests.helpers import WorkerProcess
 
-    from genqueue.connection import EmbeddedServer
-
     env = dict(env, GENQUEUE_QUEUE=queue, GENQUEUE_TEST_LOGDIR=log_dir or tempfile.mkdtemp())
-    conn = connect_url(env.get("REDIS_URL") or EmbeddedServer(Path(env["GENQUEUE_HOME"])).url)
+    server = None if env.get("REDIS_URL") else EmbeddedServer(Path(env["GENQUEUE_HOME"]))
+    if server_kills and server is None:
+        raise ValueError("server kills need the embedded server (unset REDIS_URL)")
+    conn = connect_url(env.get("REDIS_URL") or server.url, retry=PatientRetry(120))
     store = DLQStore(conn, queue, retention_s=7 * 86400)
     rng = random.Random(seed)
     first_ok: set[str] = set()
@@ -88,6 +100,11 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
 
     pool = [WorkerProcess(env, queue) for _ in range(workers)]
     kills = 0
+    exited: list[int] = []
+    server_marks = [jobs * (k + 1) // (server_kills + 1) for k in range(server_kills)]
+    freeze_marks = [jobs * (k + 1) // (freezes + 2) for k in range(freezes)]
+    frozen: list[tuple[float, object]] = []  # (thaw at, worker)
+    done_kills = done_freezes = 0
     started = time.monotonic()
     next_kill = started + kill_every
     try:
@@ -98,8 +115,27 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
             now = time.monotonic()
             if now - started > deadline_s:
                 break
-            if now >= next_kill:
-                victim = pool.pop(rng.randrange(len(pool)))
+            for w in [w for w in pool if not w.alive()]:  # ended on its own: no supervisor replaces it
+                pool.remove(w)
+                exited.append(w.proc.returncode)
+                w.stop()
+            for thaw_at, w in [f for f in frozen if f[0] <= now]:
+                w.proc.send_signal(signal.SIGCONT)
+                frozen.remove((thaw_at, w))
+            if done_kills < server_kills and finished + dead >= server_marks[done_kills]:
+                os.kill(int(server.pidfile.read_text()), signal.SIGKILL)
+                time.sleep(outage_s)  # the outage itself
+                server.start()
+                done_kills += 1
+            thawed = [w for w in pool if all(w is not f for _, f in frozen)]
+            if done_freezes < freezes and finished + dead >= freeze_marks[done_freezes] and thawed:
+                victim = rng.choice(thawed)
+                victim.proc.send_signal(signal.SIGSTOP)
+                frozen.append((now + freeze_s, victim))
+                done_freezes += 1
+            if now >= next_kill and thawed:
+                victim = thawed[rng.randrange(len(thawed))]
+                pool.remove(victim)
                 victim.kill()
                 victim.stop()
                 kills += 1
@@ -108,9 +144,15 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
             time.sleep(0.1)
     finally:
         elapsed = time.monotonic() - started
+        for _, w in frozen:
+            w.proc.send_signal(signal.SIGCONT)
         for w in pool:
+            if not w.alive():
+                exited.append(w.proc.returncode)
             w.stop()
-    return _audit(conn, store, queue, ids, first_ok, ChaosResult(jobs, workers, kills, round(elapsed, 1)))
+    result = ChaosResult(jobs, workers, kills, round(elapsed, 1), server_kills=done_kills, freezes=done_freezes,
+                         exited=exited)
+    return _audit(conn, store, queue, ids, first_ok, result)
 
 
 def _terminal_counts(conn, store, ids) -> tuple[int, int]:
@@ -156,7 +198,7 @@ def _audit(conn, store, queue, ids, first_ok, result: ChaosResult) -> ChaosResul
                 result.completed_twice.append(job_id)
     result.dead_by_reason = dict(reasons)
     result.stranded = sum(
-        conn.zcard(k) for k in (f"rq:wip:{queue}", f"rq:scheduled:{queue}")
+        conn.zcard(k) for k in (f"rq:wip:{queue}", f"rq:scheduled:{queue}", f"rq:failed:{queue}")
     ) + conn.llen(f"rq:queue:{queue}") + conn.llen(f"rq:queue:{queue}:intermediate")
     for job in Job.fetch_many([j for j in ids if j not in set(result.lost)], connection=conn, serializer=SERIALIZER):
         if job is not None:
@@ -170,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--kill-every", type=float, default=2.0)
     parser.add_argument("--deadline", type=float, default=1800.0)
+    parser.add_argument("--server-kills", type=int, default=0,
+                        help="SIGKILL the embedded server this many times mid-run (down --outage s each)")
+    parser.add_argument("--outage", type=float, default=2.0)
+    parser.add_argument("--freezes", type=int, default=0,
+                        help="SIGSTOP a worker this many times, for --freeze-s (> the 1 s liveness TTL)")
+    parser.add_argument("--freeze-s", type=float, default=3.0)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     home = tempfile.mkdtemp(prefix="gqchaos-")
@@ -184,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
     try:
         result = run_chaos(env, f"chaos-{uuid.uuid4().hex[:6]}", jobs=args.jobs, workers=args.workers,
-                           kill_every=args.kill_every, deadline_s=args.deadline, log_dir=home)
+                           kill_every=args.kill_every, deadline_s=args.deadline, log_dir=home,
+                           server_kills=args.server_kills, outage_s=args.outage, freezes=args.freezes,
+                           freeze_s=args.freeze_s)
     finally:
         if server:
             server.stop()
