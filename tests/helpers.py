@@ -110,8 +110,8 @@ class WorkerProcess:
             return fh.read()
 
 
-def descendants(root_pid: int) -> list[int]:
-    """Every live process below root_pid (Linux /proc)."""
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every live (non-zombie) process (Linux /proc)."""
     parent_of: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -122,6 +122,16 @@ def descendants(root_pid: int) -> list[int]:
                 continue
             if fields[0] != "Z":
                 parent_of[int(entry)] = int(fields[1])
+    return parent_of
+
+
+def children_of(pid: int) -> list[int]:
+    return [child for child, parent in _parents().items() if parent == pid]
+
+
+def descendants(root_pid: int) -> list[int]:
+    """Every live process below root_pid."""
+    parent_of = _parents()
     found, frontier = [], [root_pid]
     while frontier:
         parent = frontier.pop()

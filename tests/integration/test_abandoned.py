@@ -9,23 +9,9 @@ import pytest
 
 from genqueue.producer import enqueue
 from genqueue.status import job_status
-from tests.helpers import WorkerProcess, wait_for
+from tests.helpers import WorkerProcess, children_of, wait_for
 
 FAST = {"GENQUEUE_LIVENESS_TTL": "1", "GENQUEUE_SWEEP_INTERVAL": "0.3"}
-
-
-def children_of(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                kids.append(int(entry))
-    return kids
 
 
 def alive(pid: int) -> bool:
