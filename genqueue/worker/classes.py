@@ -98,6 +98,7 @@ class FailurePathMixin:
                     if execution is not None and pipe.zscore(started_job_registry.key,
                                                               execution.composite_key) is None:
                         pipe.reset()
+                        self.set_current_job_id(None)
                         self.execution = None
                         self.current_claim = None
                         log.warning("job.success_claimed_elsewhere", job_id=job.id, queue=queue.name)
