@@ -25,7 +25,10 @@ from typing import Any
 import structlog
 from redis.exceptions import WatchError
 from rq import SimpleWorker, Worker, worker_registration
+from rq.executions import Execution
+from rq.job import JobStatus
 from rq.utils import now as utcnow
+from rq.worker.base import WorkerStatus
 
 from ..dlq.store import DLQStore
 from ..outage import OutageTooLong
@@ -39,6 +42,14 @@ from .transition import record_failure
 
 PR_SET_PDEATHSIG = 1
 log = structlog.get_logger("genqueue.worker")
+
+
+class DuplicateDispatch(Exception):
+    """A popped job id that is no longer queued: another copy already ran or runs it."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} is {status}, not queued")
+        self.status = status
 
 
 
@@ -70,14 +81,40 @@ class FailurePathMixin:
                 break
 
     def prepare_execution(self, job):
-        execution = super().prepare_execution(job)
+        """rq.executions.prepare_execution as a claim: the job must still be `queued` when its execution is
+        created, and becomes `started` in the same transaction.
+
+        RQ starts whatever it pops. A job id can sit in a queue twice — a stranded job pushed back while
+        its first popper was only slow, a write replayed around a server crash — and RQ would run and
+        complete it twice. Here the second pop finds the job no longer queued and skips it."""
+        with self.connection.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(job.key)
+                    status = pipe.hget(job.key, "status")
+                    if status != JobStatus.QUEUED.value.encode():
+                        pipe.reset()
+                        raise DuplicateDispatch(job.id, (status or b"missing").decode())
+                    pipe.multi()
+                    self.execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe,
+                                                      worker_name=self.name)
+                    self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+                    pipe.hset(job.key, "status", JobStatus.STARTED.value)
+                    pipe.execute()
+                    break
+                except WatchError:
+                    continue
         # Read by the heartbeat thread, which keeps this claim's expiry ahead of RQ's (see liveness.py).
-        self.current_claim = Claim(job.started_job_registry.key, execution.composite_key, execution.key)
-        return execution
+        self.current_claim = Claim(job.started_job_registry.key, self.execution.composite_key, self.execution.key)
+        return self.execution
 
     def execute_job(self, job, queue):
         try:
             return super().execute_job(job, queue)
+        except DuplicateDispatch as dup:
+            self.connection.lrem(queue.intermediate_queue.key, 1, job.id)  # the copy this worker popped
+            self.set_state(WorkerStatus.IDLE)
+            log.warning("job.duplicate_dispatch_skipped", job_id=job.id, queue=queue.name, status=dup.status)
         finally:
             self.current_claim = None
 

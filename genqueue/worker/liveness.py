@@ -55,6 +55,11 @@ def alive_key(worker_name: str) -> str:
     return f"genqueue:alive:{worker_name}"
 
 
+def dead_seen_key(worker_name: str) -> str:
+    """When a sweep first found this worker's alive key gone (see sweep.prune_dead_workers)."""
+    return f"genqueue:dead-seen:{worker_name}"
+
+
 def _install_fork_guard() -> None:
     global _guard_installed
     if _guard_installed:
@@ -91,6 +96,7 @@ class Heartbeat(threading.Thread):
             pipe.set(alive_key(self.worker_name), b"1", px=self.ttl_ms)
             # Again on every beat: a worker frozen past its TTL may have been pruned from the set meanwhile.
             pipe.sadd(WORKERS_KEY, self.worker_name)
+            pipe.delete(dead_seen_key(self.worker_name))
             if claim is not None:
                 pipe.zadd(claim.started_key, {claim.member: time.time() + CLAIM_HORIZON_S}, xx=True, gt=True)
                 pipe.expire(claim.execution_key, CLAIM_HORIZON_S, gt=True)

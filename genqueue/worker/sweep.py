@@ -11,8 +11,8 @@ Each one is moved by the same guarded transaction as a normal failure, so a swee
 dead) worker, or another sweep, moves the job at most once.
 
 Right after a server restart (or a blip this process saw) every worker's alive key may have lapsed
-while the server was away; nobody is judged dead until the workers have had one liveness TTL to beat
-again (RESTART_GRACE), or a server outage would look like every worker dying at once.
+while the server was away; nobody is judged dead until the workers have had time to reconnect and beat
+again (`restart_grace_s`), or a server outage would look like every worker dying at once.
 
 Jobs that RQ's own started-registry cleanup moved to FailedJobRegistry as abandoned (any RQ reader runs
 it: `rq info`, rq-dashboard) are taken back as CRASH retries too (`reclaim_failed`).
@@ -34,11 +34,11 @@ from rq.utils import now, parse_composite_key
 
 from ..dlq.store import DLQStore
 from ..jobs import JOB_FUNC
-from ..outage import CLOCK
+from ..outage import BACKOFF_CAP_S, CLOCK
 from ..queues import fetch_job, make_queue
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Failure, RetryManager
-from .liveness import WORKERS_KEY, alive_key
+from .liveness import WORKERS_KEY, alive_key, dead_seen_key
 from .transition import record_failure
 
 log = structlog.get_logger("genqueue.sweep")
@@ -49,8 +49,10 @@ INFRASTRUCTURE_FAILURES = ("AbandonedJobError", "Work-horse terminated unexpecte
 
 
 def restart_grace_s(settings) -> float:
-    """Long enough for every live worker to beat once more: the liveness TTL plus one sweep interval."""
-    return settings.liveness_ttl_s + settings.sweep_interval_s
+    """Long enough for every live worker to reconnect and beat again: its client may be asleep in the
+    outage backoff (up to BACKOFF_CAP_S, twice: command and heartbeat) when the server comes back, and the
+    server's uptime also counts the seconds it spent loading the append-only file."""
+    return 2 * settings.liveness_ttl_s + settings.sweep_interval_s + 2 * BACKOFF_CAP_S
 
 
 def in_restart_grace(connection: Redis, grace_s: float) -> bool:
@@ -108,7 +110,7 @@ def sweep_queue(connection: Redis, queue_name: str, manager: RetryManager, store
         moved += ok
     moved += reclaim_failed(connection, queue, manager, store)
     moved += requeue_stranded(connection, queue)
-    prune_dead_workers(connection)
+    prune_dead_workers(connection, min_dead_s=grace_s + 2 * STRANDED_AFTER_S)
     return moved
 
 
@@ -182,7 +184,9 @@ def requeue_stranded(connection: Redis, queue) -> int:
     return moved
 
 
-def prune_dead_workers(connection: Redis) -> None:
+def prune_dead_workers(connection: Redis, min_dead_s: float) -> None:
+    """Forget genqueue workers whose alive key has been gone for min_dead_s: long enough for the sweep
+    (held back by the restart grace) to have recognised their abandoned jobs as ours first."""
     names = [n.decode() for n in connection.smembers(WORKERS_KEY)]
     if not names:
         return
@@ -191,7 +195,14 @@ def prune_dead_workers(connection: Redis) -> None:
             pipe.exists(alive_key(name))
         alive = pipe.execute()
     dead = [n for n, a in zip(names, alive) if not a]
-    # A dead name stays one extra sweep, so its abandoned jobs are recognised as ours before it goes.
-    stale = [n for n in dead if not connection.set(f"genqueue:dead-seen:{n}", 1, nx=True, ex=3600)]
+    if not dead:
+        return
+    now_ts = time.time()
+    with connection.pipeline(transaction=False) as pipe:
+        for name in dead:
+            pipe.set(dead_seen_key(name), repr(now_ts), nx=True, ex=3600)
+            pipe.get(dead_seen_key(name))
+        replies = pipe.execute()
+    stale = [n for n, first in zip(dead, replies[1::2]) if first and now_ts - float(first) >= min_dead_s]
     if stale:
         connection.srem(WORKERS_KEY, *stale)

@@ -170,3 +170,19 @@ def test_a_worker_frozen_past_its_liveness_ttl_completes_nothing_twice(conn, set
     successes = sum(1 for _, f in conn.xrange(f"rq:results:{job_id}") if f.get(b"type") == b"1")
     assert successes == 1, "the job completed twice"
     assert [h["kind"] for h in info["history"]] == ["CRASH"]
+
+
+@pytest.mark.parametrize("simple", [False, True], ids=["forking", "simple"])
+def test_a_job_id_queued_twice_runs_once(conn, settings, store, env, simple):
+    """A stranded job pushed back while its popper was only slow, or a push replayed around a server crash,
+    can leave one id in the queue twice: the second pop finds it no longer queued and skips it."""
+    job_id = enqueue(conn, settings.queue, {"prompt": "p", "simulate": ["ok"]}).job.id
+    conn.rpush(f"rq:queue:{settings.queue}", job_id)  # the duplicate
+    worker = WorkerProcess(dict(env, **FAST), settings.queue, simple=simple)
+    try:
+        wait_for(lambda: "job.duplicate_dispatch_skipped" in worker.log(), message="the second copy to be skipped")
+    finally:
+        worker.stop()
+    successes = sum(1 for _, f in conn.xrange(f"rq:results:{job_id}") if f.get(b"type") == b"1")
+    assert successes == 1 and job_status(conn, store, job_id)["status"] == "finished"
+    assert conn.llen(f"rq:queue:{settings.queue}") == 0 and conn.llen(f"rq:queue:{settings.queue}:intermediate") == 0
