@@ -24,10 +24,12 @@ def who() -> str:
 
 
 def record(connection: Redis, action: str, queue: str, *, filters: dict | None = None,
-           counts: dict | None = None, ids: list[str] | None = None, note: str | None = None) -> None:
+           counts: dict | None = None, ids: list[str] | None = None, note: str | None = None,
+           actor: str | None = None) -> None:
+    """`actor`: who did it when it is not this process's user — over HTTP, "sub (tenant T) from ADDRESS"."""
     fields: dict[str, Any] = {
         "ts": f"{time.time():.3f}",
-        "who": who(),
+        "who": actor or who(),
         "action": action,
         "queue": queue,
         "filters": json.dumps({k: v for k, v in (filters or {}).items() if v not in (None, "")}, sort_keys=True),

@@ -30,6 +30,19 @@ class Conflict(GenqueueError):
     code = "CONFLICT"
 
 
+class Forbidden(GenqueueError):
+    """Another tenant's job or run, or an admin action without the admin role (HTTP 403)."""
+
+    exit_code = 4
+    code = "FORBIDDEN"
+
+
+class InsufficientCredits(Conflict):
+    """The tenant's retry-credit balance does not cover every charged retry (HTTP 402); nothing changed."""
+
+    code = "INSUFFICIENT_CREDITS"
+
+
 class ServerUnavailable(GenqueueError):
     exit_code = 5
     code = "UNAVAILABLE"

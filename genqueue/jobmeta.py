@@ -21,6 +21,7 @@ def new_meta(
     replays: int = 0,
     replayed_from: str | None = None,
     history: list[dict] | None = None,
+    tenant: str | None = None,
 ) -> dict:
     """Fresh bookkeeping. A replay passes the old history: attempt numbers continue, the budget restarts
     (`budget_from` marks where, so backoff exponents restart too)."""
@@ -34,6 +35,7 @@ def new_meta(
             "budget_from": len(history),
             "replays": replays,
             "replayed_from": replayed_from,
+            "tenant": tenant,  # who may see and retry it over HTTP (tenancy.py); None: the payload's user_id
         }
     }
 

@@ -56,10 +56,11 @@ def enqueue(
     timeout: int | None = None,
     meta: dict | None = None,
     policy: dict[str, dict] | None = None,
+    tenant: str | None = None,
 ) -> EnqueueResult:
     """Enqueue `payload`; `policy` overrides this job's retry policy per kind, e.g. {"TRANSIENT": {"max": 2}}."""
     validate_payload(payload)
-    meta = meta or new_meta(max_retries)
+    meta = meta or new_meta(max_retries, tenant=tenant)
     if policy:
         check_policy(policy)
         meta["genqueue"]["policy"] = policy

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +26,11 @@ from redis import Redis
 from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 
+from .credits import credits_key
+from .credits import require as require_credits
 from .dlq.entry import decode, iso
 from .dlq.store import DLQStore
-from .errors import Conflict, CorruptEntry, GenqueueError, InvalidInput, NotFound
+from .errors import Conflict, CorruptEntry, Forbidden, GenqueueError, InvalidInput, NotFound
 from .jobmeta import new_meta
 from .jobretry import (charged_retries, confirm_refusal, last_failure, manual_retry_record, requeue_dead_in,
                        requeue_failed_in)
@@ -55,18 +57,22 @@ class Run:
     source: str | None = None
     retries: int = 0  # how many retry-failed transactions committed
     last_retry_at: str | None = None
+    tenant: str | None = None  # who submitted it (over HTTP: the token's tenant); see tenancy.py
+    retry_limit: int = DEFAULT_LIMIT  # charged manual retries allowed per item (max_retry_count, 1-10)
 
     @classmethod
     def from_hash(cls, run_id: str, raw: Mapping[bytes, bytes]) -> Run:
         f = {k.decode(): v.decode() for k, v in raw.items()}
         return cls(run_id, f["queue"], int(f["items"]), f["digest"],
                    int(f["max_retries"]) if f.get("max_retries") else None, f["created_at"],
-                   f.get("source") or None, int(f.get("retries") or 0), f.get("last_retry_at") or None)
+                   f.get("source") or None, int(f.get("retries") or 0), f.get("last_retry_at") or None,
+                   f.get("tenant") or None, int(f.get("retry_limit") or DEFAULT_LIMIT))
 
     def to_hash(self) -> dict[str, str]:
         return {"run_id": self.run_id, "queue": self.queue, "items": str(self.items), "digest": self.digest,
                 "max_retries": "" if self.max_retries is None else str(self.max_retries),
-                "created_at": self.created_at, "source": self.source or "", "retries": str(self.retries)}
+                "created_at": self.created_at, "source": self.source or "", "retries": str(self.retries),
+                "tenant": self.tenant or "", "retry_limit": str(self.retry_limit)}
 
     def item_ids(self) -> list[str]:
         return [item_id(self.run_id, i) for i in range(self.items)]
@@ -121,7 +127,8 @@ class Snapshot:
         r = self.run
         return {"run_id": r.run_id, "queue": r.queue, "status": self.status, "items": r.items, "done": self.done,
                 "counts": self.counts, "created_at": r.created_at, "source": r.source, "max_retries": r.max_retries,
-                "retries": r.retries, "last_retry_at": r.last_retry_at,
+                "retries": r.retries, "last_retry_at": r.last_retry_at, "tenant": r.tenant,
+                "max_retry_count": r.retry_limit,
                 "failed_items": [{"id": f.job_id, "status": f.status, "kind": f.kind, "reason": f.reason,
                                   "retry": str(f.retry_class), "charged_retries": f.charged_retries}
                                  for f in self.failed_items()]}
@@ -205,7 +212,8 @@ class SubmitResult:
 
 
 def submit(connection: Redis, queue_name: str, payloads: Sequence[dict[str, Any]], *, ttl_s: int,
-           run_id: str | None = None, max_retries: int | None = None, source: str | None = None) -> SubmitResult:
+           run_id: str | None = None, max_retries: int | None = None, source: str | None = None,
+           tenant: str | None = None, retry_limit: int = DEFAULT_LIMIT) -> SubmitResult:
     """Create the run (or find the identical one) and every item not yet created. `ttl_s` bounds how long
     the run record and its finished items are kept (the DLQ retention, so a run outlives none of its parts)."""
     if max_retries is not None and max_retries < 0:
@@ -214,7 +222,8 @@ def submit(connection: Redis, queue_name: str, payloads: Sequence[dict[str, Any]
         validate_payload(payload)
     digest = run_digest(payloads, max_retries)
     run_id = check_run_id(run_id) if run_id else default_run_id(digest)
-    wanted = Run(run_id, queue_name, len(payloads), digest, max_retries, iso(time.time()), source)
+    wanted = Run(run_id, queue_name, len(payloads), digest, max_retries, iso(time.time()), source, tenant=tenant,
+                 retry_limit=check_limit(retry_limit))
     run, created = _create_or_match(connection, wanted, ttl_s)
     queue, store = make_queue(connection, queue_name), _store(connection, queue_name, ttl_s)
     enqueued = sum(_submit_batch(connection, queue, store, run, payloads, start, ttl_s)
@@ -232,6 +241,8 @@ def _create_or_match(connection: Redis, wanted: Run, ttl_s: int) -> tuple[Run, b
                 raw = pipe.hgetall(key)
                 if raw:
                     existing = Run.from_hash(wanted.run_id, raw)
+                    if wanted.tenant is not None and existing.tenant != wanted.tenant:
+                        raise Forbidden(f"run {wanted.run_id} belongs to another tenant")
                     if existing.queue != wanted.queue:
                         raise Conflict(f"run {wanted.run_id} belongs to queue {existing.queue}, not {wanted.queue}")
                     if (existing.digest, existing.items) != (wanted.digest, wanted.items):
@@ -279,7 +290,7 @@ def _submit_batch(connection: Redis, queue, store: DLQStore, run: Run, payloads:
 def _item_job(queue, run: Run, index: int, payload: dict[str, Any], ttl_s: int) -> Job:
     return queue.create_job(
         JOB_FUNC, args=(payload,), job_id=item_id(run.run_id, index), timeout=DEFAULT_JOB_TIMEOUT_S,
-        result_ttl=ttl_s, meta=new_meta(run.max_retries), status=JobStatus.QUEUED,
+        result_ttl=ttl_s, meta=new_meta(run.max_retries, tenant=run.tenant), status=JobStatus.QUEUED,
         description=describe(payload),
     )
 
@@ -293,11 +304,16 @@ class RetryFailedResult:
     free: list[str]
     charged: list[str]
     never: list[str]
+    credits_debited: int = 0
 
 
-def retry_failed(connection: Redis, run_id: str, *, ttl_s: int, limit: int = DEFAULT_LIMIT) -> RetryFailedResult:
-    """Retry every failed item except PERMANENT ones, all or nothing, in one transaction."""
-    check_limit(limit)
+def retry_failed(connection: Redis, run_id: str, *, ttl_s: int, limit: int | None = None,
+                 check_tenant_access: Callable[[str | None], None] | None = None) -> RetryFailedResult:
+    """Retry every failed item except PERMANENT ones, all or nothing, in one transaction. A run whose tenant
+    has a credit balance pays one credit per charged item in that same transaction (credits.py).
+    `check_tenant_access(run.tenant)` raises Forbidden for a caller who may not touch this run."""
+    if limit is not None:
+        check_limit(limit)
     key = run_key(check_run_id(run_id))
     first_seen: int | None = None
     with connection.pipeline() as pipe:
@@ -308,27 +324,37 @@ def retry_failed(connection: Redis, run_id: str, *, ttl_s: int, limit: int = DEF
                 if not raw:
                     raise NotFound(f"no run {run_id}")
                 run = Run.from_hash(run_id, raw)
+                if check_tenant_access is not None:
+                    check_tenant_access(run.tenant)
                 if first_seen is not None and run.retries > first_seen:
                     raise Conflict(f"run {run_id} was just retried by someone else (retry #{run.retries})")
                 first_seen = run.retries
                 store = _store(connection, run.queue, ttl_s)
                 # Reads after WATCH: if any item moves before our EXEC (a worker, an admin, a second
                 # retry-failed), the EXEC fails and we decide again from fresh state.
-                pipe.watch(*[k for i in run.item_ids() for k in (Job.key_for(i), store.keys.entry(i))])
+                watched = [k for i in run.item_ids() for k in (Job.key_for(i), store.keys.entry(i))]
+                if run.tenant is not None:
+                    watched.append(credits_key(run.tenant))  # the payer's balance, debited in the same EXEC
+                pipe.watch(*watched)
+                have = None if run.tenant is None else pipe.get(credits_key(run.tenant))
+                have = None if have is None else int(have)
                 snap = Snapshot(run, read_items(connection, run, store, details=True))
                 try:
-                    plan = checked_plan(run_id, snap.counts, snap.failed_items(), limit)
+                    plan = checked_plan(run_id, snap.counts, snap.failed_items(),
+                                        run.retry_limit if limit is None else limit)
+                    require_credits(run.tenant, have, len(plan.charged))
                 except GenqueueError:
                     confirm_refusal(pipe)  # the reads straddled someone's EXEC? then read again
                     raise
-                return _requeue(pipe, connection, snap, plan, store, ttl_s)
+                return _requeue(pipe, connection, snap, plan, store, ttl_s,
+                                debit=len(plan.charged) if have is not None else 0)
             except WatchError:
                 pipe.reset()
     raise Conflict(f"run {run_id} keeps changing; try again")
 
 
 def _requeue(pipe, connection: Redis, snap: Snapshot, plan: RetryPlan, store: DLQStore,
-             ttl_s: int) -> RetryFailedResult:
+             ttl_s: int, *, debit: int = 0) -> RetryFailedResult:
     run = snap.run
     run_retry = run.retries + 1
     queue = make_queue(connection, run.queue)
@@ -346,7 +372,10 @@ def _requeue(pipe, connection: Redis, snap: Snapshot, plan: RetryPlan, store: DL
             raise WatchError(f"{item.job_id} vanished between two reads")  # decide again from fresh state
     # The counter is part of the same EXEC: it is how a concurrent retry-failed learns it lost.
     pipe.hset(run_key(run.run_id), mapping={"retries": str(run_retry), "last_retry_at": iso(time.time())})
+    if debit:
+        pipe.decrby(credits_key(run.tenant), debit)
     pipe.expire(run_key(run.run_id), ttl_s)
     pipe.execute()
     ids = lambda items: [i.job_id for i in items]  # noqa: E731
-    return RetryFailedResult(run.run_id, run.queue, run_retry, ids(plan.free), ids(plan.charged), ids(plan.never))
+    return RetryFailedResult(run.run_id, run.queue, run_retry, ids(plan.free), ids(plan.charged), ids(plan.never),
+                             debit)

@@ -15,6 +15,7 @@ from .queues import fetch_job
 from .retry.kinds import ErrorKind
 from .retry.policy import DEFAULT_POLICIES
 from .secrets import mask
+from .tenancy import entry_tenant, job_tenant
 
 RQ_TO_STATUS = {
     JobStatus.QUEUED: "queued",
@@ -55,6 +56,7 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
             "started_at": attempts[-1].get("started_at") if attempts else None,
             "completed_at": entry.get("failed_at"),
             "replays": entry.get("replays", 0),
+            "tenant": entry_tenant(entry),
             "history": history,
         }
     meta = gq(job)
@@ -88,6 +90,7 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
         "started_at": _ts(job.started_at),
         "completed_at": _ts(job.ended_at) if rq_status == JobStatus.FINISHED else None,
         "replays": meta.get("replays", 0),
+        "tenant": job_tenant(meta, job.args[0] if job.args else None),
         "history": history,
     }
 

@@ -37,7 +37,7 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import admin, demo, dlq, dlq_bulk, jobs, runs, server, worker  # noqa: F401 - dlq_bulk adds to the dlq group
+    from . import admin, api, credits, demo, dlq, dlq_bulk, jobs, runs, server, worker  # noqa: F401 - dlq_bulk adds to the dlq group
 
     cli.add_command(demo.demo)
     cli.add_command(worker.worker)
@@ -48,6 +48,8 @@ def _register() -> None:
     cli.add_command(admin.audit)
     cli.add_command(admin.scheduler)
     cli.add_command(runs.runs)
+    cli.add_command(credits.credits)
+    cli.add_command(api.api)
 
 
 _register()

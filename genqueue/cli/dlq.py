@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from datetime import datetime
 
 import click
 
 from ..errors import GenqueueError, InvalidInput
 from .app import get_app
-from .params import json_option, parse_duration, parse_json_arg, queue_option
+from .params import json_option, parse_json_arg, queue_option
 from .render import emit_json, short, table
 
 
 # retry.kinds.Reason's values, spelled out: importing genqueue.retry here would slow every command's
 # start-up (tests/unit/test_settings_and_params.py keeps the two in step).
 REASONS = ("exhausted", "non_retryable", "crash_loop", "manual", "recovered")
-
-
-def _time_bound(text: str | None, name: str) -> float | None:
-    """`2h` (that long ago) or an ISO timestamp → epoch seconds."""
-    if not text:
-        return None
-    try:
-        return time.time() - parse_duration(text).total_seconds()
-    except InvalidInput:
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except (ValueError, OverflowError, OSError):
-        raise InvalidInput(f"{name} must be a duration like 2h or an ISO timestamp, not {text!r}") from None
 
 
 def filter_options(fn):
@@ -66,8 +50,8 @@ def bulk_options(fn):
 def build_filters(kind, func, user, reason, fingerprint, since, until):
     from ..dlq.store import Filters
 
-    return Filters(kind=kind.upper() if kind else None, func=func, user=user, reason=reason,
-                   fingerprint=fingerprint, since=_time_bound(since, "--since"), until=_time_bound(until, "--until"))
+    return Filters.parse(kind=kind, func=func, user=user, reason=reason, fingerprint=fingerprint, since=since,
+                         until=until, since_name="--since", until_name="--until")
 
 
 @click.group(help="The dead-letter queue: list, show, retry, delete, purge, stats, export, import, recover.")

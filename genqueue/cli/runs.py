@@ -139,8 +139,8 @@ def _print_run(info: dict) -> None:
                    "is left to retry.\n\n\b\nExamples:\n  genqueue runs retry-failed batch-42\n"
                    "  genqueue runs retry-failed batch-42 --max-retries 5 --json")
 @click.argument("run_id")
-@click.option("--max-retries", "limit", type=click.IntRange(1, 10), default=3, show_default=True,
-              help="Charged manual retries allowed per item (1-10).")
+@click.option("--max-retries", "limit", type=click.IntRange(1, 10), default=None,
+              help="Charged manual retries allowed per item (1-10; default: the run's max_retry_count, 3).")
 @json_option
 def retry_failed(run_id, limit, as_json) -> None:
     from .. import audit
@@ -155,10 +155,12 @@ def retry_failed(run_id, limit, as_json) -> None:
                  counts={"free": len(result.free), "charged": len(result.charged), "never": len(result.never)})
     if as_json:
         emit_json({"run_id": run_id, "queue": result.queue, "run_retry": result.run_retry, "retried": retried,
-                   "free": result.free, "charged": result.charged, "never_retried": result.never})
+                   "free": result.free, "charged": result.charged, "never_retried": result.never,
+                   "credits_debited": result.credits_debited})
         return
     click.echo(f"retried {len(retried)} item(s) of run {run_id} (retry #{result.run_retry}): "
-               f"{len(result.charged)} charged, {len(result.free)} free (crashes)")
+               f"{len(result.charged)} charged, {len(result.free)} free (crashes)"
+               + (f"; {result.credits_debited} credit(s) debited" if result.credits_debited else ""))
     free = set(result.free)  # membership per retried item: a list made this quadratic for big runs
     for job_id in retried:
         click.echo(f"  {job_id}  {'free' if job_id in free else 'charged'}")

@@ -25,6 +25,7 @@ class BulkResult:
     skipped: dict[str, int] = field(default_factory=dict)  # reason → count
     cursor: str | None = None  # where to resume: the last entry handled
     ids: list[str] = field(default_factory=list)
+    more: bool = False  # stopped at the caller's limit; entries may remain past `cursor`
 
     def skip(self, why: str) -> None:
         self.skipped[why] = self.skipped.get(why, 0) + 1
@@ -75,13 +76,17 @@ def _throttle(started: float, done: int, rate: float | None) -> None:
 
 def bulk_replay(store: DLQStore, filters: Filters, *, cursor: str | None = None, rate: float | None = None,
                 force: bool = False, replay_cap: int = DEFAULT_REPLAY_CAP,
-                progress: Callable[[int], None] = lambda n: None) -> BulkResult:
-    """Replay every matching entry. Each batch is one WATCH/MULTI over its entries and job ids; a batch
-    that loses a race is redone entry by entry with the single-entry replay (same exactly-once rule)."""
+                progress: Callable[[int], None] = lambda n: None, limit: int | None = None) -> BulkResult:
+    """Replay every matching entry (at most `limit` of them: then `result.cursor` resumes). Each batch is one
+    WATCH/MULTI over its entries and job ids; a batch that loses a race is redone entry by entry with the
+    single-entry replay (same exactly-once rule)."""
     result = BulkResult(cursor=cursor)
     queue = make_queue(store.connection, store.keys.queue)
     started = time.monotonic()
     size = BATCH if not rate else max(1, min(BATCH, int(rate)))
+    if limit is not None:
+        size = max(1, min(size, limit))
+    handled = 0
     for batch in matching(store, filters, cursor, size):
         if not _replay_batch(store, queue, batch, result, force=force, replay_cap=replay_cap):
             for job_id, _, _ in batch:
@@ -94,6 +99,10 @@ def bulk_replay(store: DLQStore, filters: Filters, *, cursor: str | None = None,
         result.cursor = f"{batch[-1][1]!r}:{batch[-1][0]}"
         progress(len(batch))
         _throttle(started, result.done, rate)
+        handled += len(batch)
+        if limit is not None and handled >= limit:
+            result.more = True
+            break
     return result
 
 

@@ -109,6 +109,7 @@ def job_from_entry(queue, entry: dict[str, Any]):
             replays=int(entry.get("replays") or 0) + 1,
             replayed_from=f"{entry['job_id']}@{entry['failed_at']}",
             history=entry.get("history") or [],
+            tenant=options.get("tenant"),
         ),
         description=describe(payload),
     )

@@ -8,6 +8,7 @@ are O(1)/O(indexes) by id; pages walk a sorted set by score, never SCAN.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from itertools import islice
@@ -50,12 +51,41 @@ class Filters:
     since: float | None = None  # epoch seconds, inclusive
     until: float | None = None
 
+    @classmethod
+    def parse(cls, *, kind=None, func=None, user=None, reason=None, fingerprint=None, since=None, until=None,
+              since_name: str = "since", until_name: str = "until") -> Filters:
+        """From a person's words (the CLI's options, the API's query): `since`/`until` as a duration ago
+        (`2h`) or an ISO timestamp; kind case-insensitive; reason one of Reason's values."""
+        from ..retry.kinds import Reason
+
+        if reason is not None and reason not in {r.value for r in Reason}:
+            raise InvalidInput(f"reason must be one of {', '.join(r.value for r in Reason)}, not {reason!r}")
+        return cls(kind=kind.upper() if kind else None, func=func or None, user=user or None, reason=reason or None,
+                   fingerprint=fingerprint or None, since=time_bound(since, since_name),
+                   until=time_bound(until, until_name))
+
     def indexed(self) -> dict[str, str]:
         return {f: v for f in ("kind", "func", "user", "reason", "fingerprint") if (v := getattr(self, f))}
 
     def matches(self, entry: dict[str, Any]) -> bool:
         values = index_values(entry)
         return all(values.get(f) == v for f, v in self.indexed().items())
+
+
+def time_bound(text: str | None, name: str) -> float | None:
+    """`2h` (that long ago) or an ISO timestamp → epoch seconds."""
+    if not text:
+        return None
+    from ..durations import parse_duration
+
+    try:
+        return time.time() - parse_duration(text).total_seconds()
+    except InvalidInput:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise InvalidInput(f"{name} must be a duration like 2h or an ISO timestamp, not {text!r}") from None
 
 
 @dataclass

@@ -60,7 +60,7 @@ def dead_letter_entry(job: Job, queue_name: str, decision: Decision, failure: Fa
         replays=int(meta.get("replays") or 0),
         replayed_from=meta.get("replayed_from"),
         provider_job_id=meta.get("provider_job_id"),
-        options={"timeout": job.timeout, "max_retries": meta.get("max_retries")},
+        options={"timeout": job.timeout, "max_retries": meta.get("max_retries"), "tenant": meta.get("tenant")},
     )
 
 

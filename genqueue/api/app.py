@@ -1,0 +1,134 @@
+"""The ASGI app: `create_app(settings)` wires state, middleware, error handlers and routers.
+
+Served by `genqueue api` (uvicorn); tests use the same factory through httpx's ASGI transport."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import FastAPI
+from redis import Redis
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..connection import EmbeddedServer, redact
+from ..errors import GenqueueError
+from ..outage import short_retry
+from ..settings import Settings
+from . import errors
+from .config import ApiConfig
+from .deps import ServiceState
+from .ratelimit import RateLimiter
+from .routes import dlq, health, jobs, runs
+
+UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+
+
+def lazy_connection(settings: Settings) -> Redis:
+    """A client that connects on first use: the service starts, and answers 503, while Redis is down.
+    Short retry: a request never hangs through an outage; the next request simply tries again."""
+    if settings.redis_url:
+        url = settings.redis_url
+    else:
+        server = EmbeddedServer(settings.home)
+        try:
+            server.start()
+        except GenqueueError:
+            pass  # requests answer 503 until it runs
+        url = server.url
+    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, retry=short_retry())
+
+
+def create_app(settings: Settings, config: ApiConfig | None = None, connection: Redis | None = None) -> FastAPI:
+    config = config or ApiConfig.from_env(settings.home)
+    connection = connection or lazy_connection(settings)
+    app = FastAPI(title="genqueue", version="0.1.0",
+                  description="Generation jobs, runs and the dead-letter queue over HTTP. Errors are "
+                              '{"error": {"code", "message", "retryable"}}.')
+    app.state.genqueue = ServiceState(settings, config, connection,
+                                      RateLimiter(connection, config.rate_limit, config.auth_fail_limit))
+    errors.install(app)
+    for router in (health.router, jobs.router, runs.router, dlq.router):
+        app.include_router(router)
+    app.add_middleware(ResponseHeaders)
+    return BodyLimit(app, config.max_body_bytes, app)
+
+
+class ResponseHeaders:
+    """Adds RateLimit-* headers (set by the principal dependency) and X-Request-Id to every response, and
+    counts requests by route template and status for /metrics (genqueue_api_requests_total)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                for name, value in (scope["state"].get("ratelimit_headers") or {}).items():
+                    if not any(h[0].lower() == name.lower().encode() for h in headers):
+                        headers.append((name.lower().encode(), value.encode()))
+                message = {**message, "headers": headers}
+                route = scope.get("route")
+                key = (getattr(route, "path", None) or "unmatched", int(message["status"]))
+                requests = scope["app"].state.genqueue.requests
+                requests[key] = requests.get(key, 0) + 1
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """413 in the envelope for a body over the limit, by Content-Length or while streaming it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, fastapi_app: FastAPI) -> None:
+        self.app, self.max_bytes = app, max_bytes
+        self.state = fastapi_app.state  # so tests and the CLI can reach the service state
+        self.fastapi = fastapi_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._refuse(scope, receive, send)
+        seen = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = errors.envelope(413, "PAYLOAD_TOO_LARGE",
+                                   f"request body over the {self.max_bytes // 1024} KiB limit")
+        await response(scope, receive, send)
+
+
+def describe(settings: Settings) -> str:
+    return redact(settings.redis_url) if settings.redis_url else EmbeddedServer(settings.home).url

@@ -1,0 +1,62 @@
+"""What routes share, injected with Depends: the service state (settings, connection, config, limiter) and
+the caller (a Principal from the bearer token, rate-limited per `sub`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Depends, Request
+from redis import Redis
+
+from ..dlq.store import DLQStore
+from ..settings import Settings
+from ..tenancy import Principal, require_admin
+from .auth import Unauthorized, principal_from_header
+from .config import ApiConfig
+from .errors import ApiError
+from .ratelimit import RateLimiter
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    config: ApiConfig
+    connection: Redis
+    limiter: RateLimiter
+    requests: dict[tuple[str, int], int] = field(default_factory=dict)  # (route, status) → count
+
+    def store(self) -> DLQStore:
+        return DLQStore(self.connection, self.settings.queue, retention_s=self.settings.dlq_retention_s)
+
+
+def service(request: Request) -> ServiceState:
+    return request.app.state.genqueue
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def principal(request: Request, state: ServiceState = Depends(service)) -> Principal:
+    """The caller, from `Authorization: Bearer <JWT>`. A failed authentication counts against the client
+    address's own limit (429 once exceeded); a good one against the principal's."""
+    try:
+        who = principal_from_header(request.headers.get("authorization"), state.config)
+    except Unauthorized:
+        allowed, headers = state.limiter.failed_auth(client_address(request))
+        if not allowed:
+            raise ApiError(429, "RATE_LIMITED", "too many failed authentications from this address",
+                           retryable=True, headers=headers) from None
+        raise
+    allowed, headers = state.limiter.principal(who.sub)
+    request.state.ratelimit_headers = headers
+    if not allowed:
+        raise ApiError(429, "RATE_LIMITED", f"rate limit of {state.config.rate_limit} exceeded", retryable=True,
+                       headers=headers)
+    request.state.principal = who
+    return who
+
+
+def admin(who: Principal = Depends(principal)) -> Principal:
+    require_admin(who)
+    return who

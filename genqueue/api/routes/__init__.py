@@ -1,0 +1,13 @@
+"""One module of routes per resource; shared helpers here."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from ...tenancy import Principal
+
+
+def actor(request: Request, who: Principal) -> str:
+    """Who did it, for the audit stream."""
+    address = request.client.host if request.client else "unknown"
+    return f"{who.sub} (tenant {who.tenant}) from {address}"
