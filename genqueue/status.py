@@ -7,7 +7,7 @@ from typing import Any
 from redis import Redis
 from rq.job import JobStatus
 
-from .dlq.entry import iso
+from .dlq.entry import decode, iso
 from .dlq.store import DLQStore
 from .errors import NotFound
 from .jobmeta import MANUAL_RETRY, failures, gq
@@ -34,11 +34,19 @@ def _ts(dt) -> str | None:
 
 
 def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
-    job = fetch_job(connection, job_id)
+    # Two reads (RQ hash, then DLQ entry) can straddle a replay's EXEC, which moves the job from the second
+    # place to the first: read again before calling it missing (seen as a 404 under concurrent retries).
+    for _ in range(3):
+        job = fetch_job(connection, job_id)
+        if job is not None:
+            break
+        raw = store.get_raw(job_id)
+        if raw is not None:
+            break
+    else:
+        raise NotFound(f"no job {job_id} in {store.keys.queue} or its DLQ")
     if job is None:
-        if not store.exists(job_id):
-            raise NotFound(f"no job {job_id} in {store.keys.queue} or its DLQ")
-        entry = store.get(job_id)
+        entry = decode(raw, job_id)
         history = entry.get("history", [])
         attempts = failures(history)
         return {

@@ -74,7 +74,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(GenqueueError)
     async def _library(_request: Request, exc: GenqueueError):
         status, code = status_of(exc)
-        return envelope(status, code, str(exc), retryable=exc.retryable or status == 503)
+        message = str(exc)
+        if isinstance(exc, MaxAttemptsReached):  # the seed's wording; admins pass ?force=true, not --force
+            message = "maximum retry attempts reached (" + message.split(": ", 1)[-1].split(";")[0] + ")"
+        return envelope(status, code, message, retryable=exc.retryable or status == 503)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
