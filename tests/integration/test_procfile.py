@@ -12,6 +12,7 @@ from pathlib import Path
 
 from genqueue.connection import EmbeddedServer, connect_url
 from genqueue.producer import enqueue
+from tests.api.conftest import free_port
 from tests.helpers import descendants, wait_for
 from tests.integration.test_server_restart import OUTAGE_S, crash
 
@@ -31,13 +32,13 @@ def test_honcho_and_all_its_processes_survive_a_server_crash(tmp_path, env, queu
     log_path = tmp_path / "honcho.log"
     with open(log_path, "wb") as log:
         honcho = subprocess.Popen([os.path.join(bin_dir, "honcho"), "start", "-f", str(ROOT / "Procfile"),
-                                   "-d", str(ROOT), "-c", "worker=2", "--no-colour"],
+                                   "-d", str(ROOT), "-c", "worker=2", "--no-colour", "-p", str(free_port())],
                                   env=e, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     conn = connect_url(server.url)
     try:
         wait_for(lambda: conn.scard("genqueue:workers") == 2, message="honcho's two workers to register")
-        processes = wait_for(lambda: (p := genqueue_processes(honcho.pid)) and len(p) >= 3 and p,
-                             message="two workers and the scheduler under honcho")
+        processes = wait_for(lambda: (p := genqueue_processes(honcho.pid)) and len(p) >= 4 and p,
+                             message="two workers, the scheduler and the API under honcho")
         ids = [enqueue(conn, queue_name, {"prompt": f"p{i}", "simulate": ["ok"] if i % 2 else ["500", "ok"]},
                        job_id=f"{queue_name}-{i}").job.id for i in range(JOBS)]
         wait_for(lambda: finished(conn, ids) >= JOBS // 4, message="a quarter of the jobs to finish")
@@ -58,14 +59,14 @@ def test_honcho_and_all_its_processes_survive_a_server_crash(tmp_path, env, queu
 
 
 def genqueue_processes(root_pid: int) -> set[int]:
-    """Pids of the `genqueue worker|scheduler` processes (not their work horses) below root_pid."""
+    """Pids of the `genqueue worker|scheduler|api` processes (not their work horses) below root_pid."""
     found = set()
     for pid in descendants(root_pid):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(a.endswith(b"genqueue") for a in argv[:2]) and (b"worker" in argv or b"scheduler" in argv):
+        if any(a.endswith(b"genqueue") for a in argv[:2]) and ({b"worker", b"scheduler", b"api"} & set(argv)):
             found.add(pid)
     return {pid for pid in found if not (set(ancestors(pid)) & found)}
 
