@@ -96,17 +96,18 @@ def test_redis_down_is_503_and_the_service_keeps_running(api_process, tmp_path):
     server.start()
     api = api_process(GENQUEUE_HOME=str(home), REDIS_URL=server.url)
     h = bearer(SECRET, "alice")
-    assert httpx.get(f"{api.url}/api/jobs/nope", headers=h).status_code == 404
-    server.stop()
     try:
+        assert httpx.get(f"{api.url}/api/jobs/nope", headers=h).status_code == 404
+        server.stop()
         r = httpx.get(f"{api.url}/api/jobs/nope", headers=h)
         assert r.status_code == 503 and r.json()["error"] == {
             "code": "UNAVAILABLE", "message": "the job store (Redis) is unreachable; try again shortly",
             "retryable": True}
         assert httpx.get(f"{api.url}/readyz").status_code == 503
         assert httpx.get(f"{api.url}/healthz").status_code == 200
-    finally:
         server.start()
-    assert httpx.get(f"{api.url}/api/jobs/nope", headers=h).status_code == 404  # back, no restart
-    assert api.proc.poll() is None
-    assert "Traceback" not in open(api.log_path).read()
+        assert httpx.get(f"{api.url}/api/jobs/nope", headers=h).status_code == 404  # back, no restart
+        assert api.proc.poll() is None
+        assert "Traceback" not in open(api.log_path).read()
+    finally:
+        server.stop()
