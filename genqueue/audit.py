@@ -10,7 +10,9 @@ from typing import Any
 
 from redis import Redis
 
-AUDIT_KEY = "genqueue:audit"
+from . import keys
+
+AUDIT_KEY = keys.AUDIT
 AUDIT_MAXLEN = 10_000
 IDS_KEPT = 50
 

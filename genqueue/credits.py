@@ -8,11 +8,11 @@ from __future__ import annotations
 from redis import Redis
 from redis.exceptions import WatchError
 
+from . import keys
 from .errors import InsufficientCredits, InvalidInput
 
 
-def credits_key(tenant: str) -> str:
-    return f"genqueue:credits:{tenant}"
+credits_key = keys.credits
 
 
 def check_tenant(tenant: str) -> str:

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from . import keys
 from .errors import Conflict, GenqueueError, InvalidInput
 from .jobretry import is_free
 from .jobs import validate_payload
 from .retry.kinds import ErrorKind, Reason
 from .status import RQ_TO_STATUS
 
-RUN_KEY_PREFIX = "genqueue:run:"
+RUN_KEY_PREFIX = keys.RUN_PREFIX
 # RQ 2.12 accepts job ids of [A-Za-z0-9_-] only (':' separates a job id from an execution id), so an item
 # is `<run_id>-item-<index>`, not the seed's `<run_id>:item:<index>`; the index is digits only, so the
 # last "-item-" splits an item id one way, and no two (run, index) pairs share an id.

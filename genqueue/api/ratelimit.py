@@ -10,7 +10,9 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from redis import Redis
 
-KEY_PREFIX = "genqueue:ratelimit"
+from .. import keys
+
+KEY_PREFIX = keys.RATE_LIMIT_PREFIX
 
 
 class RateLimiter:

@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 import structlog
 from redis import Redis
 
-from .. import audit
+from .. import audit, keys
 from ..durations import parse_duration
 from ..errors import InvalidInput
 from .bulk import bulk_replay
 from .store import DLQStore, Filters
 
 log = structlog.get_logger("genqueue.maintenance")
-LOCK_KEY = "genqueue:scheduler-lock"
+LOCK_KEY = keys.SCHEDULER_LOCK
 ALERT_COOLDOWN_S = 3600
 
 
@@ -94,7 +94,7 @@ def check_alerts(store: DLQStore, config: MaintenanceConfig, now: float) -> list
                        "threshold": config.alert_rate_per_hour})
     fired = []
     for alert in alerts:
-        if conn.set(f"genqueue:alerted:{{{store.keys.queue}}}:{alert['alert']}", int(now), nx=True, ex=ALERT_COOLDOWN_S):
+        if conn.set(keys.alerted(store.keys.queue, alert["alert"]), int(now), nx=True, ex=ALERT_COOLDOWN_S):
             log.warning("dlq.alert", **alert)
             if config.webhook_url:
                 post_webhook(config.webhook_url, alert)

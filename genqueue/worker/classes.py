@@ -30,6 +30,7 @@ from rq.job import JobStatus
 from rq.utils import now as utcnow
 from rq.worker.base import WorkerStatus
 
+from .. import keys
 from ..dlq.store import DLQStore
 from ..outage import OutageTooLong
 from ..queues import SERIALIZER, make_queue
@@ -191,7 +192,7 @@ class FailurePathMixin:
         moved = 0
         lock_ms = max(500, int(self.settings.sweep_interval_s * 1000))
         for queue in self.queues:
-            if connection.set(f"genqueue:sweep-lock:{{{queue.name}}}", self.name, nx=True, px=lock_ms):
+            if connection.set(keys.sweep_lock(queue.name), self.name, nx=True, px=lock_ms):
                 moved += sweep_queue(connection, queue.name, self.retry_manager,
                                      DLQStore(connection, queue.name, retention_s=self.settings.dlq_retention_s),
                                      grace_s=restart_grace_s(self.settings))

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 import structlog
 from redis import Redis
 
+from .. import keys
 from ..outage import OutageTooLong
 
 log = structlog.get_logger("genqueue.worker")
-WORKERS_KEY = "genqueue:workers"
+WORKERS_KEY = keys.WORKERS
 DEFAULT_LIVENESS_TTL_S = 10.0
 DEFAULT_SWEEP_INTERVAL_S = 2.0
 CLAIM_HORIZON_S = 90  # RQ's own heartbeat TTL for a forking worker (job_monitoring_interval 30 s + 60 s)
@@ -51,13 +52,8 @@ _fork_guard = threading.Lock()
 _guard_installed = False
 
 
-def alive_key(worker_name: str) -> str:
-    return f"genqueue:alive:{worker_name}"
-
-
-def dead_seen_key(worker_name: str) -> str:
-    """When a sweep first found this worker's alive key gone (see sweep.prune_dead_workers)."""
-    return f"genqueue:dead-seen:{worker_name}"
+alive_key = keys.alive
+dead_seen_key = keys.dead_seen  # when a sweep first found the alive key gone (sweep.prune_dead_workers)
 
 
 def _install_fork_guard() -> None:

@@ -13,6 +13,8 @@ import time
 from importlib import resources
 
 from redis import Redis
+
+from .. import keys
 from rq.utils import now, utcformat
 
 LOCK_TTL_MS = 5000
@@ -37,11 +39,11 @@ class DueJobMover:
     def tick(self, _connection: Redis | None = None) -> int:
         moved = 0
         for name in self.queue_names:
-            if not self._lock(keys=[f"rq:scheduler-lock:{name}"], args=[self.holder, LOCK_TTL_MS]):
+            if not self._lock(keys=[keys.rq_scheduler_lock(name)], args=[self.holder, LOCK_TTL_MS]):
                 continue  # another scheduler (ours or RQ's) owns this queue
             while True:
-                n = self._move(keys=[f"rq:scheduled:{name}", f"rq:queue:{name}", "rq:queues"],
-                               args=[int(time.time()), BATCH, "rq:job:", utcformat(now())])
+                n = self._move(keys=[keys.rq_scheduled(name), keys.rq_queue(name), keys.RQ_QUEUES],
+                               args=[int(time.time()), BATCH, keys.RQ_JOB_PREFIX, utcformat(now())])
                 moved += n
                 if n < BATCH:
                     break
@@ -49,7 +51,7 @@ class DueJobMover:
 
     def release(self) -> None:
         for name in self.queue_names:
-            key = f"rq:scheduler-lock:{name}"
+            key = keys.rq_scheduler_lock(name)
             with self.connection.pipeline() as pipe:
                 try:
                     pipe.watch(key)

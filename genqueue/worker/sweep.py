@@ -32,6 +32,7 @@ from rq.executions import Execution
 from rq.job import JobStatus
 from rq.utils import now, parse_composite_key
 
+from .. import keys
 from ..dlq.store import DLQStore
 from ..jobs import JOB_FUNC
 from ..outage import BACKOFF_CAP_S, CLOCK
@@ -68,8 +69,8 @@ def find_abandoned(connection: Redis, started_key: str, now_ts: float, *, grace_
         return []
     with connection.pipeline(transaction=False) as pipe:
         for composite, _ in members:
-            pipe.hget(b"rq:execution:" + composite, "worker_name")
-            pipe.hget(b"rq:job:" + composite.partition(b":")[0], "worker_name")
+            pipe.hget(keys.RQ_EXECUTION_PREFIX.encode() + composite, "worker_name")
+            pipe.hget(keys.RQ_JOB_PREFIX.encode() + composite.partition(b":")[0], "worker_name")
         replies = pipe.execute()
     names = [(by_exec or by_job or b"").decode() or None for by_exec, by_job in zip(replies[::2], replies[1::2])]
     distinct = sorted({n for n in names if n})
@@ -152,7 +153,7 @@ def requeue_stranded(connection: Redis, queue) -> int:
     back, in one transaction with its removal from the list.
     """
     key = queue.intermediate_queue.key
-    seen_key = f"genqueue:stranded-seen:{{{queue.name}}}"
+    seen_key = keys.stranded_seen(queue.name)
     present = {raw.decode() for raw in connection.lrange(key, 0, -1)}
     seen = {k.decode(): float(v) for k, v in connection.hgetall(seen_key).items()}
     gone = [job_id for job_id in seen if job_id not in present]
@@ -168,8 +169,8 @@ def requeue_stranded(connection: Redis, queue) -> int:
             continue
         with connection.pipeline() as pipe:
             try:
-                pipe.watch(key, f"rq:job:{job_id}")
-                status = pipe.hget(f"rq:job:{job_id}", "status")
+                pipe.watch(key, keys.rq_job(job_id))
+                status = pipe.hget(keys.rq_job(job_id), "status")
                 pipe.multi()
                 pipe.lrem(key, 0, job_id)
                 pipe.hdel(seen_key, job_id)
