@@ -50,6 +50,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
     for router in (health.router, jobs.router, runs.router, dlq.router):
         app.include_router(router)
     app.add_middleware(ResponseHeaders)
+    app.openapi = lambda: documented_errors(app)
     return BodyLimit(app, config.max_body_bytes, app)
 
 
@@ -128,6 +129,40 @@ class BodyLimit:
         response = errors.envelope(413, "PAYLOAD_TOO_LARGE",
                                    f"request body over the {self.max_bytes // 1024} KiB limit")
         await response(scope, receive, send)
+
+
+ERROR_SCHEMA = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message", "retryable"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "retryable": {"type": "boolean"},
+        "request_id": {"type": "string"}}}},
+}
+ERROR_STATUSES = {"400": "Invalid input", "401": "Not authenticated", "402": "Not enough retry credits",
+                  "403": "Another tenant's, or admin only", "404": "Not found", "405": "Method not allowed",
+                  "409": "Conflict", "413": "Body over the limit", "429": "Rate limited",
+                  "500": "Internal error", "503": "Redis unreachable"}
+
+
+def documented_errors(app: FastAPI) -> dict:
+    """FastAPI's schema, with the error envelope documented on every operation (instead of its 422 model:
+    validation errors are 400 VALIDATION_ERROR here)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    for component in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(component, None)
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for status, text in ERROR_STATUSES.items():
+                responses.setdefault(status, {"description": text, **error})
+    app.openapi_schema = schema
+    return schema
 
 
 def describe(settings: Settings) -> str:
