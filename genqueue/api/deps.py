@@ -29,7 +29,8 @@ class ServiceState:
         return DLQStore(self.connection, self.settings.queue, retention_s=self.settings.dlq_retention_s)
 
 
-def service(request: Request) -> ServiceState:
+async def service(request: Request) -> ServiceState:
+    # async: no I/O, and FastAPI would otherwise hop to its threadpool for a sync dependency
     return request.app.state.genqueue
 
 

@@ -1,5 +1,9 @@
-"""A rate limit shared by every API process: the `limits` library's moving window in Redis (one Lua call
-per request), per principal (`sub`), plus one per client address for requests that fail authentication."""
+"""A rate limit shared by every API process: the `limits` library's sliding window counter in Redis, per
+principal (`sub`), plus one per client address for requests that fail authentication.
+
+Sliding window counter, not moving window: the moving window keeps one list entry per request and reads the
+whole list for the RateLimit-* headers, O(limit) per request — measured 366 us a request at ~18,000
+entries (a high limit under load), where the counter's two O(1) scripts cost well under half of that."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import time
 
 from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import SlidingWindowCounterRateLimiter
 from redis import Redis
 
 from .. import keys
@@ -19,7 +23,7 @@ class RateLimiter:
     def __init__(self, connection: Redis, limit: str, auth_fail_limit: str) -> None:
         # The service's own pool, so the limiter shares its connections (and its short retry policy).
         storage = RedisStorage("redis://unused", connection_pool=connection.connection_pool, key_prefix=KEY_PREFIX)
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
         self.limit: RateLimitItem = parse(limit)
         self.auth_fail: RateLimitItem = parse(auth_fail_limit)
 
