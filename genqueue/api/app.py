@@ -18,7 +18,7 @@ from . import errors
 from .config import ApiConfig
 from .deps import ServiceState
 from .ratelimit import RateLimiter
-from .routes import dlq, health, jobs, runs
+from .routes import dlq, health, jobs, metrics, runs
 
 UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
 
@@ -47,7 +47,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
     app.state.genqueue = ServiceState(settings, config, connection,
                                       RateLimiter(connection, config.rate_limit, config.auth_fail_limit))
     errors.install(app)
-    for router in (health.router, jobs.router, runs.router, dlq.router):
+    for router in (health.router, jobs.router, runs.router, dlq.router, metrics.router):
         app.include_router(router)
     app.add_middleware(ResponseHeaders)
     app.openapi = lambda: documented_errors(app)

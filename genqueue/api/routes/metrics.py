@@ -1,0 +1,22 @@
+"""GET /metrics: Prometheus text format, read from Redis at scrape time (genqueue/metrics.py). Not rate
+limited; behind `Authorization: Bearer $GENQUEUE_METRICS_TOKEN` when that is set."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from ...metrics import render, token_ok
+from ..deps import ServiceState, service
+from ..errors import ApiError
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+def metrics(request: Request, state: ServiceState = Depends(service)) -> Response:
+    if not token_ok(state.config.metrics_token, request.headers.get("authorization")):
+        raise ApiError(401, "UNAUTHORIZED", "GET /metrics needs Authorization: Bearer $GENQUEUE_METRICS_TOKEN")
+    body, content_type = render(state.connection, [state.settings.queue], dict(state.requests))
+    return Response(body, media_type=content_type)

@@ -1,0 +1,107 @@
+"""Prometheus metrics, read from Redis at scrape time: every API process (and every machine) reports the
+same numbers, because they are the queues', the registries' and the DLQ's own state, not per-process
+counters. Two pipelined round trips per scrape (the second asks which registered workers are alive).
+
+This first slice exports what Redis already holds exactly: queue depth by state, workers alive, DLQ size
+and oldest age, and the DLQ's own counters (dead-lettered, replayed, expired, evicted — incremented in the
+same Lua/MULTI as the move they count), plus the API's requests by route and status (in-process). Counters
+by error kind and reason and a job-duration histogram need increments inside the workers' transactions:
+not built yet (see the README's Metrics section).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from redis import Redis
+
+from . import keys
+from .dlq.keys import DLQKeys
+
+DLQ_COUNTERS = {"dead_lettered": "genqueue_dead_lettered_total", "replayed": "genqueue_dlq_replays_total",
+                "expired": "genqueue_dlq_expired_total", "evicted": "genqueue_dlq_evicted_total"}
+
+
+def read(connection: Redis, queues: Iterable[str], now: float | None = None) -> dict[str, dict]:
+    """Per queue: depth by state, DLQ entries and oldest age, DLQ counters, workers alive."""
+    queues = list(queues)
+    now = time.time() if now is None else now
+    with connection.pipeline(transaction=False) as pipe:
+        for q in queues:
+            dlq = DLQKeys(q)
+            pipe.llen(keys.rq_queue(q))
+            pipe.zcard(keys.rq_scheduled(q))
+            pipe.zcard(f"rq:wip:{q}")
+            pipe.zcard(dlq.all)
+            pipe.zrange(dlq.all, 0, 0, withscores=True)
+            pipe.hgetall(dlq.stats)
+            pipe.smembers(f"rq:workers:{q}")
+        replies = pipe.execute()
+    out: dict[str, dict] = {}
+    workers: dict[str, list[str]] = {}
+    for i, q in enumerate(queues):
+        queued, scheduled, started, entries, oldest, stats, members = replies[7 * i: 7 * i + 7]
+        out[q] = {"depth": {"queued": queued, "scheduled": scheduled, "started": started}, "dlq_entries": entries,
+                  "dlq_oldest_age_s": max(0.0, now - oldest[0][1]) if oldest else 0.0,
+                  "dlq": {k.decode(): int(v) for k, v in stats.items()}}
+        workers[q] = [m.decode().removeprefix("rq:worker:") for m in members]
+    names = sorted({n for ns in workers.values() for n in ns})
+    with connection.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(keys.alive(name))
+        alive = dict(zip(names, pipe.execute())) if names else {}
+    for q in queues:
+        out[q]["workers_alive"] = sum(1 for n in workers[q] if alive.get(n))
+    return out
+
+
+class RedisCollector:
+    def __init__(self, connection: Redis, queues: Iterable[str],
+                 api_requests: Mapping[tuple[str, int], int] | None = None) -> None:
+        self.connection, self.queues, self.api_requests = connection, list(queues), api_requests
+
+    def collect(self):
+        data = read(self.connection, self.queues)
+        depth = GaugeMetricFamily("genqueue_queue_depth", "Jobs per queue and state", labels=["queue", "state"])
+        workers = GaugeMetricFamily("genqueue_workers_alive", "genqueue workers beating", labels=["queue"])
+        entries = GaugeMetricFamily("genqueue_dlq_entries", "Entries in the queue's DLQ", labels=["queue"])
+        oldest = GaugeMetricFamily("genqueue_dlq_oldest_age_seconds", "Age of the DLQ's oldest entry",
+                                   labels=["queue"])
+        counters = {field: CounterMetricFamily(name.removesuffix("_total"), f"DLQ counter {field}",
+                                               labels=["queue"]) for field, name in DLQ_COUNTERS.items()}
+        for q, d in data.items():
+            for state, n in d["depth"].items():
+                depth.add_metric([q, state], n)
+            workers.add_metric([q], d["workers_alive"])
+            entries.add_metric([q], d["dlq_entries"])
+            oldest.add_metric([q], d["dlq_oldest_age_s"])
+            for field, family in counters.items():
+                family.add_metric([q], d["dlq"].get(field, 0))
+        yield from (depth, workers, entries, oldest, *counters.values())
+        if self.api_requests is not None:
+            requests = CounterMetricFamily("genqueue_api_requests", "HTTP requests by route and status",
+                                           labels=["route", "status"])
+            for (route, status), n in sorted(self.api_requests.items()):
+                requests.add_metric([route, str(status)], n)
+            yield requests
+
+
+def render(connection: Redis, queues: Iterable[str],
+           api_requests: Mapping[tuple[str, int], int] | None = None) -> tuple[bytes, str]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(connection, queues, api_requests))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def token_ok(expected: str | None, authorization: str | None) -> bool:
+    """No token configured: open. Otherwise `Authorization: Bearer <GENQUEUE_METRICS_TOKEN>`, compared in
+    constant time."""
+    if not expected:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())

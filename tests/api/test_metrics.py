@@ -1,0 +1,56 @@
+"""GET /metrics after real workers ran known outcomes: every number equals what the queues, the registries
+and the DLQ hold; the token, when configured, is required."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from genqueue.producer import enqueue
+from tests.api.test_jobs_api import drain
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_equal_the_state_they_describe(client, token, conn, settings, env, store):
+    q = settings.queue
+    for i in range(3):
+        enqueue(conn, q, {"prompt": f"p{i}", "simulate": ["401"]})
+    enqueue(conn, q, {"prompt": "fine"})
+    drain(env)
+    enqueue(conn, q, {"prompt": "waiting"})  # stays queued: no worker now
+    client.get("/api/jobs/nope", headers=token())
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    m = samples(r.text)
+    assert m[("genqueue_queue_depth", (("queue", q), ("state", "queued")))] == 1
+    assert m[("genqueue_queue_depth", (("queue", q), ("state", "started")))] == 0
+    assert m[("genqueue_dlq_entries", (("queue", q),))] == store.count() == 3
+    assert m[("genqueue_dead_lettered_total", (("queue", q),))] == 3
+    assert m[("genqueue_dlq_replays_total", (("queue", q),))] == 0
+    assert m[("genqueue_dlq_oldest_age_seconds", (("queue", q),))] >= 0
+    assert m[("genqueue_workers_alive", (("queue", q),))] == 0  # the burst worker has exited
+    assert m[("genqueue_api_requests_total", (("route", "/api/jobs/{job_id}"), ("status", "404")))] >= 1
+    admin = token("ops", admin=True)
+    [entry] = client.get("/api/dlq?limit=1", headers=admin).json()["data"]
+    client.post(f"/api/dlq/{entry['job_id']}/retry", headers=admin)
+    m = samples(client.get("/metrics").text)
+    assert m[("genqueue_dlq_replays_total", (("queue", q),))] == 1
+    assert m[("genqueue_dlq_entries", (("queue", q),))] == 2
+    assert m[("genqueue_queue_depth", (("queue", q), ("state", "queued")))] == 2
+
+
+def test_metrics_token(settings, conn):
+    from fastapi.testclient import TestClient
+
+    from genqueue.api.app import create_app
+    from genqueue.api.config import ApiConfig
+    from tests.api.conftest import SECRET
+
+    config = ApiConfig("HS256", SECRET, SECRET, True, metrics_token="scrape-me")
+    with TestClient(create_app(settings, config, conn)) as c:
+        assert c.get("/metrics").status_code == 401
+        assert c.get("/metrics", headers={"Authorization": "Bearer wrong"}).json()["error"]["code"] == "UNAUTHORIZED"
+        assert c.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code == 200
