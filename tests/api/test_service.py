@@ -3,7 +3,6 @@ processes, and Redis down → 503 (and back) without the service exiting."""
 
 from __future__ import annotations
 
-import threading
 
 import httpx
 
@@ -22,6 +21,21 @@ def bearer(config_secret: str, sub: str, **kw) -> dict:
     return {"Authorization": f"Bearer {mint(config, sub=sub, **kw)}"}
 
 
+def double_clicks(base_url: str, headers: dict, paths: list[str]) -> list[tuple[int, int]]:
+    """POST each path twice at once (threads released together); the sorted pair of statuses per path."""
+    outcomes = []
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
+        for path in paths:
+            statuses: list[int] = []
+
+            def click(path=path, statuses=statuses):
+                statuses.append(http.post(path).status_code)
+
+            race(click, click, expected=())
+            outcomes.append(tuple(sorted(statuses)))
+    return outcomes
+
+
 def test_two_concurrent_retries_of_one_dead_job_exactly_one_wins(api_process, conn, settings, env):
     from tests.api.conftest import SECRET
 
@@ -29,17 +43,7 @@ def test_two_concurrent_retries_of_one_dead_job_exactly_one_wins(api_process, co
     ids = [enqueue(conn, settings.queue, {"prompt": f"p{i}", "simulate": ["401"]}, tenant="alice").job.id
            for i in range(TRIALS)]
     drain(env)
-    h = bearer(SECRET, "alice")
-    outcomes = []
-    with httpx.Client(base_url=api.url, headers=h, timeout=30) as http:
-        for job_id in ids:
-            statuses = []
-
-            def click(job_id=job_id, statuses=statuses):
-                statuses.append(http.post(f"/api/jobs/{job_id}/retry").status_code)
-
-            race(click, click, expected=())
-            outcomes.append(tuple(sorted(statuses)))
+    outcomes = double_clicks(api.url, bearer(SECRET, "alice"), [f"/api/jobs/{job_id}/retry" for job_id in ids])
     assert set(outcomes) == {(200, 409)}, outcomes
     queued = sum(conn.lrange(f"rq:queue:{settings.queue}", 0, -1).count(j.encode()) for j in ids)
     assert queued == TRIALS  # each job enqueued once
@@ -56,17 +60,8 @@ def test_two_concurrent_continues_charge_credits_once(api_process, conn, setting
                    run_id=f"race-{settings.queue}-{i}", tenant=tenant).run.run_id for i in range(TRIALS)]
     drain(env)
     credits.set_balance(conn, tenant, TRIALS)
-    h = bearer(SECRET, "u", tenant=tenant)
-    outcomes = []
-    with httpx.Client(base_url=api.url, headers=h, timeout=30) as http:
-        for run_id in runs:
-            statuses = []
-
-            def click(run_id=run_id, statuses=statuses):
-                statuses.append(http.post(f"/api/runs/{run_id}/retry-failed").status_code)
-
-            race(click, click, expected=())
-            outcomes.append(tuple(sorted(statuses)))
+    outcomes = double_clicks(api.url, bearer(SECRET, "u", tenant=tenant),
+                             [f"/api/runs/{run_id}/retry-failed" for run_id in runs])
     assert set(outcomes) == {(200, 409)}, outcomes
     assert credits.balance(conn, tenant) == 0  # one credit per run: charged once each
 
