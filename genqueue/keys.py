@@ -58,7 +58,17 @@ def credits(tenant: str) -> str:
     return f"genqueue:credits:{tenant}"
 
 
-RATE_LIMIT_PREFIX = "genqueue:ratelimit"  # the `limits` library's moving windows (per sub, per address)
+RATE_LIMIT_PREFIX = "genqueue:ratelimit"  # the `limits` library's windows (per sub, per address)
+
+
+def login_code(code: str) -> str:
+    """STRING EX 300: a one-time dashboard login (`genqueue api token --login`), deleted when used."""
+    return f"genqueue:login:{code}"
+
+
+def session(sid: str) -> str:
+    """STRING EX 8 h: a dashboard session (principal and CSRF token), behind an HttpOnly cookie."""
+    return f"genqueue:session:{sid}"
 
 # -- RQ keys genqueue builds itself -------------------------------------------------------------------------
 

@@ -5,8 +5,10 @@ Served by `genqueue api` (uvicorn); tests use the same factory through httpx's A
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from redis import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +21,7 @@ from .config import ApiConfig
 from .deps import ServiceState
 from .ratelimit import RateLimiter
 from .routes import dlq, health, jobs, metrics, runs
+from .ui import routes as ui_routes
 
 UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
 
@@ -47,8 +50,10 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
     app.state.genqueue = ServiceState(settings, config, connection,
                                       RateLimiter(connection, config.rate_limit, config.auth_fail_limit))
     errors.install(app)
-    for router in (health.router, jobs.router, runs.router, dlq.router, metrics.router):
+    for router in (health.router, jobs.router, runs.router, dlq.router, metrics.router, ui_routes.router):
         app.include_router(router)
+    ui_routes.install(app)
+    app.mount("/ui/static", StaticFiles(directory=str(Path(ui_routes.__file__).with_name("static"))), name="static")
     app.add_middleware(ResponseHeaders)
     app.openapi = lambda: documented_errors(app)
     return BodyLimit(app, config.max_body_bytes, app)

@@ -41,10 +41,23 @@ def api(ctx: click.Context, host: str, port: int, workers: int) -> None:
 @click.option("--tenant", default=None, help="The tenant (default: the sub).")
 @click.option("--admin", is_flag=True, help="Add the admin role (DLQ routes, every tenant).")
 @click.option("--ttl", default="1h", show_default=True, help="Lifetime, e.g. 30m, 8h, 7d.")
-def token(sub: str, tenant: str | None, admin: bool, ttl: str) -> None:
+@click.option("--login", is_flag=True, help="Also print a one-time dashboard login URL (valid 5 minutes, usable "
+                                            "once) as the last line.")
+@click.option("--url", "base_url", default=None, help="The service's address for --login (default "
+                                                       "http://127.0.0.1:$PORT, or :8000).")
+def token(sub: str, tenant: str | None, admin: bool, ttl: str, login: bool, base_url: str | None) -> None:
+    import os
+
     from ..api.auth import mint
     from ..api.config import ApiConfig
 
     app = get_app()
     click.echo(mint(ApiConfig.from_env(app.settings.home), sub=sub, tenant=tenant, admin=admin,
                     ttl_s=parse_duration(ttl).total_seconds()))
+    if login:
+        from ..api.ui.sessions import create_login
+        from ..tenancy import ADMIN_ROLE, Principal
+
+        code = create_login(app.connection, Principal(sub, tenant or sub, frozenset([ADMIN_ROLE] if admin else [])))
+        base = (base_url or f"http://127.0.0.1:{os.environ.get('PORT') or 8000}").rstrip("/")
+        click.echo(f"{base}/ui/login?code={code}")

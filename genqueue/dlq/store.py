@@ -58,7 +58,7 @@ class Filters:
         (`2h`) or an ISO timestamp; kind case-insensitive; reason one of Reason's values."""
         from ..retry.kinds import Reason
 
-        if reason is not None and reason not in {r.value for r in Reason}:
+        if reason and reason not in {r.value for r in Reason}:
             raise InvalidInput(f"reason must be one of {', '.join(r.value for r in Reason)}, not {reason!r}")
         return cls(kind=kind.upper() if kind else None, func=func or None, user=user or None, reason=reason or None,
                    fingerprint=fingerprint or None, since=time_bound(since, since_name),

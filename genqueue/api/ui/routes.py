@@ -1,0 +1,266 @@
+"""The dashboard's pages. Each handler: session → authorise → one library call → render. Errors from the
+library are shown on the page (HTML), never as a traceback; every POST needs the session's CSRF token."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from ... import audit, credits
+from ...dlq.replay import merge_patch, replay
+from ...dlq.stats import dlq_stats
+from ...dlq.store import Filters
+from ...errors import GenqueueError, InvalidInput
+from ...metrics import read as read_metrics
+from ...producer import check_job_id
+from ...runrules import check_run_id
+from ...runs import retry_failed, snapshot
+from ...secrets import mask
+from ...status import job_status
+from ...tenancy import check_access
+from ..deps import ServiceState, service
+from . import sessions
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+class NeedsLogin(Exception):
+    pass
+
+
+def session(request: Request, state: ServiceState = Depends(service)) -> sessions.Session:
+    found = sessions.load_session(state.connection, request.cookies.get(sessions.COOKIE))
+    if found is None:
+        raise NeedsLogin
+    return found
+
+
+def page(request: Request, name: str, session_: sessions.Session | None, status: int = 200, **context: Any):
+    return templates.TemplateResponse(request, name, {"session": session_, **context}, status_code=status)
+
+
+def refuse(request: Request, session_: sessions.Session | None, message: str, status: int) -> Response:
+    return page(request, "message.html", session_, status=status, title="Not allowed", message=message)
+
+
+def check_csrf(request: Request, s: sessions.Session, token: str | None) -> Response | None:
+    if sessions.csrf_ok(s, token):
+        return None
+    return refuse(request, s, "This form has no valid CSRF token: reload the page and try again.", 403)
+
+
+def actor(request: Request, s: sessions.Session) -> str:
+    address = request.client.host if request.client else "unknown"
+    return f"{s.principal.sub} (tenant {s.principal.tenant}) from {address} via /ui"
+
+
+def install(app) -> None:
+    @app.exception_handler(NeedsLogin)
+    async def _login(request: Request, _exc: NeedsLogin):
+        return page(request, "message.html", None, status=401, title="Log in",
+                    message="Log in with the one-time URL that `genqueue api token --admin --login` prints.")
+
+
+@router.get("/login")
+def login(request: Request, code: str = "", state: ServiceState = Depends(service)):
+    s = sessions.redeem_login(state.connection, code)
+    if s is None:
+        return page(request, "message.html", None, status=401, title="Log in",
+                    message="This login link is unknown, expired (5 minutes) or already used: print a new one "
+                            "with `genqueue api token --admin --login`.")
+    response = RedirectResponse("/ui/", status_code=303)
+    response.set_cookie(sessions.COOKIE, s.sid, max_age=sessions.SESSION_TTL_S, httponly=True, samesite="strict",
+                        path="/ui")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: str = Form(""), s: sessions.Session = Depends(session),
+           state: ServiceState = Depends(service)):
+    if (refused := check_csrf(request, s, csrf)) is not None:
+        return refused
+    sessions.end_session(state.connection, s.sid)
+    response = page(request, "message.html", None, title="Logged out", message="You are logged out.")
+    response.delete_cookie(sessions.COOKIE, path="/ui")
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, s: sessions.Session = Depends(session), state: ServiceState = Depends(service)):
+    if not s.principal.is_admin:
+        return page(request, "overview.html", s, queue=state.settings.queue)
+    queue = state.settings.queue
+    stats = dlq_stats(state.store())
+    return page(request, "overview.html", s, queue=queue, numbers=read_metrics(state.connection, [queue])[queue],
+                stats=stats, chart=bar_chart(stats["hourly_last_24h"]))
+
+
+def bar_chart(values: list[int], width: int = 480, height: int = 80) -> dict[str, Any]:
+    """Inline SVG bars for dead-letters per hour, oldest hour first."""
+    top = max(values, default=0) or 1
+    step = width / max(1, len(values))
+    bars = [{"x": round(i * step + 1, 1), "w": round(step - 2, 1), "h": round(v / top * (height - 14), 1),
+             "y": round(height - v / top * (height - 14), 1), "v": v, "ago": len(values) - i}
+            for i, v in enumerate(values)]
+    return {"width": width, "height": height, "bars": bars, "max": max(values, default=0)}
+
+
+def admin_only(request: Request, s: sessions.Session) -> Response | None:
+    if s.principal.is_admin:
+        return None
+    return refuse(request, s, "The dead-letter queue is for admins.", 403)
+
+
+@router.get("/dlq", response_class=HTMLResponse)
+def dlq_list(request: Request, kind: str = "", user: str = "", reason: str = "", fingerprint: str = "",
+             since: str = "", cursor: str = "", s: sessions.Session = Depends(session),
+             state: ServiceState = Depends(service)):
+    if (refused := admin_only(request, s)) is not None:
+        return refused
+    form = {"kind": kind, "user": user, "reason": reason, "fingerprint": fingerprint, "since": since}
+    try:
+        filters = Filters.parse(**form)
+        result = state.store().page(filters, cursor=cursor or None, limit=50)
+    except GenqueueError as exc:
+        return page(request, "dlq_list.html", s, form=form, entries=[], total=0, next_cursor=None, error=str(exc))
+    return page(request, "dlq_list.html", s, form=form, entries=[mask(e) for e in result.entries],
+                total=result.total, next_cursor=result.next_cursor, error=None)
+
+
+def entry_page(request: Request, s: sessions.Session, state: ServiceState, job_id: str, *, status: int = 200,
+               error: str | None = None, notice: str | None = None):
+    try:
+        entry = mask(state.store().get(check_job_id(job_id)))
+    except GenqueueError as exc:
+        return page(request, "message.html", s, status=404 if "no DLQ entry" in str(exc) else 400,
+                    title="Entry", message=error or str(exc))
+    return page(request, "entry.html", s, entry=entry, error=error, notice=notice, status=status)
+
+
+@router.get("/dlq/{job_id}", response_class=HTMLResponse)
+def dlq_entry(request: Request, job_id: str, s: sessions.Session = Depends(session),
+              state: ServiceState = Depends(service)):
+    if (refused := admin_only(request, s)) is not None:
+        return refused
+    return entry_page(request, s, state, job_id)
+
+
+@router.post("/dlq/{job_id}/retry", response_class=HTMLResponse)
+def dlq_retry(request: Request, job_id: str, csrf: str = Form(""), payload_patch: str = Form(""),
+              confirmed: str = Form(""), s: sessions.Session = Depends(session),
+              state: ServiceState = Depends(service)):
+    if (refused := admin_only(request, s) or check_csrf(request, s, csrf)) is not None:
+        return refused
+    store = state.store()
+    try:
+        patch = json.loads(payload_patch) if payload_patch.strip() else None
+        if patch is not None and not isinstance(patch, dict):
+            raise InvalidInput("the payload patch must be a JSON object")
+    except (ValueError, InvalidInput) as exc:
+        return entry_page(request, s, state, job_id, status=400, error=f"payload patch: {exc}")
+    if patch and not confirmed:
+        try:
+            before = store.get(check_job_id(job_id))["args"][0]
+        except GenqueueError as exc:
+            return entry_page(request, s, state, job_id, status=409, error=str(exc))
+        return page(request, "confirm_replay.html", s, job_id=job_id, before=mask(before),
+                    after=mask(merge_patch(before, patch)), payload_patch=payload_patch)
+    try:
+        job = replay(store, check_job_id(job_id), payload_patch=patch)
+    except GenqueueError as exc:
+        status = 409 if exc.code == "CONFLICT" else 400
+        message = f"Not replayed: {exc}" + (" (already replayed)" if "replayed" in str(exc) else "")
+        return page(request, "message.html", s, status=status, title=f"Replay {job_id}", message=message)
+    audit.record(state.connection, "retry", store.keys.queue, ids=[job.id], counts={"replayed": 1},
+                 note="payload patched" if patch else None, actor=actor(request, s))
+    return page(request, "message.html", s, title=f"Replayed {job_id}",
+                message=f"Job {job_id} is queued again with a fresh retry budget.", link=f"/ui/jobs?id={job_id}")
+
+
+@router.post("/dlq/{job_id}/delete", response_class=HTMLResponse)
+def dlq_delete(request: Request, job_id: str, csrf: str = Form(""), s: sessions.Session = Depends(session),
+               state: ServiceState = Depends(service)):
+    if (refused := admin_only(request, s) or check_csrf(request, s, csrf)) is not None:
+        return refused
+    store = state.store()
+    try:
+        store.delete(check_job_id(job_id))
+    except GenqueueError as exc:
+        return page(request, "message.html", s, status=404, title=f"Delete {job_id}", message=str(exc))
+    audit.record(state.connection, "delete", store.keys.queue, ids=[job_id], counts={"deleted": 1},
+                 actor=actor(request, s))
+    return page(request, "message.html", s, title=f"Deleted {job_id}", message=f"DLQ entry {job_id} deleted.",
+                link="/ui/dlq")
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def job_lookup(request: Request, id: str = "", s: sessions.Session = Depends(session),
+               state: ServiceState = Depends(service)):
+    if not id:
+        return page(request, "job.html", s, job=None, error=None)
+    try:
+        info = job_status(state.connection, state.store(), check_job_id(id.strip()))
+        check_access(s.principal, info.get("tenant"), f"job {id}")
+    except GenqueueError as exc:
+        return page(request, "job.html", s, job=None, error=str(exc), status=404 if exc.code == "NOT_FOUND" else 403
+                    if exc.code == "FORBIDDEN" else 400)
+    return page(request, "job.html", s, job=info, error=None)
+
+
+def run_page(request: Request, s: sessions.Session, state: ServiceState, run_id: str, **extra: Any):
+    try:
+        snap = snapshot(state.connection, check_run_id(run_id.strip()), ttl_s=state.settings.dlq_retention_s)
+        check_access(s.principal, snap.run.tenant, f"run {run_id}")
+    except GenqueueError as exc:
+        return page(request, "run.html", s, run=None, error=str(exc),
+                    status=404 if exc.code == "NOT_FOUND" else 403 if exc.code == "FORBIDDEN" else 400)
+    return page(request, "run.html", s, run=snap.to_dict(), error=None, **extra)
+
+
+@router.get("/runs", response_class=HTMLResponse)
+def run_lookup(request: Request, id: str = "", s: sessions.Session = Depends(session),
+               state: ServiceState = Depends(service)):
+    if not id:
+        return page(request, "run.html", s, run=None, error=None)
+    return run_page(request, s, state, id)
+
+
+@router.get("/runs/{run_id}/continue", response_class=HTMLResponse)
+def continue_confirm(request: Request, run_id: str, s: sessions.Session = Depends(session),
+                     state: ServiceState = Depends(service)):
+    response = run_page(request, s, state, run_id)
+    if response.status_code != 200:
+        return response
+    info = snapshot(state.connection, run_id, ttl_s=state.settings.dlq_retention_s).to_dict()
+    classes = {c: [f["id"] for f in info["failed_items"] if f["retry"] == c] for c in ("free", "charged", "never")}
+    tenant = info.get("tenant")
+    balance = credits.balance(state.connection, tenant) if tenant else None
+    return page(request, "confirm_continue.html", s, run=info, classes=classes, balance=balance,
+                cost=len(classes["charged"]) if balance is not None else 0)
+
+
+@router.post("/runs/{run_id}/continue", response_class=HTMLResponse)
+def continue_run(request: Request, run_id: str, csrf: str = Form(""), s: sessions.Session = Depends(session),
+                 state: ServiceState = Depends(service)):
+    if (refused := check_csrf(request, s, csrf)) is not None:
+        return refused
+    try:
+        result = retry_failed(state.connection, check_run_id(run_id), ttl_s=state.settings.dlq_retention_s,
+                              check_tenant_access=lambda tenant: check_access(s.principal, tenant, f"run {run_id}"))
+    except GenqueueError as exc:
+        return run_page(request, s, state, run_id, notice=None, failure=f"Not continued: {exc}")
+    retried = sorted(result.free + result.charged)
+    audit.record(state.connection, "run_retry_failed", result.queue, ids=retried, note=f"run {run_id}",
+                 counts={"free": len(result.free), "charged": len(result.charged), "never": len(result.never),
+                         "credits": result.credits_debited}, actor=actor(request, s))
+    return run_page(request, s, state, run_id, failure=None,
+                    notice=f"Continued: {len(retried)} item(s) retried ({len(result.charged)} charged, "
+                           f"{len(result.free)} free), {len(result.never)} never retried"
+                           + (f"; {result.credits_debited} credit(s) debited" if result.credits_debited else "") + ".")
