@@ -35,6 +35,11 @@ def stranded_seen(queue: str) -> str:
     return f"genqueue:stranded-seen:{{{queue}}}"
 
 
+def metrics(queue: str) -> str:
+    """HASH of counters incremented inside the transaction of the move they count (genqueue/counters.py)."""
+    return f"genqueue:metrics:{{{queue}}}"
+
+
 # -- maintenance (dlq/maintenance.py) --------------------------------------------------------------------
 SCHEDULER_LOCK = "genqueue:scheduler-lock"  # STRING: one `genqueue scheduler` runs the passes
 

@@ -2,11 +2,11 @@
 same numbers, because they are the queues', the registries' and the DLQ's own state, not per-process
 counters. Two pipelined round trips per scrape (the second asks which registered workers are alive).
 
-This first slice exports what Redis already holds exactly: queue depth by state, workers alive, DLQ size
-and oldest age, and the DLQ's own counters (dead-lettered, replayed, expired, evicted — incremented in the
-same Lua/MULTI as the move they count), plus the API's requests by route and status (in-process). Counters
-by error kind and reason and a job-duration histogram need increments inside the workers' transactions:
-not built yet (see the README's Metrics section).
+Exported: queue depth by state, workers alive, DLQ size and oldest age and the DLQ's own counters
+(replayed, expired, evicted), the worker transitions' counters (finished; failed attempts and retries by
+kind; dead-lettered by kind and reason; the attempt-duration histogram — genqueue/counters.py, each
+incremented in the MULTI of the move it counts), and the API's requests by route and status (in-process).
+Not yet: an enqueued total (RQ's unique enqueue is its own Lua script; counting beside it could disagree).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import time
 from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis import Redis
 
-from . import keys
+from . import counters, keys
 from .dlq.keys import DLQKeys
 
-DLQ_COUNTERS = {"dead_lettered": "genqueue_dead_lettered_total", "replayed": "genqueue_dlq_replays_total",
-                "expired": "genqueue_dlq_expired_total", "evicted": "genqueue_dlq_evicted_total"}
+DLQ_COUNTERS = {"replayed": "genqueue_dlq_replays_total", "expired": "genqueue_dlq_expired_total",
+                "evicted": "genqueue_dlq_evicted_total"}
 
 
 def read(connection: Redis, queues: Iterable[str], now: float | None = None) -> dict[str, dict]:
@@ -41,14 +41,15 @@ def read(connection: Redis, queues: Iterable[str], now: float | None = None) -> 
             pipe.zrange(dlq.all, 0, 0, withscores=True)
             pipe.hgetall(dlq.stats)
             pipe.smembers(f"rq:workers:{q}")
+            pipe.hgetall(keys.metrics(q))
         replies = pipe.execute()
     out: dict[str, dict] = {}
     workers: dict[str, list[str]] = {}
     for i, q in enumerate(queues):
-        queued, scheduled, started, entries, oldest, stats, members = replies[7 * i: 7 * i + 7]
+        queued, scheduled, started, entries, oldest, stats, members, counted = replies[8 * i: 8 * i + 8]
         out[q] = {"depth": {"queued": queued, "scheduled": scheduled, "started": started}, "dlq_entries": entries,
                   "dlq_oldest_age_s": max(0.0, now - oldest[0][1]) if oldest else 0.0,
-                  "dlq": {k.decode(): int(v) for k, v in stats.items()}}
+                  "dlq": {k.decode(): int(v) for k, v in stats.items()}, "counters": counters.parse(counted)}
         workers[q] = [m.decode().removeprefix("rq:worker:") for m in members]
     names = sorted({n for ns in workers.values() for n in ns})
     with connection.pipeline(transaction=False) as pipe:
@@ -65,6 +66,30 @@ class RedisCollector:
                  api_requests: Mapping[tuple[str, int], int] | None = None) -> None:
         self.connection, self.queues, self.api_requests = connection, list(queues), api_requests
 
+    @staticmethod
+    def _transition_families(data: dict[str, dict]):
+        finished = CounterMetricFamily("genqueue_jobs_finished", "Jobs that finished", labels=["queue"])
+        failed = CounterMetricFamily("genqueue_attempts_failed", "Failed attempts by error kind",
+                                     labels=["queue", "kind"])
+        retried = CounterMetricFamily("genqueue_retries_scheduled", "Retries scheduled by error kind",
+                                      labels=["queue", "kind"])
+        dead = CounterMetricFamily("genqueue_dead_lettered", "Jobs dead-lettered by kind and reason",
+                                   labels=["queue", "kind", "reason"])
+        duration = HistogramMetricFamily("genqueue_job_duration_seconds", "Attempt duration by outcome",
+                                         labels=["queue", "outcome"])
+        for q, d in data.items():
+            c = d["counters"]
+            finished.add_metric([q], c["finished"])
+            for kind, n in sorted(c["failed"].items()):
+                failed.add_metric([q, kind], n)
+            for kind, n in sorted(c["retried"].items()):
+                retried.add_metric([q, kind], n)
+            for (kind, reason), n in sorted(c["dead"].items()):
+                dead.add_metric([q, kind, reason], n)
+            for outcome, h in sorted(c["duration"].items()):
+                duration.add_metric([q, outcome], counters.cumulative(h["buckets"]), h["sum"])
+        yield from (finished, failed, retried, dead, duration)
+
     def collect(self):
         data = read(self.connection, self.queues)
         depth = GaugeMetricFamily("genqueue_queue_depth", "Jobs per queue and state", labels=["queue", "state"])
@@ -72,17 +97,18 @@ class RedisCollector:
         entries = GaugeMetricFamily("genqueue_dlq_entries", "Entries in the queue's DLQ", labels=["queue"])
         oldest = GaugeMetricFamily("genqueue_dlq_oldest_age_seconds", "Age of the DLQ's oldest entry",
                                    labels=["queue"])
-        counters = {field: CounterMetricFamily(name.removesuffix("_total"), f"DLQ counter {field}",
-                                               labels=["queue"]) for field, name in DLQ_COUNTERS.items()}
+        dlq_counters = {field: CounterMetricFamily(name.removesuffix("_total"), f"DLQ counter {field}",
+                                                   labels=["queue"]) for field, name in DLQ_COUNTERS.items()}
         for q, d in data.items():
             for state, n in d["depth"].items():
                 depth.add_metric([q, state], n)
             workers.add_metric([q], d["workers_alive"])
             entries.add_metric([q], d["dlq_entries"])
             oldest.add_metric([q], d["dlq_oldest_age_s"])
-            for field, family in counters.items():
+            for field, family in dlq_counters.items():
                 family.add_metric([q], d["dlq"].get(field, 0))
-        yield from (depth, workers, entries, oldest, *counters.values())
+        yield from (depth, workers, entries, oldest, *dlq_counters.values())
+        yield from self._transition_families(data)
         if self.api_requests is not None:
             requests = CounterMetricFamily("genqueue_api_requests", "HTTP requests by route and status",
                                            labels=["route", "status"])

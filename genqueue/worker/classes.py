@@ -31,6 +31,7 @@ from rq.utils import now as utcnow
 from rq.worker.base import WorkerStatus
 
 from .. import keys
+from ..counters import count_in, fields_for_success, seconds_between
 from ..dlq.store import DLQStore
 from ..outage import OutageTooLong
 from ..queues import SERIALIZER, make_queue
@@ -146,6 +147,7 @@ class FailurePathMixin:
                         pipe.multi()
                     self.increment_successful_job_count(pipeline=pipe)
                     self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+                    count_in(pipe, queue.name, fields_for_success(seconds_between(job.started_at, job.ended_at)))
                     result_ttl = job.get_result_ttl(self.default_result_ttl)
                     if result_ttl != 0:
                         job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name,

@@ -20,6 +20,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.utils import now
 
+from ..counters import count_in, fields_for_failure, seconds_between
 from ..dlq.entry import build_entry, iso
 from ..dlq.store import DLQStore
 from ..jobmeta import gq, retry_state
@@ -127,6 +128,9 @@ def move_failed_job(
                     # The entry holds everything needed to re-create the job; the RQ hash would only be a
                     # second, drifting copy, so the DLQ is the job's one place from now on.
                     pipe.delete(job.key, job.dependents_key, job.dependencies_key)
+                count_in(pipe, queue.name, fields_for_failure(str(decision.kind), decision.is_retry,
+                                                              None if decision.is_retry else str(decision.reason),
+                                                              seconds_between(job.started_at, job.ended_at)))
                 if also is not None:
                     also(pipe)
                 replies = pipe.execute()

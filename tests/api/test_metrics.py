@@ -28,7 +28,9 @@ def test_metrics_equal_the_state_they_describe(client, token, conn, settings, en
     assert m[("genqueue_queue_depth", (("queue", q), ("state", "queued")))] == 1
     assert m[("genqueue_queue_depth", (("queue", q), ("state", "started")))] == 0
     assert m[("genqueue_dlq_entries", (("queue", q),))] == store.count() == 3
-    assert m[("genqueue_dead_lettered_total", (("queue", q),))] == 3
+    assert m[("genqueue_dead_lettered_total", (("kind", "PERMANENT"), ("queue", q), ("reason", "non_retryable")))] == 3
+    assert m[("genqueue_jobs_finished_total", (("queue", q),))] == 1
+    assert m[("genqueue_attempts_failed_total", (("kind", "PERMANENT"), ("queue", q)))] == 3
     assert m[("genqueue_dlq_replays_total", (("queue", q),))] == 0
     assert m[("genqueue_dlq_oldest_age_seconds", (("queue", q),))] >= 0
     assert m[("genqueue_workers_alive", (("queue", q),))] == 0  # the burst worker has exited

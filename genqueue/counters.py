@@ -1,0 +1,89 @@
+"""Counters for /metrics that live in Redis, one hash per queue, incremented by HINCRBY inside the same
+MULTI as the move they count — so they hold across every worker process and machine and can never
+disagree with what happened: a transaction that did not commit counted nothing.
+
+Fields: `finished`; `failed:<KIND>` (every failed attempt); `retried:<KIND>` or `dead:<KIND>:<reason>` (what
+the decision did); `duration:<outcome>:<le>` (non-cumulative histogram buckets), `duration_sum:<outcome>`,
+`duration_count:<outcome>`, outcome `finished` or `failed`. The field logic is pure (`fields_for_*`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import keys
+
+BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # seconds; then +Inf
+
+
+def bucket(seconds: float) -> str:
+    for le in BUCKETS:
+        if seconds <= le:
+            return repr(le)
+    return "+Inf"
+
+
+def duration_fields(outcome: str, seconds: float | None) -> dict[str, float]:
+    if seconds is None or seconds < 0:
+        return {}
+    return {f"duration:{outcome}:{bucket(seconds)}": 1, f"duration_count:{outcome}": 1,
+            f"duration_sum:{outcome}": seconds}
+
+
+def fields_for_success(seconds: float | None) -> dict[str, float]:
+    return {"finished": 1, **duration_fields("finished", seconds)}
+
+
+def fields_for_failure(kind: str, retried: bool, reason: str | None, seconds: float | None) -> dict[str, float]:
+    outcome = f"retried:{kind}" if retried else f"dead:{kind}:{reason}"
+    return {f"failed:{kind}": 1, outcome: 1, **duration_fields("failed", seconds)}
+
+
+def count_in(pipe: Any, queue: str, fields: dict[str, float]) -> None:
+    """Queue the increments into the caller's MULTI."""
+    key = keys.metrics(queue)
+    for field, amount in fields.items():
+        if field.startswith("duration_sum:"):
+            pipe.hincrbyfloat(key, field, amount)
+        else:
+            pipe.hincrby(key, field, int(amount))
+
+
+def parse(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    """The hash as families: finished, failed/retried {kind}, dead {(kind, reason)}, durations {outcome}."""
+    out: dict[str, Any] = {"finished": 0, "failed": {}, "retried": {}, "dead": {}, "duration": {}}
+    for k, v in raw.items():
+        field, value = k.decode(), v.decode()
+        name, _, rest = field.partition(":")
+        if name == "finished":
+            out["finished"] = int(value)
+        elif name in ("failed", "retried"):
+            out[name][rest] = int(value)
+        elif name == "dead":
+            kind, _, reason = rest.partition(":")
+            out["dead"][(kind, reason)] = int(value)
+        elif name in ("duration", "duration_sum", "duration_count"):
+            outcome, _, le = rest.partition(":")
+            d = out["duration"].setdefault(outcome, {"buckets": {}, "sum": 0.0, "count": 0})
+            if name == "duration":
+                d["buckets"][le] = int(value)
+            elif name == "duration_sum":
+                d["sum"] = float(value)
+            else:
+                d["count"] = int(value)
+    return out
+
+
+def cumulative(buckets: dict[str, int]) -> list[tuple[str, int]]:
+    """Prometheus buckets (cumulative, +Inf last) from the stored non-cumulative ones."""
+    total, out = 0, []
+    for le in [repr(b) for b in BUCKETS] + ["+Inf"]:
+        total += buckets.get(le, 0)
+        out.append((le, total))
+    return out
+
+
+def seconds_between(started, ended) -> float | None:
+    if started is None or ended is None:
+        return None
+    return (ended - started).total_seconds()
