@@ -2,9 +2,11 @@
 MULTI as the move they count — so they hold across every worker process and machine and can never
 disagree with what happened: a transaction that did not commit counted nothing.
 
-Fields: `finished`; `failed:<KIND>` (every failed attempt); `retried:<KIND>` or `dead:<KIND>:<reason>` (what
-the decision did); `duration:<outcome>:<le>` (non-cumulative histogram buckets), `duration_sum:<outcome>`,
-`duration_count:<outcome>`, outcome `finished` or `failed`. The field logic is pure (`fields_for_*`).
+Fields, as few per move as possible (each is an HINCRBY on the hot path): `retried:<KIND>` or
+`dead:<KIND>:<reason>` (what a failure decision did), `duration:<outcome>:<le>` (non-cumulative histogram
+buckets) and `duration_sum:<outcome>`, outcome `finished` or `failed`. Derived when read: finished jobs =
+the `finished` buckets' total, failed attempts of a kind = its retries + its dead-letters, histogram
+counts = bucket totals. The field logic is pure (`fields_for_*`, `parse`).
 """
 
 from __future__ import annotations
@@ -24,19 +26,19 @@ def bucket(seconds: float) -> str:
 
 
 def duration_fields(outcome: str, seconds: float | None) -> dict[str, float]:
+    """One bucket (and the sum when known): an unknown duration still counts, in +Inf."""
     if seconds is None or seconds < 0:
-        return {}
-    return {f"duration:{outcome}:{bucket(seconds)}": 1, f"duration_count:{outcome}": 1,
-            f"duration_sum:{outcome}": seconds}
+        return {f"duration:{outcome}:+Inf": 1}
+    return {f"duration:{outcome}:{bucket(seconds)}": 1, f"duration_sum:{outcome}": seconds}
 
 
 def fields_for_success(seconds: float | None) -> dict[str, float]:
-    return {"finished": 1, **duration_fields("finished", seconds)}
+    return duration_fields("finished", seconds)
 
 
 def fields_for_failure(kind: str, retried: bool, reason: str | None, seconds: float | None) -> dict[str, float]:
     outcome = f"retried:{kind}" if retried else f"dead:{kind}:{reason}"
-    return {f"failed:{kind}": 1, outcome: 1, **duration_fields("failed", seconds)}
+    return {outcome: 1, **duration_fields("failed", seconds)}
 
 
 def count_in(pipe: Any, queue: str, fields: dict[str, float]) -> None:
@@ -55,22 +57,24 @@ def parse(raw: dict[bytes, bytes]) -> dict[str, Any]:
     for k, v in raw.items():
         field, value = k.decode(), v.decode()
         name, _, rest = field.partition(":")
-        if name == "finished":
-            out["finished"] = int(value)
-        elif name in ("failed", "retried"):
-            out[name][rest] = int(value)
+        if name == "retried":
+            out["retried"][rest] = int(value)
         elif name == "dead":
             kind, _, reason = rest.partition(":")
             out["dead"][(kind, reason)] = int(value)
-        elif name in ("duration", "duration_sum", "duration_count"):
+        elif name in ("duration", "duration_sum"):
             outcome, _, le = rest.partition(":")
             d = out["duration"].setdefault(outcome, {"buckets": {}, "sum": 0.0, "count": 0})
             if name == "duration":
                 d["buckets"][le] = int(value)
-            elif name == "duration_sum":
-                d["sum"] = float(value)
+                d["count"] += int(value)
             else:
-                d["count"] = int(value)
+                d["sum"] = float(value)
+    for kind, n in out["retried"].items():
+        out["failed"][kind] = out["failed"].get(kind, 0) + n
+    for (kind, _reason), n in out["dead"].items():
+        out["failed"][kind] = out["failed"].get(kind, 0) + n
+    out["finished"] = out["duration"].get("finished", {}).get("count", 0)
     return out
 
 

@@ -11,20 +11,20 @@ def test_buckets_are_upper_bounds_and_overflow_is_inf():
 
 
 def test_fields_per_decision():
-    assert fields_for_success(None) == {"finished": 1}
+    assert fields_for_success(None) == {"duration:finished:+Inf": 1}
+    assert fields_for_success(0.3) == {"duration:finished:0.5": 1, "duration_sum:finished": 0.3}
     assert fields_for_failure("TRANSIENT", True, None, 2.0) == {
-        "failed:TRANSIENT": 1, "retried:TRANSIENT": 1, "duration:failed:2.5": 1, "duration_count:failed": 1,
-        "duration_sum:failed": 2.0}
+        "retried:TRANSIENT": 1, "duration:failed:2.5": 1, "duration_sum:failed": 2.0}
     assert fields_for_failure("PERMANENT", False, "non_retryable", -1) == {
-        "failed:PERMANENT": 1, "dead:PERMANENT:non_retryable": 1}
+        "dead:PERMANENT:non_retryable": 1, "duration:failed:+Inf": 1}
 
 
-def test_parse_and_cumulative():
-    raw = {b"finished": b"3", b"failed:CRASH": b"2", b"retried:CRASH": b"2", b"dead:TIMEOUT:exhausted": b"1",
-           b"duration:finished:0.5": b"2", b"duration:finished:+Inf": b"1", b"duration_count:finished": b"3",
-           b"duration_sum:finished": b"700.25"}
+def test_parse_derives_finished_failed_and_counts():
+    raw = {b"retried:CRASH": b"2", b"dead:CRASH:crash_loop": b"1", b"dead:TIMEOUT:exhausted": b"1",
+           b"duration:finished:0.5": b"2", b"duration:finished:+Inf": b"1", b"duration_sum:finished": b"700.25"}
     data = parse(raw)
-    assert data["finished"] == 3 and data["failed"] == {"CRASH": 2} and data["dead"] == {("TIMEOUT", "exhausted"): 1}
+    assert data["finished"] == 3 and data["failed"] == {"CRASH": 3, "TIMEOUT": 1}
+    assert data["dead"] == {("CRASH", "crash_loop"): 1, ("TIMEOUT", "exhausted"): 1}
     h = data["duration"]["finished"]
     assert h["count"] == 3 and h["sum"] == 700.25
     buckets = cumulative(h["buckets"])
