@@ -2,7 +2,8 @@
 MULTI as the move they count — so they hold across every worker process and machine and can never
 disagree with what happened: a transaction that did not commit counted nothing.
 
-Fields, as few per move as possible (each is an HINCRBY on the hot path): `retried:<KIND>` or
+Fields, as few per move as possible (each is an HINCRBY on the hot path): `enqueued` (genqueue/submit.py),
+`retried:<KIND>` or
 `dead:<KIND>:<reason>` (what a failure decision did), `duration:<outcome>:<le>` (non-cumulative histogram
 buckets) and `duration_sum:<outcome>`, outcome `finished` or `failed`. Derived when read: finished jobs =
 the `finished` buckets' total, failed attempts of a kind = its retries + its dead-letters, histogram
@@ -15,6 +16,7 @@ from typing import Any
 
 from . import keys
 
+ENQUEUED = "enqueued"  # new jobs (producer, enqueue_many, run items); retries and replays are not new jobs
 BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # seconds; then +Inf
 
 
@@ -53,11 +55,13 @@ def count_in(pipe: Any, queue: str, fields: dict[str, float]) -> None:
 
 def parse(raw: dict[bytes, bytes]) -> dict[str, Any]:
     """The hash as families: finished, failed/retried {kind}, dead {(kind, reason)}, durations {outcome}."""
-    out: dict[str, Any] = {"finished": 0, "failed": {}, "retried": {}, "dead": {}, "duration": {}}
+    out: dict[str, Any] = {"enqueued": 0, "finished": 0, "failed": {}, "retried": {}, "dead": {}, "duration": {}}
     for k, v in raw.items():
         field, value = k.decode(), v.decode()
         name, _, rest = field.partition(":")
-        if name == "retried":
+        if name == ENQUEUED:
+            out["enqueued"] = int(value)
+        elif name == "retried":
             out["retried"][rest] = int(value)
         elif name == "dead":
             kind, _, reason = rest.partition(":")

@@ -3,10 +3,10 @@ same numbers, because they are the queues', the registries' and the DLQ's own st
 counters. Two pipelined round trips per scrape (the second asks which registered workers are alive).
 
 Exported: queue depth by state, workers alive, DLQ size and oldest age and the DLQ's own counters
-(replayed, expired, evicted), the worker transitions' counters (finished; failed attempts and retries by
+(replays by outcome, expired, evicted), the counters of the moves (new jobs enqueued, genqueue/submit.py;
+finished; failed attempts and retries by
 kind; dead-lettered by kind and reason; the attempt-duration histogram — genqueue/counters.py, each
 incremented in the MULTI of the move it counts), and the API's requests by route and status (in-process).
-Not yet: an enqueued total (RQ's unique enqueue is its own Lua script; counting beside it could disagree).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from redis import Redis
 
 from . import counters, keys
 from .dlq.keys import DLQKeys
+from .dlq.replay import REFUSED
 
-DLQ_COUNTERS = {"replayed": "genqueue_dlq_replays_total", "expired": "genqueue_dlq_expired_total",
-                "evicted": "genqueue_dlq_evicted_total"}
+DLQ_COUNTERS = {"expired": "genqueue_dlq_expired_total", "evicted": "genqueue_dlq_evicted_total"}
 
 
 def read(connection: Redis, queues: Iterable[str], now: float | None = None) -> dict[str, dict]:
@@ -68,6 +68,8 @@ class RedisCollector:
 
     @staticmethod
     def _transition_families(data: dict[str, dict]):
+        enqueued = CounterMetricFamily("genqueue_jobs_enqueued", "New jobs enqueued or scheduled (not retries or "
+                                       "replays)", labels=["queue"])
         finished = CounterMetricFamily("genqueue_jobs_finished", "Jobs that finished", labels=["queue"])
         failed = CounterMetricFamily("genqueue_attempts_failed", "Failed attempts by error kind",
                                      labels=["queue", "kind"])
@@ -79,6 +81,7 @@ class RedisCollector:
                                          labels=["queue", "outcome"])
         for q, d in data.items():
             c = d["counters"]
+            enqueued.add_metric([q], c["enqueued"])
             finished.add_metric([q], c["finished"])
             for kind, n in sorted(c["failed"].items()):
                 failed.add_metric([q, kind], n)
@@ -88,7 +91,7 @@ class RedisCollector:
                 dead.add_metric([q, kind, reason], n)
             for outcome, h in sorted(c["duration"].items()):
                 duration.add_metric([q, outcome], counters.cumulative(h["buckets"]), h["sum"])
-        yield from (finished, failed, retried, dead, duration)
+        yield from (enqueued, finished, failed, retried, dead, duration)
 
     def collect(self):
         data = read(self.connection, self.queues)
@@ -107,7 +110,15 @@ class RedisCollector:
             oldest.add_metric([q], d["dlq_oldest_age_s"])
             for field, family in dlq_counters.items():
                 family.add_metric([q], d["dlq"].get(field, 0))
-        yield from (depth, workers, entries, oldest, *dlq_counters.values())
+        replays = CounterMetricFamily("genqueue_dlq_replays", "DLQ replays by outcome: replayed, or why not "
+                                      "(gone, not_found, max_replays, finished, live, corrupt)",
+                                      labels=["queue", "outcome"])
+        for q, d in data.items():
+            replays.add_metric([q, "replayed"], d["dlq"].get("replayed", 0))
+            for field, n in sorted(d["dlq"].items()):
+                if field.startswith(REFUSED):
+                    replays.add_metric([q, field.removeprefix(REFUSED)], n)
+        yield from (depth, workers, entries, oldest, replays, *dlq_counters.values())
         yield from self._transition_families(data)
         if self.api_requests is not None:
             requests = CounterMetricFamily("genqueue_api_requests", "HTTP requests by route and status",

@@ -22,6 +22,7 @@ from .errors import Conflict, InvalidId, InvalidInput
 from .jobmeta import new_meta
 from .jobs import JOB_FUNC, describe, validate_payload
 from .queues import fetch_job, make_queue
+from .submit import count_enqueued, submit
 
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
 DEFAULT_JOB_TIMEOUT_S = 180
@@ -121,11 +122,15 @@ def enqueue_many(
     queue = make_queue(connection, queue_name)
     jobs: list[Job] = []
     for start in range(0, len(payloads), batch):
-        jobs += queue.enqueue_many([
-            Queue.prepare_data(JOB_FUNC, (payload,), timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
-                               result_ttl=RESULT_TTL_S, description=describe(payload), meta=new_meta(max_retries))
-            for payload in payloads[start:start + batch]
-        ])
+        with connection.pipeline() as pipe:
+            created = queue.enqueue_many([
+                Queue.prepare_data(JOB_FUNC, (payload,), timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
+                                   result_ttl=RESULT_TTL_S, description=describe(payload), meta=new_meta(max_retries))
+                for payload in payloads[start:start + batch]
+            ], pipeline=pipe)
+            count_enqueued(pipe, queue_name, len(created))
+            pipe.execute()
+        jobs += created
     return jobs
 
 
@@ -141,9 +146,7 @@ def check_policy(policy) -> None:
 
 
 def _submit(queue, job: Job, when: datetime | None, *, unique: bool) -> Job:
-    if when is not None:
-        return queue.schedule_job(job, when, unique=unique)
-    return queue.enqueue_job(job, unique=unique)
+    return submit(queue, job, when, unique=unique)
 
 
 def _delete_if_done(connection: Redis, job: Job) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from rq.job import JobStatus
 from ..errors import GenqueueError
 from ..queues import make_queue
 from .entry import decode
-from .replay import DEFAULT_REPLAY_CAP, LIVE, job_from_entry, replay
+from .replay import DEFAULT_REPLAY_CAP, LIVE, REFUSED, job_from_entry, replay
 from .store import DLQStore, Filters, parse_cursor
 
 BATCH = 200
@@ -144,6 +145,8 @@ def _replay_batch(store: DLQStore, queue, batch, result: BulkResult, *, force: b
                 queue.enqueue_job(job_from_entry(queue, entry), pipeline=pipe)
             if todo:
                 pipe.hincrby(store.keys.stats, "replayed", len(todo))
+            for why, n in Counter(skipped).items():
+                pipe.hincrby(store.keys.stats, f"{REFUSED}{why}", n)
             pipe.execute()
         except WatchError:
             return False

@@ -17,6 +17,7 @@ from .entry import decode
 from .store import DLQStore
 
 DEFAULT_REPLAY_CAP = 3
+REFUSED = "replay_refused:"  # stats-hash field prefix; successes are counted in `replayed`
 LIVE = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.STARTED.value, JobStatus.DEFERRED.value}
 
 
@@ -49,14 +50,18 @@ def replay(store: DLQStore, job_id: str, *, force: bool = False, replay_cap: int
                 raw = pipe.get(entry_key)
                 if raw is None:
                     if seen:
-                        raise Conflict(f"DLQ entry {job_id} was just replayed or deleted by someone else")
+                        raise refused(store, "gone", Conflict(
+                            f"DLQ entry {job_id} was just replayed or deleted by someone else"))
                     status = pipe.hget(job_key, "status")
                     if status is not None:
-                        raise Conflict(f"job {job_id} is not in the DLQ (already replayed? it is {status.decode()})")
-                    raise NotFound(f"no DLQ entry {job_id} in {store.keys.dlq_name}")
+                        raise refused(store, "gone", Conflict(
+                            f"job {job_id} is not in the DLQ (already replayed? it is {status.decode()})"))
+                    raise refused(store, "not_found", NotFound(f"no DLQ entry {job_id} in {store.keys.dlq_name}"))
                 seen = True
                 entry = decode(raw, job_id)
-                _refuse_if_blocked(pipe, job_key, job_id, entry, force=force, replay_cap=replay_cap)
+                why = blocked(pipe, job_key, entry, force=force, replay_cap=replay_cap)
+                if why is not None:
+                    raise refused(store, why[0], Conflict(why[1]))
                 if payload_patch:
                     entry = patched(entry, payload_patch)
                 job = job_from_entry(queue, entry)
@@ -71,18 +76,27 @@ def replay(store: DLQStore, job_id: str, *, force: bool = False, replay_cap: int
     raise Conflict(f"DLQ entry {job_id} keeps changing; try again")
 
 
-def _refuse_if_blocked(pipe, job_key: str, job_id: str, entry: dict[str, Any], *, force: bool, replay_cap: int):
+def blocked(pipe, job_key: str, entry: dict[str, Any], *, force: bool, replay_cap: int) -> tuple[str, str] | None:
+    """(outcome, message) when this entry must not be replayed now, else None."""
+    job_id = entry["job_id"]
     replays = int(entry.get("replays") or 0)
     if replays >= replay_cap and not force:
-        raise Conflict(f"max attempts reached: {job_id} was replayed {replays} times (cap {replay_cap}); --force overrides")
+        return "max_replays", f"max attempts reached: {job_id} was replayed {replays} times (cap {replay_cap}); --force overrides"
     status = pipe.hget(job_key, "status")
     if status is None:
-        return
+        return None
     status = status.decode()
     if status == JobStatus.FINISHED.value:
-        raise Conflict(f"job {job_id} has since finished; not replaying it")
+        return "finished", f"job {job_id} has since finished; not replaying it"
     if status in LIVE:
-        raise Conflict(f"job {job_id} is {status} already; not replaying it")
+        return "live", f"job {job_id} is {status} already; not replaying it"
+    return None
+
+
+def refused(store: DLQStore, outcome: str, exc: Exception) -> Exception:
+    """Count a replay that did not happen (`genqueue_dlq_replays_total{outcome}`), then let it be raised."""
+    store.connection.hincrby(store.keys.stats, f"{REFUSED}{outcome}", 1)
+    return exc
 
 
 def patched(entry: dict[str, Any], payload_patch: dict) -> dict[str, Any]:

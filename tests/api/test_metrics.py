@@ -31,15 +31,19 @@ def test_metrics_equal_the_state_they_describe(client, token, conn, settings, en
     assert m[("genqueue_dead_lettered_total", (("kind", "PERMANENT"), ("queue", q), ("reason", "non_retryable")))] == 3
     assert m[("genqueue_jobs_finished_total", (("queue", q),))] == 1
     assert m[("genqueue_attempts_failed_total", (("kind", "PERMANENT"), ("queue", q)))] == 3
-    assert m[("genqueue_dlq_replays_total", (("queue", q),))] == 0
+    assert m[("genqueue_dlq_replays_total", (("outcome", "replayed"), ("queue", q)))] == 0
+    assert m[("genqueue_jobs_enqueued_total", (("queue", q),))] == 5
     assert m[("genqueue_dlq_oldest_age_seconds", (("queue", q),))] >= 0
     assert m[("genqueue_workers_alive", (("queue", q),))] == 0  # the burst worker has exited
     assert m[("genqueue_api_requests_total", (("route", "/api/jobs/{job_id}"), ("status", "404")))] >= 1
     admin = token("ops", admin=True)
     [entry] = client.get("/api/dlq?limit=1", headers=admin).json()["data"]
-    client.post(f"/api/dlq/{entry['job_id']}/retry", headers=admin)
+    assert client.post(f"/api/dlq/{entry['job_id']}/retry", headers=admin).status_code == 200
+    assert client.post(f"/api/dlq/{entry['job_id']}/retry", headers=admin).status_code == 409  # a second click
     m = samples(client.get("/metrics").text)
-    assert m[("genqueue_dlq_replays_total", (("queue", q),))] == 1
+    assert m[("genqueue_dlq_replays_total", (("outcome", "replayed"), ("queue", q)))] == 1
+    assert m[("genqueue_dlq_replays_total", (("outcome", "gone"), ("queue", q)))] == 1
+    assert m[("genqueue_jobs_enqueued_total", (("queue", q),))] == 5  # a replay is not a new job
     assert m[("genqueue_dlq_entries", (("queue", q),))] == 2
     assert m[("genqueue_queue_depth", (("queue", q), ("state", "queued")))] == 2
 

@@ -61,6 +61,7 @@ def test_counters_equal_what_happened(client, conn, settings, store, env, simple
     m = samples(client.get("/metrics").text)
     label = (("queue", q),)
     assert m[("genqueue_jobs_finished_total", label)] == finished == conn.zcard(f"rq:finished:{q}")
+    assert m[("genqueue_jobs_enqueued_total", label)] == len(ids)  # retries, crash retries included, are not new
     got_failed = {dict(k[1])["kind"]: v for k, v in m.items() if k[0] == "genqueue_attempts_failed_total"
                   and dict(k[1])["queue"] == q}
     got_retried = {dict(k[1])["kind"]: v for k, v in m.items() if k[0] == "genqueue_retries_scheduled_total"

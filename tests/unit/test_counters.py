@@ -21,9 +21,9 @@ def test_fields_per_decision():
 
 def test_parse_derives_finished_failed_and_counts():
     raw = {b"retried:CRASH": b"2", b"dead:CRASH:crash_loop": b"1", b"dead:TIMEOUT:exhausted": b"1",
-           b"duration:finished:0.5": b"2", b"duration:finished:+Inf": b"1", b"duration_sum:finished": b"700.25"}
+           b"enqueued": b"7", b"duration:finished:0.5": b"2", b"duration:finished:+Inf": b"1", b"duration_sum:finished": b"700.25"}
     data = parse(raw)
-    assert data["finished"] == 3 and data["failed"] == {"CRASH": 3, "TIMEOUT": 1}
+    assert data["enqueued"] == 7 and data["finished"] == 3 and data["failed"] == {"CRASH": 3, "TIMEOUT": 1}
     assert data["dead"] == {("CRASH", "crash_loop"): 1, ("TIMEOUT", "exhausted"): 1}
     h = data["duration"]["finished"]
     assert h["count"] == 3 and h["sum"] == 700.25
