@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import sys
+import time
 import traceback
 from typing import Any
 
 import structlog
-from redis.exceptions import WatchError
 from rq import SimpleWorker, Worker, worker_registration
 from rq.executions import Execution
 from rq.job import JobStatus
+from rq.exceptions import DequeueTimeout
 from rq.utils import now as utcnow
+from rq.utils import utcformat
 from rq.worker.base import WorkerStatus
 
 from .. import keys
@@ -37,6 +40,7 @@ from ..outage import OutageTooLong
 from ..queues import SERIALIZER, make_queue
 from ..retry.manager import Failure, RetryManager
 from ..settings import Settings
+from .guarded import recorder, run_guarded
 from .liveness import WORKERS_KEY, Claim, Heartbeat
 from .schedule import SCHEDULE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
@@ -64,6 +68,7 @@ class FailurePathMixin:
         self.settings = settings
         self.retry_manager = retry_manager or RetryManager.from_settings(settings)
         self._failures: dict[str, Failure] = {}
+        self._pending: dict[str, Any] = {}  # worker bookkeeping sent with the next round trip
         self._stores: dict[str, DLQStore] = {}
         self.current_claim: Claim | None = None
 
@@ -83,32 +88,113 @@ class FailurePathMixin:
                 break
 
     def prepare_execution(self, job):
-        """rq.executions.prepare_execution as a claim: the job must still be `queued` when its execution is
-        created, and becomes `started` in the same transaction.
+        """rq.executions.prepare_execution and BaseWorker.prepare_job_execution as one claim, one round trip.
 
         RQ starts whatever it pops. A job id can sit in a queue twice — a stranded job pushed back while
         its first popper was only slow, a write replayed around a server crash — and RQ would run and
-        complete it twice. Here the second pop finds the job no longer queued and skips it."""
-        with self.connection.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(job.key)
-                    status = pipe.hget(job.key, "status")
-                    if status != JobStatus.QUEUED.value.encode():
-                        pipe.reset()
-                        raise DuplicateDispatch(job.id, (status or b"missing").decode())
-                    pipe.multi()
-                    self.execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe,
-                                                      worker_name=self.name)
-                    self.set_state(WorkerStatus.BUSY, pipeline=pipe)
-                    pipe.hset(job.key, "status", JobStatus.STARTED.value)
-                    pipe.execute()
-                    break
-                except WatchError:
-                    continue
+        complete it twice. Here the job must still be `queued` when its execution is created, and becomes
+        `started` in the same script (guarded.py); the second pop finds it no longer queued and skips it.
+        RQ's own writes for the start (the execution, the started registry, the worker's state, current job
+        and heartbeat, the job's started fields) are recorded through RQ's methods and sent with the check;
+        prepare_job_execution, which RQ calls next (in the work horse), then has nothing left to write."""
+        pipe = recorder(self.connection)
+        self._flush_bookkeeping(pipe)
+        self.execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
+        self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+        self.set_current_job_id(job.id, pipeline=pipe)
+        self.set_current_job_working_time(0, pipeline=pipe)
+        heartbeat_ttl = self.get_heartbeat_ttl(job)
+        self.heartbeat(heartbeat_ttl, pipeline=pipe)
+        job.heartbeat(utcnow(), heartbeat_ttl, pipeline=pipe)
+        job.prepare_for_execution(self.name, pipeline=pipe)
+        if len(self.queues) == 1:  # as RQ: with one queue the popped id leaves the intermediate list now
+            pipe.lrem(self.queues[0].intermediate_queue_key, 1, job.id)
+        ok, found = run_guarded(self.connection, pipe, ("field", job.key, "status", JobStatus.QUEUED.value))
+        if not ok:
+            self.execution = None
+            raise DuplicateDispatch(job.id, found or "missing")
+        self._prepared_job_id = job.id
         # Read by the heartbeat thread, which keeps this claim's expiry ahead of RQ's (see liveness.py).
         self.current_claim = Claim(job.started_job_registry.key, self.execution.composite_key, self.execution.key)
         return self.execution
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
+        if getattr(self, "_prepared_job_id", None) == job.id:  # written by prepare_execution's claim
+            self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
+            return
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+
+    def handle_execution_ended(self, job, queue, heartbeat_ttl):
+        """RQ writes the job's last_heartbeat here, a round trip of its own; the success or failure move that
+        follows saves the whole job hash (last_heartbeat included) anyway."""
+        job.ended_at = utcnow()
+        job.last_heartbeat = job.ended_at
+
+    # -- the worker's own bookkeeping, sent with the next round trip -----------------------------------------
+    def set_state(self, state, pipeline=None):
+        """The `idle` writes (after each job, and again before each dequeue) ride with the next round trip
+        instead of taking one each; any other state is written at once."""
+        if pipeline is None and state == WorkerStatus.IDLE:
+            self._state = state
+            self._pending["state"] = state
+            return
+        super().set_state(state, pipeline=pipeline)
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        """The loop's heartbeats (no timeout given) ride with the next round trip, as set_state's idle."""
+        if pipeline is None and timeout is None:
+            self.last_heartbeat = utcnow()
+            self._pending["heartbeat"] = self.worker_ttl + 60
+            return
+        super().heartbeat(timeout, pipeline=pipeline)
+
+    def _flush_bookkeeping(self, pipe) -> None:
+        pending, self._pending = self._pending, {}
+        fields = {}
+        if "state" in pending:
+            fields["state"] = pending["state"]
+        if "heartbeat" in pending:
+            fields["last_heartbeat"] = utcformat(self.last_heartbeat)
+        if fields:
+            pipe.hset(self.key, mapping=fields)
+        if "heartbeat" in pending:
+            pipe.expire(self.key, pending["heartbeat"])
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """BaseWorker.dequeue_job_and_maintain_ttl with the bookkeeping writes sent in one pipeline before the
+        pop (RQ: five round trips); the heartbeat after the pop goes with the start claim."""
+        qnames = ",".join(self.queue_names())
+        self.set_state(WorkerStatus.IDLE)
+        self.procline("Listening on " + qnames)
+        idle_since = utcnow()
+        idle_time_left = max_idle_time
+        result = None
+        while True:
+            try:
+                self.heartbeat()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                if timeout is not None and idle_time_left is not None:
+                    timeout = min(timeout, idle_time_left)
+                with self.connection.pipeline(transaction=False) as pipe:
+                    self._flush_bookkeeping(pipe)
+                    pipe.execute()
+                result = self.queue_class.dequeue_any(self._ordered_queues, timeout, connection=self.connection,
+                                                      job_class=self.job_class, serializer=self.serializer,
+                                                      death_penalty_class=self.death_penalty_class)
+                if result is not None:
+                    job, queue = result
+                    self.reorder_queues(reference_queue=queue)
+                    job.redis_server_version = self.get_redis_server_version()
+                    self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
+                break
+            except DequeueTimeout:
+                if max_idle_time is not None:
+                    idle_time_left = math.ceil(max_idle_time - (utcnow() - idle_since).total_seconds())
+                    if idle_time_left <= 0:
+                        break
+        self.heartbeat()
+        return result
 
     def execute_job(self, job, queue):
         try:
@@ -121,46 +207,35 @@ class FailurePathMixin:
             self.current_claim = None
 
     def handle_job_success(self, job, queue, started_job_registry):
-        """BaseWorker.handle_job_success, guarded by the same claim check as the failure path.
+        """BaseWorker.handle_job_success, guarded by the same claim as the failure path, in one round trip.
 
         RQ records a success unconditionally. If this worker was frozen (SIGSTOP, a long GC pause, a server
         outage) for longer than the liveness TTL, the sweep has already retried the job as CRASH; recording
-        the success as well would complete the job twice. So, as in transition.move_failed_job: WATCH the
-        job hash (every claim writes it), re-check that our execution is still in the started registry,
-        and step aside if it is not. The rest is RQ's MULTI, less `Repeat` (genqueue jobs never repeat).
-        """
+        the success as well would complete the job twice. So the writes (RQ's own, recorded through its
+        methods: counters, job hash, Result, finished registry, execution cleanup) run only while our
+        execution is still in the started registry (guarded.py). Not RQ's: `Repeat` and dependents —
+        genqueue jobs never repeat and are never created with dependencies."""
         execution = self.execution
-        with self.connection.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(job.dependents_key, job.key)
-                    if execution is not None and pipe.zscore(started_job_registry.key,
-                                                              execution.composite_key) is None:
-                        pipe.reset()
-                        self.set_current_job_id(None)
-                        self.execution = None
-                        self.current_claim = None
-                        log.warning("job.success_claimed_elsewhere", job_id=job.id, queue=queue.name)
-                        return
-                    queue.enqueue_dependents(job, pipeline=pipe)
-                    if not pipe.explicit_transaction:
-                        pipe.multi()
-                    self.increment_successful_job_count(pipeline=pipe)
-                    self.increment_total_working_time(job.ended_at - job.started_at, pipe)
-                    count_in(pipe, queue.name, fields_for_success(seconds_between(job.started_at, job.ended_at)))
-                    result_ttl = job.get_result_ttl(self.default_result_ttl)
-                    if result_ttl != 0:
-                        job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name,
-                                            execution_id=execution.id if execution else None,
-                                            execution_started_at=execution.created_at if execution else None,
-                                            execution_ended_at=job.ended_at)
-                    job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-                    self.cleanup_execution(job, pipeline=pipe)
-                    pipe.execute()
-                    self.current_claim = None
-                    return
-                except WatchError:
-                    continue
+        pipe = recorder(self.connection)
+        self._flush_bookkeeping(pipe)
+        self.increment_successful_job_count(pipeline=pipe)
+        self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+        count_in(pipe, queue.name, fields_for_success(seconds_between(job.started_at, job.ended_at)))
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        if result_ttl != 0:
+            job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name,
+                                execution_id=execution.id if execution else None,
+                                execution_started_at=execution.created_at if execution else None,
+                                execution_ended_at=job.ended_at)
+        job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+        self.cleanup_execution(job, pipeline=pipe)
+        claim = ("member", started_job_registry.key, execution.composite_key) if execution else ("none",)
+        ok, _ = run_guarded(self.connection, pipe, claim)
+        self.current_claim = None
+        if not ok:
+            self.set_current_job_id(None)
+            self.execution = None
+            log.warning("job.success_claimed_elsewhere", job_id=job.id, queue=queue.name)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
         if self._stopped_job_id == job.id:
@@ -171,6 +246,7 @@ class FailurePathMixin:
             failure = self.retry_manager.crash_failure(exc_string.strip() or "work horse died")
 
         def bookkeeping(pipe):
+            self._flush_bookkeeping(pipe)
             self.set_current_job_id(None, pipeline=pipe)
             self.increment_failed_job_count(pipeline=pipe)
 
@@ -185,6 +261,7 @@ class FailurePathMixin:
         self.connection.sadd(WORKERS_KEY, self.name)
 
     def register_death(self):
+        self._pending = {}  # the worker key is about to go: do not write it back
         self.connection.srem(WORKERS_KEY, self.name)
         super().register_death()
 

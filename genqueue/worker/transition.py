@@ -26,6 +26,7 @@ from ..dlq.store import DLQStore
 from ..jobmeta import gq, retry_state
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Decision, Failure, RetryManager, decision_record
+from .guarded import recorder, run_guarded
 
 log = structlog.get_logger("genqueue.worker")
 MAX_TX_ATTEMPTS = 20
@@ -98,6 +99,8 @@ def move_failed_job(
     `also(pipe)` adds the caller's own bookkeeping (a worker's counters) to the same MULTI.
     """
     started_key = queue.started_job_registry.key
+    if decision.is_retry and (execution is None) != (registry_claim is None):
+        return _retry_guarded(connection, job, queue, decision, execution, also, registry_claim)
     with connection.pipeline() as pipe:
         for _ in range(MAX_TX_ATTEMPTS):
             try:
@@ -140,6 +143,31 @@ def move_failed_job(
             except WatchError:
                 continue
     raise RuntimeError(f"job {job.id}: could not record the failure after {MAX_TX_ATTEMPTS} attempts")
+
+
+def _retry_guarded(connection, job: Job, queue, decision: Decision, execution: Execution | None,
+                   also: Callable[[Any], None] | None, registry_claim: tuple[str, str] | None) -> bool:
+    """The retry move as one round trip (guarded.py): the same writes as the transaction in
+    move_failed_job, run only while the claim holds. Nothing here needs a reply, so nothing is lost by not
+    having a MULTI; the claim check and the writes are one atomic script."""
+    pipe = recorder(connection)
+    if execution is not None:
+        execution.delete(job=job, pipeline=pipe)
+        claim = ("member", queue.started_job_registry.key, execution.composite_key)
+    else:
+        pipe.zrem(*registry_claim)
+        claim = ("member", *registry_claim)
+    pipe.lrem(queue.intermediate_queue.key, 0, job.id)
+    if decision.delay and decision.delay > 0:
+        schedule_in(pipe, queue, job, time.time() + decision.delay)
+    else:
+        queue.enqueue_job(job, pipeline=pipe)
+    count_in(pipe, queue.name, fields_for_failure(str(decision.kind), True, None,
+                                                  seconds_between(job.started_at, job.ended_at)))
+    if also is not None:
+        also(pipe)
+    ok, _ = run_guarded(connection, pipe, claim)
+    return ok
 
 
 def record_failure(

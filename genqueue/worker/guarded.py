@@ -1,0 +1,82 @@
+"""A worker transition as one round trip: a claim check and the writes it guards, in one Lua script.
+
+RQ builds each transition's writes by calling its own methods with a pipeline (`job.save(pipeline=...)`,
+`Execution.create(...)`, `Result.create(...)`, the registries' `add`/`remove`). genqueue keeps those calls —
+so the keys and fields are exactly RQ's and `rq info`, rq-dashboard, `Job.fetch` and Results read the same
+state — but sends the recorded commands to GUARD instead of wrapping them in WATCH + a read + MULTI/EXEC
+(three round trips, two of them re-sent after every WatchError). The script checks the claim and runs the
+commands only if it holds; a script runs atomically, so no other client can change the claim in between.
+
+Claims: ("member", sorted-set key, member) — our execution (or registry entry) is still there, i.e. nobody
+has taken the job from us; ("field", hash key, field, value) — e.g. the job is still `queued`.
+
+Limits, on purpose: the guarded commands must be writes whose replies the caller does not need (pipelines
+queue reads too, but a read inside would be answered only inside the script), and not scripts themselves
+(EVALSHA cannot run inside a script): the dead-letter move, whose DLQ add is a Lua script, keeps its
+WATCH/MULTI transaction (transition.py). Keys are passed as ARGV, which standalone Redis and Valkey allow;
+a Redis Cluster would need them declared (genqueue targets one server, see README "Scaling out").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+
+GUARD = """
+local kind, a, b, c = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if kind == 'member' then
+  if not redis.call('ZSCORE', a, b) then return {0, ''} end
+elseif kind == 'field' then
+  local v = redis.call('HGET', a, b)
+  if v ~= c then return {0, v or ''} end
+end
+local i = 5
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return {1, ''}
+"""
+
+_scripts: dict[int, Any] = {}
+
+
+def _script(connection: Redis):
+    script = _scripts.get(id(connection))
+    if script is None or script.registered_client is not connection:
+        script = _scripts[id(connection)] = connection.register_script(GUARD)
+    return script
+
+
+def recorder(connection: Redis):
+    """A pipeline that only records: fill it through RQ's `pipeline=` parameters, then `run_guarded`.
+    In MULTI mode from the start (nothing is sent until execute, which is never called), because RQ calls
+    `multi()` on a caller's pipeline that is not (Queue.setup_dependencies), which an empty
+    non-transactional pipeline refuses."""
+    pipe = connection.pipeline(transaction=True)
+    pipe.multi()
+    return pipe
+
+
+def flatten(pipe) -> list[Any]:
+    """The recorded commands as ARGV: for each, its word count then its words (encoded as redis-py would)."""
+    encode = pipe.connection_pool.get_encoder().encode
+    out: list[Any] = []
+    for args, _options in pipe.command_stack:
+        words = [*str(args[0]).split(), *args[1:]]  # a command name can be two words ("CLIENT SETNAME")
+        out.append(len(words))
+        out.extend(encode(w) for w in words)
+    return out
+
+
+def run_guarded(connection: Redis, pipe, claim: tuple[str, ...]) -> tuple[bool, str]:
+    """Run `pipe`'s recorded commands if `claim` holds: (True, "") or (False, what was found instead)."""
+    kind, *rest = claim
+    rest = (list(rest) + ["", "", ""])[:3]
+    try:
+        ok, found = _script(connection)(args=[kind, *rest, *flatten(pipe)])
+    finally:
+        pipe.reset()
+    return bool(ok), found.decode() if isinstance(found, bytes) else str(found or "")
