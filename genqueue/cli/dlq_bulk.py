@@ -124,16 +124,16 @@ def stats(kind, func, user, reason, fingerprint, since, until, queue, as_json) -
 @queue_option
 def export(kind, func, user, reason, fingerprint, since, until, output, include_secrets, queue) -> None:
     from .. import audit
-    from ..dlq.transfer import export_lines
+    from ..dlq.transfer import export_chunks
 
     filters = build_filters(kind, func, user, reason, fingerprint, since, until)
     app = get_app(queue)
     n = 0
-    fh = open(output, "w", encoding="utf-8") if output else sys.stdout
+    fh = open(output, "wb") if output else sys.stdout.buffer
     try:
-        for line in export_lines(app.store(), filters, include_secrets=include_secrets):
-            fh.write(line + "\n")
-            n += 1
+        for chunk, lines in export_chunks(app.store(), filters, include_secrets=include_secrets):
+            fh.write(chunk)
+            n += lines
     finally:
         if output:
             fh.close()

@@ -10,11 +10,13 @@ from typing import Any
 
 from redis.exceptions import WatchError
 from rq.job import JobStatus
+from rq.utils import now as utcnow
+from rq.utils import utcformat
 
 from ..errors import GenqueueError
 from ..queues import make_queue
 from .entry import decode
-from .replay import DEFAULT_REPLAY_CAP, LIVE, REFUSED, job_from_entry, replay
+from .replay import DEFAULT_REPLAY_CAP, LIVE, REFUSED, job_hash, replay
 from .store import DLQStore, Filters, parse_cursor
 
 BATCH = 200
@@ -141,9 +143,14 @@ def _replay_batch(store: DLQStore, queue, batch, result: BulkResult, *, force: b
                     todo.append((job_id, entry))
             pipe.multi()
             store.remove_many_in(pipe, todo)
+            # What queue.enqueue_job(job_from_entry(...)) writes, without RQ's per-job Python (replay.job_hash)
+            enqueued_at = utcformat(utcnow())
             for job_id, entry in todo:
-                queue.enqueue_job(job_from_entry(queue, entry), pipeline=pipe)
+                pipe.hset(queue.job_class.key_for(job_id),
+                          mapping=job_hash(queue.name, entry, enqueued_at, default_timeout=queue._default_timeout))
             if todo:
+                pipe.rpush(queue.key, *(job_id for job_id, _ in todo))
+                pipe.sadd(queue.redis_queues_keys, queue.key)
                 pipe.hincrby(store.keys.stats, "replayed", len(todo))
             for why, n in Counter(skipped).items():
                 pipe.hincrby(store.keys.stats, f"{REFUSED}{why}", n)

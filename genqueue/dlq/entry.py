@@ -8,6 +8,8 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from ..errors import CorruptEntry
 
 SCHEMA_VERSION = 1
@@ -99,10 +101,16 @@ def encode(entry: dict[str, Any]) -> str:
 
 
 def decode(raw: bytes | str, job_id: str) -> dict[str, Any]:
+    """The entry, validated. orjson parses a 2 KB entry ~3× faster than json; the few texts it refuses
+    that json accepts (integers beyond 64 bits, NaN) get a second chance with json, so nothing json
+    reads is ever called corrupt."""
     try:
-        entry = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptEntry(f"DLQ entry {job_id} is corrupt: not JSON ({exc.__class__.__name__})") from None
+        entry = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            entry = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptEntry(f"DLQ entry {job_id} is corrupt: not JSON ({exc.__class__.__name__})") from None
     if not isinstance(entry, dict) or any(f not in entry for f in REQUIRED_FIELDS):
         raise CorruptEntry(f"DLQ entry {job_id} is corrupt: missing fields")
     return entry

@@ -17,19 +17,26 @@ MAX_REPORTED = 10
 IMPORT_BATCH = 1000
 
 
-def export_lines(store: DLQStore, filters: Filters, *, include_secrets: bool = False) -> Iterator[str]:
-    """JSONL lines (without newline): the stored JSON text itself, or a masked copy."""
+def export_chunks(store: DLQStore, filters: Filters, *, include_secrets: bool = False
+                  ) -> Iterator[tuple[bytes, int]]:
+    """(JSONL bytes, line count) per batch of 1,000 entries: the stored JSON text itself, or a masked copy.
+    Bytes from Redis to the file, never decoded to str and back; every entry is still parsed (a corrupt
+    one is left out; `dlq list` reports it) unless the caller asked for the stored text with its secrets."""
     for batch in matching(store, filters, batch=1000):
+        lines = []
         for job_id, _, raw in batch:
-            if include_secrets:
-                yield raw.decode()
-                continue
-            try:
-                entry = decode(raw, job_id)
-            except GenqueueError:
-                continue  # corrupt entries are not exported; `dlq list` reports them
-            # Most entries hold no secret-looking key: their stored JSON is already what mask() would give.
-            yield encode(mask(entry)) if may_hold_secrets(raw) and has_secrets(entry) else raw.decode()
+            if not include_secrets:
+                try:
+                    entry = decode(raw, job_id)
+                except GenqueueError:
+                    continue
+                # Most entries hold no secret-looking key: their stored JSON is already what mask() gives.
+                if may_hold_secrets(raw) and has_secrets(entry):
+                    raw = encode(mask(entry)).encode()
+            lines.append(raw)
+        if lines:
+            lines.append(b"")
+            yield b"\n".join(lines), len(lines) - 1
 
 
 @dataclass

@@ -166,3 +166,35 @@ def test_scheduler_alerts_webhook_and_auto_retry(conn, settings, store, env):
     broken = dict(env, GENQUEUE_DLQ_ALERT_RATE="0", GENQUEUE_DLQ_WEBHOOK="http://127.0.0.1:1/nothing-here")
     r = run_cli(broken, "scheduler", "--once")
     assert r.code == 0 and "dlq.webhook_failed" in r.stderr
+
+
+def test_bulk_replay_writes_the_job_rqs_own_enqueue_would(conn, settings, store):
+    """replay.job_hash against RQ: the bulk path and the one-entry path (RQ's enqueue_job) leave the same
+    job, field by field (timestamps aside; `data` compared deserialized: the bulk path does not zlib it)."""
+    import zlib
+
+    from rq.job import Job
+
+    from genqueue.dlq.bulk import bulk_replay
+    from genqueue.dlq.replay import replay
+    from genqueue.dlq.store import Filters
+    from genqueue.queues import SERIALIZER
+
+    q = settings.queue
+    for job_id in (f"{q}-one", f"{q}-bulk"):
+        store.add(make_entry(job_id, queue=q, payload={"prompt": "same", "n": 2 ** 70}, replays=1))
+    replay(store, f"{q}-one")
+    assert bulk_replay(store, Filters()).done == 1
+    one, bulk = conn.hgetall(f"rq:job:{q}-one"), conn.hgetall(f"rq:job:{q}-bulk")
+    assert set(one) == set(bulk)
+    for field in set(one) - {b"created_at", b"enqueued_at", b"data", b"meta"}:
+        assert one[field] == bulk[field], field
+    assert json.loads(zlib.decompress(one[b"data"])) == json.loads(bulk[b"data"])
+    meta_one, meta_bulk = json.loads(one[b"meta"]), json.loads(bulk[b"meta"])
+    assert meta_one["genqueue"].pop("replayed_from").startswith(f"{q}-one@")
+    assert meta_bulk["genqueue"].pop("replayed_from").startswith(f"{q}-bulk@")
+    assert meta_one == meta_bulk and meta_bulk["genqueue"]["replays"] == 2
+    job = Job.fetch(f"{q}-bulk", connection=conn, serializer=SERIALIZER)
+    assert job.get_status() == "queued" and job.func_name == "genqueue.jobs.generate"
+    assert list(job.args) == [{"prompt": "same", "n": 2 ** 70}] and job.enqueued_at is not None
+    assert conn.lrange(f"rq:queue:{q}", 0, -1) == [f"{q}-one".encode(), f"{q}-bulk".encode()]
