@@ -1,14 +1,42 @@
 """structlog, configured once per process: JSON lines off a TTY (or GENQUEUE_LOG_FORMAT=json), console on one.
-Payload secrets are masked by a processor so no log line carries them."""
+Payload secrets are masked by a processor so no log line carries them.
+
+Imported lazily: `import structlog` costs ~60 ms (it imports rich's traceback and pretty-printer when rich is
+installed), a quarter of `genqueue dlq list`'s wall time, and most commands never log. Modules take their
+logger from get_logger(); structlog is imported, and configure()'s settings applied, at the first log call.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-
-import structlog
+from typing import Any
 
 from .secrets import mask
+
+_settings: dict[str, Any] | None = None
+_applied = False
+
+
+class _LazyLogger:
+    """Stands for structlog.get_logger(name) until first used."""
+
+    __slots__ = ("_name", "_logger")
+
+    def __init__(self, name: str) -> None:
+        self._name, self._logger = name, None
+
+    def __getattr__(self, attr: str):
+        if self._logger is None:
+            import structlog
+
+            _apply()
+            self._logger = structlog.get_logger(self._name)
+        return getattr(self._logger, attr)
+
+
+def get_logger(name: str) -> Any:
+    return _LazyLogger(name)
 
 
 def _mask_processor(_logger, _name, event_dict):
@@ -16,6 +44,24 @@ def _mask_processor(_logger, _name, event_dict):
 
 
 def configure(log_format: str = "auto", *, stream=None, level: int = logging.INFO) -> None:
+    """Record the settings; applied now if structlog is already in use, else at the first log call."""
+    global _settings, _applied
+    _settings, _applied = {"log_format": log_format, "stream": stream, "level": level}, False
+    if "structlog" in sys.modules:
+        _apply()
+
+
+def _apply() -> None:
+    global _applied
+    if _applied or _settings is None:
+        return
+    _applied = True
+    _configure(**_settings)
+
+
+def _configure(log_format: str, stream, level: int) -> None:
+    import structlog
+
     stream = stream or sys.stderr
     use_json = log_format == "json" or (log_format == "auto" and not stream.isatty())
     renderer = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)

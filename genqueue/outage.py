@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
+from .logs import get_logger
 
-log = structlog.get_logger("genqueue.outage")
+log = get_logger("genqueue.outage")
 
 DEFAULT_OUTAGE_S = 60.0
 BACKOFF_BASE_S = 0.05

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,8 +19,9 @@ from ..errors import (Conflict, CorruptEntry, Forbidden, GenqueueError, Insuffic
 from ..jobretry import MaxAttemptsReached
 from ..runrules import NothingToRetry, RetryLimitReached
 from .auth import Unauthorized
+from ..logs import get_logger
 
-log = structlog.get_logger("genqueue.api")
+log = get_logger("genqueue.api")
 
 # Most specific first: MaxAttemptsReached and RetryLimitReached are Conflicts for the CLI (exit 4), but the
 # seed contract answers them 400; InsufficientCredits is a Conflict with its own status.

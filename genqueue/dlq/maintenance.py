@@ -23,7 +23,6 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import structlog
 from redis import Redis
 
 from .. import audit, keys
@@ -31,8 +30,9 @@ from ..durations import parse_duration
 from ..errors import InvalidInput
 from .bulk import bulk_replay
 from .store import DLQStore, Filters
+from ..logs import get_logger
 
-log = structlog.get_logger("genqueue.maintenance")
+log = get_logger("genqueue.maintenance")
 LOCK_KEY = keys.SCHEDULER_LOCK
 ALERT_COOLDOWN_S = 3600
 

@@ -17,17 +17,17 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import structlog
 from redis import Redis
 from redis.client import Pipeline
 
 from ..errors import CorruptEntry, InvalidInput, NotFound
 from .entry import decode, encode, failed_at_score, index_values
 from .keys import DLQKeys
+from ..logs import get_logger
 
 DEFAULT_CAP = 100_000
 PAGE_CHUNK = 50  # ids read per MGET while filling a page
-log = structlog.get_logger("genqueue.dlq")
+log = get_logger("genqueue.dlq")
 
 
 @lru_cache(maxsize=None)

@@ -24,14 +24,17 @@ def export_chunks(store: DLQStore, filters: Filters, *, include_secrets: bool = 
     one is left out; `dlq list` reports it) unless the caller asked for the stored text with its secrets."""
     for batch in matching(store, filters, batch=1000):
         lines = []
+        # Most entries hold no secret-looking key: their stored JSON is already what mask() gives. One test
+        # over the whole batch's text (13 substring scans of ~2 MB) clears most batches at once: per entry,
+        # the same test cost 25 µs, five times the JSON parse.
+        suspect = not include_secrets and may_hold_secrets(b"\n".join(raw for _, _, raw in batch))
         for job_id, _, raw in batch:
             if not include_secrets:
                 try:
                     entry = decode(raw, job_id)
                 except GenqueueError:
                     continue
-                # Most entries hold no secret-looking key: their stored JSON is already what mask() gives.
-                if may_hold_secrets(raw) and has_secrets(entry):
+                if suspect and may_hold_secrets(raw) and has_secrets(entry):
                     raw = encode(mask(entry)).encode()
             lines.append(raw)
         if lines:

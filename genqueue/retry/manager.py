@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 
 from .classify import Classifier, Rule, parse_retry_after, raw_retry_after, status_code_of
 from .kinds import ErrorKind, Reason
 from .policy import DEFAULT_POLICIES, RetryPolicy, merged_policies, override, scaled_policies
+from ..logs import get_logger
 
-log = structlog.get_logger("genqueue.retry")
+log = get_logger("genqueue.retry")
 
 MESSAGE_MAX = 2000
 TRACEBACK_MAX = 8000

@@ -24,7 +24,6 @@ import time
 import traceback
 from typing import Any
 
-import structlog
 from rq import SimpleWorker, Worker, worker_registration
 from rq.executions import Execution
 from rq.job import JobStatus
@@ -45,9 +44,10 @@ from .liveness import WORKERS_KEY, Claim, Heartbeat
 from .schedule import SCHEDULE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
 from .transition import record_failure
+from ..logs import get_logger
 
 PR_SET_PDEATHSIG = 1
-log = structlog.get_logger("genqueue.worker")
+log = get_logger("genqueue.worker")
 
 
 class DuplicateDispatch(Exception):

@@ -27,13 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
 from redis import Redis
 
 from .. import keys
 from ..outage import OutageTooLong
+from ..logs import get_logger
 
-log = structlog.get_logger("genqueue.worker")
+log = get_logger("genqueue.worker")
 WORKERS_KEY = keys.WORKERS
 DEFAULT_LIVENESS_TTL_S = 10.0
 DEFAULT_SWEEP_INTERVAL_S = 2.0

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 
-import structlog
 from redis import Redis
 from redis.exceptions import WatchError
 from rq.executions import Execution
@@ -41,8 +40,9 @@ from ..retry.kinds import ErrorKind
 from ..retry.manager import Failure, RetryManager
 from .liveness import WORKERS_KEY, alive_key, dead_seen_key
 from .transition import record_failure
+from ..logs import get_logger
 
-log = structlog.get_logger("genqueue.sweep")
+log = get_logger("genqueue.sweep")
 STRANDED_AFTER_S = 15.0
 # What RQ writes when it fails a job for infrastructure: its abandoned-job cleanup, and a plain RQ
 # worker's killed work horse. Anything else in FailedJobRegistry is a real failure for `dlq recover`.

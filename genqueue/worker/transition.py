@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
 from redis.exceptions import WatchError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -27,8 +26,9 @@ from ..jobmeta import gq, retry_state
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Decision, Failure, RetryManager, decision_record
 from .guarded import recorder, run_guarded
+from ..logs import get_logger
 
-log = structlog.get_logger("genqueue.worker")
+log = get_logger("genqueue.worker")
 MAX_TX_ATTEMPTS = 20
 
 
