@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import math
 import os
 import signal
@@ -148,6 +149,14 @@ class FailurePathMixin:
             return
         super().heartbeat(timeout, pipeline=pipeline)
 
+    def set_current_job_working_time(self, current_job_working_time, pipeline=None):
+        """The reset to 0 after each job (monitor_work_horse) rides with the next round trip too."""
+        if pipeline is None and not current_job_working_time:
+            self.current_job_working_time = 0
+            self._pending["working_time"] = 0
+            return
+        super().set_current_job_working_time(current_job_working_time, pipeline=pipeline)
+
     def _flush_bookkeeping(self, pipe) -> None:
         pending, self._pending = self._pending, {}
         fields = {}
@@ -155,6 +164,8 @@ class FailurePathMixin:
             fields["state"] = pending["state"]
         if "heartbeat" in pending:
             fields["last_heartbeat"] = utcformat(self.last_heartbeat)
+        if "working_time" in pending:
+            fields["current_job_working_time"] = 0
         if fields:
             pipe.hset(self.key, mapping=fields)
         if "heartbeat" in pending:
@@ -343,6 +354,9 @@ class GenWorker(FailurePathMixin, Worker):
 
     def fork_work_horse(self, job, queue):
         self._parent_pid = os.getpid()
+        # Objects the worker already holds go to the GC's permanent generation, so a collection in the
+        # work horse does not walk (and, by touching their headers, copy-on-write) the parent's heap.
+        gc.freeze()
         super().fork_work_horse(job, queue)
 
 
