@@ -146,6 +146,7 @@ class Latencies:
     filtered: float
     page_p99: float = 0.0
     filtered_p99: float = 0.0
+    delete_server: float = 0.0  # the server's own time per delete (INFO commandstats, usec of the script)
 
 
 def _per_call(fn: Callable[[int], object], samples: int) -> list[float]:
@@ -175,7 +176,9 @@ def measure_latencies(store, *, entries: int, samples: int, prefix: str = "e", s
     keys = [store.keys.entry(i) for i in ids]
     rtt = _per_call(lambda i: conn.get(keys[i]), samples)
     get = _per_call(lambda i: store.get(ids[i]), samples)
+    before = conn.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0)
     delete = _per_call(lambda i: store.delete(victims[i]), len(victims))
+    server = (conn.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0) - before) / 1e6 / len(victims)
     page = _per_call(lambda i: store.page(Filters(), limit=50), samples)
     filtered = _per_call(lambda i: store.page(Filters(kind=KINDS[i % len(KINDS)]), limit=50), samples)
     with conn.pipeline(transaction=False) as pipe:
@@ -183,7 +186,7 @@ def measure_latencies(store, *, entries: int, samples: int, prefix: str = "e", s
             store.add(entry, pipeline=pipe)
         pipe.execute()
     med = statistics.median
-    return Latencies(med(rtt), med(get), med(delete), med(page), med(filtered), _p99(page), _p99(filtered))
+    return Latencies(med(rtt), med(get), med(delete), med(page), med(filtered), _p99(page), _p99(filtered), server)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,8 @@ def run(ctx: Ctx) -> Scenario:
            f"+{overhead:,.0f} B", "≤ +600 B", status)
     sc.notes.append(f"filled {n:,} entries in {result['fill_s']:.1f} s ({result['fill_per_s']:,.0f}/s, pipelined "
                     f"DLQStore.add); latencies are medians of {ctx.sizes.dlq_samples} calls × {ctx.reps} rounds")
+    sc.notes.append(f"delete: {result['delete_server'] * 1e6:.0f} µs of it is the server's own time for the script "
+                    f"(INFO commandstats), against {result['get_rtt'] * 1e6:.0f} µs for a whole GET round trip")
     if n < 100_000:
         sc.notes.append("memory per entry at small N is dominated by the server's fixed costs; trust it at ≥ 100k")
     return sc
