@@ -11,15 +11,14 @@ the one RQ writes (`rq.scripts._build_hset_args`), so RQ's readers see the same 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from redis import Redis
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
 from rq.scripts import _build_hset_args
 from rq.utils import now
 
 from . import counters, keys
+from .luascripts import registered
 
 SUBMIT = """
 -- KEYS: job hash, queue list, scheduled registry, rq:queues, metrics hash
@@ -38,16 +37,6 @@ redis.call('HINCRBY', KEYS[5], 'enqueued', 1)
 return 1
 """
 
-_scripts: dict[int, Any] = {}
-
-
-def _script(connection: Redis):
-    script = _scripts.get(id(connection))
-    if script is None or script.registered_client is not connection:
-        script = _scripts[id(connection)] = connection.register_script(SUBMIT)
-    return script
-
-
 def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = False) -> Job:
     """Enqueue `job` now, or schedule it for `when`; DuplicateJobError when `unique` and the hash exists."""
     job.origin = queue.name
@@ -56,7 +45,7 @@ def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = Fals
         job.timeout = queue._default_timeout
     job._status = JobStatus.QUEUED if when is None else JobStatus.SCHEDULED
     run_at = "" if when is None else int(when.timestamp())  # RQ's whole seconds; naive = local time
-    ok = _script(queue.connection)(
+    ok = registered(queue.connection, SUBMIT)(
         keys=[job.key, queue.key, queue.scheduled_job_registry.key, queue.redis_queues_keys,
               keys.metrics(queue.name)],
         args=[job.id, int(unique), job.ttl if job.ttl is not None else -1, run_at, queue.key, *_build_hset_args(job)],

@@ -40,7 +40,7 @@ from ..outage import OutageTooLong
 from ..queues import SERIALIZER, make_queue
 from ..retry.manager import Failure, RetryManager
 from ..settings import Settings
-from .guarded import recorder, run_guarded
+from .guarded import pop, recorder, run_guarded
 from .liveness import WORKERS_KEY, Claim, Heartbeat
 from .schedule import SCHEDULE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
@@ -157,6 +157,40 @@ class FailurePathMixin:
             return
         super().set_current_job_working_time(current_job_working_time, pipeline=pipeline)
 
+    def _pop(self, timeout):
+        """Queue.dequeue_any, with the pending bookkeeping and, for one queue, the pop and the job's fetch in
+        one round trip (guarded.pop); only an empty queue then waits in RQ's blocking BLMOVE."""
+        if len(self._ordered_queues) == 1 and self.get_redis_server_version() >= (6, 2, 0):
+            queue = self._ordered_queues[0]
+            while True:
+                popped = pop(self.connection, self._bookkeeping_pipe(), queue.key, queue.intermediate_queue_key,
+                             self.job_class.redis_job_namespace_prefix)
+                if popped is None:
+                    break
+                job_id, data = popped
+                if not data:
+                    continue  # as RQ: an id whose job hash is gone is dropped
+                job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
+                try:
+                    job.restore(data)
+                except Exception as exc:  # as RQ's dequeue_any: the worker reports it with the job id
+                    exc.job_id, exc.queue = job_id, queue
+                    raise
+                return job, queue
+            if timeout is None:
+                return None
+        else:
+            with self._bookkeeping_pipe() as pipe:
+                pipe.execute()
+        return self.queue_class.dequeue_any(self._ordered_queues, timeout, connection=self.connection,
+                                            job_class=self.job_class, serializer=self.serializer,
+                                            death_penalty_class=self.death_penalty_class)
+
+    def _bookkeeping_pipe(self):
+        pipe = recorder(self.connection)
+        self._flush_bookkeeping(pipe)
+        return pipe
+
     def _flush_bookkeeping(self, pipe) -> None:
         pending, self._pending = self._pending, {}
         fields = {}
@@ -187,12 +221,7 @@ class FailurePathMixin:
                     self.run_maintenance_tasks()
                 if timeout is not None and idle_time_left is not None:
                     timeout = min(timeout, idle_time_left)
-                with self.connection.pipeline(transaction=False) as pipe:
-                    self._flush_bookkeeping(pipe)
-                    pipe.execute()
-                result = self.queue_class.dequeue_any(self._ordered_queues, timeout, connection=self.connection,
-                                                      job_class=self.job_class, serializer=self.serializer,
-                                                      death_penalty_class=self.death_penalty_class)
+                result = self._pop(timeout)
                 if result is not None:
                     job, queue = result
                     self.reorder_queues(reference_queue=queue)

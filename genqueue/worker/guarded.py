@@ -23,6 +23,8 @@ from typing import Any
 
 from redis import Redis
 
+from ..luascripts import registered
+
 GUARD = """
 local kind, a, b, c = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if kind == 'member' then
@@ -40,14 +42,18 @@ end
 return {1, ''}
 """
 
-_scripts: dict[int, Any] = {}
-
-
-def _script(connection: Redis):
-    script = _scripts.get(id(connection))
-    if script is None or script.registered_client is not connection:
-        script = _scripts[id(connection)] = connection.register_script(GUARD)
-    return script
+POP = """
+-- KEYS: queue list, its intermediate list.  ARGV[1]: job key prefix; then recorded commands as in GUARD.
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+if not id then return false end
+return {id, redis.call('HGETALL', ARGV[1] .. id)}
+"""
 
 
 def recorder(connection: Redis):
@@ -76,7 +82,21 @@ def run_guarded(connection: Redis, pipe, claim: tuple[str, ...]) -> tuple[bool, 
     kind, *rest = claim
     rest = (list(rest) + ["", "", ""])[:3]
     try:
-        ok, found = _script(connection)(args=[kind, *rest, *flatten(pipe)])
+        ok, found = registered(connection, GUARD)(args=[kind, *rest, *flatten(pipe)])
     finally:
         pipe.reset()
     return bool(ok), found.decode() if isinstance(found, bytes) else str(found or "")
+
+
+def pop(connection: Redis, pipe, queue_key: str, intermediate_key: str, job_prefix: str):
+    """The recorded commands (a worker's pending bookkeeping), then RQ's non-blocking LMOVE of the next id
+    into the intermediate list and the job hash, in one round trip instead of three:
+    (job_id, flat hash fields) or None when the queue is empty."""
+    try:
+        reply = registered(connection, POP)(keys=[queue_key, intermediate_key], args=[job_prefix, *flatten(pipe)])
+    finally:
+        pipe.reset()
+    if not reply:
+        return None
+    job_id, flat = reply
+    return job_id.decode(), dict(zip(flat[::2], flat[1::2]))

@@ -40,3 +40,21 @@ def test_rqs_enqueue_job_records_into_it_and_a_field_claim_reports_what_it_found
     queue.enqueue_job(job, pipeline=pipe)
     assert run_guarded(conn, pipe, ("field", job.key, "status", "queued")) == (True, "")
     assert conn.lrange(f"rq:queue:{q}", 0, -1) == [job.id.encode()] * 2
+
+
+def test_pop_runs_the_bookkeeping_moves_the_id_and_returns_the_hash(conn, settings):
+    from genqueue.worker.guarded import pop
+
+    q = settings.queue
+    queue = make_queue(conn, q)
+    job = enqueue(conn, q, {"prompt": "p"}).job
+    conn.rpush(queue.key, "no-such-job")
+    pipe = recorder(conn)
+    pipe.hset(f"{q}-worker", "state", "idle")
+    job_id, data = pop(conn, pipe, queue.key, queue.intermediate_queue_key, "rq:job:")
+    assert job_id == job.id and data[b"status"] == b"queued" and data == conn.hgetall(job.key)
+    assert conn.hget(f"{q}-worker", "state") == b"idle"
+    assert conn.lrange(queue.intermediate_queue_key, 0, -1) == [job.id.encode()]
+    assert pop(conn, recorder(conn), queue.key, queue.intermediate_queue_key, "rq:job:") == ("no-such-job", {})
+    assert pop(conn, recorder(conn), queue.key, queue.intermediate_queue_key, "rq:job:") is None
+    conn.delete(f"{q}-worker")
