@@ -12,16 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from uuid import uuid4
 
 from redis import Redis
 from redis.exceptions import WatchError
 from rq.exceptions import DuplicateJobError
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
+from rq.utils import now as utcnow
+from rq.utils import utcformat
 
 from .errors import Conflict, InvalidId, InvalidInput
 from .jobmeta import new_meta
 from .jobs import JOB_FUNC, describe, validate_payload
-from .queues import fetch_job, make_queue
+from .jobhash import queued_job_hash
+from .queues import SERIALIZER, fetch_job, make_queue
 from .submit import count_enqueued, submit
 
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
@@ -110,28 +114,32 @@ def enqueue_many(
     timeout: int | None = None,
     batch: int = ENQUEUE_BATCH,
 ) -> list[Job]:
-    """Enqueue many payloads with generated job ids: one MULTI/EXEC round trip per `batch` jobs (RQ's
-    Queue.enqueue_many), every payload validated before any is enqueued. Generated ids make it not
-    idempotent; a batch that must survive being submitted twice is a run (genqueue.runs.submit)."""
-    from rq import Queue
-
+    """Enqueue many payloads with generated job ids: one MULTI/EXEC round trip per `batch` jobs, every
+    payload validated before any is enqueued. Generated ids make it not idempotent; a batch that must
+    survive being submitted twice is a run (genqueue.runs.submit). The job hashes are the ones RQ's
+    Queue.enqueue_many writes (jobhash.py), built without RQ's per-job Python."""
     if max_retries is not None and max_retries < 0:
         raise InvalidInput("max_retries must be 0 or more")
     for payload in payloads:
         validate_payload(payload)
     queue = make_queue(connection, queue_name)
-    jobs: list[Job] = []
+    ids: list[str] = []
     for start in range(0, len(payloads), batch):
+        enqueued_at = utcformat(utcnow())
+        chunk = [(str(uuid4()), payload) for payload in payloads[start:start + batch]]
         with connection.pipeline() as pipe:
-            created = queue.enqueue_many([
-                Queue.prepare_data(JOB_FUNC, (payload,), timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
-                                   result_ttl=RESULT_TTL_S, description=describe(payload), meta=new_meta(max_retries))
-                for payload in payloads[start:start + batch]
-            ], pipeline=pipe)
-            count_enqueued(pipe, queue_name, len(created))
+            pipe.sadd(queue.redis_queues_keys, queue.key)
+            for job_id, payload in chunk:
+                pipe.hset(Job.key_for(job_id), mapping=queued_job_hash(
+                    queue_name=queue_name, func=JOB_FUNC, args=[payload], kwargs={}, description=describe(payload),
+                    timeout=timeout or DEFAULT_JOB_TIMEOUT_S, result_ttl=RESULT_TTL_S, meta=new_meta(max_retries),
+                    enqueued_at=enqueued_at))
+            if chunk:
+                pipe.rpush(queue.key, *(job_id for job_id, _ in chunk))
+            count_enqueued(pipe, queue_name, len(chunk))
             pipe.execute()
-        jobs += created
-    return jobs
+        ids += [job_id for job_id, _ in chunk]
+    return [Job(job_id, connection=connection, serializer=SERIALIZER) for job_id in ids]
 
 
 def check_policy(policy) -> None:

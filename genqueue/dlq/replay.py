@@ -3,15 +3,14 @@ retry budget. Two admins replaying one entry: one EXEC wins, the other sees the 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
 
 from redis.exceptions import WatchError
 from rq.job import JobStatus
 
 from ..errors import Conflict, NotFound
+from ..jobhash import queued_job_hash
 from ..jobmeta import new_meta
 from ..jobs import describe
 from ..producer import RESULT_TTL_S
@@ -119,19 +118,12 @@ def job_from_entry(queue, entry: dict[str, Any]):
 
 
 def job_hash(queue_name: str, entry: dict[str, Any], enqueued_at: str, *, default_timeout: int) -> dict[str, Any]:
-    """The hash RQ's `Job.to_dict()` writes for job_from_entry(entry) enqueued at `enqueued_at` (RQ's
-    utcformat), built without RQ's per-job Python (Job.create, serializer resolution, zlib): bulk replay
-    spent ~70 % of its time there. `data` is stored uncompressed, which RQ reads (Job.restore falls back
-    when zlib.decompress fails). tests/integration/test_dlq_bulk.py checks it field by field against RQ's."""
+    """The hash queue.enqueue_job(job_from_entry(entry)) writes, without RQ's per-job Python (jobhash.py)."""
     job = job_from_entry_fields(entry)
-    return {
-        "created_at": enqueued_at, "data": dumps([entry["func"], None, job["args"], job["kwargs"]]),
-        "success_callback_name": "", "failure_callback_name": "", "stopped_callback_name": "", "started_at": "",
-        "ended_at": "", "last_heartbeat": "", "worker_name": "", "group_id": "", "origin": queue_name,
-        "description": job["description"], "enqueued_at": enqueued_at,
-        "timeout": job["timeout"] if job["timeout"] is not None else default_timeout,
-        "result_ttl": RESULT_TTL_S, "status": JobStatus.QUEUED.value, "meta": dumps(job["meta"]),
-    }
+    return queued_job_hash(queue_name=queue_name, func=entry["func"], args=job["args"], kwargs=job["kwargs"],
+                           description=job["description"], result_ttl=RESULT_TTL_S, meta=job["meta"],
+                           timeout=job["timeout"] if job["timeout"] is not None else default_timeout,
+                           enqueued_at=enqueued_at)
 
 
 def job_from_entry_fields(entry: dict[str, Any]) -> dict[str, Any]:
@@ -145,11 +137,3 @@ def job_from_entry_fields(entry: dict[str, Any]) -> dict[str, Any]:
                          replayed_from=f"{entry['job_id']}@{entry['failed_at']}", history=entry.get("history") or [],
                          tenant=options.get("tenant")),
     }
-
-
-def dumps(value: Any) -> bytes:
-    """JSON as RQ's JSONSerializer would read it; orjson, or json for what orjson refuses (ints > 64 bits)."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value).encode()

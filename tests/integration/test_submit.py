@@ -54,3 +54,30 @@ def test_every_new_job_is_counted_once(conn, settings):
     submit(conn, q, payloads, ttl_s=3600, run_id=f"{q}-run")
     submit(conn, q, payloads, ttl_s=3600, run_id=f"{q}-run")  # the same run again: nothing new
     assert enqueued(conn, q) == 12 == conn.llen(f"rq:queue:{q}") + conn.zcard(f"rq:scheduled:{q}")
+
+
+def test_enqueue_many_writes_the_jobs_rqs_enqueue_many_would(conn, settings):
+    """jobhash.queued_job_hash against RQ: field by field (timestamps aside; `data` compared deserialized,
+    since ours is not zlib-compressed), and RQ reads ours back."""
+    import json
+    import zlib
+
+    from genqueue.jobmeta import new_meta
+    from genqueue.jobs import JOB_FUNC, describe
+    from genqueue.producer import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S
+
+    q = settings.queue
+    payload = {"prompt": "same", "n": 2 ** 70}
+    [ours] = enqueue_many(conn, q, [payload], max_retries=2)
+    [theirs] = Queue(q, connection=conn, serializer=SERIALIZER).enqueue_many([Queue.prepare_data(
+        JOB_FUNC, (payload,), timeout=DEFAULT_JOB_TIMEOUT_S, result_ttl=RESULT_TTL_S, description=describe(payload),
+        meta=new_meta(2))])
+    a, b = conn.hgetall(ours.key), conn.hgetall(theirs.key)
+    assert set(a) == set(b)
+    for field in set(a) - {b"created_at", b"enqueued_at", b"data"}:
+        assert a[field] == b[field] or json.loads(a[field]) == json.loads(b[field]), field
+    assert json.loads(a[b"data"]) == json.loads(zlib.decompress(b[b"data"]))
+    job = Job.fetch(ours.id, connection=conn, serializer=SERIALIZER)
+    assert job.get_status() == "queued" and list(job.args) == [payload] and job.enqueued_at is not None
+    assert job.meta["genqueue"]["max_retries"] == 2 and job.timeout == DEFAULT_JOB_TIMEOUT_S
+    assert conn.lrange(f"rq:queue:{q}", 0, -1) == [ours.id.encode(), theirs.id.encode()]
