@@ -25,7 +25,18 @@ from redis import Redis
 
 from ..luascripts import registered
 
-GUARD = """
+RUN_RECORDED = """
+local function run_recorded(from)  -- ARGV[from..]: for each command, its word count, then its words
+  local i = from
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i])
+    redis.call(unpack(ARGV, i + 1, i + n))
+    i = i + n + 1
+  end
+end
+"""
+
+GUARD = RUN_RECORDED + """
 local kind, a, b, c = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if kind == 'member' then
   if not redis.call('ZSCORE', a, b) then return {0, ''} end
@@ -33,23 +44,13 @@ elseif kind == 'field' then
   local v = redis.call('HGET', a, b)
   if v ~= c then return {0, v or ''} end
 end
-local i = 5
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
+run_recorded(5)
 return {1, ''}
 """
 
-POP = """
--- KEYS: queue list, its intermediate list.  ARGV[1]: job key prefix; then recorded commands as in GUARD.
-local i = 2
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
+POP = RUN_RECORDED + """
+-- KEYS: queue list, its intermediate list.  ARGV[1]: job key prefix; then the recorded commands.
+run_recorded(2)
 local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not id then return false end
 return {id, redis.call('HGETALL', ARGV[1] .. id)}
