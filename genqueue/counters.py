@@ -34,6 +34,11 @@ def duration_fields(outcome: str, seconds: float | None) -> dict[str, float]:
     return {f"duration:{outcome}:{bucket(seconds)}": 1, f"duration_sum:{outcome}": seconds}
 
 
+def fields_for_enqueued(n: int) -> dict[str, float]:
+    """New jobs created in a caller's MULTI (enqueue_many, run submits); submit.py counts its own."""
+    return {ENQUEUED: n} if n else {}
+
+
 def fields_for_success(seconds: float | None) -> dict[str, float]:
     return duration_fields("finished", seconds)
 

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 from rq.job import JobStatus
 
-CALLBACK_FIELDS = ("success_callback_name", "failure_callback_name", "stopped_callback_name", "started_at",
-                   "ended_at", "last_heartbeat", "worker_name", "group_id")
+EMPTY_FIELDS = ("success_callback_name", "failure_callback_name", "stopped_callback_name",  # no callbacks,
+                "started_at", "ended_at", "last_heartbeat", "worker_name", "group_id")  # never ran yet
 
 
 def queued_job_hash(*, queue_name: str, func: str, args: list, kwargs: dict, description: str, timeout: int,
@@ -21,7 +21,7 @@ def queued_job_hash(*, queue_name: str, func: str, args: list, kwargs: dict, des
     """`enqueued_at` in RQ's utcformat; it is also the creation time, as for a job enqueued when created."""
     return {
         "created_at": enqueued_at, "data": dumps([func, None, args, kwargs]),
-        **dict.fromkeys(CALLBACK_FIELDS, ""),
+        **dict.fromkeys(EMPTY_FIELDS, ""),
         "origin": queue_name, "description": description, "enqueued_at": enqueued_at, "timeout": timeout,
         "result_ttl": result_ttl, "status": JobStatus.QUEUED.value, "meta": dumps(meta),
     }

@@ -21,12 +21,13 @@ from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.utils import now as utcnow
 from rq.utils import utcformat
 
+from .counters import count_in, fields_for_enqueued
 from .errors import Conflict, InvalidId, InvalidInput
 from .jobmeta import new_meta
 from .jobs import JOB_FUNC, describe, validate_payload
 from .jobhash import queued_job_hash
 from .queues import SERIALIZER, fetch_job, make_queue
-from .submit import count_enqueued, submit
+from .submit import submit
 
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
 DEFAULT_JOB_TIMEOUT_S = 180
@@ -90,11 +91,11 @@ def enqueue(
 
     if job_id is None:
         job = build()
-        return EnqueueResult(_submit(queue, job, when, unique=False), True)
+        return EnqueueResult(submit(queue, job, when, unique=False), True)
 
     for _ in range(5):
         try:
-            return EnqueueResult(_submit(queue, build(), when, unique=True), True)
+            return EnqueueResult(submit(queue, build(), when, unique=True), True)
         except DuplicateJobError:
             existing = fetch_job(connection, job_id)
             if existing is None:
@@ -136,7 +137,7 @@ def enqueue_many(
                     enqueued_at=enqueued_at))
             if chunk:
                 pipe.rpush(queue.key, *(job_id for job_id, _ in chunk))
-            count_enqueued(pipe, queue_name, len(chunk))
+            count_in(pipe, queue_name, fields_for_enqueued(len(chunk)))
             pipe.execute()
         ids += [job_id for job_id, _ in chunk]
     return [Job(job_id, connection=connection, serializer=SERIALIZER) for job_id in ids]
@@ -151,10 +152,6 @@ def check_policy(policy) -> None:
         merged_policies(policy)
     except ValueError as exc:
         raise InvalidInput(f"policy: {exc}") from None
-
-
-def _submit(queue, job: Job, when: datetime | None, *, unique: bool) -> Job:
-    return submit(queue, job, when, unique=unique)
 
 
 def _delete_if_done(connection: Redis, job: Job) -> None:

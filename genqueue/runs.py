@@ -26,6 +26,7 @@ from redis import Redis
 from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 
+from .counters import count_in, fields_for_enqueued
 from .credits import credits_key
 from .credits import require as require_credits
 from .dlq.entry import decode, iso
@@ -37,7 +38,6 @@ from .jobretry import (charged_retries, confirm_refusal, last_failure, manual_re
 from .jobs import JOB_FUNC, describe, validate_payload
 from .producer import DEFAULT_JOB_TIMEOUT_S
 from .queues import SERIALIZER, make_queue
-from .submit import count_enqueued
 from .runrules import (ACTIVE, CORRUPT, DEFAULT_LIMIT, STATUS_ORDER, FailedItem, RetryClass, RetryPlan,
                        check_limit, check_run_id, checked_plan, default_run_id, item_id, item_status, run_digest,
                        run_key, run_status)
@@ -281,7 +281,7 @@ def _submit_batch(connection: Redis, queue, store: DLQStore, run: Run, payloads:
                 pipe.multi()
                 for i in missing:
                     queue.enqueue_job(_item_job(queue, run, i, payloads[i], ttl_s), pipeline=pipe)
-                count_enqueued(pipe, queue.name, len(missing))
+                count_in(pipe, queue.name, fields_for_enqueued(len(missing)))
                 pipe.execute()
                 return len(missing)
             except WatchError:

@@ -20,7 +20,7 @@ from rq.utils import now
 from . import counters, keys
 from .luascripts import registered
 
-SUBMIT = """
+SUBMIT = f"""
 -- KEYS: job hash, queue list, scheduled registry, rq:queues, metrics hash
 -- ARGV: job id, unique (1/0), ttl (-1 = none), run_at ('' = now), queue key, hset field/value pairs...
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -33,9 +33,10 @@ if ARGV[4] == '' then
 else
   redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[1])
 end
-redis.call('HINCRBY', KEYS[5], 'enqueued', 1)
+redis.call('HINCRBY', KEYS[5], '{counters.ENQUEUED}', 1)
 return 1
 """
+
 
 def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = False) -> Job:
     """Enqueue `job` now, or schedule it for `when`; DuplicateJobError when `unique` and the hash exists."""
@@ -53,9 +54,3 @@ def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = Fals
     if not ok:
         raise DuplicateJobError(f"Job with ID '{job.id}' already exists")
     return job
-
-
-def count_enqueued(pipe, queue_name: str, n: int) -> None:
-    """For callers that create jobs inside their own MULTI (enqueue_many, run submits)."""
-    if n:
-        pipe.hincrby(keys.metrics(queue_name), counters.ENQUEUED, n)

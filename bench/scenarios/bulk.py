@@ -69,7 +69,7 @@ def export_limit(store, path: Path) -> float:
     return time.perf_counter() - started
 
 
-def replay_limit(ctx: Ctx, store, template: dict[bytes, bytes], n: int) -> float:
+def replay_limit(ctx: Ctx, store, template: dict[bytes, bytes]) -> float:
     """Seconds for the raw writes a replay makes for the entries of `store`: per entry an HSET of a job hash
     like the one a replay writes (`template`, a replayed job's own hash), an RPUSH, and the entry's DEL and
     index ZREMs (grouped per 1,000, as bulk replay groups them) — in pipelines of 1,000 entries, read by
@@ -148,7 +148,7 @@ def run(ctx: Ctx) -> Scenario:
         limit_store = bench_dlq.make_store(ctx.conn, limit_name, n // reps)
         bench_dlq.fill(limit_store, n // reps)
         try:
-            replay_limits.append(n // reps / replay_limit(ctx, limit_store, template, n // reps))
+            replay_limits.append(n // reps / replay_limit(ctx, limit_store, template))
         finally:
             bench_dlq.drop(limit_store)
             drop_queue(ctx.conn, limit_name, [bench_dlq.entry_id("e", i) for i in range(n // reps)])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from redis.exceptions import WatchError
 from rq.job import JobStatus
 

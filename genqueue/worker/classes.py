@@ -100,11 +100,11 @@ class FailurePathMixin:
         prepare_job_execution, which RQ calls next (in the work horse), then has nothing left to write."""
         pipe = recorder(self.connection)
         self._flush_bookkeeping(pipe)
-        self.execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
+        heartbeat_ttl = self.get_heartbeat_ttl(job)
+        self.execution = Execution.create(job, heartbeat_ttl, pipeline=pipe, worker_name=self.name)
         self.set_state(WorkerStatus.BUSY, pipeline=pipe)
         self.set_current_job_id(job.id, pipeline=pipe)
         self.set_current_job_working_time(0, pipeline=pipe)
-        heartbeat_ttl = self.get_heartbeat_ttl(job)
         self.heartbeat(heartbeat_ttl, pipeline=pipe)
         job.heartbeat(utcnow(), heartbeat_ttl, pipeline=pipe)
         job.prepare_for_execution(self.name, pipeline=pipe)
@@ -206,8 +206,8 @@ class FailurePathMixin:
             pipe.expire(self.key, pending["heartbeat"])
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        """BaseWorker.dequeue_job_and_maintain_ttl with the bookkeeping writes sent in one pipeline before the
-        pop (RQ: five round trips); the heartbeat after the pop goes with the start claim."""
+        """BaseWorker.dequeue_job_and_maintain_ttl with the bookkeeping writes sent with the pop (_pop; RQ: five
+        round trips before its pop); the heartbeat after the pop goes with the start claim."""
         qnames = ",".join(self.queue_names())
         self.set_state(WorkerStatus.IDLE)
         self.procline("Listening on " + qnames)

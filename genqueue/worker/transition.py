@@ -100,7 +100,7 @@ def move_failed_job(
     """
     started_key = queue.started_job_registry.key
     if decision.is_retry and (execution is None) != (registry_claim is None):
-        return _retry_guarded(connection, job, queue, decision, execution, also, registry_claim)
+        return _retry_guarded(connection, job, queue, decision, store, execution, also, registry_claim)
     with connection.pipeline() as pipe:
         for _ in range(MAX_TX_ATTEMPTS):
             try:
@@ -112,32 +112,9 @@ def move_failed_job(
                     pipe.reset()
                     return False
                 pipe.multi()
-                if execution is not None:
-                    execution.delete(job=job, pipeline=pipe)
-                if registry_claim is not None:
-                    pipe.zrem(*registry_claim)
-                # A worker that died between popping the job and starting it leaves the id in RQ's
-                # intermediate list too; left there, it would later be pushed back a second time.
-                pipe.lrem(queue.intermediate_queue.key, 0, job.id)
-                if decision.is_retry:
-                    if decision.delay and decision.delay > 0:
-                        schedule_in(pipe, queue, job, time.time() + decision.delay)
-                    else:
-                        queue.enqueue_job(job, pipeline=pipe)
-                else:
-                    assert entry is not None
-                    add_at = len(pipe.command_stack)
-                    store.add(entry, pipeline=pipe)
-                    # The entry holds everything needed to re-create the job; the RQ hash would only be a
-                    # second, drifting copy, so the DLQ is the job's one place from now on.
-                    pipe.delete(job.key, job.dependents_key, job.dependencies_key)
-                count_in(pipe, queue.name, fields_for_failure(str(decision.kind), decision.is_retry,
-                                                              None if decision.is_retry else str(decision.reason),
-                                                              seconds_between(job.started_at, job.ended_at)))
-                if also is not None:
-                    also(pipe)
+                add_at = _queue_move(pipe, job, queue, decision, entry, store, execution, also, registry_claim)
                 replies = pipe.execute()
-                if not decision.is_retry:
+                if add_at is not None:
                     store.note_pruned(replies[add_at])
                 return True
             except WatchError:
@@ -145,29 +122,52 @@ def move_failed_job(
     raise RuntimeError(f"job {job.id}: could not record the failure after {MAX_TX_ATTEMPTS} attempts")
 
 
-def _retry_guarded(connection, job: Job, queue, decision: Decision, execution: Execution | None,
+def _retry_guarded(connection, job: Job, queue, decision: Decision, store: DLQStore, execution: Execution | None,
                    also: Callable[[Any], None] | None, registry_claim: tuple[str, str] | None) -> bool:
     """The retry move as one round trip (guarded.py): the same writes as the transaction in
     move_failed_job, run only while the claim holds. Nothing here needs a reply, so nothing is lost by not
     having a MULTI; the claim check and the writes are one atomic script."""
     pipe = recorder(connection)
+    _queue_move(pipe, job, queue, decision, None, store, execution, also, registry_claim)
     if execution is not None:
-        execution.delete(job=job, pipeline=pipe)
         claim = ("member", queue.started_job_registry.key, execution.composite_key)
     else:
-        pipe.zrem(*registry_claim)
         claim = ("member", *registry_claim)
+    ok, _ = run_guarded(connection, pipe, claim)
+    return ok
+
+
+def _queue_move(pipe, job: Job, queue, decision: Decision, entry: dict[str, Any] | None, store: DLQStore,
+                execution: Execution | None, also: Callable[[Any], None] | None,
+                registry_claim: tuple[str, str] | None) -> int | None:
+    """The move's writes, queued into `pipe` (a MULTI, or a guarded recorder): release the claim, leave the
+    intermediate list, land in exactly one place, count. Returns where the DLQ add's reply will be, if any."""
+    if execution is not None:
+        execution.delete(job=job, pipeline=pipe)
+    if registry_claim is not None:
+        pipe.zrem(*registry_claim)
+    # A worker that died between popping the job and starting it leaves the id in RQ's
+    # intermediate list too; left there, it would later be pushed back a second time.
     pipe.lrem(queue.intermediate_queue.key, 0, job.id)
-    if decision.delay and decision.delay > 0:
-        schedule_in(pipe, queue, job, time.time() + decision.delay)
+    add_at = None
+    if decision.is_retry:
+        if decision.delay and decision.delay > 0:
+            schedule_in(pipe, queue, job, time.time() + decision.delay)
+        else:
+            queue.enqueue_job(job, pipeline=pipe)
     else:
-        queue.enqueue_job(job, pipeline=pipe)
-    count_in(pipe, queue.name, fields_for_failure(str(decision.kind), True, None,
+        assert entry is not None
+        add_at = len(pipe.command_stack)
+        store.add(entry, pipeline=pipe)
+        # The entry holds everything needed to re-create the job; the RQ hash would only be a
+        # second, drifting copy, so the DLQ is the job's one place from now on.
+        pipe.delete(job.key, job.dependents_key, job.dependencies_key)
+    count_in(pipe, queue.name, fields_for_failure(str(decision.kind), decision.is_retry,
+                                                  None if decision.is_retry else str(decision.reason),
                                                   seconds_between(job.started_at, job.ended_at)))
     if also is not None:
         also(pipe)
-    ok, _ = run_guarded(connection, pipe, claim)
-    return ok
+    return add_at
 
 
 def record_failure(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from genqueue.counters import BUCKETS, bucket, cumulative, fields_for_failure, fields_for_success, parse
+from genqueue.counters import (BUCKETS, bucket, cumulative, fields_for_enqueued, fields_for_failure, fields_for_success,
+                               parse)
 
 
 def test_buckets_are_upper_bounds_and_overflow_is_inf():
@@ -11,6 +12,7 @@ def test_buckets_are_upper_bounds_and_overflow_is_inf():
 
 
 def test_fields_per_decision():
+    assert fields_for_enqueued(3) == {"enqueued": 3} and fields_for_enqueued(0) == {}
     assert fields_for_success(None) == {"duration:finished:+Inf": 1}
     assert fields_for_success(0.3) == {"duration:finished:0.5": 1, "duration_sum:finished": 0.3}
     assert fields_for_failure("TRANSIENT", True, None, 2.0) == {
