@@ -76,10 +76,10 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
               freezes: int = 0, freeze_s: float = 3.0, outage_s: float = 2.0) -> ChaosResult:
     """`server_kills` / `freezes`: how many, spread evenly over the run's progress. Server kills need the
     embedded server (no REDIS_URL): it is SIGKILLed, left down `outage_s`, then started again."""
-    from genqueue.connection import EmbeddedServer, connect_url
+    from genqueue.backend.connection import EmbeddedServer, connect_url
+    from genqueue.backend.outage import PatientRetry
     from genqueue.dlq.store import DLQStore
-    from genqueue.outage import PatientRetry
-    from genqueue.producer import enqueue
+    from genqueue.jobs.enqueue import enqueue
     from tests.helpers import WorkerProcess
 
     env = dict(env, GENQUEUE_QUEUE=queue, GENQUEUE_TEST_LOGDIR=log_dir or tempfile.mkdtemp())
@@ -167,8 +167,9 @@ def _terminal_counts(conn, store, ids) -> tuple[int, int]:
 
 
 def _audit(conn, store, queue, ids, first_ok, result: ChaosResult) -> ChaosResult:
-    from genqueue.queues import SERIALIZER
     from rq.job import Job
+
+    from genqueue.backend.queues import SERIALIZER
 
     with conn.pipeline(transaction=False) as pipe:
         for job_id in ids:
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     env.update(GENQUEUE_HOME=home, GENQUEUE_BACKOFF_SCALE="0.01", GENQUEUE_LOG_FORMAT="json",
                GENQUEUE_SIM_LATENCY="0.005", GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3",
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    from genqueue.connection import EmbeddedServer
+    from genqueue.backend.connection import EmbeddedServer
 
     server = None if env.get("REDIS_URL") else EmbeddedServer(Path(home))
     if server:

@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
 
-    from genqueue.connection import connect_url
+    from genqueue.backend.connection import connect_url
 
     from .scenarios.common import bench_server
 

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: list[Scenario] = []
     with bench_server() as (url, home, embedded):
-        from genqueue.connection import connect_url
+        from genqueue.backend.connection import connect_url
 
         conn = connect_url(url)
         ctx = Ctx(conn=conn, url=url, home=home, sizes=sizes, reps=reps, token=uuid.uuid4().hex[:8],

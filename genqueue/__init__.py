@@ -16,12 +16,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Settings": "genqueue.settings",
-    "connect": "genqueue.connection",
-    "enqueue": "genqueue.producer",
-    "EnqueueResult": "genqueue.producer",
-    "enqueue_many": "genqueue.producer",
-    "generate": "genqueue.jobs",
-    "Provider": "genqueue.jobs",
+    "connect": "genqueue.backend.connection",
+    "enqueue": "genqueue.jobs.enqueue",
+    "EnqueueResult": "genqueue.jobs.enqueue",
+    "enqueue_many": "genqueue.jobs.enqueue",
+    "generate": "genqueue.tasks.generate",
+    "Provider": "genqueue.tasks.generate",
     "RetryManager": "genqueue.retry",
     "RetryPolicy": "genqueue.retry",
     "ErrorKind": "genqueue.retry",
@@ -35,11 +35,11 @@ _EXPORTS = {
     "build_worker": "genqueue.worker",
     "GenWorker": "genqueue.worker",
     "GenSimpleWorker": "genqueue.worker",
-    "job_status": "genqueue.status",
-    "retry_job": "genqueue.jobretry",
-    "submit_run": "genqueue.runs",
-    "run_snapshot": "genqueue.runs",
-    "retry_failed": "genqueue.runs",
+    "job_status": "genqueue.jobs.status",
+    "retry_job": "genqueue.jobs.manual_retry",
+    "submit_run": "genqueue.runs.store",
+    "run_snapshot": "genqueue.runs.store",
+    "retry_failed": "genqueue.runs.store",
 }
 
 _ALIASES = {"submit_run": "submit", "run_snapshot": "snapshot"}  # public name -> name in its module

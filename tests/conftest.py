@@ -24,7 +24,7 @@ def server(tmp_path_factory):
     url = os.environ.get("REDIS_URL")
     embedded = None
     if not url:
-        from genqueue.connection import EmbeddedServer
+        from genqueue.backend.connection import EmbeddedServer
 
         embedded = EmbeddedServer(home)
         embedded.start()
@@ -71,7 +71,7 @@ def settings(server, queue_name):
 
 @pytest.fixture
 def conn(settings):
-    from genqueue.connection import connect_url
+    from genqueue.backend.connection import connect_url
 
     client = connect_url(settings.redis_url)
     yield client

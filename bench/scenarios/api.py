@@ -95,7 +95,7 @@ def load(url: str, headers: dict[str, str], seconds: float) -> dict[str, float]:
 def run(ctx: Ctx) -> Scenario:
     from genqueue.api.auth import mint
     from genqueue.api.config import ApiConfig
-    from genqueue.producer import enqueue
+    from genqueue.jobs.enqueue import enqueue
 
     seconds = 2.0 if ctx.smoke else 10.0
     sc = Scenario("api", "HTTP: GET /api/jobs/{id} (JWT + rate limit) vs rq-dashboard and a bare endpoint",

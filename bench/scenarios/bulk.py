@@ -36,8 +36,8 @@ def _fill_failed_registry(ctx: Ctx, queue_name: str, n: int) -> None:
     from rq.job import Job, JobStatus
     from rq.registry import FailedJobRegistry
 
-    from genqueue.jobs import JOB_FUNC
-    from genqueue.queues import SERIALIZER
+    from genqueue.backend.queues import SERIALIZER
+    from genqueue.tasks.generate import JOB_FUNC
 
     registry = FailedJobRegistry(queue_name, connection=ctx.conn, serializer=SERIALIZER)
     for start in range(0, n, 1000):

@@ -141,7 +141,7 @@ def bench_server() -> Iterator[tuple[str, Path, bool]]:
     if url:
         yield url, Path(os.environ.get("GENQUEUE_HOME") or tempfile.gettempdir()), False
         return
-    from genqueue.connection import EmbeddedServer
+    from genqueue.backend.connection import EmbeddedServer
 
     home = Path(tempfile.mkdtemp(prefix="gqbench-"))
     server = EmbeddedServer(home)
@@ -166,10 +166,10 @@ def server_info(conn: Redis) -> dict[str, Any]:
 
 def quiet_logs() -> None:
     """Both systems log as in production (INFO), but into /dev/null so the table stays readable."""
-    import genqueue.logs
+    import genqueue.support.logs
 
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    genqueue.logs.configure("json", stream=devnull, level=logging.INFO)
+    genqueue.support.logs.configure("json", stream=devnull, level=logging.INFO)
     for name in ("rq.worker", "rq.job", "rq.queue", "rq.scheduler"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [logging.StreamHandler(devnull)]  # RQ adds its stderr handler only when none

@@ -1,6 +1,6 @@
 """Scenario 1 — enqueue N jobs with a ~1 KB payload, one by one and batched.
 
-genqueue: `genqueue.producer.enqueue` (validation, genqueue meta, description). Bare RQ: `Queue.enqueue` and
+genqueue: `genqueue.jobs.enqueue.enqueue` (validation, genqueue meta, description). Bare RQ: `Queue.enqueue` and
 `Queue.enqueue_many` with JSONSerializer, for the same function and payload. genqueue has no batched
 enqueue API (DESIGN.md lists `enqueue_many`; producer.py has none), so its "batched" number is its
 one-by-one enqueue, compared honestly against RQ's enqueue_many.
@@ -22,17 +22,17 @@ def payload(i: int) -> dict:
 
 
 def has_batched_api() -> bool:
-    import genqueue.producer
+    import genqueue.jobs.enqueue
 
-    return hasattr(genqueue.producer, "enqueue_many")
+    return hasattr(genqueue.jobs.enqueue, "enqueue_many")
 
 
 def run(ctx: Ctx) -> Scenario:
     from rq import Queue
 
-    from genqueue.jobs import JOB_FUNC
-    from genqueue.producer import enqueue
-    from genqueue.queues import make_queue
+    from genqueue.backend.queues import make_queue
+    from genqueue.jobs.enqueue import enqueue
+    from genqueue.tasks.generate import JOB_FUNC
 
     n = ctx.sizes.enqueue_jobs
     batch = ctx.sizes.enqueue_batch
@@ -62,7 +62,7 @@ def run(ctx: Ctx) -> Scenario:
 
     def gq_many(rep: int) -> float:
         if has_batched_api():
-            import genqueue.producer as producer
+            import genqueue.jobs.enqueue as producer
 
             return with_queue(f"enq-gqn-{rep}", lambda q: producer.enqueue_many(ctx.conn, q.name, payloads))
         return gq_one(rep)
@@ -74,6 +74,6 @@ def run(ctx: Ctx) -> Scenario:
     label = "enqueue batched" if has_batched_api() else "batched (gq: one by one)"
     compare(sc, "batched", label, many["rq"], many["genqueue"], unit="jobs/s", higher_is_better=True, goal=1.0)
     if not has_batched_api():
-        sc.notes.append("genqueue has no batched enqueue API: its batched number is genqueue.producer.enqueue "
+        sc.notes.append("genqueue has no batched enqueue API: its batched number is genqueue.jobs.enqueue.enqueue "
                         f"one by one, against RQ's Queue.enqueue_many in batches of {batch:,}")
     return sc

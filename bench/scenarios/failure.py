@@ -23,11 +23,11 @@ COUNT_JOBS = 200  # jobs in the command-counting pass
 def _options(system: str, fail: int) -> dict:
     from rq import Retry
 
-    from genqueue.jobmeta import new_meta
+    from genqueue.retry.meta import new_meta
 
     if system == "rq":
         return {"retry": Retry(max=FAILURES), "meta": {"bench_retries": FAILURES}}
-    return {"meta": new_meta()}  # what genqueue.producer.enqueue attaches
+    return {"meta": new_meta()}  # what genqueue.jobs.enqueue.enqueue attaches
 
 
 def _settings(ctx: Ctx, name: str):
@@ -40,7 +40,7 @@ def _check_retried(ctx: Ctx, system: str, ids: list[str], fail: int) -> None:
     """Every job (up to 100 sampled) failed exactly `fail` times before finishing."""
     from rq.job import Job
 
-    from genqueue.queues import SERIALIZER
+    from genqueue.backend.queues import SERIALIZER
 
     from .jobs import failed_attempts
 

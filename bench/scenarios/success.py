@@ -14,7 +14,7 @@ def fill_queue(ctx: Ctx, name: str, n: int, func: str = NOOP, payload=lambda i: 
     """Enqueue n jobs (not timed) with ids `<queue>-<i>`; returns the ids."""
     from rq import Queue
 
-    from genqueue.queues import make_queue
+    from genqueue.backend.queues import make_queue
 
     queue = make_queue(ctx.conn, name)
     ids = [f"{name}-{i}" for i in range(n)]
@@ -27,7 +27,7 @@ def fill_queue(ctx: Ctx, name: str, n: int, func: str = NOOP, payload=lambda i: 
 def make_worker(ctx: Ctx, system: str, name: str, *, simple: bool, settings=None):
     from rq import SimpleWorker, Worker
 
-    from genqueue.queues import SERIALIZER, make_queue
+    from genqueue.backend.queues import SERIALIZER, make_queue
     from genqueue.settings import Settings
     from genqueue.worker.classes import build_worker
 
@@ -46,7 +46,7 @@ def drain(worker) -> float:
 def check_finished(ctx: Ctx, name: str, n: int) -> None:
     from rq.registry import FinishedJobRegistry
 
-    from genqueue.queues import SERIALIZER
+    from genqueue.backend.queues import SERIALIZER
 
     done = FinishedJobRegistry(name, connection=ctx.conn, serializer=SERIALIZER).count
     left = ctx.conn.llen(f"rq:queue:{name}")

@@ -12,9 +12,9 @@ from fastapi.staticfiles import StaticFiles
 from redis import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..connection import EmbeddedServer, redact
+from ..backend.connection import EmbeddedServer, redact
+from ..backend.outage import short_retry
 from ..errors import GenqueueError
-from ..outage import short_retry
 from ..settings import Settings
 from . import errors
 from .config import ApiConfig

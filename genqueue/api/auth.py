@@ -9,7 +9,7 @@ from typing import Any
 import jwt
 
 from ..errors import GenqueueError, InvalidInput
-from ..tenancy import ADMIN_ROLE, Principal
+from ..tenants.tenancy import ADMIN_ROLE, Principal
 from .config import ApiConfig
 
 

@@ -10,7 +10,7 @@ from redis import Redis
 
 from ..dlq.store import DLQStore
 from ..settings import Settings
-from ..tenancy import Principal, require_admin
+from ..tenants.tenancy import Principal, require_admin
 from .auth import Unauthorized, principal_from_header
 from .config import ApiConfig
 from .errors import ApiError

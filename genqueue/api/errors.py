@@ -14,12 +14,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import (Conflict, CorruptEntry, Forbidden, GenqueueError, InsufficientCredits, InvalidInput, NotFound,
-                      ServerUnavailable)
-from ..jobretry import MaxAttemptsReached
-from ..runrules import NothingToRetry, RetryLimitReached
+from ..errors import (
+    Conflict,
+    CorruptEntry,
+    Forbidden,
+    GenqueueError,
+    InsufficientCredits,
+    InvalidInput,
+    NotFound,
+    ServerUnavailable,
+)
+from ..jobs.manual_retry import MaxAttemptsReached
+from ..runs.rules import NothingToRetry, RetryLimitReached
+from ..support.logs import get_logger
 from .auth import Unauthorized
-from ..logs import get_logger
 
 log = get_logger("genqueue.api")
 

@@ -14,7 +14,7 @@ from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from redis import Redis
 
-from .. import keys
+from ..backend import keys
 
 KEY_PREFIX = keys.RATE_LIMIT_PREFIX
 

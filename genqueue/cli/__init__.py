@@ -28,8 +28,8 @@ Examples:
 @click.version_option(package_name="genqueue")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    from ..logs import configure
     from ..settings import Settings
+    from ..support.logs import configure
 
     settings = Settings.from_env()
     configure(settings.log_format)  # log lines go to stderr: stdout is for tables and --json
@@ -37,13 +37,13 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import admin, api, credits, demo, dlq, dlq_bulk, jobs, runs, server, worker  # noqa: F401 - dlq_bulk adds to the dlq group
+    from . import admin, api, credits, demo, dlq, dlq_bulk, dlq_shared, jobs, runs, server, worker  # noqa: F401 - dlq and dlq_bulk add to the dlq group
 
     cli.add_command(demo.demo)
     cli.add_command(worker.worker)
     cli.add_command(jobs.enqueue)
     cli.add_command(jobs.jobs)
-    cli.add_command(dlq.dlq)
+    cli.add_command(dlq_shared.dlq)
     cli.add_command(server.server)
     cli.add_command(admin.audit)
     cli.add_command(admin.scheduler)

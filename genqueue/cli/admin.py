@@ -18,7 +18,7 @@ from .render import emit_json, short, table
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @json_option
 def audit(limit, as_json) -> None:
-    from .. import audit as audit_log
+    from ..backend import audit as audit_log
 
     app = get_app(None, as_json)
     rows = audit_log.recent(app.connection, limit)
@@ -42,13 +42,13 @@ def audit(limit, as_json) -> None:
 @click.option("--once", is_flag=True, help="Run one pass and exit.")
 @json_option
 def scheduler(queues, queue, once, as_json) -> None:
-    from ..connection import connect
+    from ..backend.connection import connect
+    from ..backend.outage import OutageTooLong
     from ..dlq.maintenance import MaintenanceConfig, run_forever, run_once
     from ..dlq.store import DLQStore
     from ..errors import ServerUnavailable
-    from ..logs import configure
-    from ..outage import OutageTooLong
     from ..retry.manager import RetryManager
+    from ..support.logs import configure
     from ..worker.sweep import restart_grace_s, sweep_queue
 
     app = get_app(queue, as_json)

@@ -25,7 +25,7 @@ def api(ctx: click.Context, host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from ..api.config import ApiConfig, check_bind
-    from ..logs import configure
+    from ..support.logs import configure
 
     app = get_app()
     configure(app.settings.log_format)
@@ -56,7 +56,7 @@ def token(sub: str, tenant: str | None, admin: bool, ttl: str, login: bool, base
                     ttl_s=parse_duration(ttl).total_seconds()))
     if login:
         from ..api.ui.sessions import create_login
-        from ..tenancy import ADMIN_ROLE, Principal
+        from ..tenants.tenancy import ADMIN_ROLE, Principal
 
         code = create_login(app.connection, Principal(sub, tenant or sub, frozenset([ADMIN_ROLE] if admin else [])))
         base = (base_url or f"http://127.0.0.1:{os.environ.get('PORT') or 8000}").rstrip("/")

@@ -24,7 +24,7 @@ class App:
     @property
     def connection(self):
         if self._connection is None:
-            from ..connection import connect
+            from ..backend.connection import connect
 
             self._connection = connect(self.settings)
         return self._connection

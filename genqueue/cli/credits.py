@@ -28,7 +28,7 @@ def _show(tenant: str, value: int | None, as_json: bool) -> None:
 @click.argument("amount", type=click.IntRange(min=0))
 @json_option
 def set_(tenant: str, amount: int, as_json: bool) -> None:
-    from .. import credits as lib
+    from ..tenants import credits as lib
 
     app = get_app(None, as_json)
     lib.check_tenant(tenant)
@@ -41,7 +41,7 @@ def set_(tenant: str, amount: int, as_json: bool) -> None:
 @click.argument("amount", type=int)
 @json_option
 def add(tenant: str, amount: int, as_json: bool) -> None:
-    from .. import credits as lib
+    from ..tenants import credits as lib
 
     app = get_app(None, as_json)
     lib.check_tenant(tenant)
@@ -52,7 +52,7 @@ def add(tenant: str, amount: int, as_json: bool) -> None:
 @click.argument("tenant")
 @json_option
 def show(tenant: str, as_json: bool) -> None:
-    from .. import credits as lib
+    from ..tenants import credits as lib
 
     app = get_app(None, as_json)
     lib.check_tenant(tenant)

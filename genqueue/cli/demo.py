@@ -27,8 +27,8 @@ def demo(n_jobs: int, workers: int, seed: int | None, deadline_s: int, queue: st
     import random
     import uuid
 
-    from ..demo import make_payloads, start_workers, stop_workers, summarise, tally
-    from ..producer import enqueue
+    from ..jobs.enqueue import enqueue
+    from .demo_runner import make_payloads, start_workers, stop_workers, summarise, tally
 
     app = get_app(queue)
     connection, settings = app.connection, app.settings

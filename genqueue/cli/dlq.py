@@ -9,54 +9,9 @@ import click
 
 from ..errors import GenqueueError, InvalidInput
 from .app import get_app
+from .dlq_shared import build_filters, bulk_options, confirm_destructive, dlq, filter_options, run_bulk
 from .params import json_option, parse_json_arg, queue_option
 from .render import emit_json, short, table
-
-
-# retry.kinds.Reason's values, spelled out: importing genqueue.retry here would slow every command's
-# start-up (tests/unit/test_settings_and_params.py keeps the two in step).
-REASONS = ("exhausted", "non_retryable", "crash_loop", "manual", "recovered")
-
-
-def filter_options(fn):
-    for option in reversed(
-        [
-            click.option("--kind", default=None, help="Error kind, e.g. RATE_LIMITED."),
-            click.option("--func", default=None, help="Job function, e.g. genqueue.jobs.generate."),
-            click.option("--user", default=None, help="payload.user_id."),
-            click.option("--reason", type=click.Choice(REASONS),
-                         default=None, help="Why it was dead-lettered."),
-            click.option("--fingerprint", default=None, help="Error fingerprint (groups similar errors)."),
-            click.option("--since", default=None, help="Dead-lettered after: 2h ago, or an ISO timestamp."),
-            click.option("--until", default=None, help="Dead-lettered before: 30m ago, or an ISO timestamp."),
-        ]
-    ):
-        fn = option(fn)
-    return fn
-
-
-def bulk_options(fn):
-    """--dry-run, --rate, --cursor, --yes: shared by `retry --all` and `purge`."""
-    for option in reversed([
-        click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing."),
-        click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="At most N entries per second."),
-        click.option("--cursor", default=None, help="Resume a bulk run after this cursor."),
-        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
-    ]):
-        fn = option(fn)
-    return fn
-
-
-def build_filters(kind, func, user, reason, fingerprint, since, until):
-    from ..dlq.store import Filters
-
-    return Filters.parse(kind=kind, func=func, user=user, reason=reason, fingerprint=fingerprint, since=since,
-                         until=until, since_name="--since", until_name="--until")
-
-
-@click.group(help="The dead-letter queue: list, show, retry, delete, purge, stats, export, import, recover.")
-def dlq() -> None:
-    pass
 
 
 @dlq.command("list", help="Dead-lettered jobs, newest first.\n\n\b\nExamples:\n  genqueue dlq list\n"
@@ -67,7 +22,7 @@ def dlq() -> None:
 @queue_option
 @json_option
 def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, queue, as_json) -> None:
-    from ..secrets import mask
+    from ..support.secrets import mask
 
     filters = build_filters(kind, func, user, reason, fingerprint, since, until)
     app = get_app(queue, as_json)
@@ -81,7 +36,7 @@ def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, qu
     if not page.entries:
         click.echo(f"{app.store().keys.dlq_name} is empty" + (" for these filters" if filters.indexed() else ""))
         return
-    from ..jobmeta import failures  # attempts, not manual-retry records
+    from ..retry.meta import failures  # attempts, not manual-retry records
 
     rows = [(e["job_id"], e["failed_at"], e["error"].get("kind"), e["reason"], len(failures(e.get("history") or [])),
              e["error"].get("status_code") or "", e.get("user_id") or "", short(e["error"].get("message"), 50))
@@ -96,7 +51,7 @@ def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, qu
 @queue_option
 @json_option
 def show(job_id, queue, as_json) -> None:
-    from ..secrets import mask
+    from ..support.secrets import mask
     from .jobs import history_table
 
     app = get_app(queue, as_json)
@@ -135,7 +90,7 @@ def show(job_id, queue, as_json) -> None:
 @json_option
 def retry(job_ids, all_, kind, func, user, reason, fingerprint, since, until, force, payload_patch, dry_run,
           rate, cursor, yes, queue, as_json) -> None:
-    from .. import audit
+    from ..backend import audit
     from ..dlq.replay import replay
 
     filters = build_filters(kind, func, user, reason, fingerprint, since, until)
@@ -151,7 +106,6 @@ def retry(job_ids, all_, kind, func, user, reason, fingerprint, since, until, fo
     if all_:
         if patch is not None:
             raise InvalidInput("--payload-patch goes with explicit ids, not --all")
-        from .dlq_bulk import run_bulk
 
         run_bulk(app, store, "retry", filters, dry_run=dry_run, rate=rate, cursor=cursor, yes=yes, force=force)
         return
@@ -190,7 +144,7 @@ def _show_patch(store, job_ids, patch, *, dry_run: bool, yes: bool) -> None:
     import difflib
 
     from ..dlq.replay import patched
-    from ..secrets import mask
+    from ..support.secrets import mask
 
     for job_id in job_ids:
         entry = store.get(job_id)
@@ -208,7 +162,7 @@ def _show_patch(store, job_ids, patch, *, dry_run: bool, yes: bool) -> None:
 @queue_option
 @json_option
 def delete(job_ids, yes, queue, as_json) -> None:
-    from .. import audit
+    from ..backend import audit
 
     confirm_destructive(f"Delete {len(job_ids)} DLQ entr{'y' if len(job_ids) == 1 else 'ies'}?", yes)
     app = get_app(queue, as_json)
@@ -233,11 +187,3 @@ def delete(job_ids, yes, queue, as_json) -> None:
         emit_json({"queue": app.settings.queue, "results": results})
     if worst is not None:
         sys.exit(worst.exit_code)
-
-
-def confirm_destructive(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise InvalidInput("refusing a destructive action without --yes when stdin is not a terminal")
-    click.confirm(question, abort=True)

@@ -3,75 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
 
 import click
 
 from .app import get_app
-from .dlq import build_filters, bulk_options, confirm_destructive, dlq, filter_options
+from .dlq_shared import build_filters, bulk_options, dlq, filter_options, run_bulk
 from .params import json_option, queue_option
 from .render import emit_json, table
-
-DRY_RUN_SHOWN = 20
-
-
-def run_bulk(app, store, action: str, filters, *, dry_run: bool, rate, cursor, yes: bool, force: bool = False):
-    """Dry run, confirmation, progress bar, Ctrl-C with a resume cursor, audit — for retry --all and purge."""
-    from .. import audit
-    from ..dlq.bulk import bulk_purge, bulk_replay, count_matching, matching
-    from ..dlq.entry import decode
-
-    verb = "replay" if action == "retry" else "purge"
-    total = count_matching(store, filters)
-    filter_dict = {k: v for k, v in vars(filters).items() if v is not None}
-    if dry_run:
-        kinds: Counter = Counter()
-        sample = []
-        for batch in matching(store, filters, cursor):
-            for job_id, _, raw in batch:
-                try:
-                    kinds[decode(raw, job_id)["error"].get("kind")] += 1
-                except Exception:  # noqa: BLE001 - corrupt entries are counted as such
-                    kinds["<corrupt>"] += 1
-                if len(sample) < DRY_RUN_SHOWN:
-                    sample.append(job_id)
-        report = {"dry_run": True, "action": verb, "queue": app.settings.queue, "matching": sum(kinds.values()),
-                  "by_kind": dict(kinds), "sample": sample}
-        if app.as_json:
-            emit_json(report)
-        else:
-            click.echo(f"dry run: would {verb} {report['matching']} entr{'y' if report['matching'] == 1 else 'ies'} "
-                       f"({', '.join(f'{k} {n}' for k, n in kinds.most_common()) or 'none'}); nothing changed")
-            for job_id in sample:
-                click.echo(f"  {job_id}")
-            if report["matching"] > len(sample):
-                click.echo(f"  … and {report['matching'] - len(sample)} more")
-        return
-    if total == 0:
-        raise click.ClickException(f"no entries in {store.keys.dlq_name} match; nothing to {verb}")
-    confirm_destructive(f"{verb.capitalize()} {total} entr{'y' if total == 1 else 'ies'} of {store.keys.dlq_name}?", yes)
-    result = None
-    try:
-        with click.progressbar(length=total, label=f"{verb}ing", file=sys.stderr, show_pos=True) as bar:
-            kwargs = {"cursor": cursor, "rate": rate, "progress": bar.update}
-            result = bulk_replay(store, filters, force=force, **kwargs) if verb == "replay" \
-                else bulk_purge(store, filters, **kwargs)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted; entries already handled stay handled. Resume with the same command and "
-                   "--cursor <the last cursor printed>, or just run it again", err=True)
-        raise
-    finally:
-        if result is not None:
-            counts = {("replayed" if verb == "replay" else "purged"): result.done, **result.skipped}
-            audit.record(app.connection, "bulk_retry" if verb == "replay" else "purge", app.settings.queue,
-                         filters=filter_dict, counts=counts, ids=result.ids)
-    out = {"action": verb, "queue": app.settings.queue, "done": result.done, "skipped": result.skipped,
-           "cursor": result.cursor}
-    if app.as_json:
-        emit_json(out)
-    else:
-        skipped = ", ".join(f"{k} {n}" for k, n in result.skipped.items())
-        click.echo(f"{verb}d {result.done} entr{'y' if result.done == 1 else 'ies'}" + (f"; skipped {skipped}" if skipped else ""))
 
 
 @dlq.command(help="Delete every entry matching the filters.\n\n\b\nExamples:\n  genqueue dlq purge --reason non_retryable --dry-run\n"
@@ -123,7 +61,7 @@ def stats(kind, func, user, reason, fingerprint, since, until, queue, as_json) -
 @click.option("--include-secrets", is_flag=True, help="Keep api keys, tokens, … as they are (for a faithful backup).")
 @queue_option
 def export(kind, func, user, reason, fingerprint, since, until, output, include_secrets, queue) -> None:
-    from .. import audit
+    from ..backend import audit
     from ..dlq.transfer import export_chunks
 
     filters = build_filters(kind, func, user, reason, fingerprint, since, until)
@@ -152,7 +90,7 @@ def export(kind, func, user, reason, fingerprint, since, until, output, include_
 @queue_option
 @json_option
 def import_(file, skip_bad, overwrite, queue, as_json) -> None:
-    from .. import audit
+    from ..backend import audit
     from ..dlq.transfer import import_file
 
     app = get_app(queue, as_json)
@@ -176,9 +114,9 @@ def import_(file, skip_bad, overwrite, queue, as_json) -> None:
 @queue_option
 @json_option
 def recover(queue, as_json) -> None:
-    from .. import audit
-    from ..dlq.recover import recover_failed, recover_orphans
+    from ..backend import audit
     from ..retry.manager import RetryManager
+    from ..worker.recover import recover_failed, recover_orphans
 
     app = get_app(queue, as_json)
     store = app.store()

@@ -26,9 +26,9 @@ from .render import emit_json, short, table
 @queue_option
 @json_option
 def enqueue(payload, job_id, max_retries, in_, timeout, policy, queue, as_json) -> None:
-    from ..jobretry import checked_job_id
-    from ..producer import check_policy
-    from ..producer import enqueue as do_enqueue
+    from ..jobs.enqueue import check_policy
+    from ..jobs.enqueue import enqueue as do_enqueue
+    from ..jobs.manual_retry import checked_job_id
 
     data = parse_json_arg(payload, "--payload")
     policy_data = parse_json_arg(policy, "--policy") if policy else None
@@ -37,7 +37,7 @@ def enqueue(payload, job_id, max_retries, in_, timeout, policy, queue, as_json) 
     delay = parse_duration(in_) if in_ else None
     if job_id is not None:
         checked_job_id(job_id)
-    from ..jobs import validate_payload
+    from ..tasks.generate import validate_payload
 
     validate_payload(data)  # before connecting: bad input never needs the server
     app = get_app(queue, as_json)
@@ -63,8 +63,8 @@ def jobs() -> None:
 @queue_option
 @json_option
 def show(job_id, queue, as_json) -> None:
-    from ..jobretry import checked_job_id
-    from ..status import job_status
+    from ..jobs.manual_retry import checked_job_id
+    from ..jobs.status import job_status
 
     checked_job_id(job_id)
     app = get_app(queue, as_json)
@@ -92,8 +92,8 @@ def show(job_id, queue, as_json) -> None:
 @queue_option
 @json_option
 def retry(job_id, force, queue, as_json) -> None:
-    from .. import audit
-    from ..jobretry import checked_job_id, retry_job
+    from ..backend import audit
+    from ..jobs.manual_retry import checked_job_id, retry_job
 
     checked_job_id(job_id)
     app = get_app(queue, as_json)

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from ..durations import parse_duration  # noqa: F401 - re-exported for the commands
 from ..errors import InvalidInput
+from ..support.durations import parse_duration  # noqa: F401 - re-exported for the commands
+
 
 def parse_json_arg(text: str, what: str) -> Any:
     """JSON from the text itself, or from a file when it starts with @ ('@-' reads stdin)."""

@@ -48,8 +48,8 @@ def _read_lines(path: str) -> list[str]:
 @queue_option
 @json_option
 def submit(file, run_id, max_retries, queue, as_json) -> None:
-    from ..runrules import check_run_id, parse_run_file
-    from ..runs import submit as do_submit
+    from ..runs.rules import check_run_id, parse_run_file
+    from ..runs.store import submit as do_submit
 
     payloads = parse_run_file(_read_lines(file))  # before connecting: bad input never needs the server
     if run_id is not None:
@@ -78,8 +78,8 @@ def submit(file, run_id, max_retries, queue, as_json) -> None:
               help="Seconds between polls with --watch.")
 @json_option
 def show(run_id, watch, interval, as_json) -> None:
-    from ..runrules import check_run_id
-    from ..runs import snapshot
+    from ..runs.rules import check_run_id
+    from ..runs.store import snapshot
 
     check_run_id(run_id)
     app = get_app(None, as_json)
@@ -100,7 +100,7 @@ def _counts_label(counts: dict[str, int]) -> str:
 
 
 def _watch(app, run_id: str, snap, interval: float, ttl_s: int) -> None:
-    from ..runs import snapshot
+    from ..runs.store import snapshot
 
     # stderr, like the DLQ bulk commands: stdout stays the final result (and valid JSON with --json).
     with click.progressbar(length=snap.run.items, label=_counts_label(snap.counts), file=sys.stderr,
@@ -143,9 +143,9 @@ def _print_run(info: dict) -> None:
               help="Charged manual retries allowed per item (1-10; default: the run's max_retry_count, 3).")
 @json_option
 def retry_failed(run_id, limit, as_json) -> None:
-    from .. import audit
-    from ..runrules import check_run_id
-    from ..runs import retry_failed as do_retry
+    from ..backend import audit
+    from ..runs.rules import check_run_id
+    from ..runs.store import retry_failed as do_retry
 
     check_run_id(run_id)
     app = get_app(None, as_json)

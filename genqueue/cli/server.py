@@ -14,7 +14,7 @@ def _embedded():
     app = get_app()
     if app.settings.redis_url:
         raise InvalidInput("REDIS_URL is set: genqueue uses that server and manages no embedded one")
-    from ..connection import EmbeddedServer
+    from ..backend.connection import EmbeddedServer
 
     return EmbeddedServer(app.settings.home)
 
@@ -52,7 +52,7 @@ def stop(as_json: bool) -> None:
 def status(as_json: bool, url_only: bool) -> None:
     app = get_app()
     if app.settings.redis_url:
-        from ..connection import redact
+        from ..backend.connection import redact
 
         url = redact(app.settings.redis_url)
         if as_json:

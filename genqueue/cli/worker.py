@@ -22,10 +22,10 @@ from .params import queue_option
               help="Seconds between registry cleanups (default: RQ's 600).")
 def worker(queues: tuple[str, ...], queue: str | None, simple: bool, burst: bool, name: str | None,
            maintenance_interval: int | None) -> None:
-    from ..connection import connect
+    from ..backend.connection import connect
+    from ..backend.outage import OutageTooLong
     from ..errors import ServerUnavailable
-    from ..logs import configure
-    from ..outage import OutageTooLong
+    from ..support.logs import configure
     from ..worker import build_worker
 
     app = get_app(queue)

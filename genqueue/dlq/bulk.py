@@ -13,8 +13,8 @@ from rq.job import JobStatus
 from rq.utils import now as utcnow
 from rq.utils import utcformat
 
+from ..backend.queues import make_queue
 from ..errors import GenqueueError
-from ..queues import make_queue
 from .entry import decode
 from .replay import DEFAULT_REPLAY_CAP, LIVE, REFUSED, job_hash, replay
 from .store import DLQStore, Filters, parse_cursor

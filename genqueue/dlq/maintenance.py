@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
-from .. import audit, keys
-from ..durations import parse_duration
+from ..backend import audit, keys
 from ..errors import InvalidInput
+from ..support.durations import parse_duration
+from ..support.logs import get_logger
 from .bulk import bulk_replay
 from .store import DLQStore, Filters
-from ..logs import get_logger
 
 log = get_logger("genqueue.maintenance")
 LOCK_KEY = keys.SCHEDULER_LOCK

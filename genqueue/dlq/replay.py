@@ -8,12 +8,11 @@ from typing import Any
 from redis.exceptions import WatchError
 from rq.job import JobStatus
 
+from ..backend.jobhash import queued_job_hash
+from ..backend.queues import RESULT_TTL_S, make_queue
 from ..errors import Conflict, NotFound
-from ..jobhash import queued_job_hash
-from ..jobmeta import new_meta
-from ..jobs import describe
-from ..producer import RESULT_TTL_S
-from ..queues import make_queue
+from ..retry.meta import new_meta
+from ..tasks.generate import describe
 from .entry import decode
 from .store import DLQStore
 
@@ -102,7 +101,7 @@ def refused(store: DLQStore, outcome: str, exc: Exception) -> Exception:
 
 def patched(entry: dict[str, Any], payload_patch: dict) -> dict[str, Any]:
     """The entry with its payload (args[0]) merge-patched and re-validated."""
-    from ..jobs import validate_payload
+    from ..tasks.generate import validate_payload
 
     args = list(entry.get("args") or [{}])
     args[0] = validate_payload(merge_patch(args[0], payload_patch))

@@ -8,22 +8,22 @@ are O(1)/O(indexes) by id; pages walk a sorted set by score, never SCAN.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from itertools import islice
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from importlib import resources
+from itertools import islice
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
 
+from ..backend.keys import DLQKeys
 from ..errors import CorruptEntry, InvalidInput, NotFound
+from ..support.logs import get_logger
 from .entry import decode, encode, failed_at_score, index_values
-from .keys import DLQKeys
-from ..logs import get_logger
 
 DEFAULT_CAP = 100_000
 PAGE_CHUNK = 50  # ids read per MGET while filling a page
@@ -76,7 +76,7 @@ def time_bound(text: str | None, name: str) -> float | None:
     """`2h` (that long ago) or an ISO timestamp → epoch seconds."""
     if not text:
         return None
-    from ..durations import parse_duration
+    from ..support.durations import parse_duration
 
     try:
         return time.time() - parse_duration(text).total_seconds()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from ..errors import Conflict, GenqueueError, InvalidInput
-from ..secrets import has_secrets, may_hold_secrets, mask
+from ..support.secrets import has_secrets, mask, may_hold_secrets
 from .bulk import matching
 from .entry import decode, encode, failed_at_score, index_values, parse_iso
 from .store import DLQStore, Filters

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..support.logs import get_logger
 from .classify import Classifier, Rule, parse_retry_after, raw_retry_after, status_code_of
 from .kinds import ErrorKind, Reason
 from .policy import DEFAULT_POLICIES, RetryPolicy, merged_policies, override, scaled_policies
-from ..logs import get_logger
 
 log = get_logger("genqueue.retry")
 

@@ -26,26 +26,26 @@ import traceback
 from typing import Any
 
 from rq import SimpleWorker, Worker, worker_registration
+from rq.exceptions import DequeueTimeout
 from rq.executions import Execution
 from rq.job import JobStatus
-from rq.exceptions import DequeueTimeout
 from rq.utils import now as utcnow
 from rq.utils import utcformat
 from rq.worker.base import WorkerStatus
 
-from .. import keys
-from ..counters import count_in, fields_for_success, seconds_between
+from ..backend import keys
+from ..backend.counters import count_in, fields_for_success, seconds_between
+from ..backend.outage import OutageTooLong
+from ..backend.queues import SERIALIZER, make_queue
 from ..dlq.store import DLQStore
-from ..outage import OutageTooLong
-from ..queues import SERIALIZER, make_queue
 from ..retry.manager import Failure, RetryManager
 from ..settings import Settings
+from ..support.logs import get_logger
 from .guarded import pop, recorder, run_guarded
 from .liveness import WORKERS_KEY, Claim, Heartbeat
 from .schedule import SCHEDULE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
 from .transition import record_failure
-from ..logs import get_logger
 
 PR_SET_PDEATHSIG = 1
 log = get_logger("genqueue.worker")

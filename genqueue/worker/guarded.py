@@ -23,7 +23,7 @@ from typing import Any
 
 from redis import Redis
 
-from ..luascripts import registered
+from ..backend.scripts import registered
 
 RUN_RECORDED = """
 local function run_recorded(from)  -- ARGV[from..]: for each command, its word count, then its words

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from .. import keys
-from ..outage import OutageTooLong
-from ..logs import get_logger
+from ..backend import keys
+from ..backend.outage import OutageTooLong
+from ..support.logs import get_logger
 
 log = get_logger("genqueue.worker")
 WORKERS_KEY = keys.WORKERS

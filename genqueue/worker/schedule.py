@@ -13,9 +13,9 @@ import time
 from importlib import resources
 
 from redis import Redis
-
-from .. import keys
 from rq.utils import now, utcformat
+
+from ..backend import keys
 
 LOCK_TTL_MS = 5000
 BATCH = 500

@@ -31,16 +31,16 @@ from rq.executions import Execution
 from rq.job import JobStatus
 from rq.utils import now, parse_composite_key
 
-from .. import keys
+from ..backend import keys
+from ..backend.outage import BACKOFF_CAP_S, CLOCK
+from ..backend.queues import fetch_job, make_queue
 from ..dlq.store import DLQStore
-from ..jobs import JOB_FUNC
-from ..outage import BACKOFF_CAP_S, CLOCK
-from ..queues import fetch_job, make_queue
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Failure, RetryManager
+from ..support.logs import get_logger
+from ..tasks.generate import JOB_FUNC
 from .liveness import WORKERS_KEY, alive_key, dead_seen_key
 from .transition import record_failure
-from ..logs import get_logger
 
 log = get_logger("genqueue.sweep")
 STRANDED_AFTER_S = 15.0

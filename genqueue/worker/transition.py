@@ -19,14 +19,14 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.utils import now
 
-from ..counters import count_in, fields_for_failure, seconds_between
+from ..backend.counters import count_in, fields_for_failure, seconds_between
 from ..dlq.entry import build_entry, iso
 from ..dlq.store import DLQStore
-from ..jobmeta import gq, retry_state
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Decision, Failure, RetryManager, decision_record
+from ..retry.meta import gq, retry_state
+from ..support.logs import get_logger
 from .guarded import recorder, run_guarded
-from ..logs import get_logger
 
 log = get_logger("genqueue.worker")
 MAX_TX_ATTEMPTS = 20

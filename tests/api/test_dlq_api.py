@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from genqueue.producer import enqueue
+from genqueue.jobs.enqueue import enqueue
 from tests.api.test_jobs_api import drain
 
 

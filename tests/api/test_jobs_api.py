@@ -90,7 +90,7 @@ def test_delay_schedules_the_job(client, token):
 
 
 def test_audit_records_the_principal(client, token, conn):
-    from genqueue import audit
+    from genqueue.backend import audit
 
     client.post("/api/jobs", headers=token("auditee"), json={"payload": {"prompt": "p"}, "job_id": "api-audit-1"})
     rows = wait_for(lambda: [r for r in audit.recent(conn, 50) if r["action"] == "api_enqueue"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from genqueue.producer import enqueue
+from genqueue.jobs.enqueue import enqueue
 from tests.api.test_jobs_api import drain
 
 

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from genqueue.producer import enqueue
-from genqueue.queues import SERIALIZER
+from genqueue.backend.queues import SERIALIZER
+from genqueue.jobs.enqueue import enqueue
 from tests.api.test_metrics import samples
 from tests.helpers import WorkerProcess, wait_for
 

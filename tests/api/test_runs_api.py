@@ -63,7 +63,7 @@ def test_continue_statuses_on_a_partly_failed_run(client, token, env):
 
 
 def test_continue_charges_credits_all_or_nothing(client, token, env, conn):
-    from genqueue import credits
+    from genqueue.tenants import credits
 
     tenant = f"t-{uuid.uuid4().hex[:6]}"
     h = token("u", tenant=tenant)

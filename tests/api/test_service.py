@@ -3,10 +3,9 @@ processes, and Redis down → 503 (and back) without the service exiting."""
 
 from __future__ import annotations
 
-
 import httpx
 
-from genqueue.producer import enqueue
+from genqueue.jobs.enqueue import enqueue
 from tests.api.test_jobs_api import drain
 from tests.helpers import race
 
@@ -50,8 +49,8 @@ def test_two_concurrent_retries_of_one_dead_job_exactly_one_wins(api_process, co
 
 
 def test_two_concurrent_continues_charge_credits_once(api_process, conn, settings, env):
-    from genqueue import credits
-    from genqueue.runs import submit
+    from genqueue.runs.store import submit
+    from genqueue.tenants import credits
     from tests.api.conftest import SECRET
 
     api = api_process(GENQUEUE_API_RATE_LIMIT="10000/minute")
@@ -83,7 +82,7 @@ def test_the_rate_limit_is_shared_by_two_api_processes(api_process):
 
 
 def test_redis_down_is_503_and_the_service_keeps_running(api_process, tmp_path):
-    from genqueue.connection import EmbeddedServer
+    from genqueue.backend.connection import EmbeddedServer
     from tests.api.conftest import SECRET
 
     home = tmp_path / "srv"

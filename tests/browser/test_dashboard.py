@@ -5,8 +5,8 @@ partially failed run, and check that a POST without the CSRF token is refused.""
 
 from __future__ import annotations
 
-from genqueue.producer import enqueue
-from genqueue.runs import submit
+from genqueue.jobs.enqueue import enqueue
+from genqueue.runs.store import submit
 from tests.api.test_jobs_api import drain
 from tests.helpers import run_cli
 

@@ -5,7 +5,7 @@ a worker that exits on its own fails the test."""
 from __future__ import annotations
 
 from bench.chaos import run_chaos
-from genqueue.connection import EmbeddedServer
+from genqueue.backend.connection import EmbeddedServer
 
 
 def test_chaos_nothing_lost_nothing_twice(env, queue_name, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from genqueue.producer import enqueue
+from genqueue.jobs.enqueue import enqueue
 from tests.helpers import run_cli, wait_for
 
 
@@ -103,7 +103,7 @@ def test_enqueue_is_idempotent_by_job_id(conn, settings, env):
 
 def test_enqueue_many_batches_jobs_that_workers_retry_like_any_other(conn, settings, store, workers):
     from genqueue.errors import InvalidInput
-    from genqueue.producer import enqueue_many
+    from genqueue.jobs.enqueue import enqueue_many
 
     with pytest.raises(InvalidInput):  # one bad payload: nothing is enqueued
         enqueue_many(conn, settings.queue, [{"prompt": "ok"}, {"model": "no prompt"}])

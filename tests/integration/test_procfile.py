@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from genqueue.connection import EmbeddedServer, connect_url
-from genqueue.producer import enqueue
+from genqueue.backend.connection import EmbeddedServer, connect_url
+from genqueue.jobs.enqueue import enqueue
 from tests.api.conftest import free_port
 from tests.helpers import descendants, wait_for
-from tests.integration.test_server_restart import OUTAGE_S, crash
+from tests.integration.backend.test_server_restart import OUTAGE_S, crash
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = 80

@@ -2,12 +2,12 @@ from datetime import timedelta
 
 import pytest
 
+from genqueue.backend.connection import redact
 from genqueue.cli.params import parse_duration, parse_json_arg
-from genqueue.connection import redact
 from genqueue.errors import InvalidInput
-from genqueue.jobs import validate_payload
-from genqueue.providers.simulated import SimulatedProvider, parse_outcomes
 from genqueue.settings import Settings
+from genqueue.tasks.generate import validate_payload
+from genqueue.tasks.providers.simulated import SimulatedProvider, parse_outcomes
 
 
 def test_settings_from_env():
@@ -85,7 +85,7 @@ def test_public_api_resolves_lazily():
 
 
 def test_cli_reason_choices_are_the_reason_enum():
-    from genqueue.cli.dlq import REASONS
+    from genqueue.cli.dlq_shared import REASONS
     from genqueue.retry.kinds import Reason
 
     assert REASONS == tuple(r.value for r in Reason)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from ...tenancy import Principal
+from ...tenants.tenancy import Principal
 
 
 def actor(request: Request, who: Principal) -> str:

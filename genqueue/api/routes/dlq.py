@@ -8,14 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from ... import audit
+from ...backend import audit
 from ...dlq.bulk import bulk_replay, count_matching, matching
 from ...dlq.replay import replay
 from ...dlq.stats import dlq_stats
 from ...dlq.store import Filters
-from ...producer import check_job_id
-from ...secrets import mask
-from ...tenancy import Principal
+from ...jobs.enqueue import check_job_id
+from ...support.secrets import mask
+from ...tenants.tenancy import Principal
 from ..deps import ServiceState, admin, service
 from . import actor
 

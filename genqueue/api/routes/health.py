@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from redis import Redis
 from redis.exceptions import RedisError
 
-from ...outage import quick_retry
+from ...backend.outage import quick_retry
 from ..deps import ServiceState, service
 from ..errors import ApiError
 

@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
-from ... import audit
+from ...backend import audit
 from ...errors import Forbidden
-from ...jobretry import retry_job
-from ...producer import check_job_id, enqueue
-from ...status import job_status
-from ...tenancy import Principal, check_access
+from ...jobs.enqueue import check_job_id, enqueue
+from ...jobs.manual_retry import retry_job
+from ...jobs.status import job_status
+from ...tenants.tenancy import Principal, check_access
 from ..deps import ServiceState, principal, service
 from . import actor
 

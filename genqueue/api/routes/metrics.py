@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from ...metrics import render, token_ok
 from ..deps import ServiceState, service
 from ..errors import ApiError
+from ..metrics import render, token_ok
 
 router = APIRouter(tags=["metrics"])
 

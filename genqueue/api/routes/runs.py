@@ -1,4 +1,4 @@
-"""/api/runs: submit a batch, read it, and "Continue" (retry-failed) — over genqueue.runs."""
+"""/api/runs: submit a batch, read it, and "Continue" (retry-failed) — over genqueue.runs.store."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ... import audit
+from ...backend import audit
 from ...errors import InvalidInput
-from ...runrules import DEFAULT_LIMIT, check_run_id, parse_run_file
-from ...runs import retry_failed, snapshot, submit
-from ...tenancy import Principal, check_access
+from ...runs.rules import DEFAULT_LIMIT, check_run_id, parse_run_file
+from ...runs.store import retry_failed, snapshot, submit
+from ...tenants.tenancy import Principal, check_access
 from ..deps import ServiceState, principal, service
 from . import actor
 

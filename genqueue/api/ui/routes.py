@@ -11,19 +11,20 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from ... import audit, credits
+from ...backend import audit
 from ...dlq.replay import merge_patch, replay
 from ...dlq.stats import dlq_stats
 from ...dlq.store import Filters
 from ...errors import GenqueueError, InvalidInput
-from ...metrics import read as read_metrics
-from ...producer import check_job_id
-from ...runrules import check_run_id
-from ...runs import retry_failed, snapshot
-from ...secrets import mask
-from ...status import job_status
-from ...tenancy import check_access
+from ...jobs.enqueue import check_job_id
+from ...jobs.status import job_status
+from ...runs.rules import check_run_id
+from ...runs.store import retry_failed, snapshot
+from ...support.secrets import mask
+from ...tenants import credits
+from ...tenants.tenancy import check_access
 from ..deps import ServiceState, service
+from ..metrics import read as read_metrics
 from . import sessions
 
 router = APIRouter(prefix="/ui", include_in_schema=False)

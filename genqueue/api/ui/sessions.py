@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from ... import keys
-from ...tenancy import Principal
+from ...backend import keys
+from ...tenants.tenancy import Principal
 
 LOGIN_TTL_S = 300
 SESSION_TTL_S = 8 * 3600

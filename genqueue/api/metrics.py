@@ -1,0 +1,144 @@
+"""Prometheus metrics, read from Redis at scrape time: every API process (and every machine) reports the
+same numbers, because they are the queues', the registries' and the DLQ's own state, not per-process
+counters. Two pipelined round trips per scrape (the second asks which registered workers are alive).
+
+Exported: queue depth by state, workers alive, DLQ size and oldest age and the DLQ's own counters
+(replays by outcome, expired, evicted), the counters of the moves (new jobs enqueued, genqueue/submit.py;
+finished; failed attempts and retries by
+kind; dead-lettered by kind and reason; the attempt-duration histogram — genqueue/counters.py, each
+incremented in the MULTI of the move it counts), and the API's requests by route and status (in-process).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from redis import Redis
+
+from ..backend import counters, keys
+from ..backend.keys import DLQKeys
+from ..dlq.replay import REFUSED
+
+DLQ_COUNTERS = {"expired": "genqueue_dlq_expired_total", "evicted": "genqueue_dlq_evicted_total"}
+
+
+def read(connection: Redis, queues: Iterable[str], now: float | None = None) -> dict[str, dict]:
+    """Per queue: depth by state, DLQ entries and oldest age, DLQ counters, workers alive."""
+    queues = list(queues)
+    now = time.time() if now is None else now
+    with connection.pipeline(transaction=False) as pipe:
+        for q in queues:
+            dlq = DLQKeys(q)
+            pipe.llen(keys.rq_queue(q))
+            pipe.zcard(keys.rq_scheduled(q))
+            pipe.zcard(f"rq:wip:{q}")
+            pipe.zcard(dlq.all)
+            pipe.zrange(dlq.all, 0, 0, withscores=True)
+            pipe.hgetall(dlq.stats)
+            pipe.smembers(f"rq:workers:{q}")
+            pipe.hgetall(keys.metrics(q))
+        replies = pipe.execute()
+    out: dict[str, dict] = {}
+    workers: dict[str, list[str]] = {}
+    for i, q in enumerate(queues):
+        queued, scheduled, started, entries, oldest, stats, members, counted = replies[8 * i: 8 * i + 8]
+        out[q] = {"depth": {"queued": queued, "scheduled": scheduled, "started": started}, "dlq_entries": entries,
+                  "dlq_oldest_age_s": max(0.0, now - oldest[0][1]) if oldest else 0.0,
+                  "dlq": {k.decode(): int(v) for k, v in stats.items()}, "counters": counters.parse(counted)}
+        workers[q] = [m.decode().removeprefix("rq:worker:") for m in members]
+    names = sorted({n for ns in workers.values() for n in ns})
+    with connection.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(keys.alive(name))
+        alive = dict(zip(names, pipe.execute())) if names else {}
+    for q in queues:
+        out[q]["workers_alive"] = sum(1 for n in workers[q] if alive.get(n))
+    return out
+
+
+class RedisCollector:
+    def __init__(self, connection: Redis, queues: Iterable[str],
+                 api_requests: Mapping[tuple[str, int], int] | None = None) -> None:
+        self.connection, self.queues, self.api_requests = connection, list(queues), api_requests
+
+    @staticmethod
+    def _transition_families(data: dict[str, dict]):
+        enqueued = CounterMetricFamily("genqueue_jobs_enqueued", "New jobs enqueued or scheduled (not retries or "
+                                       "replays)", labels=["queue"])
+        finished = CounterMetricFamily("genqueue_jobs_finished", "Jobs that finished", labels=["queue"])
+        failed = CounterMetricFamily("genqueue_attempts_failed", "Failed attempts by error kind",
+                                     labels=["queue", "kind"])
+        retried = CounterMetricFamily("genqueue_retries_scheduled", "Retries scheduled by error kind",
+                                      labels=["queue", "kind"])
+        dead = CounterMetricFamily("genqueue_dead_lettered", "Jobs dead-lettered by kind and reason",
+                                   labels=["queue", "kind", "reason"])
+        duration = HistogramMetricFamily("genqueue_job_duration_seconds", "Attempt duration by outcome",
+                                         labels=["queue", "outcome"])
+        for q, d in data.items():
+            c = d["counters"]
+            enqueued.add_metric([q], c["enqueued"])
+            finished.add_metric([q], c["finished"])
+            for kind, n in sorted(c["failed"].items()):
+                failed.add_metric([q, kind], n)
+            for kind, n in sorted(c["retried"].items()):
+                retried.add_metric([q, kind], n)
+            for (kind, reason), n in sorted(c["dead"].items()):
+                dead.add_metric([q, kind, reason], n)
+            for outcome, h in sorted(c["duration"].items()):
+                duration.add_metric([q, outcome], counters.cumulative(h["buckets"]), h["sum"])
+        yield from (enqueued, finished, failed, retried, dead, duration)
+
+    def collect(self):
+        data = read(self.connection, self.queues)
+        depth = GaugeMetricFamily("genqueue_queue_depth", "Jobs per queue and state", labels=["queue", "state"])
+        workers = GaugeMetricFamily("genqueue_workers_alive", "genqueue workers beating", labels=["queue"])
+        entries = GaugeMetricFamily("genqueue_dlq_entries", "Entries in the queue's DLQ", labels=["queue"])
+        oldest = GaugeMetricFamily("genqueue_dlq_oldest_age_seconds", "Age of the DLQ's oldest entry",
+                                   labels=["queue"])
+        dlq_counters = {field: CounterMetricFamily(name.removesuffix("_total"), f"DLQ counter {field}",
+                                                   labels=["queue"]) for field, name in DLQ_COUNTERS.items()}
+        for q, d in data.items():
+            for state, n in d["depth"].items():
+                depth.add_metric([q, state], n)
+            workers.add_metric([q], d["workers_alive"])
+            entries.add_metric([q], d["dlq_entries"])
+            oldest.add_metric([q], d["dlq_oldest_age_s"])
+            for field, family in dlq_counters.items():
+                family.add_metric([q], d["dlq"].get(field, 0))
+        replays = CounterMetricFamily("genqueue_dlq_replays", "DLQ replays by outcome: replayed, or why not "
+                                      "(gone, not_found, max_replays, finished, live, corrupt)",
+                                      labels=["queue", "outcome"])
+        for q, d in data.items():
+            replays.add_metric([q, "replayed"], d["dlq"].get("replayed", 0))
+            for field, n in sorted(d["dlq"].items()):
+                if field.startswith(REFUSED):
+                    replays.add_metric([q, field.removeprefix(REFUSED)], n)
+        yield from (depth, workers, entries, oldest, replays, *dlq_counters.values())
+        yield from self._transition_families(data)
+        if self.api_requests is not None:
+            requests = CounterMetricFamily("genqueue_api_requests", "HTTP requests by route and status",
+                                           labels=["route", "status"])
+            for (route, status), n in sorted(self.api_requests.items()):
+                requests.add_metric([route, str(status)], n)
+            yield requests
+
+
+def render(connection: Redis, queues: Iterable[str],
+           api_requests: Mapping[tuple[str, int], int] | None = None) -> tuple[bytes, str]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(connection, queues, api_requests))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def token_ok(expected: str | None, authorization: str | None) -> bool:
+    """No token configured: open. Otherwise `Authorization: Bearer <GENQUEUE_METRICS_TOKEN>`, compared in
+    constant time."""
+    if not expected:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())

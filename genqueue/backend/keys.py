@@ -1,0 +1,130 @@
+"""Every Redis key genqueue writes, in one place (arq's keys.py is the model). Keys of one queue share the
+`{queue}` hash tag where several are touched by one MULTI or Lua script, so they sit in one Cluster slot.
+
+RQ's own keys (rq:job:<id>, rq:queue:<q>, rq:wip:<q>, rq:scheduled:<q>, rq:failed:<q>, rq:execution:…,
+rq:results:<id>, rq:workers…) belong to RQ; the few genqueue builds by hand are at the bottom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# -- the dead-letter queue (dlq/) ----------------------------------------------------------------------------
+# genqueue:dlq:{<queue>}:e:<id> | all | by:<field>:<value> | stats
+INDEXED_FIELDS = ("kind", "func", "user", "reason", "fingerprint")
+
+
+@dataclass(frozen=True, slots=True)
+class DLQKeys:
+    queue: str
+
+    @property
+    def prefix(self) -> str:
+        return f"genqueue:dlq:{{{self.queue}}}:"
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.queue}-dlq"
+
+    def entry(self, job_id: str) -> str:
+        return f"{self.prefix}e:{job_id}"
+
+    @property
+    def all(self) -> str:
+        return f"{self.prefix}all"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}stats"
+
+    def index(self, field: str, value: str) -> str:
+        return f"{self.prefix}by:{field}:{value}"
+
+
+# -- workers (liveness.py, sweep.py) ---------------------------------------------------------------------
+WORKERS = "genqueue:workers"  # SET of genqueue worker names
+
+
+def alive(worker: str) -> str:
+    """STRING with a TTL of GENQUEUE_LIVENESS_TTL, refreshed by the worker's heartbeat."""
+    return f"genqueue:alive:{worker}"
+
+
+def dead_seen(worker: str) -> str:
+    """STRING: when a sweep first found the worker's alive key gone (EX 1 h)."""
+    return f"genqueue:dead-seen:{worker}"
+
+
+def sweep_lock(queue: str) -> str:
+    """STRING NX PX: one sweeper per queue per interval."""
+    return f"genqueue:sweep-lock:{{{queue}}}"
+
+
+def stranded_seen(queue: str) -> str:
+    """HASH job id -> first time seen in RQ's intermediate list."""
+    return f"genqueue:stranded-seen:{{{queue}}}"
+
+
+def metrics(queue: str) -> str:
+    """HASH of counters incremented inside the transaction of the move they count (genqueue/counters.py)."""
+    return f"genqueue:metrics:{{{queue}}}"
+
+
+# -- maintenance (dlq/maintenance.py) --------------------------------------------------------------------
+SCHEDULER_LOCK = "genqueue:scheduler-lock"  # STRING: one `genqueue scheduler` runs the passes
+
+
+def alerted(queue: str, alert: str) -> str:
+    """STRING EX cooldown: this alert fired recently."""
+    return f"genqueue:alerted:{{{queue}}}:{alert}"
+
+
+# -- admin and product state -----------------------------------------------------------------------------
+AUDIT = "genqueue:audit"  # STREAM (capped) of admin actions
+RUN_PREFIX = "genqueue:run:"  # HASH per run: queue, items, digest, options, tenant, retry counter
+
+
+def run(run_id: str) -> str:
+    return f"{RUN_PREFIX}{run_id}"
+
+
+def credits(tenant: str) -> str:
+    """STRING: a tenant's retry-credit balance (absent: unlimited)."""
+    return f"genqueue:credits:{tenant}"
+
+
+RATE_LIMIT_PREFIX = "genqueue:ratelimit"  # the `limits` library's windows (per sub, per address)
+
+
+def login_code(code: str) -> str:
+    """STRING EX 300: a one-time dashboard login (`genqueue api token --login`), deleted when used."""
+    return f"genqueue:login:{code}"
+
+
+def session(sid: str) -> str:
+    """STRING EX 8 h: a dashboard session (principal and CSRF token), behind an HttpOnly cookie."""
+    return f"genqueue:session:{sid}"
+
+# -- RQ keys genqueue builds itself -------------------------------------------------------------------------
+
+
+def rq_job(job_id: str) -> str:
+    return f"rq:job:{job_id}"
+
+
+RQ_JOB_PREFIX = "rq:job:"
+RQ_EXECUTION_PREFIX = "rq:execution:"  # + <job_id>:<execution_id>
+RQ_QUEUES = "rq:queues"
+
+
+def rq_queue(queue: str) -> str:
+    return f"rq:queue:{queue}"
+
+
+def rq_scheduled(queue: str) -> str:
+    return f"rq:scheduled:{queue}"
+
+
+def rq_scheduler_lock(queue: str) -> str:
+    """RQ's own scheduler lock: genqueue's due-job mover takes the same key, so they exclude each other."""
+    return f"rq:scheduler-lock:{queue}"

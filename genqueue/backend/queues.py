@@ -1,0 +1,25 @@
+"""RQ objects built one way everywhere: JSON serializer on every queue, job and worker. Never pickle."""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+SERIALIZER = JSONSerializer
+DEFAULT_JOB_TIMEOUT_S = 180
+RESULT_TTL_S = 24 * 3600  # finished jobs stay inspectable (`genqueue jobs show`) for a day
+
+
+def make_queue(connection: Redis, name: str) -> Queue:
+    return Queue(name, connection=connection, serializer=SERIALIZER)
+
+
+def fetch_job(connection: Redis, job_id: str) -> Job | None:
+    from rq.exceptions import NoSuchJobError
+
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return None

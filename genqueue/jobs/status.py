@@ -1,0 +1,113 @@
+"""A job's status across RQ and the DLQ, for `genqueue jobs show`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+from rq.job import JobStatus
+
+from ..backend.queues import fetch_job
+from ..dlq.entry import decode, iso
+from ..dlq.store import DLQStore
+from ..errors import NotFound
+from ..retry.kinds import ErrorKind
+from ..retry.meta import MANUAL_RETRY, failures, gq
+from ..retry.policy import DEFAULT_POLICIES
+from ..support.secrets import mask
+from ..tenants.tenancy import entry_tenant, job_tenant
+
+RQ_TO_STATUS = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.STARTED: "running",
+    JobStatus.SCHEDULED: "scheduled",
+    JobStatus.FINISHED: "finished",
+    JobStatus.FAILED: "failed",
+    JobStatus.DEFERRED: "deferred",
+    JobStatus.STOPPED: "stopped",
+    JobStatus.CANCELED: "canceled",
+}
+
+
+def _ts(dt) -> str | None:
+    return None if dt is None else iso(dt.timestamp())
+
+
+def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
+    # Two reads (RQ hash, then DLQ entry) can straddle a replay's EXEC, which moves the job from the second
+    # place to the first: read again before calling it missing (seen as a 404 under concurrent retries).
+    for _ in range(3):
+        job = fetch_job(connection, job_id)
+        if job is not None:
+            break
+        raw = store.get_raw(job_id)
+        if raw is not None:
+            break
+    else:
+        raise NotFound(f"no job {job_id} in {store.keys.queue} or its DLQ")
+    if job is None:
+        entry = decode(raw, job_id)
+        history = entry.get("history", [])
+        attempts = failures(history)
+        return {
+            "id": job_id,
+            "queue": entry.get("queue"),
+            "type": entry.get("func"),
+            "payload": mask(entry["args"][0]) if entry.get("args") else None,
+            "status": "dead",
+            "reason": entry.get("reason"),
+            "attempts": len(attempts),
+            "max_attempts": max_attempts(entry.get("options", {}).get("max_retries"), attempts),
+            "last_error": (entry.get("error") or {}).get("message"),
+            "created_at": entry.get("enqueued_at"),
+            "scheduled_at": None,
+            "started_at": attempts[-1].get("started_at") if attempts else None,
+            "completed_at": entry.get("failed_at"),
+            "replays": entry.get("replays", 0),
+            "tenant": entry_tenant(entry),
+            "history": history,
+        }
+    meta = gq(job)
+    history = meta.get("history", [])
+    rq_status = job.get_status(refresh=False)
+    status = RQ_TO_STATUS.get(rq_status, str(rq_status))
+    if status == "scheduled" and history:
+        status = "retrying"
+    scheduled_at = None
+    if rq_status == JobStatus.SCHEDULED:
+        from rq.registry import ScheduledJobRegistry
+
+        # One ZSCORE, not `in` then get_scheduled_time: the scheduler may move the job between two reads
+        # (get_scheduled_time then raises NoSuchJobError; seen in CI as a flaky status poll).
+        score = connection.zscore(ScheduledJobRegistry(job.origin, connection=connection).key, job_id)
+        scheduled_at = None if score is None else iso(score)
+    made = failures(history)
+    attempts = len(made) + (1 if rq_status in (JobStatus.FINISHED, JobStatus.STARTED) else 0)
+    return {
+        "id": job_id,
+        "queue": job.origin,
+        "type": job.func_name,
+        "payload": mask(job.args[0]) if job.args else None,
+        "status": status,
+        "attempts": attempts,
+        "max_attempts": max_attempts(meta.get("max_retries"), made),
+        # a manual retry clears the last error: the job is starting over
+        "last_error": made[-1]["error"]["message"] if made and history[-1].get("action") != MANUAL_RETRY else None,
+        "created_at": _ts(job.created_at),
+        "scheduled_at": scheduled_at,
+        "started_at": _ts(job.started_at),
+        "completed_at": _ts(job.ended_at) if rq_status == JobStatus.FINISHED else None,
+        "replays": meta.get("replays", 0),
+        "tenant": job_tenant(meta, job.args[0] if job.args else None),
+        "history": history,
+    }
+
+
+def max_attempts(max_retries: int | None, history: list[dict]) -> int:
+    """1 + the retry budget: the per-job override, else the largest maximum among the retryable kinds
+    this job has failed with (TRANSIENT's when it has not failed yet)."""
+    if max_retries is not None:
+        return 1 + int(max_retries)
+    kinds = {h.get("kind") for h in history} - {ErrorKind.PERMANENT.value, ErrorKind.CRASH.value}
+    budgets = [DEFAULT_POLICIES[ErrorKind(k)].max_retries for k in kinds if k in ErrorKind.__members__]
+    return 1 + max(budgets, default=DEFAULT_POLICIES[ErrorKind.TRANSIENT].max_retries)

@@ -1,0 +1,64 @@
+"""genqueue's bookkeeping inside an RQ job: `job.meta["genqueue"]` (JSON, saved with the job)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .manager import RetryState
+
+META_KEY = "genqueue"
+MANUAL_RETRY = "manual_retry"  # a history record marking an admin's retry: a boundary, not an attempt
+
+
+def failures(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of real (failed) attempts; manual-retry records are skipped."""
+    return [h for h in history if h.get("action") != MANUAL_RETRY]
+
+
+def new_meta(
+    max_retries: int | None = None,
+    *,
+    replays: int = 0,
+    replayed_from: str | None = None,
+    history: list[dict] | None = None,
+    tenant: str | None = None,
+) -> dict:
+    """Fresh bookkeeping. A replay passes the old history: attempt numbers continue, the budget restarts
+    (`budget_from` marks where, so backoff exponents restart too)."""
+    history = list(history or [])
+    return {
+        META_KEY: {
+            "max_retries": max_retries,
+            "retries": 0,
+            "crashes": 0,
+            "history": history,
+            "budget_from": len(history),
+            "replays": replays,
+            "replayed_from": replayed_from,
+            "tenant": tenant,  # who may see and retry it over HTTP (tenancy.py); None: the payload's user_id
+        }
+    }
+
+
+def gq(job) -> dict[str, Any]:
+    meta = job.meta.setdefault(META_KEY, {})
+    for key, default in new_meta()[META_KEY].items():
+        meta.setdefault(key, [] if key == "history" else 0 if key == "budget_from" else default)
+    return meta
+
+
+def retry_state(job) -> RetryState:
+    meta = gq(job)
+    budget_from = int(meta.get("budget_from") or 0)
+    return RetryState(
+        retries=int(meta.get("retries") or 0),
+        crashes=int(meta.get("crashes") or 0),
+        max_retries=meta.get("max_retries"),
+        history_kinds=tuple(h.get("kind", "") for h in failures(meta["history"][budget_from:])),
+        attempts_before=len(failures(meta["history"][:budget_from])),
+        policy_overrides=meta.get("policy") or {},
+    )
+
+
+def attempt_number(job) -> int:
+    return len(failures(gq(job).get("history", []))) + 1

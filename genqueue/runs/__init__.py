@@ -1,0 +1,1 @@
+"""Runs: a batch of jobs submitted, watched and continued as one unit (store over Redis, rules pure)."""

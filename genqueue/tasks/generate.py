@@ -1,0 +1,59 @@
+"""The generation job: payload schema, the provider protocol, and the function RQ runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from ..errors import InvalidInput
+
+JOB_FUNC = "genqueue.jobs.generate"
+PAYLOAD_FIELDS = ("prompt", "model", "params", "user_id", "provider_job_id", "simulate")
+
+
+class Provider(Protocol):
+    """A generation provider. Errors it raises should carry `status_code` and, for 429s, `retry_after`."""
+
+    def call(self, payload: Mapping[str, Any], *, attempt: int, job_id: str) -> dict[str, Any]: ...
+
+
+def describe(payload: Any) -> str:
+    """The RQ job description every producer of generation jobs uses (enqueue, runs, replay)."""
+    return f"generate({payload.get('model', '') if isinstance(payload, Mapping) else ''!s})"
+
+
+def validate_payload(payload: Any) -> dict[str, Any]:
+    """The payload as a dict, or InvalidInput saying what is wrong with it."""
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"payload must be a JSON object, not {type(payload).__name__}")
+    prompt = payload.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidInput("payload.prompt must be a non-empty string")
+    if "model" in payload and not isinstance(payload["model"], str):
+        raise InvalidInput("payload.model must be a string")
+    if "params" in payload and not isinstance(payload["params"], dict):
+        raise InvalidInput("payload.params must be an object")
+    if payload.get("user_id") is not None and not isinstance(payload["user_id"], (str, int)):
+        raise InvalidInput("payload.user_id must be a string or an integer")
+    if "simulate" in payload:
+        from .providers.simulated import parse_outcomes
+
+        parse_outcomes(payload["simulate"])  # raises InvalidInput on a bad directive
+    return payload
+
+
+def generate(payload: dict[str, Any]) -> dict[str, Any]:
+    """The function every generation job runs, inside the RQ work horse."""
+    from rq import get_current_job
+
+    from ..retry.meta import attempt_number
+    from .providers import default_provider
+
+    try:
+        validate_payload(payload)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None  # classified PERMANENT: retrying cannot fix the payload
+    job = get_current_job()
+    attempt = attempt_number(job) if job is not None else 1
+    job_id = job.id if job is not None else "local"
+    return default_provider().call(payload, attempt=attempt, job_id=job_id)

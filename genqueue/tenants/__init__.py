@@ -1,0 +1,1 @@
+"""Who owns what: tenancy rules (principals, access checks) and tenants' retry credits."""

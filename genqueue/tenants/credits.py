@@ -1,0 +1,58 @@
+"""Retry credits (opt-in per tenant): a tenant with a balance pays one credit per *charged* item retry of
+`runs retry-failed`; crashes are free and PERMANENT failures are never retried (runrules.RetryClass). A
+tenant without a balance is unlimited. The debit is queued into the same MULTI as the retry itself, with
+the balance WATCHed, so two concurrent clicks never charge twice and a refusal (402) changes nothing."""
+
+from __future__ import annotations
+
+from redis import Redis
+from redis.exceptions import WatchError
+
+from ..backend import keys
+from ..errors import InsufficientCredits, InvalidInput
+
+credits_key = keys.credits
+
+
+def check_tenant(tenant: str) -> str:
+    if not tenant or len(tenant) > 200 or any(c.isspace() for c in tenant):
+        raise InvalidInput(f"invalid tenant {tenant!r}: 1-200 characters, no spaces")
+    return tenant
+
+
+def balance(connection: Redis, tenant: str) -> int | None:
+    """The tenant's credits, or None when it has no balance (unlimited)."""
+    raw = connection.get(credits_key(check_tenant(tenant)))
+    return None if raw is None else int(raw)
+
+
+def set_balance(connection: Redis, tenant: str, amount: int) -> int:
+    if amount < 0:
+        raise InvalidInput("a balance cannot be negative")
+    connection.set(credits_key(check_tenant(tenant)), amount)
+    return amount
+
+
+def add(connection: Redis, tenant: str, amount: int) -> int:
+    """Add (or, negative, take away) credits; a tenant without a balance starts from 0."""
+    key = credits_key(check_tenant(tenant))
+    with connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                new = int(pipe.get(key) or 0) + amount
+                if new < 0:
+                    raise InvalidInput(f"tenant {tenant} has {new - amount} credit(s); cannot take {-amount}")
+                pipe.multi()
+                pipe.set(key, new)
+                pipe.execute()
+                return new
+            except WatchError:
+                continue  # someone changed it meanwhile: read again
+
+
+def require(tenant: str, have: int | None, cost: int) -> None:
+    """Pure: refuse (402) when a tenant with a balance cannot pay `cost` credits."""
+    if have is not None and cost > have:
+        raise InsufficientCredits(f"tenant {tenant} has {have} retry credit(s); this retry costs {cost} "
+                                  "(one per charged item); nothing was retried")
