@@ -147,11 +147,13 @@ class DLQStore:
         )
 
     def note_pruned(self, reply) -> None:
-        """Log, at warning level, what an add() pruned or evicted (never silently)."""
+        """Log, at warning level, what an add() replaced, pruned or evicted (never silently)."""
         try:
-            _, expired, evicted = (int(x) for x in reply)
+            replaced, expired, evicted = (int(x) for x in reply)
         except (TypeError, ValueError):
             return
+        if replaced:
+            log.warning("dlq.replaced", queue=self.keys.queue, count=replaced)
         if expired:
             log.warning("dlq.expired_pruned", queue=self.keys.queue, count=expired)
         if evicted:

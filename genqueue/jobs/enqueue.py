@@ -1,13 +1,20 @@
 """Enqueue generation jobs, idempotently when the caller names the job id.
 
 With an explicit job id, a second enqueue while the first job is queued, scheduled or running returns the
-existing job (created=False). RQ's own `unique=True` (an atomic "hash must not exist" Lua check) makes the
-create step race-free; a finished or failed job with the same id is replaced, and a dead-lettered one has
-no job hash left (its DLQ entry stays until replayed or deleted).
+existing job (created=False). The enqueue script (jobs/submit.py) creates the job only if neither a job hash
+nor a DLQ entry has the id, so the create step is race-free; a finished or failed job with the same id is
+replaced (in a WATCH/MULTI that re-checks its state and owner), and a dead-lettered one is refused with
+Conflict: its entry is replayed (`dlq retry`, `jobs retry`) or deleted, never silently overwritten.
+
+An id belongs to one tenant for as long as anything of it exists. A caller acting for a tenant
+(`as_tenant`, a non-admin over HTTP) gets Forbidden, with nothing changed, for an id whose job or entry
+belongs to someone else; the replace step checks the owner inside its own transaction. Ids shaped like run
+items (`<run>-item-<n>`) are reserved for runs, so nobody can plant a job in another tenant's future run.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -16,7 +23,6 @@ from uuid import uuid4
 
 from redis import Redis
 from redis.exceptions import WatchError
-from rq.exceptions import DuplicateJobError
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.utils import now as utcnow
 from rq.utils import utcformat
@@ -24,13 +30,15 @@ from rq.utils import utcformat
 from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fetch_job, make_queue
-from ..errors import Conflict, InvalidId, InvalidInput
-from ..retry.meta import new_meta
+from ..errors import Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound
+from ..retry.meta import gq, new_meta
 from ..tasks.generate import JOB_FUNC, describe, validate_payload
-from .submit import submit
+from ..tenants.tenancy import entry_tenant, job_tenant
+from .submit import IdTaken, submit
 
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
 MAX_ID_LEN = 200
+RUN_ITEM_ID = re.compile(r"(?P<run>.+)-item-(?P<index>[0-9]+)")  # runs/rules.py item_id(); fullmatch only
 ENQUEUE_BATCH = 1000  # jobs per MULTI/EXEC in enqueue_many
 
 
@@ -48,6 +56,16 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
+def check_not_run_item(job_id: str) -> str:
+    if RUN_ITEM_ID.fullmatch(job_id):
+        raise InvalidId(f"invalid job id {job_id!r}: ids ending in -item-<number> are reserved for run items")
+    return job_id
+
+
+def owner_of(job: Job) -> str | None:
+    return job_tenant(gq(job), job.args[0] if job.args else None)
+
+
 def enqueue(
     connection: Redis,
     queue_name: str,
@@ -61,15 +79,17 @@ def enqueue(
     meta: dict | None = None,
     policy: dict[str, dict] | None = None,
     tenant: str | None = None,
+    as_tenant: str | None = None,
 ) -> EnqueueResult:
-    """Enqueue `payload`; `policy` overrides this job's retry policy per kind, e.g. {"TRANSIENT": {"max": 2}}."""
+    """Enqueue `payload`; `policy` overrides this job's retry policy per kind, e.g. {"TRANSIENT": {"max": 2}}.
+    `tenant` owns the new job; `as_tenant` (a non-admin caller) may only reuse ids that tenant owns."""
     validate_payload(payload)
     meta = meta or new_meta(max_retries, tenant=tenant)
     if policy:
         check_policy(policy)
         meta["genqueue"]["policy"] = policy
     if job_id is not None:
-        check_job_id(job_id)
+        check_not_run_item(check_job_id(job_id))
     if max_retries is not None and max_retries < 0:
         raise InvalidInput("max_retries must be 0 or more")
     when = at or (datetime.now(timezone.utc) + in_ if in_ else None)
@@ -94,14 +114,38 @@ def enqueue(
     for _ in range(5):
         try:
             return EnqueueResult(submit(queue, build(), when, unique=True), True)
-        except DuplicateJobError:
+        except IdTaken as taken:
+            if taken.dead:
+                _refuse_dead(connection, queue_name, job_id, as_tenant)
+                continue  # the entry left between the script and the read: try again
             existing = fetch_job(connection, job_id)
             if existing is None:
                 continue  # it expired between the check and the fetch: try again
+            _check_owner(job_id, owner_of(existing), as_tenant)
             if existing.get_status(refresh=False) in LIVE_STATUSES:
                 return EnqueueResult(existing, False)
-            _delete_if_done(connection, existing)
+            _delete_if_done(connection, existing, as_tenant)
     raise Conflict(f"job {job_id} keeps changing state; try again")
+
+
+def _check_owner(job_id: str, owner: str | None, as_tenant: str | None) -> None:
+    if as_tenant is not None and owner != as_tenant:
+        raise Forbidden(f"job {job_id} belongs to another tenant")
+
+
+def _refuse_dead(connection: Redis, queue_name: str, job_id: str, as_tenant: str | None) -> None:
+    """Raise for an id held by a DLQ entry: Forbidden (someone else's) or Conflict (replay or delete it)."""
+    from ..dlq.store import DLQStore
+
+    try:
+        owner = entry_tenant(DLQStore(connection, queue_name, retention_s=0).get(job_id))
+    except NotFound:
+        return
+    except CorruptEntry:
+        owner = None  # unreadable: nobody but an admin may reuse the id
+    _check_owner(job_id, owner, as_tenant)
+    raise Conflict(f"job {job_id} is dead-lettered; replay it (genqueue dlq retry / jobs retry) or delete its DLQ "
+                   "entry before reusing the id")
 
 
 def enqueue_many(
@@ -152,14 +196,20 @@ def check_policy(policy) -> None:
         raise InvalidInput(f"policy: {exc}") from None
 
 
-def _delete_if_done(connection: Redis, job: Job) -> None:
-    """Drop a finished/failed job's hash so its id can be reused, unless it changed state meanwhile."""
+def _delete_if_done(connection: Redis, job: Job, as_tenant: str | None) -> None:
+    """Drop a finished/failed job's hash so its id can be reused, unless it changed state or owner meanwhile
+    (both re-read after WATCH: the owner is checked inside the transaction that deletes)."""
     with connection.pipeline() as pipe:
         try:
             pipe.watch(job.key)
             status = pipe.hget(job.key, "status")
             if status is None or status.decode() in {s.value for s in LIVE_STATUSES}:
                 return
+            if as_tenant is not None:
+                current = fetch_job(connection, job.id)
+                if current is None:
+                    return
+                _check_owner(job.id, owner_of(current), as_tenant)
             pipe.multi()
             job.delete(pipeline=pipe, remove_from_queue=False)
             pipe.execute()

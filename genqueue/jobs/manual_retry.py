@@ -66,9 +66,11 @@ def is_free(kind: str | None, reason: str | None) -> bool:
 
 
 def manual_retry_record(*, charged: bool, via: str, previous_status: str, kind: str | None,
-                        reason: str | None, forced: bool = False, run_retry: int | None = None) -> dict[str, Any]:
+                        reason: str | None, forced: bool = False, run_retry: int | None = None,
+                        by: str | None = None) -> dict[str, Any]:
     """The history record of one manual retry. `error` is present and empty so readers that take the last
-    record's error message (`jobs show` last_error) see the error cleared."""
+    record's error message (`jobs show` last_error) see the error cleared. `by`: who asked (over HTTP the
+    token's principal); this process's user@host when not given (the CLI)."""
     from ..backend.audit import who
 
     record: dict[str, Any] = {
@@ -80,7 +82,7 @@ def manual_retry_record(*, charged: bool, via: str, previous_status: str, kind: 
         "forced": forced,
         "via": via,
         "at": iso(time.time()),
-        "by": who(),
+        "by": by or who(),
         "previous": {"status": previous_status, "kind": kind, "reason": reason},
     }
     if run_retry is not None:
@@ -148,7 +150,8 @@ class RetryOutcome:
     forced: bool
 
 
-def retry_job(connection: Redis, store: DLQStore, job_id: str, *, force: bool = False) -> RetryOutcome:
+def retry_job(connection: Redis, store: DLQStore, job_id: str, *, force: bool = False,
+              by: str | None = None) -> RetryOutcome:
     """Back to queued with a fresh budget. NotFound (no job, no entry); Conflict (live or finished);
     MaxAttemptsReached (attempts ≥ max_attempts, unless `force`)."""
     job_key = Job.key_for(job_id)
@@ -160,11 +163,11 @@ def retry_job(connection: Redis, store: DLQStore, job_id: str, *, force: bool = 
                 try:
                     status = pipe.hget(job_key, "status")
                     if status is not None:
-                        return _retry_rq_job(connection, pipe, store, job_id, status.decode(), force=force)
+                        return _retry_rq_job(connection, pipe, store, job_id, status.decode(), force=force, by=by)
                     raw = pipe.get(entry_key)
                     if raw is None:
                         raise NotFound(f"no job {job_id} in {store.keys.queue} or its DLQ")
-                    return _retry_dead(connection, pipe, store, decode(raw, job_id), force=force)
+                    return _retry_dead(connection, pipe, store, decode(raw, job_id), force=force, by=by)
                 except GenqueueError:
                     confirm_refusal(pipe)
                     raise
@@ -182,7 +185,8 @@ def _check_attempts(job_id: str, history: list[dict], max_retries: int | None, f
     return attempts, max_attempts
 
 
-def _retry_dead(connection: Redis, pipe, store: DLQStore, entry: dict[str, Any], *, force: bool) -> RetryOutcome:
+def _retry_dead(connection: Redis, pipe, store: DLQStore, entry: dict[str, Any], *, force: bool,
+                by: str | None) -> RetryOutcome:
     job_id = entry["job_id"]
     history = entry.get("history") or []
     options = entry.get("options") or {}
@@ -190,7 +194,7 @@ def _retry_dead(connection: Redis, pipe, store: DLQStore, entry: dict[str, Any],
     kind, reason = (entry.get("error") or {}).get("kind"), entry.get("reason")
     charged = not is_free(kind, reason)
     record = manual_retry_record(charged=charged, via="jobs retry", previous_status="dead", kind=kind,
-                                 reason=reason, forced=force)
+                                 reason=reason, forced=force, by=by)
     queue = make_queue(connection, store.keys.queue)
     pipe.multi()
     requeue_dead_in(pipe, queue, store, entry, record)
@@ -198,7 +202,8 @@ def _retry_dead(connection: Redis, pipe, store: DLQStore, entry: dict[str, Any],
     return RetryOutcome(job_id, queue.name, "dead", attempts, max_attempts, charged, force)
 
 
-def _retry_rq_job(connection: Redis, pipe, store: DLQStore, job_id: str, status: str, *, force: bool) -> RetryOutcome:
+def _retry_rq_job(connection: Redis, pipe, store: DLQStore, job_id: str, status: str, *, force: bool,
+                  by: str | None) -> RetryOutcome:
     if status == JobStatus.FINISHED.value:
         raise Conflict(f"job {job_id} has finished; a finished job is not run again")
     if status not in RETRYABLE_RQ_STATUSES:
@@ -213,7 +218,7 @@ def _retry_rq_job(connection: Redis, pipe, store: DLQStore, job_id: str, status:
     last = last_failure(history) or {}
     charged = not is_free(last.get("kind"), last.get("reason"))
     record = manual_retry_record(charged=charged, via="jobs retry", previous_status=status,
-                                 kind=last.get("kind"), reason=last.get("reason"), forced=force)
+                                 kind=last.get("kind"), reason=last.get("reason"), forced=force, by=by)
     queue = make_queue(connection, job.origin or store.keys.queue)
     leftover = _leftover_entry(pipe, store, job_id) if store.keys.queue == queue.name else False
     pipe.multi()

@@ -21,9 +21,13 @@ from ..backend import counters, keys
 from ..backend.scripts import registered
 
 SUBMIT = f"""
--- KEYS: job hash, queue list, scheduled registry, rq:queues, metrics hash
+-- KEYS: job hash, queue list, scheduled registry, rq:queues, metrics hash, DLQ entry of the same id
 -- ARGV: job id, unique (1/0), ttl (-1 = none), run_at ('' = now), queue key, hset field/value pairs...
-if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+-- Returns 1 (created), 0 (a job hash has this id), -1 (a DLQ entry has this id).
+if ARGV[2] == '1' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  if redis.call('EXISTS', KEYS[6]) == 1 then return -1 end
+end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 local ttl = tonumber(ARGV[3])
 if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
@@ -38,8 +42,17 @@ return 1
 """
 
 
+class IdTaken(DuplicateJobError):
+    """A unique submit found its id in use: by a job hash (`dead` False) or by a DLQ entry (`dead` True)."""
+
+    def __init__(self, job_id: str, *, dead: bool) -> None:
+        super().__init__(f"Job with ID '{job_id}' already exists" + (" in the DLQ" if dead else ""))
+        self.dead = dead
+
+
 def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = False) -> Job:
-    """Enqueue `job` now, or schedule it for `when`; DuplicateJobError when `unique` and the hash exists."""
+    """Enqueue `job` now, or schedule it for `when`. With `unique`, IdTaken when a job hash or a DLQ entry
+    already has the id (checked in the same script that writes: an id belongs to whoever holds it)."""
     job.origin = queue.name
     job.enqueued_at = now() if when is None else None  # as RQ: a scheduled job is enqueued when it is due
     if job.timeout is None:
@@ -48,9 +61,9 @@ def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = Fals
     run_at = "" if when is None else int(when.timestamp())  # RQ's whole seconds; naive = local time
     ok = registered(queue.connection, SUBMIT)(
         keys=[job.key, queue.key, queue.scheduled_job_registry.key, queue.redis_queues_keys,
-              keys.metrics(queue.name)],
+              keys.metrics(queue.name), keys.DLQKeys(queue.name).entry(job.id)],
         args=[job.id, int(unique), job.ttl if job.ttl is not None else -1, run_at, queue.key, *_build_hset_args(job)],
     )
-    if not ok:
-        raise DuplicateJobError(f"Job with ID '{job.id}' already exists")
+    if ok != 1:
+        raise IdTaken(job.id, dead=ok == -1)
     return job

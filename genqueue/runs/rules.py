@@ -18,6 +18,7 @@ from typing import Any
 
 from ..backend import keys
 from ..errors import Conflict, GenqueueError, InvalidInput
+from ..jobs.enqueue import RUN_ITEM_ID
 from ..jobs.manual_retry import is_free
 from ..jobs.status import RQ_TO_STATUS
 from ..retry.kinds import ErrorKind, Reason
@@ -27,7 +28,7 @@ RUN_KEY_PREFIX = keys.RUN_PREFIX
 # RQ 2.12 accepts job ids of [A-Za-z0-9_-] only (':' separates a job id from an execution id), so an item
 # is `<run_id>-item-<index>`, not the seed's `<run_id>:item:<index>`; the index is digits only, so the
 # last "-item-" splits an item id one way, and no two (run, index) pairs share an id.
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 MAX_ITEMS = 100_000
 MAX_REPORTED = 20  # bad lines / offending items named in one error message
 LIMIT_MIN, LIMIT_MAX, DEFAULT_LIMIT = 1, 10, 3  # charged manual retries per item (retry-failed)
@@ -51,11 +52,18 @@ def run_key(run_id: str) -> str:
 
 
 def item_id(run_id: str, index: int) -> str:
-    return f"{run_id}-item-{index}"
+    return f"{run_id}-item-{index}"  # the shape jobs.enqueue.RUN_ITEM_ID reserves for runs
+
+
+def run_of_item(job_id: str) -> str | None:
+    """The run id an item id names, or None for an id that is not shaped like a run item."""
+    match = RUN_ITEM_ID.fullmatch(job_id)
+    return match["run"] if match and RUN_ID.fullmatch(match["run"]) else None
 
 
 def check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+    # fullmatch, not match: `$` also matches before a final newline, and "nl\n" reached RQ's id check (a 500).
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise InvalidInput(f"invalid run id {run_id!r}: 1-100 of A-Z a-z 0-9 _ -, starting with a letter or digit")
     return run_id
 

@@ -8,6 +8,11 @@ run can never disagree with its jobs.
 
 - submit: creating an item is one WATCH/MULTI that re-checks "no RQ hash and no DLQ entry with this id",
   so resubmitting (or two concurrent submits) never runs an item twice, whatever state it is in.
+- a run's items are its own: a run with a tenant is refused whole (Forbidden, nothing written) when any of
+  its item ids is held by another tenant's job or entry, each batch re-checks the owners of the items it
+  finds under its WATCH, and a reader never shows or retries an item whose owner is not the run's tenant
+  (it reads as `missing`). Plain enqueue refuses item-shaped ids (jobs.enqueue.RUN_ITEM_ID), so such an
+  item can only be left from before that rule.
 - retry-failed: one WATCH/MULTI over the run hash and every item's job hash and DLQ entry; the status
   change and the enqueue of all retried items are in that one EXEC, so there is nothing to compensate.
 
@@ -31,6 +36,7 @@ from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, SERIALIZER, make_queue
 from ..dlq.entry import decode, iso
 from ..dlq.store import DLQStore
 from ..errors import Conflict, CorruptEntry, Forbidden, GenqueueError, InvalidInput, NotFound
+from ..jobs.enqueue import owner_of
 from ..jobs.manual_retry import (
     charged_retries,
     confirm_refusal,
@@ -43,6 +49,7 @@ from ..retry.meta import new_meta
 from ..tasks.generate import JOB_FUNC, describe, validate_payload
 from ..tenants.credits import credits_key
 from ..tenants.credits import require as require_credits
+from ..tenants.tenancy import entry_tenant
 from .rules import (
     ACTIVE,
     CORRUPT,
@@ -186,7 +193,7 @@ def read_items(connection: Redis, run: Run, store: DLQStore, *, details: bool = 
         history = _history(metas.get(i))
         items.append(ItemState(i, job_id, item_status(rq_status, bool(history), bool(in_dlq)), history))
     if details:
-        _read_details(connection, store, items)
+        _read_details(connection, store, items, run.tenant)
     return items
 
 
@@ -200,7 +207,40 @@ def _history(raw_meta: bytes | None) -> list[dict[str, Any]]:
         return []
 
 
-def _read_details(connection: Redis, store: DLQStore, items: list[ItemState]) -> None:
+def _owners(connection: Redis, store: DLQStore, ids: Sequence[str]) -> dict[str, str | None]:
+    """The owner of each id that exists as a job hash or a DLQ entry (an unreadable one: None)."""
+    jobs = Job.fetch_many(list(ids), connection=connection, serializer=SERIALIZER) if ids else []
+    owners = {job.id: owner_of(job) for job in jobs if job is not None}
+    rest = [i for i in ids if i not in owners]
+    for job_id, raw in zip(rest, connection.mget([store.keys.entry(i) for i in rest]) if rest else []):
+        if raw is not None:
+            try:
+                owners[job_id] = entry_tenant(decode(raw, job_id))
+            except CorruptEntry:
+                owners[job_id] = None
+    return owners
+
+
+def _refuse_foreign(run: Run, owners: Mapping[str, str | None]) -> None:
+    foreign = sorted(i for i, owner in owners.items() if owner != run.tenant)
+    if run.tenant is not None and foreign:
+        named = ", ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else "")
+        raise Forbidden(f"run {run.run_id}: item id(s) {named} belong to another tenant; choose another run id")
+
+
+def _foreign_check(connection: Redis, store: DLQStore, run: Run) -> None:
+    """Before anything is written: no item id of this run may be another tenant's."""
+    ids = run.item_ids()
+    for start in range(0, len(ids), SUBMIT_BATCH):
+        chunk = ids[start:start + SUBMIT_BATCH]
+        with connection.pipeline(transaction=False) as reads:
+            for job_id in chunk:
+                reads.exists(Job.key_for(job_id), store.keys.entry(job_id))
+            present = [job_id for job_id, n in zip(chunk, reads.execute()) if n]
+        _refuse_foreign(run, _owners(connection, store, present))
+
+
+def _read_details(connection: Redis, store: DLQStore, items: list[ItemState], tenant: str | None = None) -> None:
     dead = [i for i in items if i.status == "dead"]
     with connection.pipeline(transaction=False) as reads:
         for item in dead:
@@ -217,6 +257,11 @@ def _read_details(connection: Redis, store: DLQStore, items: list[ItemState]) ->
     for item, job in zip(failed, jobs, strict=True):
         item.job = job
         item.history = list(((job.meta if job else {}).get("genqueue") or {}).get("history") or [])
+    if tenant is not None:
+        for item in dead + failed:
+            owner = entry_tenant(item.entry) if item.entry is not None else owner_of(item.job) if item.job else tenant
+            if owner != tenant:  # another tenant's job under an item-shaped id: not this run's to show or retry
+                item.status, item.entry, item.job, item.history, item.corrupt = "missing", None, None, [], False
 
 
 def snapshot(connection: Redis, run_id: str, *, ttl_s: int, details: bool = True) -> Snapshot:
@@ -245,8 +290,9 @@ def submit(connection: Redis, queue_name: str, payloads: Sequence[dict[str, Any]
     run_id = check_run_id(run_id) if run_id else default_run_id(digest)
     wanted = Run(run_id, queue_name, len(payloads), digest, max_retries, iso(time.time()), source, tenant=tenant,
                  retry_limit=check_limit(retry_limit))
-    run, created = _create_or_match(connection, wanted, ttl_s)
     queue, store = make_queue(connection, queue_name), _store(connection, queue_name, ttl_s)
+    _foreign_check(connection, store, wanted)
+    run, created = _create_or_match(connection, wanted, ttl_s)
     enqueued = sum(_submit_batch(connection, queue, store, run, payloads, start, ttl_s)
                    for start in range(0, len(payloads), SUBMIT_BATCH))
     connection.expire(run_key(run_id), ttl_s)
@@ -296,6 +342,9 @@ def _submit_batch(connection: Redis, queue, store: DLQStore, run: Run, payloads:
                         reads.exists(key)
                     present = reads.execute()
                 missing = [i for n, i in enumerate(indexes) if not (present[2 * n] or present[2 * n + 1])]
+                if run.tenant is not None and len(missing) < len(ids):  # owners re-read under this WATCH
+                    found = [job_id for n, job_id in enumerate(ids) if present[2 * n] or present[2 * n + 1]]
+                    _refuse_foreign(run, _owners(connection, store, found))
                 if not missing:
                     return 0
                 pipe.multi()
@@ -330,7 +379,8 @@ class RetryFailedResult:
 
 
 def retry_failed(connection: Redis, run_id: str, *, ttl_s: int, limit: int | None = None,
-                 check_tenant_access: Callable[[str | None], None] | None = None) -> RetryFailedResult:
+                 check_tenant_access: Callable[[str | None], None] | None = None,
+                 by: str | None = None) -> RetryFailedResult:
     """Retry every failed item except PERMANENT ones, all or nothing, in one transaction. A run whose tenant
     has a credit balance pays one credit per charged item in that same transaction (credits.py).
     `check_tenant_access(run.tenant)` raises Forbidden for a caller who may not touch this run."""
@@ -369,14 +419,14 @@ def retry_failed(connection: Redis, run_id: str, *, ttl_s: int, limit: int | Non
                     confirm_refusal(pipe)  # the reads straddled someone's EXEC? then read again
                     raise
                 return _requeue(pipe, connection, snap, plan, store, ttl_s,
-                                debit=len(plan.charged) if have is not None else 0)
+                                debit=len(plan.charged) if have is not None else 0, by=by)
             except WatchError:
                 pipe.reset()
     raise Conflict(f"run {run_id} keeps changing; try again")
 
 
 def _requeue(pipe, connection: Redis, snap: Snapshot, plan: RetryPlan, store: DLQStore,
-             ttl_s: int, *, debit: int = 0) -> RetryFailedResult:
+             ttl_s: int, *, debit: int = 0, by: str | None = None) -> RetryFailedResult:
     run = snap.run
     run_retry = run.retries + 1
     queue = make_queue(connection, run.queue)
@@ -385,7 +435,7 @@ def _requeue(pipe, connection: Redis, snap: Snapshot, plan: RetryPlan, store: DL
         state = snap.items[item.index]
         record = manual_retry_record(charged=item.retry_class is RetryClass.CHARGED, via="runs retry-failed",
                                      previous_status=item.status, kind=item.kind, reason=item.reason,
-                                     run_retry=run_retry)
+                                     run_retry=run_retry, by=by)
         if state.entry is not None:
             requeue_dead_in(pipe, queue, store, state.entry, record, result_ttl=ttl_s)
         elif state.job is not None:

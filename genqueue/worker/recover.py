@@ -39,7 +39,9 @@ def _last_line(text: str) -> tuple[str, str]:
 def _entry_from_failed(job: Job, store: DLQStore, exc_text: str, manager: RetryManager) -> dict:
     error_type, message = _last_line(exc_text)
     meta = job.meta.get("genqueue", {}) if isinstance(job.meta, dict) else {}
-    failed_at = (job.ended_at or now()).timestamp()
+    # Scored and kept from when it reaches the DLQ: scored by the job's old end time but given a fresh TTL,
+    # an old job's entry was pruned from every index (counted `expired`) while its key lived on, unlisted.
+    failed_at = time.time()
     return build_entry(
         job_id=job.id, queue=store.keys.queue, func=job.func_name, args=list(job.args), kwargs=dict(job.kwargs),
         reason=REASON,
@@ -49,7 +51,8 @@ def _entry_from_failed(job: Job, store: DLQStore, exc_text: str, manager: RetryM
         crash_count=int(meta.get("crashes") or 0),
         enqueued_at=iso(job.enqueued_at.timestamp()) if job.enqueued_at else None, failed_at=failed_at,
         retention_s=store.retention_s, replays=int(meta.get("replays") or 0),
-        replayed_from=meta.get("replayed_from"), options={"timeout": job.timeout, "max_retries": meta.get("max_retries")},
+        replayed_from=meta.get("replayed_from"), options={"timeout": job.timeout, "max_retries": meta.get("max_retries"),
+                 "tenant": meta.get("tenant")},
     )
 
 

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from ...backend import audit
-from ...errors import Forbidden
+from ...errors import Conflict, Forbidden
 from ...jobs.enqueue import check_job_id, enqueue
 from ...jobs.manual_retry import retry_job
 from ...jobs.status import job_status
+from ...runs.rules import run_key, run_of_item
 from ...tenants.tenancy import Principal, check_access
 from ..deps import ServiceState, principal, service
-from . import actor
+from . import actor, principal_name
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -38,7 +39,8 @@ def create_job(body: EnqueueBody, request: Request, response: Response, who: Pri
                state: ServiceState = Depends(service)) -> dict:
     delay = timedelta(seconds=body.delay_s) if body.delay_s else None
     result = enqueue(state.connection, state.settings.queue, body.payload, job_id=body.job_id,
-                     max_retries=body.max_retries, in_=delay, tenant=who.tenant)
+                     max_retries=body.max_retries, in_=delay, tenant=who.tenant,
+                     as_tenant=None if who.is_admin else who.tenant)
     info = visible_status(state, who, result.job.id)  # an existing id of another tenant is 403, not its data
     if not result.created:
         response.status_code = 200
@@ -60,7 +62,12 @@ def retry(job_id: str, request: Request, force: bool = False, who: Principal = D
     visible_status(state, who, job_id)
     if force and not who.is_admin:
         raise Forbidden("force needs the admin role")
-    outcome = retry_job(state.connection, state.store(), job_id, force=force)
+    run_id = run_of_item(job_id)
+    if run_id is not None and not who.is_admin and state.connection.exists(run_key(run_id)):
+        # A run's items are retried by the run's rules (credits, the `never` class), not one by one.
+        raise Conflict(f"job {job_id} is an item of run {run_id}: retry it with POST /api/runs/{run_id}/"
+                       "retry-failed (Continue), which applies the run's credits and retry rules")
+    outcome = retry_job(state.connection, state.store(), job_id, force=force, by=principal_name(who))
     audit.record(state.connection, "api_job_retry", state.settings.queue, ids=[job_id], actor=actor(request, who),
                  counts={"charged": int(outcome.charged)})
     return {"data": job_status(state.connection, state.store(), job_id)}

@@ -14,7 +14,7 @@ from ...runs.rules import DEFAULT_LIMIT, check_run_id, parse_run_file
 from ...runs.store import retry_failed, snapshot, submit
 from ...tenants.tenancy import Principal, check_access
 from ..deps import ServiceState, principal, service
-from . import actor
+from . import actor, principal_name
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 NDJSON = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
@@ -96,7 +96,8 @@ def get_run(run_id: str, who: Principal = Depends(principal), state: ServiceStat
 def retry_run(run_id: str, request: Request, who: Principal = Depends(principal),
               state: ServiceState = Depends(service), _body: None = Body(None, include_in_schema=False)) -> dict:
     result = retry_failed(state.connection, check_run_id(run_id), ttl_s=state.settings.dlq_retention_s,
-                          check_tenant_access=lambda tenant: check_access(who, tenant, f"run {run_id}"))
+                          check_tenant_access=lambda tenant: check_access(who, tenant, f"run {run_id}"),
+                          by=principal_name(who))
     retried = sorted(result.free + result.charged)
     audit.record(state.connection, "run_retry_failed", result.queue, ids=retried, note=f"run {run_id}",
                  counts={"free": len(result.free), "charged": len(result.charged), "never": len(result.never),

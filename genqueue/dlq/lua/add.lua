@@ -7,7 +7,9 @@ local prefix = ARGV[7]
 
 local old = redis.call('GET', KEYS[1])
 if old then
+  -- Never silently: an entry replaced (import --overwrite, audited; or a leftover) is counted.
   for _, k in ipairs(index_keys(old)) do redis.call('ZREM', k, ARGV[1]) end
+  redis.call('HINCRBY', KEYS[3], 'replaced', 1)
 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[4]))
 local cutoff = '(' .. ARGV[5]
