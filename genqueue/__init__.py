@@ -2,6 +2,7 @@
 
 Public API (imported lazily, so `genqueue --help` stays fast):
 
+    from genqueue import task, current, enqueue_task          # your own tasks (README "Your own tasks")
     from genqueue import Settings, connect, enqueue, RetryManager, RetryPolicy, ErrorKind
     from genqueue import TransientError, RateLimited, PermanentError, DLQStore, build_worker
     from genqueue import job_status, retry_job, submit_run, run_snapshot, retry_failed
@@ -20,6 +21,11 @@ _EXPORTS = {
     "enqueue": "genqueue.jobs.enqueue",
     "EnqueueResult": "genqueue.jobs.enqueue",
     "enqueue_many": "genqueue.jobs.enqueue",
+    "enqueue_task": "genqueue.jobs.enqueue",
+    "task": "genqueue.jobs.task",
+    "Task": "genqueue.jobs.task",
+    "current": "genqueue.tasks.context",
+    "TaskContext": "genqueue.tasks.context",
     "generate": "genqueue.tasks.generate",
     "Provider": "genqueue.tasks.generate",
     "RetryManager": "genqueue.retry",

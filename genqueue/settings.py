@@ -27,6 +27,8 @@ class Settings:
     policy_overrides: dict = field(default_factory=dict)  # {"TRANSIENT": {"max": "2", ...}} from GENQUEUE_POLICY_*
     retry_rules: str | None = None  # "package.module:RULES": user classification rules for workers
     redis_outage_s: float = 60.0  # workers and the scheduler wait this long for a lost server to come back
+    tasks: tuple[str, ...] = ()  # GENQUEUE_TASKS: modules whose @task functions workers (and the API) register
+    api_tasks: tuple[str, ...] = ()  # GENQUEUE_API_TASKS: task names non-admins may enqueue over HTTP
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -46,10 +48,16 @@ class Settings:
             policy_overrides=_policy_overrides(env),
             retry_rules=env.get("GENQUEUE_RETRY_RULES") or None,
             redis_outage_s=_positive(env, "GENQUEUE_REDIS_OUTAGE_S", 60.0),
+            tasks=_names(env, "GENQUEUE_TASKS"),
+            api_tasks=_names(env, "GENQUEUE_API_TASKS"),
         )
 
     def with_queue(self, queue: str | None) -> Settings:
         return self if not queue else replace(self, queue=queue)
+
+
+def _names(env, name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (env.get(name) or "").split(",") if part.strip())
 
 
 def _positive(env, name: str, default, cast=float):

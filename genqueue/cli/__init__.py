@@ -43,6 +43,7 @@ def _register() -> None:
     cli.add_command(worker.worker)
     cli.add_command(jobs.enqueue)
     cli.add_command(jobs.jobs)
+    cli.add_command(jobs.tasks)
     cli.add_command(dlq_shared.dlq)
     cli.add_command(server.server)
     cli.add_command(admin.audit)

@@ -26,10 +26,12 @@ def api(ctx: click.Context, host: str, port: int, workers: int) -> None:
 
     from ..api.config import ApiConfig, check_bind
     from ..support.logs import configure
+    from ..tasks.registry import import_task_modules
 
     app = get_app()
     configure(app.settings.log_format)
     check_bind(host, ApiConfig.from_env(app.settings.home))
+    import_task_modules(app.settings.tasks)  # a bad GENQUEUE_TASKS is exit 2 here, not in every server process
     uvicorn.run("genqueue.api.server:app", host=host, port=port, workers=workers, factory=False,
                 log_level="warning", proxy_headers=False, access_log=False)
 

@@ -51,6 +51,7 @@ def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, qu
 @queue_option
 @json_option
 def show(job_id, queue, as_json) -> None:
+    from ..dlq.entry import payload_of
     from ..support.secrets import mask
     from .jobs import history_table
 
@@ -65,7 +66,7 @@ def show(job_id, queue, as_json) -> None:
         if entry.get(key) is not None:
             click.echo(f"{key + ':':<17}{entry[key]}")
     click.echo(f"{'error:':<17}{err.get('kind')} {err.get('type')}: {err.get('message')}")
-    payload = entry["args"][0] if entry.get("args") else None
+    payload = payload_of(entry)
     click.echo(f"{'payload:':<17}{json.dumps(payload, sort_keys=True)}")
     click.echo("\n" + history_table(entry.get("history", [])))
     for h in entry.get("history", []):
@@ -143,13 +144,14 @@ def retry(job_ids, all_, kind, func, user, reason, fingerprint, since, until, fo
 def _show_patch(store, job_ids, patch, *, dry_run: bool, yes: bool) -> None:
     import difflib
 
+    from ..dlq.entry import payload_of
     from ..dlq.replay import patched
     from ..support.secrets import mask
 
     for job_id in job_ids:
         entry = store.get(job_id)
-        before = json.dumps(mask(entry["args"][0]), indent=2, sort_keys=True).splitlines()
-        after = json.dumps(mask(patched(entry, patch)["args"][0]), indent=2, sort_keys=True).splitlines()
+        before = json.dumps(mask(payload_of(entry)), indent=2, sort_keys=True).splitlines()
+        after = json.dumps(mask(payload_of(patched(entry, patch))), indent=2, sort_keys=True).splitlines()
         click.echo(f"payload of {job_id}:")
         click.echo("\n".join(difflib.unified_diff(before, after, "before", "after", lineterm="", n=2)) or "(no change)")
     if not dry_run:

@@ -12,11 +12,19 @@ from .render import emit_json, short, table
 
 
 @click.command(
-    help="Enqueue one generation job.\n\n\b\nExamples:\n"
+    help="Enqueue one job: of TASK with --kwargs, or of the built-in generate task with --payload.\n\n\b\n"
+    "Examples:\n"
     "  genqueue enqueue --payload '{\"prompt\": \"a red fox\", \"user_id\": \"u1\"}'\n"
-    "  genqueue enqueue --payload @job.json --job-id fox-1 --max-retries 2 --in 30s"
+    "  genqueue enqueue --payload @job.json --job-id fox-1 --max-retries 2 --in 30s\n"
+    "  genqueue enqueue myapp.tasks.make_image --kwargs '{\"prompt\": \"a fox\"}' --tasks myapp.tasks"
 )
-@click.option("--payload", required=True, help="The payload as JSON, or @FILE (@- for stdin).")
+@click.argument("task_name", metavar="[TASK]", required=False)
+@click.option("--payload", default=None, help="The generate task's payload as JSON, or @FILE (@- for stdin).")
+@click.option("--kwargs", "kwargs_arg", default=None, metavar="JSON",
+              help="TASK's keyword arguments as a JSON object, or @FILE (default {}).")
+@click.option("--tasks", "task_modules", default=None, metavar="MODULE[,MODULE]",
+              help="Import these task modules (default $GENQUEUE_TASKS) so --kwargs is checked against TASK's "
+                   "signature before anything is enqueued.")
 @click.option("--job-id", default=None, help="Explicit id: enqueueing it again while it is live returns the same job.")
 @click.option("--max-retries", type=click.IntRange(min=0), default=None, help="Override the kinds' retry maximum.")
 @click.option("--in", "in_", default=None, metavar="DURATION", help="Run later, e.g. 30s, 5m, 2h.")
@@ -25,30 +33,45 @@ from .render import emit_json, short, table
               help='Per-kind policy override for this job, e.g. \'{"TRANSIENT": {"max": 2, "base": 1}}\'.')
 @queue_option
 @json_option
-def enqueue(payload, job_id, max_retries, in_, timeout, policy, queue, as_json) -> None:
-    from ..jobs.enqueue import check_policy
-    from ..jobs.enqueue import enqueue as do_enqueue
+def enqueue(task_name, payload, kwargs_arg, task_modules, job_id, max_retries, in_, timeout, policy, queue,
+            as_json) -> None:
+    from ..errors import InvalidInput
+    from ..jobs.enqueue import check_not_run_item, check_policy, enqueue_call, generate_call, task_call
     from ..jobs.manual_retry import checked_job_id
 
-    data = parse_json_arg(payload, "--payload")
+    if task_name is not None and payload is not None:
+        raise InvalidInput("give TASK (with --kwargs) or --payload (the built-in generate task), not both")
+    if task_name is None and payload is None:
+        raise InvalidInput("--kwargs needs a TASK name" if kwargs_arg else "give TASK --kwargs JSON, or --payload JSON")
     policy_data = parse_json_arg(policy, "--policy") if policy else None
     if policy_data is not None:
         check_policy(policy_data)
     delay = parse_duration(in_) if in_ else None
     if job_id is not None:
-        checked_job_id(job_id)
-    from ..tasks.generate import validate_payload
-
-    validate_payload(data)  # before connecting: bad input never needs the server
+        check_not_run_item(checked_job_id(job_id))
     app = get_app(queue, as_json)
-    result = do_enqueue(app.connection, app.settings.queue, data, job_id=job_id, max_retries=max_retries,
-                        in_=delay, timeout=timeout, policy=policy_data)
+    spec = None
+    if task_name is None:
+        call = generate_call(parse_json_arg(payload, "--payload"))
+    else:
+        from ..tasks.registry import import_task_modules
+
+        import_task_modules(task_modules.split(",") if task_modules is not None else app.settings.tasks)
+        call, spec = task_call(task_name, parse_json_arg(kwargs_arg, "--kwargs") if kwargs_arg else {})
+    # Everything above is checked before connecting: bad input never needs the server.
+    target = queue or (spec.queue if spec is not None else None) or app.settings.queue
+    if spec is not None and not spec.positional:
+        max_retries = spec.max_retries if max_retries is None else max_retries
+        timeout = timeout or spec.timeout
+        policy_data = policy_data or (dict(spec.policy) if spec.policy else None)
+    result = enqueue_call(app.for_queue(target).connection, target, call, job_id=job_id, max_retries=max_retries,
+                          in_=delay, timeout=timeout, policy=policy_data)
     status = result.job.get_status(refresh=False)
     if as_json:
-        emit_json({"id": result.job.id, "queue": app.settings.queue, "created": result.created,
+        emit_json({"id": result.job.id, "queue": target, "task": call.func, "created": result.created,
                    "status": str(status.value if hasattr(status, "value") else status)})
     elif result.created:
-        click.echo(f"enqueued {result.job.id} on {app.settings.queue}")
+        click.echo(f"enqueued {result.job.id} ({call.func}) on {target}")
     else:
         click.echo(f"already {status.value if hasattr(status, 'value') else status}: {result.job.id} (not enqueued again)")
 
@@ -124,3 +147,24 @@ def _manual_row(h: dict) -> tuple:
     note = f"{h.get('via', 'manual')}, {'charged' if h.get('charged') else 'free'}"
     note += ", forced" if h.get("forced") else ""
     return ("", "", "", "manual_retry", "", "", "", short(h.get("by"), 24), short(f"{note} at {h.get('at')}", 48))
+
+
+@click.command("tasks", help="The tasks registered in this process: the built-in generate and those of the --tasks "
+                             "modules, with their options.\n\n\b\nExample:\n  genqueue tasks --tasks myapp.tasks")
+@click.option("--tasks", "task_modules", default=None, metavar="MODULE[,MODULE]",
+              help="Modules to import first (default $GENQUEUE_TASKS).")
+@click.option("--path", "paths", multiple=True, type=click.Path(file_okay=False), help="A directory to import from.")
+@json_option
+def tasks(task_modules, paths, as_json) -> None:
+    from ..tasks.registry import import_task_modules, registered
+
+    app = get_app(None, as_json)
+    import_task_modules(task_modules.split(",") if task_modules is not None else app.settings.tasks, paths)
+    rows = [{"name": s.name, **s.options()} for s in registered()]
+    if as_json:
+        emit_json({"tasks": rows})
+        return
+    click.echo(table(["name", "queue", "max_retries", "timeout", "result_ttl", "api", "async", "policy"],
+          [[r["name"], r["queue"] or "-", "-" if r["max_retries"] is None else r["max_retries"],
+            r["timeout"] or "-", r["result_ttl"] or "-", "yes" if r["api"] else "no", "yes" if r["async"] else "no",
+            json.dumps(r["policy"]) if r["policy"] else "-"] for r in rows]))

@@ -45,18 +45,28 @@ def _read_lines(path: str) -> list[str]:
 @click.option("--run-id", default=None, help="The run's id (default: run-<digest of the file and options>).")
 @click.option("--max-retries", type=click.IntRange(min=0), default=None,
               help="Each item's automatic retry budget (overrides the kinds' maximum).")
+@click.option("--task", default=None, metavar="NAME",
+              help="Run this task for every item, each line its keyword arguments (default: generate, each "
+                   "line a payload).")
+@click.option("--tasks", "task_modules", default=None, metavar="MODULE[,MODULE]",
+              help="Import these task modules (default $GENQUEUE_TASKS) so every line is checked against the "
+                   "task's signature first.")
 @queue_option
 @json_option
-def submit(file, run_id, max_retries, queue, as_json) -> None:
+def submit(file, run_id, max_retries, task, task_modules, queue, as_json) -> None:
     from ..runs.rules import check_run_id, parse_run_file
     from ..runs.store import submit as do_submit
+    from ..tasks.registry import import_task_modules
 
-    payloads = parse_run_file(_read_lines(file))  # before connecting: bad input never needs the server
+    app = get_app(queue, as_json)
+    if task is not None:
+        import_task_modules(task_modules.split(",") if task_modules is not None else app.settings.tasks)
+    payloads = parse_run_file(_read_lines(file), task)  # before connecting: bad input never needs the server
     if run_id is not None:
         check_run_id(run_id)
-    app = get_app(queue, as_json)
     result = do_submit(app.connection, app.settings.queue, payloads, run_id=run_id, max_retries=max_retries,
-                       ttl_s=app.settings.dlq_retention_s, source=None if file == "-" else os.path.basename(file))
+                       ttl_s=app.settings.dlq_retention_s, source=None if file == "-" else os.path.basename(file),
+                       task=task)
     run = result.run
     if as_json:
         emit_json({"run_id": run.run_id, "queue": run.queue, "items": run.items, "created": result.created,

@@ -11,7 +11,10 @@ from .params import queue_option
 @click.command(
     help="Run a worker on QUEUE... (default: the --queue / $GENQUEUE_QUEUE queue). Every worker also brings "
     "due retries back (one at a time per queue) and retries jobs abandoned by dead workers. A lost server is "
-    "waited for (GENQUEUE_REDIS_OUTAGE_S, default 60 s) before the worker exits with code 5.\n\n\b\nExamples:\n  genqueue worker\n  genqueue worker --simple --burst"
+    "waited for (GENQUEUE_REDIS_OUTAGE_S, default 60 s) before the worker exits with code 5. It runs registered "
+    "tasks only: the built-in generate, and the @genqueue.task functions of the --tasks modules; any other job is "
+    "dead-lettered as unknown_task.\n\n\b\nExamples:\n  genqueue worker\n  genqueue worker --simple --burst\n"
+    "  genqueue worker --tasks myapp.tasks --path src"
 )
 @click.argument("queues", nargs=-1)
 @queue_option
@@ -20,16 +23,23 @@ from .params import queue_option
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 @click.option("--maintenance-interval", type=click.IntRange(min=1), default=None,
               help="Seconds between registry cleanups (default: RQ's 600).")
+@click.option("--tasks", "task_modules", default=None, metavar="MODULE[,MODULE]",
+              help="Modules whose @genqueue.task functions this worker runs (default: $GENQUEUE_TASKS).")
+@click.option("--path", "paths", multiple=True, type=click.Path(file_okay=False),
+              help="A directory to import task modules from (repeatable; the working directory always is).")
 def worker(queues: tuple[str, ...], queue: str | None, simple: bool, burst: bool, name: str | None,
-           maintenance_interval: int | None) -> None:
+           maintenance_interval: int | None, task_modules: str | None, paths: tuple[str, ...]) -> None:
     from ..backend.connection import connect
     from ..backend.outage import OutageTooLong
     from ..errors import ServerUnavailable
     from ..support.logs import configure
+    from ..tasks.registry import import_task_modules
     from ..worker import build_worker
 
     app = get_app(queue)
     configure(app.settings.log_format)
+    modules = task_modules.split(",") if task_modules is not None else app.settings.tasks
+    import_task_modules(modules, paths)  # before connecting: a bad module is exit 2, nothing started
     names = list(queues) or [app.settings.queue]
     kwargs = {"name": name} if name else {}
     if maintenance_interval:

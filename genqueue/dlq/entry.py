@@ -38,6 +38,15 @@ def fingerprint(error_type: str, message: str) -> str:
     return hashlib.sha1(f"{error_type}|{normalised}".encode()).hexdigest()[:16]
 
 
+def call_payload(args: Any, kwargs: Any) -> Any:
+    """What a job was asked to do: the generate task's payload (its one argument), or a task's kwargs."""
+    return args[0] if args else (kwargs or None)
+
+
+def payload_of(entry: dict[str, Any]) -> Any:
+    return call_payload(entry.get("args"), entry.get("kwargs"))
+
+
 def build_entry(
     *,
     job_id: str,
@@ -58,7 +67,8 @@ def build_entry(
     provider_job_id: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    payload = args[0] if args and isinstance(args[0], dict) else {}
+    payload = call_payload(args, kwargs)
+    payload = payload if isinstance(payload, dict) else {}
     user_id = payload.get("user_id")
     return {
         "v": SCHEMA_VERSION,

@@ -10,7 +10,7 @@ from rq.job import JobStatus
 
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import RESULT_TTL_S, make_queue
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from ..retry.meta import new_meta
 from ..tasks.generate import describe
 from .entry import decode
@@ -100,12 +100,22 @@ def refused(store: DLQStore, outcome: str, exc: Exception) -> Exception:
 
 
 def patched(entry: dict[str, Any], payload_patch: dict) -> dict[str, Any]:
-    """The entry with its payload (args[0]) merge-patched and re-validated."""
+    """The entry with its payload merge-patched and re-validated: the generate task's payload (args[0]), or
+    a task's keyword arguments (checked against its signature where the task is registered here)."""
     from ..tasks.generate import validate_payload
+    from ..tasks.registry import bind, lookup
 
-    args = list(entry.get("args") or [{}])
-    args[0] = validate_payload(merge_patch(args[0], payload_patch))
-    return {**entry, "args": args}
+    spec = lookup(entry.get("func"))
+    if entry.get("args") or (spec is not None and spec.positional):
+        args = list(entry.get("args") or [{}])
+        args[0] = validate_payload(merge_patch(args[0], payload_patch))
+        return {**entry, "args": args}
+    kwargs = merge_patch(entry.get("kwargs") or {}, payload_patch)
+    if not isinstance(kwargs, dict):
+        raise InvalidInput("the patched kwargs must be a JSON object")
+    if spec is not None:
+        bind(spec, (), kwargs)
+    return {**entry, "kwargs": kwargs}
 
 
 def job_from_entry(queue, entry: dict[str, Any]):
@@ -130,7 +140,7 @@ def job_from_entry_fields(entry: dict[str, Any]) -> dict[str, Any]:
     args = entry.get("args") or []
     return {
         "args": args, "kwargs": entry.get("kwargs") or {}, "timeout": options.get("timeout"),
-        "description": describe(args[0] if args else {}),
+        "description": describe(args[0]) if args else f"{entry.get('func')}()",
         "meta": new_meta(options.get("max_retries"), replays=int(entry.get("replays") or 0) + 1,
                          replayed_from=f"{entry['job_id']}@{entry['failed_at']}", history=entry.get("history") or [],
                          tenant=options.get("tenant")),

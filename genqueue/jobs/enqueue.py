@@ -14,9 +14,10 @@ items (`<run>-item-<n>`) are reserved for runs, so nobody can plant a job in ano
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
@@ -33,6 +34,7 @@ from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fe
 from ..errors import Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound
 from ..retry.meta import gq, new_meta
 from ..tasks.generate import JOB_FUNC, describe, validate_payload
+from ..tasks.registry import TaskSpec, bind, lookup, resolve_name
 from ..tenants.tenancy import entry_tenant, job_tenant
 from .submit import IdTaken, submit
 
@@ -63,13 +65,70 @@ def check_not_run_item(job_id: str) -> str:
 
 
 def owner_of(job: Job) -> str | None:
-    return job_tenant(gq(job), job.args[0] if job.args else None)
+    return job_tenant(gq(job), job.args[0] if job.args else job.kwargs)
 
 
-def enqueue(
+@dataclass(frozen=True)
+class Call:
+    """What a job runs: a task name and its JSON arguments."""
+
+    func: str
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    result_ttl: int = RESULT_TTL_S
+
+
+def generate_call(payload: dict[str, Any]) -> Call:
+    return Call(JOB_FUNC, (validate_payload(payload),), {}, describe(payload))
+
+
+def task_call(name: str, kwargs: dict[str, Any]) -> tuple[Call, TaskSpec | None]:
+    """The call of task `name` with `kwargs`, checked against its signature when the task is registered in
+    this process (a web process that cannot import the worker's code enqueues by name, unchecked)."""
+    if not isinstance(kwargs, dict):
+        raise InvalidInput(f"kwargs must be a JSON object, not {type(kwargs).__name__}")
+    try:
+        json.dumps(kwargs, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"kwargs for task {name} must be JSON: {exc}") from None
+    spec = lookup(name)
+    if spec is not None and spec.positional:  # the built-in generate: its kwargs are the payload
+        return generate_call(kwargs), spec
+    if spec is not None:
+        bind(spec, (), kwargs)
+    name = resolve_name(name)
+    if not name or len(name) > 200 or any(c.isspace() for c in name):
+        raise InvalidInput(f"invalid task name {name!r}")
+    ttl = spec.result_ttl if spec is not None and spec.result_ttl is not None else RESULT_TTL_S
+    return Call(name, (), dict(kwargs), f"{name}()", ttl), spec
+
+
+def enqueue_task(connection: Redis, queue_name: str | None, name: str, kwargs: dict[str, Any] | None = None, *,
+                 job_id: str | None = None, max_retries: int | None = None, at: datetime | None = None,
+                 in_: timedelta | None = None, timeout: int | None = None, tenant: str | None = None,
+                 as_tenant: str | None = None, policy: dict[str, dict] | None = None,
+                 default_queue: str = "generation-queue") -> EnqueueResult:
+    """Enqueue task `name` (registered here or only in the workers). The task's declared options are the
+    defaults (queue, max_retries, timeout, policy, result_ttl); the arguments here override them."""
+    call, spec = task_call(name, kwargs or {})
+    return enqueue_call(
+        connection, queue_name or (spec.queue if spec else None) or default_queue, call, job_id=job_id,
+        max_retries=max_retries if max_retries is not None else spec.max_retries if spec else None,
+        at=at, in_=in_, timeout=timeout or (spec.timeout if spec else None),
+        policy=policy or (dict(spec.policy) if spec is not None and spec.policy else None), tenant=tenant,
+        as_tenant=as_tenant)
+
+
+def enqueue(connection: Redis, queue_name: str, payload: dict[str, Any], **options: Any) -> EnqueueResult:
+    """Enqueue a job of the built-in generate task; the options are enqueue_call's."""
+    return enqueue_call(connection, queue_name, generate_call(payload), **options)
+
+
+def enqueue_call(
     connection: Redis,
     queue_name: str,
-    payload: dict[str, Any],
+    call: Call,
     *,
     job_id: str | None = None,
     max_retries: int | None = None,
@@ -81,9 +140,8 @@ def enqueue(
     tenant: str | None = None,
     as_tenant: str | None = None,
 ) -> EnqueueResult:
-    """Enqueue `payload`; `policy` overrides this job's retry policy per kind, e.g. {"TRANSIENT": {"max": 2}}.
+    """Enqueue `call`; `policy` overrides this job's retry policy per kind, e.g. {"TRANSIENT": {"max": 2}}.
     `tenant` owns the new job; `as_tenant` (a non-admin caller) may only reuse ids that tenant owns."""
-    validate_payload(payload)
     meta = meta or new_meta(max_retries, tenant=tenant)
     if policy:
         check_policy(policy)
@@ -97,13 +155,14 @@ def enqueue(
 
     def build() -> Job:
         return queue.create_job(
-            JOB_FUNC,
-            args=(payload,),
+            call.func,
+            args=call.args,
+            kwargs=call.kwargs,
             job_id=job_id,
             timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
-            result_ttl=RESULT_TTL_S,
+            result_ttl=call.result_ttl,
             meta=meta,
-            description=describe(payload),
+            description=call.description,
             status=JobStatus.SCHEDULED if when else JobStatus.QUEUED,
         )
 

@@ -8,7 +8,7 @@ from redis import Redis
 from rq.job import JobStatus
 
 from ..backend.queues import fetch_job
-from ..dlq.entry import decode, iso
+from ..dlq.entry import call_payload, decode, iso, payload_of
 from ..dlq.store import DLQStore
 from ..errors import NotFound
 from ..retry.kinds import ErrorKind
@@ -53,7 +53,7 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
             "id": job_id,
             "queue": entry.get("queue"),
             "type": entry.get("func"),
-            "payload": mask(entry["args"][0]) if entry.get("args") else None,
+            "payload": mask(payload_of(entry)),
             "status": "dead",
             "reason": entry.get("reason"),
             "attempts": len(attempts),
@@ -87,7 +87,7 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
         "id": job_id,
         "queue": job.origin,
         "type": job.func_name,
-        "payload": mask(job.args[0]) if job.args else None,
+        "payload": mask(call_payload(job.args, job.kwargs)),
         "status": status,
         "attempts": attempts,
         "max_attempts": max_attempts(meta.get("max_retries"), made),
@@ -98,9 +98,18 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
         "started_at": _ts(job.started_at),
         "completed_at": _ts(job.ended_at) if rq_status == JobStatus.FINISHED else None,
         "replays": meta.get("replays", 0),
-        "tenant": job_tenant(meta, job.args[0] if job.args else None),
+        "tenant": job_tenant(meta, job.args[0] if job.args else job.kwargs),
         "history": history,
+        "result": mask(_result(job)) if rq_status == JobStatus.FINISHED else None,
     }
+
+
+def _result(job) -> Any:
+    """The return value RQ stored (JSON), or None when it has expired or cannot be read."""
+    try:
+        return job.return_value(refresh=True)
+    except Exception:  # noqa: BLE001 - a result is shown when it can be read, never fails the status
+        return None
 
 
 def max_attempts(max_retries: int | None, history: list[dict]) -> int:

@@ -20,3 +20,4 @@ class Reason(StrEnum):
     CRASH_LOOP = "crash_loop"
     MANUAL = "manual"
     RECOVERED = "recovered"  # moved in by `genqueue dlq recover` (plain RQ failures, orphaned executions)
+    UNKNOWN_TASK = "unknown_task"  # its function is not a task registered in the worker: never called

@@ -31,6 +31,7 @@ class Failure:
     status_code: int | None = None
     retry_after: float | None = None
     traceback: str = ""
+    reason: Reason | None = None  # a PERMANENT failure's own reason (unknown_task); else non_retryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,7 @@ class RetryManager:
             status_code=status_code_of(exc),
             retry_after=retry_after,
             traceback=_truncate(traceback_text, TRACEBACK_MAX),
+            reason=_reason_of(exc),
         )
 
     @staticmethod
@@ -138,7 +140,8 @@ class RetryManager:
             delay, clipped = crash.delay_for(state.crashes + 1, rand=self.rand)
             return Decision("retry", kind, attempt, delay=delay, clipped=clipped, charged=False)
         if kind is ErrorKind.PERMANENT:
-            return Decision("dead", kind, attempt, retry_after=failure.retry_after, reason=Reason.NON_RETRYABLE)
+            return Decision("dead", kind, attempt, retry_after=failure.retry_after,
+                            reason=failure.reason or Reason.NON_RETRYABLE)
         policy = self.policy_for(kind, state)
         limit = policy.max_retries if state.max_retries is None else state.max_retries
         if state.retries >= limit:
@@ -148,6 +151,13 @@ class RetryManager:
         return Decision(
             "retry", kind, attempt, delay=delay, retry_after=failure.retry_after, clipped=clipped, charged=True
         )
+
+
+def _reason_of(exc: BaseException) -> Reason | None:
+    try:
+        return Reason(getattr(exc, "genqueue_reason", None))
+    except ValueError:
+        return None
 
 
 def load_rules(spec: str) -> list[Rule]:

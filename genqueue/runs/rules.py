@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -23,6 +23,7 @@ from ..jobs.manual_retry import is_free
 from ..jobs.status import RQ_TO_STATUS
 from ..retry.kinds import ErrorKind, Reason
 from ..tasks.generate import validate_payload
+from ..tasks.registry import lookup
 
 RUN_KEY_PREFIX = keys.RUN_PREFIX
 # RQ 2.12 accepts job ids of [A-Za-z0-9_-] only (':' separates a job id from an execution id), so an item
@@ -74,16 +75,31 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def parse_run_file(lines: Iterable[str]) -> list[dict[str, Any]]:
-    """One payload per line (blank lines skipped). All or nothing: any bad line → InvalidInput naming the
-    line numbers, before anything is enqueued."""
+def item_checker(task: str | None) -> Callable[[Any], dict[str, Any]]:
+    """How one line is checked: the generate task's payload rule, or a task's kwargs (its signature where it
+    is registered in this process)."""
+    if task is None or (lookup(task) is not None and lookup(task).positional):
+        return validate_payload
+    from ..jobs.enqueue import task_call
+
+    def check(kwargs: Any) -> dict[str, Any]:
+        task_call(task, kwargs)
+        return kwargs
+
+    return check
+
+
+def parse_run_file(lines: Iterable[str], task: str | None = None) -> list[dict[str, Any]]:
+    """One payload per line (a task's kwargs with `task`; blank lines skipped). All or nothing: any bad line
+    → InvalidInput naming the line numbers, before anything is enqueued."""
+    validate = item_checker(task)
     payloads: list[dict[str, Any]] = []
     bad: list[tuple[int, str]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            payloads.append(validate_payload(json.loads(line)))
+            payloads.append(validate(json.loads(line)))
         except json.JSONDecodeError as exc:
             bad.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
         except (ValueError, RecursionError):  # over-long integers, absurd nesting: json raises these plainly
@@ -101,9 +117,9 @@ def parse_run_file(lines: Iterable[str]) -> list[dict[str, Any]]:
     return payloads
 
 
-def run_digest(payloads: Sequence[Mapping[str, Any]], max_retries: int | None) -> str:
-    """Identifies a submission: the same file with the same options gives the same digest."""
-    h = hashlib.sha256(f"max_retries={max_retries}\n".encode())
+def run_digest(payloads: Sequence[Mapping[str, Any]], max_retries: int | None, task: str | None = None) -> str:
+    """Identifies a submission: the same file with the same options (and task) gives the same digest."""
+    h = hashlib.sha256(f"max_retries={max_retries}\n".encode() + (f"task={task}\n".encode() if task else b""))
     for payload in payloads:
         h.update(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode() + b"\n")
     return h.hexdigest()

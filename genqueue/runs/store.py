@@ -36,7 +36,7 @@ from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, SERIALIZER, make_queue
 from ..dlq.entry import decode, iso
 from ..dlq.store import DLQStore
 from ..errors import Conflict, CorruptEntry, Forbidden, GenqueueError, InvalidInput, NotFound
-from ..jobs.enqueue import owner_of
+from ..jobs.enqueue import generate_call, owner_of, task_call
 from ..jobs.manual_retry import (
     charged_retries,
     confirm_refusal,
@@ -46,7 +46,8 @@ from ..jobs.manual_retry import (
     requeue_failed_in,
 )
 from ..retry.meta import new_meta
-from ..tasks.generate import JOB_FUNC, describe, validate_payload
+from ..tasks.generate import JOB_FUNC
+from ..tasks.registry import lookup, resolve_name
 from ..tenants.credits import credits_key
 from ..tenants.credits import require as require_credits
 from ..tenants.tenancy import entry_tenant
@@ -62,6 +63,7 @@ from .rules import (
     check_run_id,
     checked_plan,
     default_run_id,
+    item_checker,
     item_id,
     item_status,
     run_digest,
@@ -87,6 +89,7 @@ class Run:
     last_retry_at: str | None = None
     tenant: str | None = None  # who submitted it (over HTTP: the token's tenant); see tenancy.py
     retry_limit: int = DEFAULT_LIMIT  # charged manual retries allowed per item (max_retry_count, 1-10)
+    task: str | None = None  # every item's task (None: the built-in generate, each line its payload)
 
     @classmethod
     def from_hash(cls, run_id: str, raw: Mapping[bytes, bytes]) -> Run:
@@ -94,13 +97,13 @@ class Run:
         return cls(run_id, f["queue"], int(f["items"]), f["digest"],
                    int(f["max_retries"]) if f.get("max_retries") else None, f["created_at"],
                    f.get("source") or None, int(f.get("retries") or 0), f.get("last_retry_at") or None,
-                   f.get("tenant") or None, int(f.get("retry_limit") or DEFAULT_LIMIT))
+                   f.get("tenant") or None, int(f.get("retry_limit") or DEFAULT_LIMIT), f.get("task") or None)
 
     def to_hash(self) -> dict[str, str]:
         return {"run_id": self.run_id, "queue": self.queue, "items": str(self.items), "digest": self.digest,
                 "max_retries": "" if self.max_retries is None else str(self.max_retries),
                 "created_at": self.created_at, "source": self.source or "", "retries": str(self.retries),
-                "tenant": self.tenant or "", "retry_limit": str(self.retry_limit)}
+                "tenant": self.tenant or "", "retry_limit": str(self.retry_limit), "task": self.task or ""}
 
     def item_ids(self) -> list[str]:
         return [item_id(self.run_id, i) for i in range(self.items)]
@@ -279,17 +282,19 @@ class SubmitResult:
 
 def submit(connection: Redis, queue_name: str, payloads: Sequence[dict[str, Any]], *, ttl_s: int,
            run_id: str | None = None, max_retries: int | None = None, source: str | None = None,
-           tenant: str | None = None, retry_limit: int = DEFAULT_LIMIT) -> SubmitResult:
+           tenant: str | None = None, retry_limit: int = DEFAULT_LIMIT, task: str | None = None) -> SubmitResult:
     """Create the run (or find the identical one) and every item not yet created. `ttl_s` bounds how long
     the run record and its finished items are kept (the DLQ retention, so a run outlives none of its parts)."""
     if max_retries is not None and max_retries < 0:
         raise InvalidInput("max_retries must be 0 or more")
+    task = None if task is None or lookup(task) is lookup(JOB_FUNC) else resolve_name(task)
+    check = item_checker(task)
     for payload in payloads:
-        validate_payload(payload)
-    digest = run_digest(payloads, max_retries)
+        check(payload)
+    digest = run_digest(payloads, max_retries, task)
     run_id = check_run_id(run_id) if run_id else default_run_id(digest)
     wanted = Run(run_id, queue_name, len(payloads), digest, max_retries, iso(time.time()), source, tenant=tenant,
-                 retry_limit=check_limit(retry_limit))
+                 retry_limit=check_limit(retry_limit), task=task)
     queue, store = make_queue(connection, queue_name), _store(connection, queue_name, ttl_s)
     _foreign_check(connection, store, wanted)
     run, created = _create_or_match(connection, wanted, ttl_s)
@@ -359,10 +364,13 @@ def _submit_batch(connection: Redis, queue, store: DLQStore, run: Run, payloads:
 
 
 def _item_job(queue, run: Run, index: int, payload: dict[str, Any], ttl_s: int) -> Job:
+    call = generate_call(payload) if run.task is None else task_call(run.task, payload)[0]
+    spec = lookup(call.func)
+    timeout = (spec.timeout if spec is not None and not spec.positional else None) or DEFAULT_JOB_TIMEOUT_S
     return queue.create_job(
-        JOB_FUNC, args=(payload,), job_id=item_id(run.run_id, index), timeout=DEFAULT_JOB_TIMEOUT_S,
+        call.func, args=call.args, kwargs=call.kwargs, job_id=item_id(run.run_id, index), timeout=timeout,
         result_ttl=ttl_s, meta=new_meta(run.max_retries, tenant=run.tenant), status=JobStatus.QUEUED,
-        description=describe(payload),
+        description=call.description,
     )
 
 

@@ -57,3 +57,12 @@ def generate(payload: dict[str, Any]) -> dict[str, Any]:
     attempt = attempt_number(job) if job is not None else 1
     job_id = job.id if job is not None else "local"
     return default_provider().call(payload, attempt=attempt, job_id=job_id)
+
+
+def _register() -> None:
+    from .registry import register_builtin
+
+    register_builtin(generate)
+
+
+_register()

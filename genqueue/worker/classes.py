@@ -41,7 +41,9 @@ from ..dlq.store import DLQStore
 from ..retry.manager import Failure, RetryManager
 from ..settings import Settings
 from ..support.logs import get_logger
+from ..tasks.registry import UnknownTask
 from .guarded import pop, recorder, run_guarded
+from .job import GenJob
 from .liveness import WORKERS_KEY, Claim, Heartbeat
 from .schedule import SCHEDULE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
@@ -63,6 +65,8 @@ class DuplicateDispatch(Exception):
 class FailurePathMixin:
     """Mixed in before an RQ worker class; see the module docstring for the seams."""
 
+    job_class = GenJob  # registered tasks only (worker/job.py)
+
     def __init__(self, *args: Any, settings: Settings, retry_manager: RetryManager | None = None, **kwargs: Any):
         kwargs.setdefault("serializer", SERIALIZER)
         super().__init__(*args, **kwargs)
@@ -82,6 +86,8 @@ class FailurePathMixin:
 
     def handle_exception(self, job, *exc_info):
         exc = exc_info[1]
+        if isinstance(exc, UnknownTask):
+            log.warning("task.unknown", job_id=job.id, queue=job.origin, error=str(exc)[:300])
         tb_text = "".join(traceback.format_exception(*exc_info))
         self._failures[job.id] = self.retry_manager.failure_from_exception(exc, tb_text)
         for handler in self._exc_handlers:  # user handlers still run; RQ's traceback log line does not

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from redis.exceptions import WatchError
@@ -23,9 +24,10 @@ from ..backend.counters import count_in, fields_for_failure, seconds_between
 from ..dlq.entry import build_entry, iso
 from ..dlq.store import DLQStore
 from ..retry.kinds import ErrorKind
-from ..retry.manager import Decision, Failure, RetryManager, decision_record
+from ..retry.manager import Decision, Failure, RetryManager, RetryState, decision_record
 from ..retry.meta import gq, retry_state
 from ..support.logs import get_logger
+from ..tasks.registry import lookup
 from .guarded import recorder, run_guarded
 
 log = get_logger("genqueue.worker")
@@ -36,15 +38,25 @@ def _ts(dt) -> str | None:
     return None if dt is None else iso(dt.timestamp())
 
 
+def _call_of(job: Job) -> tuple[str, list, dict]:
+    """(func, args, kwargs), or placeholders for a job whose data is not JSON (worker/job.py UnreadableJob):
+    the entry must still be written, so the job lands somewhere an admin sees it."""
+    try:
+        return job.func_name, list(job.args), dict(job.kwargs)
+    except Exception:  # noqa: BLE001 - unreadable data: keep what is known, the id and the error
+        return "<unreadable>", [], {}
+
+
 def dead_letter_entry(job: Job, queue_name: str, decision: Decision, failure: Failure, store: DLQStore) -> dict:
     meta = gq(job)
     failed_at = now().timestamp()
+    func, args, kwargs = _call_of(job)
     return build_entry(
         job_id=job.id,
         queue=queue_name,
-        func=job.func_name,
-        args=list(job.args),
-        kwargs=dict(job.kwargs),
+        func=func,
+        args=args,
+        kwargs=kwargs,
         reason=str(decision.reason),
         error={
             "kind": str(failure.kind),
@@ -170,6 +182,22 @@ def _queue_move(pipe, job: Job, queue, decision: Decision, entry: dict[str, Any]
     return add_at
 
 
+def with_task_defaults(state: RetryState, job: Job) -> RetryState:
+    """The task's declared max_retries and policy, where the job carries none of its own (a job enqueued by
+    name from a process that could not import the task)."""
+    try:
+        spec = lookup(job.func_name)
+    except Exception:  # noqa: BLE001 - unreadable job data: no task, no defaults
+        return state
+    if spec is None:
+        return state
+    if state.max_retries is None and spec.max_retries is not None:
+        state = replace(state, max_retries=spec.max_retries)
+    if not state.policy_overrides and spec.policy:
+        state = replace(state, policy_overrides=spec.policy)
+    return state
+
+
 def record_failure(
     connection,
     job: Job,
@@ -184,7 +212,7 @@ def record_failure(
     registry_claim: tuple[str, str] | None = None,
 ) -> tuple[Decision, bool]:
     """Decide (pure), append the decision record, move the job (one transaction), log one line."""
-    state = retry_state(job)
+    state = with_task_defaults(retry_state(job), job)
     decision = manager.decide(failure, state)
     meta = gq(job)
     meta["history"].append(

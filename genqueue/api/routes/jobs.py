@@ -9,11 +9,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from ...backend import audit
-from ...errors import Conflict, Forbidden
-from ...jobs.enqueue import check_job_id, enqueue
+from ...errors import Conflict, Forbidden, InvalidInput, NotFound
+from ...jobs.enqueue import check_job_id, enqueue_call, generate_call, task_call
 from ...jobs.manual_retry import retry_job
 from ...jobs.status import job_status
 from ...runs.rules import run_key, run_of_item
+from ...tasks.registry import lookup, resolve_name
 from ...tenants.tenancy import Principal, check_access
 from ..deps import ServiceState, principal, service
 from . import actor, principal_name
@@ -22,10 +23,25 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
 class EnqueueBody(BaseModel):
-    payload: dict[str, Any] = Field(description="prompt (required), model, params, user_id, …")
+    payload: dict[str, Any] | None = Field(None, description="the built-in generate task's payload: prompt "
+                                           "(required), model, params, user_id, …")
+    task: str | None = Field(None, description="a registered task open to the API (instead of payload)")
+    kwargs: dict[str, Any] | None = Field(None, description="the task's keyword arguments")
     job_id: str | None = Field(None, description="idempotency key: a second enqueue returns the existing job")
     max_retries: int | None = Field(None, ge=0, le=100, description="this job's automatic retry budget")
     delay_s: float | None = Field(None, ge=0, le=30 * 86400, description="run no earlier than this from now")
+
+
+def open_to_api(state: ServiceState, who: Principal, name: str) -> None:
+    """Non-admins may enqueue only the tasks a deployment opens to the API: declared with api=True (in the
+    modules GENQUEUE_TASKS names, imported by `genqueue api`) or listed in GENQUEUE_API_TASKS. Any other
+    name is 404, as if it did not exist."""
+    if who.is_admin:
+        return
+    spec = lookup(name)
+    if resolve_name(name) in {resolve_name(n) for n in state.settings.api_tasks} or (spec is not None and spec.api):
+        return
+    raise NotFound(f"no task {name!r} is open to the API")
 
 
 def visible_status(state: ServiceState, who: Principal, job_id: str) -> dict[str, Any]:
@@ -38,9 +54,14 @@ def visible_status(state: ServiceState, who: Principal, job_id: str) -> dict[str
 def create_job(body: EnqueueBody, request: Request, response: Response, who: Principal = Depends(principal),
                state: ServiceState = Depends(service)) -> dict:
     delay = timedelta(seconds=body.delay_s) if body.delay_s else None
-    result = enqueue(state.connection, state.settings.queue, body.payload, job_id=body.job_id,
-                     max_retries=body.max_retries, in_=delay, tenant=who.tenant,
-                     as_tenant=None if who.is_admin else who.tenant)
+    if (body.task is None) == (body.payload is None):
+        raise InvalidInput("give either payload (the built-in generate task) or task with kwargs")
+    if body.task is not None:
+        open_to_api(state, who, body.task)
+    call = generate_call(body.payload) if body.task is None else task_call(body.task, body.kwargs or {})[0]
+    result = enqueue_call(state.connection, state.settings.queue, call, job_id=body.job_id,
+                          max_retries=body.max_retries, in_=delay, tenant=who.tenant,
+                          as_tenant=None if who.is_admin else who.tenant)
     info = visible_status(state, who, result.job.id)  # an existing id of another tenant is 403, not its data
     if not result.created:
         response.status_code = 200
