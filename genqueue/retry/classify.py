@@ -2,8 +2,8 @@
 
 Order (the design's): explicit kind → timeouts → HTTP status → connection errors → validation errors →
 message patterns → UNKNOWN. User rules run before all of these. A rule is any callable taking the
-exception and returning an ErrorKind or None. Timeout and HTTP-client classes are matched by type name so
-no HTTP library becomes a dependency.
+exception and returning an ErrorKind, a Verdict (a kind with a delay and a note) or None. Timeout and
+HTTP-client classes are matched by type name so no HTTP library becomes a dependency.
 """
 
 from __future__ import annotations
@@ -12,11 +12,33 @@ import email.utils
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .kinds import ErrorKind
 
-Rule = Callable[[BaseException], ErrorKind | None]
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A rule's answer when a bare ErrorKind is not enough.
+
+    retry_after: seconds to wait, used exactly like a Retry-After header (and over one): RATE_LIMITED
+    waits min(cap, max(backoff, retry_after)). note: why, put in front of the failure's message."""
+
+    kind: ErrorKind
+    retry_after: float | None = None
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ErrorKind(str(self.kind).upper()))
+        if self.retry_after is not None:
+            seconds = parse_retry_after(self.retry_after)
+            if seconds is None:
+                raise ValueError(f"Verdict.retry_after must be seconds >= 0, not {self.retry_after!r}")
+            object.__setattr__(self, "retry_after", seconds)
+
+
+Rule = Callable[[BaseException], ErrorKind | Verdict | None]
 
 TIMEOUT_TYPE_NAMES = frozenset(
     {
@@ -175,6 +197,19 @@ DEFAULT_MESSAGE_PATTERNS: tuple[tuple[str, ErrorKind], ...] = (
 BUILTIN_RULES: tuple[Rule, ...] = (explicit_rule, timeout_rule, http_status_rule, connection_rule, validation_rule)
 
 
+def as_verdict(result: Any, rule: Rule | None = None) -> Verdict | None:
+    """A rule's answer as a Verdict: None stays None, an ErrorKind (or its name) becomes Verdict(kind)."""
+    if result is None or isinstance(result, Verdict):
+        return result
+    if isinstance(result, str):
+        try:
+            return Verdict(ErrorKind(result.upper()))
+        except ValueError:
+            pass
+    name = getattr(rule, "__qualname__", None) or repr(rule)
+    raise TypeError(f"classification rule {name} returned {result!r}: return an ErrorKind, a Verdict or None")
+
+
 class Classifier:
     """User rules first, then the built-in table, then message patterns; UNKNOWN when nothing matches."""
 
@@ -186,9 +221,13 @@ class Classifier:
         self.rules.insert(0, rule)
         return rule
 
-    def classify(self, exc: BaseException) -> ErrorKind:
+    def verdict(self, exc: BaseException) -> Verdict:
+        """The first rule's answer (kind, and any delay and note it gave); Verdict(UNKNOWN) when none."""
         for rule in self.rules:
-            kind = rule(exc)
-            if kind is not None:
-                return ErrorKind(kind)
-        return ErrorKind.UNKNOWN
+            verdict = as_verdict(rule(exc), rule)
+            if verdict is not None:
+                return verdict
+        return Verdict(ErrorKind.UNKNOWN)
+
+    def classify(self, exc: BaseException) -> ErrorKind:
+        return self.verdict(exc).kind

@@ -111,14 +111,20 @@ class RetryManager:
         return self.classifier.add_rule(fn)
 
     def failure_from_exception(self, exc: BaseException, traceback_text: str = "") -> Failure:
+        """Classify: the kind from the first matching rule; the delay from that rule's Verdict, else from
+        the exception (its Retry-After); the rule's note, if any, before the message."""
+        verdict = self.classifier.verdict(exc)
         raw = raw_retry_after(exc)
         retry_after = parse_retry_after(raw)
-        if raw is not None and retry_after is None:
+        if verdict.retry_after is not None:
+            retry_after = verdict.retry_after
+        elif raw is not None and retry_after is None:
             log.warning("retry.bad_retry_after", value=repr(raw)[:100], error_type=type(exc).__name__)
+        message = str(exc) if verdict.note is None else f"[{verdict.note}] {exc}"
         return Failure(
-            kind=self.classifier.classify(exc),
+            kind=verdict.kind,
             type=type(exc).__name__,
-            message=_truncate(str(exc), MESSAGE_MAX),
+            message=_truncate(message, MESSAGE_MAX),
             status_code=status_code_of(exc),
             retry_after=retry_after,
             traceback=_truncate(traceback_text, TRACEBACK_MAX),

@@ -3,7 +3,7 @@ import socket
 import pytest
 from rq.timeouts import JobTimeoutException
 
-from genqueue.retry import PermanentError, RateLimited, TransientError
+from genqueue.retry import PermanentError, RateLimited, TransientError, Verdict
 from genqueue.retry.classify import Classifier, parse_retry_after, retry_after_of, status_code_of
 from genqueue.retry.kinds import ErrorKind as K
 from genqueue.tasks.providers.simulated import ProviderError, ProviderTimeout
@@ -111,3 +111,29 @@ def test_retry_after_from_exception_or_headers():
     assert retry_after_of(WithResponse(Response(429, {}))) is None  # headers without Retry-After
     assert retry_after_of(ProviderError(429, "x", retry_after=2)) == 2.0
     assert status_code_of(WithResponse(Response(418))) == 418
+
+
+def test_a_rule_may_return_a_verdict():
+    c = Classifier(rules=[lambda e: Verdict(K.RATE_LIMITED, retry_after=30) if "GPU busy" in str(e) else None])
+    assert c.classify(RuntimeError("GPU busy")) is K.RATE_LIMITED
+    assert c.verdict(RuntimeError("GPU busy")) == Verdict(K.RATE_LIMITED, retry_after=30.0)
+    assert c.verdict(RuntimeError("odd")) == Verdict(K.UNKNOWN)
+
+
+def test_verdicts_are_normalised_and_checked():
+    assert Verdict("permanent").kind is K.PERMANENT
+    assert Verdict(K.TRANSIENT, retry_after="2.5").retry_after == 2.5
+    for bad in (-1, "soon", float("inf")):
+        with pytest.raises(ValueError):
+            Verdict(K.TRANSIENT, retry_after=bad)
+    with pytest.raises(ValueError):
+        Verdict("SOMETIMES")
+
+
+def test_a_rule_returning_anything_else_is_a_clear_error():
+    def pair(exc):
+        return (K.RATE_LIMITED, 30)
+
+    with pytest.raises(TypeError, match="pair returned"):
+        Classifier(rules=[pair]).classify(RuntimeError())
+    assert Classifier(rules=[lambda e: "PERMANENT"]).classify(RuntimeError()) is K.PERMANENT  # a kind's name
