@@ -161,6 +161,15 @@ def test_a_rule_without_a_delay_leaves_the_exceptions_delay():
     assert (f.kind, f.retry_after, f.message) == (K.RATE_LIMITED, 2.5, "[busy GPU] GPU busy")
 
 
+def test_insufficient_quota_says_why_in_the_failure_message():
+    exc = RuntimeError("Error code: 429 - You exceeded your current quota")
+    exc.status_code, exc.code = 429, "insufficient_quota"
+    f = RetryManager().failure_from_exception(exc)
+    assert f.kind is K.PERMANENT
+    assert f.message.startswith("[insufficient_quota: out of credits, not retried] Error code: 429")
+    assert RetryManager().decide(f, RetryState()).reason is Reason.NON_RETRYABLE
+
+
 def test_a_verdict_rule_named_in_the_environment():
     from genqueue.settings import Settings
 
