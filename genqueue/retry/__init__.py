@@ -8,6 +8,7 @@ from importlib import import_module
 _EXPORTS = {
     "PermanentError": "exceptions", "RateLimited": "exceptions", "TransientError": "exceptions",
     "ErrorKind": "kinds", "Reason": "kinds",
+    "Verdict": "classify",
     "Decision": "manager", "Failure": "manager", "RetryManager": "manager",
     "DEFAULT_POLICIES": "policy", "RetryPolicy": "policy",
 }

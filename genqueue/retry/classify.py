@@ -1,26 +1,53 @@
 """Error classification: an ordered table of pure rules, first match wins.
 
-Order (the design's): explicit kind → timeouts → HTTP status → connection errors → validation errors →
-message patterns → UNKNOWN. User rules run before all of these. A rule is any callable taking the
-exception and returning an ErrorKind or None. Timeout and HTTP-client classes are matched by type name so
-no HTTP library becomes a dependency.
+Order (README "Classification rules, in order"): user rules → explicit kind → timeouts → out-of-credit body
+codes → the server's x-should-retry header → HTTP status → connection errors → validation errors → a timeout
+or connection error behind the exception (its __cause__/__context__ chain) → message patterns → UNKNOWN.
+
+A rule is any callable taking the exception and returning an ErrorKind, a Verdict (a kind with a delay and
+a note) or None. The provider SDKs are optional: their classes are matched by type name and their errors read
+by duck typing (`.status_code`, `.response.headers`, `.body`, `.details`), so none of them is imported here.
 """
 
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .kinds import ErrorKind
 
-Rule = Callable[[BaseException], ErrorKind | None]
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A rule's answer when a bare ErrorKind is not enough.
+
+    retry_after: seconds to wait, used exactly like a Retry-After header (and over one): RATE_LIMITED
+    waits min(cap, max(backoff, retry_after)). note: why, put in front of the failure's message."""
+
+    kind: ErrorKind
+    retry_after: float | None = None
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ErrorKind(str(self.kind).upper()))
+        if self.retry_after is not None:
+            seconds = parse_retry_after(self.retry_after)
+            if seconds is None:
+                raise ValueError(f"Verdict.retry_after must be seconds >= 0, not {self.retry_after!r}")
+            object.__setattr__(self, "retry_after", seconds)
+
+
+Rule = Callable[[BaseException], ErrorKind | Verdict | None]
 
 TIMEOUT_TYPE_NAMES = frozenset(
     {
         "JobTimeoutException",  # rq
+        "APITimeoutError",  # openai, anthropic (their APIConnectionError's subclass)
         "TimeoutError",
         "timeout",  # socket.timeout
         "ReadTimeout",
@@ -50,7 +77,11 @@ CONNECTION_TYPE_NAMES = frozenset(
     }
 )
 VALIDATION_TYPE_NAMES = frozenset({"ValueError", "TypeError", "ValidationError", "KeyError", "JSONDecodeError"})
-PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 410, 413, 415, 422})
+PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 413, 415, 422})
+# Body error codes that mean "out of credits": retrying cannot help until someone pays. By code only: Gemini's
+# retryable per-minute quota 429 has the same words ("You exceeded your current quota") as OpenAI's.
+OUT_OF_CREDIT_CODES = frozenset({"insufficient_quota"})
+CAUSE_DEPTH = 8  # links of the __cause__/__context__ chain looked at
 
 
 def _type_names(exc: BaseException) -> set[str]:
@@ -58,11 +89,13 @@ def _type_names(exc: BaseException) -> set[str]:
 
 
 def status_code_of(exc: BaseException) -> int | None:
-    """The HTTP status from `.status_code`, `.status` or `.response.status_code`; strings are accepted."""
+    """The HTTP status from `.status_code`, `.status`, `.response.status_code` (or `.status`), else `.code`
+    (Gemini's APIError, urllib's HTTPError); strings are accepted, values outside 100–599 are not."""
     candidates = [getattr(exc, "status_code", None), getattr(exc, "status", None)]
     response = getattr(exc, "response", None)
     if response is not None:
         candidates += [getattr(response, "status_code", None), getattr(response, "status", None)]
+    candidates.append(getattr(exc, "code", None))
     for value in candidates:
         if isinstance(value, bool):
             continue
@@ -75,46 +108,166 @@ def status_code_of(exc: BaseException) -> int | None:
     return None
 
 
-def parse_retry_after(value: Any, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After value (seconds or an HTTP date); None for garbage or negatives."""
+def headers_of(exc: BaseException) -> Any:
+    """The response headers: `exc.response.headers`, else `exc.headers`; None when there are none."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    return headers or getattr(exc, "headers", None) or headers
+
+
+def header(headers: Any, name: str) -> Any:
+    """One header's value, its name matched case-insensitively (httpx/requests headers, or a plain dict)."""
+    if headers is None:
+        return None
+    try:
+        value = headers.get(name)
+    except (AttributeError, TypeError):
+        return None
+    if value is not None:
+        return value
+    lowered = name.lower()
+    try:
+        return next((v for k, v in headers.items() if str(k).lower() == lowered), None)
+    except (AttributeError, TypeError):
+        return None
+
+
+def _seconds(value: Any) -> float | None:
+    """A non-negative, finite number of seconds from a number or a numeric string; None otherwise."""
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value) if value >= 0 and value == value and value != float("inf") else None
-    text = str(value).strip()
     try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-        return max(0.0, seconds)
-    if seconds != seconds or seconds in (float("inf"),) or seconds < 0:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
         return None
-    return seconds
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def parse_retry_after(value: Any, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value (seconds or an HTTP date); None for garbage or negatives."""
+    seconds = _seconds(value)
+    if seconds is not None or not isinstance(value, str):
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+def parse_duration(value: Any) -> float | None:
+    """A google.protobuf.Duration as JSON ("37s", "1.5s") or as {"seconds": …, "nanos": …}, in seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        return float(match.group(1)) if match else None
+    if isinstance(value, Mapping) and ("seconds" in value or "nanos" in value):
+        seconds, nanos = _seconds(value.get("seconds") or 0), _seconds(value.get("nanos") or 0)
+        return None if seconds is None or nanos is None else seconds + nanos / 1e9
+    return None
+
+
+def _bodies(exc: BaseException) -> Iterator[Mapping]:
+    """The decoded error bodies an SDK kept: openai/anthropic `.body`, Gemini's `.details` (dicts only)."""
+    for attr in ("body", "details"):
+        body = getattr(exc, attr, None)
+        if isinstance(body, list) and len(body) == 1:
+            body = body[0]
+        if isinstance(body, Mapping):
+            yield body
+            inner = body.get("error")
+            if isinstance(inner, Mapping):
+                yield inner
+
+
+def retry_info_delay(exc: BaseException) -> Any:
+    """The raw `retryDelay` of a google.rpc.RetryInfo in the error body's `details` (Gemini's 429), or None."""
+    for body in _bodies(exc):
+        details = body.get("details")
+        if not isinstance(details, list):
+            continue
+        for detail in details:
+            if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+                return detail.get("retryDelay")
+    return None
+
+
+# Where a delay is read from, in order (retry_after_from takes the first valid one): (raw value, parser).
+def _retry_after_sources(exc: BaseException) -> Iterator[tuple[Any, Callable[[Any], float | None]]]:
+    yield getattr(exc, "retry_after", None), parse_retry_after
+    headers = headers_of(exc)
+    ms = header(headers, "retry-after-ms")
+    yield ms, lambda raw: None if (s := _seconds(raw)) is None else s / 1000
+    yield header(headers, "retry-after"), parse_retry_after
+    yield retry_info_delay(exc), parse_duration
+
+
+def retry_after_from(exc: BaseException) -> tuple[float | None, Any]:
+    """(seconds, None) from the first valid source — the exception's `retry_after`, a `retry-after-ms`
+    header, a `Retry-After` header (seconds or HTTP date), a google.rpc.RetryInfo `retryDelay` in the body —
+    or (None, the first raw value that was present but garbage), or (None, None) when there was none."""
+    bad = None
+    for raw, parse in _retry_after_sources(exc):
+        if raw is None:
+            continue
+        seconds = parse(raw)
+        if seconds is not None:
+            return seconds, None
+        if bad is None:
+            bad = raw
+    return None, bad
 
 
 def retry_after_of(exc: BaseException) -> float | None:
-    return parse_retry_after(raw_retry_after(exc))
+    return retry_after_from(exc)[0]
 
 
-def raw_retry_after(exc: BaseException) -> Any:
-    """The unparsed Retry-After: the exception's `retry_after`, else a `Retry-After` response header."""
-    value = getattr(exc, "retry_after", None)
-    if value is None:
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None) or getattr(exc, "headers", None)
-        if headers is not None:
-            try:
-                value = headers.get("Retry-After") or headers.get("retry-after")
-            except (AttributeError, TypeError):
-                value = None
-    return value
+def causes(exc: BaseException, depth: int = CAUSE_DEPTH) -> Iterator[BaseException]:
+    """The exceptions behind exc, nearest first, the way Python's traceback follows them: `__cause__`
+    (raise … from …), else `__context__` unless suppressed (raise … from None). Bounded, cycle-safe."""
+    seen = {id(exc)}
+    current = exc
+    for _ in range(depth):
+        nxt = current.__cause__
+        if nxt is None and not current.__suppress_context__:
+            nxt = current.__context__
+        if nxt is None or id(nxt) in seen:
+            return
+        seen.add(id(nxt))
+        yield nxt
+        current = nxt
 
+
+def _status_kind(code: int | None) -> ErrorKind | None:
+    if code is None:
+        return None
+    if code == 429:
+        return ErrorKind.RATE_LIMITED
+    if code == 408:
+        return ErrorKind.TIMEOUT
+    if code == 409 or code >= 500:  # 409: OpenAI's/Anthropic's lock timeout, which their SDKs retry
+        return ErrorKind.TRANSIENT
+    if code in PERMANENT_STATUSES:
+        return ErrorKind.PERMANENT
+    return None
+
+
+def _error_codes(exc: BaseException) -> Iterator[str]:
+    """The provider's error code/type strings: openai's `.code`/`.type`, else the body's (error.)code/type."""
+    for value in (getattr(exc, "code", None), getattr(exc, "type", None)):
+        if isinstance(value, str):
+            yield value
+    for body in _bodies(exc):
+        for key in ("code", "type"):
+            value = body.get(key)
+            if isinstance(value, str):
+                yield value
+
+
+# --- the rules -------------------------------------------------------------------------------------------
 
 def explicit_rule(exc: BaseException) -> ErrorKind | None:
     kind = getattr(exc, "genqueue_kind", None)
@@ -130,19 +283,30 @@ def timeout_rule(exc: BaseException) -> ErrorKind | None:
     return ErrorKind.TIMEOUT if _type_names(exc) & TIMEOUT_TYPE_NAMES else None
 
 
-def http_status_rule(exc: BaseException) -> ErrorKind | None:
-    code = status_code_of(exc)
+def out_of_credit_rule(exc: BaseException) -> Verdict | None:
+    """OpenAI's insufficient_quota (a 429 whose body's error code/type says the account is out of credits)."""
+    code = next((c for c in _error_codes(exc) if c in OUT_OF_CREDIT_CODES), None)
     if code is None:
         return None
-    if code == 429:
-        return ErrorKind.RATE_LIMITED
-    if code == 408:
-        return ErrorKind.TIMEOUT
-    if code >= 500:
-        return ErrorKind.TRANSIENT
-    if code in PERMANENT_STATUSES:
-        return ErrorKind.PERMANENT
+    return Verdict(ErrorKind.PERMANENT, note=f"{code}: out of credits, not retried")
+
+
+def should_retry_header_rule(exc: BaseException) -> ErrorKind | Verdict | None:
+    """The server's own `x-should-retry: true|false` (OpenAI, Anthropic; their SDKs obey it first)."""
+    value = header(headers_of(exc), "x-should-retry")
+    flag = str(value).strip().lower() if value is not None else None
+    if flag == "false":
+        return Verdict(ErrorKind.PERMANENT, note="not retried: the server said x-should-retry: false")
+    if flag == "true":
+        kind = _status_kind(status_code_of(exc))
+        if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TIMEOUT, ErrorKind.TRANSIENT):
+            return kind
+        return Verdict(ErrorKind.TRANSIENT, note="retried: the server said x-should-retry: true")
     return None
+
+
+def http_status_rule(exc: BaseException) -> ErrorKind | None:
+    return _status_kind(status_code_of(exc))
 
 
 def connection_rule(exc: BaseException) -> ErrorKind | None:
@@ -151,6 +315,18 @@ def connection_rule(exc: BaseException) -> ErrorKind | None:
 
 def validation_rule(exc: BaseException) -> ErrorKind | None:
     return ErrorKind.PERMANENT if _type_names(exc) & VALIDATION_TYPE_NAMES else None
+
+
+def cause_rule(exc: BaseException) -> ErrorKind | None:
+    """A timeout or connection error behind a wrapper (openai/anthropic APIConnectionError from httpx's
+    ConnectError, a provider error raised `from` a socket error): the nearest one decides."""
+    for cause in causes(exc):
+        names = _type_names(cause)
+        if names & TIMEOUT_TYPE_NAMES:
+            return ErrorKind.TIMEOUT
+        if names & CONNECTION_TYPE_NAMES:
+            return ErrorKind.TRANSIENT
+    return None
 
 
 def message_rule(patterns: Sequence[tuple[str, ErrorKind]]) -> Rule:
@@ -172,7 +348,29 @@ DEFAULT_MESSAGE_PATTERNS: tuple[tuple[str, ErrorKind], ...] = (
     (r"timed? ?out", ErrorKind.TIMEOUT),
 )
 
-BUILTIN_RULES: tuple[Rule, ...] = (explicit_rule, timeout_rule, http_status_rule, connection_rule, validation_rule)
+BUILTIN_RULES: tuple[Rule, ...] = (
+    explicit_rule,
+    timeout_rule,
+    out_of_credit_rule,
+    should_retry_header_rule,
+    http_status_rule,
+    connection_rule,
+    validation_rule,
+    cause_rule,
+)
+
+
+def as_verdict(result: Any, rule: Rule | None = None) -> Verdict | None:
+    """A rule's answer as a Verdict: None stays None, an ErrorKind (or its name) becomes Verdict(kind)."""
+    if result is None or isinstance(result, Verdict):
+        return result
+    if isinstance(result, str):
+        try:
+            return Verdict(ErrorKind(result.upper()))
+        except ValueError:
+            pass
+    name = getattr(rule, "__qualname__", None) or repr(rule)
+    raise TypeError(f"classification rule {name} returned {result!r}: return an ErrorKind, a Verdict or None")
 
 
 class Classifier:
@@ -186,9 +384,13 @@ class Classifier:
         self.rules.insert(0, rule)
         return rule
 
-    def classify(self, exc: BaseException) -> ErrorKind:
+    def verdict(self, exc: BaseException) -> Verdict:
+        """The first rule's answer (kind, and any delay and note it gave); Verdict(UNKNOWN) when none."""
         for rule in self.rules:
-            kind = rule(exc)
-            if kind is not None:
-                return ErrorKind(kind)
-        return ErrorKind.UNKNOWN
+            verdict = as_verdict(rule(exc), rule)
+            if verdict is not None:
+                return verdict
+        return Verdict(ErrorKind.UNKNOWN)
+
+    def classify(self, exc: BaseException) -> ErrorKind:
+        return self.verdict(exc).kind

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..support.logs import get_logger
-from .classify import Classifier, Rule, parse_retry_after, raw_retry_after, status_code_of
+from .classify import Classifier, Rule, retry_after_from, status_code_of
 from .kinds import ErrorKind, Reason
 from .policy import DEFAULT_POLICIES, RetryPolicy, merged_policies, override, scaled_policies
 
@@ -112,14 +112,19 @@ class RetryManager:
         return self.classifier.add_rule(fn)
 
     def failure_from_exception(self, exc: BaseException, traceback_text: str = "") -> Failure:
-        raw = raw_retry_after(exc)
-        retry_after = parse_retry_after(raw)
-        if raw is not None and retry_after is None:
-            log.warning("retry.bad_retry_after", value=repr(raw)[:100], error_type=type(exc).__name__)
+        """Classify: the kind from the first matching rule; the delay from that rule's Verdict, else from
+        the exception (retry-after-ms, Retry-After, RetryInfo); the rule's note, if any, before the message."""
+        verdict = self.classifier.verdict(exc)
+        retry_after, bad = retry_after_from(exc)
+        if verdict.retry_after is not None:
+            retry_after = verdict.retry_after
+        elif bad is not None:
+            log.warning("retry.bad_retry_after", value=repr(bad)[:100], error_type=type(exc).__name__)
+        message = str(exc) if verdict.note is None else f"[{verdict.note}] {exc}"
         return Failure(
-            kind=self.classifier.classify(exc),
+            kind=verdict.kind,
             type=type(exc).__name__,
-            message=_truncate(str(exc), MESSAGE_MAX),
+            message=_truncate(message, MESSAGE_MAX),
             status_code=status_code_of(exc),
             retry_after=retry_after,
             traceback=_truncate(traceback_text, TRACEBACK_MAX),

@@ -130,3 +130,51 @@ def test_rules_named_in_the_environment_are_loaded():
     assert m.failure_from_exception(RuntimeError("quota exhausted for org")).kind is K.PERMANENT
     with pytest.raises(InvalidInput, match="GENQUEUE_RETRY_RULES"):
         RetryManager.from_settings(Settings.from_env({"GENQUEUE_RETRY_RULES": "no.such.module:RULES"}))
+
+
+def test_a_rules_delay_is_used_like_a_retry_after():
+    from genqueue.retry import Verdict
+
+    def busy(exc):
+        return Verdict(K.RATE_LIMITED, retry_after=float(str(exc).split()[-1])) if "busy" in str(exc) else None
+
+    m = RetryManager(rand=mid, rules=[busy])
+    exc = RuntimeError("GPU busy 42")
+    exc.headers = {"Retry-After": "5"}  # the rule's own delay wins over the exception's
+    f = m.failure_from_exception(exc)
+    assert (f.kind, f.retry_after) == (K.RATE_LIMITED, 42.0)
+    # RATE_LIMITED: min(cap, max(backoff, retry_after)), the first backoff being 10 s
+    d = m.decide(f, RetryState())
+    assert d.is_retry and (d.delay, d.retry_after, d.clipped) == (42.0, 42.0, False)
+    assert m.decide(m.failure_from_exception(RuntimeError("GPU busy 3")), RetryState()).delay == 10.0
+    d = m.decide(m.failure_from_exception(RuntimeError("GPU busy 99999")), RetryState())
+    assert (d.delay, d.clipped) == (3600, True)
+
+
+def test_a_rule_without_a_delay_leaves_the_exceptions_delay():
+    from genqueue.retry import Verdict
+
+    m = RetryManager(rules=[lambda e: Verdict(K.RATE_LIMITED, note="busy GPU")])
+    exc = RuntimeError("GPU busy")
+    exc.headers = {"Retry-After": "2.5"}
+    f = m.failure_from_exception(exc)
+    assert (f.kind, f.retry_after, f.message) == (K.RATE_LIMITED, 2.5, "[busy GPU] GPU busy")
+
+
+def test_insufficient_quota_says_why_in_the_failure_message():
+    exc = RuntimeError("Error code: 429 - You exceeded your current quota")
+    exc.status_code, exc.code = 429, "insufficient_quota"
+    f = RetryManager().failure_from_exception(exc)
+    assert f.kind is K.PERMANENT
+    assert f.message.startswith("[insufficient_quota: out of credits, not retried] Error code: 429")
+    assert RetryManager().decide(f, RetryState()).reason is Reason.NON_RETRYABLE
+
+
+def test_a_verdict_rule_named_in_the_environment():
+    from genqueue.settings import Settings
+
+    m = RetryManager.from_settings(Settings.from_env({"GENQUEUE_RETRY_RULES": "tests.unit.retry.sample_rules:RULES"}),
+                                   rand=mid)
+    f = m.failure_from_exception(RuntimeError("GPU busy, come back later"))
+    assert (f.kind, f.retry_after) == (K.RATE_LIMITED, 60.0)
+    assert m.decide(f, RetryState()).delay == 60.0
