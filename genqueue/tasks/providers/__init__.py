@@ -1,4 +1,4 @@
-"""Generation providers, chosen by GENQUEUE_PROVIDER: simulated (the default), openai.
+"""Generation providers, chosen by GENQUEUE_PROVIDER: simulated (the default), openai, http.
 
 Each implements genqueue.tasks.generate.Provider. The real ones (and their SDKs) are imported only when
 chosen. One provider per process: built on first use, in the work horse that runs the job (a forking
@@ -18,7 +18,7 @@ from .simulated import SimulatedProvider
 if TYPE_CHECKING:
     from ..generate import Provider
 
-PROVIDERS = ("simulated", "openai")
+PROVIDERS = ("simulated", "openai", "http")
 
 
 def provider_from_env(env: Mapping[str, str]) -> Provider:
@@ -30,6 +30,10 @@ def provider_from_env(env: Mapping[str, str]) -> Provider:
         from .openai import OpenAIProvider
 
         return OpenAIProvider.from_env(env)
+    if name == "http":
+        from .http import HTTPProvider
+
+        return HTTPProvider.from_env(env)
     raise InvalidInput(f"GENQUEUE_PROVIDER must be one of {', '.join(PROVIDERS)}, not {name!r}")
 
 

@@ -1,5 +1,5 @@
-"""The openai provider against a local OpenAI-compatible HTTP server, with the real openai SDK as the
-client: in-process calls first, then end to end through real worker processes and the CLI."""
+"""The real providers against a local OpenAI-compatible HTTP server, with the real openai SDK and httpx as
+clients: in-process calls first, then end to end through real worker processes and the CLI."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from genqueue.backend.queues import fetch_job
@@ -24,7 +25,7 @@ from tests.helpers import run_cli, wait_for
 
 try:
     import openai
-except ImportError:  # the optional extra
+except ImportError:  # the optional extra: the http provider's tests still run
     openai = None
 needs_openai = pytest.mark.skipif(openai is None, reason="no openai SDK (pip install 'genqueue[openai]')")
 
@@ -275,6 +276,40 @@ def test_bad_payloads_fail_before_any_request(api, openai_provider):
     assert api.seen == []
 
 
+def http_provider(api, **extra: str):
+    return provider_from_env(clean_env(GENQUEUE_PROVIDER="http", GENQUEUE_PROVIDER_URL=f"{api.url}/generate",
+                                       **extra))
+
+
+def test_http_provider_errors_carry_status_headers_and_no_token(api):
+    token = "tok-" + os.urandom(8).hex()
+    api.script("h-503", Reply(503, {"error": "busy"}, headers={"Retry-After": "7"}))
+    api.script("h-401", Reply(401, {"error": "bad token"}, echo_auth=True))
+    provider = http_provider(api, GENQUEUE_PROVIDER_TOKEN=token)
+    with pytest.raises(httpx.HTTPStatusError) as busy:
+        provider.call({"prompt": "p"}, attempt=1, job_id="h-503")
+    assert busy.value.status_code == 503 and busy.value.headers["retry-after"] == "7"
+    assert Classifier().classify(busy.value) is ErrorKind.TRANSIENT and retry_after_of(busy.value) == 7.0
+    with pytest.raises(httpx.HTTPStatusError) as denied:
+        provider.call({"prompt": "p"}, attempt=1, job_id="h-401")
+    assert Classifier().classify(denied.value) is ErrorKind.PERMANENT
+    assert "Bearer ***" in str(denied.value) and token not in str(denied.value) and token not in repr(provider)
+    assert [s.headers["authorization"] for s in api.seen] == [f"Bearer {token}"] * 2
+
+
+def test_http_provider_timeouts_and_refusals_are_httpx_errors(api):
+    api.script("h-slow", Reply(200, {"ok": True}, delay_s=20))
+    with pytest.raises(httpx.ReadTimeout) as slow:
+        http_provider(api, GENQUEUE_PROVIDER_TIMEOUT="0.3").call({"prompt": "p"}, attempt=1, job_id="h-slow")
+    assert Classifier().classify(slow.value) is ErrorKind.TIMEOUT
+    closed = FakeAPI()  # bound, then closed: nothing listens on its port
+    closed.server.server_close()
+    with pytest.raises(httpx.ConnectError) as refused:
+        provider_from_env(clean_env(GENQUEUE_PROVIDER="http", GENQUEUE_PROVIDER_URL=closed.url)).call(
+            {"prompt": "p"}, attempt=1, job_id="h-refused")
+    assert Classifier().classify(refused.value) is ErrorKind.TRANSIENT
+
+
 # --- end to end: real worker processes, jobs enqueued through the CLI ----------------------------------------
 
 
@@ -323,3 +358,37 @@ def test_openai_provider_end_to_end(api, env, workers, conn, store, server, queu
         ("non_retryable", "PERMANENT", 400, "BadRequestError")
     assert "safety system" in entry["error"]["message"] and len(api.requests_for(bad)) == 1
     assert w.alive()
+
+
+def test_http_provider_end_to_end(api, env, workers, conn, store, queue_name):
+    token = "s3cret-" + os.urandom(8).hex()
+    env.update(GENQUEUE_PROVIDER="http", GENQUEUE_PROVIDER_URL=f"{api.url}/generate", GENQUEUE_PROVIDER_TOKEN=token)
+    ok, flaky, denied = f"ok-{queue_name}", f"flaky-{queue_name}", f"denied-{queue_name}"
+    api.script(ok, Reply(200, {"output": "a fox", "provider_job_id": "p-1"}))
+    api.script(flaky, Reply(503, {"error": "overloaded"}), Reply(200, {"output": "a whale"}))
+    api.script(denied, Reply(401, {"error": "invalid token"}, echo_auth=True))
+    w = workers(simple=True)
+    for job_id in (ok, flaky, denied):
+        enqueue(env, job_id, {"prompt": f"prompt for {job_id}", "model": "m1", "user_id": "u1"})
+
+    assert wait_status(conn, store, ok, "finished")["history"] == []
+    assert fetch_job(conn, ok).return_value() == {"output": "a fox", "provider_job_id": "p-1"}
+    info = wait_status(conn, store, flaky, "finished")
+    [h] = info["history"]
+    assert (h["kind"], h["action"], h["error"]["status_code"]) == ("TRANSIENT", "retry", 503)
+    assert fetch_job(conn, flaky).return_value() == {"output": "a whale"}
+
+    wait_for(lambda: store.exists(denied), 40, message="DLQ entry")
+    entry = store.get(denied)
+    error = entry["error"]
+    assert (entry["reason"], error["kind"], error["status_code"]) == ("non_retryable", "PERMANENT", 401)
+    assert "Bearer ***" in entry["error"]["message"]  # the server echoed the token; the message did not
+
+    seen = api.seen
+    assert len(seen) == 4 and {s.path for s in seen} == {"/generate"}
+    assert all(s.headers["authorization"] == f"Bearer {token}" for s in seen)
+    assert sorted(s.headers["idempotency-key"] for s in seen) == sorted([ok, flaky, flaky, denied])
+    assert seen[0].body["prompt"].startswith("prompt for ")
+    for text in (json.dumps(entry), json.dumps(info), json.dumps(job_status(conn, store, ok)),
+                 json.dumps(fetch_job(conn, flaky).meta), w.log()):
+        assert token not in text

@@ -22,7 +22,7 @@ def test_the_default_provider_is_the_simulated_one():
 
 
 def test_an_unknown_provider_names_the_choices():
-    with pytest.raises(InvalidInput, match="simulated, openai, not 'replicate'"):
+    with pytest.raises(InvalidInput, match="simulated, openai, http, not 'replicate'"):
         provider_from_env({"GENQUEUE_PROVIDER": "replicate"})
 
 
@@ -31,6 +31,13 @@ def test_a_missing_openai_sdk_is_one_clear_line(monkeypatch):
     with pytest.raises(InvalidInput) as info:
         provider_from_env({"GENQUEUE_PROVIDER": "openai", "OPENAI_API_KEY": "k"})
     assert "pip install 'genqueue[openai]'" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_http_provider_needs_an_http_url():
+    with pytest.raises(InvalidInput, match="GENQUEUE_PROVIDER_URL"):
+        provider_from_env({"GENQUEUE_PROVIDER": "http"})
+    with pytest.raises(InvalidInput, match="http\\(s\\) URL"):
+        provider_from_env({"GENQUEUE_PROVIDER": "http", "GENQUEUE_PROVIDER_URL": "ftp://x/y"})
 
 
 @pytest.mark.parametrize(("configured", "job", "want"), [
