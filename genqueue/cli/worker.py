@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .app import get_app
@@ -40,6 +42,12 @@ def worker(queues: tuple[str, ...], queue: str | None, simple: bool, burst: bool
     configure(app.settings.log_format)
     modules = task_modules.split(",") if task_modules is not None else app.settings.tasks
     import_task_modules(modules, paths)  # before connecting: a bad module is exit 2, nothing started
+    if (os.environ.get("GENQUEUE_PROVIDER") or "simulated").strip().lower() != "simulated":
+        from ..tasks.providers import provider_from_env
+
+        # Built once and dropped: a misconfigured provider (no SDK, no key, no URL) is exit 2 now instead of a
+        # retried failure in every job, and its SDK is imported here, before any fork, not in every horse.
+        provider_from_env(os.environ)
     names = list(queues) or [app.settings.queue]
     kwargs = {"name": name} if name else {}
     if maintenance_interval:

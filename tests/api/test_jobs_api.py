@@ -96,3 +96,32 @@ def test_audit_records_the_principal(client, token, conn):
     rows = wait_for(lambda: [r for r in audit.recent(conn, 50) if r["action"] == "api_enqueue"
                              and "api-audit-1" in r["ids"]], message="the audit row")
     assert rows[0]["who"].startswith("auditee (tenant auditee) from ")
+
+
+def test_tasks_over_http_only_those_open_to_the_api(client, token, env, conn):
+    import genqueue
+
+    @genqueue.task(name="api-open-task", api=True)
+    def open_task(prompt: str) -> dict:
+        return {"prompt": prompt}
+
+    @genqueue.task(name="api-closed-task")
+    def closed_task(prompt: str) -> dict:
+        return {"prompt": prompt}
+
+    r = client.post("/api/jobs", headers=token(), json={"task": "api-open-task", "kwargs": {"prompt": "a fox"}})
+    assert r.status_code == 201 and r.json()["data"]["type"] == "api-open-task"
+    assert r.json()["data"]["payload"] == {"prompt": "a fox"} and r.json()["data"]["tenant"] == "alice"
+    r = client.post("/api/jobs", headers=token(), json={"task": "api-open-task", "kwargs": {"promt": "typo"}})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION_ERROR"
+    r = client.post("/api/jobs", headers=token(), json={"task": "api-closed-task", "kwargs": {"prompt": "x"}})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"
+    r = client.post("/api/jobs", headers=token(), json={"task": "os.system", "kwargs": {}})
+    assert r.status_code == 404
+    r = client.post("/api/jobs", headers=token(), json={"payload": {"prompt": "p"}, "task": "api-open-task"})
+    assert r.status_code == 400
+    admin = client.post("/api/jobs", headers=token("ops", admin=True),
+                        json={"task": "api-closed-task", "kwargs": {"prompt": "x"}})
+    assert admin.status_code == 201
+    queued = conn.llen(f"rq:queue:{env['GENQUEUE_QUEUE']}")
+    assert queued == 2  # the open task's job and the admin's; nothing from the refused requests
