@@ -117,8 +117,11 @@ RQ_EXECUTION_PREFIX = "rq:execution:"  # + <job_id>:<execution_id>
 RQ_QUEUES = "rq:queues"
 
 
+RQ_QUEUE_PREFIX = "rq:queue:"
+
+
 def rq_queue(queue: str) -> str:
-    return f"rq:queue:{queue}"
+    return f"{RQ_QUEUE_PREFIX}{queue}"
 
 
 def rq_scheduled(queue: str) -> str:
@@ -128,3 +131,19 @@ def rq_scheduled(queue: str) -> str:
 def rq_scheduler_lock(queue: str) -> str:
     """RQ's own scheduler lock: genqueue's due-job mover takes the same key, so they exclude each other."""
     return f"rq:scheduler-lock:{queue}"
+
+
+# -- the simulated provider's shared limit (GENQUEUE_SIM_RATE_LIMIT), a stand-in for a real API's --------
+SIM_WINDOW = "genqueue:sim:window"  # ZSET: the calls of the current window
+SIM_STATS = "genqueue:sim:stats"  # HASH: calls, rate_limited (what the provider saw)
+
+
+# -- provider limits (limits/lua/limits.lua lists the keys under each prefix) -------------------------------
+LIMITS_KNOWN = "genqueue:limits"  # SET of limit keys ever used or configured
+LIMITS_WAKE = "genqueue:limits:wake"  # ZSET limit key -> when to look at its parked jobs again (ms)
+LIMIT_PREFIX_HEAD, LIMIT_PREFIX_TAIL = "genqueue:limit:{", "}:"
+
+
+def limit_prefix(key: str) -> str:
+    """genqueue:limit:{<key>}: + cfg | slots | win | pause | ring | parked:<tenant> | stats"""
+    return f"{LIMIT_PREFIX_HEAD}{key}{LIMIT_PREFIX_TAIL}"

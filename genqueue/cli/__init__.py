@@ -37,13 +37,14 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import admin, api, credits, demo, dlq, dlq_bulk, dlq_shared, jobs, runs, server, worker  # noqa: F401 - dlq and dlq_bulk add to the dlq group
+    from . import admin, api, credits, demo, dlq, dlq_bulk, dlq_shared, jobs, limits, runs, server, worker  # noqa: F401 - dlq and dlq_bulk add to the dlq group
 
     cli.add_command(demo.demo)
     cli.add_command(worker.worker)
     cli.add_command(jobs.enqueue)
     cli.add_command(jobs.jobs)
     cli.add_command(jobs.tasks)
+    cli.add_command(limits.limits)
     cli.add_command(dlq_shared.dlq)
     cli.add_command(server.server)
     cli.add_command(admin.audit)

@@ -13,7 +13,8 @@ from .render import emit_json
 
 # retry.kinds.Reason's values, spelled out: importing genqueue.retry here would slow every command's
 # start-up (tests/unit/test_settings_and_params.py keeps the two in step).
-REASONS = ("exhausted", "non_retryable", "crash_loop", "manual", "recovered", "unknown_task")
+REASONS = ("exhausted", "non_retryable", "crash_loop", "manual", "recovered", "unknown_task",
+           "rate_limit_wait_exceeded")
 
 
 def filter_options(fn):

@@ -23,7 +23,7 @@ RQ_TO_STATUS = {
     JobStatus.SCHEDULED: "scheduled",
     JobStatus.FINISHED: "finished",
     JobStatus.FAILED: "failed",
-    JobStatus.DEFERRED: "deferred",
+    JobStatus.DEFERRED: "parked",  # genqueue never uses RQ dependencies: deferred is a job parked on its limit
     JobStatus.STOPPED: "stopped",
     JobStatus.CANCELED: "canceled",
 }

@@ -21,3 +21,4 @@ class Reason(StrEnum):
     MANUAL = "manual"
     RECOVERED = "recovered"  # moved in by `genqueue dlq recover` (plain RQ failures, orphaned executions)
     UNKNOWN_TASK = "unknown_task"  # its function is not a task registered in the worker: never called
+    RATE_LIMIT_WAIT_EXCEEDED = "rate_limit_wait_exceeded"  # rate-limited for longer than its max_wait

@@ -8,6 +8,7 @@ maximum); crashes are counted separately against the crash budget and never char
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from .policy import DEFAULT_POLICIES, RetryPolicy, merged_policies, override, sc
 log = get_logger("genqueue.retry")
 
 MESSAGE_MAX = 2000
+DEFAULT_MAX_WAIT_S = 3600.0  # RATE_LIMITED: waiting is not failing, but it is bounded by time
 TRACEBACK_MAX = 8000
 
 
@@ -44,6 +46,8 @@ class RetryState:
     history_kinds: Sequence[str] = field(default_factory=tuple)  # kinds failed with since the budget began
     attempts_before: int = 0  # attempts made before the budget began (earlier lives, before a DLQ replay)
     policy_overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # this job's own
+    rate_limited_since: float | None = None  # start of its first RATE_LIMITED attempt in this budget (epoch s)
+    max_wait_s: float = DEFAULT_MAX_WAIT_S  # how long rate limits may hold it back, in all
 
     @property
     def attempt(self) -> int:
@@ -135,9 +139,11 @@ class RetryManager:
     def crash_failure(message: str) -> Failure:
         return Failure(kind=ErrorKind.CRASH, type="WorkHorseKilled", message=message)
 
-    def decide(self, failure: Failure, state: RetryState) -> Decision:
+    def decide(self, failure: Failure, state: RetryState, *, now: float | None = None) -> Decision:
         kind = failure.kind
         attempt = state.attempt
+        if kind is ErrorKind.RATE_LIMITED:
+            return self._rate_limited(failure, state, time.time() if now is None else now)
         if kind is ErrorKind.CRASH:
             crash = self.policy_for(ErrorKind.CRASH, state)
             if state.crashes >= crash.max_retries:
@@ -156,6 +162,20 @@ class RetryManager:
         return Decision(
             "retry", kind, attempt, delay=delay, retry_after=failure.retry_after, clipped=clipped, charged=True
         )
+
+
+    def _rate_limited(self, failure: Failure, state: RetryState, now: float) -> Decision:
+        """A 429 says "wait", not "you failed": never charged to the retry budget (Sidekiq's limiters,
+        BullMQ's RateLimitError), bounded instead by how long the job has been held back (max_wait)."""
+        since = now if state.rate_limited_since is None else state.rate_limited_since
+        if now - since >= state.max_wait_s:
+            return Decision("dead", ErrorKind.RATE_LIMITED, state.attempt, retry_after=failure.retry_after,
+                            reason=Reason.RATE_LIMIT_WAIT_EXCEEDED)
+        policy = self.policy_for(ErrorKind.RATE_LIMITED, state)
+        n = 1 + sum(1 for k in state.history_kinds if k == ErrorKind.RATE_LIMITED)
+        delay, clipped = policy.delay_for(n, retry_after=failure.retry_after, rand=self.rand)
+        return Decision("retry", ErrorKind.RATE_LIMITED, state.attempt, delay=delay, retry_after=failure.retry_after,
+                        clipped=clipped, charged=False)
 
 
 def _reason_of(exc: BaseException) -> Reason | None:

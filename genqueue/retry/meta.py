@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .manager import RetryState
+from .manager import DEFAULT_MAX_WAIT_S, RetryState
 
 META_KEY = "genqueue"
 MANUAL_RETRY = "manual_retry"  # a history record marking an admin's retry: a boundary, not an attempt
@@ -57,7 +57,21 @@ def retry_state(job) -> RetryState:
         history_kinds=tuple(h.get("kind", "") for h in failures(meta["history"][budget_from:])),
         attempts_before=len(failures(meta["history"][:budget_from])),
         policy_overrides=meta.get("policy") or {},
+        rate_limited_since=_rate_limited_since(meta["history"][budget_from:]),
+        max_wait_s=float(meta.get("max_wait") or DEFAULT_MAX_WAIT_S),
     )
+
+
+def _rate_limited_since(history: list[dict[str, Any]]) -> float | None:
+    from datetime import datetime
+
+    for record in failures(history):
+        if record.get("kind") == "RATE_LIMITED" and record.get("started_at"):
+            try:
+                return datetime.fromisoformat(str(record["started_at"]).replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                return None
+    return None
 
 
 def attempt_number(job) -> int:

@@ -33,8 +33,8 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 MAX_ITEMS = 100_000
 MAX_REPORTED = 20  # bad lines / offending items named in one error message
 LIMIT_MIN, LIMIT_MAX, DEFAULT_LIMIT = 1, 10, 3  # charged manual retries per item (retry-failed)
-ACTIVE = frozenset({"queued", "scheduled", "retrying", "running", "deferred"})
-STATUS_ORDER = ("queued", "scheduled", "retrying", "running", "deferred", "finished", "failed", "stopped",
+ACTIVE = frozenset({"queued", "scheduled", "retrying", "running", "parked", "deferred"})
+STATUS_ORDER = ("queued", "scheduled", "retrying", "running", "parked", "deferred", "finished", "failed", "stopped",
                 "canceled", "dead", "missing")
 CORRUPT = "corrupt_entry"
 _RQ_STATUS = {status.value: shown for status, shown in RQ_TO_STATUS.items()}

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidInput
+from ..limits.rules import Limits, template_fields
 from ..retry.kinds import ErrorKind, Reason
 
 BUILTIN_NAME = "genqueue.jobs.generate"
 BUILTIN_ALIAS = "generate"
-OPTIONS = ("queue", "max_retries", "timeout", "policy", "result_ttl", "api")
+OPTIONS = ("queue", "max_retries", "timeout", "policy", "result_ttl", "api", "limit_key", "limits")
 MAX_TIMEOUT_S = 7 * 86400
 
 
@@ -45,6 +46,8 @@ class TaskSpec:
     policy: Mapping[str, Mapping[str, Any]] | None = None  # per-kind overrides, as --policy
     result_ttl: int | None = None
     api: bool = False  # may non-admins enqueue it over HTTP?
+    limit_key: str | None = None  # "openai:{model}": jobs of one key share its limits (limits/)
+    limits: Limits | None = None  # the key's default concurrency, rate and max_wait (Redis settings win)
     positional: bool = False  # the built-in generate(payload) takes one positional payload
 
     @property
@@ -54,7 +57,11 @@ class TaskSpec:
     def options(self) -> dict[str, Any]:
         return {"queue": self.queue, "max_retries": self.max_retries, "timeout": self.timeout,
                 "policy": dict(self.policy) if self.policy else None, "result_ttl": self.result_ttl,
-                "api": self.api, "async": self.is_async}
+                "api": self.api, "async": self.is_async, "limit_key": self.limit_key,
+                "limits": None if self.limits is None else {
+                    "concurrency": self.limits.concurrency,
+                    "rate": None if self.limits.rate is None else str(self.limits.rate),
+                    "max_wait": self.limits.max_wait_s}}
 
 
 _registry: dict[str, TaskSpec] = {}
@@ -109,6 +116,14 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
         out["policy"] = {str(k).upper(): dict(v) for k, v in policy.items()}
     if "api" in out and not isinstance(out["api"], bool):
         raise InvalidInput(f"task option api must be true or false, not {out['api']!r}")
+    if out.get("limits") is not None:
+        out["limits"] = Limits.parse(out["limits"])
+        if not out.get("limit_key"):
+            raise InvalidInput("task option limits needs a limit_key (the jobs that share them)")
+    if out.get("limit_key") is not None:
+        if not isinstance(out["limit_key"], str):
+            raise InvalidInput(f"task option limit_key must be a string, not {out['limit_key']!r}")
+        template_fields(out["limit_key"])
     return out
 
 

@@ -28,7 +28,6 @@ from typing import Any
 from rq import SimpleWorker, Worker, worker_registration
 from rq.exceptions import DequeueTimeout
 from rq.executions import Execution
-from rq.job import JobStatus
 from rq.utils import now as utcnow
 from rq.utils import utcformat
 from rq.worker.base import WorkerStatus
@@ -42,8 +41,9 @@ from ..retry.manager import Failure, RetryManager
 from ..settings import Settings
 from ..support.logs import get_logger
 from ..tasks.registry import UnknownTask
-from .guarded import pop, recorder, run_guarded
+from .guarded import pop, recorder, run_claim, run_guarded
 from .job import GenJob
+from .limiting import acquire_args, limit_of, release_args
 from .liveness import WORKERS_KEY, Claim, Heartbeat
 from .schedule import SCHEDULE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
@@ -51,6 +51,14 @@ from .transition import record_failure
 
 PR_SET_PDEATHSIG = 1
 log = get_logger("genqueue.worker")
+
+
+class JobParked(Exception):
+    """The start claim parked the job: its limit key is at its concurrency or rate, or paused."""
+
+    def __init__(self, job_id: str, key: str, why: str, wake_at: str) -> None:
+        super().__init__(f"job {job_id} parked on {key} ({why})")
+        self.job_id, self.key, self.why, self.wake_at = job_id, key, why, wake_at
 
 
 class DuplicateDispatch(Exception):
@@ -116,9 +124,14 @@ class FailurePathMixin:
         job.prepare_for_execution(self.name, pipeline=pipe)
         if len(self.queues) == 1:  # as RQ: with one queue the popped id leaves the intermediate list now
             pipe.lrem(self.queues[0].intermediate_queue_key, 1, job.id)
-        ok, found = run_guarded(self.connection, pipe, ("field", job.key, "status", JobStatus.QUEUED.value))
-        if not ok:
+        # The limit's slot and rate token are taken in the same script, or the job is parked (limits/).
+        self._limit = limit = limit_of(job)
+        intermediate = make_queue(self.connection, job.origin).intermediate_queue_key
+        outcome, found, wake_at = run_claim(self.connection, pipe, job.key, acquire_args(limit, job, intermediate))
+        if outcome != 1:
             self.execution = None
+            if outcome == 2:
+                raise JobParked(job.id, limit.key, found, wake_at)
             raise DuplicateDispatch(job.id, found or "missing")
         self._prepared_job_id = job.id
         # Read by the heartbeat thread, which keeps this claim's expiry ahead of RQ's (see liveness.py).
@@ -249,6 +262,9 @@ class FailurePathMixin:
             self.connection.lrem(queue.intermediate_queue.key, 1, job.id)  # the copy this worker popped
             self.set_state(WorkerStatus.IDLE)
             log.warning("job.duplicate_dispatch_skipped", job_id=job.id, queue=queue.name, status=dup.status)
+        except JobParked as parked:  # not a failure: nothing ran, no attempt is counted
+            self.set_state(WorkerStatus.IDLE)
+            log.info("limits.parked", job_id=job.id, queue=queue.name, key=parked.key, why=parked.why)
         finally:
             self.current_claim = None
 
@@ -276,7 +292,7 @@ class FailurePathMixin:
         job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
         self.cleanup_execution(job, pipeline=pipe)
         claim = ("member", started_job_registry.key, execution.composite_key) if execution else ("none",)
-        ok, _ = run_guarded(self.connection, pipe, claim)
+        ok, _ = run_guarded(self.connection, pipe, claim, release_args(getattr(self, "_limit", None), job.id))
         self.current_claim = None
         if not ok:
             self.set_current_job_id(None)

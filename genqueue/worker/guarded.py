@@ -19,6 +19,7 @@ a Redis Cluster would need them declared (genqueue targets one server, see READM
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 from redis import Redis
@@ -36,7 +37,11 @@ local function run_recorded(from)  -- ARGV[from..]: for each command, its word c
 end
 """
 
-GUARD = RUN_RECORDED + """
+LIMITS = resources.files("genqueue.limits").joinpath("lua", "limits.lua").read_text()
+
+# ARGV: claim kind, a, b, c; L, then L limit arguments (a release: prefix, wake, key, job id, now ms,
+# pause ms, job prefix, queue prefix; L = 0 for a job without a limit key); then the recorded commands.
+GUARD = RUN_RECORDED + LIMITS + """
 local kind, a, b, c = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if kind == 'member' then
   if not redis.call('ZSCORE', a, b) then return {0, ''} end
@@ -44,8 +49,48 @@ elseif kind == 'field' then
   local v = redis.call('HGET', a, b)
   if v ~= c then return {0, v or ''} end
 end
-run_recorded(5)
+local l = tonumber(ARGV[5])
+run_recorded(6 + l)
+if l > 0 then
+  lim_release(ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[13])
+end
 return {1, ''}
+"""
+
+# The start claim with a limit: the job must still be queued, and must get its slot and rate token, in the
+# same script that starts it; refused, it is parked (leaves the intermediate list, status deferred) and
+# none of the start's writes happen. ARGV: 'field', job key, 'status', 'queued'; L, then prefix, wake,
+# known, key, job id, job key, tenant, now ms, cap, rate n, period ms, lease ms, intermediate list.
+CLAIM = RUN_RECORDED + LIMITS + """
+local v = redis.call('HGET', ARGV[2], ARGV[3])
+if v ~= ARGV[4] then return {0, v or ''} end
+local l = tonumber(ARGV[5])
+if l > 0 then
+  local parked = lim_acquire(ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12],
+                             tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
+                             tonumber(ARGV[17]))
+  if parked then
+    redis.call('LREM', ARGV[18], 1, ARGV[10])
+    return {2, parked[1], tostring(parked[2])}
+  end
+end
+run_recorded(6 + l)
+return {1, ''}
+"""
+
+RELEASE = LIMITS + """
+return lim_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8])
+"""
+
+WAKE = LIMITS + """
+-- ARGV: wake key, now ms, per-key batch, job prefix, queue prefix, limit-key prefix template head, tail
+local due = redis.call('ZRANGEBYSCORE', ARGV[1], '-inf', ARGV[2], 'LIMIT', 0, 50)
+local woken = 0
+for _, key in ipairs(due) do
+  woken = woken + lim_wake(ARGV[6] .. key .. ARGV[7], ARGV[1], key, tonumber(ARGV[2]), tonumber(ARGV[3]),
+                           ARGV[4], ARGV[5])
+end
+return woken
 """
 
 POP = RUN_RECORDED + """
@@ -78,15 +123,29 @@ def flatten(pipe) -> list[Any]:
     return out
 
 
-def run_guarded(connection: Redis, pipe, claim: tuple[str, ...]) -> tuple[bool, str]:
-    """Run `pipe`'s recorded commands if `claim` holds: (True, "") or (False, what was found instead)."""
+def run_guarded(connection: Redis, pipe, claim: tuple[str, ...], release: list[Any] | None = None) -> tuple[bool, str]:
+    """Run `pipe`'s recorded commands if `claim` holds: (True, "") or (False, what was found instead).
+    `release` (limits.Release.args): give the job's limit slot back in the same script."""
     kind, *rest = claim
     rest = (list(rest) + ["", "", ""])[:3]
+    release = release or []
     try:
-        ok, found = registered(connection, GUARD)(args=[kind, *rest, *flatten(pipe)])
+        ok, found = registered(connection, GUARD)(args=[kind, *rest, len(release), *release, *flatten(pipe)])
     finally:
         pipe.reset()
     return bool(ok), found.decode() if isinstance(found, bytes) else str(found or "")
+
+
+def run_claim(connection: Redis, pipe, job_key: str, acquire: list[Any] | None) -> tuple[int, str, str]:
+    """The start claim: (1, "", "") started; (0, status, "") not queued any more; (2, why, wake_at ms) parked."""
+    acquire = acquire or []
+    try:
+        reply = registered(connection, CLAIM)(args=["field", job_key, "status", "queued", len(acquire), *acquire,
+                                                    *flatten(pipe)])
+    finally:
+        pipe.reset()
+    decoded = [x.decode() if isinstance(x, bytes) else x for x in reply]
+    return int(decoded[0]), str(decoded[1] or ""), str(decoded[2] if len(decoded) > 2 else "")
 
 
 def pop(connection: Redis, pipe, queue_key: str, intermediate_key: str, job_prefix: str):

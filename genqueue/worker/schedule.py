@@ -16,10 +16,12 @@ from redis import Redis
 from rq.utils import now, utcformat
 
 from ..backend import keys
+from .guarded import WAKE
 
 LOCK_TTL_MS = 5000
 BATCH = 500
 SCHEDULE_TICK_S = 0.5
+WAKE_BATCH = 100  # parked jobs woken per limit key per tick, at most
 _REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
@@ -32,12 +34,16 @@ class DueJobMover:
         self.queue_names = queue_names
         self.holder = holder
         self._lock = connection.register_script(_REFRESH)
+        self._wake = connection.register_script(WAKE)
         self._move = connection.register_script(
             resources.files("genqueue.worker").joinpath("lua", "enqueue_due.lua").read_text()
         )
 
     def tick(self, _connection: Redis | None = None) -> int:
-        moved = 0
+        # Parked jobs whose limit key may have room again (a rate window moved on, a pause ended, a dead
+        # holder's lease expired): back to the head of their queues, as far as the limits allow.
+        moved = self._wake(args=[keys.LIMITS_WAKE, int(time.time() * 1000), WAKE_BATCH, keys.RQ_JOB_PREFIX,
+                                 keys.RQ_QUEUE_PREFIX, keys.LIMIT_PREFIX_HEAD, keys.LIMIT_PREFIX_TAIL])
         for name in self.queue_names:
             if not self._lock(keys=[keys.rq_scheduler_lock(name)], args=[self.holder, LOCK_TTL_MS]):
                 continue  # another scheduler (ours or RQ's) owns this queue

@@ -21,6 +21,7 @@ from rq.job import Job, JobStatus
 from rq.utils import now
 
 from ..backend.counters import count_in, fields_for_failure, seconds_between
+from ..backend.scripts import registered
 from ..dlq.entry import build_entry, iso
 from ..dlq.store import DLQStore
 from ..retry.kinds import ErrorKind
@@ -28,7 +29,8 @@ from ..retry.manager import Decision, Failure, RetryManager, RetryState, decisio
 from ..retry.meta import gq, retry_state
 from ..support.logs import get_logger
 from ..tasks.registry import lookup
-from .guarded import recorder, run_guarded
+from .guarded import RELEASE, recorder, run_guarded
+from .limiting import limit_of, pause_ms, release_args
 
 log = get_logger("genqueue.worker")
 MAX_TX_ATTEMPTS = 20
@@ -102,8 +104,11 @@ def move_failed_job(
     execution: Execution | None,
     also: Callable[[Any], None] | None = None,
     registry_claim: tuple[str, str] | None = None,
+    failure: Failure | None = None,
 ) -> bool:
     """Run the move; False when another process had already claimed the job (we then change nothing).
+    The job's limit slot (if it has a limit key) is given back in the same step; a 429's Retry-After
+    pauses the whole key (limits/).
 
     `execution` is the run being failed: its started-registry member is the claim we check and release.
     `registry_claim` = (registry key, job id) is the claim instead when the job sits in another RQ
@@ -111,8 +116,9 @@ def move_failed_job(
     `also(pipe)` adds the caller's own bookkeeping (a worker's counters) to the same MULTI.
     """
     started_key = queue.started_job_registry.key
+    release = release_args(limit_of(job), job.id, pause_ms(decision, failure))
     if decision.is_retry and (execution is None) != (registry_claim is None):
-        return _retry_guarded(connection, job, queue, decision, store, execution, also, registry_claim)
+        return _retry_guarded(connection, job, queue, decision, store, execution, also, registry_claim, release)
     with connection.pipeline() as pipe:
         for _ in range(MAX_TX_ATTEMPTS):
             try:
@@ -125,6 +131,8 @@ def move_failed_job(
                     return False
                 pipe.multi()
                 add_at = _queue_move(pipe, job, queue, decision, entry, store, execution, also, registry_claim)
+                if release:  # the limit slot goes back in the same MULTI (EVALSHA in MULTI is fine)
+                    registered(connection, RELEASE)(args=release, client=pipe)
                 replies = pipe.execute()
                 if add_at is not None:
                     store.note_pruned(replies[add_at])
@@ -135,7 +143,8 @@ def move_failed_job(
 
 
 def _retry_guarded(connection, job: Job, queue, decision: Decision, store: DLQStore, execution: Execution | None,
-                   also: Callable[[Any], None] | None, registry_claim: tuple[str, str] | None) -> bool:
+                   also: Callable[[Any], None] | None, registry_claim: tuple[str, str] | None,
+                   release: list[Any]) -> bool:
     """The retry move as one round trip (guarded.py): the same writes as the transaction in
     move_failed_job, run only while the claim holds. Nothing here needs a reply, so nothing is lost by not
     having a MULTI; the claim check and the writes are one atomic script."""
@@ -145,7 +154,7 @@ def _retry_guarded(connection, job: Job, queue, decision: Decision, store: DLQSt
         claim = ("member", queue.started_job_registry.key, execution.composite_key)
     else:
         claim = ("member", *registry_claim)
-    ok, _ = run_guarded(connection, pipe, claim)
+    ok, _ = run_guarded(connection, pipe, claim, release)
     return ok
 
 
@@ -195,6 +204,8 @@ def with_task_defaults(state: RetryState, job: Job) -> RetryState:
         state = replace(state, max_retries=spec.max_retries)
     if not state.policy_overrides and spec.policy:
         state = replace(state, policy_overrides=spec.policy)
+    if spec.limits is not None and spec.limits.max_wait_s:
+        state = replace(state, max_wait_s=spec.limits.max_wait_s)
     return state
 
 
@@ -224,7 +235,8 @@ def record_failure(
     if decision.kind is ErrorKind.CRASH:
         meta["crashes"] = state.crashes + 1
     entry = None if decision.is_retry else dead_letter_entry(job, queue.name, decision, failure, store)
-    moved = move_failed_job(connection, job, queue, decision, entry, store, execution, also, registry_claim)
+    moved = move_failed_job(connection, job, queue, decision, entry, store, execution, also, registry_claim,
+                            failure)
     bound = log.bind(job_id=job.id, queue=queue.name, attempt=decision.attempt, kind=str(decision.kind))
     if not moved:
         bound.warning("retry.claimed_elsewhere")

@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"settings"},
     {"support"},
     {"backend"},
-    {"retry", "tenants"},
+    {"retry", "tenants", "limits"},
     {"tasks"},
     {"dlq"},
     {"worker"},

@@ -106,15 +106,54 @@ def parse_rates(text: str) -> dict[str, float]:
     return rates
 
 
+SHARED_LIMIT = """
+-- KEYS: window zset, stats hash.  ARGV: now ms, n, period ms, job id.  Returns 0 (allowed) or ms to wait.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[3]))
+redis.call('HINCRBY', KEYS[2], 'calls', 1)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4] .. ':' .. ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 0
+end
+redis.call('HINCRBY', KEYS[2], 'rate_limited', 1)
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + tonumber(ARGV[3]) - tonumber(ARGV[1]))
+"""
+
+
 class SimulatedProvider:
-    def __init__(self, rates: Mapping[str, float] | None = None, latency_s: float = DEFAULT_LATENCY_S):
+    def __init__(self, rates: Mapping[str, float] | None = None, latency_s: float = DEFAULT_LATENCY_S,
+                 shared_limit: str | None = None):
         self.rates = dict(DEFAULT_RATES if rates is None else rates)
         self.latency_s = latency_s
+        self.shared_limit = None
+        if shared_limit:
+            from ...limits.rules import parse_rate
+
+            self.shared_limit = parse_rate(shared_limit)
+
+    def _enforce_shared_limit(self, job_id: str) -> None:
+        """Like a real API's per-key limit: N calls per period across every worker (a sliding log in Redis),
+        429 with the exact Retry-After beyond it, on every call, `simulate` directives included."""
+        from rq import get_current_job
+
+        from ...backend import keys
+        from ...backend.scripts import registered
+
+        job = get_current_job()
+        if job is None:
+            return
+        rate = self.shared_limit
+        wait_ms = registered(job.connection, SHARED_LIMIT)(
+            keys=[keys.SIM_WINDOW, keys.SIM_STATS], args=[int(time.time() * 1000), rate.n, rate.period_ms, job_id])
+        if wait_ms:
+            raise ProviderError(429, MESSAGES[429], retry_after=max(0.001, int(wait_ms) / 1000))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SimulatedProvider:
         rates = parse_rates(env["GENQUEUE_SIM_RATES"]) if env.get("GENQUEUE_SIM_RATES") else None
-        return cls(rates, float(env.get("GENQUEUE_SIM_LATENCY", DEFAULT_LATENCY_S)))
+        return cls(rates, float(env.get("GENQUEUE_SIM_LATENCY", DEFAULT_LATENCY_S)),
+                   env.get("GENQUEUE_SIM_RATE_LIMIT") or None)
 
     def pick(self, payload: Mapping[str, Any], attempt: int, job_id: str) -> Outcome:
         if "simulate" in payload:
@@ -129,6 +168,8 @@ class SimulatedProvider:
         return Outcome("ok")
 
     def call(self, payload: Mapping[str, Any], *, attempt: int, job_id: str) -> dict[str, Any]:
+        if self.shared_limit is not None:
+            self._enforce_shared_limit(job_id)
         outcome = self.pick(payload, attempt, job_id)
         if self.latency_s:
             time.sleep(self.latency_s)

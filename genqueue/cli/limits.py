@@ -1,0 +1,81 @@
+"""genqueue limits — provider limit keys: show them, set or clear their limits live."""
+
+from __future__ import annotations
+
+import click
+
+from .app import get_app
+from .params import json_option
+from .render import emit_json, table
+
+
+@click.group(invoke_without_command=True,
+             help="Limit keys (e.g. simulated:sim-image-1, openai:gpt-image-1): state, in flight/cap, rate, parked "
+                  "jobs, throttle and pause counters. Settings live in Redis: a change reaches every worker at "
+                  "once.\n\n\b\nExamples:\n  genqueue limits\n  genqueue limits set openai:gpt-image-1 "
+                  "--concurrency 4 --rate 5/s\n  genqueue limits rm openai:gpt-image-1")
+@click.option("--key", default=None, help="Only this key.")
+@json_option
+@click.pass_context
+def limits(ctx: click.Context, key: str | None, as_json: bool) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..limits.store import describe
+
+    app = get_app(None, as_json)
+    rows = describe(app.connection, key)
+    if as_json:
+        emit_json({"limits": rows})
+        return
+    if not rows:
+        click.echo("no limit keys yet (a key appears when a job of it first runs, or with `genqueue limits set`)")
+        return
+    click.echo(table(["key", "state", "in flight/cap", "rate", "parked", "throttled", "paused", "429s"],
+                     [[r["key"], r["state"] + (f" {r['paused_for_s']}s" if r["paused_for_s"] else ""),
+                       f"{r['in_flight']}/{r['concurrency'] or '-'}", r["rate"] or "-", r["parked"],
+                       r["counters"].get("throttled", 0), r["counters"].get("paused", 0),
+                       r["counters"].get("rate_limited", 0)] for r in rows]))
+
+
+@limits.command("set", help="Set a key's concurrency cap and/or rate for every worker (overrides a task's "
+                            "declared limits).\n\n\b\nExample:\n  genqueue limits set lab --concurrency 3 --rate 5/s")
+@click.argument("key")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Jobs of this key in flight at most.")
+@click.option("--rate", default=None, metavar="N/PERIOD", help="Calls per period, e.g. 5/s, 300/m, 10/2s.")
+@json_option
+def set_(key: str, concurrency: int | None, rate: str | None, as_json: bool) -> None:
+    from ..errors import InvalidInput
+    from ..limits.rules import check_key, parse_rate
+    from ..limits.store import describe, set_limits
+
+    check_key(key)
+    if rate is not None:
+        parse_rate(rate)
+    if concurrency is None and rate is None:
+        raise InvalidInput("give --concurrency and/or --rate")
+    app = get_app(None, as_json)
+    set_limits(app.connection, key, concurrency=concurrency, rate=rate)
+    row = describe(app.connection, key)[0]
+    if as_json:
+        emit_json(row)
+    else:
+        click.echo(f"{key}: concurrency {row['concurrency'] or '-'}, rate {row['rate'] or '-'}")
+
+
+@limits.command("rm", help="Remove a key's overrides: its task's declared limits (or none) apply again.\n\n\b\n"
+                           "Example:\n  genqueue limits rm lab")
+@click.argument("key")
+@json_option
+def rm(key: str, as_json: bool) -> None:
+    from ..errors import NotFound
+    from ..limits.rules import check_key
+    from ..limits.store import clear
+
+    check_key(key)
+    app = get_app(None, as_json)
+    if not clear(app.connection, key):
+        raise NotFound(f"no limits set for {key}")
+    if as_json:
+        emit_json({"key": key, "removed": True})
+    else:
+        click.echo(f"{key}: overrides removed")

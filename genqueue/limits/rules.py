@@ -1,0 +1,112 @@
+"""Limits, the pure part: what a limit declaration means, rates, key templates. No Redis here.
+
+A limit key names what jobs share: `openai:gpt-image-1`, `lab`, or a template over a task's kwargs
+(`"openai:{model}"`). Its limits are a concurrency cap (slots with leases, so a dead worker's slot comes
+back), an exact request rate (N per period: a sliding log, not an approximation) and a max_wait (how long
+rate limits may hold one job back before it is dead-lettered `rate_limit_wait_exceeded`).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidInput
+
+RATE = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]*\.?[0-9]*)\s*(ms|s|sec|second|m|min|minute|h|hour)s?\s*")
+UNIT_MS = {"ms": 1, "s": 1000, "sec": 1000, "second": 1000, "m": 60_000, "min": 60_000, "minute": 60_000,
+           "h": 3_600_000, "hour": 3_600_000}
+KEY = re.compile(r"[A-Za-z0-9_.:/@+-]{1,200}")
+LIMIT_FIELDS = ("concurrency", "rate", "max_wait")
+LEASE_MARGIN_S = 30  # a slot outlives its job's timeout by this much, then a dead holder's slot is reclaimed
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    n: int
+    period_ms: int
+
+    def __str__(self) -> str:
+        for unit, ms in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+            if self.period_ms % ms == 0:
+                count = self.period_ms // ms
+                return f"{self.n}/{'' if count == 1 else count}{unit}"
+        return f"{self.n}/{self.period_ms}ms"
+
+
+def parse_rate(text: str) -> Rate:
+    """'5/s', '300/m', '10/2s', '1000/h' → Rate; InvalidInput otherwise."""
+    match = RATE.fullmatch(str(text))
+    if not match:
+        raise InvalidInput(f"rate must look like 5/s, 300/m or 10/2s, not {text!r}")
+    n, count, unit = int(match[1]), float(match[2] or 1), match[3]
+    period = int(count * UNIT_MS[unit])
+    if n < 1 or period < 1:
+        raise InvalidInput(f"rate {text!r} must allow at least 1 call per positive period")
+    return Rate(n, period)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    concurrency: int | None = None
+    rate: Rate | None = None
+    max_wait_s: float | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> Limits:
+        """From a task declaration or the CLI: {"concurrency": 3, "rate": "5/s", "max_wait": 3600}."""
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - set(LIMIT_FIELDS))
+        if unknown:
+            raise InvalidInput(f"unknown limit field(s) {', '.join(unknown)}; use {', '.join(LIMIT_FIELDS)}")
+        concurrency = raw.get("concurrency")
+        if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
+                                        or concurrency < 1):
+            raise InvalidInput(f"concurrency must be a whole number ≥ 1, not {concurrency!r}")
+        max_wait = raw.get("max_wait")
+        if max_wait is not None:
+            from ..support.durations import parse_duration
+
+            seconds = parse_duration(max_wait).total_seconds() if isinstance(max_wait, str) else max_wait
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+                raise InvalidInput(f"max_wait must be a positive duration, not {max_wait!r}")
+            max_wait = float(seconds)
+        rate = raw.get("rate")
+        return cls(concurrency, parse_rate(rate) if rate is not None else None, max_wait)
+
+    def args(self) -> list[int]:
+        """The declared defaults as the Lua scripts take them: cap, rate n, rate period ms (0: none)."""
+        return [self.concurrency or 0, self.rate.n if self.rate else 0, self.rate.period_ms if self.rate else 0]
+
+
+def check_key(key: str) -> str:
+    if not isinstance(key, str) or not KEY.fullmatch(key):
+        raise InvalidInput(f"invalid limit key {key!r}: 1-200 of A-Z a-z 0-9 _ . : / @ + -")
+    return key
+
+
+def template_fields(template: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    except ValueError as exc:
+        raise InvalidInput(f"limit_key template {template!r}: {exc}") from None
+
+
+def render_key(template: str, kwargs: Mapping[str, Any]) -> str:
+    """The limit key of one call: `"openai:{model}"` with model="gpt-image-1" → `openai:gpt-image-1`."""
+    values = {name: kwargs.get(name, "") for name in template_fields(template)}
+    return check_key(template.format_map({k: "" if v is None else str(v) for k, v in values.items()}) or "default")
+
+
+def generate_key(provider: str, payload: Mapping[str, Any]) -> str:
+    """The built-in generate task's key: `<provider>:<model>`, e.g. `simulated:sim-image-1`."""
+    model = payload.get("model") if isinstance(payload, Mapping) else None
+    safe = re.sub(r"[^A-Za-z0-9_.:/@+-]", "_", str(model or "default"))[:150]
+    return f"{provider}:{safe}"
+
+
+def lease_ms(timeout_s: int | None) -> int:
+    return int(((timeout_s or 180) + LEASE_MARGIN_S) * 1000)

@@ -1,0 +1,80 @@
+"""Which limit key a job has, and the arguments of its claim and release scripts (limits/lua/limits.lua).
+
+A job of the built-in generate task has the key `<provider>:<model>` (GENQUEUE_PROVIDER of the worker that
+runs it, the payload's model), so every such job goes through its key's pause (the breaker learns from a
+429's Retry-After even where nothing is declared). A task has a key when it declares `limit_key` (a string
+or a template over its kwargs) and the limits its declaration gives as defaults; `genqueue limits set`
+overrides them in Redis for every worker at once. A task without a limit_key is not limited.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..backend import keys
+from ..limits.rules import Limits, generate_key, lease_ms, render_key
+from ..retry.kinds import ErrorKind
+from ..retry.manager import Decision, Failure
+from ..retry.meta import gq
+from ..tasks.registry import lookup
+
+NO_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimit:
+    key: str
+    declared: Limits
+    tenant: str
+
+    @property
+    def prefix(self) -> str:
+        return keys.limit_prefix(self.key)
+
+
+def limit_of(job) -> JobLimit | None:
+    try:
+        spec = lookup(job.func_name)
+        args, kwargs = job.args, job.kwargs
+    except Exception:  # noqa: BLE001 - unreadable job data: it will be refused (worker/job.py), not limited
+        return None
+    if spec is None:
+        return None
+    if spec.positional:
+        payload = args[0] if args else {}
+        key, declared = generate_key(os.environ.get("GENQUEUE_PROVIDER") or "simulated", payload), NO_LIMITS
+        user = payload.get("user_id") if isinstance(payload, dict) else None
+    elif spec.limit_key:
+        key, declared, user = render_key(spec.limit_key, kwargs), spec.limits or NO_LIMITS, kwargs.get("user_id")
+    else:
+        return None
+    tenant = gq(job).get("tenant") or user or "-"
+    return JobLimit(key, declared, str(tenant))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def acquire_args(limit: JobLimit | None, job, intermediate_key: str) -> list[Any]:
+    if limit is None:
+        return []
+    return [limit.prefix, keys.LIMITS_WAKE, keys.LIMITS_KNOWN, limit.key, job.id, job.key, limit.tenant, now_ms(),
+            *limit.declared.args(), lease_ms(job.timeout), intermediate_key]
+
+
+def pause_ms(decision: Decision | None, failure: Failure | None) -> int:
+    """A 429 with a Retry-After pauses its whole key until then: the key's other jobs park, not call."""
+    if decision is None or failure is None or decision.kind is not ErrorKind.RATE_LIMITED:
+        return 0
+    return int((failure.retry_after or 0) * 1000)
+
+
+def release_args(limit: JobLimit | None, job_id: str, pause: int = 0) -> list[Any]:
+    if limit is None:
+        return []
+    return [limit.prefix, keys.LIMITS_WAKE, limit.key, job_id, now_ms(), pause, keys.RQ_JOB_PREFIX,
+            keys.RQ_QUEUE_PREFIX]

@@ -1,0 +1,161 @@
+"""Provider limits with real worker processes: a concurrency cap shared by every worker, a dead holder's
+slot coming back, a 429 storm that burns no retry budget and dead-letters nothing, round robin across
+tenants, and `genqueue limits` changing a key live."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import uuid
+
+import pytest
+
+from tests.helpers import run_cli, wait_for
+
+TASKS = '''
+import time
+
+from rq import get_current_job
+
+import genqueue
+
+TRACK = """
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
+return n
+"""
+
+
+@genqueue.task(limit_key="lab-TAG-{tenant}", limits={"concurrency": 3})
+def capped(tenant: str, n: int, seconds: float = 0.2) -> int:
+    """What the provider sees: how many calls of this key are in flight at once (INCR/DECR, max kept)."""
+    conn = get_current_job().connection
+    conn.eval(TRACK, 2, "lab-TAG:inflight", "lab-TAG:max")
+    try:
+        time.sleep(seconds)
+    finally:
+        conn.decr("lab-TAG:inflight")
+    conn.rpush("lab-TAG:done", f"{tenant}:{n}")
+    return n
+
+
+@genqueue.task(limit_key="solo-TAG")
+def solo(n: int, seconds: float = 0.05, user_id: str = "a") -> int:
+    conn = get_current_job().connection
+    conn.rpush("solo-TAG:runs", n)
+    time.sleep(seconds if genqueue.current().attempt == 1 else 0.05)  # a retry after a crash is quick
+    return n
+'''
+
+
+@pytest.fixture
+def lab(tmp_path, env):
+    tag = uuid.uuid4().hex[:8]
+    name = f"labtasks_{tag}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(TASKS.replace("TAG", tag)))
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    return name, tag
+
+
+def enqueue(env, module, task, **kwargs):
+    r = run_cli(env, "enqueue", f"{module}.{task}", "--kwargs", json.dumps(kwargs), "--tasks", module, "--json")
+    assert r.code == 0, r.stderr
+    return r.json()["id"]
+
+
+def limits_row(env, key):
+    r = run_cli(env, "limits", "--key", key, "--json")
+    assert r.code == 0, r.stderr
+    return r.json()["limits"][0]
+
+
+def test_a_concurrency_cap_is_shared_by_every_worker(env, workers, lab, conn):
+    module, tag = lab
+    ids = [enqueue(env, module, "capped", tenant="a", n=i) for i in range(24)]
+    for simple in (False, False, False, True, True, True):
+        workers(simple=simple, extra=("--tasks", module))
+    wait_for(lambda: conn.llen(f"lab-{tag}:done") == len(ids), timeout=60, message="every job to finish")
+    assert int(conn.get(f"lab-{tag}:max")) <= 3  # the provider never saw more than the cap in flight
+    assert sorted(int(x.split(b":")[1]) for x in conn.lrange(f"lab-{tag}:done", 0, -1)) == list(range(24))
+    row = limits_row(env, f"lab-{tag}-a")
+    assert row["concurrency"] == 3 and row["in_flight"] == 0 and row["parked"] == 0
+    assert row["counters"]["throttled"] > 0  # six workers really did contend for three slots
+
+
+def test_tenants_take_turns_within_a_key(env, workers, lab, conn, queue_name):
+    """Tenant a's 30 jobs parked ahead of tenant b's 3: b's run within the first few slots, not last."""
+    from genqueue.jobs.enqueue import enqueue_task
+
+    module, tag = lab
+    key = f"solo-{tag}"
+    assert run_cli(env, "limits", "set", key, "--concurrency", "1").code == 0
+    task = f"{module}.solo"
+    enqueue_task(conn, queue_name, task, {"n": 0, "seconds": 3.0})  # holds the only slot while the rest park
+    for _ in range(3):
+        workers(simple=True, extra=("--tasks", module))
+    wait_for(lambda: conn.llen(f"{key}:runs") == 1, message="the first job to hold the slot")
+    for i in range(1, 31):
+        enqueue_task(conn, queue_name, task, {"n": i})
+    wait_for(lambda: limits_row(env, key)["parked"] == 30, message="tenant a's jobs parked")
+    for i in range(100, 103):
+        enqueue_task(conn, queue_name, task, {"n": i, "user_id": "b"})
+    wait_for(lambda: conn.llen(f"{key}:runs") == 34, timeout=60, message="all 34 jobs to run")
+    order = [int(x) for x in conn.lrange(f"{key}:runs", 0, -1)]
+    assert order[0] == 0 and sorted(order) == sorted([0, *range(1, 31), 100, 101, 102])
+    assert max(order.index(i) for i in (100, 101, 102)) <= 8, order  # round robin, not FIFO behind a
+
+
+def test_a_dead_holders_slot_comes_back_and_nothing_runs_twice(env, workers, lab, conn):
+    module, tag = lab
+    key = f"solo-{tag}"
+    assert run_cli(env, "limits", "set", key, "--concurrency", "1").code == 0
+    env.update(GENQUEUE_LIVENESS_TTL="2", GENQUEUE_SWEEP_INTERVAL="0.5")
+    holder = enqueue(env, module, "solo", n=1, seconds=30)
+    other = enqueue(env, module, "solo", n=2)
+    a = workers(extra=("--tasks", module))
+    wait_for(lambda: limits_row(env, key)["in_flight"] == 1 and limits_row(env, key)["parked"] == 0
+             and conn.llen(f"{key}:runs") == 1, message="the holder running")
+    a.kill()  # SIGKILL: the horse goes with it (PDEATHSIG); the slot is held by a dead worker
+    b = workers(simple=True, extra=("--tasks", module))
+    # The sweep retries the abandoned job as CRASH, which gives the slot back in the same move.
+    def status(job_id):
+        return run_cli(env, "jobs", "show", job_id, "--json").json()
+
+    wait_for(lambda: status(holder)["status"] == "finished" and status(other)["status"] == "finished",
+             timeout=60, message="both jobs to finish once the slot came back")
+    assert b.alive()
+    history = status(holder)["history"]
+    assert [h["kind"] for h in history] == ["CRASH"] and history[0]["charged"] is False
+    runs = [int(x) for x in conn.lrange(f"{key}:runs", 0, -1)]
+    assert sorted(runs) == [1, 1, 2]  # the holder twice (killed, then retried), the other once
+    assert limits_row(env, key)["in_flight"] == 0
+
+
+def test_a_429_storm_burns_no_retry_budget_and_dead_letters_nothing(env, workers, conn, store):
+    """The simulated provider enforces 5 calls/s across every worker (429 + Retry-After beyond it); no limit
+    is declared, so genqueue learns from the Retry-After alone: the key pauses, its jobs park."""
+    from genqueue.backend import keys
+
+    conn.delete(keys.SIM_WINDOW, keys.SIM_STATS)
+    env["GENQUEUE_SIM_RATE_LIMIT"] = "5/s"
+    model = f"storm-{uuid.uuid4().hex[:6]}"
+    ids = []
+    for i in range(25):
+        r = run_cli(env, "enqueue", "--payload", json.dumps({"prompt": f"p{i}", "model": model}), "--json")
+        ids.append(r.json()["id"])
+    for simple in (False, True, True):
+        workers(simple=simple)
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    wait_for(lambda: all(j is not None and j.get_status() == "finished"
+                         for j in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)),
+             timeout=90, interval=0.5, message="every job to finish")
+    assert store.count() == 0
+    for job_id in ids:
+        info = run_cli(env, "jobs", "show", job_id, "--json").json()
+        charged = [h for h in info["history"] if h.get("charged")]
+        assert not charged and all(h["kind"] == "RATE_LIMITED" for h in info["history"]), info["history"]
+    assert int(conn.hget(keys.SIM_STATS, "rate_limited") or 0) > 0  # there was a storm to weather
+    row = limits_row(env, f"simulated:{model}")
+    assert row["counters"].get("rate_limited", 0) > 0 and row["parked"] == 0
