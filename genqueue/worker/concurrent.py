@@ -12,13 +12,14 @@ cannot start). Every job goes through exactly the moves a GenSimpleWorker makes,
 
 Per-job state. RQ's worker and FailurePathMixin keep the running job's state on `self`: `execution` (read
 by handle_job_success, handle_job_failure, RQ's cleanup_execution), `current_claim` (the heartbeat),
-`_prepared_job_id` (prepare_job_execution). Here those three are properties backed by a ContextVar holding a
+`_prepared_job_id` (prepare_job_execution), `_failures` (the classified exception, from handle_exception to
+handle_job_failure: keyed by job id, but a timed-out attempt left behind and its retry can share an id in
+one process). Here those four are properties backed by a ContextVar holding a
 `JobState`: each job runs in a fresh `contextvars.Context` (its pool thread enters one per job; each asyncio
 task is created with one), so N jobs see N states and the fork/simple workers, which never set the var, are
 unchanged (their `self` attributes are the properties' fallback object `_own`). A JobState is a mutable
-object, so a context *copy* (a move run off the loop, `_in_thread`) shares it. `_failures` is already keyed by job id;
-`_stopped_job_id` is compared with a job id (RQ's stop-job command has no horse to kill here, as for
-SimpleWorker); `_pending` (bookkeeping sent with the next round trip) is flushed under a lock.
+object, so a context *copy* (a move run off the loop, `_in_thread`) shares it. `_stopped_job_id` is
+compared with a job id (RQ's stop-job command has no horse to kill here, as for SimpleWorker); `_pending` (bookkeeping sent with the next round trip) is flushed under a lock.
 
 RQ identity: ONE RQ worker (one `rq:worker:<name>` hash, one genqueue alive key) with up to N executions in
 the started registry, each naming this worker. Why: liveness is per process — one heartbeat thread, one
@@ -92,6 +93,7 @@ class JobState:
     execution: Any = None
     current_claim: Any = None
     prepared_job_id: str | None = None
+    failures: dict = field(default_factory=dict)  # handle_exception → handle_job_failure, this job's only
     job: Any = None
     queue: Any = None
     thread_id: int | None = None
@@ -267,6 +269,7 @@ class ConcurrentWorker(GenSimpleWorker):
     execution = _per_job("execution")
     current_claim = _per_job("current_claim")
     _prepared_job_id = _per_job("prepared_job_id")
+    _failures = _per_job("failures")
 
     def __init__(self, *args: Any, concurrency: int, shutdown_grace_s: float = 8.0, **kwargs: Any) -> None:
         self._own = JobState()  # before RQ's __init__, which sets self.execution
