@@ -29,6 +29,8 @@ class Settings:
     redis_outage_s: float = 60.0  # workers and the scheduler wait this long for a lost server to come back
     tasks: tuple[str, ...] = ()  # GENQUEUE_TASKS: modules whose @task functions workers (and the API) register
     api_tasks: tuple[str, ...] = ()  # GENQUEUE_API_TASKS: task names non-admins may enqueue over HTTP
+    concurrency: int | None = None  # GENQUEUE_CONCURRENCY: jobs at once in one worker process (None: fork)
+    shutdown_grace_s: float = 8.0  # GENQUEUE_SHUTDOWN_GRACE: a concurrent worker's wait for jobs on SIGTERM
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -50,6 +52,8 @@ class Settings:
             redis_outage_s=_positive(env, "GENQUEUE_REDIS_OUTAGE_S", 60.0),
             tasks=_names(env, "GENQUEUE_TASKS"),
             api_tasks=_names(env, "GENQUEUE_API_TASKS"),
+            concurrency=_positive(env, "GENQUEUE_CONCURRENCY", None, int),
+            shutdown_grace_s=_positive(env, "GENQUEUE_SHUTDOWN_GRACE", 8.0),
         )
 
     def with_queue(self, queue: str | None) -> Settings:

@@ -16,11 +16,14 @@ from .params import queue_option
     "waited for (GENQUEUE_REDIS_OUTAGE_S, default 60 s) before the worker exits with code 5. It runs registered "
     "tasks only: the built-in generate, and the @genqueue.task functions of the --tasks modules; any other job is "
     "dead-lettered as unknown_task.\n\n\b\nExamples:\n  genqueue worker\n  genqueue worker --simple --burst\n"
-    "  genqueue worker --tasks myapp.tasks --path src"
+    "  genqueue worker --tasks myapp.tasks --path src\n  genqueue worker --concurrency 50 --tasks myapp.tasks"
 )
 @click.argument("queues", nargs=-1)
 @queue_option
 @click.option("--simple", is_flag=True, help="Run jobs in-process (rq SimpleWorker) instead of a forked work horse.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Run up to N jobs at once in this one process: async tasks on an event loop, sync tasks on N "
+              "threads (default: $GENQUEUE_CONCURRENCY; unset: one job at a time in a forked work horse).")
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 @click.option("--maintenance-interval", type=click.IntRange(min=1), default=None,
@@ -29,8 +32,9 @@ from .params import queue_option
               help="Modules whose @genqueue.task functions this worker runs (default: $GENQUEUE_TASKS).")
 @click.option("--path", "paths", multiple=True, type=click.Path(file_okay=False),
               help="A directory to import task modules from (repeatable; the working directory always is).")
-def worker(queues: tuple[str, ...], queue: str | None, simple: bool, burst: bool, name: str | None,
-           maintenance_interval: int | None, task_modules: str | None, paths: tuple[str, ...]) -> None:
+def worker(queues: tuple[str, ...], queue: str | None, simple: bool, concurrency: int | None, burst: bool,
+           name: str | None, maintenance_interval: int | None, task_modules: str | None,
+           paths: tuple[str, ...]) -> None:
     from ..backend.connection import connect
     from ..backend.outage import OutageTooLong
     from ..errors import ServerUnavailable
@@ -48,13 +52,16 @@ def worker(queues: tuple[str, ...], queue: str | None, simple: bool, burst: bool
         # Built once and dropped: a misconfigured provider (no SDK, no key, no URL) is exit 2 now instead of a
         # retried failure in every job, and its SDK is imported here, before any fork, not in every horse.
         provider_from_env(os.environ)
+    concurrency = concurrency or (None if simple else app.settings.concurrency)
+    if simple and concurrency:
+        raise click.UsageError("--simple and --concurrency exclude each other (a concurrent worker runs in-process)")
     names = list(queues) or [app.settings.queue]
     kwargs = {"name": name} if name else {}
     if maintenance_interval:
         kwargs["maintenance_interval"] = maintenance_interval
     # Patient: a server restart or blip of up to GENQUEUE_REDIS_OUTAGE_S is waited out, not fatal.
     connection = connect(app.settings, patient=True)
-    w = build_worker(connection, app.settings, names, simple=simple, **kwargs)
+    w = build_worker(connection, app.settings, names, simple=simple, concurrency=concurrency, **kwargs)
     try:
         w.work(burst=burst, logging_level="WARNING")
     except OutageTooLong as exc:

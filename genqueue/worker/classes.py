@@ -318,6 +318,10 @@ class FailurePathMixin:
         self.current_claim = None
 
     # -- liveness and abandoned jobs (see liveness.py / sweep.py) ------------------------------------------
+    def live_claims(self):
+        """The claims the heartbeat keeps ahead: this worker's one running job (concurrent.py: all of them)."""
+        return self.current_claim
+
     def register_birth(self):
         super().register_birth()
         self.connection.sadd(WORKERS_KEY, self.name)
@@ -348,7 +352,7 @@ class FailurePathMixin:
         kwargs["with_scheduler"] = False
         mover = DueJobMover(self.connection, self.queue_names(), self.name)
         heartbeat = Heartbeat(self.connection, self.name, ttl_s=self.settings.liveness_ttl_s,
-                              claim=lambda: self.current_claim, tasks=[
+                              claim=self.live_claims, tasks=[
                                   (SCHEDULE_TICK_S, mover.tick), (self.settings.sweep_interval_s, self.sweep)])
         heartbeat.beat()
         if burst:
@@ -428,7 +432,13 @@ def set_parent_death_signal(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def build_worker(connection, settings: Settings, queue_names: list[str], *, simple: bool = False, **kwargs):
+def build_worker(connection, settings: Settings, queue_names: list[str], *, simple: bool = False,
+                 concurrency: int | None = None, **kwargs):
     queues = [make_queue(connection, name) for name in queue_names]
+    if concurrency:  # up to N jobs in this process: async tasks on a loop, sync ones on threads
+        from .concurrent import ConcurrentWorker
+
+        return ConcurrentWorker(queues, connection=connection, settings=settings, concurrency=concurrency,
+                                shutdown_grace_s=settings.shutdown_grace_s, **kwargs)
     cls = GenSimpleWorker if simple else GenWorker
     return cls(queues, connection=connection, settings=settings, **kwargs)

@@ -7,7 +7,8 @@ background thread (`genqueue:alive:<worker>`, TTL GENQUEUE_LIVENESS_TTL, refresh
 themselves in `genqueue:workers`. A started job whose worker is one of ours and whose alive key is gone
 was abandoned: the sweep (sweep.py) retries it as CRASH. Detection takes at most TTL + sweep interval.
 
-The same beat keeps the worker's *current claim* — its running job's started-registry member and
+The same beat keeps the worker's *current claims* — each running job's (one, or up to N for a
+concurrent worker) started-registry member and
 execution hash — from expiring: `ZADD XX GT` pushes the member's score to now + CLAIM_HORIZON_S (never
 lowering RQ's own, never re-adding a member that a finished or swept job already left) and `EXPIRE GT`
 does the same for the execution hash. RQ only refreshes them every job_monitoring_interval from the
@@ -24,7 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from redis import Redis
@@ -72,7 +73,7 @@ class Heartbeat(threading.Thread):
     """Keeps this worker's alive key fresh and runs periodic tasks: (interval_s, fn(connection))."""
 
     def __init__(self, connection: Redis, worker_name: str, *, ttl_s: float,
-                 claim: Callable[[], Claim | None] = lambda: None,
+                 claim: Callable[[], Claim | Iterable[Claim] | None] = lambda: None,
                  tasks: list[tuple[float, Callable[[Redis], object]]] = ()) -> None:
         super().__init__(name=f"genqueue-heartbeat-{worker_name}", daemon=True)
         # A client of its own: the work horse inherits the worker's pool, never this one.
@@ -87,13 +88,14 @@ class Heartbeat(threading.Thread):
         _install_fork_guard()
 
     def beat(self) -> None:
-        claim = self.claim()
+        claims = self.claim()
+        claims = () if claims is None else (claims,) if isinstance(claims, Claim) else tuple(claims)
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.set(alive_key(self.worker_name), b"1", px=self.ttl_ms)
             # Again on every beat: a worker frozen past its TTL may have been pruned from the set meanwhile.
             pipe.sadd(WORKERS_KEY, self.worker_name)
             pipe.delete(dead_seen_key(self.worker_name))
-            if claim is not None:
+            for claim in claims:  # one per running job: a concurrent worker (concurrent.py) has up to N
                 pipe.zadd(claim.started_key, {claim.member: time.time() + CLAIM_HORIZON_S}, xx=True, gt=True)
                 pipe.expire(claim.execution_key, CLAIM_HORIZON_S, gt=True)
             pipe.execute()
