@@ -73,12 +73,12 @@ from rq.utils import now as utcnow
 from rq.worker.base import WorkerStatus
 
 from ..backend.outage import OutageTooLong
-from ..retry.manager import Failure
 from ..retry.kinds import ErrorKind
+from ..retry.manager import Failure
 from ..support.logs import get_logger
 from ..tasks.context import reset, set_current
 from ..tasks.registry import bind, lookup
-from .classes import DuplicateDispatch, GenSimpleWorker
+from .classes import DuplicateDispatch, GenSimpleWorker, JobParked
 from .job import check_result, context_for
 
 log = get_logger("genqueue.worker")
@@ -94,6 +94,7 @@ class JobState:
     current_claim: Any = None
     prepared_job_id: str | None = None
     failures: dict = field(default_factory=dict)  # handle_exception → handle_job_failure, this job's only
+    limit: Any = None  # its limit key (worker/limiting.py), taken in the claim, released by the success move
     job: Any = None
     queue: Any = None
     thread_id: int | None = None
@@ -270,6 +271,7 @@ class ConcurrentWorker(GenSimpleWorker):
     current_claim = _per_job("current_claim")
     _prepared_job_id = _per_job("prepared_job_id")
     _failures = _per_job("failures")
+    _limit = _per_job("limit")
 
     def __init__(self, *args: Any, concurrency: int, shutdown_grace_s: float = 8.0, **kwargs: Any) -> None:
         self._own = JobState()  # before RQ's __init__, which sets self.execution
@@ -431,7 +433,7 @@ class ConcurrentWorker(GenSimpleWorker):
             return
         state.abandoned = True
         copy = JobState(execution=state.execution, current_claim=state.current_claim,
-                        prepared_job_id=state.prepared_job_id, job=state.job, queue=state.queue)
+                        prepared_job_id=state.prepared_job_id, job=state.job, queue=state.queue, limit=state.limit)
         job, queue = state.job, state.queue
 
         def fail() -> None:
@@ -468,6 +470,9 @@ class ConcurrentWorker(GenSimpleWorker):
         except DuplicateDispatch as dup:
             self.connection.lrem(queue.intermediate_queue.key, 1, job.id)
             log.warning("job.duplicate_dispatch_skipped", job_id=job.id, queue=queue.name, status=dup.status)
+            return False
+        except JobParked as parked:  # over its limit: parked off the queue, its slot in this process freed
+            log.info("limits.parked", job_id=job.id, queue=queue.name, key=parked.key, why=parked.why)
             return False
         self.connection.persist(job.key)  # as RQ's Job.perform
         return True
