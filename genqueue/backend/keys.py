@@ -142,6 +142,7 @@ SIM_STATS = "genqueue:sim:stats"  # HASH: calls, rate_limited (what the provider
 LIMITS_KNOWN = "genqueue:limits"  # SET of limit keys ever used or configured
 LIMITS_WAKE = "genqueue:limits:wake"  # ZSET limit key -> when to look at its parked jobs again (ms)
 LIMIT_PREFIX_HEAD, LIMIT_PREFIX_TAIL = "genqueue:limit:{", "}:"
+PARKED = "genqueue:parked"  # HASH queue -> how many of its jobs are parked (limits.lua spells it too)
 
 
 def limit_prefix(key: str) -> str:

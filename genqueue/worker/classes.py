@@ -45,11 +45,12 @@ from .guarded import pop, recorder, run_claim, run_guarded
 from .job import GenJob
 from .limiting import acquire_args, limit_of, release_args
 from .liveness import WORKERS_KEY, Claim, Heartbeat
-from .schedule import SCHEDULE_TICK_S, DueJobMover
+from .schedule import SCHEDULE_TICK_S, WAKE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
 from .transition import record_failure
 
 PR_SET_PDEATHSIG = 1
+BURST_PARKED_WAIT_S = 600  # a burst worker waits this long, at most, for its queues' parked jobs
 log = get_logger("genqueue.worker")
 
 
@@ -241,6 +242,8 @@ class FailurePathMixin:
                 if timeout is not None and idle_time_left is not None:
                     timeout = min(timeout, idle_time_left)
                 result = self._pop(timeout)
+                if result is None and timeout is None and self._parked_wait():
+                    continue  # burst: jobs of these queues are parked on a limit; drain them too
                 if result is not None:
                     job, queue = result
                     self.reorder_queues(reference_queue=queue)
@@ -254,6 +257,19 @@ class FailurePathMixin:
                         break
         self.heartbeat()
         return result
+
+    def _parked_wait(self) -> bool:
+        """In burst mode, before leaving an empty queue: wait a wake tick if any of its jobs are parked."""
+        parked = self.connection.hmget(keys.PARKED, self.queue_names())
+        if not any(int(n or 0) > 0 for n in parked):
+            return False
+        since = self.__dict__.setdefault("_parked_since", time.monotonic())
+        if time.monotonic() - since > BURST_PARKED_WAIT_S:
+            log.warning("limits.burst_gave_up_waiting", worker=self.name, parked=[int(n or 0) for n in parked])
+            return False
+        time.sleep(WAKE_TICK_S)
+        DueJobMover(self.connection, self.queue_names(), self.name).wake()
+        return True
 
     def execute_job(self, job, queue):
         try:
@@ -353,10 +369,12 @@ class FailurePathMixin:
         mover = DueJobMover(self.connection, self.queue_names(), self.name)
         heartbeat = Heartbeat(self.connection, self.name, ttl_s=self.settings.liveness_ttl_s,
                               claim=self.live_claims, tasks=[
-                                  (SCHEDULE_TICK_S, mover.tick), (self.settings.sweep_interval_s, self.sweep)])
+                                  (SCHEDULE_TICK_S, mover.tick), (WAKE_TICK_S, mover.wake),
+                                  (self.settings.sweep_interval_s, self.sweep)])
         heartbeat.beat()
         if burst:
             mover.tick()  # like RQ's burst mode: bring due jobs back once before draining
+            mover.wake()  # and parked jobs whose limit has room now
         heartbeat.start()
         try:
             return super().work(burst=burst, **kwargs)

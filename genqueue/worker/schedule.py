@@ -22,6 +22,7 @@ LOCK_TTL_MS = 5000
 BATCH = 500
 SCHEDULE_TICK_S = 0.5
 WAKE_BATCH = 100  # parked jobs woken per limit key per tick, at most
+WAKE_TICK_S = 0.05
 _REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
@@ -39,11 +40,16 @@ class DueJobMover:
             resources.files("genqueue.worker").joinpath("lua", "enqueue_due.lua").read_text()
         )
 
+    def wake(self, _connection: Redis | None = None) -> int:
+        """Parked jobs whose limit key may have room again (a rate window moved on, a pause ended, a dead
+        holder's lease expired): back to the head of their queues, as far as the limits allow. Every worker
+        runs it (it is one atomic script; the due keys are few), WAKE_TICK_S apart: a rate's token is not
+        left unused for longer than that."""
+        return self._wake(args=[keys.LIMITS_WAKE, int(time.time() * 1000), WAKE_BATCH, keys.RQ_JOB_PREFIX,
+                                keys.RQ_QUEUE_PREFIX, keys.LIMIT_PREFIX_HEAD, keys.LIMIT_PREFIX_TAIL])
+
     def tick(self, _connection: Redis | None = None) -> int:
-        # Parked jobs whose limit key may have room again (a rate window moved on, a pause ended, a dead
-        # holder's lease expired): back to the head of their queues, as far as the limits allow.
-        moved = self._wake(args=[keys.LIMITS_WAKE, int(time.time() * 1000), WAKE_BATCH, keys.RQ_JOB_PREFIX,
-                                 keys.RQ_QUEUE_PREFIX, keys.LIMIT_PREFIX_HEAD, keys.LIMIT_PREFIX_TAIL])
+        moved = 0
         for name in self.queue_names:
             if not self._lock(keys=[keys.rq_scheduler_lock(name)], args=[self.holder, LOCK_TTL_MS]):
                 continue  # another scheduler (ours or RQ's) owns this queue

@@ -123,3 +123,10 @@ def test_no_module_cycle_inside_a_face(face):
     for node in graph:
         if node not in seen:
             visit(node, [])
+
+
+def test_the_lua_spells_the_parked_key_as_keys_py_does():
+    from genqueue.backend import keys
+
+    lua = (PKG / "limits" / "lua" / "limits.lua").read_text()
+    assert f"local PARKED = '{keys.PARKED}'" in lua

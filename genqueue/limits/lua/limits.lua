@@ -9,6 +9,9 @@
 --   P..'stats'   HASH   throttled, paused, parked, woken, pauses, rate_limited (totals)
 -- and two global keys: WAKE (ZSET limit key -> when to look at its parked jobs again, ms) and KNOWN (SET).
 -- A parked job's RQ status is 'deferred'; it is in exactly one place, its key's parked list.
+-- PARKED (HASH queue -> parked jobs of that queue, all keys) lets a burst worker wait for them: it is
+-- backend/keys.py's PARKED, spelled here because these functions are included in several scripts.
+local PARKED = 'genqueue:parked'
 
 local function lim_config(p, cap, n, period)
   local c = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms',
@@ -45,6 +48,7 @@ local function lim_park(p, wake, key, job_id, job_key, tenant, at)
   local list = p .. 'parked:' .. tenant
   if redis.call('RPUSH', list, job_id) == 1 then redis.call('RPUSH', p .. 'ring', tenant) end
   redis.call('HSET', job_key, 'status', 'deferred')
+  redis.call('HINCRBY', PARKED, redis.call('HGET', job_key, 'origin') or '', 1)
   redis.call('HINCRBY', p .. 'stats', 'parked', 1)
   if at then redis.call('ZADD', wake, 'LT', at, key) end
 end
@@ -102,6 +106,7 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
     if id then
       local job_key = job_prefix .. id
       local origin = redis.call('HGET', job_key, 'origin')
+      if origin then redis.call('HINCRBY', PARKED, origin, -1) end
       if origin and redis.call('HGET', job_key, 'status') == 'deferred' then
         redis.call('HSET', job_key, 'status', 'queued')
         redis.call('LPUSH', queue_prefix .. origin, id)  -- waited longest: runs next
