@@ -51,3 +51,80 @@ def test_nesting_up_to_the_limit_is_accepted(client, token):
     r = client.post("/api/jobs", headers={**token(), "content-type": "application/json"},
                     content='{"payload": %s}' % payload)
     assert r.status_code == 201, r.text
+
+
+LIMIT = 1024 * 1024
+
+
+def chunked(total: int, piece: bytes = b" " * 65536):
+    """A body with no Content-Length: httpx sends a generator with Transfer-Encoding: chunked."""
+    def body():
+        left = total
+        while left > 0:
+            yield piece[:left]
+            left -= len(piece)
+    return body()
+
+
+def ui_login(client, conn, sub: str, *, admin: bool = False) -> str:
+    """A dashboard session for `sub` (the cookie is kept by the client); returns its CSRF token."""
+    from genqueue.api.ui import sessions
+    from genqueue.tenants.tenancy import ADMIN_ROLE, Principal
+
+    code = sessions.create_login(conn, Principal(sub, sub, frozenset({ADMIN_ROLE} if admin else set())))
+    r = client.get(f"/ui/login?code={code}", follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return sessions.load_session(conn, r.cookies[sessions.COOKIE]).csrf
+
+
+def oversized_requests(h: dict, run_id: str, job_id: str) -> list[tuple[str, str, dict]]:
+    json_h = {**h, "content-type": "application/json"}
+    return [("POST", f"/api/runs?run_id={run_id}", json_h),
+            ("POST", f"/api/runs?run_id={run_id}", {**h, "content-type": "application/x-ndjson"}),
+            ("POST", "/api/jobs", json_h),
+            ("POST", f"/api/jobs/{job_id}/retry", json_h),
+            ("POST", "/api/dlq/retry", json_h),
+            ("POST", f"/ui/dlq/{job_id}/retry", {"content-type": "application/x-www-form-urlencoded"}),
+            ("POST", "/ui/logout", {"content-type": "application/x-www-form-urlencoded"})]
+
+
+def test_an_oversized_chunked_body_is_413_on_every_route_and_changes_nothing(client, token, conn, settings):
+    from genqueue.backend import audit
+
+    sub = f"big-{uuid.uuid4().hex[:8]}"
+    h = token(sub, admin=True)
+    ui_login(client, conn, sub, admin=True)
+    run_id, job_id = f"big-{uuid.uuid4().hex[:8]}", f"big-job-{uuid.uuid4().hex[:8]}"
+    before, audited = rq_jobs(conn), len(audit.recent(conn, 1000))
+    for method, path, headers in oversized_requests(h, run_id, job_id):
+        r = client.request(method, path, headers=headers, content=chunked(LIMIT + 1))
+        assert "content-length" not in {k.lower() for k in r.request.headers}, path
+        error(r, 413, "PAYLOAD_TOO_LARGE")
+    # the same routes still take a chunked body under the limit
+    r = client.post(f"/api/runs?run_id={run_id}", headers={**h, "content-type": "application/x-ndjson"},
+                    content=(line for line in (b'{"prompt": "a"}\n', b'{"prompt": "b"}\n')))
+    assert r.status_code == 201 and r.json()["data"]["items"] == 2, r.text
+    assert rq_jobs(conn) == before + 2 and len(audit.recent(conn, 1000)) == audited + 1
+    # nothing the refused requests would have done happened, the rate limit's count included: the 7
+    # refusals count nothing; the accepted run and this request one each
+    remaining = client.get("/api/jobs/nope", headers=h).headers["RateLimit-Remaining"]
+    assert remaining == str(1000 - 2)
+    assert client.get("/ui/", headers={}).status_code == 200  # the session was not logged out
+
+
+def test_an_oversized_chunked_body_is_413_from_a_real_server(api_process, token, conn):
+    import httpx
+
+    api = api_process()
+    h = token(f"big-{uuid.uuid4().hex[:8]}")
+    run_id = f"big-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=api.url, headers=h, timeout=30) as http:
+        for path, content_type in ((f"/api/runs?run_id={run_id}", "application/json"),
+                                   ("/api/jobs", "application/json"),
+                                   ("/ui/logout", "application/x-www-form-urlencoded")):
+            r = http.post(path, headers={"content-type": content_type}, content=chunked(LIMIT + 1))
+            error(r, 413, "PAYLOAD_TOO_LARGE")
+        assert http.get(f"/api/runs/{run_id}").status_code == 404
+        r = http.post(f"/api/runs?run_id={run_id}", headers={"content-type": "application/x-ndjson"},
+                      content=(line for line in (b'{"prompt": "a"}\n',)))
+        assert r.status_code == 201, r.text
