@@ -128,3 +128,17 @@ def test_an_oversized_chunked_body_is_413_from_a_real_server(api_process, token,
         r = http.post(f"/api/runs?run_id={run_id}", headers={"content-type": "application/x-ndjson"},
                       content=(line for line in (b'{"prompt": "a"}\n',)))
         assert r.status_code == 201, r.text
+
+
+def test_camel_case_secret_keys_are_masked_in_api_answers(client, token):
+    payload = {"prompt": "a fox", "openaiApiKey": "sk-live-1", "params": {"accessToken": "at-2", "maxTokens": 5,
+               "headers": {"X-Api-Key": "xk-3", "clientSecret": "cs-4"}, "refreshToken": "rt-5"}}
+    r = client.post("/api/jobs", headers=token(), json={"payload": payload})
+    assert r.status_code == 201, r.text
+    job_id = r.json()["data"]["id"]
+    for answer in (r, client.get(f"/api/jobs/{job_id}", headers=token())):
+        shown = answer.json()["data"]["payload"]
+        assert shown["openaiApiKey"] == shown["params"]["accessToken"] == shown["params"]["refreshToken"] == "***"
+        assert shown["params"]["headers"] == {"X-Api-Key": "***", "clientSecret": "***"}
+        assert shown["params"]["maxTokens"] == 5 and shown["prompt"] == "a fox"
+        assert not any(secret in answer.text for secret in ("sk-live-1", "at-2", "xk-3", "cs-4", "rt-5"))
