@@ -142,3 +142,43 @@ def test_camel_case_secret_keys_are_masked_in_api_answers(client, token):
         assert shown["params"]["headers"] == {"X-Api-Key": "***", "clientSecret": "***"}
         assert shown["params"]["maxTokens"] == 5 and shown["prompt"] == "a fox"
         assert not any(secret in answer.text for secret in ("sk-live-1", "at-2", "xk-3", "cs-4", "rt-5"))
+
+
+@pytest.fixture
+def limited_client(settings, conn):
+    """The app with a rate limit of 5 a minute (as GENQUEUE_API_RATE_LIMIT=5/minute would set)."""
+    from fastapi.testclient import TestClient
+
+    from genqueue.api.app import create_app
+    from genqueue.api.config import ApiConfig
+    from tests.api.conftest import SECRET
+
+    config = ApiConfig("HS256", SECRET, SECRET, True, rate_limit="5/minute")
+    with TestClient(create_app(settings, config, conn), raise_server_exceptions=False) as c:
+        yield c, config
+
+
+def test_the_dashboard_shares_the_api_rate_limit_of_its_principal(limited_client, conn):
+    from genqueue.api.auth import mint
+    from genqueue.api.ui import sessions
+
+    client, config = limited_client
+    sub = f"ui-{uuid.uuid4().hex[:8]}"
+    api = {"Authorization": f"Bearer {mint(config, sub=sub)}"}
+    csrf = ui_login(client, conn, sub)
+    statuses = [client.get("/api/jobs/nope", headers=api).status_code for _ in range(3)]
+    statuses += [client.get("/ui/").status_code, client.get("/ui/jobs?id=nope").status_code]
+    assert statuses == [404, 404, 404, 200, 404]
+    page = client.get("/ui/")
+    assert page.status_code == 429 and int(page.headers["Retry-After"]) >= 1, page.text
+    assert page.headers["content-type"].startswith("text/html") and "Too many requests" in page.text
+    assert page.headers["RateLimit-Remaining"] == "0"
+    logout = client.post("/ui/logout", data={"csrf": csrf})
+    assert logout.status_code == 429 and int(logout.headers["Retry-After"]) >= 1
+    assert sessions.load_session(conn, client.cookies[sessions.COOKIE]) is not None  # the POST did nothing
+    error(client.get("/api/jobs/nope", headers=api), 429, "RATE_LIMITED")
+    # another principal has its own window, on both faces
+    other = f"ui-{uuid.uuid4().hex[:8]}"
+    ui_login(client, conn, other)
+    assert client.get("/ui/").status_code == 200
+    assert client.get("/api/jobs/nope", headers={"Authorization": f"Bearer {mint(config, sub=other)}"}).status_code == 404

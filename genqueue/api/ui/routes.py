@@ -23,7 +23,7 @@ from ...runs.store import retry_failed, snapshot
 from ...support.secrets import mask
 from ...tenants import credits
 from ...tenants.tenancy import check_access
-from ..deps import ServiceState, service
+from ..deps import ServiceState, count_request, service
 from ..metrics import read as read_metrics
 from . import sessions
 
@@ -36,10 +36,20 @@ class NeedsLogin(Exception):
     pass
 
 
+class RateLimited(Exception):
+    def __init__(self, session_: sessions.Session, headers: dict[str, str], limit: str) -> None:
+        super().__init__(limit)
+        self.session, self.headers, self.limit = session_, headers, limit
+
+
 def session(request: Request, state: ServiceState = Depends(service)) -> sessions.Session:
+    """The logged-in session, its request counted against its principal's rate limit (shared with the API)."""
     found = sessions.load_session(state.connection, request.cookies.get(sessions.COOKIE))
     if found is None:
         raise NeedsLogin
+    refused = count_request(request, state, found.principal.sub)
+    if refused is not None:
+        raise RateLimited(found, refused, state.config.rate_limit)
     return found
 
 
@@ -67,6 +77,14 @@ def install(app) -> None:
     async def _login(request: Request, _exc: NeedsLogin):
         return page(request, "message.html", None, status=401, title="Log in",
                     message="Log in with the one-time URL that `genqueue api token --admin --login` prints.")
+
+    @app.exception_handler(RateLimited)
+    async def _limited(request: Request, exc: RateLimited):
+        response = page(request, "message.html", exc.session, status=429, title="Too many requests",
+                        message=f"Too many requests: the limit is {exc.limit} for you, the API and the dashboard "
+                                f"together. Try again in {exc.headers.get('Retry-After', '1')} s.")
+        response.headers.update(exc.headers)
+        return response
 
 
 @router.get("/login")
