@@ -1,4 +1,4 @@
-"""A job's status across RQ and the DLQ, for `genqueue jobs show`."""
+"""A job's status across RQ and the DLQ, for `genqueue jobs show`, the API and the dashboard."""
 
 from __future__ import annotations
 
@@ -101,6 +101,20 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
         "tenant": job_tenant(meta, job.args[0] if job.args else None),
         "history": history,
     }
+
+
+def without_tracebacks(info: dict[str, Any]) -> dict[str, Any]:
+    """The status as a non-admin sees it: every `traceback` field gone (attempt records, errors), because a
+    traceback shows the service's internals (paths, library versions, code). The payload is left as it is."""
+    return {k: (v if k == "payload" else _drop_tracebacks(v)) for k, v in info.items()}
+
+
+def _drop_tracebacks(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_tracebacks(v) for k, v in value.items() if k != "traceback"}
+    if isinstance(value, list):
+        return [_drop_tracebacks(v) for v in value]
+    return value
 
 
 def max_attempts(max_retries: int | None, history: list[dict]) -> int:

@@ -66,12 +66,12 @@ def chunked(total: int, piece: bytes = b" " * 65536):
     return body()
 
 
-def ui_login(client, conn, sub: str, *, admin: bool = False) -> str:
+def ui_login(client, conn, sub: str, *, tenant: str | None = None, admin: bool = False) -> str:
     """A dashboard session for `sub` (the cookie is kept by the client); returns its CSRF token."""
     from genqueue.api.ui import sessions
     from genqueue.tenants.tenancy import ADMIN_ROLE, Principal
 
-    code = sessions.create_login(conn, Principal(sub, sub, frozenset({ADMIN_ROLE} if admin else set())))
+    code = sessions.create_login(conn, Principal(sub, tenant or sub, frozenset({ADMIN_ROLE} if admin else set())))
     r = client.get(f"/ui/login?code={code}", follow_redirects=False)
     assert r.status_code == 303, r.text
     return sessions.load_session(conn, r.cookies[sessions.COOKIE]).csrf
@@ -182,3 +182,25 @@ def test_the_dashboard_shares_the_api_rate_limit_of_its_principal(limited_client
     ui_login(client, conn, other)
     assert client.get("/ui/").status_code == 200
     assert client.get("/api/jobs/nope", headers={"Authorization": f"Bearer {mint(config, sub=other)}"}).status_code == 404
+
+
+def test_tracebacks_are_for_admins_only(client, token, conn, env):
+    from tests.api.test_jobs_api import drain
+
+    user, admin = token("tb-user", tenant="tb"), token("ops", admin=True)
+    dead = client.post("/api/jobs", headers=user, json={"payload": {"prompt": "p", "simulate": ["401"]}}).json()
+    retried = client.post("/api/jobs", headers=user, json={"payload": {"prompt": "p", "simulate": ["500", "ok"]}}).json()
+    ids = [dead["data"]["id"], retried["data"]["id"]]
+    drain(env)
+    for job_id in ids:
+        seen = client.get(f"/api/jobs/{job_id}", headers=admin).json()["data"]
+        assert seen["history"] and "ProviderError" in seen["history"][0]["error"]["traceback"]
+        r = client.get(f"/api/jobs/{job_id}", headers=user)
+        assert r.status_code == 200 and "traceback" not in r.text.lower() and "site-packages" not in r.text
+        history = r.json()["data"]["history"]
+        assert history[0]["error"]["type"] == "ProviderError" and history[0]["error"]["message"]  # the rest stays
+    r = client.post(f"/api/jobs/{ids[0]}/retry", headers=user)  # dead → queued; its history is in the answer
+    assert r.status_code == 200 and r.json()["data"]["history"] and "traceback" not in r.text.lower()
+    ui_login(client, conn, "tb-user", tenant="tb")
+    page = client.get(f"/ui/jobs?id={ids[1]}")
+    assert page.status_code == 200 and ids[1] in page.text and "Traceback" not in page.text

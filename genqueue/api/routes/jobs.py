@@ -12,7 +12,7 @@ from ...backend import audit
 from ...errors import Forbidden
 from ...jobs.enqueue import check_job_id, enqueue
 from ...jobs.manual_retry import retry_job
-from ...jobs.status import job_status
+from ...jobs.status import job_status, without_tracebacks
 from ...tenants.tenancy import Principal, check_access
 from ..deps import ServiceState, principal, service
 from . import actor
@@ -30,7 +30,11 @@ class EnqueueBody(BaseModel):
 def visible_status(state: ServiceState, who: Principal, job_id: str) -> dict[str, Any]:
     info = job_status(state.connection, state.store(), check_job_id(job_id))
     check_access(who, info.get("tenant"), f"job {job_id}")
-    return info
+    return shown_to(who, info)
+
+
+def shown_to(who: Principal, info: dict[str, Any]) -> dict[str, Any]:
+    return info if who.is_admin else without_tracebacks(info)  # tracebacks are internals: admins only
 
 
 @router.post("", status_code=201, summary="Enqueue a generation job (201 created, 200 existing)")
@@ -63,4 +67,4 @@ def retry(job_id: str, request: Request, force: bool = False, who: Principal = D
     outcome = retry_job(state.connection, state.store(), job_id, force=force)
     audit.record(state.connection, "api_job_retry", state.settings.queue, ids=[job_id], actor=actor(request, who),
                  counts={"charged": int(outcome.charged)})
-    return {"data": job_status(state.connection, state.store(), job_id)}
+    return {"data": shown_to(who, job_status(state.connection, state.store(), job_id))}

@@ -17,7 +17,7 @@ from ...dlq.stats import dlq_stats
 from ...dlq.store import Filters
 from ...errors import GenqueueError, InvalidInput
 from ...jobs.enqueue import check_job_id
-from ...jobs.status import job_status
+from ...jobs.status import job_status, without_tracebacks
 from ...runs.rules import check_run_id
 from ...runs.store import retry_failed, snapshot
 from ...support.secrets import mask
@@ -230,7 +230,7 @@ def job_lookup(request: Request, id: str = "", s: sessions.Session = Depends(ses
     except GenqueueError as exc:
         return page(request, "job.html", s, job=None, error=str(exc), status=404 if exc.code == "NOT_FOUND" else 403
                     if exc.code == "FORBIDDEN" else 400)
-    return page(request, "job.html", s, job=info, error=None)
+    return page(request, "job.html", s, job=info if s.principal.is_admin else without_tracebacks(info), error=None)
 
 
 def run_page(request: Request, s: sessions.Session, state: ServiceState, run_id: str, **extra: Any):
