@@ -204,3 +204,76 @@ def test_tracebacks_are_for_admins_only(client, token, conn, env):
     ui_login(client, conn, "tb-user", tenant="tb")
     page = client.get(f"/ui/jobs?id={ids[1]}")
     assert page.status_code == 200 and ids[1] in page.text and "Traceback" not in page.text
+
+
+def pem_pair(tmp_path, private_key) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    path = tmp_path / f"key-{uuid.uuid4().hex[:6]}.pem"
+    path.write_bytes(private_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
+    return str(path)
+
+
+def signed(private_key, algorithm: str, sub: str = "alice") -> dict:
+    import time
+
+    import jwt
+
+    claims = {"sub": sub, "exp": int(time.time()) + 60}
+    return {"Authorization": f"Bearer {jwt.encode(claims, private_key, algorithm=algorithm)}"}
+
+
+def test_ec_keys_pin_the_algorithm_of_their_curve(tmp_path, settings, conn):
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from fastapi.testclient import TestClient
+
+    from genqueue.api.app import create_app
+    from genqueue.api.config import ApiConfig
+
+    keys = {"ES256": ec.generate_private_key(ec.SECP256R1()), "ES384": ec.generate_private_key(ec.SECP384R1()),
+            "ES512": ec.generate_private_key(ec.SECP521R1()), "RS256": rsa.generate_private_key(65537, 2048)}
+    for algorithm, key in keys.items():
+        config = ApiConfig.from_env(tmp_path, {"GENQUEUE_API_JWT_PUBLIC_KEY": pem_pair(tmp_path, key)})
+        assert config.algorithm == algorithm
+        with TestClient(create_app(settings, config, conn), raise_server_exceptions=False) as c:
+            assert c.get("/api/jobs/nope", headers=signed(key, algorithm)).status_code == 404  # authenticated
+            for other, other_key in keys.items():
+                if other != algorithm:  # another key, another algorithm: refused, never a 500
+                    error(c.get("/api/jobs/nope", headers=signed(other_key, other)), 401, "UNAUTHORIZED")
+
+
+def test_a_key_error_while_verifying_is_401_and_counts_as_a_failed_authentication(tmp_path, settings, conn):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from fastapi.testclient import TestClient
+
+    from genqueue.api.app import create_app
+    from genqueue.api.config import ApiConfig
+
+    p384, p256 = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP256R1())
+    pem = open(pem_pair(tmp_path, p384), "rb").read()
+    # ES256 pinned for a P-384 key (what the service used to do): PyJWT raises InvalidKeyError for every token
+    config = ApiConfig("ES256", pem, None, True, auth_fail_limit="3/minute")
+    address = (f"10.0.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}", 4000)
+    with TestClient(create_app(settings, config, conn), raise_server_exceptions=False, client=address) as c:
+        for _ in range(3):
+            error(c.get("/api/jobs/nope", headers=signed(p256, "ES256")), 401, "UNAUTHORIZED")
+        error(c.get("/api/jobs/nope", headers=signed(p256, "ES256")), 429, "RATE_LIMITED")
+
+
+def test_an_unsupported_public_key_is_refused_at_start_up_in_one_line(tmp_path, env):
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from genqueue.api.config import ApiConfig
+    from genqueue.errors import InvalidInput
+    from tests.api.conftest import free_port
+    from tests.helpers import run_cli
+
+    for key, named in ((ec.generate_private_key(ec.SECP256K1()), "secp256k1"),
+                       (ed25519.Ed25519PrivateKey.generate(), "Ed25519")):
+        path = pem_pair(tmp_path, key)
+        with pytest.raises(InvalidInput, match=named) as refused:
+            ApiConfig.from_env(tmp_path, {"GENQUEUE_API_JWT_PUBLIC_KEY": path})
+        assert "\n" not in str(refused.value) and "P-384" in str(refused.value)
+        r = run_cli(dict(env, GENQUEUE_API_JWT_PUBLIC_KEY=path), "api", "--port", str(free_port()), timeout=60)
+        assert r.code == 2 and r.stderr.count("\n") == 1 and named in r.stderr and "Traceback" not in r.stderr
