@@ -277,3 +277,24 @@ def test_an_unsupported_public_key_is_refused_at_start_up_in_one_line(tmp_path, 
         assert "\n" not in str(refused.value) and "P-384" in str(refused.value)
         r = run_cli(dict(env, GENQUEUE_API_JWT_PUBLIC_KEY=path), "api", "--port", str(free_port()), timeout=60)
         assert r.code == 2 and r.stderr.count("\n") == 1 and named in r.stderr and "Traceback" not in r.stderr
+
+
+def test_filtered_dlq_stats_describe_only_the_matching_entries(client, token, store, settings):
+    from tests.dlq_helpers import make_entry
+
+    groups = [("RATE_LIMITED", "slow down", 6), ("TRANSIENT", "upstream failed", 3), ("PERMANENT", "not allowed", 4)]
+    for kind, message, n in groups:
+        for i in range(n):
+            store.add(make_entry(f"{settings.queue}-{kind}-{i}", queue=settings.queue, kind=kind, message=message))
+    admin = token("ops", admin=True)
+    whole = client.get("/api/dlq/stats", headers=admin).json()["data"]
+    assert [f["count"] for f in whole["top_fingerprints"]] == [6, 4, 3] and whole["counters"] is not None
+    r = client.get("/api/dlq/stats?kind=transient", headers=admin)
+    assert r.status_code == 200, r.text
+    only = r.json()["data"]
+    assert only["total"] == 3 and only["by_kind"] == {"TRANSIENT": 3} and sum(only["hourly_last_24h"]) == 3
+    assert [(f["count"], f["sample"]) for f in only["top_fingerprints"]] == [(3, "ProviderError: upstream failed")]
+    assert only["counters"] is None  # queue-wide lifetime counts: not a figure of the filter
+    none = client.get(f"/api/dlq/stats?user=nobody-{uuid.uuid4().hex[:6]}", headers=admin).json()["data"]
+    assert none["total"] == 0 and none["top_fingerprints"] == [] and none["by_kind"] == {}
+    assert none["oldest_age_s"] is None and sum(none["hourly_last_24h"]) == 0
