@@ -300,3 +300,18 @@ def test_filtered_dlq_stats_describe_only_the_matching_entries(client, token, st
     none = client.get(f"/api/dlq/stats?user=nobody-{uuid.uuid4().hex[:6]}", headers=admin).json()["data"]
     assert none["total"] == 0 and none["top_fingerprints"] == [] and none["by_kind"] == {}
     assert none["oldest_age_s"] is None and sum(none["hourly_last_24h"]) == 0
+
+
+@pytest.mark.parametrize("depth", [65, 900, 5000])
+def test_a_deeply_nested_payload_patch_on_the_dashboard_is_400_and_replays_nothing(client, conn, store, settings,
+                                                                                   depth):
+    from tests.dlq_helpers import make_entry
+
+    job_id = f"{settings.queue}-patch"
+    store.add(make_entry(job_id, queue=settings.queue))
+    csrf = ui_login(client, conn, f"ops-{uuid.uuid4().hex[:6]}", admin=True)
+    patch = '{"params": ' + '{"a": ' * (depth - 2) + "{}" + "}" * (depth - 2) + "}"  # depth levels
+    for confirmed in ("", "1"):  # the before/after preview, and the replay itself
+        r = client.post(f"/ui/dlq/{job_id}/retry", data={"csrf": csrf, "payload_patch": patch, "confirmed": confirmed})
+        assert r.status_code == 400 and "payload patch: " in r.text and "internal error" not in r.text, r.text[-500:]
+    assert store.exists(job_id) and conn.llen(f"rq:queue:{settings.queue}") == 0

@@ -21,6 +21,7 @@ from ...jobs.status import job_status, without_tracebacks
 from ...runs.rules import check_run_id
 from ...runs.store import retry_failed, snapshot
 from ...support.secrets import mask
+from ...tasks.generate import MAX_PAYLOAD_DEPTH, nesting_exceeds
 from ...tenants import credits
 from ...tenants.tenancy import check_access
 from ..deps import ServiceState, count_request, service
@@ -182,6 +183,10 @@ def dlq_retry(request: Request, job_id: str, csrf: str = Form(""), payload_patch
         patch = json.loads(payload_patch) if payload_patch.strip() else None
         if patch is not None and not isinstance(patch, dict):
             raise InvalidInput("the payload patch must be a JSON object")
+        if nesting_exceeds(patch, MAX_PAYLOAD_DEPTH):  # before the preview's merge and mask recurse into it
+            raise InvalidInput(f"it nests more than {MAX_PAYLOAD_DEPTH} levels deep")
+    except RecursionError:
+        return entry_page(request, s, state, job_id, status=400, error="payload patch: nested too deeply")
     except (ValueError, InvalidInput) as exc:
         return entry_page(request, s, state, job_id, status=400, error=f"payload patch: {exc}")
     if patch and not confirmed:
