@@ -89,12 +89,12 @@ class ResponseHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """413 in the envelope for a body over the limit, by Content-Length or while streaming it."""
+    """413 in the envelope for a body over the limit, answered before the app runs, so nothing the app would
+    do (count the rate limit, enqueue, audit) happens: refused by Content-Length when it is announced, and
+    in any case by reading the body here first (a chunked body has no Content-Length). Raising from inside
+    the app's `receive` instead let the app's own error handling make of the refusal whatever the route's
+    parsing made of it: a 500 from request.body(), a 400 from FastAPI's body and form parsing."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, fastapi_app: FastAPI) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -107,28 +107,24 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._refuse(scope, receive, send)
-        seen = 0
-        started = False
-
-        async def limited() -> Message:
-            nonlocal seen
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away before its body ended: nobody to answer
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
 
-        try:
-            await self.app(scope, limited, tracking)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(scope, receive, send)
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = errors.envelope(413, "PAYLOAD_TOO_LARGE",

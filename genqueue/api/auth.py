@@ -54,6 +54,8 @@ def _verify(token: str, config: ApiConfig) -> tuple[Principal, float]:
         raise Unauthorized("the token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"invalid token: {exc}") from None
+    except jwt.PyJWTError:  # InvalidKeyError is no InvalidTokenError: the token does not fit the key
+        raise Unauthorized("invalid token: it cannot be verified with the service's key") from None
     return principal_from_claims(claims), float(claims["exp"])
 
 

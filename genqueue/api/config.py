@@ -60,19 +60,32 @@ def _read(path: str) -> bytes:
         raise InvalidInput(f"GENQUEUE_API_JWT_PUBLIC_KEY: cannot read {path}: {exc.strerror}") from None
 
 
+# The JWS algorithm each EC curve is specified for (RFC 7518 §3.4): pinning ES256 for a P-384 key made
+# PyJWT refuse every token with InvalidKeyError.
+EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+SUPPORTED_KEYS = "an RSA key (RS256) or an EC key on P-256, P-384 or P-521 (ES256, ES384, ES512)"
+
+
 def _algorithm_of(pem: bytes, path: str) -> str:
+    """The algorithm pinned for this public key, or InvalidInput (at start-up) for a key no token could
+    be verified with."""
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     try:
         key = load_pem_public_key(pem)
-    except ValueError:
+    except (ValueError, TypeError):
         raise InvalidInput(f"GENQUEUE_API_JWT_PUBLIC_KEY: {path} is not a PEM public key") from None
     if isinstance(key, rsa.RSAPublicKey):
         return "RS256"
     if isinstance(key, ec.EllipticCurvePublicKey):
-        return "ES256"
-    raise InvalidInput(f"GENQUEUE_API_JWT_PUBLIC_KEY: {path} is neither an RSA nor an EC key")
+        if key.curve.name in EC_ALGORITHMS:
+            return EC_ALGORITHMS[key.curve.name]
+        raise InvalidInput(f"GENQUEUE_API_JWT_PUBLIC_KEY: {path} is an EC key on {key.curve.name}, which is not "
+                           f"supported; use {SUPPORTED_KEYS}")
+    kind = type(key).__name__.lstrip("_").removesuffix("PublicKey") or "unknown"
+    raise InvalidInput(f"GENQUEUE_API_JWT_PUBLIC_KEY: {path} holds a key of type {kind}, which is not "
+                       f"supported; use {SUPPORTED_KEYS}")
 
 
 def _limit(env: Mapping[str, str], name: str, default: str) -> str:

@@ -1,5 +1,6 @@
 """What routes share, injected with Depends: the service state (settings, connection, config, limiter) and
-the caller (a Principal from the bearer token, rate-limited per `sub`)."""
+the caller (a Principal from the bearer token, rate-limited per `sub`; the dashboard counts its sessions'
+requests in the same window with `count_request`)."""
 
 from __future__ import annotations
 
@@ -52,13 +53,20 @@ async def principal(request: Request, state: ServiceState = Depends(service)) ->
             raise ApiError(429, "RATE_LIMITED", "too many failed authentications from this address",
                            retryable=True, headers=headers) from None
         raise
-    allowed, headers = state.limiter.principal(who.sub)
-    request.state.ratelimit_headers = headers
-    if not allowed:
+    refused = count_request(request, state, who.sub)
+    if refused is not None:
         raise ApiError(429, "RATE_LIMITED", f"rate limit of {state.config.rate_limit} exceeded", retryable=True,
-                       headers=headers)
+                       headers=refused)
     request.state.principal = who
     return who
+
+
+def count_request(request: Request, state: ServiceState, sub: str) -> dict[str, str] | None:
+    """Count one request against `sub`'s rate limit — the same window for the API and the dashboard, so a
+    session is no way around the limit. None when allowed, else the refusal's headers (Retry-After)."""
+    allowed, headers = state.limiter.principal(sub)
+    request.state.ratelimit_headers = headers  # added to the response by app.ResponseHeaders
+    return None if allowed else headers
 
 
 def admin(who: Principal = Depends(principal)) -> Principal:

@@ -42,8 +42,11 @@ def stats(kind, func, user, reason, fingerprint, since, until, queue, as_json) -
     click.echo(f"{s['dlq']}: {s['total']} entries" + (f", oldest {age / 3600:.1f} h old" if age is not None else ""))
     click.echo(f"last 24 h (hourly, oldest → now): {s['sparkline']}  ({sum(s['hourly_last_24h'])} dead-lettered)")
     c = s["counters"]
-    click.echo(f"counters: dead-lettered {c['dead_lettered']}, replayed {c['replayed']}, expired {c['expired']}, "
-               f"evicted {c['evicted']}, imported {c['imported']}")
+    if c is None:  # lifetime counts of the whole queue: they cannot be filtered
+        click.echo("counters: for the whole queue only (without filters)")
+    else:
+        click.echo(f"counters: dead-lettered {c['dead_lettered']}, replayed {c['replayed']}, expired {c['expired']}, "
+                   f"evicted {c['evicted']}, imported {c['imported']}")
     for title, key in (("kind", "by_kind"), ("reason", "by_reason"), ("func", "by_func"), ("user", "by_user")):
         if s[key]:
             rows = sorted(s[key].items(), key=lambda kv: -kv[1])[:10]

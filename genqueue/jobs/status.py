@@ -1,4 +1,4 @@
-"""A job's status across RQ and the DLQ, for `genqueue jobs show`."""
+"""A job's status across RQ and the DLQ, for `genqueue jobs show`, the API and the dashboard."""
 
 from __future__ import annotations
 
@@ -110,6 +110,20 @@ def _result(job) -> Any:
         return job.return_value(refresh=True)
     except Exception:  # noqa: BLE001 - a result is shown when it can be read, never fails the status
         return None
+
+
+def without_tracebacks(info: dict[str, Any]) -> dict[str, Any]:
+    """The status as a non-admin sees it: every `traceback` field gone (attempt records, errors), because a
+    traceback shows the service's internals (paths, library versions, code). The payload and result are left as they are."""
+    return {k: (v if k in ("payload", "result") else _drop_tracebacks(v)) for k, v in info.items()}
+
+
+def _drop_tracebacks(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_tracebacks(v) for k, v in value.items() if k != "traceback"}
+    if isinstance(value, list):
+        return [_drop_tracebacks(v) for v in value]
+    return value
 
 
 def max_attempts(max_retries: int | None, history: list[dict]) -> int:

@@ -12,7 +12,7 @@ from ...backend import audit
 from ...errors import Conflict, Forbidden, InvalidInput, NotFound
 from ...jobs.enqueue import check_job_id, enqueue_call, generate_call, task_call
 from ...jobs.manual_retry import retry_job
-from ...jobs.status import job_status
+from ...jobs.status import job_status, without_tracebacks
 from ...runs.rules import run_key, run_of_item
 from ...tasks.registry import lookup, resolve_name
 from ...tenants.tenancy import Principal, check_access
@@ -47,7 +47,11 @@ def open_to_api(state: ServiceState, who: Principal, name: str) -> None:
 def visible_status(state: ServiceState, who: Principal, job_id: str) -> dict[str, Any]:
     info = job_status(state.connection, state.store(), check_job_id(job_id))
     check_access(who, info.get("tenant"), f"job {job_id}")
-    return info
+    return shown_to(who, info)
+
+
+def shown_to(who: Principal, info: dict[str, Any]) -> dict[str, Any]:
+    return info if who.is_admin else without_tracebacks(info)  # tracebacks are internals: admins only
 
 
 @router.post("", status_code=201, summary="Enqueue a generation job (201 created, 200 existing)")
@@ -91,4 +95,4 @@ def retry(job_id: str, request: Request, force: bool = False, who: Principal = D
     outcome = retry_job(state.connection, state.store(), job_id, force=force, by=principal_name(who))
     audit.record(state.connection, "api_job_retry", state.settings.queue, ids=[job_id], actor=actor(request, who),
                  counts={"charged": int(outcome.charged)})
-    return {"data": job_status(state.connection, state.store(), job_id)}
+    return {"data": shown_to(who, job_status(state.connection, state.store(), job_id))}

@@ -44,6 +44,8 @@ def parse_items(raw: bytes, content_type: str) -> tuple[list[dict[str, Any]], di
         body = json.loads(text)
     except ValueError as exc:
         raise InvalidInput(f"malformed JSON: {exc}") from None
+    except RecursionError:  # json's C parser gives up near Python's recursion limit
+        raise InvalidInput("malformed JSON: nested too deeply") from None
     if isinstance(body, dict):
         options = {k: body[k] for k in ("run_id", "max_retry_count") if k in body}
         body = body.get("items")
@@ -51,8 +53,13 @@ def parse_items(raw: bytes, content_type: str) -> tuple[list[dict[str, Any]], di
         options = {}
     if not isinstance(body, list) or not body:
         raise InvalidInput("items must be a non-empty JSON array of payload objects")
-    # One rule for files and HTTP bodies alike: parse_run_file checks each item, naming its line.
-    return parse_run_file([json.dumps(item) for item in body]), options
+    # One rule for files and HTTP bodies alike: parse_run_file checks each item (its depth too), naming its
+    # line. json.dumps recurses: an item that parsed near the recursion limit may not serialise again.
+    try:
+        lines = [json.dumps(item) for item in body]
+    except RecursionError:
+        raise InvalidInput("an item nests objects and arrays too deeply") from None
+    return parse_run_file(lines), options
 
 
 def retry_limit(value: Any) -> int:

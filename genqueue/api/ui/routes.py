@@ -17,13 +17,14 @@ from ...dlq.stats import dlq_stats
 from ...dlq.store import Filters
 from ...errors import GenqueueError, InvalidInput
 from ...jobs.enqueue import check_job_id
-from ...jobs.status import job_status
+from ...jobs.status import job_status, without_tracebacks
 from ...runs.rules import check_run_id
 from ...runs.store import retry_failed, snapshot
 from ...support.secrets import mask
+from ...tasks.generate import MAX_PAYLOAD_DEPTH, nesting_exceeds
 from ...tenants import credits
 from ...tenants.tenancy import check_access
-from ..deps import ServiceState, service
+from ..deps import ServiceState, count_request, service
 from ..metrics import read as read_metrics
 from . import sessions
 
@@ -36,10 +37,20 @@ class NeedsLogin(Exception):
     pass
 
 
+class RateLimited(Exception):
+    def __init__(self, session_: sessions.Session, headers: dict[str, str], limit: str) -> None:
+        super().__init__(limit)
+        self.session, self.headers, self.limit = session_, headers, limit
+
+
 def session(request: Request, state: ServiceState = Depends(service)) -> sessions.Session:
+    """The logged-in session, its request counted against its principal's rate limit (shared with the API)."""
     found = sessions.load_session(state.connection, request.cookies.get(sessions.COOKIE))
     if found is None:
         raise NeedsLogin
+    refused = count_request(request, state, found.principal.sub)
+    if refused is not None:
+        raise RateLimited(found, refused, state.config.rate_limit)
     return found
 
 
@@ -67,6 +78,14 @@ def install(app) -> None:
     async def _login(request: Request, _exc: NeedsLogin):
         return page(request, "message.html", None, status=401, title="Log in",
                     message="Log in with the one-time URL that `genqueue api token --admin --login` prints.")
+
+    @app.exception_handler(RateLimited)
+    async def _limited(request: Request, exc: RateLimited):
+        response = page(request, "message.html", exc.session, status=429, title="Too many requests",
+                        message=f"Too many requests: the limit is {exc.limit} for you, the API and the dashboard "
+                                f"together. Try again in {exc.headers.get('Retry-After', '1')} s.")
+        response.headers.update(exc.headers)
+        return response
 
 
 @router.get("/login")
@@ -164,6 +183,10 @@ def dlq_retry(request: Request, job_id: str, csrf: str = Form(""), payload_patch
         patch = json.loads(payload_patch) if payload_patch.strip() else None
         if patch is not None and not isinstance(patch, dict):
             raise InvalidInput("the payload patch must be a JSON object")
+        if nesting_exceeds(patch, MAX_PAYLOAD_DEPTH):  # before the preview's merge and mask recurse into it
+            raise InvalidInput(f"it nests more than {MAX_PAYLOAD_DEPTH} levels deep")
+    except RecursionError:
+        return entry_page(request, s, state, job_id, status=400, error="payload patch: nested too deeply")
     except (ValueError, InvalidInput) as exc:
         return entry_page(request, s, state, job_id, status=400, error=f"payload patch: {exc}")
     if patch and not confirmed:
@@ -212,7 +235,7 @@ def job_lookup(request: Request, id: str = "", s: sessions.Session = Depends(ses
     except GenqueueError as exc:
         return page(request, "job.html", s, job=None, error=str(exc), status=404 if exc.code == "NOT_FOUND" else 403
                     if exc.code == "FORBIDDEN" else 400)
-    return page(request, "job.html", s, job=info, error=None)
+    return page(request, "job.html", s, job=info if s.principal.is_admin else without_tracebacks(info), error=None)
 
 
 def run_page(request: Request, s: sessions.Session, state: ServiceState, run_id: str, **extra: Any):

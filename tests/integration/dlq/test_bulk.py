@@ -76,6 +76,8 @@ def test_stats(conn, settings, store, env):
     assert s["top_fingerprints"][0]["count"] == 30 and "ProviderError" in s["top_fingerprints"][0]["sample"]
     filtered = run_cli(env, "dlq", "stats", "--kind", "PERMANENT", "--json").json()
     assert filtered["total"] == 10 and filtered["by_kind"] == {"PERMANENT": 10}
+    assert [f["count"] for f in filtered["top_fingerprints"]] == [10] and filtered["counters"] is None
+    assert "for the whole queue only" in run_cli(env, "dlq", "stats", "--kind", "PERMANENT").stdout
     assert "dead-lettered 30" in run_cli(env, "dlq", "stats").stdout
 
 
