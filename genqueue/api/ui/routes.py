@@ -26,6 +26,7 @@ from ...tenants import credits
 from ...tenants.tenancy import check_access
 from ..deps import ServiceState, count_request, service
 from ..metrics import read as read_metrics
+from ..routes import principal_name
 from . import sessions
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -277,7 +278,8 @@ def continue_run(request: Request, run_id: str, csrf: str = Form(""), s: session
         return refused
     try:
         result = retry_failed(state.connection, check_run_id(run_id), ttl_s=state.settings.dlq_retention_s,
-                              check_tenant_access=lambda tenant: check_access(s.principal, tenant, f"run {run_id}"))
+                              check_tenant_access=lambda tenant: check_access(s.principal, tenant, f"run {run_id}"),
+                              by=principal_name(s.principal))
     except GenqueueError as exc:
         return run_page(request, s, state, run_id, notice=None, failure=f"Not continued: {exc}")
     retried = sorted(result.free + result.charged)
