@@ -245,14 +245,9 @@ def enqueue_many(
 
 
 def check_policy(policy) -> None:
-    from ..retry.policy import merged_policies
+    from ..retry.policy import checked_overrides
 
-    if not isinstance(policy, dict) or not all(isinstance(v, dict) for v in policy.values()):
-        raise InvalidInput('policy must be an object of kinds, e.g. {"TRANSIENT": {"max": 2, "base": 1}}')
-    try:
-        merged_policies(policy)
-    except ValueError as exc:
-        raise InvalidInput(f"policy: {exc}") from None
+    checked_overrides(policy, "policy")
 
 
 def _delete_if_done(connection: Redis, job: Job, as_tenant: str | None) -> None:

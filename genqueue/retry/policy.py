@@ -108,3 +108,16 @@ def merged_policies(
             raise ValueError(f"unknown error kind {kind_name!r}") from None
         policies[kind] = override(policies[kind], changes)
     return policies
+
+
+def checked_overrides(policy: object, what: str) -> dict[str, dict]:
+    """A per-kind override ({"TRANSIENT": {"max": 2}}) from a person, checked: InvalidInput naming `what`."""
+    from ..errors import InvalidInput
+
+    if not isinstance(policy, Mapping) or not all(isinstance(v, Mapping) for v in policy.values()):
+        raise InvalidInput(f'{what} must be an object of kinds, e.g. {{"TRANSIENT": {{"max": 2, "base": 1}}}}')
+    try:
+        merged_policies(policy)
+    except ValueError as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+    return {str(k).upper(): dict(v) for k, v in policy.items()}

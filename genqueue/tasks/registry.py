@@ -104,16 +104,9 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
     if queue is not None and (not isinstance(queue, str) or not queue.strip()):
         raise InvalidInput(f"task option queue must be a queue name, not {queue!r}")
     if out.get("policy") is not None:
-        from ..retry.policy import merged_policies
+        from ..retry.policy import checked_overrides
 
-        policy = out["policy"]
-        if not isinstance(policy, Mapping) or not all(isinstance(v, Mapping) for v in policy.values()):
-            raise InvalidInput('task option policy must map kinds to fields, e.g. {"TRANSIENT": {"max": 2}}')
-        try:
-            merged_policies(policy)
-        except ValueError as exc:
-            raise InvalidInput(f"task option policy: {exc}") from None
-        out["policy"] = {str(k).upper(): dict(v) for k, v in policy.items()}
+        out["policy"] = checked_overrides(out["policy"], "task option policy")
     if "api" in out and not isinstance(out["api"], bool):
         raise InvalidInput(f"task option api must be true or false, not {out['api']!r}")
     if out.get("limits") is not None:
