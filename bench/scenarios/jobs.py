@@ -37,3 +37,15 @@ def flaky(payload: dict[str, Any]) -> int:
     if failed_attempts(job) < int(payload["fail"]):
         raise BenchProviderError("HTTP 503: service temporarily unavailable (bench)")
     return 1
+
+
+def _register() -> None:
+    """genqueue workers run registered tasks only: the bench's functions are tasks under their dotted names
+    (the names bare RQ imports), taking one positional payload like the built-in generate."""
+    from genqueue.tasks.registry import TaskSpec, register
+
+    register(TaskSpec(NOOP, noop, positional=True))
+    register(TaskSpec(FLAKY, flaky, positional=True))
+
+
+_register()

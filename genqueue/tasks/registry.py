@@ -120,9 +120,15 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def register_builtin(fn: Callable[..., Any]) -> TaskSpec:
-    spec = _registry[BUILTIN_NAME] = TaskSpec(BUILTIN_NAME, fn, api=True, positional=True)
+def register(spec: TaskSpec) -> TaskSpec:
+    """Register a spec as it is, unchecked: for genqueue's own tasks (and the bench's), whose calls take one
+    positional payload as the built-in generate does. Your tasks use declare() / @genqueue.task."""
+    _registry[spec.name] = spec
     return spec
+
+
+def register_builtin(fn: Callable[..., Any]) -> TaskSpec:
+    return register(TaskSpec(BUILTIN_NAME, fn, api=True, positional=True))
 
 
 def lookup(name: str | None) -> TaskSpec | None:
