@@ -172,9 +172,15 @@ class RetryManager:
             return Decision("dead", ErrorKind.RATE_LIMITED, state.attempt, retry_after=failure.retry_after,
                             reason=Reason.RATE_LIMIT_WAIT_EXCEEDED)
         policy = self.policy_for(ErrorKind.RATE_LIMITED, state)
+        if failure.retry_after is not None:
+            # The provider said when: the job comes back then (capped), not after a backoff on top. Its key is
+            # paused until then too (limits/), so the job parks rather than calling early if it is sooner.
+            delay = min(policy.cap_s, max(0.0, failure.retry_after))
+            return Decision("retry", ErrorKind.RATE_LIMITED, state.attempt, delay=delay,
+                            retry_after=failure.retry_after, clipped=delay < failure.retry_after, charged=False)
         n = 1 + sum(1 for k in state.history_kinds if k == ErrorKind.RATE_LIMITED)
-        delay, clipped = policy.delay_for(n, retry_after=failure.retry_after, rand=self.rand)
-        return Decision("retry", ErrorKind.RATE_LIMITED, state.attempt, delay=delay, retry_after=failure.retry_after,
+        delay, clipped = policy.delay_for(n, rand=self.rand)
+        return Decision("retry", ErrorKind.RATE_LIMITED, state.attempt, delay=delay, retry_after=None,
                         clipped=clipped, charged=False)
 
 

@@ -143,10 +143,10 @@ def test_a_rules_delay_is_used_like_a_retry_after():
     exc.headers = {"Retry-After": "5"}  # the rule's own delay wins over the exception's
     f = m.failure_from_exception(exc)
     assert (f.kind, f.retry_after) == (K.RATE_LIMITED, 42.0)
-    # RATE_LIMITED: min(cap, max(backoff, retry_after)), the first backoff being 10 s
+    # RATE_LIMITED with a Retry-After: exactly then (capped), no backoff on top (the key is paused meanwhile)
     d = m.decide(f, RetryState())
     assert d.is_retry and (d.delay, d.retry_after, d.clipped) == (42.0, 42.0, False)
-    assert m.decide(m.failure_from_exception(RuntimeError("GPU busy 3")), RetryState()).delay == 10.0
+    assert m.decide(m.failure_from_exception(RuntimeError("GPU busy 3")), RetryState()).delay == 3.0
     d = m.decide(m.failure_from_exception(RuntimeError("GPU busy 99999")), RetryState())
     assert (d.delay, d.clipped) == (3600, True)
 
@@ -178,3 +178,16 @@ def test_a_verdict_rule_named_in_the_environment():
     f = m.failure_from_exception(RuntimeError("GPU busy, come back later"))
     assert (f.kind, f.retry_after) == (K.RATE_LIMITED, 60.0)
     assert m.decide(f, RetryState()).delay == 60.0
+
+
+def test_rate_limits_are_never_charged_and_are_bounded_by_max_wait():
+    m = RetryManager(rand=mid)
+    state = RetryState(retries=5, max_retries=5, history_kinds=("RATE_LIMITED",) * 20, rate_limited_since=1000.0)
+    d = m.decide(fail(K.RATE_LIMITED, retry_after=2), state, now=1000.0 + 3599)
+    assert d.is_retry and not d.charged and d.delay == 2  # a spent budget and 20 429s: still waiting
+    d = m.decide(fail(K.RATE_LIMITED), RetryState(), now=50.0)
+    assert d.is_retry and not d.charged and d.delay == 10.0  # no Retry-After: the kind's backoff
+    d = m.decide(fail(K.RATE_LIMITED, retry_after=2), state, now=1000.0 + 3600)
+    assert not d.is_retry and d.reason == "rate_limit_wait_exceeded"
+    short = RetryState(rate_limited_since=0.0, max_wait_s=60)
+    assert m.decide(fail(K.RATE_LIMITED), short, now=61).reason == "rate_limit_wait_exceeded"
