@@ -79,6 +79,8 @@ class RedisCollector:
                                    labels=["queue", "kind", "reason"])
         duration = HistogramMetricFamily("genqueue_job_duration_seconds", "Attempt duration by outcome",
                                          labels=["queue", "outcome"])
+        tasks = CounterMetricFamily("genqueue_task_attempts", "Attempts by task and outcome (finished, retried, "
+                                    "dead)", labels=["queue", "task", "outcome"])
         for q, d in data.items():
             c = d["counters"]
             enqueued.add_metric([q], c["enqueued"])
@@ -91,7 +93,9 @@ class RedisCollector:
                 dead.add_metric([q, kind, reason], n)
             for outcome, h in sorted(c["duration"].items()):
                 duration.add_metric([q, outcome], counters.cumulative(h["buckets"]), h["sum"])
-        yield from (enqueued, finished, failed, retried, dead, duration)
+            for (task, outcome), n in sorted(c.get("tasks", {}).items()):
+                tasks.add_metric([q, task, outcome], n)
+        yield from (enqueued, finished, failed, retried, dead, duration, tasks)
 
     def collect(self):
         data = read(self.connection, self.queues)

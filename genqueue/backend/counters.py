@@ -4,7 +4,8 @@ disagree with what happened: a transaction that did not commit counted nothing.
 
 Fields, as few per move as possible (each is an HINCRBY on the hot path): `enqueued` (genqueue/submit.py),
 `retried:<KIND>` or
-`dead:<KIND>:<reason>` (what a failure decision did), `duration:<outcome>:<le>` (non-cumulative histogram
+`dead:<KIND>:<reason>` (what a failure decision did), `task:<outcome>:<task>` (finished, retried or dead, by
+task name: one more HINCRBY per move), `duration:<outcome>:<le>` (non-cumulative histogram
 buckets) and `duration_sum:<outcome>`, outcome `finished` or `failed`. Derived when read: finished jobs =
 the `finished` buckets' total, failed attempts of a kind = its retries + its dead-letters, histogram
 counts = bucket totals. The field logic is pure (`fields_for_*`, `parse`).
@@ -39,13 +40,18 @@ def fields_for_enqueued(n: int) -> dict[str, float]:
     return {ENQUEUED: n} if n else {}
 
 
-def fields_for_success(seconds: float | None) -> dict[str, float]:
-    return duration_fields("finished", seconds)
+def task_field(outcome: str, task: str | None) -> dict[str, float]:
+    return {f"task:{outcome}:{task}": 1} if task else {}
 
 
-def fields_for_failure(kind: str, retried: bool, reason: str | None, seconds: float | None) -> dict[str, float]:
+def fields_for_success(seconds: float | None, task: str | None = None) -> dict[str, float]:
+    return {**duration_fields("finished", seconds), **task_field("finished", task)}
+
+
+def fields_for_failure(kind: str, retried: bool, reason: str | None, seconds: float | None,
+                       task: str | None = None) -> dict[str, float]:
     outcome = f"retried:{kind}" if retried else f"dead:{kind}:{reason}"
-    return {outcome: 1, **duration_fields("failed", seconds)}
+    return {outcome: 1, **duration_fields("failed", seconds), **task_field("retried" if retried else "dead", task)}
 
 
 def count_in(pipe: Any, queue: str, fields: dict[str, float]) -> None:
@@ -60,7 +66,8 @@ def count_in(pipe: Any, queue: str, fields: dict[str, float]) -> None:
 
 def parse(raw: dict[bytes, bytes]) -> dict[str, Any]:
     """The hash as families: finished, failed/retried {kind}, dead {(kind, reason)}, durations {outcome}."""
-    out: dict[str, Any] = {"enqueued": 0, "finished": 0, "failed": {}, "retried": {}, "dead": {}, "duration": {}}
+    out: dict[str, Any] = {"enqueued": 0, "finished": 0, "failed": {}, "retried": {}, "dead": {}, "duration": {},
+                           "tasks": {}}
     for k, v in raw.items():
         field, value = k.decode(), v.decode()
         name, _, rest = field.partition(":")
@@ -71,6 +78,9 @@ def parse(raw: dict[bytes, bytes]) -> dict[str, Any]:
         elif name == "dead":
             kind, _, reason = rest.partition(":")
             out["dead"][(kind, reason)] = int(value)
+        elif name == "task":
+            outcome, _, task = rest.partition(":")  # a task name may hold ':' itself
+            out["tasks"][(task, outcome)] = int(value)
         elif name in ("duration", "duration_sum"):
             outcome, _, le = rest.partition(":")
             d = out["duration"].setdefault(outcome, {"buckets": {}, "sum": 0.0, "count": 0})

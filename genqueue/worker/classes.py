@@ -298,7 +298,7 @@ class FailurePathMixin:
         self._flush_bookkeeping(pipe)
         self.increment_successful_job_count(pipeline=pipe)
         self.increment_total_working_time(job.ended_at - job.started_at, pipe)
-        count_in(pipe, queue.name, fields_for_success(seconds_between(job.started_at, job.ended_at)))
+        count_in(pipe, queue.name, fields_for_success(seconds_between(job.started_at, job.ended_at), job.func_name))
         result_ttl = job.get_result_ttl(self.default_result_ttl)
         if result_ttl != 0:
             job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name,

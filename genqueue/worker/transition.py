@@ -185,7 +185,7 @@ def _queue_move(pipe, job: Job, queue, decision: Decision, entry: dict[str, Any]
         pipe.delete(job.key, job.dependents_key, job.dependencies_key)
     count_in(pipe, queue.name, fields_for_failure(str(decision.kind), decision.is_retry,
                                                   None if decision.is_retry else str(decision.reason),
-                                                  seconds_between(job.started_at, job.ended_at)))
+                                                  seconds_between(job.started_at, job.ended_at), _call_of(job)[0]))
     if also is not None:
         also(pipe)
     return add_at

@@ -30,6 +30,8 @@ def test_metrics_equal_the_state_they_describe(client, token, conn, settings, en
     assert m[("genqueue_dlq_entries", (("queue", q),))] == store.count() == 3
     assert m[("genqueue_dead_lettered_total", (("kind", "PERMANENT"), ("queue", q), ("reason", "non_retryable")))] == 3
     assert m[("genqueue_jobs_finished_total", (("queue", q),))] == 1
+    task = (("outcome", "dead"), ("queue", q), ("task", "genqueue.jobs.generate"))
+    assert m[("genqueue_task_attempts_total", task)] == 3  # labelled by task
     assert m[("genqueue_attempts_failed_total", (("kind", "PERMANENT"), ("queue", q)))] == 3
     assert m[("genqueue_dlq_replays_total", (("outcome", "replayed"), ("queue", q)))] == 0
     assert m[("genqueue_jobs_enqueued_total", (("queue", q),))] == 5

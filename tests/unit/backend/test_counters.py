@@ -26,6 +26,9 @@ def test_fields_per_decision():
         "retried:TRANSIENT": 1, "duration:failed:2.5": 1, "duration_sum:failed": 2.0}
     assert fields_for_failure("PERMANENT", False, "non_retryable", -1) == {
         "dead:PERMANENT:non_retryable": 1, "duration:failed:+Inf": 1}
+    assert fields_for_success(None, "app.tasks:img")["task:finished:app.tasks:img"] == 1
+    assert fields_for_failure("TRANSIENT", False, "exhausted", 1, "t")["task:dead:t"] == 1
+    assert parse({b"task:retried:app.tasks:img": b"4"})["tasks"] == {("app.tasks:img", "retried"): 4}
 
 
 def test_parse_derives_finished_failed_and_counts():
