@@ -19,11 +19,13 @@ a Redis Cluster would need them declared (genqueue targets one server, see READM
 
 from __future__ import annotations
 
+import time
 from importlib import resources
 from typing import Any
 
 from redis import Redis
 
+from ..backend import keys
 from ..backend.scripts import registered
 
 RUN_RECORDED = """
@@ -93,13 +95,27 @@ end
 return woken
 """
 
-POP = RUN_RECORDED + """
--- KEYS: queue list, its intermediate list.  ARGV[1]: job key prefix; then the recorded commands.
-run_recorded(2)
+POP_HEAD = RUN_RECORDED + """
+-- KEYS: queue list, its intermediate list.  ARGV[1]: job key prefix; ARGV[2..6]: wake key, now ms, queue
+-- prefix, limit-key prefix head and tail; then the recorded commands.
+run_recorded(7)
+"""
+
+POP_TAIL = """
 local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not id then return false end
 return {id, redis.call('HGETALL', ARGV[1] .. id)}
 """
+
+
+# Every pop first wakes the parked jobs whose limit key is due (limits/), a few keys at a time: a busy
+# worker brings them back at no extra round trip (an idle one, blocked in RQ's BLMOVE, leaves it to the
+# scheduler tick), and a woken job at its queue's head may be the one this very pop takes.
+POP = POP_HEAD + LIMITS + """
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', ARGV[2], '-inf', ARGV[3], 'LIMIT', 0, 5)) do
+  lim_wake(ARGV[5] .. key .. ARGV[6], ARGV[2], key, tonumber(ARGV[3]), 100, ARGV[1], ARGV[4])
+end
+""" + POP_TAIL
 
 
 def recorder(connection: Redis):
@@ -153,7 +169,10 @@ def pop(connection: Redis, pipe, queue_key: str, intermediate_key: str, job_pref
     into the intermediate list and the job hash, in one round trip instead of three:
     (job_id, flat hash fields) or None when the queue is empty."""
     try:
-        reply = registered(connection, POP)(keys=[queue_key, intermediate_key], args=[job_prefix, *flatten(pipe)])
+        reply = registered(connection, POP)(
+            keys=[queue_key, intermediate_key],
+            args=[job_prefix, keys.LIMITS_WAKE, int(time.time() * 1000), keys.RQ_QUEUE_PREFIX, keys.LIMIT_PREFIX_HEAD,
+                  keys.LIMIT_PREFIX_TAIL, *flatten(pipe)])
     finally:
         pipe.reset()
     if not reply:

@@ -22,7 +22,7 @@ LOCK_TTL_MS = 5000
 BATCH = 500
 SCHEDULE_TICK_S = 0.5
 WAKE_BATCH = 100  # parked jobs woken per limit key per tick, at most
-WAKE_TICK_S = 0.05
+WAKE_TICK_S = SCHEDULE_TICK_S  # with every pop waking due keys too (guarded.POP)
 _REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
