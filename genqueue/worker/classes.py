@@ -127,7 +127,7 @@ class FailurePathMixin:
             pipe.lrem(self.queues[0].intermediate_queue_key, 1, job.id)
         # The limit's slot and rate token are taken in the same script, or the job is parked (limits/).
         self._limit = limit = limit_of(job)
-        intermediate = make_queue(self.connection, job.origin).intermediate_queue_key
+        intermediate = self._intermediate_key(job.origin)
         outcome, found, wake_at = run_claim(self.connection, pipe, job.key, acquire_args(limit, job, intermediate))
         if outcome != 1:
             self.execution = None
@@ -258,6 +258,13 @@ class FailurePathMixin:
         self.heartbeat()
         return result
 
+    def _intermediate_key(self, queue_name: str) -> str:
+        """RQ's intermediate list of a queue this worker serves (no Queue object built per job)."""
+        for queue in self.queues:
+            if queue.name == queue_name:
+                return queue.intermediate_queue_key
+        return make_queue(self.connection, queue_name).intermediate_queue_key
+
     def _parked_wait(self) -> bool:
         """In burst mode, before leaving an empty queue: wait a wake tick if any of its jobs are parked."""
         parked = self.connection.hmget(keys.PARKED, self.queue_names())
@@ -268,7 +275,7 @@ class FailurePathMixin:
             log.warning("limits.burst_gave_up_waiting", worker=self.name, parked=[int(n or 0) for n in parked])
             return False
         time.sleep(WAKE_TICK_S)
-        DueJobMover(self.connection, self.queue_names(), self.name).wake()
+        self._mover.wake()
         return True
 
     def execute_job(self, job, queue):
@@ -366,7 +373,7 @@ class FailurePathMixin:
         Raises OutageTooLong (a SystemExit, exit code 5) when the server stayed away longer than
         GENQUEUE_REDIS_OUTAGE_S; shorter outages are waited out inside each Redis command (outage.py)."""
         kwargs["with_scheduler"] = False
-        mover = DueJobMover(self.connection, self.queue_names(), self.name)
+        self._mover = mover = DueJobMover(self.connection, self.queue_names(), self.name)
         heartbeat = Heartbeat(self.connection, self.name, ttl_s=self.settings.liveness_ttl_s,
                               claim=self.live_claims, tasks=[
                                   (SCHEDULE_TICK_S, mover.tick), (WAKE_TICK_S, mover.wake),
