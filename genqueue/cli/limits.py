@@ -30,36 +30,40 @@ def limits(ctx: click.Context, key: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("no limit keys yet (a key appears when a job of it first runs, or with `genqueue limits set`)")
         return
-    click.echo(table(["key", "state", "in flight/cap", "rate", "parked", "throttled", "paused", "429s"],
+    click.echo(table(["key", "state", "in flight/cap", "rate", "parked", "429s (1 min)", "throttled", "paused",
+                      "opened"],
                      [[r["key"], r["state"] + (f" {r['paused_for_s']}s" if r["paused_for_s"] else ""),
                        f"{r['in_flight']}/{r['concurrency'] or '-'}", r["rate"] or "-", r["parked"],
-                       r["counters"].get("throttled", 0), r["counters"].get("paused", 0),
-                       r["counters"].get("rate_limited", 0)] for r in rows]))
+                       r["rate_limited_1m"], r["counters"].get("throttled", 0), r["counters"].get("paused", 0),
+                       r["counters"].get("breaker_opens", 0)] for r in rows]))
 
 
-@limits.command("set", help="Set a key's concurrency cap and/or rate for every worker (overrides a task's "
-                            "declared limits).\n\n\b\nExample:\n  genqueue limits set lab --concurrency 3 --rate 5/s")
+@limits.command("set", help="Set a key's concurrency cap, rate and/or breaker cooldown for every worker (overrides "
+                            "a task's declared limits).\n\n\b\nExamples:\n  genqueue limits set lab --concurrency 3 "
+                            "--rate 5/s\n  genqueue limits set lab --cooldown 1m\n  genqueue limits set lab --cooldown 0")
 @click.argument("key")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Jobs of this key in flight at most.")
 @click.option("--rate", default=None, metavar="N/PERIOD", help="Calls per period, e.g. 5/s, 300/m, 10/2s.")
+@click.option("--cooldown", default=None, metavar="DURATION",
+              help="How long the breaker keeps the key open after a 5xx/timeout storm, e.g. 30s, 2m (0: no breaker).")
 @json_option
-def set_(key: str, concurrency: int | None, rate: str | None, as_json: bool) -> None:
+def set_(key: str, concurrency: int | None, rate: str | None, cooldown: str | None, as_json: bool) -> None:
     from ..errors import InvalidInput
-    from ..limits.rules import check_key, parse_rate
+    from ..limits.rules import Limits, check_key
     from ..limits.store import describe, set_limits
 
     check_key(key)
-    if rate is not None:
-        parse_rate(rate)
-    if concurrency is None and rate is None:
-        raise InvalidInput("give --concurrency and/or --rate")
+    parsed = Limits.parse({"rate": rate, "cooldown": cooldown})
+    if concurrency is None and rate is None and cooldown is None:
+        raise InvalidInput("give --concurrency, --rate and/or --cooldown")
     app = get_app(None, as_json)
-    set_limits(app.connection, key, concurrency=concurrency, rate=rate)
+    set_limits(app.connection, key, concurrency=concurrency, rate=rate, cooldown_s=parsed.cooldown_s)
     row = describe(app.connection, key)[0]
     if as_json:
         emit_json(row)
     else:
-        click.echo(f"{key}: concurrency {row['concurrency'] or '-'}, rate {row['rate'] or '-'}")
+        click.echo(f"{key}: concurrency {row['concurrency'] or '-'}, rate {row['rate'] or '-'}, "
+                   f"breaker cooldown {row['cooldown_s']:g}s" + (" (breaker off)" if row["cooldown_s"] == 0 else ""))
 
 
 @limits.command("rm", help="Remove a key's overrides: its task's declared limits (or none) apply again.\n\n\b\n"

@@ -2,8 +2,13 @@
 
 A limit key names what jobs share: `openai:gpt-image-1`, `lab`, or a template over a task's kwargs
 (`"openai:{model}"`). Its limits are a concurrency cap (slots with leases, so a dead worker's slot comes
-back), an exact request rate (N per period: a sliding log, not an approximation) and a max_wait (how long
-rate limits may hold one job back before it is dead-lettered `rate_limit_wait_exceeded`).
+back), an exact request rate (N per period: a sliding log, not an approximation), a max_wait (how long
+rate limits may hold one job back before it is dead-lettered `rate_limit_wait_exceeded`) and the breaker's
+cooldown (how long a key stays open after a storm of TRANSIENT/TIMEOUT failures; 0 turns the breaker off).
+
+The breaker's rule is LiteLLM's router cooldown: more than half of the calls answered in the last minute
+failed, and at least BREAKER_MIN_CALLS of them. Then the key's jobs park for the cooldown; one probe goes;
+its success closes the key, its failure opens it again for twice as long (at most 5 min).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ RATE = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]*\.?[0-9]*)\s*(ms|s|sec|second|m|min
 UNIT_MS = {"ms": 1, "s": 1000, "sec": 1000, "second": 1000, "m": 60_000, "min": 60_000, "minute": 60_000,
            "h": 3_600_000, "hour": 3_600_000}
 KEY = re.compile(r"[A-Za-z0-9_.:/@+-]{1,200}")
-LIMIT_FIELDS = ("concurrency", "rate", "max_wait")
+LIMIT_FIELDS = ("concurrency", "rate", "max_wait", "cooldown")
+BREAKER_MIN_CALLS = 5  # answered calls in the last minute before the failure share can open a key
+DEFAULT_COOLDOWN_S = 30.0
 LEASE_MARGIN_S = 30  # a slot outlives its job's timeout by this much, then a dead holder's slot is reclaimed
 
 
@@ -54,10 +61,11 @@ class Limits:
     concurrency: int | None = None
     rate: Rate | None = None
     max_wait_s: float | None = None
+    cooldown_s: float | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Limits:
-        """From a task declaration or the CLI: {"concurrency": 3, "rate": "5/s", "max_wait": 3600}."""
+        """From a task declaration or the CLI: {"concurrency": 3, "rate": "5/s", "max_wait": 3600, "cooldown": "30s"}."""
         raw = dict(raw or {})
         unknown = sorted(set(raw) - set(LIMIT_FIELDS))
         if unknown:
@@ -66,20 +74,53 @@ class Limits:
         if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
                                         or concurrency < 1):
             raise InvalidInput(f"concurrency must be a whole number ≥ 1, not {concurrency!r}")
-        max_wait = raw.get("max_wait")
-        if max_wait is not None:
-            from ..support.durations import parse_duration
-
-            seconds = parse_duration(max_wait).total_seconds() if isinstance(max_wait, str) else max_wait
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-                raise InvalidInput(f"max_wait must be a positive duration, not {max_wait!r}")
-            max_wait = float(seconds)
+        max_wait = _seconds(raw.get("max_wait"), "max_wait", zero=False)
+        cooldown = _seconds(raw.get("cooldown"), "cooldown", zero=True)
         rate = raw.get("rate")
-        return cls(concurrency, parse_rate(rate) if rate is not None else None, max_wait)
+        return cls(concurrency, parse_rate(rate) if rate is not None else None, max_wait, cooldown)
+
+    def cooldown_ms(self) -> int:
+        return int((DEFAULT_COOLDOWN_S if self.cooldown_s is None else self.cooldown_s) * 1000)
 
     def args(self) -> list[int]:
         """The declared defaults as the Lua scripts take them: cap, rate n, rate period ms (0: none)."""
         return [self.concurrency or 0, self.rate.n if self.rate else 0, self.rate.period_ms if self.rate else 0]
+
+
+def _seconds(value: Any, name: str, *, zero: bool) -> float | None:
+    """A duration field: seconds as a number, or "30s" / "1h"; None when absent."""
+    if value is None:
+        return None
+    from ..support.durations import parse_duration
+
+    try:
+        seconds = parse_duration(value).total_seconds() if isinstance(value, str) else value
+    except InvalidInput:
+        seconds = None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0 or (seconds == 0 and not zero):
+        raise InvalidInput(f"{name} must be a {'' if zero else 'positive '}duration like 30s or 5m, not {value!r}")
+    return float(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerEvent:
+    """What a release script reports when it changed a key's breaker: one log line each."""
+    what: str  # opened | reopened | closed
+    failed: int = 0
+    calls: int = 0
+    cooldown_s: float = 0.0
+
+
+def parse_event(raw: str | bytes | None) -> BreakerEvent | None:
+    """`opened:<failed>:<calls>:<cooldown ms>`, `reopened:…`, `closed` (limits.lua) → BreakerEvent; '' → None."""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+    if not text:
+        return None
+    what, *rest = text.split(":")
+    if what not in ("opened", "reopened", "closed"):
+        return None
+    numbers = [int(x) for x in rest[:3]] + [0, 0, 0]
+    return BreakerEvent(what, numbers[0], numbers[1], numbers[2] / 1000)
 
 
 def check_key(key: str) -> str:

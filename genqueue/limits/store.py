@@ -8,13 +8,16 @@ from typing import Any
 from redis import Redis
 
 from ..backend import keys
-from .rules import Rate, check_key, parse_rate
+from .rules import DEFAULT_COOLDOWN_S, Rate, check_key, parse_rate
 
-FIELDS = ("concurrency", "rate_n", "rate_period_ms")
+FIELDS = ("concurrency", "rate_n", "rate_period_ms", "cooldown_ms")
+BUCKET_MS, BUCKETS = 10_000, 6  # limits.lua's health buckets: the last minute in six 10-s buckets
 
 
-def set_limits(connection: Redis, key: str, *, concurrency: int | None = None, rate: str | None = None) -> None:
-    """Override a key's limits for every worker at once; 0 / "0/s" are not accepted — use clear()."""
+def set_limits(connection: Redis, key: str, *, concurrency: int | None = None, rate: str | None = None,
+               cooldown_s: float | None = None) -> None:
+    """Override a key's limits for every worker at once; 0 / "0/s" are not accepted — use clear().
+    cooldown_s: how long the breaker keeps the key open after a failure storm (0: no breaker)."""
     check_key(key)
     mapping: dict[str, int] = {}
     if concurrency is not None:
@@ -22,6 +25,8 @@ def set_limits(connection: Redis, key: str, *, concurrency: int | None = None, r
     if rate is not None:
         parsed = parse_rate(rate)
         mapping.update(rate_n=parsed.n, rate_period_ms=parsed.period_ms)
+    if cooldown_s is not None:
+        mapping["cooldown_ms"] = int(cooldown_s * 1000)
     with connection.pipeline() as pipe:
         pipe.sadd(keys.LIMITS_KNOWN, key)
         if mapping:
@@ -56,7 +61,9 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             reads.pttl(p + "pause")
             reads.lrange(p + "ring", 0, -1)
             reads.hgetall(p + "stats")
-            cfg, in_flight, window, pause, ring, stats = reads.execute()
+            reads.hgetall(p + "brk")
+            reads.hgetall(p + "health")
+            cfg, in_flight, window, pause, ring, stats, brk, health = reads.execute()
         cfg = {k.decode(): v for k, v in cfg.items()}
         with connection.pipeline(transaction=False) as reads:
             for tenant in dict.fromkeys(ring):
@@ -67,10 +74,14 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             return _num(cfg.get(field)) or _num(cfg.get("declared_" + field))
 
         cap, n, period = pick("concurrency"), pick("rate_n"), pick("rate_period_ms")
+        state, wait_ms = breaker_state({k.decode(): v.decode() for k, v in brk.items()}, pause, now)
+        cooldown = cfg.get("cooldown_ms", cfg.get("declared_cooldown_ms"))
         rows.append({
             "key": name,
-            "state": "paused" if pause > 0 else "open",
-            "paused_for_s": round(pause / 1000, 3) if pause > 0 else None,
+            "state": state,
+            "paused_for_s": round(wait_ms / 1000, 3) if wait_ms > 0 else None,
+            "cooldown_s": _num(cooldown) / 1000 if cooldown is not None else DEFAULT_COOLDOWN_S,
+            "rate_limited_1m": last_minute(health, now).get("r", 0),
             "in_flight": in_flight, "concurrency": cap or None,
             "rate": str(Rate(n, period)) if n and period else None, "window_calls": window,
             "parked": parked,
@@ -78,3 +89,27 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             "counters": {k.decode(): int(v) for k, v in stats.items()},
         })
     return rows
+
+
+def breaker_state(brk: dict[str, str], pause_ms: int, now_ms: int) -> tuple[str, int]:
+    """(state, ms it lasts): `open` (the breaker's cooldown), `half-open` (past it: one probe may go, or is
+    out), `paused` (a 429's Retry-After), `closed`. An open breaker outranks a pause: it is the longer story."""
+    if brk.get("state") == "open" and int(brk.get("until", 0)) > now_ms:
+        return "open", int(brk["until"]) - now_ms
+    if brk.get("state"):
+        return "half-open", 0
+    if pause_ms > 0:
+        return "paused", pause_ms
+    return "closed", 0
+
+
+def last_minute(health: dict[bytes, bytes], now_ms: int) -> dict[str, int]:
+    """The health buckets of the last minute summed: c (calls answered), f (failed), r (429s)."""
+    current = now_ms // BUCKET_MS
+    out = {"c": 0, "f": 0, "r": 0}
+    for i in range(BUCKETS):
+        bucket = health.get(f"b{i}".encode())
+        if bucket is not None and int(bucket) > current - BUCKETS:
+            for field in out:
+                out[field] += _num(health.get(f"{field}{i}".encode()))
+    return out

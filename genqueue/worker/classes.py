@@ -43,7 +43,7 @@ from ..support.logs import get_logger
 from ..tasks.registry import UnknownTask
 from .guarded import pop, recorder, run_claim, run_guarded
 from .job import GenJob
-from .limiting import acquire_args, limit_of, release_args
+from .limiting import acquire_args, limit_of, log_event, release_args
 from .liveness import WORKERS_KEY, Claim, Heartbeat
 from .schedule import SCHEDULE_TICK_S, WAKE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
@@ -315,7 +315,10 @@ class FailurePathMixin:
         job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
         self.cleanup_execution(job, pipeline=pipe)
         claim = ("member", started_job_registry.key, execution.composite_key) if execution else ("none",)
-        ok, _ = run_guarded(self.connection, pipe, claim, release_args(getattr(self, "_limit", None), job.id))
+        limit = getattr(self, "_limit", None)
+        ok, event = run_guarded(self.connection, pipe, claim, release_args(limit, job.id))
+        if ok and limit is not None:
+            log_event(log, limit.key, event)
         self.current_claim = None
         if not ok:
             self.set_current_job_id(None)

@@ -42,7 +42,8 @@ end
 LIMITS = resources.files("genqueue.limits").joinpath("lua", "limits.lua").read_text()
 
 # ARGV: claim kind, a, b, c; L, then L limit arguments (a release: prefix, wake, key, job id, now ms,
-# pause ms, job prefix, queue prefix; L = 0 for a job without a limit key); then the recorded commands.
+# pause ms, job prefix, queue prefix, outcome, breaker min calls, default cooldown ms; L = 0 for a job
+# without a limit key); then the recorded commands. Returns {1, the breaker's event or ''} or {0, found}.
 GUARD = RUN_RECORDED + LIMITS + """
 local kind, a, b, c = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if kind == 'member' then
@@ -54,7 +55,8 @@ end
 local l = tonumber(ARGV[5])
 run_recorded(6 + l)
 if l > 0 then
-  lim_release(ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[13])
+  return {1, lim_release(ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12],
+                         ARGV[13], ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16]))}
 end
 return {1, ''}
 """
@@ -62,7 +64,8 @@ return {1, ''}
 # The start claim with a limit: the job must still be queued, and must get its slot and rate token, in the
 # same script that starts it; refused, it is parked (leaves the intermediate list, status deferred) and
 # none of the start's writes happen. ARGV: 'field', job key, 'status', 'queued'; L, then prefix, wake,
-# known, key, job id, job key, tenant, now ms, cap, rate n, period ms, lease ms, intermediate list.
+# known, key, job id, job key, tenant, now ms, cap, rate n, period ms, lease ms, cooldown ms, intermediate
+# list.
 CLAIM = RUN_RECORDED + LIMITS + """
 local v = redis.call('HGET', ARGV[2], ARGV[3])
 if v ~= ARGV[4] then return {0, v or ''} end
@@ -70,9 +73,9 @@ local l = tonumber(ARGV[5])
 if l > 0 then
   local parked = lim_acquire(ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12],
                              tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
-                             tonumber(ARGV[17]))
+                             tonumber(ARGV[17]), tonumber(ARGV[18]))
   if parked then
-    redis.call('LREM', ARGV[18], 1, ARGV[10])
+    redis.call('LREM', ARGV[19], 1, ARGV[10])
     return {2, parked[1], tostring(parked[2])}
   end
 end
@@ -81,7 +84,8 @@ return {1, ''}
 """
 
 RELEASE = LIMITS + """
-return lim_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8])
+return lim_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8],
+                   ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]))
 """
 
 WAKE = LIMITS + """
@@ -140,8 +144,8 @@ def flatten(pipe) -> list[Any]:
 
 
 def run_guarded(connection: Redis, pipe, claim: tuple[str, ...], release: list[Any] | None = None) -> tuple[bool, str]:
-    """Run `pipe`'s recorded commands if `claim` holds: (True, "") or (False, what was found instead).
-    `release` (limits.Release.args): give the job's limit slot back in the same script."""
+    """Run `pipe`'s recorded commands if `claim` holds: (True, the breaker's event or "") or (False, what was
+    found instead). `release` (limiting.release_args): give the job's limit slot back in the same script."""
     kind, *rest = claim
     rest = (list(rest) + ["", "", ""])[:3]
     release = release or []

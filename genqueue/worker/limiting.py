@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backend import keys
-from ..limits.rules import Limits, generate_key, lease_ms, render_key
+from ..limits.rules import BREAKER_MIN_CALLS, Limits, generate_key, lease_ms, parse_event, render_key
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Decision, Failure
 from ..retry.meta import gq
@@ -63,7 +63,7 @@ def acquire_args(limit: JobLimit | None, job, intermediate_key: str) -> list[Any
     if limit is None:
         return []
     return [limit.prefix, keys.LIMITS_WAKE, keys.LIMITS_KNOWN, limit.key, job.id, job.key, limit.tenant, now_ms(),
-            *limit.declared.args(), lease_ms(job.timeout), intermediate_key]
+            *limit.declared.args(), lease_ms(job.timeout), limit.declared.cooldown_ms(), intermediate_key]
 
 
 def pause_ms(decision: Decision | None, failure: Failure | None) -> int:
@@ -73,8 +73,31 @@ def pause_ms(decision: Decision | None, failure: Failure | None) -> int:
     return int((failure.retry_after or 0) * 1000)
 
 
-def release_args(limit: JobLimit | None, job_id: str, pause: int = 0) -> list[Any]:
+# What the breaker counts (limits.lua lim_breaker_after): a failure of the provider, an answer (a permanent
+# error is the provider answering), a 429 (the pause's business, counted for `genqueue limits`), or
+# nothing at all — a crash or a stop is the worker's doing, not the provider's.
+OUTCOME = {ErrorKind.TRANSIENT: "fail", ErrorKind.TIMEOUT: "fail", ErrorKind.RATE_LIMITED: "limited",
+           ErrorKind.PERMANENT: "answered", ErrorKind.UNKNOWN: "answered", ErrorKind.CRASH: ""}
+
+
+def outcome_of(decision: Decision | None) -> str:
+    return "" if decision is None else OUTCOME.get(decision.kind, "")
+
+
+def release_args(limit: JobLimit | None, job_id: str, pause: int = 0, outcome: str = "ok") -> list[Any]:
     if limit is None:
         return []
     return [limit.prefix, keys.LIMITS_WAKE, limit.key, job_id, now_ms(), pause, keys.RQ_JOB_PREFIX,
-            keys.RQ_QUEUE_PREFIX]
+            keys.RQ_QUEUE_PREFIX, outcome, BREAKER_MIN_CALLS, limit.declared.cooldown_ms()]
+
+
+def log_event(log, key: str, raw) -> None:
+    """The one log line a breaker change gets, written by the worker whose release changed it."""
+    event = parse_event(raw)
+    if event is None:
+        return
+    if event.what == "closed":
+        log.warning("limit.breaker_closed", key=key)
+    else:
+        log.warning(f"limit.breaker_{event.what}", key=key, failed=event.failed, calls=event.calls,
+                    cooldown_s=event.cooldown_s)

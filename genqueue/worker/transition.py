@@ -30,7 +30,7 @@ from ..retry.meta import gq, retry_state
 from ..support.logs import get_logger
 from ..tasks.registry import lookup
 from .guarded import RELEASE, recorder, run_guarded
-from .limiting import limit_of, pause_ms, release_args
+from .limiting import limit_of, log_event, outcome_of, pause_ms, release_args
 
 log = get_logger("genqueue.worker")
 MAX_TX_ATTEMPTS = 20
@@ -116,9 +116,13 @@ def move_failed_job(
     `also(pipe)` adds the caller's own bookkeeping (a worker's counters) to the same MULTI.
     """
     started_key = queue.started_job_registry.key
-    release = release_args(limit_of(job), job.id, pause_ms(decision, failure))
+    limit = limit_of(job)
+    release = release_args(limit, job.id, pause_ms(decision, failure), outcome_of(decision))
     if decision.is_retry and (execution is None) != (registry_claim is None):
-        return _retry_guarded(connection, job, queue, decision, store, execution, also, registry_claim, release)
+        ok, event = _retry_guarded(connection, job, queue, decision, store, execution, also, registry_claim, release)
+        if ok and limit is not None:
+            log_event(log, limit.key, event)
+        return ok
     with connection.pipeline() as pipe:
         for _ in range(MAX_TX_ATTEMPTS):
             try:
@@ -136,6 +140,8 @@ def move_failed_job(
                 replies = pipe.execute()
                 if add_at is not None:
                     store.note_pruned(replies[add_at])
+                if release:
+                    log_event(log, limit.key, replies[-1])
                 return True
             except WatchError:
                 continue
@@ -144,7 +150,7 @@ def move_failed_job(
 
 def _retry_guarded(connection, job: Job, queue, decision: Decision, store: DLQStore, execution: Execution | None,
                    also: Callable[[Any], None] | None, registry_claim: tuple[str, str] | None,
-                   release: list[Any]) -> bool:
+                   release: list[Any]) -> tuple[bool, str]:
     """The retry move as one round trip (guarded.py): the same writes as the transaction in
     move_failed_job, run only while the claim holds. Nothing here needs a reply, so nothing is lost by not
     having a MULTI; the claim check and the writes are one atomic script."""
@@ -154,8 +160,7 @@ def _retry_guarded(connection, job: Job, queue, decision: Decision, store: DLQSt
         claim = ("member", queue.started_job_registry.key, execution.composite_key)
     else:
         claim = ("member", *registry_claim)
-    ok, _ = run_guarded(connection, pipe, claim, release)
-    return ok
+    return run_guarded(connection, pipe, claim, release)
 
 
 def _queue_move(pipe, job: Job, queue, decision: Decision, entry: dict[str, Any] | None, store: DLQStore,

@@ -6,12 +6,18 @@
 --   P..'win'     ZSET   "<job id>:<ms>" -> call time (ms): the sliding log of the rate's current window
 --   P..'pause'   STRING PX: the key is paused (a 429's Retry-After, the breaker) until it expires
 --   P..'ring'    LIST   tenants with parked jobs, round robin;  P..'parked:'..tenant  LIST  FIFO per tenant
---   P..'stats'   HASH   throttled, paused, parked, woken, pauses, rate_limited (totals)
+--   P..'stats'   HASH   throttled, paused, parked, woken, pauses, rate_limited, held, breaker_opens, probes
+--   P..'brk'     HASH   the breaker when not closed: state ('open' | 'half-open'), until (ms), cooldown (ms),
+--                       probe (the job id let through to test the provider), probe_until (its lease end, ms)
+--   P..'health'  HASH   the last minute's outcomes in six 10-s buckets, slot i = bucket % 6: b<i> (bucket
+--                       number), c<i> (calls answered), f<i> (of them TRANSIENT/TIMEOUT), r<i> (429s)
 -- and two global keys: WAKE (ZSET limit key -> when to look at its parked jobs again, ms) and KNOWN (SET).
 -- A parked job's RQ status is 'deferred'; it is in exactly one place, its key's parked list.
 -- PARKED (HASH queue -> parked jobs of that queue, all keys) lets a burst worker wait for them: it is
 -- backend/keys.py's PARKED, spelled here because these functions are included in several scripts.
 local PARKED = 'genqueue:parked'
+local BUCKET_MS, BUCKETS = 10000, 6
+local MAX_COOLDOWN_MS = 300000  -- a failed probe doubles the cooldown up to this
 
 local function lim_config(p, cap, n, period)
   local c = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms',
@@ -20,15 +26,74 @@ local function lim_config(p, cap, n, period)
   return pick(c[1], c[4], cap), pick(c[2], c[5], n), pick(c[3], c[6], period)
 end
 
-local function lim_declare(p, cap, n, period)
+-- the breaker's cooldown (ms; 0: no breaker for this key): `genqueue limits set --cooldown`, else the
+-- task's declaration, else the default the caller passes
+local function lim_cooldown(p, default)
+  local c = redis.call('HMGET', p .. 'cfg', 'cooldown_ms', 'declared_cooldown_ms')
+  return tonumber(c[1]) or tonumber(c[2]) or default
+end
+
+local function lim_declare(p, cap, n, period, cooldown)
   -- the task's declared defaults, kept in Redis so the timed wake (which knows no task) honours them
-  redis.call('HSET', p .. 'cfg', 'declared_concurrency', cap, 'declared_rate_n', n, 'declared_rate_period_ms', period)
+  redis.call('HSET', p .. 'cfg', 'declared_concurrency', cap, 'declared_rate_n', n, 'declared_rate_period_ms', period,
+             'declared_cooldown_ms', cooldown)
+end
+
+-- One answered call (outcome 'ok' | 'fail' | 'limited'), counted in the current 10-s bucket.
+local function lim_health_add(p, now, outcome)
+  local h, b = p .. 'health', math.floor(now / BUCKET_MS)
+  local i = tostring(b % BUCKETS)
+  if tonumber(redis.call('HGET', h, 'b' .. i)) ~= b then
+    redis.call('HSET', h, 'b' .. i, b, 'c' .. i, 0, 'f' .. i, 0, 'r' .. i, 0)
+  end
+  if outcome == 'limited' then
+    redis.call('HINCRBY', h, 'r' .. i, 1)
+  else
+    redis.call('HINCRBY', h, 'c' .. i, 1)
+    if outcome == 'fail' then redis.call('HINCRBY', h, 'f' .. i, 1) end
+  end
+  redis.call('PEXPIRE', h, BUCKET_MS * (BUCKETS + 1))
+end
+
+-- The last minute: calls answered, of them failed (TRANSIENT/TIMEOUT), 429s.
+local function lim_health(p, now)
+  local b = math.floor(now / BUCKET_MS)
+  local fields = {}
+  for i = 0, BUCKETS - 1 do
+    fields[#fields + 1] = 'b' .. i; fields[#fields + 1] = 'c' .. i
+    fields[#fields + 1] = 'f' .. i; fields[#fields + 1] = 'r' .. i
+  end
+  local v = redis.call('HMGET', p .. 'health', unpack(fields))
+  local calls, fails, limited = 0, 0, 0
+  for i = 0, BUCKETS - 1 do
+    local bucket = tonumber(v[4 * i + 1])
+    if bucket and bucket > b - BUCKETS then
+      calls = calls + (tonumber(v[4 * i + 2]) or 0)
+      fails = fails + (tonumber(v[4 * i + 3]) or 0)
+      limited = limited + (tonumber(v[4 * i + 4]) or 0)
+    end
+  end
+  return calls, fails, limited
+end
+
+-- The breaker as parked jobs see it: nil (closed, or open past its cooldown with no probe out: one job may
+-- go), or the time (ms) until which the key's jobs must wait (open; or half-open with a live probe out).
+local function lim_breaker_wait(p, now)
+  local brk = redis.call('HMGET', p .. 'brk', 'state', 'until', 'probe', 'probe_until')
+  if not brk[1] then return nil, false end
+  local untl = tonumber(brk[2]) or 0
+  if brk[1] == 'open' and now < untl then return untl, true end
+  local probe_until = tonumber(brk[4]) or 0
+  if brk[3] and probe_until > now then return probe_until, true, brk[3] end
+  return nil, true
 end
 
 -- when a parked job of this key could next run (ms), or nil when only a release can tell
 local function lim_next(p, now, cap, n, period)
   local pause = redis.call('PTTL', p .. 'pause')
   if pause > 0 then return now + pause end
+  local held = lim_breaker_wait(p, now)
+  if held then return held end
   local at = nil
   if cap > 0 and redis.call('ZCARD', p .. 'slots') >= cap then
     local first = redis.call('ZRANGE', p .. 'slots', 0, 0, 'WITHSCORES')
@@ -59,15 +124,23 @@ local function lim_prune(p, now, period)
 end
 
 -- Take a slot and a rate token for job_id, or park it. Returns nil (acquired) or {why, wake_at}.
-local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, cap, n, period, lease)
+-- An open breaker parks the key's jobs until its cooldown ends; then the first job that gets a slot and
+-- a token becomes the probe (half-open), and the others park until the probe's release tells.
+local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, cap, n, period, lease, cooldown)
   redis.call('SADD', known, key)
-  lim_declare(p, cap, n, period)
+  lim_declare(p, cap, n, period, cooldown)
   cap, n, period = lim_config(p, cap, n, period)
   local pause = redis.call('PTTL', p .. 'pause')
   if pause > 0 then
     lim_park(p, wake, key, job_id, job_key, tenant, now + pause)
     redis.call('HINCRBY', p .. 'stats', 'paused', 1)
     return {'paused', now + pause}
+  end
+  local held, broken, prober = lim_breaker_wait(p, now)
+  if held and prober ~= job_id then
+    lim_park(p, wake, key, job_id, job_key, tenant, held)
+    redis.call('HINCRBY', p .. 'stats', 'held', 1)
+    return {'breaker', held}
   end
   lim_prune(p, now, period)
   if (cap > 0 and redis.call('ZCARD', p .. 'slots') >= cap) or (n > 0 and redis.call('ZCARD', p .. 'win') >= n) then
@@ -78,6 +151,10 @@ local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, ca
   end
   if cap > 0 then redis.call('ZADD', p .. 'slots', now + lease, job_id) end
   if n > 0 then redis.call('ZADD', p .. 'win', now, job_id .. ':' .. now) end
+  if broken then
+    redis.call('HSET', p .. 'brk', 'state', 'half-open', 'probe', job_id, 'probe_until', now + lease)
+    redis.call('HINCRBY', p .. 'stats', 'probes', 1)
+  end
   return nil
 end
 
@@ -92,8 +169,14 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
     redis.call('ZADD', wake, now + pause, key)
     return 0
   end
+  local held, broken = lim_breaker_wait(p, now)
+  if held then
+    redis.call('ZADD', wake, held, key)
+    return 0
+  end
   lim_prune(p, now, period)
   local free = max
+  if broken then free = 1 end  -- past the cooldown: one job goes, to probe
   if cap > 0 then free = math.min(free, cap - redis.call('ZCARD', p .. 'slots')) end
   if n > 0 then free = math.min(free, n - redis.call('ZCARD', p .. 'win')) end
   local woken = 0
@@ -117,23 +200,68 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
   if woken > 0 then redis.call('HINCRBY', p .. 'stats', 'woken', woken) end
   if redis.call('LLEN', p .. 'ring') > 0 then
     local at = lim_next(p, now, cap, n, period)
+    if broken and woken > 0 then at = now + 1000 end  -- the probe's release wakes the rest; this is the fallback
     redis.call('ZADD', wake, 'LT', at or (now + 1000), key)
   end
   return woken
 end
 
--- A move's release: give the slot back, pause the key for pause_ms (a 429's Retry-After) and wake one
--- parked job if that freed room.
-local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix)
+-- The breaker after one job's outcome: 'ok' or 'answered' (the provider answered: a success, a permanent
+-- error), 'fail' (TRANSIENT/TIMEOUT), 'limited' (a 429), '' (not the provider's doing: a crash). More than
+-- half of at least min_calls answered calls failing within the last minute opens it for the cooldown; the
+-- probe's outcome closes it (anything but 'fail') or opens it again for twice as long. Returns the event
+-- for the worker's one log line: '' or 'opened:<failed>:<calls>:<cooldown ms>', 'closed', 'reopened:…'.
+local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown)
+  if outcome == '' then
+    if redis.call('HGET', p .. 'brk', 'probe') == job_id then redis.call('HDEL', p .. 'brk', 'probe', 'probe_until') end
+    return ''
+  end
+  local counted = outcome
+  if outcome == 'answered' then counted = 'ok' end
+  lim_health_add(p, now, counted)
+  local brk = redis.call('HMGET', p .. 'brk', 'state', 'probe', 'cooldown')
+  if brk[1] then
+    if brk[1] ~= 'half-open' or brk[2] ~= job_id then return '' end
+    if outcome == 'fail' then
+      local cooldown = math.min((tonumber(brk[3]) or default_cooldown) * 2, MAX_COOLDOWN_MS)
+      redis.call('HSET', p .. 'brk', 'state', 'open', 'until', now + cooldown, 'cooldown', cooldown)
+      redis.call('HDEL', p .. 'brk', 'probe', 'probe_until')
+      redis.call('ZADD', wake, now + cooldown, key)
+      return 'reopened:1:1:' .. cooldown
+    end
+    redis.call('DEL', p .. 'brk', p .. 'health')
+    return 'closed'
+  end
+  if outcome ~= 'fail' then return '' end
+  local cooldown = lim_cooldown(p, default_cooldown)
+  if cooldown <= 0 then return '' end
+  local calls, fails = lim_health(p, now)
+  if calls < min_calls or fails * 2 <= calls then return '' end
+  redis.call('HSET', p .. 'brk', 'state', 'open', 'until', now + cooldown, 'cooldown', cooldown)
+  redis.call('HINCRBY', p .. 'stats', 'breaker_opens', 1)
+  redis.call('ZADD', wake, now + cooldown, key)
+  return 'opened:' .. fails .. ':' .. calls .. ':' .. cooldown
+end
+
+-- A move's release: give the slot back, let the breaker count the outcome, pause the key for pause_ms (a
+-- 429's Retry-After, or reset headers at zero) and wake parked jobs if that freed room (all the room a
+-- closing breaker frees, else one). Returns the breaker's event ('' if none).
+local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
+                           default_cooldown)
   redis.call('ZREM', p .. 'slots', job_id)
+  local event = lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown)
   if pause_ms > 0 then
-    redis.call('HINCRBY', p .. 'stats', 'rate_limited', 1)
+    if outcome == 'limited' then redis.call('HINCRBY', p .. 'stats', 'rate_limited', 1) end
     if redis.call('PTTL', p .. 'pause') < pause_ms then
       redis.call('SET', p .. 'pause', '1', 'PX', pause_ms)
       redis.call('HINCRBY', p .. 'stats', 'pauses', 1)
       redis.call('ZADD', wake, now + pause_ms, key)
     end
-    return 0
+    return event
   end
-  return lim_wake(p, wake, key, now, 1, job_prefix, queue_prefix)
+  if event ~= '' and event ~= 'closed' then return event end
+  local max = 1
+  if event == 'closed' then max = 100 end
+  lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
+  return event
 end

@@ -39,6 +39,16 @@ def capped(tenant: str, n: int, seconds: float = 0.2) -> int:
     return n
 
 
+@genqueue.task(limit_key="flaky-TAG", policy={"TRANSIENT": {"max": 20, "base": 0.2, "cap": 0.5}})
+def flaky(n: int) -> int:
+    """A provider that is down (a 503-like connection error) while the key flaky-TAG:down exists."""
+    conn = get_current_job().connection
+    conn.rpush("flaky-TAG:calls", f"{time.time()}:{n}")
+    if conn.exists("flaky-TAG:down"):
+        raise ConnectionError("503 upstream unavailable")
+    return n
+
+
 @genqueue.task(limit_key="solo-TAG")
 def solo(n: int, seconds: float = 0.05, user_id: str = "a") -> int:
     conn = get_current_job().connection
@@ -159,3 +169,64 @@ def test_a_429_storm_burns_no_retry_budget_and_dead_letters_nothing(env, workers
     assert int(conn.hget(keys.SIM_STATS, "rate_limited") or 0) > 0  # there was a storm to weather
     row = limits_row(env, f"simulated:{model}")
     assert row["counters"].get("rate_limited", 0) > 0 and row["parked"] == 0
+
+
+def test_a_failure_storm_opens_the_breaker_and_one_probe_closes_it(env, workers, lab, conn):
+    """More than half of ≥ 5 calls failing in a minute opens the key: its jobs park for the cooldown (no call
+    reaches the provider), then exactly one probe goes. A failed probe opens it again for twice as long; a
+    successful one closes it and the parked jobs all run. One log line per change."""
+    module, tag = lab
+    key = f"flaky-{tag}"
+    assert run_cli(env, "limits", "set", key, "--concurrency", "2", "--cooldown", "1.5s").code == 0
+    conn.set(f"{key}:down", 1)
+    ids = [enqueue(env, module, "flaky", n=i) for i in range(8)]
+    pool = [workers(extra=("--tasks", module)), workers(simple=True, extra=("--tasks", module))]
+    wait_for(lambda: limits_row(env, key)["state"] == "open", timeout=30, message="the breaker to open")
+    brk = {k.decode(): v.decode() for k, v in conn.hgetall(f"genqueue:limit:{{{key}}}:brk").items()}
+    opened_at = (int(brk["until"]) - int(brk["cooldown"])) / 1000
+    # The first probe meets the provider still down: the key opens again, for twice the cooldown.
+    wait_for(lambda: any("limit.breaker_reopened" in w.log() for w in pool), timeout=30, message="a failed probe")
+    brk = {k.decode(): v.decode() for k, v in conn.hgetall(f"genqueue:limit:{{{key}}}:brk").items()}
+    assert brk["state"] == "open" and int(brk["cooldown"]) == 3000
+    reopened_at = (int(brk["until"]) - 3000) / 1000
+    conn.delete(f"{key}:down")  # the provider recovers: the next probe succeeds
+    wait_for(lambda: all(run_cli(env, "jobs", "show", i, "--json").json()["status"] == "finished" for i in ids),
+             timeout=60, interval=0.5, message="every job to finish after the breaker closed")
+    calls = sorted(float(x.split(b":")[0]) for x in conn.lrange(f"{key}:calls", 0, -1))
+    # While open, nothing calls the provider (after a 1 s grace for the two calls in flight when it opened),
+    # and each cooldown ends with exactly one call — the probe — before any other.
+    for start, cooldown in ((opened_at, 1.5), (reopened_at, 3.0)):
+        during = [t for t in calls if start + 1.0 < t < start + cooldown - 0.05]
+        assert during == [], (start, during)
+    logs = "".join(w.log() for w in pool)
+    assert logs.count("limit.breaker_opened") == 1 and logs.count("limit.breaker_reopened") == 1
+    assert logs.count("limit.breaker_closed") == 1
+    row = limits_row(env, key)
+    assert row["state"] == "closed" and row["parked"] == 0 and row["in_flight"] == 0
+    assert row["counters"]["breaker_opens"] == 1 and row["counters"]["probes"] == 2
+    assert row["counters"]["held"] > 0  # jobs did park behind the open breaker
+    assert all(p.alive() for p in pool)
+
+
+def test_a_paused_key_does_not_hold_up_another_key(env, workers, conn):
+    """A 429 with Retry-After: 30 pauses `simulated:<a>` for 30 s; jobs of `simulated:<b>` on the same queue,
+    enqueued behind it, run at once — they finish while key a is still paused and its job still parked."""
+    a, b = (f"m{uuid.uuid4().hex[:6]}" for _ in range(2))
+
+    def submit(model, simulate):
+        payload = {"prompt": "x", "model": model, "simulate": simulate}
+        r = run_cli(env, "enqueue", "--payload", json.dumps(payload), "--json")
+        assert r.code == 0, r.stderr
+        return r.json()["id"]
+
+    first = submit(a, ["429:retry_after=30", "ok"])
+    waiting = submit(a, ["ok"])
+    workers(simple=True)
+    wait_for(lambda: limits_row(env, f"simulated:{a}")["state"] == "paused", message="key a to pause")
+    others = [submit(b, ["ok"]) for _ in range(5)]
+    wait_for(lambda: all(run_cli(env, "jobs", "show", i, "--json").json()["status"] == "finished" for i in others),
+             timeout=30, message="key b's jobs to run")
+    row = limits_row(env, f"simulated:{a}")
+    assert row["state"] == "paused" and row["parked"] >= 1
+    assert run_cli(env, "jobs", "show", waiting, "--json").json()["status"] == "parked"
+    assert run_cli(env, "jobs", "show", first, "--json").json()["status"] == "retrying"  # its 429 retry waits out the pause

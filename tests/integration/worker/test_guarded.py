@@ -11,7 +11,6 @@ from genqueue.worker.guarded import recorder, run_guarded
 
 
 def test_writes_run_only_while_the_claim_holds(conn, settings):
-    q = settings.queue
     conn.zadd("claims", {"mine": 1})
     pipe = recorder(conn)
     pipe.hset("h", mapping={"a": 1, "b": "x y"})
