@@ -33,7 +33,8 @@ def limits(ctx: click.Context, key: str | None, as_json: bool) -> None:
     click.echo(table(["key", "state", "in flight/cap", "rate", "parked", "429s (1 min)", "throttled", "paused",
                       "opened"],
                      [[r["key"], r["state"] + (f" {r['paused_for_s']}s" if r["paused_for_s"] else ""),
-                       f"{r['in_flight']}/{r['concurrency'] or '-'}", r["rate"] or "-", r["parked"],
+                       f"{r['in_flight']}/{r['concurrency'] or '-'}",
+                       (r["rate"] or "-") + (" (learned)" if r["rate_learned"] else ""), r["parked"],
                        r["rate_limited_1m"], r["counters"].get("throttled", 0), r["counters"].get("paused", 0),
                        r["counters"].get("breaker_opens", 0)] for r in rows]))
 

@@ -63,7 +63,8 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             reads.hgetall(p + "stats")
             reads.hgetall(p + "brk")
             reads.hgetall(p + "health")
-            cfg, in_flight, window, pause, ring, stats, brk, health = reads.execute()
+            reads.hmget(p + "learned", "n", "period")
+            cfg, in_flight, window, pause, ring, stats, brk, health, learned = reads.execute()
         cfg = {k.decode(): v for k, v in cfg.items()}
         with connection.pipeline(transaction=False) as reads:
             for tenant in dict.fromkeys(ring):
@@ -74,6 +75,9 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             return _num(cfg.get(field)) or _num(cfg.get("declared_" + field))
 
         cap, n, period = pick("concurrency"), pick("rate_n"), pick("rate_period_ms")
+        rate_learned = not n and learned[0] is not None
+        if rate_learned:  # nothing set or declared: the rate limits.lua learned from the provider's 429s
+            n, period = _num(learned[0]), _num(learned[1])
         state, wait_ms = breaker_state({k.decode(): v.decode() for k, v in brk.items()}, pause, now)
         cooldown = cfg.get("cooldown_ms", cfg.get("declared_cooldown_ms"))
         rows.append({
@@ -83,7 +87,8 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             "cooldown_s": _num(cooldown) / 1000 if cooldown is not None else DEFAULT_COOLDOWN_S,
             "rate_limited_1m": last_minute(health, now).get("r", 0),
             "in_flight": in_flight, "concurrency": cap or None,
-            "rate": str(Rate(n, period)) if n and period else None, "window_calls": window,
+            "rate": str(Rate(n, period)) if n and period else None, "rate_learned": rate_learned,
+            "window_calls": window,
             "parked": parked,
             "overridden": any(f in cfg for f in FIELDS),
             "counters": {k.decode(): int(v) for k, v in stats.items()},

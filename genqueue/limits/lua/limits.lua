@@ -9,6 +9,8 @@
 --   P..'stats'   HASH   throttled, paused, parked, woken, pauses, rate_limited, held, breaker_opens, probes
 --   P..'brk'     HASH   the breaker when not closed: state ('open' | 'half-open'), until (ms), cooldown (ms),
 --                       probe (the job id let through to test the provider), probe_until (its lease end, ms)
+--   P..'obs', P..'learned'  HASH  with no rate set or declared: calls let through since the last 429's resume
+--                       time, and the rate learned from them (n, period ms; expires after 10 min; lim_learn)
 --   P..'health'  HASH   the last minute's outcomes in six 10-s buckets, slot i = bucket % 6: b<i> (bucket
 --                       number), c<i> (calls answered), f<i> (of them TRANSIENT/TIMEOUT), r<i> (429s)
 -- and two global keys: WAKE (ZSET limit key -> when to look at its parked jobs again, ms) and KNOWN (SET).
@@ -23,7 +25,38 @@ local function lim_config(p, cap, n, period)
   local c = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms',
                        'declared_concurrency', 'declared_rate_n', 'declared_rate_period_ms')
   local function pick(a, b, d) return tonumber(a) or tonumber(b) or tonumber(d) or 0 end
-  return pick(c[1], c[4], cap), pick(c[2], c[5], n), pick(c[3], c[6], period)
+  cap, n, period = pick(c[1], c[4], cap), pick(c[2], c[5], n), pick(c[3], c[6], period)
+  if n == 0 then  -- no rate set or declared: the one learned from the provider's 429s, if any (lim_learn)
+    local learned = redis.call('HMGET', p .. 'learned', 'n', 'period')
+    n, period = tonumber(learned[1]) or 0, tonumber(learned[2]) or 0
+  end
+  return cap, n, period
+end
+
+-- No rate set or declared: learn one from the provider's 429s. Between one 429's resume time and the next
+-- 429's, the provider let `calls` calls through in (resume - since) ms: that is its rate as seen from here,
+-- enforced like a declared rate (the sliding log) for LEARN_TTL_MS and re-learned at every new 429 — so
+-- the key's jobs wait for the next free call instead of racing into a 429 each time a pause ends.
+local LEARN_TTL_MS = 600000
+local function lim_learn(p, now, outcome, pause_ms)
+  local c = redis.call('HMGET', p .. 'cfg', 'rate_n', 'declared_rate_n')
+  if (tonumber(c[1]) or 0) > 0 or (tonumber(c[2]) or 0) > 0 or outcome == '' then return end
+  local obs = p .. 'obs'
+  local o = redis.call('HMGET', obs, 'since', 'calls')
+  if outcome ~= 'limited' then
+    if not o[1] then redis.call('HSET', obs, 'since', now) end
+    redis.call('HINCRBY', obs, 'calls', 1)
+    redis.call('PEXPIRE', obs, LEARN_TTL_MS)
+    return
+  end
+  if pause_ms <= 0 then return end
+  local calls, since, resume = tonumber(o[2]) or 0, tonumber(o[1]) or now, now + pause_ms
+  redis.call('HSET', obs, 'since', resume, 'calls', 0)
+  redis.call('PEXPIRE', obs, LEARN_TTL_MS)
+  if calls >= 1 and resume > since then
+    redis.call('HSET', p .. 'learned', 'n', calls, 'period', resume - since)
+    redis.call('PEXPIRE', p .. 'learned', LEARN_TTL_MS)
+  end
 end
 
 -- the breaker's cooldown (ms; 0: no breaker for this key): `genqueue limits set --cooldown`, else the
@@ -249,6 +282,7 @@ end
 local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
                            default_cooldown)
   redis.call('ZREM', p .. 'slots', job_id)
+  lim_learn(p, now, outcome, pause_ms)
   local event = lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown)
   if pause_ms > 0 then
     if outcome == 'limited' then redis.call('HINCRBY', p .. 'stats', 'rate_limited', 1) end

@@ -1,6 +1,7 @@
-"""The breaker in limits.lua, driven directly against the real server with explicit clocks: when it opens,
-that exactly one probe goes at a time, what a probe's outcome, crash or death does, and that closing wakes
-the parked jobs. (test_limits.py runs the same breaker through real workers.)"""
+"""The breaker and the learned rate in limits.lua, driven directly against the real server with explicit
+clocks: when the breaker opens, that exactly one probe goes at a time, what a probe's outcome, crash or death
+does, that closing wakes the parked jobs; what rate a key with none declared learns from its 429s.
+(test_limits.py runs the same scripts through real workers.)"""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ if r then return r[1] end
 return 'ok'
 """
 RELEASE = LIMITS + """
-return lim_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), 0, ARGV[6], ARGV[7], ARGV[8], 5,
-                   tonumber(ARGV[9]))
+return lim_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[10]), ARGV[6], ARGV[7],
+                   ARGV[8], 5, tonumber(ARGV[9]))
 """
 COOLDOWN, LEASE = 10_000, 60_000
 
@@ -40,9 +41,9 @@ def key(conn):
                                 COOLDOWN])
             return out.decode()
 
-        def release(self, job, now, outcome):
+        def release(self, job, now, outcome, pause=0):
             out = release(args=[prefix, wake, name, job, now, keys.RQ_JOB_PREFIX, keys.RQ_QUEUE_PREFIX, outcome,
-                                COOLDOWN])
+                                COOLDOWN, pause])
             return out.decode().split(":")[0]
 
         def state(self):
@@ -124,3 +125,24 @@ def test_no_breaker_with_a_zero_cooldown(key, conn):
     conn.hset(key.prefix + "cfg", "cooldown_ms", 0)  # `genqueue limits set KEY --cooldown 0`
     assert storm(key, 1_000_000, ["fail"] * 10) == [""] * 10
     assert key.state() == {}
+
+
+def test_a_key_with_no_rate_learns_one_from_its_429s(key, conn):
+    t = 1_000_000
+    for i, at in enumerate((t, t + 100, t + 150)):  # three calls let through ...
+        assert key.acquire(f"c{i}", at) == "ok"
+        key.release(f"c{i}", at, "ok")
+    assert key.acquire("x", t + 200) == "ok"
+    key.release("x", t + 200, "limited", pause=800)  # ... then a 429: "retry in 800 ms"
+    # the provider allowed 3 calls from t to t + 1000 (the 429's resume time): 3 per second, as a sliding log
+    assert conn.hmget(key.prefix + "learned", "n", "period") == [b"3", b"1000"]
+    assert conn.pttl(key.prefix + "learned") > 0  # forgotten after a while, re-learned at the next 429
+    conn.delete(key.prefix + "pause")
+    assert [key.acquire(f"d{i}", t + 1000) for i in range(4)] == ["ok", "ok", "ok", "throttled"]
+
+
+def test_a_declared_rate_is_never_replaced_by_a_learned_one(key, conn):
+    conn.hset(key.prefix + "cfg", "declared_rate_n", 10)
+    key.release("a", 1_000_000, "ok")
+    key.release("b", 1_000_100, "limited", pause=500)
+    assert not conn.exists(key.prefix + "learned")
