@@ -69,7 +69,7 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
         cap, n, period = pick("concurrency"), pick("rate_n"), pick("rate_period_ms")
         rows.append({
             "key": name,
-            "state": "paused" if pause > 0 else "open",
+            "state": "paused" if pause > 0 else "closed",
             "paused_for_s": round(pause / 1000, 3) if pause > 0 else None,
             "in_flight": in_flight, "concurrency": cap or None,
             "rate": str(Rate(n, period)) if n and period else None, "window_calls": window,
