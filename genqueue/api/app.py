@@ -20,7 +20,7 @@ from . import errors
 from .config import ApiConfig
 from .deps import ServiceState
 from .ratelimit import RateLimiter
-from .routes import dlq, health, jobs, metrics, runs
+from .routes import dlq, health, jobs, limits, metrics, runs
 from .ui import routes as ui_routes
 
 UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
@@ -50,7 +50,8 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
     app.state.genqueue = ServiceState(settings, config, connection,
                                       RateLimiter(connection, config.rate_limit, config.auth_fail_limit))
     errors.install(app)
-    for router in (health.router, jobs.router, runs.router, dlq.router, metrics.router, ui_routes.router):
+    for router in (health.router, jobs.router, runs.router, dlq.router, limits.router, metrics.router,
+                   ui_routes.router):
         app.include_router(router)
     ui_routes.install(app)
     app.mount("/ui/static", StaticFiles(directory=str(Path(ui_routes.__file__).with_name("static"))), name="static")

@@ -1,12 +1,15 @@
 """Prometheus metrics, read from Redis at scrape time: every API process (and every machine) reports the
 same numbers, because they are the queues', the registries' and the DLQ's own state, not per-process
-counters. Two pipelined round trips per scrape (the second asks which registered workers are alive).
+counters. Two pipelined round trips per scrape for the queues (the second asks which registered workers are
+alive), and the limits store's `describe` for the provider limit keys.
 
 Exported: queue depth by state, workers alive, DLQ size and oldest age and the DLQ's own counters
 (replays by outcome, expired, evicted), the counters of the moves (new jobs enqueued, genqueue/submit.py;
 finished; failed attempts and retries by
 kind; dead-lettered by kind and reason; the attempt-duration histogram — genqueue/counters.py, each
-incremented in the MULTI of the move it counts), and the API's requests by route and status (in-process).
+incremented in the MULTI of the move it counts), per provider limit key its in-flight and parked jobs, its
+state (closed, paused, open, half-open: 1 for the current one) and its totals (throttled, paused, 429s,
+breaker opens), and the API's requests by route and status (in-process).
 """
 
 from __future__ import annotations
@@ -23,8 +26,17 @@ from redis import Redis
 from ..backend import counters, keys
 from ..backend.keys import DLQKeys
 from ..dlq.replay import REFUSED
+from ..limits.store import describe as describe_limits
 
 DLQ_COUNTERS = {"expired": "genqueue_dlq_expired_total", "evicted": "genqueue_dlq_evicted_total"}
+LIMIT_STATES = ("closed", "paused", "open", "half-open")  # genqueue_limit_state: one series each, 1 for the current
+LIMIT_COUNTERS = {  # limits store counter -> family (without _total), help
+    "throttled": ("genqueue_limit_throttled", "Jobs parked because the key's concurrency or rate was used up"),
+    "paused": ("genqueue_limit_paused", "Jobs parked because the key was paused (a 429's Retry-After)"),
+    "rate_limited": ("genqueue_limit_rate_limited", "429 answers from the provider for this key"),
+    "breaker_opens": ("genqueue_limit_breaker_opens", "Times the key's breaker opened (5xx/timeout storms)"),
+}
+ALWAYS_COUNTED = ("throttled", "paused", "rate_limited")  # exported as 0 before the first; the rest once present
 
 
 def read(connection: Redis, queues: Iterable[str], now: float | None = None) -> dict[str, dict]:
@@ -97,8 +109,31 @@ class RedisCollector:
                 tasks.add_metric([q, task, outcome], n)
         yield from (enqueued, finished, failed, retried, dead, duration, tasks)
 
+    @staticmethod
+    def _limit_families(rows: list[dict]):
+        in_flight = GaugeMetricFamily("genqueue_limit_in_flight", "Jobs of the limit key holding a slot now",
+                                      labels=["key"])
+        parked = GaugeMetricFamily("genqueue_limit_parked", "Jobs of the limit key parked, waiting off the queue",
+                                   labels=["key"])
+        state = GaugeMetricFamily("genqueue_limit_state", "The limit key's state: 1 for the current one (closed, "
+                                  "paused, open, half-open)", labels=["key", "state"])
+        totals = {field: CounterMetricFamily(name, text, labels=["key"])
+                  for field, (name, text) in LIMIT_COUNTERS.items()}
+        for row in rows:
+            key = row["key"]
+            in_flight.add_metric([key], row["in_flight"])
+            parked.add_metric([key], row["parked"])
+            for name in dict.fromkeys((*LIMIT_STATES, row["state"])):
+                state.add_metric([key, name], 1 if name == row["state"] else 0)
+            counted = row.get("counters") or {}
+            for field, family in totals.items():
+                if field in counted or field in ALWAYS_COUNTED:
+                    family.add_metric([key], counted.get(field, 0))
+        yield from (in_flight, parked, state, *totals.values())
+
     def collect(self):
         data = read(self.connection, self.queues)
+        limit_rows = describe_limits(self.connection)
         depth = GaugeMetricFamily("genqueue_queue_depth", "Jobs per queue and state", labels=["queue", "state"])
         workers = GaugeMetricFamily("genqueue_workers_alive", "genqueue workers beating", labels=["queue"])
         entries = GaugeMetricFamily("genqueue_dlq_entries", "Entries in the queue's DLQ", labels=["queue"])
@@ -124,6 +159,7 @@ class RedisCollector:
                     replays.add_metric([q, field.removeprefix(REFUSED)], n)
         yield from (depth, workers, entries, oldest, replays, *dlq_counters.values())
         yield from self._transition_families(data)
+        yield from self._limit_families(limit_rows)
         if self.api_requests is not None:
             requests = CounterMetricFamily("genqueue_api_requests", "HTTP requests by route and status",
                                            labels=["route", "status"])

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from tests.api.limits_lab import limited_keys  # noqa: F401 - a fixture: real limit state made by workers
+
 SECRET = "test-secret-of-at-least-thirty-two-characters"
 
 

@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from genqueue.jobs.enqueue import enqueue
 from tests.api.test_jobs_api import drain
+from tests.helpers import wait_for
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -62,3 +63,38 @@ def test_metrics_token(settings, conn):
         assert c.get("/metrics").status_code == 401
         assert c.get("/metrics", headers={"Authorization": "Bearer wrong"}).json()["error"]["code"] == "UNAUTHORIZED"
         assert c.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code == 200
+
+
+def test_limit_metrics_follow_each_keys_state(client, conn, limited_keys):
+    """A key holding its one slot with two jobs parked behind it, and a key paused by a 429: the limit
+    families say so, and equal what the limits store describes."""
+    from genqueue.limits.store import describe
+
+    m = samples(client.get("/metrics").text)
+    held, paused = (("key", limited_keys.held),), (("key", limited_keys.paused),)
+    assert m[("genqueue_limit_in_flight", held)] == 1 and m[("genqueue_limit_parked", held)] == 2
+    assert m[("genqueue_limit_throttled_total", held)] == 2 and m[("genqueue_limit_rate_limited_total", held)] == 0
+    assert m[("genqueue_limit_rate_limited_total", paused)] == 1 and m[("genqueue_limit_parked", paused)] == 0
+
+    def state(key):
+        return {s: m[("genqueue_limit_state", (("key", key), ("state", s)))] for s in
+                ("closed", "paused", "open", "half-open")}
+
+    assert state(limited_keys.held) == {"closed": 1, "paused": 0, "open": 0, "half-open": 0}
+    assert state(limited_keys.paused) == {"closed": 0, "paused": 1, "open": 0, "half-open": 0}
+    for row in describe(conn, limited_keys.held) + describe(conn, limited_keys.paused):
+        label = (("key", row["key"]),)
+        assert m[("genqueue_limit_paused_total", label)] == row["counters"].get("paused", 0)
+        assert m[("genqueue_limit_in_flight", label)] == row["in_flight"]
+        opens = ("genqueue_limit_breaker_opens_total", label)
+        if "breaker_opens" in row["counters"]:  # counted once the store has a breaker
+            assert m[opens] == row["counters"]["breaker_opens"]
+        else:
+            assert opens not in m
+    conn.set(limited_keys.release, 1)  # the holder ends and its release wakes the parked jobs, one at a time
+
+    def drained():
+        now = samples(client.get("/metrics").text)
+        return now[("genqueue_limit_parked", held)] == 0 and now[("genqueue_limit_in_flight", held)] == 0
+
+    wait_for(drained, message="the parked jobs to run once the holder released its slot")

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from tests.api.conftest import api_env, api_process  # noqa: F401 - fixtures reused here
+from tests.api.conftest import api_env, api_process, limited_keys  # noqa: F401 - fixtures reused here
 
 CHROMIUM = os.environ.get("GENQUEUE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 

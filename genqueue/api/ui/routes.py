@@ -18,6 +18,7 @@ from ...dlq.store import Filters
 from ...errors import GenqueueError, InvalidInput
 from ...jobs.enqueue import check_job_id
 from ...jobs.status import job_status, without_tracebacks
+from ...limits.store import describe as describe_limits
 from ...runs.rules import check_run_id
 from ...runs.store import retry_failed, snapshot
 from ...support.secrets import mask
@@ -32,6 +33,23 @@ from . import sessions
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def time_left(seconds: float | None) -> str:
+    """A pause's or an open breaker's time left, as a person reads it: 42 s, 4 min 58 s, 1 h 5 min."""
+    if seconds is None:
+        return ""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+templates.env.filters["time_left"] = time_left
 
 
 class NeedsLogin(Exception):
@@ -133,10 +151,19 @@ def bar_chart(values: list[int], width: int = 480, height: int = 80) -> dict[str
     return {"width": width, "height": height, "bars": bars, "max": max(values, default=0)}
 
 
-def admin_only(request: Request, s: sessions.Session) -> Response | None:
+def admin_only(request: Request, s: sessions.Session, what: str = "The dead-letter queue") -> Response | None:
     if s.principal.is_admin:
         return None
-    return refuse(request, s, "The dead-letter queue is for admins.", 403)
+    return refuse(request, s, f"{what} is for admins.", 403)
+
+
+@router.get("/providers", response_class=HTMLResponse)
+def providers(request: Request, s: sessions.Session = Depends(session), state: ServiceState = Depends(service)):
+    if (refused := admin_only(request, s, "The providers page")) is not None:
+        return refused
+    return page(request, "providers.html", s, limits=[mask(row) for row in describe_limits(state.connection)])
+
+
 
 
 @router.get("/dlq", response_class=HTMLResponse)

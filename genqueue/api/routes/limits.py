@@ -1,0 +1,45 @@
+"""/api/limits (admin only): the provider limit keys as `genqueue limits --json` shows them — state, in
+flight / cap, rate, parked jobs, counters — over genqueue.limits.store.describe. Read-only: limits are set
+with `genqueue limits set`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...limits.store import describe
+from ...support.secrets import mask
+from ...tenants.tenancy import Principal
+from ..deps import ServiceState, admin, service
+
+router = APIRouter(prefix="/api/limits", tags=["limits (admin)"])
+
+
+class LimitRow(BaseModel):
+    # extra="allow": fields the limits store adds later reach the answer without a change here
+    model_config = ConfigDict(extra="allow")
+
+    key: str = Field(description="the limit key, e.g. openai:gpt-image-1")
+    state: str = Field(description="closed (calls go through), paused (a 429's Retry-After), open (the breaker: "
+                                   "calls held), half-open (one probe call out)")
+    paused_for_s: float | None = Field(None, description="seconds left while paused or open")
+    in_flight: int = Field(description="jobs of this key holding a concurrency slot now")
+    concurrency: int | None = Field(None, description="the cap (override, else declared); null: none")
+    rate: str | None = Field(None, description="calls per period, e.g. 5/s; null: none")
+    window_calls: int = Field(description="calls in the rate's current window")
+    parked: int = Field(description="jobs waiting off the queue for this key")
+    overridden: bool = Field(description="set with `genqueue limits set` (wins over the task's declaration)")
+    counters: dict[str, int] = Field(description="totals: throttled, paused, parked, woken, pauses, rate_limited, "
+                                                 "breaker_opens, probes")
+    rate_limited_1m: int | None = Field(None, description="429s answered in the last minute")
+
+
+class LimitsPage(BaseModel):
+    data: list[LimitRow]
+
+
+@router.get("", summary="Provider limit keys: state, in flight / cap, rate, parked, counters",
+            response_model=LimitsPage)
+def list_limits(key: str | None = Query(None, description="only this key (an unknown key shows zeros)"),
+                _: Principal = Depends(admin), state: ServiceState = Depends(service)) -> dict:
+    return {"data": mask(describe(state.connection, key))}
