@@ -35,8 +35,10 @@ LIMIT_COUNTERS = {  # limits store counter -> family (without _total), help
     "paused": ("genqueue_limit_paused", "Jobs parked because the key was paused (a 429's Retry-After)"),
     "rate_limited": ("genqueue_limit_rate_limited", "429 answers from the provider for this key"),
     "breaker_opens": ("genqueue_limit_breaker_opens", "Times the key's breaker opened (5xx/timeout storms)"),
+    "held": ("genqueue_limit_held", "Jobs parked because the key's breaker was open or its probe out"),
+    "probes": ("genqueue_limit_probes", "Probe calls let through a half-open breaker"),
 }
-ALWAYS_COUNTED = ("throttled", "paused", "rate_limited")  # exported as 0 before the first; the rest once present
+ALWAYS_COUNTED = ("throttled", "paused", "rate_limited", "breaker_opens")  # 0 before the first; the rest once present
 
 
 def read(connection: Redis, queues: Iterable[str], now: float | None = None) -> dict[str, dict]:

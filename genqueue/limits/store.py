@@ -47,14 +47,17 @@ def _num(value: bytes | None) -> int:
     return int(value) if value not in (None, b"") else 0
 
 
+READS = 9  # per key, in describe()'s first pipeline
+
+
 def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
-    """One row per limit key: state, in flight / cap, rate, parked, counters."""
+    """One row per limit key: state, in flight / cap, rate, parked, counters. Three round trips whatever
+    the number of keys (names, every key's state, its parked lists' lengths): metrics scrape it."""
     names = [check_key(key)] if key else sorted(k.decode() for k in connection.smembers(keys.LIMITS_KNOWN))
     now = int(time.time() * 1000)
-    rows = []
-    for name in names:
-        p = keys.limit_prefix(name)
-        with connection.pipeline(transaction=False) as reads:
+    with connection.pipeline(transaction=False) as reads:
+        for name in names:
+            p = keys.limit_prefix(name)
             reads.hgetall(p + "cfg")
             reads.zcount(p + "slots", now, "+inf")
             reads.zcount(p + "win", "-inf", "+inf")
@@ -64,12 +67,21 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             reads.hgetall(p + "brk")
             reads.hgetall(p + "health")
             reads.hmget(p + "learned", "n", "period")
-            cfg, in_flight, window, pause, ring, stats, brk, health, learned = reads.execute()
+        replies = reads.execute() if names else []
+    per_key = [replies[READS * i: READS * i + READS] for i in range(len(names))]
+    with connection.pipeline(transaction=False) as reads:
+        lengths = []
+        for name, (*_, ring, _stats, _brk, _health, _learned) in zip(names, per_key):
+            tenants = list(dict.fromkeys(ring))
+            lengths.append(len(tenants))
+            for tenant in tenants:
+                reads.llen(keys.limit_prefix(name) + "parked:" + tenant.decode())
+        parked_lists = iter(reads.execute() if any(lengths) else [])
+    rows = []
+    for name, reply, count in zip(names, per_key, lengths):
+        cfg, in_flight, window, pause, _ring, stats, brk, health, learned = reply
+        parked = sum(next(parked_lists) for _ in range(count))
         cfg = {k.decode(): v for k, v in cfg.items()}
-        with connection.pipeline(transaction=False) as reads:
-            for tenant in dict.fromkeys(ring):
-                reads.llen(p + "parked:" + tenant.decode())
-            parked = sum(reads.execute()) if ring else 0
 
         def pick(field: str) -> int:
             return _num(cfg.get(field)) or _num(cfg.get("declared_" + field))
