@@ -9,8 +9,8 @@
 --   P..'stats'   HASH   throttled, paused, parked, woken, pauses, rate_limited, held, breaker_opens, probes
 --   P..'brk'     HASH   the breaker when not closed: state ('open' | 'half-open'), until (ms), cooldown (ms),
 --                       probe (the job id let through to test the provider), probe_until (its lease end, ms)
---   P..'obs', P..'learned'  HASH  with no rate set or declared: calls let through since the last 429's resume
---                       time, and the rate learned from them (n, period ms; expires after 10 min; lim_learn)
+--   P..'calls'   ZSET   with no rate set or declared: the calls let through in the last 10 s; P..'obs' HASH
+--                       the last 429 burst; P..'learned' HASH the rate learned from them (n, period ms)
 --   P..'health'  HASH   the last minute's outcomes in six 10-s buckets, slot i = bucket % 6: b<i> (bucket
 --                       number), c<i> (calls answered), f<i> (of them TRANSIENT/TIMEOUT), r<i> (429s)
 -- and two global keys: WAKE (ZSET limit key -> when to look at its parked jobs again, ms) and KNOWN (SET).
@@ -33,30 +33,44 @@ local function lim_config(p, cap, n, period)
   return cap, n, period
 end
 
--- No rate set or declared: learn one from the provider's 429s. Between one 429's resume time and the next
--- 429's, the provider let `calls` calls through in (resume - since) ms: that is its rate as seen from here,
--- enforced like a declared rate (the sliding log) for LEARN_TTL_MS and re-learned at every new 429 — so
--- the key's jobs wait for the next free call instead of racing into a 429 each time a pause ends.
-local LEARN_TTL_MS = 600000
-local function lim_learn(p, now, outcome, pause_ms)
+-- No rate set or declared: learn one from the provider's 429s. A 429 says "not before resume = now +
+-- Retry-After"; the provider let `calls` calls through from `start` (the previous burst's resume time, or
+-- 10 s ago, or the first call since, whichever is latest) until now: `calls` per (resume - start) is its rate as seen from here. One 429
+-- alone teaches nothing (a stray 429 — a user's quota, an overloaded replica — is not a rate): the rate is
+-- learned when a second 429 comes before the first one's resume time, i.e. calls kept hitting a full
+-- window; and only the last 10 s count, so a learned rate is about what the key was really doing, never a
+-- trickle averaged over minutes of pauses. It is enforced like a declared rate (the sliding log) for ten
+-- of its periods (10 s to 2 min), then forgotten until the next burst re-learns it: the end of a pause is
+-- no longer a race of every parked job into the next 429.
+local LEARN_SPAN_MS = 10000
+local function lim_learn(p, job_id, now, outcome, pause_ms)
   local c = redis.call('HMGET', p .. 'cfg', 'rate_n', 'declared_rate_n')
   if (tonumber(c[1]) or 0) > 0 or (tonumber(c[2]) or 0) > 0 or outcome == '' then return end
-  local obs = p .. 'obs'
-  local o = redis.call('HMGET', obs, 'since', 'calls')
+  local calls_log, obs = p .. 'calls', p .. 'obs'
   if outcome ~= 'limited' then
-    if not o[1] then redis.call('HSET', obs, 'since', now) end
-    redis.call('HINCRBY', obs, 'calls', 1)
-    redis.call('PEXPIRE', obs, LEARN_TTL_MS)
+    redis.call('ZADD', calls_log, now, job_id .. ':' .. now)
+    redis.call('ZREMRANGEBYSCORE', calls_log, '-inf', now - LEARN_SPAN_MS)
+    redis.call('PEXPIRE', calls_log, 2 * LEARN_SPAN_MS)
     return
   end
   if pause_ms <= 0 then return end
-  local calls, since, resume = tonumber(o[2]) or 0, tonumber(o[1]) or now, now + pause_ms
-  redis.call('HSET', obs, 'since', resume, 'calls', 0)
-  redis.call('PEXPIRE', obs, LEARN_TTL_MS)
-  if calls >= 1 and resume > since then
-    redis.call('HSET', p .. 'learned', 'n', calls, 'period', resume - since)
-    redis.call('PEXPIRE', p .. 'learned', LEARN_TTL_MS)
+  local o = redis.call('HMGET', obs, 'resume', 'start', 'calls')
+  local resume = tonumber(o[1])
+  if resume and now < resume then  -- the burst's second 429: learn from what its first one saw
+    local calls, start = tonumber(o[3]) or 0, tonumber(o[2]) or 0
+    if calls >= 1 and resume > start then
+      local period = resume - start
+      redis.call('HSET', p .. 'learned', 'n', calls, 'period', period)
+      redis.call('PEXPIRE', p .. 'learned', math.max(10000, math.min(120000, 10 * period)))
+    end
+    return
   end
+  local start = math.max(resume or 0, now - LEARN_SPAN_MS)
+  local oldest = redis.call('ZRANGEBYSCORE', calls_log, start, now, 'WITHSCORES', 'LIMIT', 0, 1)
+  if oldest[2] then start = math.max(start, tonumber(oldest[2])) end  -- a key just starting: from its first call
+  local calls = redis.call('ZCOUNT', calls_log, start, now)
+  redis.call('HSET', obs, 'resume', now + pause_ms, 'start', start, 'calls', calls)
+  redis.call('PEXPIRE', obs, 600000)
 end
 
 -- the breaker's cooldown (ms; 0: no breaker for this key): `genqueue limits set --cooldown`, else the
@@ -282,7 +296,7 @@ end
 local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
                            default_cooldown)
   redis.call('ZREM', p .. 'slots', job_id)
-  lim_learn(p, now, outcome, pause_ms)
+  lim_learn(p, job_id, now, outcome, pause_ms)
   local event = lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown)
   if pause_ms > 0 then
     if outcome == 'limited' then redis.call('HINCRBY', p .. 'stats', 'rate_limited', 1) end

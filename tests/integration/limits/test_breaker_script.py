@@ -127,22 +127,44 @@ def test_no_breaker_with_a_zero_cooldown(key, conn):
     assert key.state() == {}
 
 
-def test_a_key_with_no_rate_learns_one_from_its_429s(key, conn):
+def test_a_key_with_no_rate_learns_one_from_a_burst_of_429s(key, conn):
     t = 1_000_000
     for i, at in enumerate((t, t + 100, t + 150)):  # three calls let through ...
         assert key.acquire(f"c{i}", at) == "ok"
         key.release(f"c{i}", at, "ok")
-    assert key.acquire("x", t + 200) == "ok"
     key.release("x", t + 200, "limited", pause=800)  # ... then a 429: "retry in 800 ms"
+    assert not conn.exists(key.prefix + "learned")  # one 429 alone teaches nothing
+    key.release("y", t + 210, "limited", pause=790)  # a second one before the first's resume time: a real limit
     # the provider allowed 3 calls from t to t + 1000 (the 429's resume time): 3 per second, as a sliding log
     assert conn.hmget(key.prefix + "learned", "n", "period") == [b"3", b"1000"]
-    assert conn.pttl(key.prefix + "learned") > 0  # forgotten after a while, re-learned at the next 429
+    assert 0 < conn.pttl(key.prefix + "learned") <= 10_000  # ten periods, at least 10 s: then re-learned
     conn.delete(key.prefix + "pause")
     assert [key.acquire(f"d{i}", t + 1000) for i in range(4)] == ["ok", "ok", "ok", "throttled"]
+
+
+def test_stray_429s_teach_nothing(key, conn):
+    t = 1_000_000
+    for n in range(5):  # a 429 now and then, each long after the last one's resume time
+        key.release(f"ok{n}", t + n * 10_000, "ok")
+        key.release(f"x{n}", t + n * 10_000 + 1, "limited", pause=2_000)
+    assert not conn.exists(key.prefix + "learned")
 
 
 def test_a_declared_rate_is_never_replaced_by_a_learned_one(key, conn):
     conn.hset(key.prefix + "cfg", "declared_rate_n", 10)
     key.release("a", 1_000_000, "ok")
     key.release("b", 1_000_100, "limited", pause=500)
+    key.release("c", 1_000_110, "limited", pause=490)
     assert not conn.exists(key.prefix + "learned")
+
+
+def test_only_the_last_ten_seconds_teach_the_rate(key, conn):
+    t = 1_000_000
+    for n in range(30):  # one call every 2 s for a minute: the key's real pace
+        key.release(f"c{n}", t + n * 2_000, "ok")
+    now = t + 29 * 2_000 + 500
+    key.release("x", now, "limited", pause=500)
+    key.release("y", now + 1, "limited", pause=499)
+    n, period = (int(v) for v in conn.hmget(key.prefix + "learned", "n", "period"))
+    # 6 calls in the last 10 s (not 30 over a minute): about the pace it really had, 0.5-0.6 calls/s
+    assert n == 6 and period == 10_500
