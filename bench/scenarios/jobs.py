@@ -6,6 +6,7 @@ from typing import Any
 
 NOOP = "bench.scenarios.jobs.noop"
 FLAKY = "bench.scenarios.jobs.flaky"
+PROVIDER_CALL = "bench.scenarios.jobs.provider_call"
 
 
 class BenchProviderError(Exception):
@@ -37,6 +38,17 @@ def flaky(payload: dict[str, Any]) -> int:
     if failed_attempts(job) < int(payload["fail"]):
         raise BenchProviderError("HTTP 503: service temporarily unavailable (bench)")
     return 1
+
+
+def provider_call(payload: dict[str, Any]) -> dict[str, Any]:
+    """Bare RQ's generate: one call of the provider GENQUEUE_PROVIDER names (the simulated one, with its
+    shared GENQUEUE_SIM_RATE_LIMIT), as genqueue's built-in task makes it; its errors just fail the job."""
+    from rq import get_current_job
+
+    from genqueue.tasks.providers import default_provider
+
+    job = get_current_job()
+    return default_provider().call(payload, attempt=failed_attempts(job) + 1, job_id=job.id)
 
 
 def _register() -> None:

@@ -11,14 +11,13 @@ by duck typing (`.status_code`, `.response.headers`, `.body`, `.details`), so no
 
 from __future__ import annotations
 
-import email.utils
-import math
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .headers import header, parse_retry_after, reset_wait
+from .headers import seconds as _seconds
 from .kinds import ErrorKind
 
 
@@ -114,48 +113,6 @@ def headers_of(exc: BaseException) -> Any:
     return headers or getattr(exc, "headers", None) or headers
 
 
-def header(headers: Any, name: str) -> Any:
-    """One header's value, its name matched case-insensitively (httpx/requests headers, or a plain dict)."""
-    if headers is None:
-        return None
-    try:
-        value = headers.get(name)
-    except (AttributeError, TypeError):
-        return None
-    if value is not None:
-        return value
-    lowered = name.lower()
-    try:
-        return next((v for k, v in headers.items() if str(k).lower() == lowered), None)
-    except (AttributeError, TypeError):
-        return None
-
-
-def _seconds(value: Any) -> float | None:
-    """A non-negative, finite number of seconds from a number or a numeric string; None otherwise."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        seconds = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def parse_retry_after(value: Any, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After value (seconds or an HTTP date); None for garbage or negatives."""
-    seconds = _seconds(value)
-    if seconds is not None or not isinstance(value, str):
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
@@ -203,12 +160,16 @@ def _retry_after_sources(exc: BaseException) -> Iterator[tuple[Any, Callable[[An
     yield ms, lambda raw: None if (s := _seconds(raw)) is None else s / 1000
     yield header(headers, "retry-after"), parse_retry_after
     yield retry_info_delay(exc), parse_duration
+    if status_code_of(exc) == 429:  # the limits' own headers (retry/headers.py): a 429 that said nothing else
+        yield reset_wait(headers), _seconds
 
 
 def retry_after_from(exc: BaseException) -> tuple[float | None, Any]:
     """(seconds, None) from the first valid source — the exception's `retry_after`, a `retry-after-ms`
-    header, a `Retry-After` header (seconds or HTTP date), a google.rpc.RetryInfo `retryDelay` in the body —
-    or (None, the first raw value that was present but garbage), or (None, None) when there was none."""
+    header, a `Retry-After` header (seconds or HTTP date), a google.rpc.RetryInfo `retryDelay` in the body,
+    and for a 429 the latest reset among its exhausted limits (`x-ratelimit-remaining-*: 0` with
+    `x-ratelimit-reset-*`, Anthropic's `anthropic-ratelimit-*-remaining`/`-reset`) — or (None, the first raw
+    value that was present but garbage), or (None, None) when there was none."""
     bad = None
     for raw, parse in _retry_after_sources(exc):
         if raw is None:

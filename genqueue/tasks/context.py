@@ -2,12 +2,22 @@
 
 Use the job id as an idempotency key towards a provider, so a retry after a timeout is not billed twice;
 `attempt` counts every attempt across retries and replays; `deadline` is when the worker will stop the
-attempt (the job timeout), as a Unix time."""
+attempt (the job timeout), as a Unix time. `pause_key(seconds)` tells the worker that the provider's limit
+is spent (its headers said so): the move that ends this attempt pauses the job's limit key until then, so
+the key's next jobs park instead of calling into a 429."""
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
+
+# job id → Unix time its limit key should stay paused until, from pause_key; taken (once) by the worker's
+# move that ends the attempt, in the same process (a forking worker's work horse runs both).
+_pauses: dict[str, float] = {}
+_pauses_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +29,27 @@ class TaskContext:
     replays: int
     tenant: str | None
     deadline: float | None
+
+    def pause_key(self, seconds: float) -> None:
+        """Pause this job's limit key for `seconds` from now when this attempt ends (a pause only grows: the
+        latest end wins). For a provider's "limit spent, resets in N s" on a successful answer; a 429 needs
+        no call (its Retry-After already pauses the key). A job without a limit key is not paused."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+                or seconds < 0:
+            raise ValueError(f"pause_key takes seconds >= 0, not {seconds!r}")
+        until = time.time() + seconds
+        with _pauses_lock:
+            _pauses[self.job_id] = max(until, _pauses.get(self.job_id, 0.0))
+
+
+def take_pause(job_id: str, *, now: float | None = None) -> float:
+    """Seconds the job's key is still to be paused for (its tasks' pause_key calls, the latest end), 0 when
+    none; forgotten once taken."""
+    with _pauses_lock:
+        until = _pauses.pop(job_id, None)
+    if until is None:
+        return 0.0
+    return max(0.0, until - (time.time() if now is None else now))
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("genqueue_task", default=None)

@@ -19,6 +19,7 @@ from ..limits.rules import BREAKER_MIN_CALLS, Limits, generate_key, lease_ms, pa
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Decision, Failure
 from ..retry.meta import gq
+from ..tasks.context import take_pause
 from ..tasks.registry import lookup
 
 NO_LIMITS = Limits()
@@ -67,7 +68,8 @@ def acquire_args(limit: JobLimit | None, job, intermediate_key: str) -> list[Any
 
 
 def pause_ms(decision: Decision | None, failure: Failure | None) -> int:
-    """A 429 with a Retry-After pauses its whole key until then: the key's other jobs park, not call."""
+    """A 429 with a Retry-After pauses its whole key until then: the key's other jobs park, not call. (Its
+    retry_after may come from the limits' reset headers instead: retry/headers.py.)"""
     if decision is None or failure is None or decision.kind is not ErrorKind.RATE_LIMITED:
         return 0
     return int((failure.retry_after or 0) * 1000)
@@ -85,6 +87,10 @@ def outcome_of(decision: Decision | None) -> str:
 
 
 def release_args(limit: JobLimit | None, job_id: str, pause: int = 0, outcome: str = "ok") -> list[Any]:
+    """The release of the move that ends an attempt (success, retry, dead letter). Its pause is the longer
+    of the move's own (`pause_ms`) and what the attempt asked for through `genqueue.current().pause_key`
+    (a provider's headers saying a limit is spent): taken here, once, for every move alike."""
+    pause = max(pause, int(take_pause(job_id) * 1000))
     if limit is None:
         return []
     return [limit.prefix, keys.LIMITS_WAKE, limit.key, job_id, now_ms(), pause, keys.RQ_JOB_PREFIX,

@@ -4,7 +4,9 @@ Headers: `Idempotency-Key: <job id>` (a retry of the job carries the same key) a
 GENQUEUE_PROVIDER_TOKEN is set, `Authorization: Bearer <token>`. Any other status raises ProviderHTTPError,
 an `httpx.HTTPStatusError` that also carries `status_code`, `headers` (so the classifier sees Retry-After)
 and `retry_after` from `retry-after-ms`; httpx's timeouts and connection errors propagate as they are
-(classified TIMEOUT and TRANSIENT by type name). The client never retries and never follows redirects:
+(classified TIMEOUT and TRANSIENT by type name). A 2xx whose limit headers say a limit is spent
+(`x-ratelimit-remaining-*: 0`, `anthropic-ratelimit-*-remaining: 0`, …, with their reset) pauses the job's
+limit key until the reset (providers/headers.py). The client never retries and never follows redirects:
 genqueue retries the job. The token is never logged, and never part of an error's message: a server that
 echoes the request back in its error body gets the token replaced by ***.
 """
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ...errors import InvalidInput
+from .headers import pause_if_spent
 from .timeouts import call_timeout, configured_timeout
 
 BODY_SNIPPET = 500  # characters of an error body kept in the message (and so in the job's history)
@@ -82,6 +85,7 @@ class HTTPProvider:
                                     timeout=call_timeout(self.timeout_s))
         if not response.is_success:
             raise ProviderHTTPError(response, url=self.url, secrets=(self._token or "",))
+        pause_if_spent(response.headers)  # a 2xx saying a limit is spent (remaining 0) pauses the key
         try:
             return response.json()
         except ValueError:

@@ -11,7 +11,9 @@ The result is the API's answer as JSON (`model_dump(mode="json")`), with every b
 `data[i].b64_json`; responses: an `image_generation_call`'s `result`) written to the artifact store and
 replaced by `"uri"`.
 
-The client makes exactly one HTTP request per call: `max_retries=0`, because genqueue retries the job
+A successful answer whose `x-ratelimit-remaining-requests` (or `-tokens`) is 0 pauses the job's limit key
+until its `x-ratelimit-reset-*` (providers/headers.py), so the key's next jobs park instead of calling into
+a 429. The client makes exactly one HTTP request per call: `max_retries=0`, because genqueue retries the job
 (the SDK's default of 2 retries would multiply with genqueue's and can sleep past the job timeout), and a
 timeout below the job's. The job id goes out as `Idempotency-Key`, so a provider that honours it does not
 bill a retry after a timeout twice. The SDK is imported on first use, so the other providers never load it.
@@ -25,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import InvalidInput
+from .headers import pause_if_spent
 from .timeouts import call_timeout, configured_timeout
 
 ENDPOINTS = ("images", "chat", "responses")
@@ -132,9 +135,11 @@ class OpenAIProvider:
 
     def call(self, payload: Mapping[str, Any], *, attempt: int, job_id: str) -> dict[str, Any]:
         endpoint, kwargs = build_request(payload)
-        method = method_of(self.client, endpoint)
+        method = method_of(self.client.with_raw_response, endpoint)  # the same call, its headers kept
         # The SDK's errors go to the classifier as they are: it reads their status, retry-after-ms,
-        # Retry-After and x-should-retry, and knows APITimeoutError/APIConnectionError by type and cause.
-        response = method(**kwargs, extra_headers={"Idempotency-Key": job_id}, timeout=call_timeout(self.timeout_s))
-        result = response.model_dump(mode="json")
+        # Retry-After, x-should-retry and the x-ratelimit-* headers, and knows APITimeoutError/
+        # APIConnectionError by type and cause.
+        raw = method(**kwargs, extra_headers={"Idempotency-Key": job_id}, timeout=call_timeout(self.timeout_s))
+        pause_if_spent(raw.headers)  # a 200 with x-ratelimit-remaining-*: 0 pauses the key until the reset
+        result = raw.parse().model_dump(mode="json")
         return externalize(endpoint, result, lambda name, data: self.store.put(job_id, name, data))

@@ -166,5 +166,6 @@ def test_only_the_last_ten_seconds_teach_the_rate(key, conn):
     key.release("x", now, "limited", pause=500)
     key.release("y", now + 1, "limited", pause=499)
     n, period = (int(v) for v in conn.hmget(key.prefix + "learned", "n", "period"))
-    # 6 calls in the last 10 s (not 30 over a minute): about the pace it really had, 0.5-0.6 calls/s
-    assert n == 6 and period == 10_500
+    # 5 calls in the last 10 s (not 30 over a minute), from the first of them to the resume time (9 s):
+    # about the pace it really had, 1 per 2 s
+    assert n == 5 and period == 9_000

@@ -21,6 +21,7 @@ from genqueue.backend.queues import fetch_job
 from genqueue.jobs.status import job_status
 from genqueue.retry.classify import Classifier, retry_after_of
 from genqueue.retry.kinds import ErrorKind
+from genqueue.tasks.context import TaskContext, reset, set_current, take_pause
 from genqueue.tasks.providers import provider_from_env
 from tests.helpers import run_cli, wait_for
 
@@ -207,6 +208,36 @@ def test_429_is_one_request_and_its_retry_after_ms_reaches_the_classifier(api, o
     assert Classifier().classify(info.value) is ErrorKind.RATE_LIMITED and retry_after_of(info.value) == 1.5
 
 
+def test_a_429_without_retry_after_waits_for_the_spent_limits_reset(api, openai_provider):
+    api.script("job-429-reset", Reply(429, {"error": {"message": "Rate limit reached for requests"}}, headers={
+        "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s",
+        "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "20ms"}))
+    with pytest.raises(openai.RateLimitError) as info:
+        openai_provider().call({"prompt": "p", "model": "gpt-image-1"}, attempt=1, job_id="job-429-reset")
+    assert retry_after_of(info.value) == 360.0  # the latest reset among the exhausted limits
+
+
+def test_a_2xx_saying_a_limit_is_spent_asks_the_worker_to_pause_the_key(api, openai_provider):
+    ctx = TaskContext(job_id="job-ctx", task="generate", queue="q", attempt=1, replays=0, tenant=None,
+                      deadline=None)
+    api.script("fresh", Reply(200, images_reply(PNG).body, headers={
+        "x-ratelimit-remaining-requests": "4", "x-ratelimit-reset-requests": "6m0s"}))
+    api.script("spent", Reply(200, images_reply(PNG).body, headers={
+        "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1m0s"}))
+    api.script("spent-http", Reply(200, {"output": "a fox"}, headers={
+        "anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": "2999-01-01T00:00:00Z"}))
+    token = set_current(ctx)
+    try:
+        openai_provider().call({"prompt": "p", "model": "gpt-image-1"}, attempt=1, job_id="fresh")
+        assert take_pause("job-ctx") == 0.0  # limits left: no pause
+        openai_provider().call({"prompt": "p", "model": "gpt-image-1"}, attempt=1, job_id="spent")
+        assert 50 < take_pause("job-ctx") <= 60
+        assert http_provider(api).call({"prompt": "p"}, attempt=1, job_id="spent-http") == {"output": "a fox"}
+        assert take_pause("job-ctx") > 10**9  # the http provider reads them too (Anthropic's, here)
+    finally:
+        reset(token)
+
+
 def test_500_is_one_request(api, openai_provider):
     api.script("job-500", Reply(500, {"error": {"message": "The server had an error"}}), images_reply(PNG))
     with pytest.raises(openai.InternalServerError) as info:
@@ -376,3 +407,36 @@ def test_http_provider_end_to_end(api, env, workers, conn, store, queue_name):
     for text in (json.dumps(entry), json.dumps(info), json.dumps(job_status(conn, store, ok)),
                  json.dumps(fetch_job(conn, flaky).meta), w.log()):
         assert token not in text
+
+
+def test_a_200_saying_the_limit_is_spent_pauses_the_key_and_the_next_job_parks(api, env, workers, conn, store,
+                                                                              queue_name):
+    """OpenAI's headers on a success: requests remaining 0, reset in 10 s. The key `openai:<model>` is paused
+    by the success move itself, so the key's next job parks without a request, and runs once the pause ends."""
+    from genqueue.jobs.enqueue import enqueue as enqueue_job
+    from genqueue.limits.store import describe
+
+    for name in [k for k in env if k.startswith("OPENAI_")]:
+        del env[name]
+    env.update(GENQUEUE_PROVIDER="openai", OPENAI_BASE_URL=f"{api.url}/v1", OPENAI_API_KEY="test",
+               GENQUEUE_PROVIDER_TIMEOUT="20")
+    model, first, second = f"img-{queue_name}", f"spent-{queue_name}", f"next-{queue_name}"
+    spent = {"x-ratelimit-limit-requests": "5", "x-ratelimit-remaining-requests": "0",
+             "x-ratelimit-reset-requests": "10s", "x-ratelimit-limit-tokens": "160000",
+             "x-ratelimit-remaining-tokens": "159976", "x-ratelimit-reset-tokens": "9ms"}
+    api.script(first, Reply(200, images_reply(PNG).body, headers=spent))
+    api.script(second, images_reply(PNG_2))
+    workers()
+    enqueue_job(conn, queue_name, {"prompt": "a red fox", "model": model}, job_id=first)
+    assert wait_status(conn, store, first, "finished")["history"] == []
+
+    [row] = describe(conn, f"openai:{model}")
+    assert row["state"] == "paused" and 0 < row["paused_for_s"] <= 10  # until the reset, from the 200 itself
+    enqueue_job(conn, queue_name, {"prompt": "a grey whale", "model": model}, job_id=second)
+    wait_status(conn, store, second, "parked")
+    assert api.requests_for(second) == []  # parked on the pause: no call into a 429
+    assert describe(conn, f"openai:{model}")[0]["parked"] == 1
+
+    info = wait_status(conn, store, second, "finished")  # the pause ends, the parked job wakes and runs
+    assert info["history"] == [] and len(api.requests_for(second)) == 1 and len(api.requests_for(first)) == 1
+    assert fetch_job(conn, second).return_value()["data"][0]["uri"].endswith(f"/{second}/0.png")
