@@ -16,12 +16,14 @@ A concurrent worker (issue 22): --concurrent N makes one of the W workers a `--c
 W-th kill of the rotation is aimed at it, as soon as it has a job in flight (1 s at most). A job of the mix's
 `crash` outcome SIGKILLs the whole process there (there is no work horse): such a death, exit -9 not sent by
 the run, is counted in `self_crashes` and the worker replaced; any other exit of any worker is in `exited`.
+--latency S sets the simulated provider's latency (default 5 ms: more in flight at each kill when longer).
 
     python -m bench.chaos --jobs 10000 --workers 3 --kill-every 2 --server-kills 3 --freezes 5
     python -m bench.chaos --jobs 2000 --concurrent 8 --limit-concurrency 4 --limit-rate 60/s \\
         --provider-rate 60/s --server-kills 2 --freezes 2
 
-Uses REDIS_URL when set, else an embedded server in a temporary home.
+Uses REDIS_URL when set, else an embedded server in a temporary home. Prints the result as JSON; exit 0
+when every check holds, 1 when one fails, 2 (one line on stderr) for a bad limit or --concurrent option.
 """
 
 from __future__ import annotations
@@ -245,7 +247,9 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
         for _, w in frozen:
             w.proc.send_signal(signal.SIGCONT)
         for w in pool.members:
-            if not w.alive():
+            if w.concurrent_name and w.proc.poll() == -signal.SIGKILL:
+                self_crashes += 1
+            elif not w.alive():
                 exited.append(w.proc.returncode)
             w.stop()
     result = ChaosResult(jobs, workers, kills, round(elapsed, 1), server_kills=done_kills, freezes=done_freezes,
@@ -372,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-rate", default=None, metavar="R", help="declare a rate on it, e.g. 40/s")
     parser.add_argument("--provider-rate", default=None, metavar="R",
                         help="the simulated provider's own limit (GENQUEUE_SIM_RATE_LIMIT): 429 beyond R")
+    parser.add_argument("--latency", type=float, default=0.005, metavar="S",
+                        help="the simulated provider's latency per call (GENQUEUE_SIM_LATENCY)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from genqueue.errors import InvalidInput
@@ -385,11 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.concurrent < 0 or (args.concurrent and args.workers < 2):
             raise InvalidInput("--concurrent N needs N ≥ 1 and --workers ≥ 2 (it is one of them)")
     except InvalidInput as exc:
-        parser.error(str(exc))  # one line on stderr, exit code 2
+        print(f"bench.chaos: {exc}", file=sys.stderr)
+        return 2
     home = tempfile.mkdtemp(prefix="gqchaos-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENQUEUE_")}
     env.update(GENQUEUE_HOME=home, GENQUEUE_BACKOFF_SCALE="0.01", GENQUEUE_LOG_FORMAT="json",
-               GENQUEUE_SIM_LATENCY="0.005", GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3",
+               GENQUEUE_SIM_LATENCY=str(args.latency), GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3",
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     from genqueue.backend.connection import EmbeddedServer
 
