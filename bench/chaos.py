@@ -1,14 +1,29 @@
-"""Chaos run: N jobs with mixed simulated outcomes, W forking workers, one SIGKILLed and replaced every
-K seconds; optionally the server SIGKILLed and restarted mid-run (--server-kills), and workers frozen with
-SIGSTOP for longer than the liveness TTL, then resumed (--freezes). A worker that exits on its own is not
-replaced (no supervisor): it is counted in `exited`, which must stay empty. At the end every job id must
-be in exactly one terminal place (finished xor DLQ), none lost, none completed twice, none stranded in a
-queue or registry (RQ's FailedJobRegistry included), and no job whose first outcome was `ok`
-dead-lettered.
+"""Chaos run: N jobs with mixed simulated outcomes, W workers, one SIGKILLed and replaced every K seconds;
+optionally the server SIGKILLed and restarted mid-run (--server-kills), and workers frozen with SIGSTOP for
+longer than the liveness TTL, then resumed (--freezes). A worker that exits on its own is not replaced (no
+supervisor): it is counted in `exited`, which must stay empty. At the end every job id must be in exactly
+one terminal place (finished xor DLQ), none lost, none completed twice, none stranded in a queue or registry
+(RQ's FailedJobRegistry included), and no job whose first outcome was `ok` dead-lettered.
+
+Provider limits (issue 21): --limit-concurrency N and/or --limit-rate R (e.g. 40/s) declare limits on the
+run's limit key `simulated:<queue>` (`genqueue limits set`), and --provider-rate R makes the simulated
+provider itself answer 429 + Retry-After beyond R calls (GENQUEUE_SIM_RATE_LIMIT). With a tight limit most
+jobs sit parked at any moment; each server kill waits (3 s at most) for a moment with jobs parked and slots
+held. The end state must then also have no parked list left non-empty, no job still `deferred`, the queue's
+parked counter (`genqueue:parked`) back to 0 and no live slot lease left in the key's `slots`.
+
+A concurrent worker (issue 22): --concurrent N makes one of the W workers a `--concurrency N` worker; every
+W-th kill of the rotation is aimed at it, as soon as it has a job in flight (1 s at most). A job of the mix's
+`crash` outcome SIGKILLs the whole process there (there is no work horse): such a death, exit -9 not sent by
+the run, is counted in `self_crashes` and the worker replaced; any other exit of any worker is in `exited`.
+--latency S sets the simulated provider's latency (default 5 ms: more in flight at each kill when longer).
 
     python -m bench.chaos --jobs 10000 --workers 3 --kill-every 2 --server-kills 3 --freezes 5
+    python -m bench.chaos --jobs 2000 --concurrent 8 --limit-concurrency 4 --limit-rate 60/s \\
+        --provider-rate 60/s --server-kills 2 --freezes 2
 
-Uses REDIS_URL when set, else an embedded server in a temporary home.
+Uses REDIS_URL when set, else an embedded server in a temporary home. Prints the result as JSON; exit 0
+when every check holds, 1 when one fails, 2 (one line on stderr) for a bad limit or --concurrent option.
 """
 
 from __future__ import annotations
@@ -37,6 +52,8 @@ MIX = [  # (weight, outcomes, max_retries)
     (5, ["422"], None),
     (5, ["503"], 1),
 ]
+KILL_WAIT_S = 1.0  # how long a kill aimed at the concurrent worker waits for it to have a job in flight
+SERVER_KILL_WAIT_S = 3.0  # how long a server kill waits for jobs parked and slots held (with a limit)
 
 
 @dataclass
@@ -57,56 +74,121 @@ class ChaosResult:
     server_kills: int = 0
     freezes: int = 0
     exited: list[int] = field(default_factory=list)  # exit codes of workers that ended on their own
+    # -- limits (issue 21) ------------------------------------------------------------------------------------
+    limit_key: str | None = None
+    deferred: list[str] = field(default_factory=list)  # jobs still parked (RQ status deferred) at the end
+    parked_left: int = 0  # ids left in the key's parked lists
+    parked_counter: int = 0  # genqueue:parked's count for the queue
+    slots_held: list[str] = field(default_factory=list)  # live slot leases left (their holders are done)
+    max_parked: int = 0  # the most jobs seen parked at once
+    at_server_kills: list[dict] = field(default_factory=list)  # {"parked": n, "slots": n} at each server kill
+    at_kills: list[tuple[int, int]] = field(default_factory=list)  # (jobs parked, slots held) at each worker kill
+    limit_counters: dict = field(default_factory=dict)  # the key's throttled/paused/parked/woken/... totals
+    provider_429: int = 0  # 429s of the simulated provider's own shared limit
+    # -- the concurrent worker (issue 22) ---------------------------------------------------------------------
+    concurrent: int = 0  # its --concurrency (0: none in the mix)
+    concurrent_kills: list[int] = field(default_factory=list)  # jobs in flight on it at each of its kills
+    concurrent_crash_retries: int = 0  # CRASH retries of jobs abandoned by a dead concurrent worker
+    self_crashes: int = 0  # concurrent worker deaths from the mix's `crash` outcome (the whole process)
 
     @property
     def ok(self) -> bool:
         return not (self.lost or self.both or self.completed_twice or self.ok_first_but_dead or self.stranded
-                    or self.exited) and self.finished + self.dead == self.jobs
+                    or self.exited or self.deferred or self.parked_left or self.parked_counter
+                    or self.slots_held) and self.finished + self.dead == self.jobs
 
 
-def _payloads(n: int, rng: random.Random):
+def _payloads(n: int, rng: random.Random, model: str):
     weights = [w for w, _, _ in MIX]
     for i in range(n):
         _, outcomes, max_retries = rng.choices(MIX, weights)[0]
-        yield i, {"prompt": f"chaos {i}", "user_id": f"u{i % 17}", "simulate": outcomes}, max_retries
+        yield i, {"prompt": f"chaos {i}", "user_id": f"u{i % 17}", "simulate": outcomes, "model": model}, max_retries
+
+
+class _Pool:
+    """The run's workers. The `--concurrency N` one (if any) is named `<queue>-conc-<k>`, so its jobs in
+    flight and the CRASH retries it leaves are found by name; it is replaced by another such worker."""
+
+    def __init__(self, env: dict[str, str], queue: str, workers: int, concurrent: int) -> None:
+        self.env, self.queue, self.concurrent = env, queue, concurrent
+        self.names: list[str] = []  # of every concurrent worker started
+        self.members = [self.start(bool(concurrent) and i == 0) for i in range(workers)]
+
+    def start(self, conc: bool):
+        from tests.helpers import WorkerProcess
+
+        name = f"{self.queue}-conc-{len(self.names)}" if conc else None
+        extra = ("--concurrency", str(self.concurrent), "--name", name) if conc else ()
+        w = WorkerProcess(self.env, self.queue, extra=extra)
+        w.concurrent_name = name
+        if name:
+            self.names.append(name)
+        return w
+
+    def replace(self, w) -> None:
+        self.members.remove(w)
+        w.stop()
+        self.members.append(self.start(w.concurrent_name is not None))
 
 
 def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int = 3, kill_every: float = 2.0,
               deadline_s: float = 300.0, seed: int = 7, log_dir: str | None = None, server_kills: int = 0,
-              freezes: int = 0, freeze_s: float = 3.0, outage_s: float = 2.0) -> ChaosResult:
+              freezes: int = 0, freeze_s: float = 3.0, outage_s: float = 2.0, concurrent: int = 0,
+              limit_concurrency: int | None = None, limit_rate: str | None = None,
+              provider_rate: str | None = None) -> ChaosResult:
     """`server_kills` / `freezes`: how many, spread evenly over the run's progress. Server kills need the
-    embedded server (no REDIS_URL): it is SIGKILLed, left down `outage_s`, then started again."""
+    embedded server (no REDIS_URL): it is SIGKILLed, left down `outage_s`, then started again.
+    `concurrent` N: one of the `workers` is a `--concurrency N` worker. `limit_concurrency` / `limit_rate`:
+    declared on the run's limit key; `provider_rate`: the simulated provider's own limit (429 beyond it)."""
+    from genqueue.backend import keys
     from genqueue.backend.connection import EmbeddedServer, connect_url
     from genqueue.backend.outage import PatientRetry
     from genqueue.dlq.store import DLQStore
     from genqueue.jobs.enqueue import enqueue
-    from tests.helpers import WorkerProcess
+    from genqueue.limits.rules import generate_key
+    from genqueue.limits.store import set_limits
 
+    if concurrent and workers < 2:
+        raise ValueError("a concurrent worker is one of the workers: use at least 2")
     env = dict(env, GENQUEUE_QUEUE=queue, GENQUEUE_TEST_LOGDIR=log_dir or tempfile.mkdtemp())
+    if provider_rate:
+        env["GENQUEUE_SIM_RATE_LIMIT"] = provider_rate
     server = None if env.get("REDIS_URL") else EmbeddedServer(Path(env["GENQUEUE_HOME"]))
     if server_kills and server is None:
         raise ValueError("server kills need the embedded server (unset REDIS_URL)")
     conn = connect_url(env.get("REDIS_URL") or server.url, retry=PatientRetry(120))
     store = DLQStore(conn, queue, retention_s=7 * 86400)
+    model = queue  # a limit key of the run's own: `simulated:<queue>`
+    limit_key = generate_key(env.get("GENQUEUE_PROVIDER") or "simulated", {"model": model})
+    limited = bool(limit_concurrency or limit_rate)
+    if limited:
+        set_limits(conn, limit_key, concurrency=limit_concurrency, rate=limit_rate)
+    conn.delete(keys.SIM_WINDOW, keys.SIM_STATS)
     rng = random.Random(seed)
     first_ok: set[str] = set()
     ids: list[str] = []
-    for i, payload, max_retries in _payloads(jobs, rng):
+    for i, payload, max_retries in _payloads(jobs, rng, model):
         job_id = f"{queue}-{i:06d}"  # unique per run: RQ job ids and result streams are global
         enqueue(conn, queue, payload, job_id=job_id, max_retries=max_retries)
         ids.append(job_id)
         if payload["simulate"][0] == "ok":
             first_ok.add(job_id)
 
-    pool = [WorkerProcess(env, queue) for _ in range(workers)]
-    kills = 0
+    probe = _Probe(conn, queue, limit_key)
+    pool = _Pool(env, queue, workers, concurrent)
+    kills = self_crashes = 0
     exited: list[int] = []
+    concurrent_kills: list[int] = []
+    at_kills: list[tuple[int, int]] = []
+    at_server_kills: list[dict] = []
+    max_parked = 0
     server_marks = [jobs * (k + 1) // (server_kills + 1) for k in range(server_kills)]
     freeze_marks = [jobs * (k + 1) // (freezes + 2) for k in range(freezes)]
     frozen: list[tuple[float, object]] = []  # (thaw at, worker)
     done_kills = done_freezes = 0
     started = time.monotonic()
     next_kill = started + kill_every
+    server_due_since = aim_since = None
     try:
         while True:
             finished, dead = _terminal_counts(conn, store, ids)
@@ -115,44 +197,93 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
             now = time.monotonic()
             if now - started > deadline_s:
                 break
-            for w in [w for w in pool if not w.alive()]:  # ended on its own: no supervisor replaces it
-                pool.remove(w)
+            max_parked = max(max_parked, probe.parked())
+            for w in [w for w in pool.members if not w.alive()]:  # ended on its own: no supervisor
+                if w.concurrent_name and w.proc.returncode == -signal.SIGKILL:  # the mix's crash took the process
+                    self_crashes += 1
+                    pool.replace(w)
+                    continue
+                pool.members.remove(w)
                 exited.append(w.proc.returncode)
                 w.stop()
             for thaw_at, w in [f for f in frozen if f[0] <= now]:
                 w.proc.send_signal(signal.SIGCONT)
                 frozen.remove((thaw_at, w))
             if done_kills < server_kills and finished + dead >= server_marks[done_kills]:
-                os.kill(int(server.pidfile.read_text()), signal.SIGKILL)
-                time.sleep(outage_s)  # the outage itself
-                server.start()
-                done_kills += 1
-            thawed = [w for w in pool if all(w is not f for _, f in frozen)]
+                server_due_since = server_due_since or now
+                parked, slots = probe.parked(), probe.slots()
+                if not limited or (parked and slots) or now - server_due_since > SERVER_KILL_WAIT_S:
+                    at_server_kills.append({"parked": parked, "slots": slots})
+                    os.kill(int(server.pidfile.read_text()), signal.SIGKILL)
+                    time.sleep(outage_s)  # the outage itself
+                    server.start()
+                    done_kills += 1
+                    server_due_since = None
+            thawed = [w for w in pool.members if all(w is not f for _, f in frozen)]
             if done_freezes < freezes and finished + dead >= freeze_marks[done_freezes] and thawed:
                 victim = rng.choice(thawed)
                 victim.proc.send_signal(signal.SIGSTOP)
                 frozen.append((now + freeze_s, victim))
                 done_freezes += 1
             if now >= next_kill and thawed:
-                victim = thawed[rng.randrange(len(thawed))]
-                pool.remove(victim)
+                aimed = [w for w in thawed if w.concurrent_name] if concurrent and kills % workers == 0 else []
+                victim = aimed[0] if aimed else rng.choice([w for w in thawed if not w.concurrent_name] or thawed)
+                in_flight = probe.in_flight(victim.concurrent_name) if victim.concurrent_name else 0
+                aim_since = aim_since or now
+                if victim.concurrent_name and not in_flight and now - aim_since < KILL_WAIT_S:
+                    time.sleep(0.01)
+                    continue  # aimed at the concurrent worker: kill it with jobs in flight
+                at_kills.append((probe.parked(), probe.slots()))
                 victim.kill()
-                victim.stop()
                 kills += 1
-                pool.append(WorkerProcess(env, queue))
+                if victim.concurrent_name:
+                    concurrent_kills.append(in_flight)
+                pool.replace(victim)
                 next_kill = now + kill_every * rng.uniform(0.5, 1.5)
+                aim_since = None
             time.sleep(0.1)
     finally:
         elapsed = time.monotonic() - started
         for _, w in frozen:
             w.proc.send_signal(signal.SIGCONT)
-        for w in pool:
-            if not w.alive():
+        for w in pool.members:
+            if w.concurrent_name and w.proc.poll() == -signal.SIGKILL:
+                self_crashes += 1
+            elif not w.alive():
                 exited.append(w.proc.returncode)
             w.stop()
     result = ChaosResult(jobs, workers, kills, round(elapsed, 1), server_kills=done_kills, freezes=done_freezes,
-                         exited=exited)
-    return _audit(conn, store, queue, ids, first_ok, result)
+                         exited=exited, limit_key=limit_key, max_parked=max_parked, at_server_kills=at_server_kills,
+                         at_kills=at_kills,
+                         concurrent=concurrent, concurrent_kills=concurrent_kills, self_crashes=self_crashes)
+    return _audit(conn, store, queue, ids, first_ok, result, set(pool.names))
+
+
+class _Probe:
+    """Reads of the run's state while it runs: parked jobs, held slots, a worker's jobs in flight."""
+
+    def __init__(self, conn, queue: str, limit_key: str) -> None:
+        from genqueue.backend import keys
+
+        self.conn, self.queue = conn, queue
+        self.parked_key, self.slots_key = keys.PARKED, keys.limit_prefix(limit_key) + "slots"
+
+    def parked(self) -> int:
+        return int(self.conn.hget(self.parked_key, self.queue) or 0)
+
+    def slots(self) -> int:
+        return self.conn.zcount(self.slots_key, int(time.time() * 1000), "+inf")
+
+    def in_flight(self, worker_name: str) -> int:
+        """How many executions of this worker are in the queue's started registry."""
+        from genqueue.backend import keys
+
+        members = self.conn.zrange(f"rq:wip:{self.queue}", 0, -1)
+        with self.conn.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.hget(keys.RQ_EXECUTION_PREFIX.encode() + member, "worker_name")
+            owners = pipe.execute()
+        return sum(1 for o in owners if o == worker_name.encode())
 
 
 def _terminal_counts(conn, store, ids) -> tuple[int, int]:
@@ -166,10 +297,12 @@ def _terminal_counts(conn, store, ids) -> tuple[int, int]:
     return finished, dead
 
 
-def _audit(conn, store, queue, ids, first_ok, result: ChaosResult) -> ChaosResult:
+def _audit(conn, store, queue, ids, first_ok, result: ChaosResult, concurrent_names: set[str]) -> ChaosResult:
     from rq.job import Job
 
+    from genqueue.backend import keys
     from genqueue.backend.queues import SERIALIZER
+    from genqueue.limits.store import describe
 
     with conn.pipeline(transaction=False) as pipe:
         for job_id in ids:
@@ -191,6 +324,8 @@ def _audit(conn, store, queue, ids, first_ok, result: ChaosResult) -> ChaosResul
             reasons[entry["reason"]] += 1
             if job_id in first_ok:
                 result.ok_first_but_dead.append(job_id)
+        elif status == b"deferred":  # parked on its limit and never woken: stranded, not lost
+            result.deferred.append(job_id)
         else:
             result.lost.append(job_id)
         if results > 1:  # RQ appends one result per completed run (and per failed run it records)
@@ -201,10 +336,25 @@ def _audit(conn, store, queue, ids, first_ok, result: ChaosResult) -> ChaosResul
     result.stranded = sum(
         conn.zcard(k) for k in (f"rq:wip:{queue}", f"rq:scheduled:{queue}", f"rq:failed:{queue}")
     ) + conn.llen(f"rq:queue:{queue}") + conn.llen(f"rq:queue:{queue}:intermediate")
+    prefix = keys.limit_prefix(result.limit_key)
+    result.parked_left = sum(conn.llen(k) for k in conn.scan_iter(match=_glob_escape(prefix) + "parked:*"))
+    result.parked_counter = int(conn.hget(keys.PARKED, queue) or 0)
+    now_ms = int(time.time() * 1000)
+    result.slots_held = [m.decode() for m in conn.zrangebyscore(prefix + "slots", now_ms, "+inf")]
+    [row] = describe(conn, result.limit_key)
+    result.limit_counters = row["counters"]
+    result.provider_429 = int(conn.hget(keys.SIM_STATS, "rate_limited") or 0)
     for job in Job.fetch_many([j for j in ids if j not in set(result.lost)], connection=conn, serializer=SERIALIZER):
         if job is not None:
-            result.crash_retries += sum(1 for h in job.meta.get("genqueue", {}).get("history", []) if h["kind"] == "CRASH")
+            for h in job.meta.get("genqueue", {}).get("history", []):
+                if h["kind"] == "CRASH":
+                    result.crash_retries += 1
+                    result.concurrent_crash_retries += h.get("worker") in concurrent_names
     return result
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,12 +369,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--freezes", type=int, default=0,
                         help="SIGSTOP a worker this many times, for --freeze-s (> the 1 s liveness TTL)")
     parser.add_argument("--freeze-s", type=float, default=3.0)
+    parser.add_argument("--concurrent", type=int, default=0, metavar="N",
+                        help="one of the workers runs with --concurrency N (and is every W-th kill's victim)")
+    parser.add_argument("--limit-concurrency", type=int, default=None, metavar="N",
+                        help="declare a concurrency cap on the run's limit key simulated:<queue>")
+    parser.add_argument("--limit-rate", default=None, metavar="R", help="declare a rate on it, e.g. 40/s")
+    parser.add_argument("--provider-rate", default=None, metavar="R",
+                        help="the simulated provider's own limit (GENQUEUE_SIM_RATE_LIMIT): 429 beyond R")
+    parser.add_argument("--latency", type=float, default=0.005, metavar="S",
+                        help="the simulated provider's latency per call (GENQUEUE_SIM_LATENCY)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from genqueue.errors import InvalidInput
+    from genqueue.limits.rules import Limits
+
+    try:
+        Limits.parse({k: v for k, v in (("concurrency", args.limit_concurrency), ("rate", args.limit_rate),
+                                        ("max_wait", None)) if v is not None})
+        if args.provider_rate:
+            Limits.parse({"rate": args.provider_rate})
+        if args.concurrent < 0 or (args.concurrent and args.workers < 2):
+            raise InvalidInput("--concurrent N needs N ≥ 1 and --workers ≥ 2 (it is one of them)")
+    except InvalidInput as exc:
+        print(f"bench.chaos: {exc}", file=sys.stderr)
+        return 2
     home = tempfile.mkdtemp(prefix="gqchaos-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENQUEUE_")}
     env.update(GENQUEUE_HOME=home, GENQUEUE_BACKOFF_SCALE="0.01", GENQUEUE_LOG_FORMAT="json",
-               GENQUEUE_SIM_LATENCY="0.005", GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3",
+               GENQUEUE_SIM_LATENCY=str(args.latency), GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3",
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     from genqueue.backend.connection import EmbeddedServer
 
@@ -235,13 +407,17 @@ def main(argv: list[str] | None = None) -> int:
         result = run_chaos(env, f"chaos-{uuid.uuid4().hex[:6]}", jobs=args.jobs, workers=args.workers,
                            kill_every=args.kill_every, deadline_s=args.deadline, log_dir=home,
                            server_kills=args.server_kills, outage_s=args.outage, freezes=args.freezes,
-                           freeze_s=args.freeze_s)
+                           freeze_s=args.freeze_s, concurrent=args.concurrent,
+                           limit_concurrency=args.limit_concurrency, limit_rate=args.limit_rate,
+                           provider_rate=args.provider_rate)
     finally:
         if server:
             server.stop()
     report = {**asdict(result), "ok": result.ok}
-    for key in ("lost", "both", "completed_twice", "ok_first_but_dead"):
+    for key in ("lost", "both", "completed_twice", "ok_first_but_dead", "deferred", "slots_held"):
         report[key] = len(report[key])
+    report["at_kills"] = {"kills": len(result.at_kills), "with_jobs_parked": sum(1 for p, _ in result.at_kills if p),
+                          "with_jobs_parked_and_slots_held": sum(1 for p, s in result.at_kills if p and s)}
     print(json.dumps(report, indent=2))
     return 0 if result.ok else 1
 

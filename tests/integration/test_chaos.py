@@ -1,6 +1,10 @@
-"""CI-sized chaos: 1,000 jobs, 3 forking workers, one SIGKILLed and replaced every ~2 s, the server SIGKILLed
-and restarted mid-run, and a worker frozen (SIGSTOP) past its liveness TTL, then resumed. No supervisor:
-a worker that exits on its own fails the test."""
+"""CI-sized chaos: 1,000 jobs, 3 workers (one of them a `--concurrency 8` worker), one SIGKILLed and replaced
+every ~2 s (every third kill the concurrent one), the server SIGKILLed and restarted mid-run, and a worker
+frozen (SIGSTOP) past its liveness TTL, then resumed. The jobs' limit key has a declared concurrency cap and
+rate, and the simulated provider a shared rate limit of its own (429 + Retry-After), so most jobs are parked
+at any moment and slots are held when the server and the workers die. No supervisor: a worker that exits on
+its own fails the test (a concurrent worker killed by the mix's `crash` outcome is replaced: there is no work
+horse, the job kills the process)."""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ def test_chaos_nothing_lost_nothing_twice(env, queue_name, tmp_path):
     chaos_env.pop("REDIS_URL", None)
     try:
         result = run_chaos(chaos_env, queue_name, jobs=1000, workers=3, kill_every=2.0, deadline_s=240,
-                           log_dir=str(tmp_path), server_kills=1, freezes=2, freeze_s=3.0)
+                           log_dir=str(tmp_path), server_kills=1, freezes=2, freeze_s=3.0, concurrent=8,
+                           limit_concurrency=6, limit_rate="50/s", provider_rate="50/s")
     finally:
         server.stop()
     print(f"\nchaos: {result}")
@@ -29,3 +34,13 @@ def test_chaos_nothing_lost_nothing_twice(env, queue_name, tmp_path):
     assert result.stranded == 0
     assert result.finished + result.dead == 1000
     assert result.dead_by_reason.get("non_retryable", 0) > 0 and result.dead_by_reason.get("exhausted", 0) > 0
+    # Limits (issue 21): the kills happened with jobs parked and slots held, and nothing stayed parked or held.
+    [at_kill] = result.at_server_kills
+    assert at_kill["parked"] > 0 and at_kill["slots"] > 0, at_kill
+    assert sum(1 for parked, slots in result.at_kills if parked and slots) >= 3, result.at_kills
+    assert result.limit_counters["throttled"] > 0, "the declared limit must park jobs (not only 429 pauses)"
+    assert result.limit_counters["parked"] == result.limit_counters["woken"], result.limit_counters
+    assert result.deferred == [] and result.parked_left == 0 and result.parked_counter == 0
+    assert result.slots_held == [], "a slot outlived its job"
+    # The concurrent worker (issue 22) was killed by the rotation, and its jobs in flight came back as CRASH.
+    assert len(result.concurrent_kills) >= 1 and result.concurrent_crash_retries > 0, result

@@ -3,12 +3,18 @@ threads), each with the moves, timeouts and crash handling of a forking worker. 
 
 from __future__ import annotations
 
+import os
+import signal
 import textwrap
+import time
 import uuid
 
 import pytest
 
+from genqueue.backend.connection import EmbeddedServer, connect_url
+from genqueue.backend.outage import PatientRetry
 from genqueue.backend.queues import make_queue
+from genqueue.dlq.store import DLQStore
 from genqueue.jobs.enqueue import enqueue_task
 from genqueue.jobs.status import job_status
 from tests.helpers import WorkerProcess, wait_for
@@ -166,6 +172,88 @@ def test_sigkill_of_a_concurrent_worker_is_n_crash_retries_none_lost_none_twice(
     assert all(successes(conn, j) == 1 for j in ids), "a job completed twice (or never)"
     assert conn.zcard(f"rq:wip:{settings.queue}") == 0 and conn.llen(f"rq:queue:{settings.queue}") == 0
     assert not any(store.exists(j) for j in ids)
+
+
+OUTAGE_S = 1.0  # how long the server stays down: part of the scenario, not a synchronisation
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of this test's own, to SIGKILL (also when the suite runs against REDIS_URL)."""
+    server = EmbeddedServer(tmp_path / "srv")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_server_sigkill_then_a_sigkill_of_a_concurrent_worker_with_20_in_flight_only_the_victim_exits(
+        conn, env, tasks, own_server, queue_name):
+    """Issue 22: with a `--concurrency 20` worker holding 20 jobs and two others (concurrent, forking) working
+    through 100 more, the server is SIGKILLed mid-run and restarted; then the full worker is SIGKILLed. Every
+    job ends finished exactly once, the victim's 20 each after one uncharged CRASH, and no other worker
+    exits. The tasks keep their tallies on the session server (`conn`), which the kill does not touch."""
+    server = own_server
+    fast = dict(env, GENQUEUE_HOME=str(server.home), **FAST)
+    fast.pop("REDIS_URL", None)
+    gq = connect_url(server.url, retry=PatientRetry(60))
+    store = DLQStore(gq, queue_name, retention_s=3600)
+    run = f"run-{uuid.uuid4().hex[:8]}"
+    victim_name = f"victim-{run}"
+
+    def ran() -> int:  # attempts that reached their end (the tallies are on the session server)
+        return conn.llen(f"{run}:ran")
+
+    def victims_in_flight() -> int:
+        members = gq.zrange(f"rq:wip:{queue_name}", 0, -1)
+        owners = [gq.hget(b"rq:execution:" + m, "worker_name") for m in members]
+        return owners.count(victim_name.encode())
+
+    long_ = [put(gq, queue_name, f"{tasks}.wait_{kind}", run=run, wait=0.05, first=60)
+             for kind in ("async", "sync") for _ in range(10)]
+    victim = WorkerProcess(fast, queue_name, extra=("--concurrency", "20", "--tasks", tasks, "--name", victim_name))
+    others = []
+    try:
+        wait_for(lambda: victims_in_flight() == 20 and int(conn.get(f"{run}:n") or 0) == 20, message="20 in flight")
+        short = [put(gq, queue_name, f"{tasks}.wait_{kind}", run=run, wait=0.05)
+                 for _ in range(50) for kind in ("async", "sync")]
+        others = [WorkerProcess(fast, queue_name, extra=("--concurrency", "4", "--tasks", tasks)),
+                  WorkerProcess(fast, queue_name, extra=("--tasks", tasks))]
+        wait_for(lambda: ran() >= 10, timeout=30, message="the other workers to be mid-run")
+        os.kill(int(server.pidfile.read_text()), signal.SIGKILL)
+        wait_for(lambda: not server.status().running, message="the server to die")
+        before = ran()
+        time.sleep(OUTAGE_S)
+        server.start()
+        assert before < len(short), "the server kill must happen mid-run"
+        wait_for(lambda: ran() > before + 5, timeout=30, message="the other workers to carry on after the restart")
+        assert victims_in_flight() == 20 and int(conn.get(f"{run}:n") or 0) >= 20, "the victim's 20 survive it"
+        victim.kill()
+        assert victim.proc.returncode == -signal.SIGKILL
+        ids = long_ + short
+        infos = wait_for(lambda: (all((i := [job_status(gq, store, j) for j in ids])[k]["status"] == "finished"
+                                      for k in range(len(ids))) and i),
+                         timeout=60, interval=0.2, message="every job to finish")
+        assert [w.alive() for w in others] == [True, True], "a worker other than the victim exited"
+    finally:
+        victim.stop()
+        for w in others:
+            w.stop()
+    for info in infos[:20]:
+        [h] = info["history"]
+        assert (h["kind"], h["error"]["type"], h["charged"], h["worker"]) == ("CRASH", "AbandonedJob", False,
+                                                                               victim_name), h
+    assert all(h["kind"] == "CRASH" for info in infos[20:] for h in info["history"]), "only crashes"
+    assert all(successes(gq, j) == 1 for j in ids), "a job completed twice (or never)"
+    assert gq.zcard(make_queue(gq, queue_name).finished_job_registry.key) == len(ids)
+    for key in (f"rq:wip:{queue_name}", f"rq:failed:{queue_name}", f"rq:scheduled:{queue_name}"):
+        assert gq.zcard(key) == 0, key
+    assert gq.llen(f"rq:queue:{queue_name}") == 0 and gq.llen(f"rq:queue:{queue_name}:intermediate") == 0
+    assert store.count() == 0
+    for w in [victim, *others]:
+        assert "redis.unreachable" in w.log(), "every worker saw the outage"
+    for w in others:
+        assert "redis.reconnected" in w.log() and "Traceback" not in w.log()
+    gq.close()
 
 
 def test_warm_shutdown_finishes_what_fits_in_the_grace_and_requeues_the_rest_as_crash(conn, settings, store, env,
