@@ -90,17 +90,32 @@ class ChaosResult:
     concurrent_kills: list[int] = field(default_factory=list)  # jobs in flight on it at each of its kills
     concurrent_crash_retries: int = 0  # CRASH retries of jobs abandoned by a dead concurrent worker
     self_crashes: int = 0  # concurrent worker deaths from the mix's `crash` outcome (the whole process)
+    # -- the breaker (issue 21) -------------------------------------------------------------------------------
+    down_key: str | None = None  # a second limit key whose provider is down for the first down_for_s
+    down_jobs: int = 0
+    down_dead: list[str] = field(default_factory=list)  # its jobs dead-lettered: the outage must cost none
+    down_deferred: list[str] = field(default_factory=list)  # its jobs still parked at the end
+    breaker: dict = field(default_factory=dict)  # its breaker: opens, probes, held, final state
 
     @property
     def ok(self) -> bool:
         return not (self.lost or self.both or self.completed_twice or self.ok_first_but_dead or self.stranded
                     or self.exited or self.deferred or self.parked_left or self.parked_counter
-                    or self.slots_held) and self.finished + self.dead == self.jobs
+                    or self.slots_held or self.down_dead or self.down_deferred
+                    or (self.down_jobs and self.breaker.get("state") != "closed")) \
+            and self.finished + self.dead == self.jobs
 
 
-def _payloads(n: int, rng: random.Random, model: str):
+def _payloads(n: int, rng: random.Random, model: str, down_jobs: int = 0, down_until: float = 0.0):
+    """The mix; with down_jobs, that many of the n (spread evenly) go to the model `<model>-down`, whose
+    provider answers 503 until down_until, then succeeds: the breaker's outage."""
     weights = [w for w, _, _ in MIX]
+    stride = max(1, n // down_jobs) if down_jobs else 0
     for i in range(n):
+        if stride and i % stride == 0 and i // stride < down_jobs:
+            yield i, {"prompt": f"chaos {i}", "user_id": f"u{i % 17}", "simulate": [f"down_until={down_until}"],
+                      "model": f"{model}-down"}, None
+            continue
         _, outcomes, max_retries = rng.choices(MIX, weights)[0]
         yield i, {"prompt": f"chaos {i}", "user_id": f"u{i % 17}", "simulate": outcomes, "model": model}, max_retries
 
@@ -135,11 +150,14 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
               deadline_s: float = 300.0, seed: int = 7, log_dir: str | None = None, server_kills: int = 0,
               freezes: int = 0, freeze_s: float = 3.0, outage_s: float = 2.0, concurrent: int = 0,
               limit_concurrency: int | None = None, limit_rate: str | None = None,
-              provider_rate: str | None = None) -> ChaosResult:
+              provider_rate: str | None = None, down_jobs: int = 0, down_for_s: float = 12.0) -> ChaosResult:
     """`server_kills` / `freezes`: how many, spread evenly over the run's progress. Server kills need the
     embedded server (no REDIS_URL): it is SIGKILLed, left down `outage_s`, then started again.
     `concurrent` N: one of the `workers` is a `--concurrency N` worker. `limit_concurrency` / `limit_rate`:
-    declared on the run's limit key; `provider_rate`: the simulated provider's own limit (429 beyond it)."""
+    declared on the run's limit key; `provider_rate`: the simulated provider's own limit (429 beyond it).
+    `down_jobs`: that many of the jobs use a second key, `simulated:<queue>-down` (breaker cooldown 1 s),
+    whose provider is down (503) for the run's first `down_for_s`: its breaker must open, probe, reopen
+    and close while workers and the server are killed, and the outage must dead-letter none of them."""
     from genqueue.backend import keys
     from genqueue.backend.connection import EmbeddedServer, connect_url
     from genqueue.backend.outage import PatientRetry
@@ -163,16 +181,23 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
     limited = bool(limit_concurrency or limit_rate)
     if limited:
         set_limits(conn, limit_key, concurrency=limit_concurrency, rate=limit_rate)
+    down_key = generate_key(env.get("GENQUEUE_PROVIDER") or "simulated", {"model": f"{model}-down"})
+    if down_jobs:
+        set_limits(conn, down_key, cooldown_s=1.0)
     conn.delete(keys.SIM_WINDOW, keys.SIM_STATS)
     rng = random.Random(seed)
     first_ok: set[str] = set()
     ids: list[str] = []
-    for i, payload, max_retries in _payloads(jobs, rng, model):
+    down_ids: list[str] = []
+    down_until = time.time() + 2.0 + down_for_s  # the workers start within ~2 s of the enqueue
+    for i, payload, max_retries in _payloads(jobs, rng, model, down_jobs, down_until):
         job_id = f"{queue}-{i:06d}"  # unique per run: RQ job ids and result streams are global
         enqueue(conn, queue, payload, job_id=job_id, max_retries=max_retries)
         ids.append(job_id)
         if payload["simulate"][0] == "ok":
             first_ok.add(job_id)
+        if payload["model"] != model:
+            down_ids.append(job_id)
 
     probe = _Probe(conn, queue, limit_key)
     pool = _Pool(env, queue, workers, concurrent)
@@ -255,8 +280,9 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
     result = ChaosResult(jobs, workers, kills, round(elapsed, 1), server_kills=done_kills, freezes=done_freezes,
                          exited=exited, limit_key=limit_key, max_parked=max_parked, at_server_kills=at_server_kills,
                          at_kills=at_kills,
-                         concurrent=concurrent, concurrent_kills=concurrent_kills, self_crashes=self_crashes)
-    return _audit(conn, store, queue, ids, first_ok, result, set(pool.names))
+                         concurrent=concurrent, concurrent_kills=concurrent_kills, self_crashes=self_crashes,
+                         down_key=down_key if down_jobs else None, down_jobs=len(down_ids))
+    return _audit(conn, store, queue, ids, first_ok, result, set(pool.names), set(down_ids))
 
 
 class _Probe:
@@ -297,7 +323,8 @@ def _terminal_counts(conn, store, ids) -> tuple[int, int]:
     return finished, dead
 
 
-def _audit(conn, store, queue, ids, first_ok, result: ChaosResult, concurrent_names: set[str]) -> ChaosResult:
+def _audit(conn, store, queue, ids, first_ok, result: ChaosResult, concurrent_names: set[str],
+           down_ids: set[str] = frozenset()) -> ChaosResult:
     from rq.job import Job
 
     from genqueue.backend import keys
@@ -324,8 +351,10 @@ def _audit(conn, store, queue, ids, first_ok, result: ChaosResult, concurrent_na
             reasons[entry["reason"]] += 1
             if job_id in first_ok:
                 result.ok_first_but_dead.append(job_id)
+            if job_id in down_ids:
+                result.down_dead.append(job_id)
         elif status == b"deferred":  # parked on its limit and never woken: stranded, not lost
-            result.deferred.append(job_id)
+            (result.down_deferred if job_id in down_ids else result.deferred).append(job_id)
         else:
             result.lost.append(job_id)
         if results > 1:  # RQ appends one result per completed run (and per failed run it records)
@@ -343,6 +372,12 @@ def _audit(conn, store, queue, ids, first_ok, result: ChaosResult, concurrent_na
     result.slots_held = [m.decode() for m in conn.zrangebyscore(prefix + "slots", now_ms, "+inf")]
     [row] = describe(conn, result.limit_key)
     result.limit_counters = row["counters"]
+    if result.down_key:
+        [down] = describe(conn, result.down_key)
+        down_prefix = keys.limit_prefix(result.down_key)
+        result.parked_left += sum(conn.llen(k) for k in conn.scan_iter(match=_glob_escape(down_prefix) + "parked:*"))
+        result.breaker = {"opens": down["counters"].get("breaker_opens", 0), "probes": down["counters"].get("probes", 0),
+                          "held": down["counters"].get("held", 0), "state": down["state"]}
     result.provider_429 = int(conn.hget(keys.SIM_STATS, "rate_limited") or 0)
     for job in Job.fetch_many([j for j in ids if j not in set(result.lost)], connection=conn, serializer=SERIALIZER):
         if job is not None:
@@ -376,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-rate", default=None, metavar="R", help="declare a rate on it, e.g. 40/s")
     parser.add_argument("--provider-rate", default=None, metavar="R",
                         help="the simulated provider's own limit (GENQUEUE_SIM_RATE_LIMIT): 429 beyond R")
+    parser.add_argument("--down-jobs", type=int, default=0, metavar="N",
+                        help="N of the jobs use a second key whose provider is down (503) for --down-for s: "
+                             "its breaker opens, probes and closes mid-chaos")
+    parser.add_argument("--down-for", type=float, default=12.0, metavar="S")
     parser.add_argument("--latency", type=float, default=0.005, metavar="S",
                         help="the simulated provider's latency per call (GENQUEUE_SIM_LATENCY)")
     args = parser.parse_args(argv)
@@ -388,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
                                         ("max_wait", None)) if v is not None})
         if args.provider_rate:
             Limits.parse({"rate": args.provider_rate})
+        if args.down_jobs < 0 or args.down_jobs > args.jobs or args.down_for <= 0:
+            raise InvalidInput("--down-jobs N needs 0 ≤ N ≤ --jobs, and --down-for a positive number of seconds")
         if args.concurrent < 0 or (args.concurrent and args.workers < 2):
             raise InvalidInput("--concurrent N needs N ≥ 1 and --workers ≥ 2 (it is one of them)")
     except InvalidInput as exc:
@@ -409,12 +450,14 @@ def main(argv: list[str] | None = None) -> int:
                            server_kills=args.server_kills, outage_s=args.outage, freezes=args.freezes,
                            freeze_s=args.freeze_s, concurrent=args.concurrent,
                            limit_concurrency=args.limit_concurrency, limit_rate=args.limit_rate,
-                           provider_rate=args.provider_rate)
+                           provider_rate=args.provider_rate, down_jobs=args.down_jobs,
+                           down_for_s=args.down_for)
     finally:
         if server:
             server.stop()
     report = {**asdict(result), "ok": result.ok}
-    for key in ("lost", "both", "completed_twice", "ok_first_but_dead", "deferred", "slots_held"):
+    for key in ("lost", "both", "completed_twice", "ok_first_but_dead", "deferred", "slots_held", "down_dead",
+                "down_deferred"):
         report[key] = len(report[key])
     report["at_kills"] = {"kills": len(result.at_kills), "with_jobs_parked": sum(1 for p, _ in result.at_kills if p),
                           "with_jobs_parked_and_slots_held": sum(1 for p, s in result.at_kills if p and s)}

@@ -1,4 +1,5 @@
-"""CI-sized chaos: 1,000 jobs, 3 workers (one of them a `--concurrency 8` worker), one SIGKILLed and replaced
+"""CI-sized chaos: 1,000 jobs (60 of them on a second key whose provider is down for the first 12 s: its
+breaker opens, probes and closes mid-chaos), 3 workers (one of them a `--concurrency 8` worker), one SIGKILLed and replaced
 every ~2 s (every third kill the concurrent one), the server SIGKILLed and restarted mid-run, and a worker
 frozen (SIGSTOP) past its liveness TTL, then resumed. The jobs' limit key has a declared concurrency cap and
 rate, and the simulated provider a shared rate limit of its own (429 + Retry-After), so most jobs are parked
@@ -22,7 +23,8 @@ def test_chaos_nothing_lost_nothing_twice(env, queue_name, tmp_path):
     try:
         result = run_chaos(chaos_env, queue_name, jobs=1000, workers=3, kill_every=2.0, deadline_s=240,
                            log_dir=str(tmp_path), server_kills=1, freezes=2, freeze_s=3.0, concurrent=8,
-                           limit_concurrency=6, limit_rate="50/s", provider_rate="50/s")
+                           limit_concurrency=6, limit_rate="50/s", provider_rate="50/s", down_jobs=60,
+                           down_for_s=12.0)
     finally:
         server.stop()
     print(f"\nchaos: {result}")
@@ -44,3 +46,9 @@ def test_chaos_nothing_lost_nothing_twice(env, queue_name, tmp_path):
     assert result.slots_held == [], "a slot outlived its job"
     # The concurrent worker (issue 22) was killed by the rotation, and its jobs in flight came back as CRASH.
     assert len(result.concurrent_kills) >= 1 and result.concurrent_crash_retries > 0, result
+    # The breaker (issue 21): 60 jobs on a key whose provider is down for the first 12 s. It opened, let
+    # probes through (reopening while still down), closed when the provider came back, and the outage cost
+    # none of those jobs: none dead-lettered, none left parked.
+    assert result.breaker["opens"] >= 1 and result.breaker["probes"] >= 2 and result.breaker["held"] > 0, result.breaker
+    assert result.breaker["state"] == "closed", result.breaker
+    assert result.down_jobs == 60 and result.down_dead == [] and result.down_deferred == []

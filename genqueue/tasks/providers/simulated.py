@@ -5,7 +5,8 @@ attempt draws an outcome from the configured rates (GENQUEUE_SIM_RATES, e.g. "42
 seeded by job id and attempt so a run is reproducible.
 
 Outcomes: ok, 429, 429:retry_after=N, 500, 502, 503, timeout, reset, 401, 422, crash (the work horse
-SIGKILLs itself), sleep=N (sleep N seconds, then succeed).
+SIGKILLs itself), sleep=N (sleep N seconds, then succeed), down_until=T (a 503 until the Unix time T, then
+success: an outage of a set length, whichever attempt it meets — the breaker's chaos test).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Outcome:
     name: str
     retry_after: float | None = None
     sleep_s: float = 0.0
+    until: float = 0.0
 
 
 def parse_outcome(text: Any) -> Outcome:
@@ -78,6 +80,8 @@ def parse_outcome(text: Any) -> Outcome:
         return Outcome("429", retry_after=_number(text.split("=", 1)[1], text))
     if text.startswith("sleep="):
         return Outcome("sleep", sleep_s=_number(text.split("=", 1)[1], text))
+    if text.startswith("down_until="):
+        return Outcome("down", until=_number(text.split("=", 1)[1], text))
     raise InvalidInput(f"unknown simulate outcome {text!r}")
 
 
@@ -174,6 +178,8 @@ class SimulatedProvider:
         if self.latency_s:
             time.sleep(self.latency_s)
         name = outcome.name
+        if name == "down":
+            name = "503" if time.time() < outcome.until else "ok"
         if name == "crash":
             os.kill(os.getpid(), signal.SIGKILL)
         if name == "sleep":

@@ -93,3 +93,19 @@ def test_externalize_replaces_base64_by_uris_in_order():
     assert externalize("chat", {"choices": []}, put) == {"choices": []}
     with pytest.raises(ValueError, match="base64"):
         externalize("images", {"data": [{"b64_json": "not base64!"}]}, put)
+
+
+def test_the_simulated_outage_is_a_503_until_its_time_then_success():
+    import time
+
+    import pytest
+
+    from genqueue.tasks.providers.simulated import ProviderError
+
+    sim = SimulatedProvider(latency_s=0)
+    down = {"prompt": "p", "simulate": [f"down_until={time.time() + 60}"]}
+    with pytest.raises(ProviderError) as err:
+        sim.call(down, attempt=3, job_id="j")
+    assert err.value.status_code == 503
+    over = {"prompt": "p", "simulate": [f"down_until={time.time() - 1}"]}
+    assert sim.call(over, attempt=1, job_id="j")["attempt"] == 1
