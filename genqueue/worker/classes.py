@@ -128,7 +128,8 @@ class FailurePathMixin:
         # The limit's slot and rate token are taken in the same script, or the job is parked (limits/).
         self._limit = limit = limit_of(job)
         intermediate = self._intermediate_key(job.origin)
-        outcome, found, wake_at = run_claim(self.connection, pipe, job.key, acquire_args(limit, job, intermediate))
+        outcome, found, wake_at = run_claim(self.connection, pipe, job.key, acquire_args(limit, job, intermediate),
+                                            self.execution.key)
         if outcome != 1:
             self.execution = None
             if outcome == 2:

@@ -63,23 +63,29 @@ return {1, ''}
 
 # The start claim with a limit: the job must still be queued, and must get its slot and rate token, in the
 # same script that starts it; refused, it is parked (leaves the intermediate list, status deferred) and
-# none of the start's writes happen. ARGV: 'field', job key, 'status', 'queued'; L, then prefix, wake,
-# known, key, job id, job key, tenant, now ms, cap, rate n, period ms, lease ms, cooldown ms, intermediate
-# list.
+# none of the start's writes happen. ARGV: 'field', job key, 'status', 'queued', the claim's execution key;
+# L, then prefix, wake, known, key, job id, job key, tenant, now ms, cap, rate n, period ms, lease ms,
+# cooldown ms, intermediate list. A job no longer queued whose execution hash is this claim's own was started
+# by this very claim: the server died after running it and before answering, and PatientRetry sent it again
+# (the execution id is new for every claim, so nobody else's start matches) — that is a success, not a
+# duplicate dispatch, or the job would sit in the started registry, holding its slot, until the sweep.
 CLAIM = RUN_RECORDED + LIMITS + """
 local v = redis.call('HGET', ARGV[2], ARGV[3])
-if v ~= ARGV[4] then return {0, v or ''} end
-local l = tonumber(ARGV[5])
+if v ~= ARGV[4] then
+  if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return {1, 'replayed'} end
+  return {0, v or ''}
+end
+local l = tonumber(ARGV[6])
 if l > 0 then
-  local parked = lim_acquire(ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12],
-                             tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
-                             tonumber(ARGV[17]), tonumber(ARGV[18]))
+  local parked = lim_acquire(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13],
+                             tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17]),
+                             tonumber(ARGV[18]), tonumber(ARGV[19]))
   if parked then
-    redis.call('LREM', ARGV[19], 1, ARGV[10])
+    redis.call('LREM', ARGV[20], 1, ARGV[11])
     return {2, parked[1], tostring(parked[2])}
   end
 end
-run_recorded(6 + l)
+run_recorded(7 + l)
 return {1, ''}
 """
 
@@ -156,12 +162,14 @@ def run_guarded(connection: Redis, pipe, claim: tuple[str, ...], release: list[A
     return bool(ok), found.decode() if isinstance(found, bytes) else str(found or "")
 
 
-def run_claim(connection: Redis, pipe, job_key: str, acquire: list[Any] | None) -> tuple[int, str, str]:
-    """The start claim: (1, "", "") started; (0, status, "") not queued any more; (2, why, wake_at ms) parked."""
+def run_claim(connection: Redis, pipe, job_key: str, acquire: list[Any] | None,
+              execution_key: str = "") -> tuple[int, str, str]:
+    """The start claim: (1, "", "") started (or (1, "replayed", "") — this same claim had already run);
+    (0, status, "") not queued any more; (2, why, wake_at ms) parked."""
     acquire = acquire or []
     try:
-        reply = registered(connection, CLAIM)(args=["field", job_key, "status", "queued", len(acquire), *acquire,
-                                                    *flatten(pipe)])
+        reply = registered(connection, CLAIM)(args=["field", job_key, "status", "queued", execution_key, len(acquire),
+                                                    *acquire, *flatten(pipe)])
     finally:
         pipe.reset()
     decoded = [x.decode() if isinstance(x, bytes) else x for x in reply]

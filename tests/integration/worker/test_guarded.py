@@ -57,3 +57,24 @@ def test_pop_runs_the_bookkeeping_moves_the_id_and_returns_the_hash(conn, settin
     assert pop(conn, recorder(conn), queue.key, queue.intermediate_queue_key, "rq:job:") == ("no-such-job", {})
     assert pop(conn, recorder(conn), queue.key, queue.intermediate_queue_key, "rq:job:") is None
     conn.delete(f"{q}-worker")
+
+
+def test_a_start_claim_sent_twice_is_one_start_not_a_duplicate(conn, settings):
+    """The server can die after running a script and before answering; PatientRetry then sends the same
+    claim again. The second run finds the job started by the first — by this claim's own execution — and
+    reports success (1, "replayed"), not a duplicate dispatch that would strand the job in `started`."""
+    from genqueue.worker.guarded import run_claim
+
+    job = enqueue(conn, settings.queue, {"prompt": "p"}).job
+    execution_key = f"rq:execution:{job.id}:e1"
+
+    def claim(execution):
+        pipe = recorder(conn)
+        pipe.hset(execution_key, "id", "e1")
+        pipe.hset(job.key, "status", "started")
+        return run_claim(conn, pipe, job.key, None, execution)
+
+    assert claim(execution_key) == (1, "", "")
+    assert claim(execution_key) == (1, "replayed", "")  # the same claim, again
+    assert claim(f"rq:execution:{job.id}:e2") == (0, "started", "")  # another claim: a real duplicate
+    conn.delete(execution_key)
