@@ -56,8 +56,12 @@ def _register() -> None:
     (the names bare RQ imports), taking one positional payload like the built-in generate."""
     from genqueue.tasks.registry import TaskSpec, register
 
+    from . import iojobs
+
     register(TaskSpec(NOOP, noop, positional=True))
     register(TaskSpec(FLAKY, flaky, positional=True))
+    register(TaskSpec(iojobs.WAIT_SYNC, iojobs.wait_sync, positional=True))
+    register(TaskSpec(iojobs.WAIT_ASYNC, iojobs.wait_async, positional=True))
 
 
 _register()

@@ -119,6 +119,9 @@ def test_400_jobs_at_concurrency_50_finish_once_and_never_more_than_50_run(conn,
     # RQ sees one worker (one identity for the process) that ran 400 jobs.
     [key] = [k for k in conn.smembers(f"rq:workers:{settings.queue}")]
     assert int(conn.hget(key, "successful_job_count") or 0) == 400
+    # Job threads start on demand, one per sync slot at most: 50, plus the worker's own (main, loop, moves,
+    # heartbeat, timeouts; at most 22 of them at --concurrency 50).
+    assert len(os.listdir(f"/proc/{worker.pid}/task")) <= 50 + 22
     assert worker.alive()
 
 
