@@ -53,6 +53,10 @@ def env(server, queue_name, tmp_path) -> dict[str, str]:
         # No random faults: a job whose payload has no "simulate" list must succeed, or tests that wait
         # for it to finish fail whenever their (random) queue name seeds a 401 draw.
         GENQUEUE_SIM_RATES="ok=1",
+        # The session's server is shared and limit keys are per provider:model, not per queue: a test that
+        # fails most of its calls on purpose would open `simulated:default`'s breaker for every test after it.
+        # The breaker's own tests set a cooldown on keys of their own (limits set --cooldown).
+        GENQUEUE_BREAKER_COOLDOWN="0",
         GENQUEUE_TEST_LOGDIR=str(tmp_path),
         PYTHONPATH=str(ROOT) + os.pathsep + e.get("PYTHONPATH", ""),
     )

@@ -46,6 +46,9 @@ def worker(queues: tuple[str, ...], queue: str | None, simple: bool, concurrency
     configure(app.settings.log_format)
     modules = task_modules.split(",") if task_modules is not None else app.settings.tasks
     import_task_modules(modules, paths)  # before connecting: a bad module is exit 2, nothing started
+    from ..worker.limiting import default_cooldown_s
+
+    default_cooldown_s()  # a bad GENQUEUE_BREAKER_COOLDOWN is exit 2 now, not an error in every job's release
     if (os.environ.get("GENQUEUE_PROVIDER") or "simulated").strip().lower() != "simulated":
         from ..tasks.providers import provider_from_env
 

@@ -9,16 +9,27 @@ overrides them in Redis for every worker at once. A task without a limit_key is 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..backend import keys
-from ..limits.rules import BREAKER_MIN_CALLS, Limits, generate_key, lease_ms, parse_event, render_key
+from ..errors import InvalidInput
+from ..limits.rules import (
+    BREAKER_MIN_CALLS,
+    DEFAULT_COOLDOWN_S,
+    Limits,
+    generate_key,
+    lease_ms,
+    parse_event,
+    render_key,
+)
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Decision, Failure
 from ..retry.meta import gq
+from ..support.durations import parse_duration
 from ..tasks.context import take_pause
 from ..tasks.registry import lookup
 
@@ -34,6 +45,22 @@ class JobLimit:
     @property
     def prefix(self) -> str:
         return keys.limit_prefix(self.key)
+
+
+def default_cooldown_s() -> float:
+    """The breaker's cooldown for keys whose task declares none: GENQUEUE_BREAKER_COOLDOWN (30s, 2m, or
+    seconds; 0 turns the breaker off), read like GENQUEUE_PROVIDER; `genqueue worker` checks it at start."""
+    return _cooldown(os.environ.get("GENQUEUE_BREAKER_COOLDOWN") or "")
+
+
+@functools.lru_cache(maxsize=4)
+def _cooldown(raw: str) -> float:
+    if not raw:
+        return DEFAULT_COOLDOWN_S
+    try:
+        return parse_duration(raw).total_seconds()
+    except InvalidInput:
+        raise InvalidInput(f"GENQUEUE_BREAKER_COOLDOWN must be a duration like 30s or 2m (0: off), not {raw!r}") from None
 
 
 def limit_of(job) -> JobLimit | None:
@@ -53,6 +80,8 @@ def limit_of(job) -> JobLimit | None:
     else:
         return None
     tenant = gq(job).get("tenant") or user or "-"
+    if declared.cooldown_s is None:
+        declared = replace(declared, cooldown_s=default_cooldown_s())
     return JobLimit(key, declared, str(tenant))
 
 

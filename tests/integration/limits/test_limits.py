@@ -236,3 +236,9 @@ def test_a_paused_key_does_not_hold_up_another_key(env, workers, conn):
     assert row["state"] == "paused" and row["parked"] >= 1
     assert run_cli(env, "jobs", "show", waiting, "--json").json()["status"] == "parked"
     assert run_cli(env, "jobs", "show", first, "--json").json()["status"] == "retrying"  # its 429 retry waits out the pause
+
+
+def test_a_bad_breaker_cooldown_stops_the_worker_at_start(env):
+    r = run_cli(dict(env, GENQUEUE_BREAKER_COOLDOWN="soon"), "worker", "--burst")
+    assert r.code == 2 and "GENQUEUE_BREAKER_COOLDOWN" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
