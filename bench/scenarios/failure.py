@@ -51,6 +51,12 @@ def _check_retried(ctx: Ctx, system: str, ids: list[str], fail: int) -> None:
 
 
 def _drain_jobs(ctx: Ctx, system: str, label: str, n: int, fail: int) -> float:
+    from genqueue.limits.rules import generate_key
+    from genqueue.limits.store import set_limits
+
+    # Every call fails here on purpose, so the provider key's breaker would open (and park the jobs for its
+    # cooldown) after 5: off for this key, this scenario measures the retry path itself.
+    set_limits(ctx.conn, generate_key("simulated", {}), cooldown_s=0)
     name = ctx.name(label)
     ids = fill_queue(ctx, name, n, func=FLAKY, payload=lambda i: {"fail": fail}, **_options(system, fail))
     worker = make_worker(ctx, system, name, simple=True, settings=_settings(ctx, name))
