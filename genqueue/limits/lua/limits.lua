@@ -41,8 +41,8 @@ end
 -- window; and only the last 10 s count, so a learned rate is about what the key was really doing, never a
 -- trickle averaged over minutes of pauses. It is enforced like a declared rate (the sliding log) for ten
 -- of its periods (10 s to 2 min), then forgotten until the next burst re-learns it: the end of a pause is
--- no longer a race of every parked job into the next 429. A 429 that comes through a learned rate lowers it
--- by 10 % at once (it was set too high), burst or not.
+-- no longer a race of every parked job into the next 429. (Lowering a learned rate by 10 % at every 429
+-- through it was tried: with stray 429s, as in `make demo`, it ratchets down to a trickle; reverted.)
 local LEARN_SPAN_MS = 10000
 local function lim_learn(p, job_id, now, outcome, pause_ms)
   local c = redis.call('HMGET', p .. 'cfg', 'rate_n', 'declared_rate_n')
@@ -65,12 +65,6 @@ local function lim_learn(p, job_id, now, outcome, pause_ms)
       redis.call('PEXPIRE', p .. 'learned', math.max(10000, math.min(120000, 10 * period)))
     end
     return
-  end
-  local learned = redis.call('HMGET', p .. 'learned', 'n', 'period')
-  if learned[1] then  -- a 429 through a learned rate: it was set too high; 10 % lower, at once
-    local period = tonumber(learned[2])
-    redis.call('HSET', p .. 'learned', 'n', math.max(1, math.floor(tonumber(learned[1]) * 0.9)))
-    redis.call('PEXPIRE', p .. 'learned', math.max(10000, math.min(120000, 10 * period)))
   end
   local start = math.max(resume or 0, now - LEARN_SPAN_MS)
   local oldest = redis.call('ZRANGEBYSCORE', calls_log, start, now, 'WITHSCORES', 'LIMIT', 0, 1)

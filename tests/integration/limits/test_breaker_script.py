@@ -170,8 +170,3 @@ def test_only_the_last_ten_seconds_teach_the_rate(key, conn):
     # about the pace it really had, 1 per 2 s
     assert n == 5 and period == 9_000
 
-
-def test_a_429_through_a_learned_rate_lowers_it(key, conn):
-    conn.hset(key.prefix + "learned", mapping={"n": 10, "period": 1000})
-    key.release("x", 1_000_000, "limited", pause=300)  # one 429, no burst: the learned rate was too high
-    assert conn.hmget(key.prefix + "learned", "n", "period") == [b"9", b"1000"]
