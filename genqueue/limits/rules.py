@@ -74,8 +74,8 @@ class Limits:
         if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
                                         or concurrency < 1):
             raise InvalidInput(f"concurrency must be a whole number ≥ 1, not {concurrency!r}")
-        max_wait = _seconds(raw.get("max_wait"), "max_wait", zero=False)
-        cooldown = _seconds(raw.get("cooldown"), "cooldown", zero=True)
+        max_wait = duration_s(raw.get("max_wait"), "max_wait", zero=False)
+        cooldown = duration_s(raw.get("cooldown"), "cooldown", zero=True)
         rate = raw.get("rate")
         return cls(concurrency, parse_rate(rate) if rate is not None else None, max_wait, cooldown)
 
@@ -87,7 +87,7 @@ class Limits:
         return [self.concurrency or 0, self.rate.n if self.rate else 0, self.rate.period_ms if self.rate else 0]
 
 
-def _seconds(value: Any, name: str, *, zero: bool) -> float | None:
+def duration_s(value: Any, name: str, *, zero: bool) -> float | None:
     """A duration field: seconds as a number, or "30s" / "1h"; None when absent."""
     if value is None:
         return None

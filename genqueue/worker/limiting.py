@@ -16,11 +16,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..backend import keys
-from ..errors import InvalidInput
 from ..limits.rules import (
     BREAKER_MIN_CALLS,
     DEFAULT_COOLDOWN_S,
     Limits,
+    duration_s,
     generate_key,
     lease_ms,
     parse_event,
@@ -29,7 +29,6 @@ from ..limits.rules import (
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Decision, Failure
 from ..retry.meta import gq
-from ..support.durations import parse_duration
 from ..tasks.context import take_pause
 from ..tasks.registry import lookup
 
@@ -55,12 +54,8 @@ def default_cooldown_s() -> float:
 
 @functools.lru_cache(maxsize=4)
 def _cooldown(raw: str) -> float:
-    if not raw:
-        return DEFAULT_COOLDOWN_S
-    try:
-        return parse_duration(raw).total_seconds()
-    except InvalidInput:
-        raise InvalidInput(f"GENQUEUE_BREAKER_COOLDOWN must be a duration like 30s or 2m (0: off), not {raw!r}") from None
+    """Parsed as a declaration's "cooldown" is (limits.rules.duration_s), named after the variable."""
+    return DEFAULT_COOLDOWN_S if not raw else duration_s(raw, "GENQUEUE_BREAKER_COOLDOWN", zero=True)
 
 
 def limit_of(job) -> JobLimit | None:
