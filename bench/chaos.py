@@ -99,11 +99,24 @@ class ChaosResult:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.both or self.completed_twice or self.ok_first_but_dead or self.stranded
-                    or self.exited or self.deferred or self.parked_left or self.parked_counter
-                    or self.slots_held or self.down_dead or self.down_deferred
-                    or (self.down_jobs and self.breaker.get("state") != "closed")) \
+        return (
+            not (
+                self.lost
+                or self.both
+                or self.completed_twice
+                or self.ok_first_but_dead
+                or self.stranded
+                or self.exited
+                or self.deferred
+                or self.parked_left
+                or self.parked_counter
+                or self.slots_held
+                or self.down_dead
+                or self.down_deferred
+                or (self.down_jobs and self.breaker.get("state") != "closed")
+            )
             and self.finished + self.dead == self.jobs
+        )
 
 
 def _payloads(n: int, rng: random.Random, model: str, down_jobs: int = 0, down_until: float = 0.0):
@@ -113,8 +126,16 @@ def _payloads(n: int, rng: random.Random, model: str, down_jobs: int = 0, down_u
     stride = max(1, n // down_jobs) if down_jobs else 0
     for i in range(n):
         if stride and i % stride == 0 and i // stride < down_jobs:
-            yield i, {"prompt": f"chaos {i}", "user_id": f"u{i % 17}", "simulate": [f"down_until={down_until}"],
-                      "model": f"{model}-down"}, None
+            yield (
+                i,
+                {
+                    "prompt": f"chaos {i}",
+                    "user_id": f"u{i % 17}",
+                    "simulate": [f"down_until={down_until}"],
+                    "model": f"{model}-down",
+                },
+                None,
+            )
             continue
         _, outcomes, max_retries = rng.choices(MIX, weights)[0]
         yield i, {"prompt": f"chaos {i}", "user_id": f"u{i % 17}", "simulate": outcomes, "model": model}, max_retries
@@ -146,11 +167,27 @@ class _Pool:
         self.members.append(self.start(w.concurrent_name is not None))
 
 
-def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int = 3, kill_every: float = 2.0,
-              deadline_s: float = 300.0, seed: int = 7, log_dir: str | None = None, server_kills: int = 0,
-              freezes: int = 0, freeze_s: float = 3.0, outage_s: float = 2.0, concurrent: int = 0,
-              limit_concurrency: int | None = None, limit_rate: str | None = None,
-              provider_rate: str | None = None, down_jobs: int = 0, down_for_s: float = 12.0) -> ChaosResult:
+def run_chaos(
+    env: dict[str, str],
+    queue: str,
+    *,
+    jobs: int = 1000,
+    workers: int = 3,
+    kill_every: float = 2.0,
+    deadline_s: float = 300.0,
+    seed: int = 7,
+    log_dir: str | None = None,
+    server_kills: int = 0,
+    freezes: int = 0,
+    freeze_s: float = 3.0,
+    outage_s: float = 2.0,
+    concurrent: int = 0,
+    limit_concurrency: int | None = None,
+    limit_rate: str | None = None,
+    provider_rate: str | None = None,
+    down_jobs: int = 0,
+    down_for_s: float = 12.0,
+) -> ChaosResult:
     """`server_kills` / `freezes`: how many, spread evenly over the run's progress. Server kills need the
     embedded server (no REDIS_URL): it is SIGKILLed, left down `outage_s`, then started again.
     `concurrent` N: one of the `workers` is a `--concurrency N` worker. `limit_concurrency` / `limit_rate`:
@@ -277,11 +314,24 @@ def run_chaos(env: dict[str, str], queue: str, *, jobs: int = 1000, workers: int
             elif not w.alive():
                 exited.append(w.proc.returncode)
             w.stop()
-    result = ChaosResult(jobs, workers, kills, round(elapsed, 1), server_kills=done_kills, freezes=done_freezes,
-                         exited=exited, limit_key=limit_key, max_parked=max_parked, at_server_kills=at_server_kills,
-                         at_kills=at_kills,
-                         concurrent=concurrent, concurrent_kills=concurrent_kills, self_crashes=self_crashes,
-                         down_key=down_key if down_jobs else None, down_jobs=len(down_ids))
+    result = ChaosResult(
+        jobs,
+        workers,
+        kills,
+        round(elapsed, 1),
+        server_kills=done_kills,
+        freezes=done_freezes,
+        exited=exited,
+        limit_key=limit_key,
+        max_parked=max_parked,
+        at_server_kills=at_server_kills,
+        at_kills=at_kills,
+        concurrent=concurrent,
+        concurrent_kills=concurrent_kills,
+        self_crashes=self_crashes,
+        down_key=down_key if down_jobs else None,
+        down_jobs=len(down_ids),
+    )
     return _audit(conn, store, queue, ids, first_ok, result, set(pool.names), set(down_ids))
 
 
@@ -319,12 +369,13 @@ def _terminal_counts(conn, store, ids) -> tuple[int, int]:
             pipe.exists(store.keys.entry(job_id))
         replies = pipe.execute()
     finished = sum(1 for s in replies[::2] if s == b"finished")
-    dead = sum(1 for s, d in zip(replies[::2], replies[1::2]) if d and s is None)
+    dead = sum(1 for s, d in zip(replies[::2], replies[1::2], strict=False) if d and s is None)
     return finished, dead
 
 
-def _audit(conn, store, queue, ids, first_ok, result: ChaosResult, concurrent_names: set[str],
-           down_ids: set[str] = frozenset()) -> ChaosResult:
+def _audit(
+    conn, store, queue, ids, first_ok, result: ChaosResult, concurrent_names: set[str], down_ids: set[str] = frozenset()
+) -> ChaosResult:
     from rq.job import Job
 
     from genqueue.backend import keys
@@ -339,7 +390,7 @@ def _audit(conn, store, queue, ids, first_ok, result: ChaosResult, concurrent_na
         replies = pipe.execute()
     reasons: Counter = Counter()
     for k, job_id in enumerate(ids):
-        status, in_dlq, results = replies[3 * k: 3 * k + 3]
+        status, in_dlq, results = replies[3 * k : 3 * k + 3]
         finished = status == b"finished"
         if finished and in_dlq:
             result.both.append(job_id)
@@ -362,9 +413,11 @@ def _audit(conn, store, queue, ids, first_ok, result: ChaosResult, concurrent_na
             if successes > 1:
                 result.completed_twice.append(job_id)
     result.dead_by_reason = dict(reasons)
-    result.stranded = sum(
-        conn.zcard(k) for k in (f"rq:wip:{queue}", f"rq:scheduled:{queue}", f"rq:failed:{queue}")
-    ) + conn.llen(f"rq:queue:{queue}") + conn.llen(f"rq:queue:{queue}:intermediate")
+    result.stranded = (
+        sum(conn.zcard(k) for k in (f"rq:wip:{queue}", f"rq:scheduled:{queue}", f"rq:failed:{queue}"))
+        + conn.llen(f"rq:queue:{queue}")
+        + conn.llen(f"rq:queue:{queue}:intermediate")
+    )
     prefix = keys.limit_prefix(result.limit_key)
     result.parked_left = sum(conn.llen(k) for k in conn.scan_iter(match=_glob_escape(prefix) + "parked:*"))
     result.parked_counter = int(conn.hget(keys.PARKED, queue) or 0)
@@ -376,8 +429,12 @@ def _audit(conn, store, queue, ids, first_ok, result: ChaosResult, concurrent_na
         [down] = describe(conn, result.down_key)
         down_prefix = keys.limit_prefix(result.down_key)
         result.parked_left += sum(conn.llen(k) for k in conn.scan_iter(match=_glob_escape(down_prefix) + "parked:*"))
-        result.breaker = {"opens": down["counters"].get("breaker_opens", 0), "probes": down["counters"].get("probes", 0),
-                          "held": down["counters"].get("held", 0), "state": down["state"]}
+        result.breaker = {
+            "opens": down["counters"].get("breaker_opens", 0),
+            "probes": down["counters"].get("probes", 0),
+            "held": down["counters"].get("held", 0),
+            "state": down["state"],
+        }
     result.provider_429 = int(conn.hget(keys.SIM_STATS, "rate_limited") or 0)
     for job in Job.fetch_many([j for j in ids if j not in set(result.lost)], connection=conn, serializer=SERIALIZER):
         if job is not None:
@@ -398,33 +455,70 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--kill-every", type=float, default=2.0)
     parser.add_argument("--deadline", type=float, default=1800.0)
-    parser.add_argument("--server-kills", type=int, default=0,
-                        help="SIGKILL the embedded server this many times mid-run (down --outage s each)")
+    parser.add_argument(
+        "--server-kills",
+        type=int,
+        default=0,
+        help="SIGKILL the embedded server this many times mid-run (down --outage s each)",
+    )
     parser.add_argument("--outage", type=float, default=2.0)
-    parser.add_argument("--freezes", type=int, default=0,
-                        help="SIGSTOP a worker this many times, for --freeze-s (> the 1 s liveness TTL)")
+    parser.add_argument(
+        "--freezes",
+        type=int,
+        default=0,
+        help="SIGSTOP a worker this many times, for --freeze-s (> the 1 s liveness TTL)",
+    )
     parser.add_argument("--freeze-s", type=float, default=3.0)
-    parser.add_argument("--concurrent", type=int, default=0, metavar="N",
-                        help="one of the workers runs with --concurrency N (and is every W-th kill's victim)")
-    parser.add_argument("--limit-concurrency", type=int, default=None, metavar="N",
-                        help="declare a concurrency cap on the run's limit key simulated:<queue>")
+    parser.add_argument(
+        "--concurrent",
+        type=int,
+        default=0,
+        metavar="N",
+        help="one of the workers runs with --concurrency N (and is every W-th kill's victim)",
+    )
+    parser.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="declare a concurrency cap on the run's limit key simulated:<queue>",
+    )
     parser.add_argument("--limit-rate", default=None, metavar="R", help="declare a rate on it, e.g. 40/s")
-    parser.add_argument("--provider-rate", default=None, metavar="R",
-                        help="the simulated provider's own limit (GENQUEUE_SIM_RATE_LIMIT): 429 beyond R")
-    parser.add_argument("--down-jobs", type=int, default=0, metavar="N",
-                        help="N of the jobs use a second key whose provider is down (503) for --down-for s: "
-                             "its breaker opens, probes and closes mid-chaos")
+    parser.add_argument(
+        "--provider-rate",
+        default=None,
+        metavar="R",
+        help="the simulated provider's own limit (GENQUEUE_SIM_RATE_LIMIT): 429 beyond R",
+    )
+    parser.add_argument(
+        "--down-jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N of the jobs use a second key whose provider is down (503) for --down-for s: "
+        "its breaker opens, probes and closes mid-chaos",
+    )
     parser.add_argument("--down-for", type=float, default=12.0, metavar="S")
-    parser.add_argument("--latency", type=float, default=0.005, metavar="S",
-                        help="the simulated provider's latency per call (GENQUEUE_SIM_LATENCY)")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.005,
+        metavar="S",
+        help="the simulated provider's latency per call (GENQUEUE_SIM_LATENCY)",
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from genqueue.errors import InvalidInput
     from genqueue.limits.rules import Limits
 
     try:
-        Limits.parse({k: v for k, v in (("concurrency", args.limit_concurrency), ("rate", args.limit_rate),
-                                        ("max_wait", None)) if v is not None})
+        Limits.parse(
+            {
+                k: v
+                for k, v in (("concurrency", args.limit_concurrency), ("rate", args.limit_rate), ("max_wait", None))
+                if v is not None
+            }
+        )
         if args.provider_rate:
             Limits.parse({"rate": args.provider_rate})
         if args.down_jobs < 0 or args.down_jobs > args.jobs or args.down_for <= 0:
@@ -436,31 +530,60 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     home = tempfile.mkdtemp(prefix="gqchaos-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENQUEUE_")}
-    env.update(GENQUEUE_HOME=home, GENQUEUE_BACKOFF_SCALE="0.01", GENQUEUE_LOG_FORMAT="json",
-               GENQUEUE_SIM_LATENCY=str(args.latency), GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3",
-               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.update(
+        GENQUEUE_HOME=home,
+        GENQUEUE_BACKOFF_SCALE="0.01",
+        GENQUEUE_LOG_FORMAT="json",
+        GENQUEUE_SIM_LATENCY=str(args.latency),
+        GENQUEUE_LIVENESS_TTL="1",
+        GENQUEUE_SWEEP_INTERVAL="0.3",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
     from genqueue.backend.connection import EmbeddedServer
 
     server = None if env.get("REDIS_URL") else EmbeddedServer(Path(home))
     if server:
         server.start()
     try:
-        result = run_chaos(env, f"chaos-{uuid.uuid4().hex[:6]}", jobs=args.jobs, workers=args.workers,
-                           kill_every=args.kill_every, deadline_s=args.deadline, log_dir=home,
-                           server_kills=args.server_kills, outage_s=args.outage, freezes=args.freezes,
-                           freeze_s=args.freeze_s, concurrent=args.concurrent,
-                           limit_concurrency=args.limit_concurrency, limit_rate=args.limit_rate,
-                           provider_rate=args.provider_rate, down_jobs=args.down_jobs,
-                           down_for_s=args.down_for)
+        result = run_chaos(
+            env,
+            f"chaos-{uuid.uuid4().hex[:6]}",
+            jobs=args.jobs,
+            workers=args.workers,
+            kill_every=args.kill_every,
+            deadline_s=args.deadline,
+            log_dir=home,
+            server_kills=args.server_kills,
+            outage_s=args.outage,
+            freezes=args.freezes,
+            freeze_s=args.freeze_s,
+            concurrent=args.concurrent,
+            limit_concurrency=args.limit_concurrency,
+            limit_rate=args.limit_rate,
+            provider_rate=args.provider_rate,
+            down_jobs=args.down_jobs,
+            down_for_s=args.down_for,
+        )
     finally:
         if server:
             server.stop()
     report = {**asdict(result), "ok": result.ok}
-    for key in ("lost", "both", "completed_twice", "ok_first_but_dead", "deferred", "slots_held", "down_dead",
-                "down_deferred"):
+    for key in (
+        "lost",
+        "both",
+        "completed_twice",
+        "ok_first_but_dead",
+        "deferred",
+        "slots_held",
+        "down_dead",
+        "down_deferred",
+    ):
         report[key] = len(report[key])
-    report["at_kills"] = {"kills": len(result.at_kills), "with_jobs_parked": sum(1 for p, _ in result.at_kills if p),
-                          "with_jobs_parked_and_slots_held": sum(1 for p, s in result.at_kills if p and s)}
+    report["at_kills"] = {
+        "kills": len(result.at_kills),
+        "with_jobs_parked": sum(1 for p, _ in result.at_kills if p),
+        "with_jobs_parked_and_slots_held": sum(1 for p, s in result.at_kills if p and s),
+    }
     print(json.dumps(report, indent=2))
     return 0 if result.ok else 1
 

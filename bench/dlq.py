@@ -43,18 +43,50 @@ def _templates(queue: str) -> dict[str, dict[str, Any]]:
 
     out = {}
     for kind in KINDS:
-        history = [{"n": n, "kind": kind, "error": {"type": "ProviderError", "message": "HTTP 503: unavailable",
-                                                    "status_code": 503, "traceback": ""},
-                    "started_at": "2025-01-01T00:00:00.000Z", "ended_at": "2025-01-01T00:00:01.000Z",
-                    "worker": "bench-worker", "action": "retry", "delay": 5.0, "retry_after": None,
-                    "clipped": False, "charged": True, "reason": None} for n in (1, 2, 3)]
+        history = [
+            {
+                "n": n,
+                "kind": kind,
+                "error": {
+                    "type": "ProviderError",
+                    "message": "HTTP 503: unavailable",
+                    "status_code": 503,
+                    "traceback": "",
+                },
+                "started_at": "2025-01-01T00:00:00.000Z",
+                "ended_at": "2025-01-01T00:00:01.000Z",
+                "worker": "bench-worker",
+                "action": "retry",
+                "delay": 5.0,
+                "retry_after": None,
+                "clipped": False,
+                "charged": True,
+                "reason": None,
+            }
+            for n in (1, 2, 3)
+        ]
         payload = {"prompt": "", "model": "sim-1", "params": {"temperature": 0.7}, "user_id": "u0"}
-        entry = build_entry(job_id="x" * 40, queue=queue, func="genqueue.jobs.generate", args=[payload], kwargs={},
-                            reason=REASONS.get(kind, "exhausted"),
-                            error={"kind": kind, "type": "ProviderError", "message": f"HTTP 503: {kind.lower()}",
-                                   "status_code": 503, "traceback": "Traceback (most recent call last): ..."},
-                            history=history, retry_count=3, crash_count=0, enqueued_at="2025-01-01T00:00:00.000Z",
-                            failed_at=time.time(), retention_s=7 * 86400)
+        entry = build_entry(
+            job_id="x" * 40,
+            queue=queue,
+            func="genqueue.jobs.generate",
+            args=[payload],
+            kwargs={},
+            reason=REASONS.get(kind, "exhausted"),
+            error={
+                "kind": kind,
+                "type": "ProviderError",
+                "message": f"HTTP 503: {kind.lower()}",
+                "status_code": 503,
+                "traceback": "Traceback (most recent call last): ...",
+            },
+            history=history,
+            retry_count=3,
+            crash_count=0,
+            enqueued_at="2025-01-01T00:00:00.000Z",
+            failed_at=time.time(),
+            retention_s=7 * 86400,
+        )
         payload["prompt"] = "p" * max(1, ENTRY_BYTES - len(encode(entry)))
         out[kind] = entry
     return out
@@ -76,8 +108,14 @@ def _split_templates(store) -> dict[str, tuple[list[str], list[int], dict[str, s
 
     out = {}
     for kind, entry in _templates(store.keys.queue).items():
-        marked = {**entry, "job_id": _SLOTS[0], "user_id": _SLOTS[1], "failed_at": _SLOTS[2], "expires_at": _SLOTS[3],
-                  "args": [{**entry["args"][0], "user_id": _SLOTS[1]}]}
+        marked = {
+            **entry,
+            "job_id": _SLOTS[0],
+            "user_id": _SLOTS[1],
+            "failed_at": _SLOTS[2],
+            "expires_at": _SLOTS[3],
+            "args": [{**entry["args"][0], "user_id": _SLOTS[1]}],
+        }
         pieces = re.split("(" + "|".join(map(re.escape, _SLOTS)) + ")", encode(marked))
         texts, slots = pieces[0::2], [_SLOTS.index(p) for p in pieces[1::2]]
         indexes = {k: v for k, v in index_values(marked).items() if k != "user"}
@@ -127,7 +165,7 @@ def drop(store) -> None:
             pipe.execute()
     keys = list(conn.scan_iter(match=store.keys.prefix + "*", count=1000))
     for start in range(0, len(keys), 1000):
-        conn.unlink(*keys[start:start + 1000])
+        conn.unlink(*keys[start : start + 1000])
 
 
 def used_memory(conn: Redis) -> int:
@@ -230,18 +268,26 @@ def run(store, entries: int, *, samples: int, rounds: int, log: bool = True) -> 
     rounds_out = [measure_latencies(store, entries=entries, samples=samples, seed=r) for r in range(rounds)]
     med = statistics.median
     result = {
-        "entries": entries, "fill_s": fill_s, "fill_per_s": entries / fill_s, "payload_bytes": payload,
-        "bytes_per_entry": per_entry, "overhead_bytes": per_entry - payload,
+        "entries": entries,
+        "fill_s": fill_s,
+        "fill_per_s": entries / fill_s,
+        "payload_bytes": payload,
+        "bytes_per_entry": per_entry,
+        "overhead_bytes": per_entry - payload,
         **{f: med(getattr(r, f) for r in rounds_out) for f in Latencies.__dataclass_fields__},
     }
     if log:
         ms = 1000
-        print(f"entries {entries:,}  fill {fill_s:.1f}s ({entries / fill_s:,.0f}/s)  "
-              f"memory {per_entry:,.0f} B/entry for {payload:,.0f} B of JSON (+{per_entry - payload:,.0f} B)")
-        print(f"GET {result['get_rtt'] * ms:.3f} ms | get {result['get'] * ms:.3f} ms "
-              f"({result['get'] / result['get_rtt']:.1f}× GET) | delete {result['delete'] * ms:.3f} ms "
-              f"({result['delete'] / result['get_rtt']:.1f}× GET) | page 50 {result['page'] * ms:.2f} ms | "
-              f"filtered page 50 {result['filtered'] * ms:.2f} ms")
+        print(
+            f"entries {entries:,}  fill {fill_s:.1f}s ({entries / fill_s:,.0f}/s)  "
+            f"memory {per_entry:,.0f} B/entry for {payload:,.0f} B of JSON (+{per_entry - payload:,.0f} B)"
+        )
+        print(
+            f"GET {result['get_rtt'] * ms:.3f} ms | get {result['get'] * ms:.3f} ms "
+            f"({result['get'] / result['get_rtt']:.1f}× GET) | delete {result['delete'] * ms:.3f} ms "
+            f"({result['delete'] / result['get_rtt']:.1f}× GET) | page 50 {result['page'] * ms:.2f} ms | "
+            f"filtered page 50 {result['filtered'] * ms:.2f} ms"
+        )
     return result
 
 

@@ -39,8 +39,14 @@ def machine() -> dict[str, Any]:
         pass
     from importlib.metadata import version
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform(),
-            "rq": version("rq"), "redis_py": version("redis")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "rq": version("rq"),
+        "redis_py": version("redis"),
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,7 +77,9 @@ def table(scenarios: list[Scenario]) -> str:
     rows = []
     for sc in scenarios:
         rows.append((f"[{sc.name}] {sc.title}", "", "", "", "", ""))
-        rows += [(f"  {r['measure']}", r["baseline"], r["genqueue"], r["ratio"], r["goal"], r["status"]) for r in sc.rows]
+        rows += [
+            (f"  {r['measure']}", r["baseline"], r["genqueue"], r["ratio"], r["goal"], r["status"]) for r in sc.rows
+        ]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
@@ -80,16 +88,21 @@ def table(scenarios: list[Scenario]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     """The README's performance table, from a results.json report."""
     m, srv = report["machine"], report["server"]
-    lines = [f"Measured {report['when']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, rq {m['rq']}, "
-             f"{srv.get('server_name')} {srv.get('valkey_version') or srv.get('redis_version')}"
-             f"{' (embedded, AOF on)' if srv.get('embedded') else ''}; median of {report['reps']} repetition(s), "
-             f"{report['seconds']:.0f} s in all. Ratio > 1: genqueue is faster.", "",
-             "| scenario | measure | bare RQ / baseline | genqueue | ratio | goal | status |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured {report['when']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, rq {m['rq']}, "
+        f"{srv.get('server_name')} {srv.get('valkey_version') or srv.get('redis_version')}"
+        f"{' (embedded, AOF on)' if srv.get('embedded') else ''}; median of {report['reps']} repetition(s), "
+        f"{report['seconds']:.0f} s in all. Ratio > 1: genqueue is faster.",
+        "",
+        "| scenario | measure | bare RQ / baseline | genqueue | ratio | goal | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, sc in report["scenarios"].items():
         for r in sc["rows"]:
-            lines.append(f"| {name} | {r['measure']} | {r['baseline']} | {r['genqueue']} | {r['ratio']} | {r['goal']} "
-                         f"| {r['status']} |")
+            lines.append(
+                f"| {name} | {r['measure']} | {r['baseline']} | {r['genqueue']} | {r['ratio']} | {r['goal']} "
+                f"| {r['status']} |"
+            )
     return "\n".join(lines)
 
 
@@ -100,8 +113,10 @@ def settle(conn, deadline_s: float = 300.0) -> None:
     until = time.monotonic() + deadline_s
     while time.monotonic() < until:
         info = conn.info("persistence")
-        if not any(int(info.get(k, 0) or 0) for k in ("aof_rewrite_in_progress", "aof_rewrite_scheduled",
-                                                         "rdb_bgsave_in_progress")):
+        if not any(
+            int(info.get(k, 0) or 0)
+            for k in ("aof_rewrite_in_progress", "aof_rewrite_scheduled", "rdb_bgsave_in_progress")
+        ):
             return
         time.sleep(0.5)
 
@@ -120,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         from genqueue.backend.connection import connect_url
 
         conn = connect_url(url)
-        ctx = Ctx(conn=conn, url=url, home=home, sizes=sizes, reps=reps, token=uuid.uuid4().hex[:8],
-                  smoke=args.smoke)
+        ctx = Ctx(conn=conn, url=url, home=home, sizes=sizes, reps=reps, token=uuid.uuid4().hex[:8], smoke=args.smoke)
         server = {**server_info(conn), "embedded": embedded}
         for name in args.only.split(","):
             settle(conn)
@@ -134,19 +148,30 @@ def main(argv: list[str] | None = None) -> int:
             print(table([scenario]), file=sys.stderr, flush=True)  # as it completes: a long run shows progress
             results.append(scenario)
     total = time.perf_counter() - started
-    report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), "server": server,
-              "smoke": args.smoke, "reps": reps, "sizes": dataclasses.asdict(sizes), "seconds": round(total, 1),
-              "scenarios": {sc.name: sc.to_json() for sc in results}}
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "server": server,
+        "smoke": args.smoke,
+        "reps": reps,
+        "sizes": dataclasses.asdict(sizes),
+        "seconds": round(total, 1),
+        "scenarios": {sc.name: sc.to_json() for sc in results},
+    }
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]
-    print(f"\ngenqueue vs bare RQ — {m['cpu']}, {m['cores']} cores, Python {m['python']}, rq {m['rq']}, "
-          f"{server.get('server_name')} {server.get('valkey_version') or server.get('redis_version')}"
-          f"{' (embedded, AOF on)' if embedded else ''}; {reps} repetition(s), medians; ratio > 1: genqueue faster")
+    print(
+        f"\ngenqueue vs bare RQ — {m['cpu']}, {m['cores']} cores, Python {m['python']}, rq {m['rq']}, "
+        f"{server.get('server_name')} {server.get('valkey_version') or server.get('redis_version')}"
+        f"{' (embedded, AOF on)' if embedded else ''}; {reps} repetition(s), medians; ratio > 1: genqueue faster"
+    )
     print(table(results))
     for sc in results:
         for note in sc.notes:
             print(f"note [{sc.name}]: {note}")
     missed = [g for sc in results for g in sc.goals if not g["met"]]
-    print(f"\n{sum(len(sc.goals) for sc in results) - len(missed)} goal(s) met, {len(missed)} missed; "
-          f"{total:.0f} s; results in {args.output}")
+    print(
+        f"\n{sum(len(sc.goals) for sc in results) - len(missed)} goal(s) met, {len(missed)} missed; "
+        f"{total:.0f} s; results in {args.output}"
+    )
     return 0

@@ -24,8 +24,15 @@ def caption(image_url: str, model: str = "gpt-4o-mini") -> dict:
     ctx = genqueue.current()
     answer = client.chat.completions.create(
         model=model,
-        messages=[{"role": "user", "content": [{"type": "text", "text": "Caption this image in one line."},
-                                               {"type": "image_url", "image_url": {"url": image_url}}]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Caption this image in one line."},
+                    {"type": "image_url", "image_url": {"url": image_url}},
+                ],
+            }
+        ],
         extra_headers={"Idempotency-Key": ctx.job_id},
     )
     return {"caption": answer.choices[0].message.content, "model": answer.model}
@@ -34,7 +41,8 @@ def caption(image_url: str, model: str = "gpt-4o-mini") -> dict:
 @genqueue.task(timeout=300, policy={"RATE_LIMITED": {"max": 10}})
 def image(prompt: str, size: str = "1024x1024") -> dict:
     ctx = genqueue.current()
-    result = client.images.generate(model="gpt-image-1", prompt=prompt, size=size,
-                                    extra_headers={"Idempotency-Key": ctx.job_id})
+    result = client.images.generate(
+        model="gpt-image-1", prompt=prompt, size=size, extra_headers={"Idempotency-Key": ctx.job_id}
+    )
     uris = [put(ctx.job_id, f"{n}.png", base64.b64decode(item.b64_json)) for n, item in enumerate(result.data)]
     return {"images": uris}  # a result is at most 1 MiB: store the bytes, return where they are

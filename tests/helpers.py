@@ -44,8 +44,12 @@ def race(*actions: Callable[[], Any], expected: tuple[type[Exception], ...]) -> 
     return sorted(outcomes)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = DEFAULT_DEADLINE_S, interval: float = 0.05,
-             message: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = DEFAULT_DEADLINE_S,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -67,8 +71,9 @@ class CliResult:
 
 
 def run_cli(env: dict[str, str], *args: str, input: str | None = None, timeout: float = 60) -> CliResult:
-    proc = subprocess.run([sys.executable, "-m", "genqueue", *args], env=env, capture_output=True, text=True,
-                          input=input, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "genqueue", *args], env=env, capture_output=True, text=True, input=input, timeout=timeout
+    )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -20,7 +20,7 @@ from .common import Ctx, Scenario
 
 SECRET = "bench-secret-of-at-least-thirty-two-characters"
 CONNECTIONS = 16
-LOADER = r'''
+LOADER = r"""
 import asyncio, json, sys, time, httpx
 url, headers, seconds, conns = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 lat = []
@@ -35,7 +35,7 @@ async def main():
         await asyncio.gather(*[worker(client, stop) for _ in range(conns)])
 started = time.monotonic(); asyncio.run(main()); took = time.monotonic() - started
 lat.sort(); print(json.dumps({"rps": len(lat) / took, "p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))]}))
-'''
+"""
 
 
 def _free_port() -> int:
@@ -87,8 +87,13 @@ def load(url: str, headers: dict[str, str], seconds: float) -> dict[str, float]:
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
         return {"rps": rps, "p99_ms": float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], "tool": "wrk"}
-    out = subprocess.run([sys.executable, "-c", LOADER, url, json.dumps(headers), str(seconds), str(CONNECTIONS)],
-                         capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", LOADER, url, json.dumps(headers), str(seconds), str(CONNECTIONS)],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
     return {**json.loads(out), "tool": "python"}
 
 
@@ -98,13 +103,22 @@ def run(ctx: Ctx) -> Scenario:
     from genqueue.jobs.enqueue import enqueue
 
     seconds = 2.0 if ctx.smoke else 10.0
-    sc = Scenario("api", "HTTP: GET /api/jobs/{id} (JWT + rate limit) vs rq-dashboard and a bare endpoint",
-                  sizes={"seconds": seconds, "connections": CONNECTIONS})
+    sc = Scenario(
+        "api",
+        "HTTP: GET /api/jobs/{id} (JWT + rate limit) vs rq-dashboard and a bare endpoint",
+        sizes={"seconds": seconds, "connections": CONNECTIONS},
+    )
     queue = ctx.name("api")
     job_id = enqueue(ctx.conn, queue, {"prompt": "bench"}, job_id=ctx.name("api-job"), tenant="bench").job.id
-    env = {**os.environ, "REDIS_URL": ctx.url, "GENQUEUE_HOME": str(ctx.home), "GENQUEUE_QUEUE": queue,
-           "GENQUEUE_API_JWT_SECRET": SECRET, "GENQUEUE_API_RATE_LIMIT": "100000000/minute",
-           "GENQUEUE_LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "REDIS_URL": ctx.url,
+        "GENQUEUE_HOME": str(ctx.home),
+        "GENQUEUE_QUEUE": queue,
+        "GENQUEUE_API_JWT_SECRET": SECRET,
+        "GENQUEUE_API_RATE_LIMIT": "100000000/minute",
+        "GENQUEUE_LOG_FORMAT": "json",
+    }
     token = mint(ApiConfig("HS256", SECRET, SECRET, True), sub="bench", ttl_s=3600)
     auth = {"Authorization": f"Bearer {token}"}
     ports = {name: _free_port() for name in ("api", "bare", "dash")}
@@ -113,8 +127,21 @@ def run(ctx: Ctx) -> Scenario:
     with _serving([sys.executable, "-m", "genqueue", "api", "--port", str(ports["api"])], env, ours, auth):
         results["genqueue"] = load(ours, auth, seconds)
     bare = f"http://127.0.0.1:{ports['bare']}/bare"
-    with _serving([sys.executable, "-m", "uvicorn", "bench.bare_api:app", "--port", str(ports["bare"]),
-                   "--log-level", "warning", "--no-access-log"], env, bare):
+    with _serving(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare_api:app",
+            "--port",
+            str(ports["bare"]),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env,
+        bare,
+    ):
         results["bare"] = load(bare, {}, seconds)
     dash_script = shutil.which("rq-dashboard") or os.path.join(os.path.dirname(sys.executable), "rq-dashboard")
     dash = f"http://127.0.0.1:{ports['dash']}/0/data/job/{job_id}.json"
@@ -129,12 +156,29 @@ def run(ctx: Ctx) -> Scenario:
     sc.row(f"req/s, {CONNECTIONS} connections ({tool})", "", f"{ours_r['rps']:.0f}")
     if "rq_dashboard" in results:
         ratio = ours_r["rps"] / results["rq_dashboard"]["rps"]
-        sc.row("  vs rq-dashboard job JSON", f"{results['rq_dashboard']['rps']:.0f} req/s "
-               f"(p99 {results['rq_dashboard']['p99_ms']:.1f} ms)", f"{ours_r['rps']:.0f} req/s", f"{ratio:.2f}×",
-               "≥ 5×", sc.goal("api: ≥ 5× rq-dashboard req/s", ratio, 5.0, higher_is_better=True, unit="×"))
+        sc.row(
+            "  vs rq-dashboard job JSON",
+            f"{results['rq_dashboard']['rps']:.0f} req/s (p99 {results['rq_dashboard']['p99_ms']:.1f} ms)",
+            f"{ours_r['rps']:.0f} req/s",
+            f"{ratio:.2f}×",
+            "≥ 5×",
+            sc.goal("api: ≥ 5× rq-dashboard req/s", ratio, 5.0, higher_is_better=True, unit="×"),
+        )
     bare_ratio = ours_r["rps"] / results["bare"]["rps"]
-    sc.row("  vs bare endpoint (no Redis)", f"{results['bare']['rps']:.0f} req/s", f"{ours_r['rps']:.0f} req/s",
-           f"{bare_ratio:.2f}×", "≥ 0.5×", sc.goal("api: ≥ 0.5× the bare endpoint", bare_ratio, 0.5, higher_is_better=True, unit="×"))
-    sc.row("  p99 latency", f"{results['bare']['p99_ms']:.1f} ms (bare)", f"{ours_r['p99_ms']:.1f} ms", "",
-           "≤ 20 ms", sc.goal("api: p99 ≤ 20 ms", ours_r["p99_ms"], 20.0, higher_is_better=False, unit="ms"))
+    sc.row(
+        "  vs bare endpoint (no Redis)",
+        f"{results['bare']['rps']:.0f} req/s",
+        f"{ours_r['rps']:.0f} req/s",
+        f"{bare_ratio:.2f}×",
+        "≥ 0.5×",
+        sc.goal("api: ≥ 0.5× the bare endpoint", bare_ratio, 0.5, higher_is_better=True, unit="×"),
+    )
+    sc.row(
+        "  p99 latency",
+        f"{results['bare']['p99_ms']:.1f} ms (bare)",
+        f"{ours_r['p99_ms']:.1f} ms",
+        "",
+        "≤ 20 ms",
+        sc.goal("api: p99 ≤ 20 ms", ours_r["p99_ms"], 20.0, higher_is_better=False, unit="ms"),
+    )
     return sc

@@ -43,8 +43,15 @@ def _fill_failed_registry(ctx: Ctx, queue_name: str, n: int) -> None:
     for start in range(0, n, 1000):
         with ctx.conn.pipeline(transaction=False) as pipe:
             for i in range(start, min(n, start + 1000)):
-                job = Job.create(JOB_FUNC, args=({"prompt": "p" * 1000},), connection=ctx.conn, serializer=SERIALIZER,
-                                 id=f"{queue_name}-{i}", origin=queue_name, status=JobStatus.FAILED)
+                job = Job.create(
+                    JOB_FUNC,
+                    args=({"prompt": "p" * 1000},),
+                    connection=ctx.conn,
+                    serializer=SERIALIZER,
+                    id=f"{queue_name}-{i}",
+                    origin=queue_name,
+                    status=JobStatus.FAILED,
+                )
                 job.save(pipeline=pipe)
                 registry.add(job, ttl=86400, pipeline=pipe)
             pipe.execute()
@@ -88,7 +95,7 @@ def replay_limit(ctx: Ctx, store, template: dict[bytes, bytes]) -> float:
         raws = conn.mget([store.keys.entry(i) for i in ids])
         by_index: dict[str, list[str]] = {}
         with conn.pipeline(transaction=False) as pipe:
-            for job_id, raw in zip(ids, raws):
+            for job_id, raw in zip(ids, raws, strict=False):
                 for f, v in index_values(json.loads(raw)).items():
                     by_index.setdefault(store.keys.index(f, v), []).append(job_id)
                 pipe.hset(f"rq:job:{job_id}", mapping=template)
@@ -108,8 +115,11 @@ def run(ctx: Ctx) -> Scenario:
     from genqueue.dlq.entry import iso
 
     n, base_n, reps = ctx.sizes.bulk_entries, ctx.sizes.bulk_baseline, ctx.reps
-    sc = Scenario("bulk", f"Bulk replay and export over {n:,} DLQ entries (CLI)",
-                  sizes={"entries": n, "replayed_per_rep": n // reps, "rq_requeue_jobs": base_n})
+    sc = Scenario(
+        "bulk",
+        f"Bulk replay and export over {n:,} DLQ entries (CLI)",
+        sizes={"entries": n, "replayed_per_rep": n // reps, "rq_requeue_jobs": base_n},
+    )
     export_rates, replay_rates, rq_rates, export_limits, replay_limits = [], [], [], [], []
     name = ctx.name("bulk")
     store = bench_dlq.make_store(ctx.conn, name, n)
@@ -119,7 +129,9 @@ def run(ctx: Ctx) -> Scenario:
         for _ in range(reps):
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "dlq.jsonl"
-                export_rates.append(n / timed(lambda: _cli(ctx, *_genqueue("dlq", "export", "-q", name, "-o", str(out)))))
+                export_rates.append(
+                    n / timed(lambda out=out: _cli(ctx, *_genqueue("dlq", "export", "-q", name, "-o", str(out))))
+                )
                 lines = sum(1 for _ in out.open())
                 if lines != n:
                     raise RuntimeError(f"export wrote {lines} lines for {n} entries")
@@ -130,12 +142,15 @@ def run(ctx: Ctx) -> Scenario:
         for rep in range(reps):
             before = store.count()
             window = ("--since", iso(edges[rep]), "--until", iso(edges[rep + 1]))
-            seconds = timed(lambda: _cli(ctx, *_genqueue("dlq", "retry", "--all", "--yes", "-q", name, *window, "--json")))
+            seconds = timed(
+                lambda window=window: _cli(ctx, *_genqueue("dlq", "retry", "--all", "--yes", "-q", name, *window, "--json"))
+            )
             done = before - store.count()
             replay_rates.append(done / seconds)
             if done < n // reps - 2 or ctx.conn.llen(f"rq:queue:{name}") != n - store.count():
-                raise RuntimeError(f"replay rep {rep}: {done} entries left the DLQ, "
-                                   f"{ctx.conn.llen(f'rq:queue:{name}')} jobs queued")
+                raise RuntimeError(
+                    f"replay rep {rep}: {done} entries left the DLQ, {ctx.conn.llen(f'rq:queue:{name}')} jobs queued"
+                )
         if store.count():
             raise RuntimeError(f"{store.count()} entries left after replaying every slice")
         template = ctx.conn.hgetall(f"rq:job:{bench_dlq.entry_id('e', 0)}")
@@ -157,9 +172,20 @@ def run(ctx: Ctx) -> Scenario:
         rq_name = ctx.name(f"bulk-rq-{rep}")
         _fill_failed_registry(ctx, rq_name, base_n)
         try:
-            rq_cmd = [sys.executable, "-m", "rq.cli", "requeue", "--all", "--queue", rq_name, "-u", ctx.url,
-                      "-S", "rq.serializers.JSONSerializer"]
-            rq_rates.append(base_n / timed(lambda: _cli(ctx, *rq_cmd)))
+            rq_cmd = [
+                sys.executable,
+                "-m",
+                "rq.cli",
+                "requeue",
+                "--all",
+                "--queue",
+                rq_name,
+                "-u",
+                ctx.url,
+                "-S",
+                "rq.serializers.JSONSerializer",
+            ]
+            rq_rates.append(base_n / timed(lambda rq_cmd=rq_cmd: _cli(ctx, *rq_cmd)))
             if ctx.conn.llen(f"rq:queue:{rq_name}") != base_n:
                 raise RuntimeError("rq requeue did not requeue every job")
         finally:
@@ -169,19 +195,39 @@ def run(ctx: Ctx) -> Scenario:
     rq = sc.measure("replay", "entries/s", rq_rates, system="rq")
     sc.metrics["replay"]["ratio"] = replay / rq
     status = sc.goal("bulk: dlq retry --all ≥ 5,000 entries/s", replay, 5000, higher_is_better=True, unit="/s")
-    sc.row("dlq retry --all --yes", f"{rq:,.0f}/s (rq requeue --all)", f"{replay:,.0f}/s", f"{replay / rq:.2f}×",
-           "≥ 5,000/s", status)
+    sc.row(
+        "dlq retry --all --yes",
+        f"{rq:,.0f}/s (rq requeue --all)",
+        f"{replay:,.0f}/s",
+        f"{replay / rq:.2f}×",
+        "≥ 5,000/s",
+        status,
+    )
     limit = sc.measure("replay_limit", "entries/s", replay_limits, system="limit")
     status = sc.goal("bulk: dlq retry --all ≥ 0.5× the replay limit", replay / limit, 0.5, higher_is_better=True)
-    sc.row("dlq retry --all vs the limit", f"{limit:,.0f}/s (raw pipeline, same writes)", f"{replay:,.0f}/s",
-           f"{replay / limit:.2f}×", "≥ 0.50×", status)
+    sc.row(
+        "dlq retry --all vs the limit",
+        f"{limit:,.0f}/s (raw pipeline, same writes)",
+        f"{replay:,.0f}/s",
+        f"{replay / limit:.2f}×",
+        "≥ 0.50×",
+        status,
+    )
     export = sc.measure("export", "entries/s", export_rates, system="genqueue")
     status = sc.goal("bulk: dlq export ≥ 20,000 entries/s", export, 20000, higher_is_better=True, unit="/s")
     sc.row("dlq export", "", f"{export:,.0f}/s", "", "≥ 20,000/s", status)
     limit = sc.measure("export_limit", "entries/s", export_limits, system="limit")
     status = sc.goal("bulk: dlq export ≥ 0.5× the export limit", export / limit, 0.5, higher_is_better=True)
-    sc.row("dlq export vs the limit", f"{limit:,.0f}/s (raw MGET to a file)", f"{export:,.0f}/s",
-           f"{export / limit:.2f}×", "≥ 0.50×", status)
-    sc.notes.append(f"rates include the CLI process's start-up; each replay pass takes one time slice (~{n // reps:,} "
-                    f"entries) of the {n:,}; rq requeue --all ran over {base_n:,} failed jobs per repetition")
+    sc.row(
+        "dlq export vs the limit",
+        f"{limit:,.0f}/s (raw MGET to a file)",
+        f"{export:,.0f}/s",
+        f"{export / limit:.2f}×",
+        "≥ 0.50×",
+        status,
+    )
+    sc.notes.append(
+        f"rates include the CLI process's start-up; each replay pass takes one time slice (~{n // reps:,} "
+        f"entries) of the {n:,}; rq requeue --all ran over {base_n:,} failed jobs per repetition"
+    )
     return sc

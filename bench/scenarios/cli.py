@@ -44,14 +44,27 @@ def run(ctx: Ctx) -> Scenario:
     value = sc.measure("help", "s", help_runs, system="genqueue")
     sc.metrics["help"]["ratio"] = rq_median / value
     status = sc.goal("cli: genqueue --help ≤ 300 ms", value * ms, 300.0, higher_is_better=False, unit="ms")
-    sc.row("genqueue --help", f"{rq_median * ms:.0f} ms (rq info --help)", f"{value * ms:.0f} ms",
-           f"{rq_median / value:.2f}×", "≤ 300 ms", status)
-    value = sc.measure("dlq_list", "s", _time(ctx, [_script("genqueue"), "dlq", "list", "-q", ctx.name("cli")]),
-                       system="genqueue")
+    sc.row(
+        "genqueue --help",
+        f"{rq_median * ms:.0f} ms (rq info --help)",
+        f"{value * ms:.0f} ms",
+        f"{rq_median / value:.2f}×",
+        "≤ 300 ms",
+        status,
+    )
+    value = sc.measure(
+        "dlq_list", "s", _time(ctx, [_script("genqueue"), "dlq", "list", "-q", ctx.name("cli")]), system="genqueue"
+    )
     sc.metrics["dlq_list"]["ratio"] = value / rq_info
     status = sc.goal("cli: genqueue dlq list ≤ 250 ms", value * ms, 250.0, higher_is_better=False, unit="ms")
     sc.row("genqueue dlq list", "", f"{value * ms:.0f} ms", "", "≤ 250 ms", status)
     status = sc.goal("cli: genqueue dlq list ≤ 0.75× rq info", value / rq_info, 0.75, higher_is_better=False)
-    sc.row("genqueue dlq list vs rq info", f"{rq_info * ms:.0f} ms (rq info)", f"{value * ms:.0f} ms",
-           f"{value / rq_info:.2f}× the time", "≤ 0.75×", status)
+    sc.row(
+        "genqueue dlq list vs rq info",
+        f"{rq_info * ms:.0f} ms (rq info)",
+        f"{value * ms:.0f} ms",
+        f"{value / rq_info:.2f}× the time",
+        "≤ 0.75×",
+        status,
+    )
     return sc

@@ -36,8 +36,18 @@ class Sizes:
 
 
 FULL = Sizes()
-SMOKE = Sizes(enqueue_jobs=50, enqueue_batch=20, success_jobs=50, fork_jobs=20, failure_jobs=30,
-              dlq_entries=2_000, dlq_samples=20, bulk_entries=500, bulk_baseline=100, cli_runs=2)
+SMOKE = Sizes(
+    enqueue_jobs=50,
+    enqueue_batch=20,
+    success_jobs=50,
+    fork_jobs=20,
+    failure_jobs=30,
+    dlq_entries=2_000,
+    dlq_samples=20,
+    bulk_entries=500,
+    bulk_baseline=100,
+    cli_runs=2,
+)
 
 
 @dataclass
@@ -76,8 +86,16 @@ class Scenario:
         return value
 
     def row(self, measure: str, baseline: str, genqueue: str, ratio: str = "", goal: str = "", status: str = ""):
-        self.rows.append({"measure": measure, "baseline": baseline, "genqueue": genqueue, "ratio": ratio,
-                          "goal": goal, "status": status})
+        self.rows.append(
+            {
+                "measure": measure,
+                "baseline": baseline,
+                "genqueue": genqueue,
+                "ratio": ratio,
+                "goal": goal,
+                "status": status,
+            }
+        )
 
     def goal(self, text: str, measured: float, target: float, *, higher_is_better: bool, unit: str = "") -> str:
         """Record a goal; returns 'met' or 'missed by X %' (relative to the target)."""
@@ -87,17 +105,35 @@ class Scenario:
         else:
             by = (target - measured) / target if higher_is_better else (measured - target) / target
             status = f"missed by {by:.0%}"
-        self.goals.append({"goal": text, "measured": measured, "target": target, "unit": unit, "met": met,
-                           "status": status})
+        self.goals.append(
+            {"goal": text, "measured": measured, "target": target, "unit": unit, "met": met, "status": status}
+        )
         return status
 
     def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "sizes": self.sizes, "metrics": self.metrics, "goals": self.goals,
-                "notes": self.notes, "seconds": round(self.seconds, 2), "rows": self.rows}
+        return {
+            "title": self.title,
+            "sizes": self.sizes,
+            "metrics": self.metrics,
+            "goals": self.goals,
+            "notes": self.notes,
+            "seconds": round(self.seconds, 2),
+            "rows": self.rows,
+        }
 
 
-def compare(sc: Scenario, key: str, measure: str, rq_runs: list[float], gq_runs: list[float], *, unit: str,
-            higher_is_better: bool, goal: float | None = None, fmt: str = "{:,.0f}") -> float:
+def compare(
+    sc: Scenario,
+    key: str,
+    measure: str,
+    rq_runs: list[float],
+    gq_runs: list[float],
+    *,
+    unit: str,
+    higher_is_better: bool,
+    goal: float | None = None,
+    fmt: str = "{:,.0f}",
+) -> float:
     """Record an RQ-vs-genqueue pair and its ratio (>1: genqueue is faster) and table row; returns the ratio."""
     rq = sc.measure(key, unit, rq_runs, system="rq")
     gq = sc.measure(key, unit, gq_runs, system="genqueue")
@@ -178,8 +214,14 @@ def quiet_logs() -> None:
 
 
 # -- clean-up ------------------------------------------------------------------------------------------------
-REGISTRY_TEMPLATES = ("rq:wip:{}", "rq:finished:{}", "rq:failed:{}", "rq:deferred:{}", "rq:scheduled:{}",
-                      "rq:canceled:{}")
+REGISTRY_TEMPLATES = (
+    "rq:wip:{}",
+    "rq:finished:{}",
+    "rq:failed:{}",
+    "rq:deferred:{}",
+    "rq:scheduled:{}",
+    "rq:canceled:{}",
+)
 
 
 def drop_queue(conn: Redis, queue: str, job_ids: list[str] | None = None) -> None:
@@ -191,13 +233,23 @@ def drop_queue(conn: Redis, queue: str, job_ids: list[str] | None = None) -> Non
             ids += [i.decode().split(":")[0] for i in conn.zrange(template.format(queue), 0, -1)]
     for start in range(0, len(ids), 2000):
         with conn.pipeline(transaction=False) as pipe:
-            for job_id in ids[start:start + 2000]:
-                pipe.unlink(f"rq:job:{job_id}", f"rq:results:{job_id}", f"rq:executions:{job_id}",
-                            f"rq:job:{job_id}:dependents", f"rq:job:{job_id}:dependencies")
+            for job_id in ids[start : start + 2000]:
+                pipe.unlink(
+                    f"rq:job:{job_id}",
+                    f"rq:results:{job_id}",
+                    f"rq:executions:{job_id}",
+                    f"rq:job:{job_id}:dependents",
+                    f"rq:job:{job_id}:dependencies",
+                )
             pipe.execute()
-    conn.unlink(f"rq:queue:{queue}", f"rq:intermediate:{queue}", f"rq:workers:{queue}",
-                f"rq:clean_registries:{queue}", f"rq:scheduler-lock:{queue}",
-                *(t.format(queue) for t in REGISTRY_TEMPLATES))
+    conn.unlink(
+        f"rq:queue:{queue}",
+        f"rq:intermediate:{queue}",
+        f"rq:workers:{queue}",
+        f"rq:clean_registries:{queue}",
+        f"rq:scheduler-lock:{queue}",
+        *(t.format(queue) for t in REGISTRY_TEMPLATES),
+    )
     conn.srem("rq:queues", f"rq:queue:{queue}")
 
 

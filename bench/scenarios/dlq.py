@@ -30,16 +30,32 @@ def run(ctx: Ctx) -> Scenario:
     for key, label, target in (("page", "page of 50", 5.0), ("filtered", "filtered page of 50 (kind)", 10.0)):
         value = result[key] * ms
         status = sc.goal(f"dlq: {label} ≤ {target:g} ms", value, target, higher_is_better=False, unit="ms")
-        sc.row(label, "", f"{value:.2f} ms (p99 {result[key + '_p99'] * ms:.2f})", f"{result[key] / rtt:.1f}× GET",
-               f"≤ {target:g} ms", status)
+        sc.row(
+            label,
+            "",
+            f"{value:.2f} ms (p99 {result[key + '_p99'] * ms:.2f})",
+            f"{result[key] / rtt:.1f}× GET",
+            f"≤ {target:g} ms",
+            status,
+        )
     overhead = result["overhead_bytes"]
     status = sc.goal("dlq: memory ≤ payload + 600 B", overhead, 600.0, higher_is_better=False, unit="B")
-    sc.row("memory per entry", f"{result['payload_bytes']:,.0f} B JSON", f"{result['bytes_per_entry']:,.0f} B",
-           f"+{overhead:,.0f} B", "≤ +600 B", status)
-    sc.notes.append(f"filled {n:,} entries in {result['fill_s']:.1f} s ({result['fill_per_s']:,.0f}/s, pipelined "
-                    f"DLQStore.add); latencies are medians of {ctx.sizes.dlq_samples} calls × {ctx.reps} rounds")
-    sc.notes.append(f"delete: {result['delete_server'] * 1e6:.0f} µs of it is the server's own time for the script "
-                    f"(INFO commandstats), against {result['get_rtt'] * 1e6:.0f} µs for a whole GET round trip")
+    sc.row(
+        "memory per entry",
+        f"{result['payload_bytes']:,.0f} B JSON",
+        f"{result['bytes_per_entry']:,.0f} B",
+        f"+{overhead:,.0f} B",
+        "≤ +600 B",
+        status,
+    )
+    sc.notes.append(
+        f"filled {n:,} entries in {result['fill_s']:.1f} s ({result['fill_per_s']:,.0f}/s, pipelined "
+        f"DLQStore.add); latencies are medians of {ctx.sizes.dlq_samples} calls × {ctx.reps} rounds"
+    )
+    sc.notes.append(
+        f"delete: {result['delete_server'] * 1e6:.0f} µs of it is the server's own time for the script "
+        f"(INFO commandstats), against {result['get_rtt'] * 1e6:.0f} µs for a whole GET round trip"
+    )
     if n < 100_000:
         sc.notes.append("memory per entry at small N is dominated by the server's fixed costs; trust it at ≥ 100k")
     return sc

@@ -36,8 +36,11 @@ def run(ctx: Ctx) -> Scenario:
 
     n = ctx.sizes.enqueue_jobs
     batch = ctx.sizes.enqueue_batch
-    sc = Scenario("enqueue", f"Enqueue {n:,} jobs with a ~1 KB payload",
-                  sizes={"jobs": n, "payload_bytes": PAYLOAD_BYTES, "rq_batch": batch})
+    sc = Scenario(
+        "enqueue",
+        f"Enqueue {n:,} jobs with a ~1 KB payload",
+        sizes={"jobs": n, "payload_bytes": PAYLOAD_BYTES, "rq_batch": batch},
+    )
     payloads = [payload(i) for i in range(n)]
 
     def with_queue(label: str, body) -> float:
@@ -57,7 +60,8 @@ def run(ctx: Ctx) -> Scenario:
     def rq_many(rep: int) -> float:
         def body(q) -> None:
             for start in range(0, n, batch):
-                q.enqueue_many([Queue.prepare_data(JOB_FUNC, (p,)) for p in payloads[start:start + batch]])
+                q.enqueue_many([Queue.prepare_data(JOB_FUNC, (p,)) for p in payloads[start : start + batch]])
+
         return with_queue(f"enq-rqn-{rep}", body)
 
     def gq_many(rep: int) -> float:
@@ -69,11 +73,21 @@ def run(ctx: Ctx) -> Scenario:
 
     one = alternate(ctx.reps, {"rq": rq_one, "genqueue": gq_one})
     many = alternate(ctx.reps, {"rq": rq_many, "genqueue": gq_many})
-    compare(sc, "one_by_one", "enqueue one by one", one["rq"], one["genqueue"], unit="jobs/s",
-            higher_is_better=True, goal=1.0)
+    compare(
+        sc,
+        "one_by_one",
+        "enqueue one by one",
+        one["rq"],
+        one["genqueue"],
+        unit="jobs/s",
+        higher_is_better=True,
+        goal=1.0,
+    )
     label = "enqueue batched" if has_batched_api() else "batched (gq: one by one)"
     compare(sc, "batched", label, many["rq"], many["genqueue"], unit="jobs/s", higher_is_better=True, goal=1.0)
     if not has_batched_api():
-        sc.notes.append("genqueue has no batched enqueue API: its batched number is genqueue.jobs.enqueue.enqueue "
-                        f"one by one, against RQ's Queue.enqueue_many in batches of {batch:,}")
+        sc.notes.append(
+            "genqueue has no batched enqueue API: its batched number is genqueue.jobs.enqueue.enqueue "
+            f"one by one, against RQ's Queue.enqueue_many in batches of {batch:,}"
+        )
     return sc

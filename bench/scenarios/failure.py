@@ -85,14 +85,28 @@ def commands_per_failed_attempt(ctx: Ctx, system: str, n: int) -> tuple[float, d
 def run(ctx: Ctx) -> Scenario:
     n = ctx.sizes.failure_jobs
     attempts = n * (FAILURES + 1)
-    sc = Scenario("failure", f"Failure path: {n:,} jobs failing {FAILURES}× then succeeding, zero backoff, "
-                             "simple worker", sizes={"jobs": n, "failures_per_job": FAILURES, "attempts": attempts})
-    runs = alternate(ctx.reps, {
-        "rq": lambda rep: attempts / _drain_jobs(ctx, "rq", f"fail-rq-{rep}", n, FAILURES),
-        "genqueue": lambda rep: attempts / _drain_jobs(ctx, "genqueue", f"fail-gq-{rep}", n, FAILURES),
-    })
-    compare(sc, "drain", f"{attempts:,} attempts ({n:,} jobs)", runs["rq"], runs["genqueue"], unit="attempts/s",
-            higher_is_better=True, goal=1.05)
+    sc = Scenario(
+        "failure",
+        f"Failure path: {n:,} jobs failing {FAILURES}× then succeeding, zero backoff, simple worker",
+        sizes={"jobs": n, "failures_per_job": FAILURES, "attempts": attempts},
+    )
+    runs = alternate(
+        ctx.reps,
+        {
+            "rq": lambda rep: attempts / _drain_jobs(ctx, "rq", f"fail-rq-{rep}", n, FAILURES),
+            "genqueue": lambda rep: attempts / _drain_jobs(ctx, "genqueue", f"fail-gq-{rep}", n, FAILURES),
+        },
+    )
+    compare(
+        sc,
+        "drain",
+        f"{attempts:,} attempts ({n:,} jobs)",
+        runs["rq"],
+        runs["genqueue"],
+        unit="attempts/s",
+        higher_is_better=True,
+        goal=1.05,
+    )
     count_n = min(n, COUNT_JOBS)
     rq_cmds, rq_top = commands_per_failed_attempt(ctx, "rq", count_n)
     gq_cmds, gq_top = commands_per_failed_attempt(ctx, "genqueue", count_n)
@@ -102,7 +116,9 @@ def run(ctx: Ctx) -> Scenario:
         "jobs_counted": count_n,
     }
     sc.row("Redis commands per failed attempt", f"{rq_cmds:.1f}", f"{gq_cmds:.1f}", f"{rq_cmds / gq_cmds:.2f}×")
-    sc.notes.append("commands per failed attempt, top (per attempt): rq " + _fmt(rq_top) + " | genqueue " + _fmt(gq_top))
+    sc.notes.append(
+        "commands per failed attempt, top (per attempt): rq " + _fmt(rq_top) + " | genqueue " + _fmt(gq_top)
+    )
     return sc
 
 

@@ -158,9 +158,15 @@ class PeakPss(threading.Thread):
 # -- one run -------------------------------------------------------------------------------------------------
 def _env(ctx: Ctx, queue: str, width: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GENQUEUE_", "BENCH_SAQ_"))}
-    env.update(GENQUEUE_HOME=str(ctx.home), GENQUEUE_LOG_FORMAT="json", REDIS_URL=ctx.url,
-               PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
-               BENCH_SAQ_URL=ctx.url, BENCH_SAQ_QUEUE=queue, BENCH_SAQ_CONCURRENCY=str(width))
+    env.update(
+        GENQUEUE_HOME=str(ctx.home),
+        GENQUEUE_LOG_FORMAT="json",
+        REDIS_URL=ctx.url,
+        PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        BENCH_SAQ_URL=ctx.url,
+        BENCH_SAQ_QUEUE=queue,
+        BENCH_SAQ_CONCURRENCY=str(width),
+    )
     return env
 
 
@@ -220,9 +226,11 @@ def _progress(ctx: Ctx, system: System, queue: str) -> str:
     c = ctx.conn
     if system.kind == "saq":
         return f"incomplete {c.zcard(f'saq:{queue}:incomplete')}, active {c.llen(f'saq:{queue}:active')}"
-    return (f"finished {c.zcard(f'rq:finished:{queue}')}, started {c.zcard(f'rq:wip:{queue}')}, queued "
-            f"{c.llen(f'rq:queue:{queue}')}, popped {c.llen(f'rq:intermediate:{queue}')}, failed "
-            f"{c.zcard(f'rq:failed:{queue}')}, scheduled {c.zcard(f'rq:scheduled:{queue}')}")
+    return (
+        f"finished {c.zcard(f'rq:finished:{queue}')}, started {c.zcard(f'rq:wip:{queue}')}, queued "
+        f"{c.llen(f'rq:queue:{queue}')}, popped {c.llen(f'rq:intermediate:{queue}')}, failed "
+        f"{c.zcard(f'rq:failed:{queue}')}, scheduled {c.zcard(f'rq:scheduled:{queue}')}"
+    )
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -243,7 +251,7 @@ def _clean(ctx: Ctx, system: System, queue: str, ids: list[str]) -> None:
     if system.kind == "saq":
         keys = list(ctx.conn.scan_iter(f"saq:{queue}:*", count=1000)) + ids
         for start in range(0, len(keys), 1000):
-            ctx.conn.unlink(*keys[start:start + 1000])
+            ctx.conn.unlink(*keys[start : start + 1000])
     else:
         drop_queue(ctx.conn, queue, ids)
 
@@ -257,8 +265,10 @@ def run_one(ctx: Ctx, system: System, n: int, width: int, wait: float) -> dict[s
     log = tempfile.TemporaryFile()  # the workers' stderr, shown if they fail to start
     try:
         spawned = time.perf_counter()
-        procs = [subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
-                                  start_new_session=True) for argv in argvs]
+        procs = [
+            subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+            for argv in argvs
+        ]
         deadline = spawned + 120
         while not _ready(ctx, system, queue, width):
             dead = [p.returncode for p in procs if p.poll() is not None]
@@ -282,8 +292,9 @@ def run_one(ctx: Ctx, system: System, n: int, width: int, wait: float) -> dict[s
             if time.perf_counter() > deadline:
                 log.seek(0)
                 tail = log.read()[-1500:].decode(errors="replace")
-                raise RuntimeError(f"{system.key}: jobs not finished in time; {_progress(ctx, system, queue)}; "
-                                   f"stderr: {tail}")
+                raise RuntimeError(
+                    f"{system.key}: jobs not finished in time; {_progress(ctx, system, queue)}; stderr: {tail}"
+                )
             time.sleep(0.1)
         pss = sampler.stop()
         makespan = max(ended) - t0
@@ -292,8 +303,13 @@ def run_one(ctx: Ctx, system: System, n: int, width: int, wait: float) -> dict[s
         log.close()
         _clean(ctx, system, queue, ids)
     ideal = n / width * wait
-    return {"pss_mib": pss, "makespan_s": makespan, "makespan_x": makespan / ideal, "startup_s": startup,
-            "processes": float(len(procs))}
+    return {
+        "pss_mib": pss,
+        "makespan_s": makespan,
+        "makespan_x": makespan / ideal,
+        "startup_s": startup,
+        "processes": float(len(procs)),
+    }
 
 
 # -- the scenario --------------------------------------------------------------------------------------------
@@ -312,10 +328,13 @@ def _measure(ctx: Ctx, sc: Scenario, system: System, n: int, width: int, wait: f
         sc.notes.append(f"{label} failed: {exc}")
         return None
     key = f"{system.key}_{width}"
-    m = {k: sc.measure(f"{key}_{k}", unit, [r[k] for r in runs], system=system.key)
-         for k, unit in (("pss_mib", "MiB"), ("makespan_s", "s"), ("makespan_x", "×"), ("startup_s", "s"))}
-    text = (f"{m['pss_mib']:,.1f} MiB · {m['makespan_x']:.3f}× ({m['makespan_s']:.2f} s) · "
-            f"start-up {m['startup_s']:.2f} s")
+    m = {
+        k: sc.measure(f"{key}_{k}", unit, [r[k] for r in runs], system=system.key)
+        for k, unit in (("pss_mib", "MiB"), ("makespan_s", "s"), ("makespan_x", "×"), ("startup_s", "s"))
+    }
+    text = (
+        f"{m['pss_mib']:,.1f} MiB · {m['makespan_x']:.3f}× ({m['makespan_s']:.2f} s) · start-up {m['startup_s']:.2f} s"
+    )
     if system.key.startswith("gq"):
         sc.row(label, "", text)
     else:
@@ -335,10 +354,16 @@ def run(ctx: Ctx) -> Scenario:
     size = SMOKE if ctx.smoke else FULL
     n, width, wait = size["jobs"], size["width"], size["wait"]
     wide_n, wide = size["wide_jobs"], size["wide_width"]
-    sc = Scenario("iobound", f"{n} jobs waiting {wait:g} s, {width} at a time, then {wide_n} at {wide}: "
-                             "PSS at peak · makespan ÷ ideal · start-up", sizes=dict(size))
-    got = {s.key: _measure(ctx, sc, s, n, width, wait)
-           for s in (GQ_ASYNC, GQ_SYNC, GQ_FORK, GQ_SIMPLE, RQ_PROCS, RQ_POOL, SAQ)}
+    sc = Scenario(
+        "iobound",
+        f"{n} jobs waiting {wait:g} s, {width} at a time, then {wide_n} at {wide}: "
+        "PSS at peak · makespan ÷ ideal · start-up",
+        sizes=dict(size),
+    )
+    got = {
+        s.key: _measure(ctx, sc, s, n, width, wait)
+        for s in (GQ_ASYNC, GQ_SYNC, GQ_FORK, GQ_SIMPLE, RQ_PROCS, RQ_POOL, SAQ)
+    }
     ideal = n / width * wait
     saq, rq = got["saq"], got["rq"]
     for key in ("gq_async", "gq_sync"):
@@ -346,28 +371,63 @@ def run(ctx: Ctx) -> Scenario:
         label = "async" if key == "gq_async" else "sync"
         if saq:
             ratio = gq["pss_mib"] / saq["pss_mib"]
-            sc.row(f"{label}: PSS vs saq", f"{saq['pss_mib']:,.1f} MiB", f"{gq['pss_mib']:,.1f} MiB", f"{ratio:.2f}×",
-                   "≤ 1.50×", sc.goal(f"iobound {label}: PSS ≤ 1.5× saq", ratio, 1.5, higher_is_better=False, unit="×"))
+            sc.row(
+                f"{label}: PSS vs saq",
+                f"{saq['pss_mib']:,.1f} MiB",
+                f"{gq['pss_mib']:,.1f} MiB",
+                f"{ratio:.2f}×",
+                "≤ 1.50×",
+                sc.goal(f"iobound {label}: PSS ≤ 1.5× saq", ratio, 1.5, higher_is_better=False, unit="×"),
+            )
         if rq:
             ratio = gq["pss_mib"] / rq["pss_mib"]
-            sc.row(f"{label}: PSS vs {width} RQ processes", f"{rq['pss_mib']:,.1f} MiB", f"{gq['pss_mib']:,.1f} MiB",
-                   f"1/{1 / ratio:.0f}", "≤ 1/20", sc.goal(f"iobound {label}: PSS ≤ 1/20 of {width} RQ processes",
-                                                            ratio, 1 / 20, higher_is_better=False, unit="×"))
-        sc.row(f"{label}: makespan ÷ ideal ({ideal:g} s)", f"{saq['makespan_x']:.3f}× (saq)" if saq else "",
-               f"{gq['makespan_x']:.3f}×", "", "≤ 1.05×",
-               sc.goal(f"iobound {label}: makespan ≤ 1.05× ideal", gq["makespan_x"], 1.05, higher_is_better=False,
-                       unit="×"))
-        sc.row(f"{label}: start-up", f"{saq['startup_s']:.2f} s (saq)" if saq else "", f"{gq['startup_s']:.2f} s", "",
-               "≤ 0.50 s", sc.goal(f"iobound {label}: start-up ≤ 0.5 s", gq["startup_s"], 0.5, higher_is_better=False,
-                                   unit="s"))
+            sc.row(
+                f"{label}: PSS vs {width} RQ processes",
+                f"{rq['pss_mib']:,.1f} MiB",
+                f"{gq['pss_mib']:,.1f} MiB",
+                f"1/{1 / ratio:.0f}",
+                "≤ 1/20",
+                sc.goal(
+                    f"iobound {label}: PSS ≤ 1/20 of {width} RQ processes",
+                    ratio,
+                    1 / 20,
+                    higher_is_better=False,
+                    unit="×",
+                ),
+            )
+        sc.row(
+            f"{label}: makespan ÷ ideal ({ideal:g} s)",
+            f"{saq['makespan_x']:.3f}× (saq)" if saq else "",
+            f"{gq['makespan_x']:.3f}×",
+            "",
+            "≤ 1.05×",
+            sc.goal(
+                f"iobound {label}: makespan ≤ 1.05× ideal", gq["makespan_x"], 1.05, higher_is_better=False, unit="×"
+            ),
+        )
+        sc.row(
+            f"{label}: start-up",
+            f"{saq['startup_s']:.2f} s (saq)" if saq else "",
+            f"{gq['startup_s']:.2f} s",
+            "",
+            "≤ 0.50 s",
+            sc.goal(f"iobound {label}: start-up ≤ 0.5 s", gq["startup_s"], 0.5, higher_is_better=False, unit="s"),
+        )
     wide_got = {s.key: _measure(ctx, sc, s, wide_n, wide, wait) for s in (GQ_ASYNC, GQ_SYNC, SAQ)}
     if wide_got["saq"]:
         for key in ("gq_async", "gq_sync"):
             ratio = wide_got[key]["pss_mib"] / wide_got["saq"]["pss_mib"]
-            sc.row(f"{wide} in flight, {'async' if key == 'gq_async' else 'sync'}: PSS vs saq",
-                   f"{wide_got['saq']['pss_mib']:,.1f} MiB", f"{wide_got[key]['pss_mib']:,.1f} MiB", f"{ratio:.2f}×")
+            sc.row(
+                f"{wide} in flight, {'async' if key == 'gq_async' else 'sync'}: PSS vs saq",
+                f"{wide_got['saq']['pss_mib']:,.1f} MiB",
+                f"{wide_got[key]['pss_mib']:,.1f} MiB",
+                f"{ratio:.2f}×",
+            )
     per_job = {k: (wide_got[k]["pss_mib"] - got[k]["pss_mib"]) / (wide - width) for k in ("gq_async", "gq_sync")}
     sc.metrics["pss_per_in_flight_job_kib"] = {k: v * 1024 for k, v in per_job.items()}
-    sc.notes.append("PSS per extra in-flight job (between width {} and {}): async {:.0f} KiB, sync {:.0f} KiB".format(
-        width, wide, per_job["gq_async"] * 1024, per_job["gq_sync"] * 1024))
+    sc.notes.append(
+        "PSS per extra in-flight job (between width {} and {}): async {:.0f} KiB, sync {:.0f} KiB".format(
+            width, wide, per_job["gq_async"] * 1024, per_job["gq_sync"] * 1024
+        )
+    )
     return sc

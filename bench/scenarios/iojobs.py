@@ -45,5 +45,8 @@ def saq_queue(url: str, name: str, concurrency: int = 50):
 def saq_settings() -> dict[str, Any]:
     """One saq worker on $BENCH_SAQ_QUEUE at $BENCH_SAQ_URL, $BENCH_SAQ_CONCURRENCY jobs at once."""
     concurrency = int(os.environ["BENCH_SAQ_CONCURRENCY"])
-    return {"queue": saq_queue(os.environ["BENCH_SAQ_URL"], os.environ["BENCH_SAQ_QUEUE"], concurrency),
-            "functions": [saq_wait], "concurrency": concurrency}
+    return {
+        "queue": saq_queue(os.environ["BENCH_SAQ_URL"], os.environ["BENCH_SAQ_QUEUE"], concurrency),
+        "functions": [saq_wait],
+        "concurrency": concurrency,
+    }

@@ -34,16 +34,36 @@ SYSTEMS = ("rq", "declared", "undeclared")
 
 def _env(ctx: Ctx, queue: str, rate: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENQUEUE_")}
-    env.update(GENQUEUE_HOME=str(ctx.home), GENQUEUE_QUEUE=queue, GENQUEUE_SIM_RATE_LIMIT=f"{rate}/s",
-               GENQUEUE_SIM_RATES="ok=1", GENQUEUE_SIM_LATENCY="0.05", GENQUEUE_LOG_FORMAT="json",
-               REDIS_URL=ctx.url)
+    env.update(
+        GENQUEUE_HOME=str(ctx.home),
+        GENQUEUE_QUEUE=queue,
+        GENQUEUE_SIM_RATE_LIMIT=f"{rate}/s",
+        GENQUEUE_SIM_RATES="ok=1",
+        GENQUEUE_SIM_LATENCY="0.05",
+        GENQUEUE_LOG_FORMAT="json",
+        REDIS_URL=ctx.url,
+    )
     return env
 
 
 def _worker_args(ctx: Ctx, mode: str, queue: str) -> list[str]:
     if mode == "rq":
-        return [sys.executable, "-m", "rq.cli", "worker", "--with-scheduler", "--worker-class", "rq.SimpleWorker",
-                "--serializer", "json", "--url", ctx.url, "--path", os.getcwd(), queue]
+        return [
+            sys.executable,
+            "-m",
+            "rq.cli",
+            "worker",
+            "--with-scheduler",
+            "--worker-class",
+            "rq.SimpleWorker",
+            "--serializer",
+            "json",
+            "--url",
+            ctx.url,
+            "--path",
+            os.getcwd(),
+            queue,
+        ]
     return [sys.executable, "-m", "genqueue", "worker", "--simple"]
 
 
@@ -57,10 +77,18 @@ def _enqueue(ctx: Ctx, mode: str, queue: str, model: str, jobs: int) -> list[str
         from .jobs import PROVIDER_CALL
 
         ids = [f"{queue}-{i}" for i in range(jobs)]
-        make_queue(ctx.conn, queue).enqueue_many([
-            Queue.prepare_data(PROVIDER_CALL, (payload,), job_id=job_id, meta={"bench_retries": RQ_RETRY_MAX},
-                               retry=Retry(max=RQ_RETRY_MAX, interval=RQ_RETRY_INTERVALS))
-            for job_id, payload in zip(ids, payloads, strict=True)])
+        make_queue(ctx.conn, queue).enqueue_many(
+            [
+                Queue.prepare_data(
+                    PROVIDER_CALL,
+                    (payload,),
+                    job_id=job_id,
+                    meta={"bench_retries": RQ_RETRY_MAX},
+                    retry=Retry(max=RQ_RETRY_MAX, interval=RQ_RETRY_INTERVALS),
+                )
+                for job_id, payload in zip(ids, payloads, strict=True)
+            ]
+        )
         return ids
     from genqueue.jobs.enqueue import enqueue_many
 
@@ -74,8 +102,10 @@ def _count(ctx: Ctx, mode: str, queue: str, ids: list[str]) -> tuple[int, int]:
     from genqueue.backend.queues import SERIALIZER
     from genqueue.dlq.store import DLQStore
 
-    statuses = [j.get_status(refresh=False) if j is not None else None
-                for j in Job.fetch_many(ids, connection=ctx.conn, serializer=SERIALIZER)]
+    statuses = [
+        j.get_status(refresh=False) if j is not None else None
+        for j in Job.fetch_many(ids, connection=ctx.conn, serializer=SERIALIZER)
+    ]
     done = statuses.count("finished")
     if mode == "rq":
         return done, statuses.count("failed")
@@ -92,8 +122,10 @@ def _run(ctx: Ctx, mode: str, jobs: int, rate: int) -> dict[str, float]:
     if mode == "declared":
         set_limits(ctx.conn, f"simulated:{model}", rate=f"{rate}/s")
     env = _env(ctx, queue, rate)
-    procs = [subprocess.Popen(_worker_args(ctx, mode, queue), env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for _ in range(WORKERS)]
+    procs = [
+        subprocess.Popen(_worker_args(ctx, mode, queue), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(WORKERS)
+    ]
     done = dead = 0
     ids: list[str] = []
     try:
@@ -116,17 +148,28 @@ def _run(ctx: Ctx, mode: str, jobs: int, rate: int) -> dict[str, float]:
     if mode == "rq":
         drop_queue(ctx.conn, queue, ids)
     calls, limited = stats.get("calls", 0), stats.get("rate_limited", 0)
-    return {"makespan_x": makespan / (jobs / rate), "calls_per_job": calls / max(1, done),
-            "share_429": limited / max(1, calls), "dead": float(dead), "finished": float(done),
-            "makespan_s": makespan}
+    return {
+        "makespan_x": makespan / (jobs / rate),
+        "calls_per_job": calls / max(1, done),
+        "share_429": limited / max(1, calls),
+        "dead": float(dead),
+        "finished": float(done),
+        "makespan_s": makespan,
+    }
 
 
 def run(ctx: Ctx) -> Scenario:
     jobs, rate = (SMOKE_JOBS, SMOKE_RATE) if ctx.smoke else (JOBS, RATE)
-    sc = Scenario("storm", f"{jobs} jobs, {WORKERS} simple workers, the provider limited to {rate} calls/s (429 + "
-                           "Retry-After beyond it)", sizes={"jobs": jobs, "rate": rate, "workers": WORKERS,
-                                                           "rq_retry": {"max": RQ_RETRY_MAX,
-                                                                        "interval": RQ_RETRY_INTERVALS}})
+    sc = Scenario(
+        "storm",
+        f"{jobs} jobs, {WORKERS} simple workers, the provider limited to {rate} calls/s (429 + Retry-After beyond it)",
+        sizes={
+            "jobs": jobs,
+            "rate": rate,
+            "workers": WORKERS,
+            "rq_retry": {"max": RQ_RETRY_MAX, "interval": RQ_RETRY_INTERVALS},
+        },
+    )
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in SYSTEMS}
     for rep in range(ctx.reps):
         shift = rep % len(SYSTEMS)
@@ -142,16 +185,34 @@ def run(ctx: Ctx) -> Scenario:
     rq_fate = f"{rq['share_429']:.0%} / {rq['dead']:.0f}"
     for mode, makespan_goal, calls_goal in (("declared", 1.1, 1.02), ("undeclared", 1.5, 1.3)):
         m = med[mode]
-        sc.row(f"{mode}: makespan ÷ ideal ({jobs / rate:.0f} s)", f"{rq['makespan_x']:.2f}×", f"{m['makespan_x']:.2f}×",
-               f"{rq['makespan_x'] / m['makespan_x']:.2f}×", f"≤ {makespan_goal}×",
-               sc.goal(f"storm {mode} makespan", m["makespan_x"], makespan_goal, higher_is_better=False, unit="×"))
-        sc.row(f"{mode}: provider calls per job", f"{rq['calls_per_job']:.2f}", f"{m['calls_per_job']:.2f}",
-               f"{rq['calls_per_job'] / m['calls_per_job']:.2f}×", f"≤ {calls_goal}",
-               sc.goal(f"storm {mode} calls per job", m["calls_per_job"], calls_goal, higher_is_better=False))
+        sc.row(
+            f"{mode}: makespan ÷ ideal ({jobs / rate:.0f} s)",
+            f"{rq['makespan_x']:.2f}×",
+            f"{m['makespan_x']:.2f}×",
+            f"{rq['makespan_x'] / m['makespan_x']:.2f}×",
+            f"≤ {makespan_goal}×",
+            sc.goal(f"storm {mode} makespan", m["makespan_x"], makespan_goal, higher_is_better=False, unit="×"),
+        )
+        sc.row(
+            f"{mode}: provider calls per job",
+            f"{rq['calls_per_job']:.2f}",
+            f"{m['calls_per_job']:.2f}",
+            f"{rq['calls_per_job'] / m['calls_per_job']:.2f}×",
+            f"≤ {calls_goal}",
+            sc.goal(f"storm {mode} calls per job", m["calls_per_job"], calls_goal, higher_is_better=False),
+        )
         finished = m["finished"] / jobs  # every job finished: none dead-lettered, none stranded
-        sc.row(f"{mode}: 429 share / failed for good", rq_fate, f"{m['share_429']:.0%} / {m['dead']:.0f}",
-               "", "0 dead", sc.goal(f"storm {mode}: every job finished", finished, 1.0, higher_is_better=True))
-    sc.notes.append(f"bare RQ: {WORKERS} `rq worker --with-scheduler` (SimpleWorker), Retry(max={RQ_RETRY_MAX}, "
-                    f"interval={RQ_RETRY_INTERVALS}); {rq['finished']:.0f}/{jobs} finished, {rq['dead']:.0f} failed "
-                    f"for good, makespan {rq['makespan_s']:.1f} s (ideal {jobs / rate:.0f} s)")
+        sc.row(
+            f"{mode}: 429 share / failed for good",
+            rq_fate,
+            f"{m['share_429']:.0%} / {m['dead']:.0f}",
+            "",
+            "0 dead",
+            sc.goal(f"storm {mode}: every job finished", finished, 1.0, higher_is_better=True),
+        )
+    sc.notes.append(
+        f"bare RQ: {WORKERS} `rq worker --with-scheduler` (SimpleWorker), Retry(max={RQ_RETRY_MAX}, "
+        f"interval={RQ_RETRY_INTERVALS}); {rq['finished']:.0f}/{jobs} finished, {rq['dead']:.0f} failed "
+        f"for good, makespan {rq['makespan_s']:.1f} s (ideal {jobs / rate:.0f} s)"
+    )
     return sc

@@ -19,8 +19,12 @@ def fill_queue(ctx: Ctx, name: str, n: int, func: str = NOOP, payload=lambda i: 
     queue = make_queue(ctx.conn, name)
     ids = [f"{name}-{i}" for i in range(n)]
     for start in range(0, n, ENQUEUE_BATCH):
-        queue.enqueue_many([Queue.prepare_data(func, (payload(i),), job_id=ids[i], **job_options)
-                            for i in range(start, min(n, start + ENQUEUE_BATCH))])
+        queue.enqueue_many(
+            [
+                Queue.prepare_data(func, (payload(i),), job_id=ids[i], **job_options)
+                for i in range(start, min(n, start + ENQUEUE_BATCH))
+            ]
+        )
     return ids
 
 
@@ -71,13 +75,24 @@ def run(ctx: Ctx) -> Scenario:
                     return n / seconds
                 finally:
                     drop_queue(ctx.conn, name, ids)
+
             return one
 
         runs = alternate(ctx.reps, {"rq": runner("rq"), "genqueue": runner("genqueue")})
-        compare(sc, kind, f"{n:,} jobs, {kind} worker", runs["rq"], runs["genqueue"], unit="jobs/s",
-                higher_is_better=True, goal=1.05)
+        compare(
+            sc,
+            kind,
+            f"{n:,} jobs, {kind} worker",
+            runs["rq"],
+            runs["genqueue"],
+            unit="jobs/s",
+            higher_is_better=True,
+            goal=1.05,
+        )
     if sizes["forking"] != sizes["simple"]:
-        sc.notes.append(f"forking workers drain {sizes['forking']:,} jobs, not {sizes['simple']:,}: a fork costs "
-                        "~20 ms per job on this machine for both systems, so 2,000 jobs × 6 runs would take minutes alone "
-                        "(--fork-jobs 2000 runs the full count)")
+        sc.notes.append(
+            f"forking workers drain {sizes['forking']:,} jobs, not {sizes['simple']:,}: a fork costs "
+            "~20 ms per job on this machine for both systems, so 2,000 jobs × 6 runs would take minutes alone "
+            "(--fork-jobs 2000 runs the full count)"
+        )
     return sc

@@ -44,14 +44,25 @@ def lazy_connection(settings: Settings) -> Redis:
 def create_app(settings: Settings, config: ApiConfig | None = None, connection: Redis | None = None) -> FastAPI:
     config = config or ApiConfig.from_env(settings.home)
     connection = connection or lazy_connection(settings)
-    app = FastAPI(title="genqueue", version="0.1.0",
-                  description="Generation jobs, runs and the dead-letter queue over HTTP. Errors are "
-                              '{"error": {"code", "message", "retryable"}}.')
-    app.state.genqueue = ServiceState(settings, config, connection,
-                                      RateLimiter(connection, config.rate_limit, config.auth_fail_limit))
+    app = FastAPI(
+        title="genqueue",
+        version="0.1.0",
+        description="Generation jobs, runs and the dead-letter queue over HTTP. Errors are "
+        '{"error": {"code", "message", "retryable"}}.',
+    )
+    app.state.genqueue = ServiceState(
+        settings, config, connection, RateLimiter(connection, config.rate_limit, config.auth_fail_limit)
+    )
     errors.install(app)
-    for router in (health.router, jobs.router, runs.router, dlq.router, limits.router, metrics.router,
-                   ui_routes.router):
+    for router in (
+        health.router,
+        jobs.router,
+        runs.router,
+        dlq.router,
+        limits.router,
+        metrics.router,
+        ui_routes.router,
+    ):
         app.include_router(router)
     ui_routes.install(app)
     app.mount("/ui/static", StaticFiles(directory=str(Path(ui_routes.__file__).with_name("static"))), name="static")
@@ -128,21 +139,41 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = errors.envelope(413, "PAYLOAD_TOO_LARGE",
-                                   f"request body over the {self.max_bytes // 1024} KiB limit")
+        response = errors.envelope(
+            413, "PAYLOAD_TOO_LARGE", f"request body over the {self.max_bytes // 1024} KiB limit"
+        )
         await response(scope, receive, send)
 
 
 ERROR_SCHEMA = {
-    "type": "object", "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["code", "message", "retryable"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}, "retryable": {"type": "boolean"},
-        "request_id": {"type": "string"}}}},
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "retryable"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "retryable": {"type": "boolean"},
+                "request_id": {"type": "string"},
+            },
+        }
+    },
 }
-ERROR_STATUSES = {"400": "Invalid input", "401": "Not authenticated", "402": "Not enough retry credits",
-                  "403": "Another tenant's, or admin only", "404": "Not found", "405": "Method not allowed",
-                  "409": "Conflict", "413": "Body over the limit", "429": "Rate limited",
-                  "500": "Internal error", "503": "Redis unreachable"}
+ERROR_STATUSES = {
+    "400": "Invalid input",
+    "401": "Not authenticated",
+    "402": "Not enough retry credits",
+    "403": "Another tenant's, or admin only",
+    "404": "Not found",
+    "405": "Method not allowed",
+    "409": "Conflict",
+    "413": "Body over the limit",
+    "429": "Rate limited",
+    "500": "Internal error",
+    "503": "Redis unreachable",
+}
 
 
 def documented_errors(app: FastAPI) -> dict:

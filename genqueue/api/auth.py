@@ -48,8 +48,14 @@ def principal_from_token(token: str, config: ApiConfig) -> Principal:
 
 def _verify(token: str, config: ApiConfig) -> tuple[Principal, float]:
     try:
-        claims = jwt.decode(token, config.verify_key, algorithms=[config.algorithm], audience=config.audience,
-                            issuer=config.issuer, options={"require": ["exp", "sub"]})
+        claims = jwt.decode(
+            token,
+            config.verify_key,
+            algorithms=[config.algorithm],
+            audience=config.audience,
+            issuer=config.issuer,
+            options={"require": ["exp", "sub"]},
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("the token has expired") from None
     except jwt.InvalidTokenError as exc:
@@ -76,8 +82,13 @@ def mint(config: ApiConfig, *, sub: str, tenant: str | None = None, admin: bool 
     if not sub:
         raise InvalidInput("--sub must not be empty")
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": sub, "tenant": tenant or sub, "roles": [ADMIN_ROLE] if admin else [],
-                              "iat": now, "exp": now + max(1, int(ttl_s))}
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "tenant": tenant or sub,
+        "roles": [ADMIN_ROLE] if admin else [],
+        "iat": now,
+        "exp": now + max(1, int(ttl_s)),
+    }
     if config.audience:
         claims["aud"] = config.audience
     if config.issuer:

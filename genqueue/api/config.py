@@ -33,11 +33,13 @@ class ApiConfig:
     @classmethod
     def from_env(cls, home: Path, env: Mapping[str, str] | None = None) -> ApiConfig:
         env = os.environ if env is None else env
-        common = dict(audience=env.get("GENQUEUE_API_JWT_AUDIENCE") or None,
-                      issuer=env.get("GENQUEUE_API_JWT_ISSUER") or None,
-                      rate_limit=_limit(env, "GENQUEUE_API_RATE_LIMIT", DEFAULT_RATE_LIMIT),
-                      auth_fail_limit=_limit(env, "GENQUEUE_API_AUTH_FAIL_LIMIT", DEFAULT_AUTH_FAIL_LIMIT),
-                      metrics_token=env.get("GENQUEUE_METRICS_TOKEN") or None)
+        common = dict(
+            audience=env.get("GENQUEUE_API_JWT_AUDIENCE") or None,
+            issuer=env.get("GENQUEUE_API_JWT_ISSUER") or None,
+            rate_limit=_limit(env, "GENQUEUE_API_RATE_LIMIT", DEFAULT_RATE_LIMIT),
+            auth_fail_limit=_limit(env, "GENQUEUE_API_AUTH_FAIL_LIMIT", DEFAULT_AUTH_FAIL_LIMIT),
+            metrics_token=env.get("GENQUEUE_METRICS_TOKEN") or None,
+        )
         secret = env.get("GENQUEUE_API_JWT_SECRET")
         public_path = env.get("GENQUEUE_API_JWT_PUBLIC_KEY")
         if secret and public_path:
@@ -81,11 +83,14 @@ def _algorithm_of(pem: bytes, path: str) -> str:
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name in EC_ALGORITHMS:
             return EC_ALGORITHMS[key.curve.name]
-        raise InvalidInput(f"GENQUEUE_API_JWT_PUBLIC_KEY: {path} is an EC key on {key.curve.name}, which is not "
-                           f"supported; use {SUPPORTED_KEYS}")
+        raise InvalidInput(
+            f"GENQUEUE_API_JWT_PUBLIC_KEY: {path} is an EC key on {key.curve.name}, which is not "
+            f"supported; use {SUPPORTED_KEYS}"
+        )
     kind = type(key).__name__.lstrip("_").removesuffix("PublicKey") or "unknown"
-    raise InvalidInput(f"GENQUEUE_API_JWT_PUBLIC_KEY: {path} holds a key of type {kind}, which is not "
-                       f"supported; use {SUPPORTED_KEYS}")
+    raise InvalidInput(
+        f"GENQUEUE_API_JWT_PUBLIC_KEY: {path} holds a key of type {kind}, which is not supported; use {SUPPORTED_KEYS}"
+    )
 
 
 def _limit(env: Mapping[str, str], name: str, default: str) -> str:
@@ -120,5 +125,7 @@ def local_secret(home: Path) -> str:
 def check_bind(host: str, config: ApiConfig) -> None:
     """Listening beyond loopback needs a real (configured) key: the local secret is for one machine."""
     if host not in LOOPBACK and not config.configured:
-        raise InvalidInput(f"refusing to listen on {host} without GENQUEUE_API_JWT_SECRET or "
-                           "GENQUEUE_API_JWT_PUBLIC_KEY: the local secret is for 127.0.0.1 only")
+        raise InvalidInput(
+            f"refusing to listen on {host} without GENQUEUE_API_JWT_SECRET or "
+            "GENQUEUE_API_JWT_PUBLIC_KEY: the local secret is for 127.0.0.1 only"
+        )

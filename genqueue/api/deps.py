@@ -50,13 +50,19 @@ async def principal(request: Request, state: ServiceState = Depends(service)) ->
     except Unauthorized:
         allowed, headers = state.limiter.failed_auth(client_address(request))
         if not allowed:
-            raise ApiError(429, "RATE_LIMITED", "too many failed authentications from this address",
-                           retryable=True, headers=headers) from None
+            raise ApiError(
+                429,
+                "RATE_LIMITED",
+                "too many failed authentications from this address",
+                retryable=True,
+                headers=headers,
+            ) from None
         raise
     refused = count_request(request, state, who.sub)
     if refused is not None:
-        raise ApiError(429, "RATE_LIMITED", f"rate limit of {state.config.rate_limit} exceeded", retryable=True,
-                       headers=refused)
+        raise ApiError(
+            429, "RATE_LIMITED", f"rate limit of {state.config.rate_limit} exceeded", retryable=True, headers=refused
+        )
     request.state.principal = who
     return who
 

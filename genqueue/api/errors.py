@@ -46,21 +46,38 @@ STATUS: list[tuple[type[GenqueueError], int, str]] = [
     (ServerUnavailable, 503, "UNAVAILABLE"),
     (CorruptEntry, 500, "CORRUPT_ENTRY"),
 ]
-HTTP_CODES = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-              405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE",
-              429: "RATE_LIMITED", 503: "UNAVAILABLE"}
+HTTP_CODES = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+    503: "UNAVAILABLE",
+}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, *, retryable: bool = False,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, retryable: bool = False, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.retryable = status, code, message, retryable
         self.headers = headers or {}
 
 
-def envelope(status: int, code: str, message: str, *, retryable: bool = False,
-             headers: dict[str, str] | None = None, request_id: str | None = None) -> JSONResponse:
+def envelope(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    retryable: bool = False,
+    headers: dict[str, str] | None = None,
+    request_id: str | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message, "retryable": retryable}
     if request_id:
         body["request_id"] = request_id
@@ -104,8 +121,13 @@ def install(app: FastAPI) -> None:
         return envelope(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
     async def _unavailable(_request: Request, _exc: Exception):
-        return envelope(503, "UNAVAILABLE", "the job store (Redis) is unreachable; try again shortly",
-                        retryable=True, headers={"Retry-After": "5"})
+        return envelope(
+            503,
+            "UNAVAILABLE",
+            "the job store (Redis) is unreachable; try again shortly",
+            retryable=True,
+            headers={"Retry-After": "5"},
+        )
 
     app.add_exception_handler(RedisConnectionError, _unavailable)
     app.add_exception_handler(RedisTimeoutError, _unavailable)
@@ -113,7 +135,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
-        log.error("api.internal_error", request_id=request_id, path=request.url.path, error=type(exc).__name__,
-                  exc_info=exc)
-        return envelope(500, "INTERNAL", "internal error; quote the request id to an admin",
-                        request_id=request_id)
+        log.error(
+            "api.internal_error", request_id=request_id, path=request.url.path, error=type(exc).__name__, exc_info=exc
+        )
+        return envelope(500, "INTERNAL", "internal error; quote the request id to an admin", request_id=request_id)

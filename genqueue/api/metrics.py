@@ -60,41 +60,54 @@ def read(connection: Redis, queues: Iterable[str], now: float | None = None) -> 
     out: dict[str, dict] = {}
     workers: dict[str, list[str]] = {}
     for i, q in enumerate(queues):
-        queued, scheduled, started, entries, oldest, stats, members, counted = replies[8 * i: 8 * i + 8]
-        out[q] = {"depth": {"queued": queued, "scheduled": scheduled, "started": started}, "dlq_entries": entries,
-                  "dlq_oldest_age_s": max(0.0, now - oldest[0][1]) if oldest else 0.0,
-                  "dlq": {k.decode(): int(v) for k, v in stats.items()}, "counters": counters.parse(counted)}
+        queued, scheduled, started, entries, oldest, stats, members, counted = replies[8 * i : 8 * i + 8]
+        out[q] = {
+            "depth": {"queued": queued, "scheduled": scheduled, "started": started},
+            "dlq_entries": entries,
+            "dlq_oldest_age_s": max(0.0, now - oldest[0][1]) if oldest else 0.0,
+            "dlq": {k.decode(): int(v) for k, v in stats.items()},
+            "counters": counters.parse(counted),
+        }
         workers[q] = [m.decode().removeprefix("rq:worker:") for m in members]
     names = sorted({n for ns in workers.values() for n in ns})
     with connection.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.exists(keys.alive(name))
-        alive = dict(zip(names, pipe.execute())) if names else {}
+        alive = dict(zip(names, pipe.execute(), strict=False)) if names else {}
     for q in queues:
         out[q]["workers_alive"] = sum(1 for n in workers[q] if alive.get(n))
     return out
 
 
 class RedisCollector:
-    def __init__(self, connection: Redis, queues: Iterable[str],
-                 api_requests: Mapping[tuple[str, int], int] | None = None) -> None:
+    def __init__(
+        self, connection: Redis, queues: Iterable[str], api_requests: Mapping[tuple[str, int], int] | None = None
+    ) -> None:
         self.connection, self.queues, self.api_requests = connection, list(queues), api_requests
 
     @staticmethod
     def _transition_families(data: dict[str, dict]):
-        enqueued = CounterMetricFamily("genqueue_jobs_enqueued", "New jobs enqueued or scheduled (not retries or "
-                                       "replays)", labels=["queue"])
+        enqueued = CounterMetricFamily(
+            "genqueue_jobs_enqueued", "New jobs enqueued or scheduled (not retries or replays)", labels=["queue"]
+        )
         finished = CounterMetricFamily("genqueue_jobs_finished", "Jobs that finished", labels=["queue"])
-        failed = CounterMetricFamily("genqueue_attempts_failed", "Failed attempts by error kind",
-                                     labels=["queue", "kind"])
-        retried = CounterMetricFamily("genqueue_retries_scheduled", "Retries scheduled by error kind",
-                                      labels=["queue", "kind"])
-        dead = CounterMetricFamily("genqueue_dead_lettered", "Jobs dead-lettered by kind and reason",
-                                   labels=["queue", "kind", "reason"])
-        duration = HistogramMetricFamily("genqueue_job_duration_seconds", "Attempt duration by outcome",
-                                         labels=["queue", "outcome"])
-        tasks = CounterMetricFamily("genqueue_task_attempts", "Attempts by task and outcome (finished, retried, "
-                                    "dead)", labels=["queue", "task", "outcome"])
+        failed = CounterMetricFamily(
+            "genqueue_attempts_failed", "Failed attempts by error kind", labels=["queue", "kind"]
+        )
+        retried = CounterMetricFamily(
+            "genqueue_retries_scheduled", "Retries scheduled by error kind", labels=["queue", "kind"]
+        )
+        dead = CounterMetricFamily(
+            "genqueue_dead_lettered", "Jobs dead-lettered by kind and reason", labels=["queue", "kind", "reason"]
+        )
+        duration = HistogramMetricFamily(
+            "genqueue_job_duration_seconds", "Attempt duration by outcome", labels=["queue", "outcome"]
+        )
+        tasks = CounterMetricFamily(
+            "genqueue_task_attempts",
+            "Attempts by task and outcome (finished, retried, dead)",
+            labels=["queue", "task", "outcome"],
+        )
         for q, d in data.items():
             c = d["counters"]
             enqueued.add_metric([q], c["enqueued"])
@@ -113,14 +126,20 @@ class RedisCollector:
 
     @staticmethod
     def _limit_families(rows: list[dict]):
-        in_flight = GaugeMetricFamily("genqueue_limit_in_flight", "Jobs of the limit key holding a slot now",
-                                      labels=["key"])
-        parked = GaugeMetricFamily("genqueue_limit_parked", "Jobs of the limit key parked, waiting off the queue",
-                                   labels=["key"])
-        state = GaugeMetricFamily("genqueue_limit_state", "The limit key's state: 1 for the current one (closed, "
-                                  "paused, open, half-open)", labels=["key", "state"])
-        totals = {field: CounterMetricFamily(name, text, labels=["key"])
-                  for field, (name, text) in LIMIT_COUNTERS.items()}
+        in_flight = GaugeMetricFamily(
+            "genqueue_limit_in_flight", "Jobs of the limit key holding a slot now", labels=["key"]
+        )
+        parked = GaugeMetricFamily(
+            "genqueue_limit_parked", "Jobs of the limit key parked, waiting off the queue", labels=["key"]
+        )
+        state = GaugeMetricFamily(
+            "genqueue_limit_state",
+            "The limit key's state: 1 for the current one (closed, paused, open, half-open)",
+            labels=["key", "state"],
+        )
+        totals = {
+            field: CounterMetricFamily(name, text, labels=["key"]) for field, (name, text) in LIMIT_COUNTERS.items()
+        }
         for row in rows:
             key = row["key"]
             in_flight.add_metric([key], row["in_flight"])
@@ -139,10 +158,11 @@ class RedisCollector:
         depth = GaugeMetricFamily("genqueue_queue_depth", "Jobs per queue and state", labels=["queue", "state"])
         workers = GaugeMetricFamily("genqueue_workers_alive", "genqueue workers beating", labels=["queue"])
         entries = GaugeMetricFamily("genqueue_dlq_entries", "Entries in the queue's DLQ", labels=["queue"])
-        oldest = GaugeMetricFamily("genqueue_dlq_oldest_age_seconds", "Age of the DLQ's oldest entry",
-                                   labels=["queue"])
-        dlq_counters = {field: CounterMetricFamily(name.removesuffix("_total"), f"DLQ counter {field}",
-                                                   labels=["queue"]) for field, name in DLQ_COUNTERS.items()}
+        oldest = GaugeMetricFamily("genqueue_dlq_oldest_age_seconds", "Age of the DLQ's oldest entry", labels=["queue"])
+        dlq_counters = {
+            field: CounterMetricFamily(name.removesuffix("_total"), f"DLQ counter {field}", labels=["queue"])
+            for field, name in DLQ_COUNTERS.items()
+        }
         for q, d in data.items():
             for state, n in d["depth"].items():
                 depth.add_metric([q, state], n)
@@ -151,9 +171,11 @@ class RedisCollector:
             oldest.add_metric([q], d["dlq_oldest_age_s"])
             for field, family in dlq_counters.items():
                 family.add_metric([q], d["dlq"].get(field, 0))
-        replays = CounterMetricFamily("genqueue_dlq_replays", "DLQ replays by outcome: replayed, or why not "
-                                      "(gone, not_found, max_replays, finished, live, corrupt)",
-                                      labels=["queue", "outcome"])
+        replays = CounterMetricFamily(
+            "genqueue_dlq_replays",
+            "DLQ replays by outcome: replayed, or why not (gone, not_found, max_replays, finished, live, corrupt)",
+            labels=["queue", "outcome"],
+        )
         for q, d in data.items():
             replays.add_metric([q, "replayed"], d["dlq"].get("replayed", 0))
             for field, n in sorted(d["dlq"].items()):
@@ -163,15 +185,17 @@ class RedisCollector:
         yield from self._transition_families(data)
         yield from self._limit_families(limit_rows)
         if self.api_requests is not None:
-            requests = CounterMetricFamily("genqueue_api_requests", "HTTP requests by route and status",
-                                           labels=["route", "status"])
+            requests = CounterMetricFamily(
+                "genqueue_api_requests", "HTTP requests by route and status", labels=["route", "status"]
+            )
             for (route, status), n in sorted(self.api_requests.items()):
                 requests.add_metric([route, str(status)], n)
             yield requests
 
 
-def render(connection: Redis, queues: Iterable[str],
-           api_requests: Mapping[tuple[str, int], int] | None = None) -> tuple[bytes, str]:
+def render(
+    connection: Redis, queues: Iterable[str], api_requests: Mapping[tuple[str, int], int] | None = None
+) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(connection, queues, api_requests))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -32,8 +32,11 @@ class RateLimiter:
         allowed = self._limiter.hit(item, *identifiers)
         reset_at, remaining = self._limiter.get_window_stats(item, *identifiers)
         reset_in = max(0, int(reset_at - time.time() + 0.999))
-        headers = {"RateLimit-Limit": str(item.amount), "RateLimit-Remaining": str(max(0, remaining)),
-                   "RateLimit-Reset": str(reset_in)}
+        headers = {
+            "RateLimit-Limit": str(item.amount),
+            "RateLimit-Remaining": str(max(0, remaining)),
+            "RateLimit-Reset": str(reset_in),
+        }
         if not allowed:
             headers["Retry-After"] = str(max(1, reset_in))
         return allowed, headers

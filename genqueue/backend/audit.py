@@ -25,9 +25,17 @@ def who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def record(connection: Redis, action: str, queue: str, *, filters: dict | None = None,
-           counts: dict | None = None, ids: list[str] | None = None, note: str | None = None,
-           actor: str | None = None) -> None:
+def record(
+    connection: Redis,
+    action: str,
+    queue: str,
+    *,
+    filters: dict | None = None,
+    counts: dict | None = None,
+    ids: list[str] | None = None,
+    note: str | None = None,
+    actor: str | None = None,
+) -> None:
     """`actor`: who did it when it is not this process's user — over HTTP, "sub (tenant T) from ADDRESS"."""
     fields: dict[str, Any] = {
         "ts": f"{time.time():.3f}",

@@ -129,8 +129,9 @@ class EmbeddedServer:
         try:
             # One try, no backoff: redis-py's default retry made a ping of a dead server's stale socket
             # take seconds, and `server start` after a crash pings it in a loop (8 s measured).
-            client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=2,
-                           retry=quick_retry())
+            client = Redis(
+                unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=2, retry=quick_retry()
+            )
             try:
                 return bool(client.ping())
             finally:

@@ -48,8 +48,9 @@ def fields_for_success(seconds: float | None, task: str | None = None) -> dict[s
     return {**duration_fields("finished", seconds), **task_field("finished", task)}
 
 
-def fields_for_failure(kind: str, retried: bool, reason: str | None, seconds: float | None,
-                       task: str | None = None) -> dict[str, float]:
+def fields_for_failure(
+    kind: str, retried: bool, reason: str | None, seconds: float | None, task: str | None = None
+) -> dict[str, float]:
     outcome = f"retried:{kind}" if retried else f"dead:{kind}:{reason}"
     return {outcome: 1, **duration_fields("failed", seconds), **task_field("retried" if retried else "dead", task)}
 
@@ -66,8 +67,15 @@ def count_in(pipe: Any, queue: str, fields: dict[str, float]) -> None:
 
 def parse(raw: dict[bytes, bytes]) -> dict[str, Any]:
     """The hash as families: finished, failed/retried {kind}, dead {(kind, reason)}, durations {outcome}."""
-    out: dict[str, Any] = {"enqueued": 0, "finished": 0, "failed": {}, "retried": {}, "dead": {}, "duration": {},
-                           "tasks": {}}
+    out: dict[str, Any] = {
+        "enqueued": 0,
+        "finished": 0,
+        "failed": {},
+        "retried": {},
+        "dead": {},
+        "duration": {},
+        "tasks": {},
+    }
     for k, v in raw.items():
         field, value = k.decode(), v.decode()
         name, _, rest = field.partition(":")

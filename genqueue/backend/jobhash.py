@@ -12,18 +12,42 @@ from typing import Any
 import orjson
 from rq.job import JobStatus
 
-EMPTY_FIELDS = ("success_callback_name", "failure_callback_name", "stopped_callback_name",  # no callbacks,
-                "started_at", "ended_at", "last_heartbeat", "worker_name", "group_id")  # never ran yet
+EMPTY_FIELDS = (
+    "success_callback_name",
+    "failure_callback_name",
+    "stopped_callback_name",  # no callbacks,
+    "started_at",
+    "ended_at",
+    "last_heartbeat",
+    "worker_name",
+    "group_id",
+)  # never ran yet
 
 
-def queued_job_hash(*, queue_name: str, func: str, args: list, kwargs: dict, description: str, timeout: int,
-                    result_ttl: int, meta: dict, enqueued_at: str) -> dict[str, Any]:
+def queued_job_hash(
+    *,
+    queue_name: str,
+    func: str,
+    args: list,
+    kwargs: dict,
+    description: str,
+    timeout: int,
+    result_ttl: int,
+    meta: dict,
+    enqueued_at: str,
+) -> dict[str, Any]:
     """`enqueued_at` in RQ's utcformat; it is also the creation time, as for a job enqueued when created."""
     return {
-        "created_at": enqueued_at, "data": dumps([func, None, args, kwargs]),
+        "created_at": enqueued_at,
+        "data": dumps([func, None, args, kwargs]),
         **dict.fromkeys(EMPTY_FIELDS, ""),
-        "origin": queue_name, "description": description, "enqueued_at": enqueued_at, "timeout": timeout,
-        "result_ttl": result_ttl, "status": JobStatus.QUEUED.value, "meta": dumps(meta),
+        "origin": queue_name,
+        "description": description,
+        "enqueued_at": enqueued_at,
+        "timeout": timeout,
+        "result_ttl": result_ttl,
+        "status": JobStatus.QUEUED.value,
+        "meta": dumps(meta),
     }
 
 

@@ -105,6 +105,7 @@ def session(sid: str) -> str:
     """STRING EX 8 h: a dashboard session (principal and CSRF token), behind an HttpOnly cookie."""
     return f"genqueue:session:{sid}"
 
+
 # -- RQ keys genqueue builds itself -------------------------------------------------------------------------
 
 

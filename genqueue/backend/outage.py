@@ -50,7 +50,7 @@ class OutageTooLong(SystemExit):
         self.reason = reason
 
     def __str__(self) -> str:
-        return (f"Redis unreachable for {self.seconds:.0f} s (limit GENQUEUE_REDIS_OUTAGE_S): {self.reason}")
+        return f"Redis unreachable for {self.seconds:.0f} s (limit GENQUEUE_REDIS_OUTAGE_S): {self.reason}"
 
 
 class OutageClock:
@@ -108,8 +108,13 @@ def _reason(error: BaseException) -> str:
 class PatientRetry(Retry):
     """A redis-py Retry that waits out an outage of up to `outage_s` seconds (see the module docstring)."""
 
-    def __init__(self, outage_s: float = DEFAULT_OUTAGE_S, *, clock: OutageClock | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        outage_s: float = DEFAULT_OUTAGE_S,
+        *,
+        clock: OutageClock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         super().__init__(ExponentialWithJitterBackoff(base=BACKOFF_BASE_S, cap=BACKOFF_CAP_S), retries=-1)
         self.outage_s = outage_s
         self._clock = clock
@@ -123,9 +128,13 @@ class PatientRetry(Retry):
     def clock(self) -> OutageClock:
         return self._clock or CLOCK
 
-    def call_with_retry(self, do: Callable[[], Any], fail: Callable[..., Any],
-                        is_retryable: Callable[[Exception], bool] | None = None,
-                        with_failure_count: bool = False) -> Any:
+    def call_with_retry(
+        self,
+        do: Callable[[], Any],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> Any:
         self._backoff.reset()
         failures = 0
         while True:

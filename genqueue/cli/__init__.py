@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     except GenqueueError as exc:
         _fail(str(exc), exc.exit_code, exc.code, exc.retryable, as_json)
     except click.UsageError as exc:
-        hint = f" (see 'genqueue {exc.ctx.command_path.partition(' ')[2]} --help')".replace("  ", " ") if exc.ctx else ""
+        hint = (
+            f" (see 'genqueue {exc.ctx.command_path.partition(' ')[2]} --help')".replace("  ", " ") if exc.ctx else ""
+        )
         _fail(exc.format_message() + hint, 2, "INVALID_INPUT", False, as_json)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code, "FAILED", False, as_json)

@@ -13,8 +13,10 @@ from .params import json_option, queue_option
 from .render import emit_json, short, table
 
 
-@click.command(help="Recent admin actions on the DLQ (who, what, filters, counts).\n\n\b\nExamples:\n"
-                    "  genqueue audit\n  genqueue audit --limit 100 --json")
+@click.command(
+    help="Recent admin actions on the DLQ (who, what, filters, counts).\n\n\b\nExamples:\n"
+    "  genqueue audit\n  genqueue audit --limit 100 --json"
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @json_option
 def audit(limit, as_json) -> None:
@@ -28,15 +30,30 @@ def audit(limit, as_json) -> None:
     if not rows:
         click.echo("no admin actions recorded yet")
         return
-    click.echo(table(("when (UTC)", "who", "action", "queue", "counts", "filters"), [
-        (dt.datetime.fromtimestamp(r["ts"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), r["who"], r["action"],
-         r["queue"], short(r["counts"], 40), short(r["filters"], 40)) for r in rows]))
+    click.echo(
+        table(
+            ("when (UTC)", "who", "action", "queue", "counts", "filters"),
+            [
+                (
+                    dt.datetime.fromtimestamp(r["ts"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                    r["who"],
+                    r["action"],
+                    r["queue"],
+                    short(r["counts"], 40),
+                    short(r["filters"], 40),
+                )
+                for r in rows
+            ],
+        )
+    )
 
 
-@click.command(help="Periodic maintenance (its own process; see the Procfile): retry abandoned jobs as "
-                    "CRASH (also those RQ's cleanup failed), prune past retention, alert on size/rate (log + optional webhook), auto-retry chosen kinds after a cooldown.\n\n\b\n"
-                    "Examples:\n  genqueue scheduler\n  GENQUEUE_AUTO_RETRY=RATE_LIMITED=15m genqueue scheduler\n"
-                    "  genqueue scheduler --once --json")
+@click.command(
+    help="Periodic maintenance (its own process; see the Procfile): retry abandoned jobs as "
+    "CRASH (also those RQ's cleanup failed), prune past retention, alert on size/rate (log + optional webhook), auto-retry chosen kinds after a cooldown.\n\n\b\n"
+    "Examples:\n  genqueue scheduler\n  GENQUEUE_AUTO_RETRY=RATE_LIMITED=15m genqueue scheduler\n"
+    "  genqueue scheduler --once --json"
+)
 @click.argument("queues", nargs=-1)
 @queue_option
 @click.option("--once", is_flag=True, help="Run one pass and exit.")
@@ -69,12 +86,15 @@ def scheduler(queues, queue, once, as_json) -> None:
             emit_json(report)
         else:
             for name, r in report.items():
-                click.echo(f"{name}: pruned {r['expired']} expired, {len(r['alerts'])} alert(s), "
-                           f"auto-retried {r['auto_retried']}")
+                click.echo(
+                    f"{name}: pruned {r['expired']} expired, {len(r['alerts'])} alert(s), "
+                    f"auto-retried {r['auto_retried']}"
+                )
         return
     connection = connect(settings, patient=True)  # a server outage is waited out, like in workers
     try:
-        run_forever(connection, names, config, settings.dlq_retention_s, f"{socket.gethostname()}:{os.getpid()}",
-                    sweep=sweep)
+        run_forever(
+            connection, names, config, settings.dlq_retention_s, f"{socket.gethostname()}:{os.getpid()}", sweep=sweep
+        )
     except OutageTooLong as exc:
         raise ServerUnavailable(f"scheduler stopping: {exc}") from None

@@ -9,9 +9,11 @@ from .params import json_option
 from .render import emit_json
 
 
-@click.group(help="Retry credits: a tenant with a balance pays one credit per charged item retry of "
-                  "`runs retry-failed` (crashes are free); a tenant without one is unlimited.\n\n\b\nExamples:\n"
-                  "  genqueue credits set acme 100\n  genqueue credits add acme 20\n  genqueue credits show acme")
+@click.group(
+    help="Retry credits: a tenant with a balance pays one credit per charged item retry of "
+    "`runs retry-failed` (crashes are free); a tenant without one is unlimited.\n\n\b\nExamples:\n"
+    "  genqueue credits set acme 100\n  genqueue credits add acme 20\n  genqueue credits show acme"
+)
 def credits() -> None:
     pass
 
@@ -35,8 +37,10 @@ def set_(tenant: str, amount: int, as_json: bool) -> None:
     _show(tenant, lib.set_balance(app.connection, tenant, amount), as_json)
 
 
-@credits.command(help="Add AMOUNT (negative takes away) to TENANT's balance.\n\n\b\nExample:\n"
-                      "  genqueue credits add acme 20\n  genqueue credits add acme -- -5")
+@credits.command(
+    help="Add AMOUNT (negative takes away) to TENANT's balance.\n\n\b\nExample:\n"
+    "  genqueue credits add acme 20\n  genqueue credits add acme -- -5"
+)
 @click.argument("tenant")
 @click.argument("amount", type=int)
 @json_option

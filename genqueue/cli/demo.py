@@ -14,14 +14,22 @@ from .render import table
 KIND_ORDER = ["TRANSIENT", "RATE_LIMITED", "TIMEOUT", "PERMANENT", "CRASH", "UNKNOWN"]
 
 
-@click.command(help="Run ~200 generation jobs through real workers against a provider that injects faults "
-                    "(429s, 5xx, timeouts, resets, 401/422, work-horse crashes), with live progress and a "
-                    "summary by error kind.\n\n\b\nExamples:\n  genqueue demo\n  genqueue demo --jobs 500 --workers 4")
+@click.command(
+    help="Run ~200 generation jobs through real workers against a provider that injects faults "
+    "(429s, 5xx, timeouts, resets, 401/422, work-horse crashes), with live progress and a "
+    "summary by error kind.\n\n\b\nExamples:\n  genqueue demo\n  genqueue demo --jobs 500 --workers 4"
+)
 @click.option("--jobs", "n_jobs", type=click.IntRange(1, 100_000), default=200, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 32), default=3, show_default=True)
 @click.option("--seed", type=int, default=None, help="Seed for payloads (fault draws follow job ids).")
-@click.option("--timeout", "deadline_s", type=click.IntRange(10, 3600), default=300, show_default=True,
-              help="Give up (exit 1) if the jobs are not all done by then.")
+@click.option(
+    "--timeout",
+    "deadline_s",
+    type=click.IntRange(10, 3600),
+    default=300,
+    show_default=True,
+    help="Give up (exit 1) if the jobs are not all done by then.",
+)
 @queue_option
 def demo(n_jobs: int, workers: int, seed: int | None, deadline_s: int, queue: str | None) -> None:
     import random
@@ -51,8 +59,10 @@ def demo(n_jobs: int, workers: int, seed: int | None, deadline_s: int, queue: st
         while True:
             t = tally(connection, store, job_ids)
             now = time.monotonic()
-            line = (f"[{now - started:5.1f}s] finished {t.finished:4d}  retrying {t.retrying:4d}  "
-                    f"dead-lettered {t.dead:4d}  running {t.running:3d}  queued {t.queued:4d}")
+            line = (
+                f"[{now - started:5.1f}s] finished {t.finished:4d}  retrying {t.retrying:4d}  "
+                f"dead-lettered {t.dead:4d}  running {t.running:3d}  queued {t.queued:4d}"
+            )
             if tty:
                 click.echo("\r" + line, nl=False)
             elif now - last_print >= 5 or t.done == n_jobs:
@@ -73,8 +83,10 @@ def demo(n_jobs: int, workers: int, seed: int | None, deadline_s: int, queue: st
             click.echo("")
         stop_workers(procs)
     s = summarise(connection, store, job_ids)
-    click.echo(f"\nAll {n_jobs} jobs done in {elapsed:.1f}s: {s.finished} finished "
-               f"({s.finished_after_retry} after retries), {len(s.dead_ids)} dead-lettered.\n")
+    click.echo(
+        f"\nAll {n_jobs} jobs done in {elapsed:.1f}s: {s.finished} finished "
+        f"({s.finished_after_retry} after retries), {len(s.dead_ids)} dead-lettered.\n"
+    )
     kinds = [k for k in KIND_ORDER if s.failures_by_kind[k] or s.dead_by_kind[k]]
     rows = [(k, s.failures_by_kind[k], s.retried_by_kind[k], s.dead_by_kind[k]) for k in kinds]
     rows.append(("total", sum(s.failures_by_kind.values()), sum(s.retried_by_kind.values()), len(s.dead_ids)))

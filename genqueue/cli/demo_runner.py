@@ -24,8 +24,18 @@ from ..settings import Settings
 
 DEMO_BACKOFF_SCALE = "0.04"
 DEMO_LATENCY_S = "0.25"  # a generation call takes a while; override with GENQUEUE_SIM_LATENCY
-PROMPTS = ["a red fox in snow", "a lighthouse at dusk", "an isometric city", "a cat astronaut", "a bowl of ramen",
-           "a watercolor forest", "a neon street at night", "a paper boat", "a desert caravan", "a koi pond"]
+PROMPTS = [
+    "a red fox in snow",
+    "a lighthouse at dusk",
+    "an isometric city",
+    "a cat astronaut",
+    "a bowl of ramen",
+    "a watercolor forest",
+    "a neon street at night",
+    "a paper boat",
+    "a desert caravan",
+    "a koi pond",
+]
 MODELS = ["sim-image-1", "sim-image-2", "sim-llm-small"]
 
 
@@ -54,15 +64,22 @@ class Summary:
 
 
 def start_workers(settings: Settings, count: int, log_dir: Path) -> list[subprocess.Popen]:
-    env = dict(os.environ, GENQUEUE_BACKOFF_SCALE=DEMO_BACKOFF_SCALE, GENQUEUE_LOG_FORMAT="json",
-               GENQUEUE_QUEUE=settings.queue)
+    env = dict(
+        os.environ, GENQUEUE_BACKOFF_SCALE=DEMO_BACKOFF_SCALE, GENQUEUE_LOG_FORMAT="json", GENQUEUE_QUEUE=settings.queue
+    )
     env.setdefault("GENQUEUE_SIM_LATENCY", DEMO_LATENCY_S)
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(count):
         log = open(log_dir / f"demo-worker-{i + 1}.log", "ab")
-        procs.append(subprocess.Popen([sys.executable, "-m", "genqueue", "worker", "--name",
-                                       f"demo-{os.getpid()}-{i + 1}"], env=env, stdout=log, stderr=log))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "genqueue", "worker", "--name", f"demo-{os.getpid()}-{i + 1}"],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        )
     return procs
 
 
@@ -82,8 +99,12 @@ def stop_workers(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:
 def make_payloads(n: int, rng: random.Random) -> list[tuple[dict, int | None]]:
     jobs = []
     for i in range(n):
-        payload = {"prompt": f"{rng.choice(PROMPTS)} #{i}", "model": rng.choice(MODELS),
-                   "params": {"steps": rng.choice([20, 30, 50])}, "user_id": f"user-{rng.randint(1, 8)}"}
+        payload = {
+            "prompt": f"{rng.choice(PROMPTS)} #{i}",
+            "model": rng.choice(MODELS),
+            "params": {"steps": rng.choice([20, 30, 50])},
+            "user_id": f"user-{rng.randint(1, 8)}",
+        }
         max_retries = 1 if rng.random() < 0.1 else None  # a few impatient jobs show exhaustion early
         jobs.append((payload, max_retries))
     return jobs
@@ -96,7 +117,7 @@ def tally(connection, store: DLQStore, job_ids: list[str]) -> Tally:
             pipe.exists(store.keys.entry(job_id))
         replies = pipe.execute()
     t = Tally()
-    for status, dead in zip(replies[::2], replies[1::2]):
+    for status, dead in zip(replies[::2], replies[1::2], strict=False):
         status = status.decode() if status else None
         if dead and status is None:
             t.dead += 1
@@ -114,7 +135,7 @@ def tally(connection, store: DLQStore, job_ids: list[str]) -> Tally:
 def summarise(connection, store: DLQStore, job_ids: list[str]) -> Summary:
     s = Summary()
     jobs = Job.fetch_many(job_ids, connection=connection, serializer=SERIALIZER)
-    for job_id, job in zip(job_ids, jobs):
+    for job_id, job in zip(job_ids, jobs, strict=False):
         if job is not None:
             history = job.meta.get("genqueue", {}).get("history", [])
             s.finished += 1

@@ -14,8 +14,11 @@ from .params import json_option, parse_json_arg, queue_option
 from .render import emit_json, short, table
 
 
-@dlq.command("list", help="Dead-lettered jobs, newest first.\n\n\b\nExamples:\n  genqueue dlq list\n"
-                          "  genqueue dlq list --kind PERMANENT --since 2h --json")
+@dlq.command(
+    "list",
+    help="Dead-lettered jobs, newest first.\n\n\b\nExamples:\n  genqueue dlq list\n"
+    "  genqueue dlq list --kind PERMANENT --since 2h --json",
+)
 @filter_options
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @click.option("--cursor", default=None, help="Continue after a previous page's next_cursor.")
@@ -30,23 +33,43 @@ def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, qu
     for job_id in page.skipped:
         click.echo(f"warning: skipped corrupt DLQ entry {job_id}", err=True)
     if as_json:
-        emit_json({"queue": app.settings.queue, "total": page.total, "entries": [mask(e) for e in page.entries],
-                   "next_cursor": page.next_cursor})
+        emit_json(
+            {
+                "queue": app.settings.queue,
+                "total": page.total,
+                "entries": [mask(e) for e in page.entries],
+                "next_cursor": page.next_cursor,
+            }
+        )
         return
     if not page.entries:
         click.echo(f"{app.store().keys.dlq_name} is empty" + (" for these filters" if filters.indexed() else ""))
         return
     from ..retry.meta import failures  # attempts, not manual-retry records
 
-    rows = [(e["job_id"], e["failed_at"], e["error"].get("kind"), e["reason"], len(failures(e.get("history") or [])),
-             e["error"].get("status_code") or "", e.get("user_id") or "", short(e["error"].get("message"), 50))
-            for e in page.entries]
+    rows = [
+        (
+            e["job_id"],
+            e["failed_at"],
+            e["error"].get("kind"),
+            e["reason"],
+            len(failures(e.get("history") or [])),
+            e["error"].get("status_code") or "",
+            e.get("user_id") or "",
+            short(e["error"].get("message"), 50),
+        )
+        for e in page.entries
+    ]
     click.echo(table(("job_id", "failed_at", "kind", "reason", "attempts", "status", "user", "error"), rows))
-    click.echo(f"\n{len(page.entries)} shown of {page.total}" +
-               (f"; more: --cursor {page.next_cursor}" if page.next_cursor else ""))
+    click.echo(
+        f"\n{len(page.entries)} shown of {page.total}"
+        + (f"; more: --cursor {page.next_cursor}" if page.next_cursor else "")
+    )
 
 
-@dlq.command(help="One entry in full: payload, every attempt, tracebacks.\n\n\b\nExample:\n  genqueue dlq show demo-1a2b-17")
+@dlq.command(
+    help="One entry in full: payload, every attempt, tracebacks.\n\n\b\nExample:\n  genqueue dlq show demo-1a2b-17"
+)
 @click.argument("job_id")
 @queue_option
 @json_option
@@ -61,8 +84,22 @@ def show(job_id, queue, as_json) -> None:
         emit_json(entry)
         return
     err = entry["error"]
-    for key in ("job_id", "queue", "func", "reason", "user_id", "provider_job_id", "retry_count", "crash_count",
-                "enqueued_at", "failed_at", "expires_at", "replays", "replayed_from", "fingerprint"):
+    for key in (
+        "job_id",
+        "queue",
+        "func",
+        "reason",
+        "user_id",
+        "provider_job_id",
+        "retry_count",
+        "crash_count",
+        "enqueued_at",
+        "failed_at",
+        "expires_at",
+        "replays",
+        "replayed_from",
+        "fingerprint",
+    ):
         if entry.get(key) is not None:
             click.echo(f"{key + ':':<17}{entry[key]}")
     click.echo(f"{'error:':<17}{err.get('kind')} {err.get('type')}: {err.get('message')}")
@@ -75,22 +112,45 @@ def show(job_id, queue, as_json) -> None:
             click.echo(f"\n--- attempt {h.get('n')} traceback ---\n{tb.rstrip()}")
 
 
-@dlq.command(help="Put entries back on the queue with a fresh retry budget (each entry is removed).\n\n\b\n"
-                  "Examples:\n  genqueue dlq retry demo-1a2b-17\n"
-                  "  genqueue dlq retry demo-1a2b-17 --payload-patch '{\"params\": {\"steps\": 20}}'\n"
-                  "  genqueue dlq retry --all --kind RATE_LIMITED --since 2h --dry-run\n"
-                  "  genqueue dlq retry --all --kind RATE_LIMITED --rate 50 --yes")
+@dlq.command(
+    help="Put entries back on the queue with a fresh retry budget (each entry is removed).\n\n\b\n"
+    "Examples:\n  genqueue dlq retry demo-1a2b-17\n"
+    '  genqueue dlq retry demo-1a2b-17 --payload-patch \'{"params": {"steps": 20}}\'\n'
+    "  genqueue dlq retry --all --kind RATE_LIMITED --since 2h --dry-run\n"
+    "  genqueue dlq retry --all --kind RATE_LIMITED --rate 50 --yes"
+)
 @click.argument("job_ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Replay every entry matching the filters.")
 @filter_options
 @click.option("--force", is_flag=True, help="Replay even past the replay cap (3).")
-@click.option("--payload-patch", default=None, metavar="JSON",
-              help="JSON merge patch applied to the payload of the replayed job(s); shows the diff first.")
+@click.option(
+    "--payload-patch",
+    default=None,
+    metavar="JSON",
+    help="JSON merge patch applied to the payload of the replayed job(s); shows the diff first.",
+)
 @bulk_options
 @queue_option
 @json_option
-def retry(job_ids, all_, kind, func, user, reason, fingerprint, since, until, force, payload_patch, dry_run,
-          rate, cursor, yes, queue, as_json) -> None:
+def retry(
+    job_ids,
+    all_,
+    kind,
+    func,
+    user,
+    reason,
+    fingerprint,
+    since,
+    until,
+    force,
+    payload_patch,
+    dry_run,
+    rate,
+    cursor,
+    yes,
+    queue,
+    as_json,
+) -> None:
     from ..backend import audit
     from ..dlq.replay import replay
 
@@ -121,7 +181,9 @@ def retry(job_ids, all_, kind, func, user, reason, fingerprint, since, until, fo
     for job_id in job_ids:
         try:
             job = replay(store, job_id, force=force, payload_patch=patch)
-            results.append({"id": job_id, "replayed": True, "status": "queued", "replays": job.meta["genqueue"]["replays"]})
+            results.append(
+                {"id": job_id, "replayed": True, "status": "queued", "replays": job.meta["genqueue"]["replays"]}
+            )
             if not as_json:
                 click.echo(f"replayed {job_id}: queued on {app.settings.queue}")
         except GenqueueError as exc:
@@ -131,8 +193,14 @@ def retry(job_ids, all_, kind, func, user, reason, fingerprint, since, until, fo
                 click.echo(f"error: {exc}", err=True)
     done = [r["id"] for r in results if r["replayed"]]
     if done:
-        audit.record(app.connection, "retry", app.settings.queue, counts={"replayed": len(done)}, ids=done,
-                     note="payload patched" if patch else None)
+        audit.record(
+            app.connection,
+            "retry",
+            app.settings.queue,
+            counts={"replayed": len(done)},
+            ids=done,
+            note="payload patched" if patch else None,
+        )
     if worst is not None and len(job_ids) == 1:
         raise worst
     if as_json:

@@ -14,27 +14,42 @@ from .render import emit_json, short, table
 @click.command(
     help="Enqueue one job: of TASK with --kwargs, or of the built-in generate task with --payload.\n\n\b\n"
     "Examples:\n"
-    "  genqueue enqueue --payload '{\"prompt\": \"a red fox\", \"user_id\": \"u1\"}'\n"
+    '  genqueue enqueue --payload \'{"prompt": "a red fox", "user_id": "u1"}\'\n'
     "  genqueue enqueue --payload @job.json --job-id fox-1 --max-retries 2 --in 30s\n"
-    "  genqueue enqueue myapp.tasks.make_image --kwargs '{\"prompt\": \"a fox\"}' --tasks myapp.tasks"
+    '  genqueue enqueue myapp.tasks.make_image --kwargs \'{"prompt": "a fox"}\' --tasks myapp.tasks'
 )
 @click.argument("task_name", metavar="[TASK]", required=False)
 @click.option("--payload", default=None, help="The generate task's payload as JSON, or @FILE (@- for stdin).")
-@click.option("--kwargs", "kwargs_arg", default=None, metavar="JSON",
-              help="TASK's keyword arguments as a JSON object, or @FILE (default {}).")
-@click.option("--tasks", "task_modules", default=None, metavar="MODULE[,MODULE]",
-              help="Import these task modules (default $GENQUEUE_TASKS) so --kwargs is checked against TASK's "
-                   "signature before anything is enqueued.")
+@click.option(
+    "--kwargs",
+    "kwargs_arg",
+    default=None,
+    metavar="JSON",
+    help="TASK's keyword arguments as a JSON object, or @FILE (default {}).",
+)
+@click.option(
+    "--tasks",
+    "task_modules",
+    default=None,
+    metavar="MODULE[,MODULE]",
+    help="Import these task modules (default $GENQUEUE_TASKS) so --kwargs is checked against TASK's "
+    "signature before anything is enqueued.",
+)
 @click.option("--job-id", default=None, help="Explicit id: enqueueing it again while it is live returns the same job.")
 @click.option("--max-retries", type=click.IntRange(min=0), default=None, help="Override the kinds' retry maximum.")
 @click.option("--in", "in_", default=None, metavar="DURATION", help="Run later, e.g. 30s, 5m, 2h.")
 @click.option("--timeout", type=click.IntRange(min=1), default=None, help="Job timeout in seconds (default 180).")
-@click.option("--policy", default=None, metavar="JSON",
-              help='Per-kind policy override for this job, e.g. \'{"TRANSIENT": {"max": 2, "base": 1}}\'.')
+@click.option(
+    "--policy",
+    default=None,
+    metavar="JSON",
+    help='Per-kind policy override for this job, e.g. \'{"TRANSIENT": {"max": 2, "base": 1}}\'.',
+)
 @queue_option
 @json_option
-def enqueue(task_name, payload, kwargs_arg, task_modules, job_id, max_retries, in_, timeout, policy, queue,
-            as_json) -> None:
+def enqueue(
+    task_name, payload, kwargs_arg, task_modules, job_id, max_retries, in_, timeout, policy, queue, as_json
+) -> None:
     from ..errors import InvalidInput
     from ..jobs.enqueue import check_not_run_item, check_policy, enqueue_call, generate_call, task_call
     from ..jobs.manual_retry import checked_job_id
@@ -64,16 +79,33 @@ def enqueue(task_name, payload, kwargs_arg, task_modules, job_id, max_retries, i
         max_retries = spec.max_retries if max_retries is None else max_retries
         timeout = timeout or spec.timeout
         policy_data = policy_data or (dict(spec.policy) if spec.policy else None)
-    result = enqueue_call(app.for_queue(target).connection, target, call, job_id=job_id, max_retries=max_retries,
-                          in_=delay, timeout=timeout, policy=policy_data)
+    result = enqueue_call(
+        app.for_queue(target).connection,
+        target,
+        call,
+        job_id=job_id,
+        max_retries=max_retries,
+        in_=delay,
+        timeout=timeout,
+        policy=policy_data,
+    )
     status = result.job.get_status(refresh=False)
     if as_json:
-        emit_json({"id": result.job.id, "queue": target, "task": call.func, "created": result.created,
-                   "status": str(status.value if hasattr(status, "value") else status)})
+        emit_json(
+            {
+                "id": result.job.id,
+                "queue": target,
+                "task": call.func,
+                "created": result.created,
+                "status": str(status.value if hasattr(status, "value") else status),
+            }
+        )
     elif result.created:
         click.echo(f"enqueued {result.job.id} ({call.func}) on {target}")
     else:
-        click.echo(f"already {status.value if hasattr(status, 'value') else status}: {result.job.id} (not enqueued again)")
+        click.echo(
+            f"already {status.value if hasattr(status, 'value') else status}: {result.job.id} (not enqueued again)"
+        )
 
 
 @click.group(help="Inspect jobs and retry failed ones.")
@@ -95,8 +127,20 @@ def show(job_id, queue, as_json) -> None:
     if as_json:
         emit_json(info)
         return
-    for key in ("id", "queue", "type", "status", "attempts", "max_attempts", "last_error", "created_at",
-                "scheduled_at", "started_at", "completed_at", "replays"):
+    for key in (
+        "id",
+        "queue",
+        "type",
+        "status",
+        "attempts",
+        "max_attempts",
+        "last_error",
+        "created_at",
+        "scheduled_at",
+        "started_at",
+        "completed_at",
+        "replays",
+    ):
         if info.get(key) is not None:
             click.echo(f"{key + ':':<14}{info[key]}")
     click.echo(f"{'payload:':<14}{short(json.dumps(info.get('payload'), sort_keys=True), 200)}")
@@ -105,11 +149,13 @@ def show(job_id, queue, as_json) -> None:
         click.echo("\n" + history_table(history))
 
 
-@jobs.command(help="Put a failed or dead job back on its queue with a fresh retry budget.\n\n"
-                   "Refused (exit 4) while the job is queued, scheduled or running, once it has finished, and "
-                   "when its attempts reached max_attempts (unless --force). A dead job's DLQ entry is removed "
-                   "in the same transaction that enqueues it; the retry is recorded in the job's history."
-                   "\n\n\b\nExamples:\n  genqueue jobs retry fox-1\n  genqueue jobs retry fox-1 --force --json")
+@jobs.command(
+    help="Put a failed or dead job back on its queue with a fresh retry budget.\n\n"
+    "Refused (exit 4) while the job is queued, scheduled or running, once it has finished, and "
+    "when its attempts reached max_attempts (unless --force). A dead job's DLQ entry is removed "
+    "in the same transaction that enqueues it; the retry is recorded in the job's history."
+    "\n\n\b\nExamples:\n  genqueue jobs retry fox-1\n  genqueue jobs retry fox-1 --force --json"
+)
 @click.argument("job_id")
 @click.option("--force", is_flag=True, help="Retry even when the job's attempts reached max_attempts.")
 @queue_option
@@ -121,24 +167,50 @@ def retry(job_id, force, queue, as_json) -> None:
     checked_job_id(job_id)
     app = get_app(queue, as_json)
     outcome = retry_job(app.connection, app.store(), job_id, force=force)
-    audit.record(app.connection, "job_retry", outcome.queue, ids=[job_id],
-                 note=f"was {outcome.previous_status}" + (", forced" if force else ""))
+    audit.record(
+        app.connection,
+        "job_retry",
+        outcome.queue,
+        ids=[job_id],
+        note=f"was {outcome.previous_status}" + (", forced" if force else ""),
+    )
     if as_json:
-        emit_json({"id": job_id, "queue": outcome.queue, "status": "queued", "previous_status": outcome.previous_status,
-                   "attempts": outcome.attempts, "max_attempts": outcome.max_attempts, "charged": outcome.charged,
-                   "forced": outcome.forced})
+        emit_json(
+            {
+                "id": job_id,
+                "queue": outcome.queue,
+                "status": "queued",
+                "previous_status": outcome.previous_status,
+                "attempts": outcome.attempts,
+                "max_attempts": outcome.max_attempts,
+                "charged": outcome.charged,
+                "forced": outcome.forced,
+            }
+        )
         return
-    click.echo(f"retried {job_id}: queued on {outcome.queue} with a fresh budget (was {outcome.previous_status}, "
-               f"{outcome.attempts} of {outcome.max_attempts} attempts made{', forced' if force else ''})")
+    click.echo(
+        f"retried {job_id}: queued on {outcome.queue} with a fresh budget (was {outcome.previous_status}, "
+        f"{outcome.attempts} of {outcome.max_attempts} attempts made{', forced' if force else ''})"
+    )
 
 
 def history_table(history: list[dict]) -> str:
-    rows = [_manual_row(h) if h.get("action") == "manual_retry" else
-            (h.get("n"), h.get("kind"), (h.get("error") or {}).get("status_code") or "", h.get("action"),
-             "" if h.get("delay") is None else f"{h['delay']:.2f}s", h.get("retry_after") or "",
-             "yes" if h.get("clipped") else "", short(h.get("worker"), 24),
-             short((h.get("error") or {}).get("message"), 48))
-            for h in history]
+    rows = [
+        _manual_row(h)
+        if h.get("action") == "manual_retry"
+        else (
+            h.get("n"),
+            h.get("kind"),
+            (h.get("error") or {}).get("status_code") or "",
+            h.get("action"),
+            "" if h.get("delay") is None else f"{h['delay']:.2f}s",
+            h.get("retry_after") or "",
+            "yes" if h.get("clipped") else "",
+            short(h.get("worker"), 24),
+            short((h.get("error") or {}).get("message"), 48),
+        )
+        for h in history
+    ]
     return table(("#", "kind", "status", "action", "delay", "retry_after", "clipped", "worker", "error"), rows)
 
 
@@ -149,10 +221,18 @@ def _manual_row(h: dict) -> tuple:
     return ("", "", "", "manual_retry", "", "", "", short(h.get("by"), 24), short(f"{note} at {h.get('at')}", 48))
 
 
-@click.command("tasks", help="The tasks registered in this process: the built-in generate and those of the --tasks "
-                             "modules, with their options.\n\n\b\nExample:\n  genqueue tasks --tasks myapp.tasks")
-@click.option("--tasks", "task_modules", default=None, metavar="MODULE[,MODULE]",
-              help="Modules to import first (default $GENQUEUE_TASKS).")
+@click.command(
+    "tasks",
+    help="The tasks registered in this process: the built-in generate and those of the --tasks "
+    "modules, with their options.\n\n\b\nExample:\n  genqueue tasks --tasks myapp.tasks",
+)
+@click.option(
+    "--tasks",
+    "task_modules",
+    default=None,
+    metavar="MODULE[,MODULE]",
+    help="Modules to import first (default $GENQUEUE_TASKS).",
+)
 @click.option("--path", "paths", multiple=True, type=click.Path(file_okay=False), help="A directory to import from.")
 @json_option
 def tasks(task_modules, paths, as_json) -> None:
@@ -164,7 +244,21 @@ def tasks(task_modules, paths, as_json) -> None:
     if as_json:
         emit_json({"tasks": rows})
         return
-    click.echo(table(["name", "queue", "max_retries", "timeout", "result_ttl", "api", "async", "policy"],
-          [[r["name"], r["queue"] or "-", "-" if r["max_retries"] is None else r["max_retries"],
-            r["timeout"] or "-", r["result_ttl"] or "-", "yes" if r["api"] else "no", "yes" if r["async"] else "no",
-            json.dumps(r["policy"]) if r["policy"] else "-"] for r in rows]))
+    click.echo(
+        table(
+            ["name", "queue", "max_retries", "timeout", "result_ttl", "api", "async", "policy"],
+            [
+                [
+                    r["name"],
+                    r["queue"] or "-",
+                    "-" if r["max_retries"] is None else r["max_retries"],
+                    r["timeout"] or "-",
+                    r["result_ttl"] or "-",
+                    "yes" if r["api"] else "no",
+                    "yes" if r["async"] else "no",
+                    json.dumps(r["policy"]) if r["policy"] else "-",
+                ]
+                for r in rows
+            ],
+        )
+    )

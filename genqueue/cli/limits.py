@@ -9,11 +9,13 @@ from .params import json_option
 from .render import emit_json, table
 
 
-@click.group(invoke_without_command=True,
-             help="Limit keys (e.g. simulated:sim-image-1, openai:gpt-image-1): state, in flight/cap, rate, parked "
-                  "jobs, throttle and pause counters. Settings live in Redis: a change reaches every worker at "
-                  "once.\n\n\b\nExamples:\n  genqueue limits\n  genqueue limits set openai:gpt-image-1 "
-                  "--concurrency 4 --rate 5/s\n  genqueue limits rm openai:gpt-image-1")
+@click.group(
+    invoke_without_command=True,
+    help="Limit keys (e.g. simulated:sim-image-1, openai:gpt-image-1): state, in flight/cap, rate, parked "
+    "jobs, throttle and pause counters. Settings live in Redis: a change reaches every worker at "
+    "once.\n\n\b\nExamples:\n  genqueue limits\n  genqueue limits set openai:gpt-image-1 "
+    "--concurrency 4 --rate 5/s\n  genqueue limits rm openai:gpt-image-1",
+)
 @click.option("--key", default=None, help="Only this key.")
 @json_option
 @click.pass_context
@@ -30,23 +32,42 @@ def limits(ctx: click.Context, key: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("no limit keys yet (a key appears when a job of it first runs, or with `genqueue limits set`)")
         return
-    click.echo(table(["key", "state", "in flight/cap", "rate", "parked", "429s (1 min)", "throttled", "paused",
-                      "opened"],
-                     [[r["key"], r["state"] + (f" {r['paused_for_s']}s" if r["paused_for_s"] else ""),
-                       f"{r['in_flight']}/{r['concurrency'] or '-'}",
-                       (r["rate"] or "-") + (" (learned)" if r["rate_learned"] else ""), r["parked"],
-                       r["rate_limited_1m"], r["counters"].get("throttled", 0), r["counters"].get("paused", 0),
-                       r["counters"].get("breaker_opens", 0)] for r in rows]))
+    click.echo(
+        table(
+            ["key", "state", "in flight/cap", "rate", "parked", "429s (1 min)", "throttled", "paused", "opened"],
+            [
+                [
+                    r["key"],
+                    r["state"] + (f" {r['paused_for_s']}s" if r["paused_for_s"] else ""),
+                    f"{r['in_flight']}/{r['concurrency'] or '-'}",
+                    (r["rate"] or "-") + (" (learned)" if r["rate_learned"] else ""),
+                    r["parked"],
+                    r["rate_limited_1m"],
+                    r["counters"].get("throttled", 0),
+                    r["counters"].get("paused", 0),
+                    r["counters"].get("breaker_opens", 0),
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
-@limits.command("set", help="Set a key's concurrency cap, rate and/or breaker cooldown for every worker (overrides "
-                            "a task's declared limits).\n\n\b\nExamples:\n  genqueue limits set lab --concurrency 3 "
-                            "--rate 5/s\n  genqueue limits set lab --cooldown 1m\n  genqueue limits set lab --cooldown 0")
+@limits.command(
+    "set",
+    help="Set a key's concurrency cap, rate and/or breaker cooldown for every worker (overrides "
+    "a task's declared limits).\n\n\b\nExamples:\n  genqueue limits set lab --concurrency 3 "
+    "--rate 5/s\n  genqueue limits set lab --cooldown 1m\n  genqueue limits set lab --cooldown 0",
+)
 @click.argument("key")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Jobs of this key in flight at most.")
 @click.option("--rate", default=None, metavar="N/PERIOD", help="Calls per period, e.g. 5/s, 300/m, 10/2s.")
-@click.option("--cooldown", default=None, metavar="DURATION",
-              help="How long the breaker keeps the key open after a 5xx/timeout storm, e.g. 30s, 2m (0: no breaker).")
+@click.option(
+    "--cooldown",
+    default=None,
+    metavar="DURATION",
+    help="How long the breaker keeps the key open after a 5xx/timeout storm, e.g. 30s, 2m (0: no breaker).",
+)
 @json_option
 def set_(key: str, concurrency: int | None, rate: str | None, cooldown: str | None, as_json: bool) -> None:
     from ..errors import InvalidInput
@@ -63,12 +84,17 @@ def set_(key: str, concurrency: int | None, rate: str | None, cooldown: str | No
     if as_json:
         emit_json(row)
     else:
-        click.echo(f"{key}: concurrency {row['concurrency'] or '-'}, rate {row['rate'] or '-'}, "
-                   f"breaker cooldown {row['cooldown_s']:g}s" + (" (breaker off)" if row["cooldown_s"] == 0 else ""))
+        click.echo(
+            f"{key}: concurrency {row['concurrency'] or '-'}, rate {row['rate'] or '-'}, "
+            f"breaker cooldown {row['cooldown_s']:g}s" + (" (breaker off)" if row["cooldown_s"] == 0 else "")
+        )
 
 
-@limits.command("rm", help="Remove a key's overrides: its task's declared limits (or none) apply again.\n\n\b\n"
-                           "Example:\n  genqueue limits rm lab")
+@limits.command(
+    "rm",
+    help="Remove a key's overrides: its task's declared limits (or none) apply again.\n\n\b\n"
+    "Example:\n  genqueue limits rm lab",
+)
 @click.argument("key")
 @json_option
 def rm(key: str, as_json: bool) -> None:

@@ -32,7 +32,11 @@ def parse_json_arg(text: str, what: str) -> Any:
 
 def queue_option(fn):
     return click.option(
-        "--queue", "-q", "queue", default=None, metavar="NAME",
+        "--queue",
+        "-q",
+        "queue",
+        default=None,
+        metavar="NAME",
         help="Queue name (default: $GENQUEUE_QUEUE or generation-queue).",
     )(fn)
 

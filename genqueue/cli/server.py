@@ -46,7 +46,9 @@ def stop(as_json: bool) -> None:
         click.echo("stopped" if stopped else "not running")
 
 
-@server.command(help="Is the embedded server running, and at which URL?\n\n\b\nExample:\n  genqueue server status\n  rq info -u $(genqueue server status --url)")
+@server.command(
+    help="Is the embedded server running, and at which URL?\n\n\b\nExample:\n  genqueue server status\n  rq info -u $(genqueue server status --url)"
+)
 @json_option
 @click.option("--url", "url_only", is_flag=True, help="Print only the URL (for rq info -u / redis-cli -u).")
 def status(as_json: bool, url_only: bool) -> None:

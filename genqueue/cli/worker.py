@@ -21,20 +21,47 @@ from .params import queue_option
 @click.argument("queues", nargs=-1)
 @queue_option
 @click.option("--simple", is_flag=True, help="Run jobs in-process (rq SimpleWorker) instead of a forked work horse.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Run up to N jobs at once in this one process: async tasks on an event loop, sync tasks on N "
-              "threads (default: $GENQUEUE_CONCURRENCY; unset: one job at a time in a forked work horse).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Run up to N jobs at once in this one process: async tasks on an event loop, sync tasks on N "
+    "threads (default: $GENQUEUE_CONCURRENCY; unset: one job at a time in a forked work horse).",
+)
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
-@click.option("--maintenance-interval", type=click.IntRange(min=1), default=None,
-              help="Seconds between registry cleanups (default: RQ's 600).")
-@click.option("--tasks", "task_modules", default=None, metavar="MODULE[,MODULE]",
-              help="Modules whose @genqueue.task functions this worker runs (default: $GENQUEUE_TASKS).")
-@click.option("--path", "paths", multiple=True, type=click.Path(file_okay=False),
-              help="A directory to import task modules from (repeatable; the working directory always is).")
-def worker(queues: tuple[str, ...], queue: str | None, simple: bool, concurrency: int | None, burst: bool,
-           name: str | None, maintenance_interval: int | None, task_modules: str | None,
-           paths: tuple[str, ...]) -> None:
+@click.option(
+    "--maintenance-interval",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seconds between registry cleanups (default: RQ's 600).",
+)
+@click.option(
+    "--tasks",
+    "task_modules",
+    default=None,
+    metavar="MODULE[,MODULE]",
+    help="Modules whose @genqueue.task functions this worker runs (default: $GENQUEUE_TASKS).",
+)
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A directory to import task modules from (repeatable; the working directory always is).",
+)
+def worker(
+    queues: tuple[str, ...],
+    queue: str | None,
+    simple: bool,
+    concurrency: int | None,
+    burst: bool,
+    name: str | None,
+    maintenance_interval: int | None,
+    task_modules: str | None,
+    paths: tuple[str, ...],
+) -> None:
     from ..backend.connection import connect
     from ..backend.outage import OutageTooLong
     from ..errors import ServerUnavailable

@@ -34,8 +34,9 @@ class BulkResult:
         self.skipped[why] = self.skipped.get(why, 0) + 1
 
 
-def matching(store: DLQStore, filters: Filters, cursor: str | None = None, batch: int = BATCH
-             ) -> Iterator[list[tuple[str, float, bytes]]]:
+def matching(
+    store: DLQStore, filters: Filters, cursor: str | None = None, batch: int = BATCH
+) -> Iterator[list[tuple[str, float, bytes]]]:
     """Batches of (job_id, score, raw entry) matching the filters, newest first, from `cursor` on."""
     source = store._source_key(filters)
     high = "+inf" if filters.until is None else repr(filters.until)
@@ -45,12 +46,12 @@ def matching(store: DLQStore, filters: Filters, cursor: str | None = None, batch
         high, after_id = parse_cursor(cursor)
     ids = store._walk(source, high, low, after_id, batch=batch)
     while True:
-        chunk = [pair for _, pair in zip(range(batch), ids)]
+        chunk = [pair for _, pair in zip(range(batch), ids, strict=False)]
         if not chunk:
             return
         raws = store.connection.mget([store.keys.entry(job_id) for job_id, _ in chunk])
         out = []
-        for (job_id, score), raw in zip(chunk, raws):
+        for (job_id, score), raw in zip(chunk, raws, strict=False):
             if raw is None:
                 continue
             if filters.indexed() and len(filters.indexed()) > 1:
@@ -77,9 +78,17 @@ def _throttle(started: float, done: int, rate: float | None) -> None:
             time.sleep(ahead)
 
 
-def bulk_replay(store: DLQStore, filters: Filters, *, cursor: str | None = None, rate: float | None = None,
-                force: bool = False, replay_cap: int = DEFAULT_REPLAY_CAP,
-                progress: Callable[[int], None] = lambda n: None, limit: int | None = None) -> BulkResult:
+def bulk_replay(
+    store: DLQStore,
+    filters: Filters,
+    *,
+    cursor: str | None = None,
+    rate: float | None = None,
+    force: bool = False,
+    replay_cap: int = DEFAULT_REPLAY_CAP,
+    progress: Callable[[int], None] = lambda n: None,
+    limit: int | None = None,
+) -> BulkResult:
     """Replay every matching entry (at most `limit` of them: then `result.cursor` resumes). Each batch is one
     WATCH/MULTI over its entries and job ids; a batch that loses a race is redone entry by entry with the
     single-entry replay (same exactly-once rule)."""
@@ -124,7 +133,7 @@ def _replay_batch(store: DLQStore, queue, batch, result: BulkResult, *, force: b
                     reads.hget(key, "status")
                 raws, *statuses = reads.execute()
             todo, skipped = [], []
-            for (job_id, _, _), raw, status in zip(batch, raws, statuses):
+            for (job_id, _, _), raw, status in zip(batch, raws, statuses, strict=False):
                 if raw is None:
                     skipped.append("gone")
                     continue
@@ -146,8 +155,10 @@ def _replay_batch(store: DLQStore, queue, batch, result: BulkResult, *, force: b
             # What queue.enqueue_job(job_from_entry(...)) writes, without RQ's per-job Python (replay.job_hash)
             enqueued_at = utcformat(utcnow())
             for job_id, entry in todo:
-                pipe.hset(queue.job_class.key_for(job_id),
-                          mapping=job_hash(queue.name, entry, enqueued_at, default_timeout=queue._default_timeout))
+                pipe.hset(
+                    queue.job_class.key_for(job_id),
+                    mapping=job_hash(queue.name, entry, enqueued_at, default_timeout=queue._default_timeout),
+                )
             if todo:
                 pipe.rpush(queue.key, *(job_id for job_id, _ in todo))
                 pipe.sadd(queue.redis_queues_keys, queue.key)
@@ -164,8 +175,14 @@ def _replay_batch(store: DLQStore, queue, batch, result: BulkResult, *, force: b
     return True
 
 
-def bulk_purge(store: DLQStore, filters: Filters, *, cursor: str | None = None, rate: float | None = None,
-               progress: Callable[[int], None] = lambda n: None) -> BulkResult:
+def bulk_purge(
+    store: DLQStore,
+    filters: Filters,
+    *,
+    cursor: str | None = None,
+    rate: float | None = None,
+    progress: Callable[[int], None] = lambda n: None,
+) -> BulkResult:
     """Delete every matching entry; each batch is one WATCH/MULTI (an entry replaced meanwhile is kept)."""
     result = BulkResult(cursor=cursor)
     started = time.monotonic()
@@ -177,7 +194,7 @@ def bulk_purge(store: DLQStore, filters: Filters, *, cursor: str | None = None, 
                 pipe.watch(*keys)
                 raws = pipe.mget(keys)
                 todo: list[tuple[str, dict[str, Any] | None]] = []
-                for (job_id, _, _), raw in zip(batch, raws):
+                for (job_id, _, _), raw in zip(batch, raws, strict=False):
                     if raw is None:
                         result.skip("gone")
                         continue

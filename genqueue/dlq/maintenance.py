@@ -71,8 +71,9 @@ class MaintenanceConfig:
 
 
 def post_webhook(url: str, body: dict, timeout_s: float = 5.0) -> bool:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - admin-configured URL
             return 200 <= response.status < 300
@@ -90,8 +91,14 @@ def check_alerts(store: DLQStore, config: MaintenanceConfig, now: float) -> list
     if config.alert_size is not None and size > config.alert_size:
         alerts.append({"alert": "dlq_size", "queue": store.keys.queue, "size": size, "threshold": config.alert_size})
     if config.alert_rate_per_hour is not None and last_hour > config.alert_rate_per_hour:
-        alerts.append({"alert": "dlq_rate", "queue": store.keys.queue, "last_hour": last_hour,
-                       "threshold": config.alert_rate_per_hour})
+        alerts.append(
+            {
+                "alert": "dlq_rate",
+                "queue": store.keys.queue,
+                "last_hour": last_hour,
+                "threshold": config.alert_rate_per_hour,
+            }
+        )
     fired = []
     for alert in alerts:
         if conn.set(keys.alerted(store.keys.queue, alert["alert"]), int(now), nx=True, ex=ALERT_COOLDOWN_S):
@@ -108,30 +115,52 @@ def auto_retry(store: DLQStore, config: MaintenanceConfig, now: float) -> int:
         result = bulk_replay(store, Filters(kind=kind, until=now - cooldown))
         if result.done:
             log.info("dlq.auto_retried", queue=store.keys.queue, kind=kind, count=result.done)
-            audit.record(store.connection, "auto_retry", store.keys.queue, filters={"kind": kind},
-                         counts={"replayed": result.done, **result.skipped}, ids=result.ids)
+            audit.record(
+                store.connection,
+                "auto_retry",
+                store.keys.queue,
+                filters={"kind": kind},
+                counts={"replayed": result.done, **result.skipped},
+                ids=result.ids,
+            )
         replayed += result.done
     return replayed
 
 
-def run_once(connection: Redis, queues: list[str], config: MaintenanceConfig, retention_s: int,
-             sweep: Callable[[str], int] | None = None) -> dict:
+def run_once(
+    connection: Redis,
+    queues: list[str],
+    config: MaintenanceConfig,
+    retention_s: int,
+    sweep: Callable[[str], int] | None = None,
+) -> dict:
     """One pass per queue. `sweep(queue)`: the workers' abandoned-job sweep, so jobs of dead workers and
     genqueue jobs that RQ's cleanup failed are taken back even while no worker runs."""
     now = time.time()
     report = {}
     for name in queues:
         store = DLQStore(connection, name, retention_s=retention_s)
-        report[name] = {"expired": store.prune(), "alerts": check_alerts(store, config, now),
-                        "auto_retried": auto_retry(store, config, now)}
+        report[name] = {
+            "expired": store.prune(),
+            "alerts": check_alerts(store, config, now),
+            "auto_retried": auto_retry(store, config, now),
+        }
         if sweep is not None:
             report[name]["reclaimed"] = sweep(name)
     return report
 
 
-def run_forever(connection: Redis, queues: list[str], config: MaintenanceConfig, retention_s: int,
-                holder: str, *, once: bool = False, stop=lambda: False,
-                sweep: Callable[[str], int] | None = None) -> None:
+def run_forever(
+    connection: Redis,
+    queues: list[str],
+    config: MaintenanceConfig,
+    retention_s: int,
+    holder: str,
+    *,
+    once: bool = False,
+    stop=lambda: False,
+    sweep: Callable[[str], int] | None = None,
+) -> None:
     lock_ms = int(max(config.interval_s * 3, 10) * 1000)
     while not stop():
         if connection.set(LOCK_KEY, holder, nx=True, px=lock_ms) or connection.get(LOCK_KEY) == holder.encode():

@@ -34,8 +34,14 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def replay(store: DLQStore, job_id: str, *, force: bool = False, replay_cap: int = DEFAULT_REPLAY_CAP,
-           payload_patch: dict | None = None):
+def replay(
+    store: DLQStore,
+    job_id: str,
+    *,
+    force: bool = False,
+    replay_cap: int = DEFAULT_REPLAY_CAP,
+    payload_patch: dict | None = None,
+):
     """Re-enqueue the entry's job; returns the new RQ job. NotFound/Conflict when it must not happen.
     `payload_patch` (a JSON merge patch) changes the payload of the replayed job, not the stored entry."""
     connection = store.connection
@@ -50,12 +56,16 @@ def replay(store: DLQStore, job_id: str, *, force: bool = False, replay_cap: int
                 raw = pipe.get(entry_key)
                 if raw is None:
                     if seen:
-                        raise refused(store, "gone", Conflict(
-                            f"DLQ entry {job_id} was just replayed or deleted by someone else"))
+                        raise refused(
+                            store, "gone", Conflict(f"DLQ entry {job_id} was just replayed or deleted by someone else")
+                        )
                     status = pipe.hget(job_key, "status")
                     if status is not None:
-                        raise refused(store, "gone", Conflict(
-                            f"job {job_id} is not in the DLQ (already replayed? it is {status.decode()})"))
+                        raise refused(
+                            store,
+                            "gone",
+                            Conflict(f"job {job_id} is not in the DLQ (already replayed? it is {status.decode()})"),
+                        )
                     raise refused(store, "not_found", NotFound(f"no DLQ entry {job_id} in {store.keys.dlq_name}"))
                 seen = True
                 entry = decode(raw, job_id)
@@ -81,7 +91,10 @@ def blocked(pipe, job_key: str, entry: dict[str, Any], *, force: bool, replay_ca
     job_id = entry["job_id"]
     replays = int(entry.get("replays") or 0)
     if replays >= replay_cap and not force:
-        return "max_replays", f"max attempts reached: {job_id} was replayed {replays} times (cap {replay_cap}); --force overrides"
+        return (
+            "max_replays",
+            f"max attempts reached: {job_id} was replayed {replays} times (cap {replay_cap}); --force overrides",
+        )
     status = pipe.hget(job_key, "status")
     if status is None:
         return None
@@ -120,18 +133,32 @@ def patched(entry: dict[str, Any], payload_patch: dict) -> dict[str, Any]:
 
 def job_from_entry(queue, entry: dict[str, Any]):
     fields = job_from_entry_fields(entry)
-    return queue.create_job(entry["func"], args=fields["args"], kwargs=fields["kwargs"], job_id=entry["job_id"],
-                            timeout=fields["timeout"], result_ttl=RESULT_TTL_S, meta=fields["meta"],
-                            description=fields["description"])
+    return queue.create_job(
+        entry["func"],
+        args=fields["args"],
+        kwargs=fields["kwargs"],
+        job_id=entry["job_id"],
+        timeout=fields["timeout"],
+        result_ttl=RESULT_TTL_S,
+        meta=fields["meta"],
+        description=fields["description"],
+    )
 
 
 def job_hash(queue_name: str, entry: dict[str, Any], enqueued_at: str, *, default_timeout: int) -> dict[str, Any]:
     """The hash queue.enqueue_job(job_from_entry(entry)) writes, without RQ's per-job Python (jobhash.py)."""
     job = job_from_entry_fields(entry)
-    return queued_job_hash(queue_name=queue_name, func=entry["func"], args=job["args"], kwargs=job["kwargs"],
-                           description=job["description"], result_ttl=RESULT_TTL_S, meta=job["meta"],
-                           timeout=job["timeout"] if job["timeout"] is not None else default_timeout,
-                           enqueued_at=enqueued_at)
+    return queued_job_hash(
+        queue_name=queue_name,
+        func=entry["func"],
+        args=job["args"],
+        kwargs=job["kwargs"],
+        description=job["description"],
+        result_ttl=RESULT_TTL_S,
+        meta=job["meta"],
+        timeout=job["timeout"] if job["timeout"] is not None else default_timeout,
+        enqueued_at=enqueued_at,
+    )
 
 
 def job_from_entry_fields(entry: dict[str, Any]) -> dict[str, Any]:
@@ -139,9 +166,15 @@ def job_from_entry_fields(entry: dict[str, Any]) -> dict[str, Any]:
     options = entry.get("options") or {}
     args = entry.get("args") or []
     return {
-        "args": args, "kwargs": entry.get("kwargs") or {}, "timeout": options.get("timeout"),
+        "args": args,
+        "kwargs": entry.get("kwargs") or {},
+        "timeout": options.get("timeout"),
         "description": describe(args[0]) if args else f"{entry.get('func')}()",
-        "meta": new_meta(options.get("max_retries"), replays=int(entry.get("replays") or 0) + 1,
-                         replayed_from=f"{entry['job_id']}@{entry['failed_at']}", history=entry.get("history") or [],
-                         tenant=options.get("tenant")),
+        "meta": new_meta(
+            options.get("max_retries"),
+            replays=int(entry.get("replays") or 0) + 1,
+            replayed_from=f"{entry['job_id']}@{entry['failed_at']}",
+            history=entry.get("history") or [],
+            tenant=options.get("tenant"),
+        ),
     }

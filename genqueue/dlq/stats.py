@@ -34,6 +34,7 @@ def sparkline(values: list[int]) -> str:
 @dataclass(frozen=True, slots=True)
 class Row:
     """What the figures need of one matching entry."""
+
     score: float  # failed_at
     values: dict[str, str]  # index_values: kind, func, user, reason, fingerprint
     sample: str | None  # "Type: message" of its error
@@ -63,8 +64,13 @@ def tally(rows: Iterable[Row], now: float) -> dict[str, Any]:
             if fp not in newest or row.score > newest[fp].score:
                 newest[fp] = row
     top = sorted(fingerprints.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FINGERPRINTS]
-    return {"total": len(scores), "by": by, "hourly": hourly_counts(scores, now), "oldest": min(scores, default=None),
-            "top": [{"fingerprint": fp, "count": n, "sample": newest[fp].sample} for fp, n in top]}
+    return {
+        "total": len(scores),
+        "by": by,
+        "hourly": hourly_counts(scores, now),
+        "oldest": min(scores, default=None),
+        "top": [{"fingerprint": fp, "count": n, "sample": newest[fp].sample} for fp, n in top],
+    }
 
 
 def error_sample(entry: dict[str, Any]) -> str:
@@ -101,8 +107,7 @@ def _unfiltered(store: DLQStore, now: float) -> dict[str, Any]:
             except GenqueueError:
                 sample = None
         top.append({"fingerprint": fp, "count": count, "sample": sample})
-    return {"total": store.count(), "by": by, "hourly": hourly, "oldest": first[0][1] if first else None,
-            "top": top}
+    return {"total": store.count(), "by": by, "hourly": hourly, "oldest": first[0][1] if first else None, "top": top}
 
 
 def dlq_stats(store: DLQStore, filters: Filters = Filters(), *, now: float | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from itertools import islice
 from typing import Any
@@ -30,7 +30,7 @@ PAGE_CHUNK = 50  # ids read per MGET while filling a page
 log = get_logger("genqueue.dlq")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lua(name: str) -> str:
     """A script with the shared index_keys() function in front (after the script's leading comments and
     its `local prefix` line, which index_keys() reads)."""
@@ -52,17 +52,34 @@ class Filters:
     until: float | None = None
 
     @classmethod
-    def parse(cls, *, kind=None, func=None, user=None, reason=None, fingerprint=None, since=None, until=None,
-              since_name: str = "since", until_name: str = "until") -> Filters:
+    def parse(
+        cls,
+        *,
+        kind=None,
+        func=None,
+        user=None,
+        reason=None,
+        fingerprint=None,
+        since=None,
+        until=None,
+        since_name: str = "since",
+        until_name: str = "until",
+    ) -> Filters:
         """From a person's words (the CLI's options, the API's query): `since`/`until` as a duration ago
         (`2h`) or an ISO timestamp; kind case-insensitive; reason one of Reason's values."""
         from ..retry.kinds import Reason
 
         if reason and reason not in {r.value for r in Reason}:
             raise InvalidInput(f"reason must be one of {', '.join(r.value for r in Reason)}, not {reason!r}")
-        return cls(kind=kind.upper() if kind else None, func=func or None, user=user or None, reason=reason or None,
-                   fingerprint=fingerprint or None, since=time_bound(since, since_name),
-                   until=time_bound(until, until_name))
+        return cls(
+            kind=kind.upper() if kind else None,
+            func=func or None,
+            user=user or None,
+            reason=reason or None,
+            fingerprint=fingerprint or None,
+            since=time_bound(since, since_name),
+            until=time_bound(until, until_name),
+        )
 
     def indexed(self) -> dict[str, str]:
         return {f: v for f in ("kind", "func", "user", "reason", "fingerprint") if (v := getattr(self, f))}
@@ -131,18 +148,46 @@ class DLQStore:
         retention and evict over the cap, all in one Lua call. With `pipeline`, the call joins the caller's
         MULTI and its reply {replaced, expired, evicted} arrives with EXEC; else it is returned.
         `raw` stores that exact JSON text (import keeps entries byte-for-byte)."""
-        return self.add_encoded(entry["job_id"], raw if raw is not None else encode(entry), failed_at_score(entry),
-                                index_values(entry), pipeline, ttl_s=ttl_s, counter=counter)
+        return self.add_encoded(
+            entry["job_id"],
+            raw if raw is not None else encode(entry),
+            failed_at_score(entry),
+            index_values(entry),
+            pipeline,
+            ttl_s=ttl_s,
+            counter=counter,
+        )
 
-    def add_encoded(self, job_id: str, raw: str, score: float, indexes: Mapping[str, str],
-                    pipeline: Pipeline | None = None, *, ttl_s: int | None = None, counter: str = "dead_lettered"):
+    def add_encoded(
+        self,
+        job_id: str,
+        raw: str,
+        score: float,
+        indexes: Mapping[str, str],
+        pipeline: Pipeline | None = None,
+        *,
+        ttl_s: int | None = None,
+        counter: str = "dead_lettered",
+    ):
         """add() for callers that already hold the entry's JSON, its score (failed_at) and its index values
         (entry.index_values), e.g. loaders writing many entries built from one template."""
         return self._add_script(
-            keys=[self.keys.entry(job_id), self.keys.all, self.keys.stats,
-                  *(self.keys.index(f, v) for f, v in indexes.items())],
-            args=[job_id, raw, repr(score), ttl_s or self.retention_s, repr(time.time() - self.retention_s),
-                  self.cap, self.keys.prefix, counter],
+            keys=[
+                self.keys.entry(job_id),
+                self.keys.all,
+                self.keys.stats,
+                *(self.keys.index(f, v) for f, v in indexes.items()),
+            ],
+            args=[
+                job_id,
+                raw,
+                repr(score),
+                ttl_s or self.retention_s,
+                repr(time.time() - self.retention_s),
+                self.cap,
+                self.keys.prefix,
+                counter,
+            ],
             client=pipeline if pipeline is not None else self.connection,
         )
 
@@ -242,7 +287,7 @@ class DLQStore:
             for key in keys:
                 pipe.zcard(key)
             counts = pipe.execute()
-        return {k.decode()[len(prefix):]: int(n) for k, n in zip(keys, counts) if n}
+        return {k.decode()[len(prefix) :]: int(n) for k, n in zip(keys, counts, strict=False) if n}
 
     def page(self, filters: Filters = Filters(), *, cursor: str | None = None, limit: int = 100) -> Page:
         """Newest first. The cursor is "<score>:<job_id>" of the last entry returned. Entries are read with
@@ -278,7 +323,9 @@ class DLQStore:
         total = int(self.connection.zcard(source))
         return Page(entries, last if len(entries) >= limit else None, total, skipped)
 
-    def _walk(self, key: str, high: str, low: str, after_id: str | None, batch: int = 200) -> Iterator[tuple[str, float]]:
+    def _walk(
+        self, key: str, high: str, low: str, after_id: str | None, batch: int = 200
+    ) -> Iterator[tuple[str, float]]:
         """(job_id, score) newest first, resuming after `after_id` at score `high`.
 
         Keyset pagination, not offsets: each read starts again at the last score yielded and drops the

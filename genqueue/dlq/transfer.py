@@ -17,8 +17,7 @@ MAX_REPORTED = 10
 IMPORT_BATCH = 1000
 
 
-def export_chunks(store: DLQStore, filters: Filters, *, include_secrets: bool = False
-                  ) -> Iterator[tuple[bytes, int]]:
+def export_chunks(store: DLQStore, filters: Filters, *, include_secrets: bool = False) -> Iterator[tuple[bytes, int]]:
     """(JSONL bytes, line count) per batch of 1,000 entries: the stored JSON text itself, or a masked copy.
     Bytes from Redis to the file, never decoded to str and back; every entry is still parsed (a corrupt
     one is left out; `dlq list` reports it) unless the caller asked for the stored text with its secrets."""
@@ -86,15 +85,17 @@ def import_file(store: DLQStore, fh: IO[str], *, skip_bad: bool = False, overwri
         for job_id in ids:
             pipe.exists(store.keys.entry(job_id))
         exists = pipe.execute()
-    result.existing = [job_id for job_id, e in zip(ids, exists) if e]
+    result.existing = [job_id for job_id, e in zip(ids, exists, strict=False) if e]
     if result.existing and not overwrite:
         listed = ", ".join(result.existing[:MAX_REPORTED])
-        raise Conflict(f"{len(result.existing)} entr(y/ies) already in {store.keys.dlq_name}, nothing imported: "
-                       f"{listed} (use --overwrite to replace them)")
+        raise Conflict(
+            f"{len(result.existing)} entr(y/ies) already in {store.keys.dlq_name}, nothing imported: "
+            f"{listed} (use --overwrite to replace them)"
+        )
     now = time.time()
     for start in range(0, len(good), IMPORT_BATCH):  # one MULTI per batch keeps the server responsive
         with store.connection.pipeline(transaction=True) as pipe:
-            for _, text, entry in good[start:start + IMPORT_BATCH]:
+            for _, text, entry in good[start : start + IMPORT_BATCH]:
                 ttl = int(parse_iso(entry["expires_at"]) - now) if entry.get("expires_at") else store.retention_s
                 if ttl <= 0:
                     result.expired += 1

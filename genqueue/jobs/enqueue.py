@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -104,20 +104,38 @@ def task_call(name: str, kwargs: dict[str, Any]) -> tuple[Call, TaskSpec | None]
     return Call(name, (), dict(kwargs), f"{name}()", ttl), spec
 
 
-def enqueue_task(connection: Redis, queue_name: str | None, name: str, kwargs: dict[str, Any] | None = None, *,
-                 job_id: str | None = None, max_retries: int | None = None, at: datetime | None = None,
-                 in_: timedelta | None = None, timeout: int | None = None, tenant: str | None = None,
-                 as_tenant: str | None = None, policy: dict[str, dict] | None = None,
-                 default_queue: str = "generation-queue") -> EnqueueResult:
+def enqueue_task(
+    connection: Redis,
+    queue_name: str | None,
+    name: str,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    job_id: str | None = None,
+    max_retries: int | None = None,
+    at: datetime | None = None,
+    in_: timedelta | None = None,
+    timeout: int | None = None,
+    tenant: str | None = None,
+    as_tenant: str | None = None,
+    policy: dict[str, dict] | None = None,
+    default_queue: str = "generation-queue",
+) -> EnqueueResult:
     """Enqueue task `name` (registered here or only in the workers). The task's declared options are the
     defaults (queue, max_retries, timeout, policy, result_ttl); the arguments here override them."""
     call, spec = task_call(name, kwargs or {})
     return enqueue_call(
-        connection, queue_name or (spec.queue if spec else None) or default_queue, call, job_id=job_id,
+        connection,
+        queue_name or (spec.queue if spec else None) or default_queue,
+        call,
+        job_id=job_id,
         max_retries=max_retries if max_retries is not None else spec.max_retries if spec else None,
-        at=at, in_=in_, timeout=timeout or (spec.timeout if spec else None),
-        policy=policy or (dict(spec.policy) if spec is not None and spec.policy else None), tenant=tenant,
-        as_tenant=as_tenant)
+        at=at,
+        in_=in_,
+        timeout=timeout or (spec.timeout if spec else None),
+        policy=policy or (dict(spec.policy) if spec is not None and spec.policy else None),
+        tenant=tenant,
+        as_tenant=as_tenant,
+    )
 
 
 def enqueue(connection: Redis, queue_name: str, payload: dict[str, Any], **options: Any) -> EnqueueResult:
@@ -150,7 +168,7 @@ def enqueue_call(
         check_not_run_item(check_job_id(job_id))
     if max_retries is not None and max_retries < 0:
         raise InvalidInput("max_retries must be 0 or more")
-    when = at or (datetime.now(timezone.utc) + in_ if in_ else None)
+    when = at or (datetime.now(UTC) + in_ if in_ else None)
     queue = make_queue(connection, queue_name)
 
     def build() -> Job:
@@ -203,8 +221,10 @@ def _refuse_dead(connection: Redis, queue_name: str, job_id: str, as_tenant: str
     except CorruptEntry:
         owner = None  # unreadable: nobody but an admin may reuse the id
     _check_owner(job_id, owner, as_tenant)
-    raise Conflict(f"job {job_id} is dead-lettered; replay it (genqueue dlq retry / jobs retry) or delete its DLQ "
-                   "entry before reusing the id")
+    raise Conflict(
+        f"job {job_id} is dead-lettered; replay it (genqueue dlq retry / jobs retry) or delete its DLQ "
+        "entry before reusing the id"
+    )
 
 
 def enqueue_many(
@@ -228,14 +248,24 @@ def enqueue_many(
     ids: list[str] = []
     for start in range(0, len(payloads), batch):
         enqueued_at = utcformat(utcnow())
-        chunk = [(str(uuid4()), payload) for payload in payloads[start:start + batch]]
+        chunk = [(str(uuid4()), payload) for payload in payloads[start : start + batch]]
         with connection.pipeline() as pipe:
             pipe.sadd(queue.redis_queues_keys, queue.key)
             for job_id, payload in chunk:
-                pipe.hset(Job.key_for(job_id), mapping=queued_job_hash(
-                    queue_name=queue_name, func=JOB_FUNC, args=[payload], kwargs={}, description=describe(payload),
-                    timeout=timeout or DEFAULT_JOB_TIMEOUT_S, result_ttl=RESULT_TTL_S, meta=new_meta(max_retries),
-                    enqueued_at=enqueued_at))
+                pipe.hset(
+                    Job.key_for(job_id),
+                    mapping=queued_job_hash(
+                        queue_name=queue_name,
+                        func=JOB_FUNC,
+                        args=[payload],
+                        kwargs={},
+                        description=describe(payload),
+                        timeout=timeout or DEFAULT_JOB_TIMEOUT_S,
+                        result_ttl=RESULT_TTL_S,
+                        meta=new_meta(max_retries),
+                        enqueued_at=enqueued_at,
+                    ),
+                )
             if chunk:
                 pipe.rpush(queue.key, *(job_id for job_id, _ in chunk))
             count_in(pipe, queue_name, fields_for_enqueued(len(chunk)))

@@ -65,9 +65,17 @@ def is_free(kind: str | None, reason: str | None) -> bool:
     return kind == ErrorKind.CRASH.value or reason == Reason.CRASH_LOOP.value
 
 
-def manual_retry_record(*, charged: bool, via: str, previous_status: str, kind: str | None,
-                        reason: str | None, forced: bool = False, run_retry: int | None = None,
-                        by: str | None = None) -> dict[str, Any]:
+def manual_retry_record(
+    *,
+    charged: bool,
+    via: str,
+    previous_status: str,
+    kind: str | None,
+    reason: str | None,
+    forced: bool = False,
+    run_retry: int | None = None,
+    by: str | None = None,
+) -> dict[str, Any]:
     """The history record of one manual retry. `error` is present and empty so readers that take the last
     record's error message (`jobs show` last_error) see the error cleared. `by`: who asked (over HTTP the
     token's principal); this process's user@host when not given (the CLI)."""
@@ -111,8 +119,9 @@ def confirm_refusal(pipe) -> None:
 
 
 # -- the requeue steps, queued into a caller's MULTI ----------------------------------------------------------
-def requeue_dead_in(pipe, queue, store: DLQStore, entry: dict[str, Any], record: dict[str, Any],
-                    *, result_ttl: int | None = None) -> Job:
+def requeue_dead_in(
+    pipe, queue, store: DLQStore, entry: dict[str, Any], record: dict[str, Any], *, result_ttl: int | None = None
+) -> Job:
     """Delete the DLQ entry and enqueue the job it describes, inside `pipe`'s MULTI."""
     job = job_from_entry(queue, entry)
     with_fresh_budget(gq(job), record)
@@ -150,8 +159,9 @@ class RetryOutcome:
     forced: bool
 
 
-def retry_job(connection: Redis, store: DLQStore, job_id: str, *, force: bool = False,
-              by: str | None = None) -> RetryOutcome:
+def retry_job(
+    connection: Redis, store: DLQStore, job_id: str, *, force: bool = False, by: str | None = None
+) -> RetryOutcome:
     """Back to queued with a fresh budget. NotFound (no job, no entry); Conflict (live or finished);
     MaxAttemptsReached (attempts ≥ max_attempts, unless `force`)."""
     job_key = Job.key_for(job_id)
@@ -181,20 +191,23 @@ def _check_attempts(job_id: str, history: list[dict], max_retries: int | None, f
     attempts, max_attempts = attempts_made(history), _max_attempts(max_retries, failure_records(history))
     if attempts >= max_attempts and not force:
         raise MaxAttemptsReached(
-            f"max attempts reached: {job_id} made {attempts} of {max_attempts} attempts; --force retries it anyway")
+            f"max attempts reached: {job_id} made {attempts} of {max_attempts} attempts; --force retries it anyway"
+        )
     return attempts, max_attempts
 
 
-def _retry_dead(connection: Redis, pipe, store: DLQStore, entry: dict[str, Any], *, force: bool,
-                by: str | None) -> RetryOutcome:
+def _retry_dead(
+    connection: Redis, pipe, store: DLQStore, entry: dict[str, Any], *, force: bool, by: str | None
+) -> RetryOutcome:
     job_id = entry["job_id"]
     history = entry.get("history") or []
     options = entry.get("options") or {}
     attempts, max_attempts = _check_attempts(job_id, history, options.get("max_retries"), force)
     kind, reason = (entry.get("error") or {}).get("kind"), entry.get("reason")
     charged = not is_free(kind, reason)
-    record = manual_retry_record(charged=charged, via="jobs retry", previous_status="dead", kind=kind,
-                                 reason=reason, forced=force, by=by)
+    record = manual_retry_record(
+        charged=charged, via="jobs retry", previous_status="dead", kind=kind, reason=reason, forced=force, by=by
+    )
     queue = make_queue(connection, store.keys.queue)
     pipe.multi()
     requeue_dead_in(pipe, queue, store, entry, record)
@@ -202,8 +215,9 @@ def _retry_dead(connection: Redis, pipe, store: DLQStore, entry: dict[str, Any],
     return RetryOutcome(job_id, queue.name, "dead", attempts, max_attempts, charged, force)
 
 
-def _retry_rq_job(connection: Redis, pipe, store: DLQStore, job_id: str, status: str, *, force: bool,
-                  by: str | None) -> RetryOutcome:
+def _retry_rq_job(
+    connection: Redis, pipe, store: DLQStore, job_id: str, status: str, *, force: bool, by: str | None
+) -> RetryOutcome:
     if status == JobStatus.FINISHED.value:
         raise Conflict(f"job {job_id} has finished; a finished job is not run again")
     if status not in RETRYABLE_RQ_STATUSES:
@@ -217,8 +231,15 @@ def _retry_rq_job(connection: Redis, pipe, store: DLQStore, job_id: str, status:
     attempts, max_attempts = _check_attempts(job_id, history, meta.get("max_retries"), force)
     last = last_failure(history) or {}
     charged = not is_free(last.get("kind"), last.get("reason"))
-    record = manual_retry_record(charged=charged, via="jobs retry", previous_status=status,
-                                 kind=last.get("kind"), reason=last.get("reason"), forced=force, by=by)
+    record = manual_retry_record(
+        charged=charged,
+        via="jobs retry",
+        previous_status=status,
+        kind=last.get("kind"),
+        reason=last.get("reason"),
+        forced=force,
+        by=by,
+    )
     queue = make_queue(connection, job.origin or store.keys.queue)
     leftover = _leftover_entry(pipe, store, job_id) if store.keys.queue == queue.name else False
     pipe.multi()

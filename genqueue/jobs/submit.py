@@ -60,8 +60,14 @@ def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = Fals
     job._status = JobStatus.QUEUED if when is None else JobStatus.SCHEDULED
     run_at = "" if when is None else int(when.timestamp())  # RQ's whole seconds; naive = local time
     ok = registered(queue.connection, SUBMIT)(
-        keys=[job.key, queue.key, queue.scheduled_job_registry.key, queue.redis_queues_keys,
-              keys.metrics(queue.name), keys.DLQKeys(queue.name).entry(job.id)],
+        keys=[
+            job.key,
+            queue.key,
+            queue.scheduled_job_registry.key,
+            queue.redis_queues_keys,
+            keys.metrics(queue.name),
+            keys.DLQKeys(queue.name).entry(job.id),
+        ],
         args=[job.id, int(unique), job.ttl if job.ttl is not None else -1, run_at, queue.key, *_build_hset_args(job)],
     )
     if ok != 1:

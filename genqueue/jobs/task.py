@@ -56,18 +56,38 @@ class Task:
     def enqueue(self, **kwargs: Any) -> EnqueueResult:
         return self.enqueue_with(kwargs=kwargs)
 
-    def enqueue_with(self, *, kwargs: Mapping[str, Any] | None = None, job_id: str | None = None,
-                     in_: timedelta | None = None, at: datetime | None = None, max_retries: int | None = None,
-                     tenant: str | None = None, timeout: int | None = None, queue: str | None = None,
-                     connection: Redis | None = None) -> EnqueueResult:
+    def enqueue_with(
+        self,
+        *,
+        kwargs: Mapping[str, Any] | None = None,
+        job_id: str | None = None,
+        in_: timedelta | None = None,
+        at: datetime | None = None,
+        max_retries: int | None = None,
+        tenant: str | None = None,
+        timeout: int | None = None,
+        queue: str | None = None,
+        connection: Redis | None = None,
+    ) -> EnqueueResult:
         if connection is None:
             connection, default_queue = _default_client()
         else:
             from ..settings import Settings
 
             default_queue = Settings.from_env().queue
-        return enqueue_task(connection, queue, self.spec.name, dict(kwargs or {}), job_id=job_id, in_=in_, at=at,
-                            max_retries=max_retries, tenant=tenant, timeout=timeout, default_queue=default_queue)
+        return enqueue_task(
+            connection,
+            queue,
+            self.spec.name,
+            dict(kwargs or {}),
+            job_id=job_id,
+            in_=in_,
+            at=at,
+            max_retries=max_retries,
+            tenant=tenant,
+            timeout=timeout,
+            default_queue=default_queue,
+        )
 
     def enqueue_many(self, many: Sequence[Mapping[str, Any]], **options: Any) -> list[EnqueueResult]:
         """One job per kwargs mapping (generated ids), each checked before any is enqueued."""
@@ -81,6 +101,7 @@ class Task:
 def task(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any):
     """Register `fn` as a task (`@task` or `@task(name=..., queue=..., max_retries=..., timeout=..., policy=...,
     result_ttl=..., api=...)`); an unknown or bad option raises InvalidInput here, at import."""
+
     def register(f: Callable[..., Any]) -> Task:
         return Task(declare(f, name=name, **options))
 

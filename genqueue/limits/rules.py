@@ -22,8 +22,17 @@ from typing import Any
 from ..errors import InvalidInput
 
 RATE = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]*\.?[0-9]*)\s*(ms|s|sec|second|m|min|minute|h|hour)s?\s*")
-UNIT_MS = {"ms": 1, "s": 1000, "sec": 1000, "second": 1000, "m": 60_000, "min": 60_000, "minute": 60_000,
-           "h": 3_600_000, "hour": 3_600_000}
+UNIT_MS = {
+    "ms": 1,
+    "s": 1000,
+    "sec": 1000,
+    "second": 1000,
+    "m": 60_000,
+    "min": 60_000,
+    "minute": 60_000,
+    "h": 3_600_000,
+    "hour": 3_600_000,
+}
 KEY = re.compile(r"[A-Za-z0-9_.:/@+-]{1,200}")
 LIMIT_FIELDS = ("concurrency", "rate", "max_wait", "cooldown")
 BREAKER_MIN_CALLS = 5  # answered calls in the last minute before the failure share can open a key
@@ -71,8 +80,9 @@ class Limits:
         if unknown:
             raise InvalidInput(f"unknown limit field(s) {', '.join(unknown)}; use {', '.join(LIMIT_FIELDS)}")
         concurrency = raw.get("concurrency")
-        if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
-                                        or concurrency < 1):
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
             raise InvalidInput(f"concurrency must be a whole number ≥ 1, not {concurrency!r}")
         max_wait = duration_s(raw.get("max_wait"), "max_wait", zero=False)
         cooldown = duration_s(raw.get("cooldown"), "cooldown", zero=True)
@@ -105,6 +115,7 @@ def duration_s(value: Any, name: str, *, zero: bool) -> float | None:
 @dataclass(frozen=True, slots=True)
 class BreakerEvent:
     """What a release script reports when it changed a key's breaker: one log line each."""
+
     what: str  # opened | reopened | closed
     failed: int = 0
     calls: int = 0

@@ -14,8 +14,14 @@ FIELDS = ("concurrency", "rate_n", "rate_period_ms", "cooldown_ms")
 BUCKET_MS, BUCKETS = 10_000, 6  # limits.lua's health buckets: the last minute in six 10-s buckets
 
 
-def set_limits(connection: Redis, key: str, *, concurrency: int | None = None, rate: str | None = None,
-               cooldown_s: float | None = None) -> None:
+def set_limits(
+    connection: Redis,
+    key: str,
+    *,
+    concurrency: int | None = None,
+    rate: str | None = None,
+    cooldown_s: float | None = None,
+) -> None:
     """Override a key's limits for every worker at once; 0 / "0/s" are not accepted — use clear().
     cooldown_s: how long the breaker keeps the key open after a failure storm (0: no breaker)."""
     check_key(key)
@@ -68,17 +74,17 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             reads.hgetall(p + "health")
             reads.hmget(p + "learned", "n", "period")
         replies = reads.execute() if names else []
-    per_key = [replies[READS * i: READS * i + READS] for i in range(len(names))]
+    per_key = [replies[READS * i : READS * i + READS] for i in range(len(names))]
     with connection.pipeline(transaction=False) as reads:
         lengths = []
-        for name, (*_, ring, _stats, _brk, _health, _learned) in zip(names, per_key):
+        for name, (*_, ring, _stats, _brk, _health, _learned) in zip(names, per_key, strict=False):
             tenants = list(dict.fromkeys(ring))
             lengths.append(len(tenants))
             for tenant in tenants:
                 reads.llen(keys.limit_prefix(name) + "parked:" + tenant.decode())
         parked_lists = iter(reads.execute() if any(lengths) else [])
     rows = []
-    for name, reply, count in zip(names, per_key, lengths):
+    for name, reply, count in zip(names, per_key, lengths, strict=False):
         cfg, in_flight, window, pause, _ring, stats, brk, health, learned = reply
         parked = sum(next(parked_lists) for _ in range(count))
         cfg = {k.decode(): v for k, v in cfg.items()}
@@ -92,19 +98,23 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             n, period = _num(learned[0]), _num(learned[1])
         state, wait_ms = breaker_state({k.decode(): v.decode() for k, v in brk.items()}, pause, now)
         cooldown = cfg.get("cooldown_ms", cfg.get("declared_cooldown_ms"))
-        rows.append({
-            "key": name,
-            "state": state,
-            "paused_for_s": round(wait_ms / 1000, 3) if wait_ms > 0 else None,
-            "cooldown_s": _num(cooldown) / 1000 if cooldown is not None else DEFAULT_COOLDOWN_S,
-            "rate_limited_1m": last_minute(health, now).get("r", 0),
-            "in_flight": in_flight, "concurrency": cap or None,
-            "rate": str(Rate(n, period)) if n and period else None, "rate_learned": rate_learned,
-            "window_calls": window,
-            "parked": parked,
-            "overridden": any(f in cfg for f in FIELDS),
-            "counters": {k.decode(): int(v) for k, v in stats.items()},
-        })
+        rows.append(
+            {
+                "key": name,
+                "state": state,
+                "paused_for_s": round(wait_ms / 1000, 3) if wait_ms > 0 else None,
+                "cooldown_s": _num(cooldown) / 1000 if cooldown is not None else DEFAULT_COOLDOWN_S,
+                "rate_limited_1m": last_minute(health, now).get("r", 0),
+                "in_flight": in_flight,
+                "concurrency": cap or None,
+                "rate": str(Rate(n, period)) if n and period else None,
+                "rate_learned": rate_learned,
+                "window_calls": window,
+                "parked": parked,
+                "overridden": any(f in cfg for f in FIELDS),
+                "counters": {k.decode(): int(v) for k, v in stats.items()},
+            }
+        )
     return rows
 
 

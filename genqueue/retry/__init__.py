@@ -6,11 +6,17 @@ The names below load their module on first use (PEP 562), so importing one small
 from importlib import import_module
 
 _EXPORTS = {
-    "PermanentError": "exceptions", "RateLimited": "exceptions", "TransientError": "exceptions",
-    "ErrorKind": "kinds", "Reason": "kinds",
+    "PermanentError": "exceptions",
+    "RateLimited": "exceptions",
+    "TransientError": "exceptions",
+    "ErrorKind": "kinds",
+    "Reason": "kinds",
     "Verdict": "classify",
-    "Decision": "manager", "Failure": "manager", "RetryManager": "manager",
-    "DEFAULT_POLICIES": "policy", "RetryPolicy": "policy",
+    "Decision": "manager",
+    "Failure": "manager",
+    "RetryManager": "manager",
+    "DEFAULT_POLICIES": "policy",
+    "RetryPolicy": "policy",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -230,6 +230,7 @@ def _error_codes(exc: BaseException) -> Iterator[str]:
 
 # --- the rules -------------------------------------------------------------------------------------------
 
+
 def explicit_rule(exc: BaseException) -> ErrorKind | None:
     kind = getattr(exc, "genqueue_kind", None)
     if kind is None:
@@ -337,7 +338,9 @@ def as_verdict(result: Any, rule: Rule | None = None) -> Verdict | None:
 class Classifier:
     """User rules first, then the built-in table, then message patterns; UNKNOWN when nothing matches."""
 
-    def __init__(self, rules: Iterable[Rule] = (), patterns: Sequence[tuple[str, ErrorKind]] = DEFAULT_MESSAGE_PATTERNS):
+    def __init__(
+        self, rules: Iterable[Rule] = (), patterns: Sequence[tuple[str, ErrorKind]] = DEFAULT_MESSAGE_PATTERNS
+    ):
         self.rules: list[Rule] = [*rules, *BUILTIN_RULES, message_rule(patterns)]
 
     def add_rule(self, rule: Rule) -> Rule:

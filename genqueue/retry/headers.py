@@ -27,7 +27,7 @@ import email.utils
 import math
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 UNIX_TIME_FROM = 1e9  # a bare reset number this large is a Unix time (2001-09-09 on), not a delay
@@ -111,7 +111,7 @@ def parse_reset(value: Any, *, now: float | None = None) -> float | None:
     except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - _now(now))
 
 

@@ -151,8 +151,9 @@ class RetryManager:
             delay, clipped = crash.delay_for(state.crashes + 1, rand=self.rand)
             return Decision("retry", kind, attempt, delay=delay, clipped=clipped, charged=False)
         if kind is ErrorKind.PERMANENT:
-            return Decision("dead", kind, attempt, retry_after=failure.retry_after,
-                            reason=failure.reason or Reason.NON_RETRYABLE)
+            return Decision(
+                "dead", kind, attempt, retry_after=failure.retry_after, reason=failure.reason or Reason.NON_RETRYABLE
+            )
         policy = self.policy_for(kind, state)
         limit = policy.max_retries if state.max_retries is None else state.max_retries
         if state.retries >= limit:
@@ -163,25 +164,43 @@ class RetryManager:
             "retry", kind, attempt, delay=delay, retry_after=failure.retry_after, clipped=clipped, charged=True
         )
 
-
     def _rate_limited(self, failure: Failure, state: RetryState, now: float) -> Decision:
         """A 429 says "wait", not "you failed": never charged to the retry budget (Sidekiq's limiters,
         BullMQ's RateLimitError), bounded instead by how long the job has been held back (max_wait)."""
         since = now if state.rate_limited_since is None else state.rate_limited_since
         if now - since >= state.max_wait_s:
-            return Decision("dead", ErrorKind.RATE_LIMITED, state.attempt, retry_after=failure.retry_after,
-                            reason=Reason.RATE_LIMIT_WAIT_EXCEEDED)
+            return Decision(
+                "dead",
+                ErrorKind.RATE_LIMITED,
+                state.attempt,
+                retry_after=failure.retry_after,
+                reason=Reason.RATE_LIMIT_WAIT_EXCEEDED,
+            )
         policy = self.policy_for(ErrorKind.RATE_LIMITED, state)
         if failure.retry_after is not None:
             # The provider said when: the job comes back then (capped), not after a backoff on top. Its key is
             # paused until then too (limits/), so the job parks rather than calling early if it is sooner.
             delay = min(policy.cap_s, max(0.0, failure.retry_after))
-            return Decision("retry", ErrorKind.RATE_LIMITED, state.attempt, delay=delay,
-                            retry_after=failure.retry_after, clipped=delay < failure.retry_after, charged=False)
+            return Decision(
+                "retry",
+                ErrorKind.RATE_LIMITED,
+                state.attempt,
+                delay=delay,
+                retry_after=failure.retry_after,
+                clipped=delay < failure.retry_after,
+                charged=False,
+            )
         n = 1 + sum(1 for k in state.history_kinds if k == ErrorKind.RATE_LIMITED)
         delay, clipped = policy.delay_for(n, rand=self.rand)
-        return Decision("retry", ErrorKind.RATE_LIMITED, state.attempt, delay=delay, retry_after=None,
-                        clipped=clipped, charged=False)
+        return Decision(
+            "retry",
+            ErrorKind.RATE_LIMITED,
+            state.attempt,
+            delay=delay,
+            retry_after=None,
+            clipped=clipped,
+            charged=False,
+        )
 
 
 def _reason_of(exc: BaseException) -> Reason | None:

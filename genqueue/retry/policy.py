@@ -64,8 +64,14 @@ def scaled_policies(scale: float, policies: Mapping[ErrorKind, RetryPolicy] = DE
     return {kind: policy.scaled(scale) for kind, policy in policies.items()}
 
 
-POLICY_FIELDS = {"max_retries": "max_retries", "max": "max_retries", "base": "base_s", "factor": "factor",
-                 "cap": "cap_s", "jitter": "jitter"}
+POLICY_FIELDS = {
+    "max_retries": "max_retries",
+    "max": "max_retries",
+    "base": "base_s",
+    "factor": "factor",
+    "cap": "cap_s",
+    "jitter": "jitter",
+}
 
 
 def override(policy: RetryPolicy, changes: Mapping[str, object]) -> RetryPolicy:
@@ -79,7 +85,12 @@ def override(policy: RetryPolicy, changes: Mapping[str, object]) -> RetryPolicy:
             value = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ValueError(f"policy field {key!r} must be a number, not {raw!r}") from None
-        if not math.isfinite(value) or value < 0 or (field_name == "factor" and value < 1) or (field_name == "jitter" and value > 1):
+        if (
+            not math.isfinite(value)
+            or value < 0
+            or (field_name == "factor" and value < 1)
+            or (field_name == "jitter" and value > 1)
+        ):
             raise ValueError(f"policy field {key!r} out of range: {raw!r}")
         updates[field_name] = int(value) if field_name == "max_retries" else value
     return replace(policy, **updates)

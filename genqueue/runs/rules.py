@@ -34,8 +34,20 @@ MAX_ITEMS = 100_000
 MAX_REPORTED = 20  # bad lines / offending items named in one error message
 LIMIT_MIN, LIMIT_MAX, DEFAULT_LIMIT = 1, 10, 3  # charged manual retries per item (retry-failed)
 ACTIVE = frozenset({"queued", "scheduled", "retrying", "running", "parked", "deferred"})
-STATUS_ORDER = ("queued", "scheduled", "retrying", "running", "parked", "deferred", "finished", "failed", "stopped",
-                "canceled", "dead", "missing")
+STATUS_ORDER = (
+    "queued",
+    "scheduled",
+    "retrying",
+    "running",
+    "parked",
+    "deferred",
+    "finished",
+    "failed",
+    "stopped",
+    "canceled",
+    "dead",
+    "missing",
+)
 CORRUPT = "corrupt_entry"
 _RQ_STATUS = {status.value: shown for status, shown in RQ_TO_STATUS.items()}
 
@@ -211,6 +223,8 @@ def checked_plan(run_id: str, counts: Mapping[str, int], failed: Iterable[Failed
     if plan.over_limit:
         named = ", ".join(f"{i.job_id} ({i.charged_retries} charged)" for i in plan.over_limit[:MAX_REPORTED])
         more = f" (+{len(plan.over_limit) - MAX_REPORTED} more)" if len(plan.over_limit) > MAX_REPORTED else ""
-        raise RetryLimitReached(f"retry limit reached: {len(plan.over_limit)} item(s) would pass {limit} charged "
-                                f"retries, so nothing was retried: {named}{more}")
+        raise RetryLimitReached(
+            f"retry limit reached: {len(plan.over_limit)} item(s) would pass {limit} charged "
+            f"retries, so nothing was retried: {named}{more}"
+        )
     return plan

@@ -94,16 +94,35 @@ class Run:
     @classmethod
     def from_hash(cls, run_id: str, raw: Mapping[bytes, bytes]) -> Run:
         f = {k.decode(): v.decode() for k, v in raw.items()}
-        return cls(run_id, f["queue"], int(f["items"]), f["digest"],
-                   int(f["max_retries"]) if f.get("max_retries") else None, f["created_at"],
-                   f.get("source") or None, int(f.get("retries") or 0), f.get("last_retry_at") or None,
-                   f.get("tenant") or None, int(f.get("retry_limit") or DEFAULT_LIMIT), f.get("task") or None)
+        return cls(
+            run_id,
+            f["queue"],
+            int(f["items"]),
+            f["digest"],
+            int(f["max_retries"]) if f.get("max_retries") else None,
+            f["created_at"],
+            f.get("source") or None,
+            int(f.get("retries") or 0),
+            f.get("last_retry_at") or None,
+            f.get("tenant") or None,
+            int(f.get("retry_limit") or DEFAULT_LIMIT),
+            f.get("task") or None,
+        )
 
     def to_hash(self) -> dict[str, str]:
-        return {"run_id": self.run_id, "queue": self.queue, "items": str(self.items), "digest": self.digest,
-                "max_retries": "" if self.max_retries is None else str(self.max_retries),
-                "created_at": self.created_at, "source": self.source or "", "retries": str(self.retries),
-                "tenant": self.tenant or "", "retry_limit": str(self.retry_limit), "task": self.task or ""}
+        return {
+            "run_id": self.run_id,
+            "queue": self.queue,
+            "items": str(self.items),
+            "digest": self.digest,
+            "max_retries": "" if self.max_retries is None else str(self.max_retries),
+            "created_at": self.created_at,
+            "source": self.source or "",
+            "retries": str(self.retries),
+            "tenant": self.tenant or "",
+            "retry_limit": str(self.retry_limit),
+            "task": self.task or "",
+        }
 
     def item_ids(self) -> list[str]:
         return [item_id(self.run_id, i) for i in range(self.items)]
@@ -124,12 +143,24 @@ class ItemState:
             if self.entry is None:  # corrupt, or replayed between two reads (retry-failed then reads again)
                 return FailedItem(self.index, self.job_id, self.status, None, CORRUPT if self.corrupt else None, 0)
             err = self.entry.get("error") or {}
-            return FailedItem(self.index, self.job_id, self.status, err.get("kind"), self.entry.get("reason"),
-                              charged_retries(self.entry.get("history") or []))
+            return FailedItem(
+                self.index,
+                self.job_id,
+                self.status,
+                err.get("kind"),
+                self.entry.get("reason"),
+                charged_retries(self.entry.get("history") or []),
+            )
         if self.status in ("failed", "stopped", "canceled"):
             last = last_failure(self.history) or {}
-            return FailedItem(self.index, self.job_id, self.status, last.get("kind"), last.get("reason"),
-                              charged_retries(self.history))
+            return FailedItem(
+                self.index,
+                self.job_id,
+                self.status,
+                last.get("kind"),
+                last.get("reason"),
+                charged_retries(self.history),
+            )
         return None
 
 
@@ -156,13 +187,32 @@ class Snapshot:
 
     def to_dict(self) -> dict[str, Any]:
         r = self.run
-        return {"run_id": r.run_id, "queue": r.queue, "status": self.status, "items": r.items, "done": self.done,
-                "counts": self.counts, "created_at": r.created_at, "source": r.source, "max_retries": r.max_retries,
-                "retries": r.retries, "last_retry_at": r.last_retry_at, "tenant": r.tenant,
-                "max_retry_count": r.retry_limit,
-                "failed_items": [{"id": f.job_id, "status": f.status, "kind": f.kind, "reason": f.reason,
-                                  "retry": str(f.retry_class), "charged_retries": f.charged_retries}
-                                 for f in self.failed_items()]}
+        return {
+            "run_id": r.run_id,
+            "queue": r.queue,
+            "status": self.status,
+            "items": r.items,
+            "done": self.done,
+            "counts": self.counts,
+            "created_at": r.created_at,
+            "source": r.source,
+            "max_retries": r.max_retries,
+            "retries": r.retries,
+            "last_retry_at": r.last_retry_at,
+            "tenant": r.tenant,
+            "max_retry_count": r.retry_limit,
+            "failed_items": [
+                {
+                    "id": f.job_id,
+                    "status": f.status,
+                    "kind": f.kind,
+                    "reason": f.reason,
+                    "retry": str(f.retry_class),
+                    "charged_retries": f.charged_retries,
+                }
+                for f in self.failed_items()
+            ],
+        }
 
 
 def _store(connection: Redis, queue: str, ttl_s: int) -> DLQStore:
@@ -190,9 +240,9 @@ def read_items(connection: Redis, run: Run, store: DLQStore, *, details: bool = 
     with connection.pipeline(transaction=False) as reads:
         for i in need_meta:
             reads.hget(Job.key_for(ids[i]), "meta")
-        metas = dict(zip(need_meta, reads.execute()))
+        metas = dict(zip(need_meta, reads.execute(), strict=False))
     items = []
-    for i, (job_id, rq_status, in_dlq) in enumerate(zip(ids, rq_statuses, flat[1::2])):
+    for i, (job_id, rq_status, in_dlq) in enumerate(zip(ids, rq_statuses, flat[1::2], strict=False)):
         history = _history(metas.get(i))
         items.append(ItemState(i, job_id, item_status(rq_status, bool(history), bool(in_dlq)), history))
     if details:
@@ -215,7 +265,7 @@ def _owners(connection: Redis, store: DLQStore, ids: Sequence[str]) -> dict[str,
     jobs = Job.fetch_many(list(ids), connection=connection, serializer=SERIALIZER) if ids else []
     owners = {job.id: owner_of(job) for job in jobs if job is not None}
     rest = [i for i in ids if i not in owners]
-    for job_id, raw in zip(rest, connection.mget([store.keys.entry(i) for i in rest]) if rest else []):
+    for job_id, raw in zip(rest, connection.mget([store.keys.entry(i) for i in rest]) if rest else [], strict=False):
         if raw is not None:
             try:
                 owners[job_id] = entry_tenant(decode(raw, job_id))
@@ -235,11 +285,11 @@ def _foreign_check(connection: Redis, store: DLQStore, run: Run) -> None:
     """Before anything is written: no item id of this run may be another tenant's."""
     ids = run.item_ids()
     for start in range(0, len(ids), SUBMIT_BATCH):
-        chunk = ids[start:start + SUBMIT_BATCH]
+        chunk = ids[start : start + SUBMIT_BATCH]
         with connection.pipeline(transaction=False) as reads:
             for job_id in chunk:
                 reads.exists(Job.key_for(job_id), store.keys.entry(job_id))
-            present = [job_id for job_id, n in zip(chunk, reads.execute()) if n]
+            present = [job_id for job_id, n in zip(chunk, reads.execute(), strict=False) if n]
         _refuse_foreign(run, _owners(connection, store, present))
 
 
@@ -249,7 +299,7 @@ def _read_details(connection: Redis, store: DLQStore, items: list[ItemState], te
         for item in dead:
             reads.get(store.keys.entry(item.job_id))
         raws = reads.execute()
-    for item, raw in zip(dead, raws):
+    for item, raw in zip(dead, raws, strict=False):
         try:
             item.entry = None if raw is None else decode(raw, item.job_id)
         except CorruptEntry:
@@ -280,9 +330,19 @@ class SubmitResult:
     enqueued: int  # items created now; the rest already existed somewhere
 
 
-def submit(connection: Redis, queue_name: str, payloads: Sequence[dict[str, Any]], *, ttl_s: int,
-           run_id: str | None = None, max_retries: int | None = None, source: str | None = None,
-           tenant: str | None = None, retry_limit: int = DEFAULT_LIMIT, task: str | None = None) -> SubmitResult:
+def submit(
+    connection: Redis,
+    queue_name: str,
+    payloads: Sequence[dict[str, Any]],
+    *,
+    ttl_s: int,
+    run_id: str | None = None,
+    max_retries: int | None = None,
+    source: str | None = None,
+    tenant: str | None = None,
+    retry_limit: int = DEFAULT_LIMIT,
+    task: str | None = None,
+) -> SubmitResult:
     """Create the run (or find the identical one) and every item not yet created. `ttl_s` bounds how long
     the run record and its finished items are kept (the DLQ retention, so a run outlives none of its parts)."""
     if max_retries is not None and max_retries < 0:
@@ -293,13 +353,25 @@ def submit(connection: Redis, queue_name: str, payloads: Sequence[dict[str, Any]
         check(payload)
     digest = run_digest(payloads, max_retries, task)
     run_id = check_run_id(run_id) if run_id else default_run_id(digest)
-    wanted = Run(run_id, queue_name, len(payloads), digest, max_retries, iso(time.time()), source, tenant=tenant,
-                 retry_limit=check_limit(retry_limit), task=task)
+    wanted = Run(
+        run_id,
+        queue_name,
+        len(payloads),
+        digest,
+        max_retries,
+        iso(time.time()),
+        source,
+        tenant=tenant,
+        retry_limit=check_limit(retry_limit),
+        task=task,
+    )
     queue, store = make_queue(connection, queue_name), _store(connection, queue_name, ttl_s)
     _foreign_check(connection, store, wanted)
     run, created = _create_or_match(connection, wanted, ttl_s)
-    enqueued = sum(_submit_batch(connection, queue, store, run, payloads, start, ttl_s)
-                   for start in range(0, len(payloads), SUBMIT_BATCH))
+    enqueued = sum(
+        _submit_batch(connection, queue, store, run, payloads, start, ttl_s)
+        for start in range(0, len(payloads), SUBMIT_BATCH)
+    )
     connection.expire(run_key(run_id), ttl_s)
     return SubmitResult(run, created, enqueued)
 
@@ -318,8 +390,10 @@ def _create_or_match(connection: Redis, wanted: Run, ttl_s: int) -> tuple[Run, b
                     if existing.queue != wanted.queue:
                         raise Conflict(f"run {wanted.run_id} belongs to queue {existing.queue}, not {wanted.queue}")
                     if (existing.digest, existing.items) != (wanted.digest, wanted.items):
-                        raise Conflict(f"run {wanted.run_id} already exists with different items or --max-retries; "
-                                       "resubmit the same file, or choose another --run-id")
+                        raise Conflict(
+                            f"run {wanted.run_id} already exists with different items or --max-retries; "
+                            "resubmit the same file, or choose another --run-id"
+                        )
                     return existing, False
                 pipe.multi()
                 pipe.hset(key, mapping=wanted.to_hash())
@@ -331,8 +405,9 @@ def _create_or_match(connection: Redis, wanted: Run, ttl_s: int) -> tuple[Run, b
     raise Conflict(f"run {wanted.run_id} keeps changing; try again")
 
 
-def _submit_batch(connection: Redis, queue, store: DLQStore, run: Run, payloads: Sequence[dict[str, Any]],
-                  start: int, ttl_s: int) -> int:
+def _submit_batch(
+    connection: Redis, queue, store: DLQStore, run: Run, payloads: Sequence[dict[str, Any]], start: int, ttl_s: int
+) -> int:
     """Create the items of one batch that exist nowhere. producer.enqueue is not used: with an explicit id it
     replaces a finished job and cannot see a dead one in the DLQ, and either would run an item twice."""
     indexes = range(start, min(start + SUBMIT_BATCH, len(payloads)))
@@ -368,8 +443,14 @@ def _item_job(queue, run: Run, index: int, payload: dict[str, Any], ttl_s: int) 
     spec = lookup(call.func)
     timeout = (spec.timeout if spec is not None and not spec.positional else None) or DEFAULT_JOB_TIMEOUT_S
     return queue.create_job(
-        call.func, args=call.args, kwargs=call.kwargs, job_id=item_id(run.run_id, index), timeout=timeout,
-        result_ttl=ttl_s, meta=new_meta(run.max_retries, tenant=run.tenant), status=JobStatus.QUEUED,
+        call.func,
+        args=call.args,
+        kwargs=call.kwargs,
+        job_id=item_id(run.run_id, index),
+        timeout=timeout,
+        result_ttl=ttl_s,
+        meta=new_meta(run.max_retries, tenant=run.tenant),
+        status=JobStatus.QUEUED,
         description=call.description,
     )
 
@@ -386,9 +467,15 @@ class RetryFailedResult:
     credits_debited: int = 0
 
 
-def retry_failed(connection: Redis, run_id: str, *, ttl_s: int, limit: int | None = None,
-                 check_tenant_access: Callable[[str | None], None] | None = None,
-                 by: str | None = None) -> RetryFailedResult:
+def retry_failed(
+    connection: Redis,
+    run_id: str,
+    *,
+    ttl_s: int,
+    limit: int | None = None,
+    check_tenant_access: Callable[[str | None], None] | None = None,
+    by: str | None = None,
+) -> RetryFailedResult:
     """Retry every failed item except PERMANENT ones, all or nothing, in one transaction. A run whose tenant
     has a credit balance pays one credit per charged item in that same transaction (credits.py).
     `check_tenant_access(run.tenant)` raises Forbidden for a caller who may not touch this run."""
@@ -420,30 +507,54 @@ def retry_failed(connection: Redis, run_id: str, *, ttl_s: int, limit: int | Non
                 have = None if have is None else int(have)
                 snap = Snapshot(run, read_items(connection, run, store, details=True))
                 try:
-                    plan = checked_plan(run_id, snap.counts, snap.failed_items(),
-                                        run.retry_limit if limit is None else limit)
+                    plan = checked_plan(
+                        run_id, snap.counts, snap.failed_items(), run.retry_limit if limit is None else limit
+                    )
                     require_credits(run.tenant, have, len(plan.charged))
                 except GenqueueError:
                     confirm_refusal(pipe)  # the reads straddled someone's EXEC? then read again
                     raise
-                return _requeue(pipe, connection, snap, plan, store, ttl_s,
-                                debit=len(plan.charged) if have is not None else 0, by=by)
+                return _requeue(
+                    pipe,
+                    connection,
+                    snap,
+                    plan,
+                    store,
+                    ttl_s,
+                    debit=len(plan.charged) if have is not None else 0,
+                    by=by,
+                )
             except WatchError:
                 pipe.reset()
     raise Conflict(f"run {run_id} keeps changing; try again")
 
 
-def _requeue(pipe, connection: Redis, snap: Snapshot, plan: RetryPlan, store: DLQStore,
-             ttl_s: int, *, debit: int = 0, by: str | None = None) -> RetryFailedResult:
+def _requeue(
+    pipe,
+    connection: Redis,
+    snap: Snapshot,
+    plan: RetryPlan,
+    store: DLQStore,
+    ttl_s: int,
+    *,
+    debit: int = 0,
+    by: str | None = None,
+) -> RetryFailedResult:
     run = snap.run
     run_retry = run.retries + 1
     queue = make_queue(connection, run.queue)
     pipe.multi()
     for item in plan.to_retry:
         state = snap.items[item.index]
-        record = manual_retry_record(charged=item.retry_class is RetryClass.CHARGED, via="runs retry-failed",
-                                     previous_status=item.status, kind=item.kind, reason=item.reason,
-                                     run_retry=run_retry, by=by)
+        record = manual_retry_record(
+            charged=item.retry_class is RetryClass.CHARGED,
+            via="runs retry-failed",
+            previous_status=item.status,
+            kind=item.kind,
+            reason=item.reason,
+            run_retry=run_retry,
+            by=by,
+        )
         if state.entry is not None:
             requeue_dead_in(pipe, queue, store, state.entry, record, result_ttl=ttl_s)
         elif state.job is not None:
@@ -457,5 +568,6 @@ def _requeue(pipe, connection: Redis, snap: Snapshot, plan: RetryPlan, store: DL
     pipe.expire(run_key(run.run_id), ttl_s)
     pipe.execute()
     ids = lambda items: [i.job_id for i in items]  # noqa: E731
-    return RetryFailedResult(run.run_id, run.queue, run_retry, ids(plan.free), ids(plan.charged), ids(plan.never),
-                             debit)
+    return RetryFailedResult(
+        run.run_id, run.queue, run_retry, ids(plan.free), ids(plan.charged), ids(plan.never), debit
+    )

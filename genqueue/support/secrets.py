@@ -13,11 +13,26 @@ from typing import Any
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")  # ASCII only: no IGNORECASE, no \d
 # A key whose last word is one of these is secret: access_token, clientSecret, Set-Cookie, X-Auth.
-SECRET_WORDS = frozenset({
-    "token", "secret", "secrets", "password", "passwd", "pwd", "passphrase", "authorization", "auth",
-    "cookie", "cookies", "credential", "credentials",
-    "apikey", "secretkey", "privatekey",  # one word, as in APIKEY or x-apikey
-})
+SECRET_WORDS = frozenset(
+    {
+        "token",
+        "secret",
+        "secrets",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "authorization",
+        "auth",
+        "cookie",
+        "cookies",
+        "credential",
+        "credentials",
+        "apikey",
+        "secretkey",
+        "privatekey",  # one word, as in APIKEY or x-apikey
+    }
+)
 # ... except a singular "token" after one of these: max_token is a count, as max_tokens is.
 COUNT_WORDS = frozenset({"max", "min", "num", "total"})
 # "key" is secret after one of these only: api_key, privateKey, secret-key, aws_secret_access_key; not
@@ -83,8 +98,10 @@ def has_secrets(value: Any) -> bool:
 def mask(value: Any) -> Any:
     """A copy of `value` with every secret-looking key's value replaced by ***."""
     if isinstance(value, dict):
-        return {k: (MASK if isinstance(k, str) and is_secret_key(k) and v not in (None, "") else mask(v))
-                for k, v in value.items()}
+        return {
+            k: (MASK if isinstance(k, str) and is_secret_key(k) and v not in (None, "") else mask(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [mask(v) for v in value]
     if isinstance(value, tuple):

@@ -28,8 +28,7 @@ class ArtifactStore(Protocol):
 
 def check_component(value: str, what: str) -> str:
     """`value` as one path component, or ValueError: no separators, no `..`, nothing empty."""
-    if (not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\\" in value
-            or "\x00" in value):
+    if not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\\" in value or "\x00" in value:
         raise ValueError(f"artifact {what} must be a plain file name, not {value!r}")
     return value
 
@@ -69,8 +68,10 @@ class FsspecStore:
         try:
             import fsspec
         except ImportError:
-            raise ImportError(f"GENQUEUE_ARTIFACTS={_scheme(url)}://… needs fsspec: "
-                              "pip install 'genqueue[artifacts]' (and the filesystem's package, e.g. s3fs)") from None
+            raise ImportError(
+                f"GENQUEUE_ARTIFACTS={_scheme(url)}://… needs fsspec: "
+                "pip install 'genqueue[artifacts]' (and the filesystem's package, e.g. s3fs)"
+            ) from None
         self.url = url.rstrip("/")
         self.fs, self.base = fsspec.core.url_to_fs(self.url)
 

@@ -34,8 +34,12 @@ class TaskContext:
         """Pause this job's limit key for `seconds` from now when this attempt ends (a pause only grows: the
         latest end wins). For a provider's "limit spent, resets in N s" on a successful answer; a 429 needs
         no call (its Retry-After already pauses the key). A job without a limit key is not paused."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-                or seconds < 0:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
             raise ValueError(f"pause_key takes seconds >= 0, not {seconds!r}")
         until = time.time() + seconds
         with _pauses_lock:

@@ -55,13 +55,23 @@ class TaskSpec:
         return inspect.iscoroutinefunction(self.fn)
 
     def options(self) -> dict[str, Any]:
-        return {"queue": self.queue, "max_retries": self.max_retries, "timeout": self.timeout,
-                "policy": dict(self.policy) if self.policy else None, "result_ttl": self.result_ttl,
-                "api": self.api, "async": self.is_async, "limit_key": self.limit_key,
-                "limits": None if self.limits is None else {
-                    "concurrency": self.limits.concurrency,
-                    "rate": None if self.limits.rate is None else str(self.limits.rate),
-                    "max_wait": self.limits.max_wait_s}}
+        return {
+            "queue": self.queue,
+            "max_retries": self.max_retries,
+            "timeout": self.timeout,
+            "policy": dict(self.policy) if self.policy else None,
+            "result_ttl": self.result_ttl,
+            "api": self.api,
+            "async": self.is_async,
+            "limit_key": self.limit_key,
+            "limits": None
+            if self.limits is None
+            else {
+                "concurrency": self.limits.concurrency,
+                "rate": None if self.limits.rate is None else str(self.limits.rate),
+                "max_wait": self.limits.max_wait_s,
+            },
+        }
 
 
 _registry: dict[str, TaskSpec] = {}
@@ -83,8 +93,11 @@ def declare(fn: Callable[..., Any], *, name: str | None = None, **options: Any) 
     if not spec.name or any(c.isspace() for c in spec.name) or len(spec.name) > 200:
         raise InvalidInput(f"invalid task name {spec.name!r}")
     existing = _registry.get(spec.name)
-    if existing is not None and existing.fn is not fn and getattr(existing.fn, "__code__", None) is not \
-            getattr(fn, "__code__", None):
+    if (
+        existing is not None
+        and existing.fn is not fn
+        and getattr(existing.fn, "__code__", None) is not getattr(fn, "__code__", None)
+    ):
         raise InvalidInput(f"task name {spec.name!r} is registered already, by {default_name(existing.fn)}")
     _registry[spec.name] = spec
     return spec
@@ -97,8 +110,9 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise InvalidInput(f"task option {key} must be a whole number ≥ 0, not {value!r}")
     timeout = out.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
-                                or not 1 <= timeout <= MAX_TIMEOUT_S):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= MAX_TIMEOUT_S
+    ):
         raise InvalidInput(f"task option timeout must be whole seconds from 1 to {MAX_TIMEOUT_S}, not {timeout!r}")
     queue = out.get("queue")
     if queue is not None and (not isinstance(queue, str) or not queue.strip()):

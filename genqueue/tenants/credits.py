@@ -54,5 +54,7 @@ def add(connection: Redis, tenant: str, amount: int) -> int:
 def require(tenant: str, have: int | None, cost: int) -> None:
     """Pure: refuse (402) when a tenant with a balance cannot pay `cost` credits."""
     if have is not None and cost > have:
-        raise InsufficientCredits(f"tenant {tenant} has {have} retry credit(s); this retry costs {cost} "
-                                  "(one per charged item); nothing was retried")
+        raise InsufficientCredits(
+            f"tenant {tenant} has {have} retry credit(s); this retry costs {cost} "
+            "(one per charged item); nothing was retried"
+        )

@@ -70,7 +70,6 @@ class DuplicateDispatch(Exception):
         self.status = status
 
 
-
 class FailurePathMixin:
     """Mixed in before an RQ worker class; see the module docstring for the seams."""
 
@@ -88,9 +87,7 @@ class FailurePathMixin:
 
     def store_for(self, queue_name: str) -> DLQStore:
         if queue_name not in self._stores:
-            self._stores[queue_name] = DLQStore(
-                self.connection, queue_name, retention_s=self.settings.dlq_retention_s
-            )
+            self._stores[queue_name] = DLQStore(self.connection, queue_name, retention_s=self.settings.dlq_retention_s)
         return self._stores[queue_name]
 
     def handle_exception(self, job, *exc_info):
@@ -128,8 +125,9 @@ class FailurePathMixin:
         # The limit's slot and rate token are taken in the same script, or the job is parked (limits/).
         self._limit = limit = limit_of(job)
         intermediate = self._intermediate_key(job.origin)
-        outcome, found, wake_at = run_claim(self.connection, pipe, job.key, acquire_args(limit, job, intermediate),
-                                            self.execution.key)
+        outcome, found, wake_at = run_claim(
+            self.connection, pipe, job.key, acquire_args(limit, job, intermediate), self.execution.key
+        )
         if outcome != 1:
             self.execution = None
             if outcome == 2:
@@ -184,8 +182,13 @@ class FailurePathMixin:
         if len(self._ordered_queues) == 1 and self.get_redis_server_version() >= (6, 2, 0):
             queue = self._ordered_queues[0]
             while True:
-                popped = pop(self.connection, self._bookkeeping_pipe(), queue.key, queue.intermediate_queue_key,
-                             self.job_class.redis_job_namespace_prefix)
+                popped = pop(
+                    self.connection,
+                    self._bookkeeping_pipe(),
+                    queue.key,
+                    queue.intermediate_queue_key,
+                    self.job_class.redis_job_namespace_prefix,
+                )
                 if popped is None:
                     break
                 job_id, data = popped
@@ -203,9 +206,14 @@ class FailurePathMixin:
         else:
             with self._bookkeeping_pipe() as pipe:
                 pipe.execute()
-        return self.queue_class.dequeue_any(self._ordered_queues, timeout, connection=self.connection,
-                                            job_class=self.job_class, serializer=self.serializer,
-                                            death_penalty_class=self.death_penalty_class)
+        return self.queue_class.dequeue_any(
+            self._ordered_queues,
+            timeout,
+            connection=self.connection,
+            job_class=self.job_class,
+            serializer=self.serializer,
+            death_penalty_class=self.death_penalty_class,
+        )
 
     def _bookkeeping_pipe(self):
         pipe = recorder(self.connection)
@@ -309,10 +317,14 @@ class FailurePathMixin:
         count_in(pipe, queue.name, fields_for_success(seconds_between(job.started_at, job.ended_at), job.func_name))
         result_ttl = job.get_result_ttl(self.default_result_ttl)
         if result_ttl != 0:
-            job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name,
-                                execution_id=execution.id if execution else None,
-                                execution_started_at=execution.created_at if execution else None,
-                                execution_ended_at=job.ended_at)
+            job._handle_success(
+                result_ttl,
+                pipeline=pipe,
+                worker_name=self.name,
+                execution_id=execution.id if execution else None,
+                execution_started_at=execution.created_at if execution else None,
+                execution_ended_at=job.ended_at,
+            )
         job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
         self.cleanup_execution(job, pipeline=pipe)
         claim = ("member", started_job_registry.key, execution.composite_key) if execution else ("none",)
@@ -339,8 +351,17 @@ class FailurePathMixin:
             self.set_current_job_id(None, pipeline=pipe)
             self.increment_failed_job_count(pipeline=pipe)
 
-        record_failure(self.connection, job, queue, failure, self.retry_manager, self.store_for(queue.name),
-                       execution=self.execution, worker_name=self.name, also=bookkeeping)
+        record_failure(
+            self.connection,
+            job,
+            queue,
+            failure,
+            self.retry_manager,
+            self.store_for(queue.name),
+            execution=self.execution,
+            worker_name=self.name,
+            also=bookkeeping,
+        )
         self.execution = None
         self.current_claim = None
 
@@ -365,9 +386,13 @@ class FailurePathMixin:
         lock_ms = max(500, int(self.settings.sweep_interval_s * 1000))
         for queue in self.queues:
             if connection.set(keys.sweep_lock(queue.name), self.name, nx=True, px=lock_ms):
-                moved += sweep_queue(connection, queue.name, self.retry_manager,
-                                     DLQStore(connection, queue.name, retention_s=self.settings.dlq_retention_s),
-                                     grace_s=restart_grace_s(self.settings))
+                moved += sweep_queue(
+                    connection,
+                    queue.name,
+                    self.retry_manager,
+                    DLQStore(connection, queue.name, retention_s=self.settings.dlq_retention_s),
+                    grace_s=restart_grace_s(self.settings),
+                )
         return moved
 
     def work(self, burst: bool = False, **kwargs):
@@ -378,10 +403,17 @@ class FailurePathMixin:
         GENQUEUE_REDIS_OUTAGE_S; shorter outages are waited out inside each Redis command (outage.py)."""
         kwargs["with_scheduler"] = False
         self._mover = mover = DueJobMover(self.connection, self.queue_names(), self.name)
-        heartbeat = Heartbeat(self.connection, self.name, ttl_s=self.settings.liveness_ttl_s,
-                              claim=self.live_claims, tasks=[
-                                  (SCHEDULE_TICK_S, mover.tick), (WAKE_TICK_S, mover.wake),
-                                  (self.settings.sweep_interval_s, self.sweep)])
+        heartbeat = Heartbeat(
+            self.connection,
+            self.name,
+            ttl_s=self.settings.liveness_ttl_s,
+            claim=self.live_claims,
+            tasks=[
+                (SCHEDULE_TICK_S, mover.tick),
+                (WAKE_TICK_S, mover.wake),
+                (self.settings.sweep_interval_s, self.sweep),
+            ],
+        )
         heartbeat.beat()
         if burst:
             mover.tick()  # like RQ's burst mode: bring due jobs back once before draining
@@ -419,8 +451,7 @@ class FailurePathMixin:
         self.sweep()
         for queue in self.queues:
             if queue.acquire_maintenance_lock():
-                for registry in (queue.finished_job_registry, queue.failed_job_registry,
-                                 queue.deferred_job_registry):
+                for registry in (queue.finished_job_registry, queue.failed_job_registry, queue.deferred_job_registry):
                     registry.cleanup()
                 worker_registration.clean_worker_registry(queue)
                 queue.release_maintenance_lock()
@@ -461,13 +492,26 @@ def set_parent_death_signal(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def build_worker(connection, settings: Settings, queue_names: list[str], *, simple: bool = False,
-                 concurrency: int | None = None, **kwargs):
+def build_worker(
+    connection,
+    settings: Settings,
+    queue_names: list[str],
+    *,
+    simple: bool = False,
+    concurrency: int | None = None,
+    **kwargs,
+):
     queues = [make_queue(connection, name) for name in queue_names]
     if concurrency:  # up to N jobs in this process: async tasks on a loop, sync ones on threads
         from .concurrent import ConcurrentWorker
 
-        return ConcurrentWorker(queues, connection=connection, settings=settings, concurrency=concurrency,
-                                shutdown_grace_s=settings.shutdown_grace_s, **kwargs)
+        return ConcurrentWorker(
+            queues,
+            connection=connection,
+            settings=settings,
+            concurrency=concurrency,
+            shutdown_grace_s=settings.shutdown_grace_s,
+            **kwargs,
+        )
     cls = GenSimpleWorker if simple else GenWorker
     return cls(queues, connection=connection, settings=settings, **kwargs)

@@ -147,8 +147,9 @@ def limit_malloc_arenas(arenas: int = 1) -> bool:
 
 def _async_raise(thread_id: int, exc_type: type[BaseException] | None) -> None:
     """Raise exc_type in the thread at its next bytecode (None: clear a pending one)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id),
-                                               ctypes.py_object(exc_type) if exc_type else ctypes.c_void_p(0))
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type else ctypes.c_void_p(0)
+    )
 
 
 class _Interrupted(JobTimeoutException):
@@ -207,8 +208,11 @@ class ThreadTimeouts(threading.Thread):
                     if entry.fired_at is None and current >= entry.deadline:
                         entry.fired_at = current
                         _async_raise(entry.thread_id, _Interrupted)
-                    elif (entry.fired_at is not None and not entry.given_up
-                          and current >= entry.fired_at + UNINTERRUPTIBLE_AFTER_S):
+                    elif (
+                        entry.fired_at is not None
+                        and not entry.given_up
+                        and current >= entry.fired_at + UNINTERRUPTIBLE_AFTER_S
+                    ):
                         entry.given_up = True
                         _async_raise(entry.thread_id, None)
                         stuck.append(entry)
@@ -467,15 +471,21 @@ class ConcurrentWorker(GenSimpleWorker):
         thread. The move uses a copy of its state, so the old thread keeps its claim to check (and lose) if it
         ever returns to a success."""
         state = entry.state
-        log.warning("job.timeout_uninterruptible", job_id=state.job.id if state.job else None,
-                    timeout=entry.timeout_s, waited_s=UNINTERRUPTIBLE_AFTER_S,
-                    note="the thread did not stop (stuck in C code, or it caught the exception); slot replaced")
+        log.warning(
+            "job.timeout_uninterruptible",
+            job_id=state.job.id if state.job else None,
+            timeout=entry.timeout_s,
+            waited_s=UNINTERRUPTIBLE_AFTER_S,
+            note="the thread did not stop (stuck in C code, or it caught the exception); slot replaced",
+        )
         with self._lock:
             self._retired.add(entry.thread_id)
             self._idle += 1  # its successor, idle at once; self._threads is unchanged
         self._start_pool_thread()
-        exc = JobTimeoutException(f"Task exceeded maximum timeout value ({entry.timeout_s:g} seconds); its thread "
-                                  f"did not stop within {UNINTERRUPTIBLE_AFTER_S:g} s and was left behind")
+        exc = JobTimeoutException(
+            f"Task exceeded maximum timeout value ({entry.timeout_s:g} seconds); its thread "
+            f"did not stop within {UNINTERRUPTIBLE_AFTER_S:g} s and was left behind"
+        )
         self._fail_from_outside(state, exc)
 
     def _fail_from_outside(self, state: JobState, exc: BaseException) -> None:
@@ -483,8 +493,14 @@ class ConcurrentWorker(GenSimpleWorker):
         if state.execution is None:  # not started yet (or already moved): nothing to claim
             return
         state.abandoned = True
-        copy = JobState(execution=state.execution, current_claim=state.current_claim,
-                        prepared_job_id=state.prepared_job_id, job=state.job, queue=state.queue, limit=state.limit)
+        copy = JobState(
+            execution=state.execution,
+            current_claim=state.current_claim,
+            prepared_job_id=state.prepared_job_id,
+            job=state.job,
+            queue=state.queue,
+            limit=state.limit,
+        )
         job, queue = state.job, state.queue
 
         def fail() -> None:
@@ -495,8 +511,12 @@ class ConcurrentWorker(GenSimpleWorker):
                 self._failures[job.id] = Failure(kind=ErrorKind.CRASH, type="WorkerShutdown", message=str(exc))
             else:
                 self.handle_exception(job, type(exc), exc, None)
-            self.handle_job_failure(job=job, queue=queue, started_job_registry=queue.started_job_registry,
-                                    exc_string=f"{type(exc).__name__}: {exc}")
+            self.handle_job_failure(
+                job=job,
+                queue=queue,
+                started_job_registry=queue.started_job_registry,
+                exc_string=f"{type(exc).__name__}: {exc}",
+            )
 
         try:
             contextvars.Context().run(fail)
@@ -532,8 +552,9 @@ class ConcurrentWorker(GenSimpleWorker):
         if _job_state.get().abandoned:
             return  # already failed from outside (shutdown grace); the claim is gone
         self.handle_exception(job, *exc_info)
-        self.handle_job_failure(job=job, exc_string=exc_string, queue=queue,
-                                started_job_registry=queue.started_job_registry)
+        self.handle_job_failure(
+            job=job, exc_string=exc_string, queue=queue, started_job_registry=queue.started_job_registry
+        )
 
     async def _run_async(self, state: JobState, spec) -> None:
         """RQ's perform_job for an `async def` task: the same methods, the task awaited with its timeout."""
@@ -553,8 +574,9 @@ class ConcurrentWorker(GenSimpleWorker):
                 job._result = result
                 job._status = JobStatus.FINISHED
                 if not state.abandoned:
-                    await self._in_thread(self.handle_job_success, job=job, queue=queue,
-                                            started_job_registry=queue.started_job_registry)
+                    await self._in_thread(
+                        self.handle_job_success, job=job, queue=queue, started_job_registry=queue.started_job_registry
+                    )
             except asyncio.CancelledError:
                 raise
             except BaseException:  # noqa: BLE001 - as perform_job's bare except
@@ -606,8 +628,10 @@ class ConcurrentWorker(GenSimpleWorker):
             left = list(self._running.values())
         for state in left:
             log.warning("worker.shutdown_requeued", job_id=state.job.id, grace_s=self.shutdown_grace_s)
-            exc = WorkerShutdown(f"worker {self.name} stopped (SIGTERM) and the job was still running after "
-                                 f"the {self.shutdown_grace_s:g} s grace period")
+            exc = WorkerShutdown(
+                f"worker {self.name} stopped (SIGTERM) and the job was still running after "
+                f"the {self.shutdown_grace_s:g} s grace period"
+            )
             self._fail_from_outside(state, exc)
 
 

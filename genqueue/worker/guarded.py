@@ -44,7 +44,10 @@ LIMITS = resources.files("genqueue.limits").joinpath("lua", "limits.lua").read_t
 # ARGV: claim kind, a, b, c; L, then L limit arguments (a release: prefix, wake, key, job id, now ms,
 # pause ms, job prefix, queue prefix, outcome, breaker min calls, default cooldown ms; L = 0 for a job
 # without a limit key); then the recorded commands. Returns {1, the breaker's event or ''} or {0, found}.
-GUARD = RUN_RECORDED + LIMITS + """
+GUARD = (
+    RUN_RECORDED
+    + LIMITS
+    + """
 local kind, a, b, c = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if kind == 'member' then
   if not redis.call('ZSCORE', a, b) then return {0, ''} end
@@ -60,6 +63,7 @@ if l > 0 then
 end
 return {1, ''}
 """
+)
 
 # The start claim with a limit: the job must still be queued, and must get its slot and rate token, in the
 # same script that starts it; refused, it is parked (leaves the intermediate list, status deferred) and
@@ -69,7 +73,10 @@ return {1, ''}
 # by this very claim: the server died after running it and before answering, and PatientRetry sent it again
 # (the execution id is new for every claim, so nobody else's start matches) — that is a success, not a
 # duplicate dispatch, or the job would sit in the started registry, holding its slot, until the sweep.
-CLAIM = RUN_RECORDED + LIMITS + """
+CLAIM = (
+    RUN_RECORDED
+    + LIMITS
+    + """
 local v = redis.call('HGET', ARGV[2], ARGV[3])
 if v ~= ARGV[4] then
   if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return {1, 'replayed'} end
@@ -88,13 +95,19 @@ end
 run_recorded(7 + l)
 return {1, ''}
 """
+)
 
-RELEASE = LIMITS + """
+RELEASE = (
+    LIMITS
+    + """
 return lim_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8],
                    ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]))
 """
+)
 
-WAKE = LIMITS + """
+WAKE = (
+    LIMITS
+    + """
 -- ARGV: wake key, now ms, per-key batch, job prefix, queue prefix, limit-key prefix template head, tail
 local due = redis.call('ZRANGEBYSCORE', ARGV[1], '-inf', ARGV[2], 'LIMIT', 0, 50)
 local woken = 0
@@ -104,12 +117,16 @@ for _, key in ipairs(due) do
 end
 return woken
 """
+)
 
-POP_HEAD = RUN_RECORDED + """
+POP_HEAD = (
+    RUN_RECORDED
+    + """
 -- KEYS: queue list, its intermediate list.  ARGV[1]: job key prefix; ARGV[2..6]: wake key, now ms, queue
 -- prefix, limit-key prefix head and tail; then the recorded commands.
 run_recorded(7)
 """
+)
 
 POP_TAIL = """
 local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
@@ -121,11 +138,16 @@ return {id, redis.call('HGETALL', ARGV[1] .. id)}
 # Every pop first wakes the parked jobs whose limit key is due (limits/), a few keys at a time: a busy
 # worker brings them back at no extra round trip (an idle one, blocked in RQ's BLMOVE, leaves it to the
 # scheduler tick), and a woken job at its queue's head may be the one this very pop takes.
-POP = POP_HEAD + LIMITS + """
+POP = (
+    POP_HEAD
+    + LIMITS
+    + """
 for _, key in ipairs(redis.call('ZRANGEBYSCORE', ARGV[2], '-inf', ARGV[3], 'LIMIT', 0, 5)) do
   lim_wake(ARGV[5] .. key .. ARGV[6], ARGV[2], key, tonumber(ARGV[3]), 100, ARGV[1], ARGV[4])
 end
-""" + POP_TAIL
+"""
+    + POP_TAIL
+)
 
 
 def recorder(connection: Redis):
@@ -162,14 +184,16 @@ def run_guarded(connection: Redis, pipe, claim: tuple[str, ...], release: list[A
     return bool(ok), found.decode() if isinstance(found, bytes) else str(found or "")
 
 
-def run_claim(connection: Redis, pipe, job_key: str, acquire: list[Any] | None,
-              execution_key: str = "") -> tuple[int, str, str]:
+def run_claim(
+    connection: Redis, pipe, job_key: str, acquire: list[Any] | None, execution_key: str = ""
+) -> tuple[int, str, str]:
     """The start claim: (1, "", "") started (or (1, "replayed", "") — this same claim had already run);
     (0, status, "") not queued any more; (2, why, wake_at ms) parked."""
     acquire = acquire or []
     try:
-        reply = registered(connection, CLAIM)(args=["field", job_key, "status", "queued", execution_key, len(acquire),
-                                                    *acquire, *flatten(pipe)])
+        reply = registered(connection, CLAIM)(
+            args=["field", job_key, "status", "queued", execution_key, len(acquire), *acquire, *flatten(pipe)]
+        )
     finally:
         pipe.reset()
     decoded = [x.decode() if isinstance(x, bytes) else x for x in reply]
@@ -183,11 +207,19 @@ def pop(connection: Redis, pipe, queue_key: str, intermediate_key: str, job_pref
     try:
         reply = registered(connection, POP)(
             keys=[queue_key, intermediate_key],
-            args=[job_prefix, keys.LIMITS_WAKE, int(time.time() * 1000), keys.RQ_QUEUE_PREFIX, keys.LIMIT_PREFIX_HEAD,
-                  keys.LIMIT_PREFIX_TAIL, *flatten(pipe)])
+            args=[
+                job_prefix,
+                keys.LIMITS_WAKE,
+                int(time.time() * 1000),
+                keys.RQ_QUEUE_PREFIX,
+                keys.LIMIT_PREFIX_HEAD,
+                keys.LIMIT_PREFIX_TAIL,
+                *flatten(pipe),
+            ],
+        )
     finally:
         pipe.reset()
     if not reply:
         return None
     job_id, flat = reply
-    return job_id.decode(), dict(zip(flat[::2], flat[1::2]))
+    return job_id.decode(), dict(zip(flat[::2], flat[1::2], strict=False))

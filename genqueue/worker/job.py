@@ -70,9 +70,15 @@ class GenJob(Job):
 def context_for(spec: TaskSpec, job: Job) -> TaskContext:
     meta = gq(job)
     started = job.started_at.timestamp() if job.started_at else time.time()
-    return TaskContext(job_id=job.id, task=spec.name, queue=job.origin, attempt=attempt_number(job),
-                       replays=int(meta.get("replays") or 0), tenant=meta.get("tenant"),
-                       deadline=started + job.timeout if job.timeout else None)
+    return TaskContext(
+        job_id=job.id,
+        task=spec.name,
+        queue=job.origin,
+        attempt=attempt_number(job),
+        replays=int(meta.get("replays") or 0),
+        tenant=meta.get("tenant"),
+        deadline=started + job.timeout if job.timeout else None,
+    )
 
 
 def run_task(spec: TaskSpec, job: Job, args: tuple, kwargs: dict) -> Any:
@@ -99,5 +105,7 @@ def check_result(spec: TaskSpec, result: Any) -> None:
     except (TypeError, ValueError) as exc:
         raise TypeError(f"task {spec.name} returned a value that is not JSON: {exc}") from None
     if size > MAX_RESULT_BYTES:
-        raise ResultTooLarge(f"task {spec.name} returned {size:,} bytes of JSON, over the {MAX_RESULT_BYTES:,}-byte "
-                             "limit: store large outputs elsewhere (e.g. genqueue's artifact store) and return a URL")
+        raise ResultTooLarge(
+            f"task {spec.name} returned {size:,} bytes of JSON, over the {MAX_RESULT_BYTES:,}-byte "
+            "limit: store large outputs elsewhere (e.g. genqueue's artifact store) and return a URL"
+        )

@@ -87,8 +87,20 @@ def now_ms() -> int:
 def acquire_args(limit: JobLimit | None, job, intermediate_key: str) -> list[Any]:
     if limit is None:
         return []
-    return [limit.prefix, keys.LIMITS_WAKE, keys.LIMITS_KNOWN, limit.key, job.id, job.key, limit.tenant, now_ms(),
-            *limit.declared.args(), lease_ms(job.timeout), limit.declared.cooldown_ms(), intermediate_key]
+    return [
+        limit.prefix,
+        keys.LIMITS_WAKE,
+        keys.LIMITS_KNOWN,
+        limit.key,
+        job.id,
+        job.key,
+        limit.tenant,
+        now_ms(),
+        *limit.declared.args(),
+        lease_ms(job.timeout),
+        limit.declared.cooldown_ms(),
+        intermediate_key,
+    ]
 
 
 def pause_ms(decision: Decision | None, failure: Failure | None) -> int:
@@ -102,8 +114,14 @@ def pause_ms(decision: Decision | None, failure: Failure | None) -> int:
 # What the breaker counts (limits.lua lim_breaker_after): a failure of the provider, an answer (a permanent
 # error is the provider answering), a 429 (the pause's business, counted for `genqueue limits`), or
 # nothing at all — a crash or a stop is the worker's doing, not the provider's.
-OUTCOME = {ErrorKind.TRANSIENT: "fail", ErrorKind.TIMEOUT: "fail", ErrorKind.RATE_LIMITED: "limited",
-           ErrorKind.PERMANENT: "answered", ErrorKind.UNKNOWN: "answered", ErrorKind.CRASH: ""}
+OUTCOME = {
+    ErrorKind.TRANSIENT: "fail",
+    ErrorKind.TIMEOUT: "fail",
+    ErrorKind.RATE_LIMITED: "limited",
+    ErrorKind.PERMANENT: "answered",
+    ErrorKind.UNKNOWN: "answered",
+    ErrorKind.CRASH: "",
+}
 
 
 def outcome_of(decision: Decision | None) -> str:
@@ -117,8 +135,19 @@ def release_args(limit: JobLimit | None, job_id: str, pause: int = 0, outcome: s
     pause = max(pause, int(take_pause(job_id) * 1000))
     if limit is None:
         return []
-    return [limit.prefix, keys.LIMITS_WAKE, limit.key, job_id, now_ms(), pause, keys.RQ_JOB_PREFIX,
-            keys.RQ_QUEUE_PREFIX, outcome, BREAKER_MIN_CALLS, limit.declared.cooldown_ms()]
+    return [
+        limit.prefix,
+        keys.LIMITS_WAKE,
+        limit.key,
+        job_id,
+        now_ms(),
+        pause,
+        keys.RQ_JOB_PREFIX,
+        keys.RQ_QUEUE_PREFIX,
+        outcome,
+        BREAKER_MIN_CALLS,
+        limit.declared.cooldown_ms(),
+    ]
 
 
 def log_event(log, key: str, raw) -> None:
@@ -129,5 +158,6 @@ def log_event(log, key: str, raw) -> None:
     if event.what == "closed":
         log.warning("limit.breaker_closed", key=key)
     else:
-        log.warning(f"limit.breaker_{event.what}", key=key, failed=event.failed, calls=event.calls,
-                    cooldown_s=event.cooldown_s)
+        log.warning(
+            f"limit.breaker_{event.what}", key=key, failed=event.failed, calls=event.calls, cooldown_s=event.cooldown_s
+        )

@@ -49,6 +49,7 @@ class Claim:
     member: str
     execution_key: str
 
+
 _fork_guard = threading.Lock()
 _guard_installed = False
 
@@ -72,14 +73,21 @@ def _install_fork_guard() -> None:
 class Heartbeat(threading.Thread):
     """Keeps this worker's alive key fresh and runs periodic tasks: (interval_s, fn(connection))."""
 
-    def __init__(self, connection: Redis, worker_name: str, *, ttl_s: float,
-                 claim: Callable[[], Claim | Iterable[Claim] | None] = lambda: None,
-                 tasks: list[tuple[float, Callable[[Redis], object]]] = ()) -> None:
+    def __init__(
+        self,
+        connection: Redis,
+        worker_name: str,
+        *,
+        ttl_s: float,
+        claim: Callable[[], Claim | Iterable[Claim] | None] = lambda: None,
+        tasks: list[tuple[float, Callable[[Redis], object]]] = (),
+    ) -> None:
         super().__init__(name=f"genqueue-heartbeat-{worker_name}", daemon=True)
         # A client of its own: the work horse inherits the worker's pool, never this one.
         pool = connection.connection_pool
-        self.connection = Redis(connection_pool=pool.__class__(connection_class=pool.connection_class,
-                                                               **pool.connection_kwargs))
+        self.connection = Redis(
+            connection_pool=pool.__class__(connection_class=pool.connection_class, **pool.connection_kwargs)
+        )
         self.worker_name = worker_name
         self.claim = claim
         self.ttl_ms = max(1000, int(ttl_s * 1000))
@@ -115,8 +123,12 @@ class Heartbeat(threading.Thread):
                 except OutageTooLong:
                     pass  # the main thread meets the same outage and ends the worker (exit 5)
                 except Exception as exc:  # noqa: BLE001 - a blip must not stop liveness; the next tick retries
-                    log.warning("heartbeat.task_failed", worker=self.worker_name, task=getattr(task, "__name__", "?"),
-                                error=f"{type(exc).__name__}: {exc}"[:300])
+                    log.warning(
+                        "heartbeat.task_failed",
+                        worker=self.worker_name,
+                        task=getattr(task, "__name__", "?"),
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                    )
             self._stop_event.wait(tick)
 
     def stop(self) -> None:

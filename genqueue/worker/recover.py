@@ -43,16 +43,28 @@ def _entry_from_failed(job: Job, store: DLQStore, exc_text: str, manager: RetryM
     # an old job's entry was pruned from every index (counted `expired`) while its key lived on, unlisted.
     failed_at = time.time()
     return build_entry(
-        job_id=job.id, queue=store.keys.queue, func=job.func_name, args=list(job.args), kwargs=dict(job.kwargs),
+        job_id=job.id,
+        queue=store.keys.queue,
+        func=job.func_name,
+        args=list(job.args),
+        kwargs=dict(job.kwargs),
         reason=REASON,
-        error={"kind": str(ErrorKind.UNKNOWN), "type": error_type, "message": message, "status_code": None,
-               "traceback": exc_text[-8000:]},
-        history=list(meta.get("history", [])), retry_count=int(meta.get("retries") or 0),
+        error={
+            "kind": str(ErrorKind.UNKNOWN),
+            "type": error_type,
+            "message": message,
+            "status_code": None,
+            "traceback": exc_text[-8000:],
+        },
+        history=list(meta.get("history", [])),
+        retry_count=int(meta.get("retries") or 0),
         crash_count=int(meta.get("crashes") or 0),
-        enqueued_at=iso(job.enqueued_at.timestamp()) if job.enqueued_at else None, failed_at=failed_at,
-        retention_s=store.retention_s, replays=int(meta.get("replays") or 0),
-        replayed_from=meta.get("replayed_from"), options={"timeout": job.timeout, "max_retries": meta.get("max_retries"),
-                 "tenant": meta.get("tenant")},
+        enqueued_at=iso(job.enqueued_at.timestamp()) if job.enqueued_at else None,
+        failed_at=failed_at,
+        retention_s=store.retention_s,
+        replays=int(meta.get("replays") or 0),
+        replayed_from=meta.get("replayed_from"),
+        options={"timeout": job.timeout, "max_retries": meta.get("max_retries"), "tenant": meta.get("tenant")},
     )
 
 
@@ -108,13 +120,22 @@ def recover_orphans(store: DLQStore, manager: RetryManager) -> int:
         except Exception:  # noqa: BLE001 - nothing left to recover
             conn.zrem(queue.started_job_registry.key, composite)
             continue
-        failure = Failure(kind=ErrorKind.CRASH, type="AbandonedJob",
-                          message=f"worker {worker_name or '?'} died while running the job (recovered)")
+        failure = Failure(
+            kind=ErrorKind.CRASH,
+            type="AbandonedJob",
+            message=f"worker {worker_name or '?'} died while running the job (recovered)",
+        )
         decision = Decision("dead", ErrorKind.CRASH, attempt=retry_state(job).attempt, reason=REASON)
         job.ended_at = now()
-        gq(job)["history"].append(decision_record(decision, failure, started_at=iso(job.started_at.timestamp())
-                                                  if job.started_at else None, ended_at=iso(time.time()),
-                                                  worker=worker_name or "?"))
+        gq(job)["history"].append(
+            decision_record(
+                decision,
+                failure,
+                started_at=iso(job.started_at.timestamp()) if job.started_at else None,
+                ended_at=iso(time.time()),
+                worker=worker_name or "?",
+            )
+        )
         entry = dead_letter_entry(job, queue.name, decision, failure, store)
         execution = Execution(execution_id, job_id, conn, worker_name=worker_name)
         moved += move_failed_job(conn, job, queue, decision, entry, store, execution)

@@ -45,8 +45,17 @@ class DueJobMover:
         holder's lease expired): back to the head of their queues, as far as the limits allow. Every worker
         runs it (it is one atomic script; the due keys are few), WAKE_TICK_S apart: a rate's token is not
         left unused for longer than that."""
-        return self._wake(args=[keys.LIMITS_WAKE, int(time.time() * 1000), WAKE_BATCH, keys.RQ_JOB_PREFIX,
-                                keys.RQ_QUEUE_PREFIX, keys.LIMIT_PREFIX_HEAD, keys.LIMIT_PREFIX_TAIL])
+        return self._wake(
+            args=[
+                keys.LIMITS_WAKE,
+                int(time.time() * 1000),
+                WAKE_BATCH,
+                keys.RQ_JOB_PREFIX,
+                keys.RQ_QUEUE_PREFIX,
+                keys.LIMIT_PREFIX_HEAD,
+                keys.LIMIT_PREFIX_TAIL,
+            ]
+        )
 
     def tick(self, _connection: Redis | None = None) -> int:
         moved = 0
@@ -54,8 +63,10 @@ class DueJobMover:
             if not self._lock(keys=[keys.rq_scheduler_lock(name)], args=[self.holder, LOCK_TTL_MS]):
                 continue  # another scheduler (ours or RQ's) owns this queue
             while True:
-                n = self._move(keys=[keys.rq_scheduled(name), keys.rq_queue(name), keys.RQ_QUEUES],
-                               args=[int(time.time()), BATCH, keys.RQ_JOB_PREFIX, utcformat(now())])
+                n = self._move(
+                    keys=[keys.rq_scheduled(name), keys.rq_queue(name), keys.RQ_QUEUES],
+                    args=[int(time.time()), BATCH, keys.RQ_JOB_PREFIX, utcformat(now())],
+                )
                 moved += n
                 if n < BATCH:
                     break

@@ -63,7 +63,9 @@ def in_restart_grace(connection: Redis, grace_s: float) -> bool:
     return float(connection.info("server").get("uptime_in_seconds", grace_s)) < grace_s
 
 
-def find_abandoned(connection: Redis, started_key: str, now_ts: float, *, grace_s: float = 0.0) -> list[tuple[str, str]]:
+def find_abandoned(
+    connection: Redis, started_key: str, now_ts: float, *, grace_s: float = 0.0
+) -> list[tuple[str, str]]:
     members = connection.zrange(started_key, 0, -1, withscores=True)
     if not members:
         return []
@@ -72,7 +74,7 @@ def find_abandoned(connection: Redis, started_key: str, now_ts: float, *, grace_
             pipe.hget(keys.RQ_EXECUTION_PREFIX.encode() + composite, "worker_name")
             pipe.hget(keys.RQ_JOB_PREFIX.encode() + composite.partition(b":")[0], "worker_name")
         replies = pipe.execute()
-    names = [(by_exec or by_job or b"").decode() or None for by_exec, by_job in zip(replies[::2], replies[1::2])]
+    names = [(by_exec or by_job or b"").decode() or None for by_exec, by_job in zip(replies[::2], replies[1::2], strict=False)]
     distinct = sorted({n for n in names if n})
     with connection.pipeline(transaction=False) as pipe:
         for name in distinct:
@@ -81,21 +83,25 @@ def find_abandoned(connection: Redis, started_key: str, now_ts: float, *, grace_
         replies = pipe.execute()
     ours = {n: bool(replies[2 * i]) for i, n in enumerate(distinct)}
     alive = {n: bool(replies[2 * i + 1]) for i, n in enumerate(distinct)}
-    candidates = [(composite.decode(), name or "")
-                  for (composite, score), name in zip(members, names)
-                  if score < now_ts or (name and ours[name] and not alive[name])]
+    candidates = [
+        (composite.decode(), name or "")
+        for (composite, score), name in zip(members, names, strict=False)
+        if score < now_ts or (name and ours[name] and not alive[name])
+    ]
     if candidates and grace_s > 0 and in_restart_grace(connection, grace_s):
         return []
     return candidates
 
 
-def sweep_queue(connection: Redis, queue_name: str, manager: RetryManager, store: DLQStore, *,
-                grace_s: float = 0.0) -> int:
+def sweep_queue(
+    connection: Redis, queue_name: str, manager: RetryManager, store: DLQStore, *, grace_s: float = 0.0
+) -> int:
     """Retry every abandoned job of one queue as CRASH; returns how many this sweep moved."""
     queue = make_queue(connection, queue_name)
     moved = 0
-    for composite, worker_name in find_abandoned(connection, queue.started_job_registry.key, time.time(),
-                                                 grace_s=grace_s):
+    for composite, worker_name in find_abandoned(
+        connection, queue.started_job_registry.key, time.time(), grace_s=grace_s
+    ):
         job_id, execution_id = parse_composite_key(composite)
         execution = Execution(execution_id, job_id, connection, worker_name=worker_name)
         job = fetch_job(connection, job_id)
@@ -104,10 +110,12 @@ def sweep_queue(connection: Redis, queue_name: str, manager: RetryManager, store
             continue
         job.ended_at = now()
         who = f"worker {worker_name}" if worker_name else "an unknown worker"
-        failure = Failure(kind=ErrorKind.CRASH, type="AbandonedJob",
-                          message=f"{who} died while running the job (abandoned)")
-        _, ok = record_failure(connection, job, queue, failure, manager, store, execution=execution,
-                               worker_name=worker_name or "?")
+        failure = Failure(
+            kind=ErrorKind.CRASH, type="AbandonedJob", message=f"{who} died while running the job (abandoned)"
+        )
+        _, ok = record_failure(
+            connection, job, queue, failure, manager, store, execution=execution, worker_name=worker_name or "?"
+        )
         moved += ok
     moved += reclaim_failed(connection, queue, manager, store)
     moved += requeue_stranded(connection, queue)
@@ -134,10 +142,22 @@ def reclaim_failed(connection: Redis, queue, manager: RetryManager, store: DLQSt
         if not any(marker in reason for marker in INFRASTRUCTURE_FAILURES):
             continue
         job.ended_at = now()
-        failure = Failure(kind=ErrorKind.CRASH, type="AbandonedJob",
-                          message="RQ's cleanup failed the job as abandoned (FailedJobRegistry); taken back")
-        _, ok = record_failure(connection, job, queue, failure, manager, store, execution=None,
-                               worker_name=job.worker_name or "?", registry_claim=(registry.key, job_id))
+        failure = Failure(
+            kind=ErrorKind.CRASH,
+            type="AbandonedJob",
+            message="RQ's cleanup failed the job as abandoned (FailedJobRegistry); taken back",
+        )
+        _, ok = record_failure(
+            connection,
+            job,
+            queue,
+            failure,
+            manager,
+            store,
+            execution=None,
+            worker_name=job.worker_name or "?",
+            registry_claim=(registry.key, job_id),
+        )
         if ok:
             log.warning("sweep.reclaimed_from_failed", job_id=job_id, queue=queue.name)
         moved += ok
@@ -195,7 +215,7 @@ def prune_dead_workers(connection: Redis, min_dead_s: float) -> None:
         for name in names:
             pipe.exists(alive_key(name))
         alive = pipe.execute()
-    dead = [n for n, a in zip(names, alive) if not a]
+    dead = [n for n, a in zip(names, alive, strict=False) if not a]
     if not dead:
         return
     now_ts = time.time()
@@ -204,6 +224,6 @@ def prune_dead_workers(connection: Redis, min_dead_s: float) -> None:
             pipe.set(dead_seen_key(name), repr(now_ts), nx=True, ex=3600)
             pipe.get(dead_seen_key(name))
         replies = pipe.execute()
-    stale = [n for n, first in zip(dead, replies[1::2]) if first and now_ts - float(first) >= min_dead_s]
+    stale = [n for n, first in zip(dead, replies[1::2], strict=False) if first and now_ts - float(first) >= min_dead_s]
     if stale:
         connection.srem(WORKERS_KEY, *stale)

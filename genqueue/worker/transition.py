@@ -148,9 +148,17 @@ def move_failed_job(
     raise RuntimeError(f"job {job.id}: could not record the failure after {MAX_TX_ATTEMPTS} attempts")
 
 
-def _retry_guarded(connection, job: Job, queue, decision: Decision, store: DLQStore, execution: Execution | None,
-                   also: Callable[[Any], None] | None, registry_claim: tuple[str, str] | None,
-                   release: list[Any]) -> tuple[bool, str]:
+def _retry_guarded(
+    connection,
+    job: Job,
+    queue,
+    decision: Decision,
+    store: DLQStore,
+    execution: Execution | None,
+    also: Callable[[Any], None] | None,
+    registry_claim: tuple[str, str] | None,
+    release: list[Any],
+) -> tuple[bool, str]:
     """The retry move as one round trip (guarded.py): the same writes as the transaction in
     move_failed_job, run only while the claim holds. Nothing here needs a reply, so nothing is lost by not
     having a MULTI; the claim check and the writes are one atomic script."""
@@ -163,9 +171,17 @@ def _retry_guarded(connection, job: Job, queue, decision: Decision, store: DLQSt
     return run_guarded(connection, pipe, claim, release)
 
 
-def _queue_move(pipe, job: Job, queue, decision: Decision, entry: dict[str, Any] | None, store: DLQStore,
-                execution: Execution | None, also: Callable[[Any], None] | None,
-                registry_claim: tuple[str, str] | None) -> int | None:
+def _queue_move(
+    pipe,
+    job: Job,
+    queue,
+    decision: Decision,
+    entry: dict[str, Any] | None,
+    store: DLQStore,
+    execution: Execution | None,
+    also: Callable[[Any], None] | None,
+    registry_claim: tuple[str, str] | None,
+) -> int | None:
     """The move's writes, queued into `pipe` (a MULTI, or a guarded recorder): release the claim, leave the
     intermediate list, land in exactly one place, count. Returns where the DLQ add's reply will be, if any."""
     if execution is not None:
@@ -188,9 +204,17 @@ def _queue_move(pipe, job: Job, queue, decision: Decision, entry: dict[str, Any]
         # The entry holds everything needed to re-create the job; the RQ hash would only be a
         # second, drifting copy, so the DLQ is the job's one place from now on.
         pipe.delete(job.key, job.dependents_key, job.dependencies_key)
-    count_in(pipe, queue.name, fields_for_failure(str(decision.kind), decision.is_retry,
-                                                  None if decision.is_retry else str(decision.reason),
-                                                  seconds_between(job.started_at, job.ended_at), _call_of(job)[0]))
+    count_in(
+        pipe,
+        queue.name,
+        fields_for_failure(
+            str(decision.kind),
+            decision.is_retry,
+            None if decision.is_retry else str(decision.reason),
+            seconds_between(job.started_at, job.ended_at),
+            _call_of(job)[0],
+        ),
+    )
     if also is not None:
         also(pipe)
     return add_at
@@ -232,22 +256,32 @@ def record_failure(
     decision = manager.decide(failure, state)
     meta = gq(job)
     meta["history"].append(
-        decision_record(decision, failure, started_at=_ts(job.started_at), ended_at=_ts(job.ended_at) or _ts(now()),
-                        worker=worker_name)
+        decision_record(
+            decision,
+            failure,
+            started_at=_ts(job.started_at),
+            ended_at=_ts(job.ended_at) or _ts(now()),
+            worker=worker_name,
+        )
     )
     if decision.charged:
         meta["retries"] = state.retries + 1
     if decision.kind is ErrorKind.CRASH:
         meta["crashes"] = state.crashes + 1
     entry = None if decision.is_retry else dead_letter_entry(job, queue.name, decision, failure, store)
-    moved = move_failed_job(connection, job, queue, decision, entry, store, execution, also, registry_claim,
-                            failure)
+    moved = move_failed_job(connection, job, queue, decision, entry, store, execution, also, registry_claim, failure)
     bound = log.bind(job_id=job.id, queue=queue.name, attempt=decision.attempt, kind=str(decision.kind))
     if not moved:
         bound.warning("retry.claimed_elsewhere")
     elif decision.is_retry:
-        bound.info("retry.scheduled", delay=round(decision.delay or 0, 3), retry_after=decision.retry_after,
-                   charged=decision.charged, clipped=decision.clipped, error=failure.message[:200])
+        bound.info(
+            "retry.scheduled",
+            delay=round(decision.delay or 0, 3),
+            retry_after=decision.retry_after,
+            charged=decision.charged,
+            clipped=decision.clipped,
+            error=failure.message[:200],
+        )
     else:
         bound.warning("retry.dead_lettered", reason=str(decision.reason), error=failure.message[:200])
     return decision, moved

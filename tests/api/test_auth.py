@@ -21,14 +21,23 @@ def test_no_token_expired_wrong_signature_alg_none_are_401(client, token):
     error(client.get("/api/jobs/x"), 401, "UNAUTHORIZED")
     error(client.get("/api/jobs/x", headers={"Authorization": "Basic abc"}), 401, "UNAUTHORIZED")
     expired = jwt.encode({"sub": "alice", "exp": int(time.time()) - 10}, SECRET, algorithm="HS256")
-    assert "expired" in error(client.get("/api/jobs/x", headers={"Authorization": f"Bearer {expired}"}),
-                              401, "UNAUTHORIZED")["message"]
-    forged = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, "another-secret-another-secret-xx",
-                        algorithm="HS256")
+    assert (
+        "expired"
+        in error(client.get("/api/jobs/x", headers={"Authorization": f"Bearer {expired}"}), 401, "UNAUTHORIZED")[
+            "message"
+        ]
+    )
+    forged = jwt.encode(
+        {"sub": "alice", "exp": int(time.time()) + 60}, "another-secret-another-secret-xx", algorithm="HS256"
+    )
     error(client.get("/api/jobs/x", headers={"Authorization": f"Bearer {forged}"}), 401, "UNAUTHORIZED")
     unsigned = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, None, algorithm="none")
-    assert "not allowed" in error(client.get("/api/jobs/x", headers={"Authorization": f"Bearer {unsigned}"}),
-                                  401, "UNAUTHORIZED")["message"]
+    assert (
+        "not allowed"
+        in error(client.get("/api/jobs/x", headers={"Authorization": f"Bearer {unsigned}"}), 401, "UNAUTHORIZED")[
+            "message"
+        ]
+    )
     other_alg = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, SECRET, algorithm="HS512")
     error(client.get("/api/jobs/x", headers={"Authorization": f"Bearer {other_alg}"}), 401, "UNAUTHORIZED")
     no_exp = jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256")
@@ -51,32 +60,61 @@ def test_audience_and_issuer_are_checked_when_configured(settings, conn):
 
 
 def test_non_admin_on_admin_routes_is_403(client, token):
-    for method, path in [("GET", "/api/dlq"), ("GET", "/api/dlq/stats"), ("GET", "/api/dlq/x"),
-                         ("POST", "/api/dlq/x/retry"), ("DELETE", "/api/dlq/x"), ("POST", "/api/dlq/retry")]:
+    for method, path in [
+        ("GET", "/api/dlq"),
+        ("GET", "/api/dlq/stats"),
+        ("GET", "/api/dlq/x"),
+        ("POST", "/api/dlq/x/retry"),
+        ("DELETE", "/api/dlq/x"),
+        ("POST", "/api/dlq/retry"),
+    ]:
         error(client.request(method, path, headers=token(), json={}), 403, "FORBIDDEN")
 
 
 def test_unknown_route_405_malformed_json_oversized_body(client, token):
     error(client.get("/api/nope", headers=token()), 404, "NOT_FOUND")
     error(client.delete("/healthz"), 405, "METHOD_NOT_ALLOWED")
-    error(client.post("/api/jobs", headers={**token(), "content-type": "application/json"}, content=b"{bad"),
-          400, "VALIDATION_ERROR")
+    error(
+        client.post("/api/jobs", headers={**token(), "content-type": "application/json"}, content=b"{bad"),
+        400,
+        "VALIDATION_ERROR",
+    )
     body = error(client.post("/api/jobs", headers=token(), json={"payload": {"prompt": ""}}), 400, "VALIDATION_ERROR")
     assert "prompt" in body["message"]
-    body = error(client.post("/api/jobs", headers=token(), json={"payload": {"prompt": "x"}, "max_retries": -1}),
-                 400, "VALIDATION_ERROR")
+    body = error(
+        client.post("/api/jobs", headers=token(), json={"payload": {"prompt": "x"}, "max_retries": -1}),
+        400,
+        "VALIDATION_ERROR",
+    )
     assert "max_retries" in body["message"]
-    error(client.post("/api/jobs", headers={**token(), "content-type": "application/json"},
-                      content=b'{"payload": {"prompt": "' + b"a" * (1024 * 1024) + b'"}}'), 413, "PAYLOAD_TOO_LARGE")
+    error(
+        client.post(
+            "/api/jobs",
+            headers={**token(), "content-type": "application/json"},
+            content=b'{"payload": {"prompt": "' + b"a" * (1024 * 1024) + b'"}}',
+        ),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
 
 
 def test_health_is_open_and_openapi_describes_the_routes(client):
     assert client.get("/healthz").json() == {"data": {"status": "ok"}}
     assert client.get("/readyz").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/retry", "/api/runs", "/api/runs/{run_id}",
-                 "/api/runs/{run_id}/retry-failed", "/api/dlq", "/api/dlq/stats", "/api/dlq/{job_id}",
-                 "/api/dlq/{job_id}/retry", "/api/dlq/retry"):
+    for path in (
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/retry",
+        "/api/runs",
+        "/api/runs/{run_id}",
+        "/api/runs/{run_id}/retry-failed",
+        "/api/dlq",
+        "/api/dlq/stats",
+        "/api/dlq/{job_id}",
+        "/api/dlq/{job_id}/retry",
+        "/api/dlq/retry",
+    ):
         assert path in paths, path
 
 

@@ -8,8 +8,14 @@ from tests.api.test_jobs_api import drain
 
 
 def dead_jobs(conn, settings, env, n: int, outcome: str = "401") -> list[str]:
-    ids = [enqueue(conn, settings.queue, {"prompt": f"p{i}", "user_id": f"u{i % 2}", "api_key": "sk-secret",
-                                          "simulate": [outcome, "ok"]}).job.id for i in range(n)]
+    ids = [
+        enqueue(
+            conn,
+            settings.queue,
+            {"prompt": f"p{i}", "user_id": f"u{i % 2}", "api_key": "sk-secret", "simulate": [outcome, "ok"]},
+        ).job.id
+        for i in range(n)
+    ]
     drain(env)
     return ids
 

@@ -27,15 +27,20 @@ def test_deeply_nested_json_is_400_everywhere_and_stores_nothing(client, token, 
     payload = nested_payload(depth)
     before = rq_jobs(conn)
     run_id = f"deep-{uuid.uuid4().hex[:8]}"
-    bodies = [("application/json", '{"run_id": "%s", "items": [%s]}' % (run_id, payload)),
-              ("application/json", "[" + payload + "]"),
-              ("application/x-ndjson", '{"prompt": "fine"}\n' + payload)]
+    bodies = [
+        ("application/json", f'{{"run_id": "{run_id}", "items": [{payload}]}}'),
+        ("application/json", "[" + payload + "]"),
+        ("application/x-ndjson", '{"prompt": "fine"}\n' + payload),
+    ]
     for content_type, body in bodies:
         r = client.post(f"/api/runs?run_id={run_id}", headers={**h, "content-type": content_type}, content=body)
         error(r, 400, "VALIDATION_ERROR")
     job_id = f"deep-job-{uuid.uuid4().hex[:8]}"
-    error(client.post("/api/jobs", headers=h, content='{"job_id": "%s", "payload": %s}' % (job_id, payload)),
-          400, "VALIDATION_ERROR")
+    error(
+        client.post("/api/jobs", headers=h, content=f'{{"job_id": "{job_id}", "payload": {payload}}}'),
+        400,
+        "VALIDATION_ERROR",
+    )
     assert client.get(f"/api/runs/{run_id}", headers=h).status_code == 404
     assert client.get(f"/api/jobs/{job_id}", headers=h).status_code == 404
     assert conn.llen(f"rq:queue:{settings.queue}") == 0 and rq_jobs(conn) == before
@@ -48,8 +53,9 @@ def test_nesting_up_to_the_limit_is_accepted(client, token):
     assert json.loads(payload)  # the fixture itself is valid JSON
     r = client.post("/api/runs", headers={**token(), "content-type": "application/x-ndjson"}, content=payload)
     assert r.status_code == 201, r.text
-    r = client.post("/api/jobs", headers={**token(), "content-type": "application/json"},
-                    content='{"payload": %s}' % payload)
+    r = client.post(
+        "/api/jobs", headers={**token(), "content-type": "application/json"}, content=f'{{"payload": {payload}}}'
+    )
     assert r.status_code == 201, r.text
 
 
@@ -58,11 +64,13 @@ LIMIT = 1024 * 1024
 
 def chunked(total: int, piece: bytes = b" " * 65536):
     """A body with no Content-Length: httpx sends a generator with Transfer-Encoding: chunked."""
+
     def body():
         left = total
         while left > 0:
             yield piece[:left]
             left -= len(piece)
+
     return body()
 
 
@@ -79,13 +87,15 @@ def ui_login(client, conn, sub: str, *, tenant: str | None = None, admin: bool =
 
 def oversized_requests(h: dict, run_id: str, job_id: str) -> list[tuple[str, str, dict]]:
     json_h = {**h, "content-type": "application/json"}
-    return [("POST", f"/api/runs?run_id={run_id}", json_h),
-            ("POST", f"/api/runs?run_id={run_id}", {**h, "content-type": "application/x-ndjson"}),
-            ("POST", "/api/jobs", json_h),
-            ("POST", f"/api/jobs/{job_id}/retry", json_h),
-            ("POST", "/api/dlq/retry", json_h),
-            ("POST", f"/ui/dlq/{job_id}/retry", {"content-type": "application/x-www-form-urlencoded"}),
-            ("POST", "/ui/logout", {"content-type": "application/x-www-form-urlencoded"})]
+    return [
+        ("POST", f"/api/runs?run_id={run_id}", json_h),
+        ("POST", f"/api/runs?run_id={run_id}", {**h, "content-type": "application/x-ndjson"}),
+        ("POST", "/api/jobs", json_h),
+        ("POST", f"/api/jobs/{job_id}/retry", json_h),
+        ("POST", "/api/dlq/retry", json_h),
+        ("POST", f"/ui/dlq/{job_id}/retry", {"content-type": "application/x-www-form-urlencoded"}),
+        ("POST", "/ui/logout", {"content-type": "application/x-www-form-urlencoded"}),
+    ]
 
 
 def test_an_oversized_chunked_body_is_413_on_every_route_and_changes_nothing(client, token, conn, settings):
@@ -101,8 +111,11 @@ def test_an_oversized_chunked_body_is_413_on_every_route_and_changes_nothing(cli
         assert "content-length" not in {k.lower() for k in r.request.headers}, path
         error(r, 413, "PAYLOAD_TOO_LARGE")
     # the same routes still take a chunked body under the limit
-    r = client.post(f"/api/runs?run_id={run_id}", headers={**h, "content-type": "application/x-ndjson"},
-                    content=(line for line in (b'{"prompt": "a"}\n', b'{"prompt": "b"}\n')))
+    r = client.post(
+        f"/api/runs?run_id={run_id}",
+        headers={**h, "content-type": "application/x-ndjson"},
+        content=(line for line in (b'{"prompt": "a"}\n', b'{"prompt": "b"}\n')),
+    )
     assert r.status_code == 201 and r.json()["data"]["items"] == 2, r.text
     assert rq_jobs(conn) == before + 2 and len(audit.recent(conn, 1000)) == audited + 1
     # nothing the refused requests would have done happened, the rate limit's count included: the 7
@@ -119,20 +132,33 @@ def test_an_oversized_chunked_body_is_413_from_a_real_server(api_process, token,
     h = token(f"big-{uuid.uuid4().hex[:8]}")
     run_id = f"big-{uuid.uuid4().hex[:8]}"
     with httpx.Client(base_url=api.url, headers=h, timeout=30) as http:
-        for path, content_type in ((f"/api/runs?run_id={run_id}", "application/json"),
-                                   ("/api/jobs", "application/json"),
-                                   ("/ui/logout", "application/x-www-form-urlencoded")):
+        for path, content_type in (
+            (f"/api/runs?run_id={run_id}", "application/json"),
+            ("/api/jobs", "application/json"),
+            ("/ui/logout", "application/x-www-form-urlencoded"),
+        ):
             r = http.post(path, headers={"content-type": content_type}, content=chunked(LIMIT + 1))
             error(r, 413, "PAYLOAD_TOO_LARGE")
         assert http.get(f"/api/runs/{run_id}").status_code == 404
-        r = http.post(f"/api/runs?run_id={run_id}", headers={"content-type": "application/x-ndjson"},
-                      content=(line for line in (b'{"prompt": "a"}\n',)))
+        r = http.post(
+            f"/api/runs?run_id={run_id}",
+            headers={"content-type": "application/x-ndjson"},
+            content=(line for line in (b'{"prompt": "a"}\n',)),
+        )
         assert r.status_code == 201, r.text
 
 
 def test_camel_case_secret_keys_are_masked_in_api_answers(client, token):
-    payload = {"prompt": "a fox", "openaiApiKey": "sk-live-1", "params": {"accessToken": "at-2", "maxTokens": 5,
-               "headers": {"X-Api-Key": "xk-3", "clientSecret": "cs-4"}, "refreshToken": "rt-5"}}
+    payload = {
+        "prompt": "a fox",
+        "openaiApiKey": "sk-live-1",
+        "params": {
+            "accessToken": "at-2",
+            "maxTokens": 5,
+            "headers": {"X-Api-Key": "xk-3", "clientSecret": "cs-4"},
+            "refreshToken": "rt-5",
+        },
+    }
     r = client.post("/api/jobs", headers=token(), json={"payload": payload})
     assert r.status_code == 201, r.text
     job_id = r.json()["data"]["id"]
@@ -212,8 +238,11 @@ def pem_pair(tmp_path, private_key) -> str:
     from cryptography.hazmat.primitives import serialization
 
     path = tmp_path / f"key-{uuid.uuid4().hex[:6]}.pem"
-    path.write_bytes(private_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
+    path.write_bytes(
+        private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return str(path)
 
 
@@ -233,8 +262,12 @@ def test_ec_keys_pin_the_algorithm_of_their_curve(tmp_path, settings, conn):
     from genqueue.api.app import create_app
     from genqueue.api.config import ApiConfig
 
-    keys = {"ES256": ec.generate_private_key(ec.SECP256R1()), "ES384": ec.generate_private_key(ec.SECP384R1()),
-            "ES512": ec.generate_private_key(ec.SECP521R1()), "RS256": rsa.generate_private_key(65537, 2048)}
+    keys = {
+        "ES256": ec.generate_private_key(ec.SECP256R1()),
+        "ES384": ec.generate_private_key(ec.SECP384R1()),
+        "ES512": ec.generate_private_key(ec.SECP521R1()),
+        "RS256": rsa.generate_private_key(65537, 2048),
+    }
     for algorithm, key in keys.items():
         config = ApiConfig.from_env(tmp_path, {"GENQUEUE_API_JWT_PUBLIC_KEY": pem_pair(tmp_path, key)})
         assert config.algorithm == algorithm
@@ -271,8 +304,10 @@ def test_an_unsupported_public_key_is_refused_at_start_up_in_one_line(tmp_path, 
     from tests.api.conftest import free_port
     from tests.helpers import run_cli
 
-    for key, named in ((ec.generate_private_key(ec.SECP256K1()), "secp256k1"),
-                       (ed25519.Ed25519PrivateKey.generate(), "Ed25519")):
+    for key, named in (
+        (ec.generate_private_key(ec.SECP256K1()), "secp256k1"),
+        (ed25519.Ed25519PrivateKey.generate(), "Ed25519"),
+    ):
         path = pem_pair(tmp_path, key)
         with pytest.raises(InvalidInput, match=named) as refused:
             ApiConfig.from_env(tmp_path, {"GENQUEUE_API_JWT_PUBLIC_KEY": path})
@@ -303,8 +338,9 @@ def test_filtered_dlq_stats_describe_only_the_matching_entries(client, token, st
 
 
 @pytest.mark.parametrize("depth", [65, 900, 5000])
-def test_a_deeply_nested_payload_patch_on_the_dashboard_is_400_and_replays_nothing(client, conn, store, settings,
-                                                                                   depth):
+def test_a_deeply_nested_payload_patch_on_the_dashboard_is_400_and_replays_nothing(
+    client, conn, store, settings, depth
+):
     from tests.dlq_helpers import make_entry
 
     job_id = f"{settings.queue}-patch"

@@ -16,8 +16,10 @@ def status(client, headers, job_id):
 
 
 def test_enqueue_is_idempotent_and_masks_secrets(client, token):
-    body = {"payload": {"prompt": "a fox", "api_key": "sk-live-123", "params": {"authorization": "Bearer x"}},
-            "job_id": "api-idem-1"}
+    body = {
+        "payload": {"prompt": "a fox", "api_key": "sk-live-123", "params": {"authorization": "Bearer x"}},
+        "job_id": "api-idem-1",
+    }
     first = client.post("/api/jobs", headers=token(), json=body)
     assert first.status_code == 201
     data = first.json()["data"]
@@ -26,8 +28,20 @@ def test_enqueue_is_idempotent_and_masks_secrets(client, token):
     assert "sk-live-123" not in first.text
     again = client.post("/api/jobs", headers=token(), json=body)
     assert again.status_code == 200 and again.json()["data"]["id"] == "api-idem-1"
-    for field in ("id", "type", "payload", "status", "attempts", "max_attempts", "last_error", "scheduled_at",
-                  "started_at", "completed_at", "created_at", "history"):
+    for field in (
+        "id",
+        "type",
+        "payload",
+        "status",
+        "attempts",
+        "max_attempts",
+        "last_error",
+        "scheduled_at",
+        "started_at",
+        "completed_at",
+        "created_at",
+        "history",
+    ):
         assert field in data, field
 
 
@@ -53,7 +67,9 @@ def test_malformed_and_unknown_ids(client, token):
 
 def test_a_job_fails_is_dead_lettered_retried_over_http_and_finishes(client, token, env):
     h = token()
-    job_id = client.post("/api/jobs", headers=h, json={"payload": {"prompt": "p", "simulate": ["401", "ok"]}}).json()["data"]["id"]
+    job_id = client.post("/api/jobs", headers=h, json={"payload": {"prompt": "p", "simulate": ["401", "ok"]}}).json()[
+        "data"
+    ]["id"]
     assert status(client, h, job_id)["status"] == "queued"
     r = client.post(f"/api/jobs/{job_id}/retry", headers=h)
     assert r.status_code == 409 and r.json()["error"]["code"] == "CONFLICT"  # queued: nothing to retry yet
@@ -73,8 +89,9 @@ def test_a_job_fails_is_dead_lettered_retried_over_http_and_finishes(client, tok
 
 def test_max_attempts_reached_is_400_and_admins_may_force(client, token, env):
     h = token()
-    job_id = client.post("/api/jobs", headers=h, json={"payload": {"prompt": "p", "simulate": ["500"]},
-                                                       "max_retries": 0}).json()["data"]["id"]
+    job_id = client.post(
+        "/api/jobs", headers=h, json={"payload": {"prompt": "p", "simulate": ["500"]}, "max_retries": 0}
+    ).json()["data"]["id"]
     drain(env)
     assert status(client, h, job_id)["status"] == "dead"
     r = client.post(f"/api/jobs/{job_id}/retry", headers=h)
@@ -93,8 +110,10 @@ def test_audit_records_the_principal(client, token, conn):
     from genqueue.backend import audit
 
     client.post("/api/jobs", headers=token("auditee"), json={"payload": {"prompt": "p"}, "job_id": "api-audit-1"})
-    rows = wait_for(lambda: [r for r in audit.recent(conn, 50) if r["action"] == "api_enqueue"
-                             and "api-audit-1" in r["ids"]], message="the audit row")
+    rows = wait_for(
+        lambda: [r for r in audit.recent(conn, 50) if r["action"] == "api_enqueue" and "api-audit-1" in r["ids"]],
+        message="the audit row",
+    )
     assert rows[0]["who"].startswith("auditee (tenant auditee) from ")
 
 
@@ -120,8 +139,9 @@ def test_tasks_over_http_only_those_open_to_the_api(client, token, env, conn):
     assert r.status_code == 404
     r = client.post("/api/jobs", headers=token(), json={"payload": {"prompt": "p"}, "task": "api-open-task"})
     assert r.status_code == 400
-    admin = client.post("/api/jobs", headers=token("ops", admin=True),
-                        json={"task": "api-closed-task", "kwargs": {"prompt": "x"}})
+    admin = client.post(
+        "/api/jobs", headers=token("ops", admin=True), json={"task": "api-closed-task", "kwargs": {"prompt": "x"}}
+    )
     assert admin.status_code == 201
     queued = conn.llen(f"rq:queue:{env['GENQUEUE_QUEUE']}")
     assert queued == 2  # the open task's job and the admin's; nothing from the refused requests

@@ -25,7 +25,13 @@ def test_one_key_and_its_settings(client, token, conn):
     r = client.get("/api/limits", params={"key": key}, headers=token("ops", admin=True))
     [row] = r.json()["data"]
     assert (row["key"], row["state"], row["concurrency"], row["rate"], row["in_flight"], row["parked"]) == (
-        key, "closed", 4, "5/s", 0, 0)
+        key,
+        "closed",
+        4,
+        "5/s",
+        0,
+        0,
+    )
     bad = client.get("/api/limits", params={"key": "no spaces"}, headers=token("ops", admin=True))
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
 
@@ -39,8 +45,19 @@ def test_tenants_and_strangers_are_refused(client, token, conn):
 
 
 def row(key: str, state: str, paused_for_s: float | None = None, **extra) -> dict:
-    return {"key": key, "state": state, "paused_for_s": paused_for_s, "in_flight": 0, "concurrency": 2,
-            "rate": None, "window_calls": 0, "parked": 0, "overridden": False, "counters": {}, **extra}
+    return {
+        "key": key,
+        "state": state,
+        "paused_for_s": paused_for_s,
+        "in_flight": 0,
+        "concurrency": 2,
+        "rate": None,
+        "window_calls": 0,
+        "parked": 0,
+        "overridden": False,
+        "counters": {},
+        **extra,
+    }
 
 
 def test_the_providers_page_has_a_badge_for_every_state_and_an_empty_state():
@@ -49,12 +66,26 @@ def test_the_providers_page_has_a_badge_for_every_state_and_an_empty_state():
     from genqueue.api.ui.routes import templates, time_left
 
     page = templates.get_template("providers.html")
-    html = page.render(session=None, limits=[row("a", "closed"), row("b", "paused", 42.4), row("c", "open", 3725),
-                                             row("d", "half-open", rate_limited_1m=7)])
+    html = page.render(
+        session=None,
+        limits=[
+            row("a", "closed"),
+            row("b", "paused", 42.4),
+            row("c", "open", 3725),
+            row("d", "half-open", rate_limited_1m=7),
+        ],
+    )
     for state in ("closed", "paused", "open", "half-open"):
         assert f'<span class="badge {state}">{state}</span>' in html
     assert "42 s left" in html and "1 h 2 min left" in html and '<td class="rate-limited-1m">7</td>' in html
     empty = page.render(session=None, limits=[])
     assert 'id="no-limits"' in empty and "genqueue limits set" in empty and 'id="limits"' not in empty
     assert [time_left(s) for s in (None, 0.4, 59.6, 60, 298, 3600, 3725)] == [
-        "", "0 s", "1 min", "1 min", "4 min 58 s", "1 h", "1 h 2 min"]
+        "",
+        "0 s",
+        "1 min",
+        "1 min",
+        "4 min 58 s",
+        "1 h",
+        "1 h 2 min",
+    ]

@@ -11,8 +11,11 @@ from tests.helpers import wait_for
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_metrics_equal_the_state_they_describe(client, token, conn, settings, env, store):
@@ -77,8 +80,10 @@ def test_limit_metrics_follow_each_keys_state(client, conn, limited_keys):
     assert m[("genqueue_limit_rate_limited_total", paused)] == 1 and m[("genqueue_limit_parked", paused)] == 0
 
     def state(key):
-        return {s: m[("genqueue_limit_state", (("key", key), ("state", s)))] for s in
-                ("closed", "paused", "open", "half-open")}
+        return {
+            s: m[("genqueue_limit_state", (("key", key), ("state", s)))]
+            for s in ("closed", "paused", "open", "half-open")
+        }
 
     assert state(limited_keys.held) == {"closed": 1, "paused": 0, "open": 0, "half-open": 0}
     assert state(limited_keys.paused) == {"closed": 0, "paused": 1, "open": 0, "half-open": 0}

@@ -12,8 +12,16 @@ from genqueue.jobs.enqueue import enqueue
 from tests.api.test_metrics import samples
 from tests.helpers import WorkerProcess, wait_for
 
-OUTCOMES = [["ok"], ["ok"], ["500", "ok"], ["429:retry_after=0.05", "ok"], ["401"], ["422"], ["503", "503"],
-            ["crash", "ok"]]
+OUTCOMES = [
+    ["ok"],
+    ["ok"],
+    ["500", "ok"],
+    ["429:retry_after=0.05", "ok"],
+    ["401"],
+    ["422"],
+    ["503", "503"],
+    ["crash", "ok"],
+]
 FAST = {"GENQUEUE_LIVENESS_TTL": "1", "GENQUEUE_SWEEP_INTERVAL": "0.3"}
 
 
@@ -22,8 +30,10 @@ def test_counters_equal_what_happened(client, conn, settings, store, env, simple
     from rq.job import Job
 
     q = settings.queue
-    ids = [enqueue(conn, q, {"prompt": f"p{i}", "simulate": o}, max_retries=1).job.id
-           for i, o in enumerate(OUTCOMES if not simple else [o for o in OUTCOMES if o[0] != "crash"])]
+    ids = [
+        enqueue(conn, q, {"prompt": f"p{i}", "simulate": o}, max_retries=1).job.id
+        for i, o in enumerate(OUTCOMES if not simple else [o for o in OUTCOMES if o[0] != "crash"])
+    ]
     victim = WorkerProcess(dict(env, **FAST), q, simple=simple)
     slow = enqueue(conn, q, {"prompt": "slow", "simulate": ["sleep=20", "ok"]}).job.id
     ids.append(slow)
@@ -32,9 +42,10 @@ def test_counters_equal_what_happened(client, conn, settings, store, env, simple
     victim.stop()
     worker = WorkerProcess(dict(env, **FAST), q, simple=simple)
     try:
+
         def settled():
             statuses = [conn.hget(f"rq:job:{i}", "status") for i in ids]
-            return all(s == b"finished" or (s is None and store.exists(i)) for s, i in zip(statuses, ids))
+            return all(s == b"finished" or (s is None and store.exists(i)) for s, i in zip(statuses, ids, strict=False))
 
         wait_for(settled, timeout=90, interval=0.2, message="every job finished or dead-lettered")
     finally:
@@ -62,12 +73,21 @@ def test_counters_equal_what_happened(client, conn, settings, store, env, simple
     label = (("queue", q),)
     assert m[("genqueue_jobs_finished_total", label)] == finished == conn.zcard(f"rq:finished:{q}")
     assert m[("genqueue_jobs_enqueued_total", label)] == len(ids)  # retries, crash retries included, are not new
-    got_failed = {dict(k[1])["kind"]: v for k, v in m.items() if k[0] == "genqueue_attempts_failed_total"
-                  and dict(k[1])["queue"] == q}
-    got_retried = {dict(k[1])["kind"]: v for k, v in m.items() if k[0] == "genqueue_retries_scheduled_total"
-                   and dict(k[1])["queue"] == q}
-    got_dead = {(dict(k[1])["kind"], dict(k[1])["reason"]): v for k, v in m.items()
-                if k[0] == "genqueue_dead_lettered_total" and dict(k[1])["queue"] == q}
+    got_failed = {
+        dict(k[1])["kind"]: v
+        for k, v in m.items()
+        if k[0] == "genqueue_attempts_failed_total" and dict(k[1])["queue"] == q
+    }
+    got_retried = {
+        dict(k[1])["kind"]: v
+        for k, v in m.items()
+        if k[0] == "genqueue_retries_scheduled_total" and dict(k[1])["queue"] == q
+    }
+    got_dead = {
+        (dict(k[1])["kind"], dict(k[1])["reason"]): v
+        for k, v in m.items()
+        if k[0] == "genqueue_dead_lettered_total" and dict(k[1])["queue"] == q
+    }
     assert got_failed == dict(failed) and got_retried == dict(retried) and got_dead == dict(dead)
     assert sum(got_dead.values()) == store.count()
     count = m[("genqueue_job_duration_seconds_count", (("outcome", "finished"), ("queue", q)))]

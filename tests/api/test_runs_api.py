@@ -10,8 +10,11 @@ from tests.api.test_jobs_api import drain
 
 
 def submit(client, headers, items, **extra):
-    return client.post("/api/runs", headers=headers, json={"items": items, "run_id": extra.pop("run_id", None)
-                                                           or f"r-{uuid.uuid4().hex[:8]}", **extra})
+    return client.post(
+        "/api/runs",
+        headers=headers,
+        json={"items": items, "run_id": extra.pop("run_id", None) or f"r-{uuid.uuid4().hex[:8]}", **extra},
+    )
 
 
 def test_submit_json_array_object_and_jsonl_and_resubmit(client, token):
@@ -21,10 +24,15 @@ def test_submit_json_array_object_and_jsonl_and_resubmit(client, token):
     again = client.post("/api/runs", headers=h, json=[{"prompt": "a"}, {"prompt": "b"}])
     assert again.status_code == 200 and again.json()["data"]["enqueued"] == 0  # nothing runs twice
     lines = "\n".join(json.dumps({"prompt": f"l{i}"}) for i in range(3))
-    r = client.post("/api/runs?run_id=jsonl-run-" + uuid.uuid4().hex[:6] + "&max_retry_count=5",
-                    headers={**h, "content-type": "application/x-ndjson"}, content=lines)
+    r = client.post(
+        "/api/runs?run_id=jsonl-run-" + uuid.uuid4().hex[:6] + "&max_retry_count=5",
+        headers={**h, "content-type": "application/x-ndjson"},
+        content=lines,
+    )
     assert r.status_code == 201 and r.json()["data"]["items"] == 3 and r.json()["data"]["max_retry_count"] == 5
-    bad = client.post("/api/runs", headers={**h, "content-type": "application/x-ndjson"}, content='{"prompt": "ok"}\n{oops')
+    bad = client.post(
+        "/api/runs", headers={**h, "content-type": "application/x-ndjson"}, content='{"prompt": "ok"}\n{oops'
+    )
     assert bad.status_code == 400 and "line 2" in bad.json()["error"]["message"]
     for body in ([], {"items": [{"prompt": "x"}], "max_retry_count": 11}, [{"prompt": ""}]):
         r = client.post("/api/runs", headers=h, json=body)
@@ -45,8 +53,12 @@ def run_until_stopped(client, headers, run_id, env) -> dict:
 
 def test_continue_statuses_on_a_partly_failed_run(client, token, env):
     h = token("acme-user", tenant="acme")
-    items = [{"prompt": "ok"}, {"prompt": "boom", "simulate": ["500", "ok"]}, {"prompt": "bad", "simulate": ["422"]},
-             {"prompt": "crash", "simulate": ["crash", "ok"]}]
+    items = [
+        {"prompt": "ok"},
+        {"prompt": "boom", "simulate": ["500", "ok"]},
+        {"prompt": "bad", "simulate": ["422"]},
+        {"prompt": "crash", "simulate": ["crash", "ok"]},
+    ]
     run_id = submit(client, h, items).json()["data"]["run_id"]
     r = client.post(f"/api/runs/{run_id}/retry-failed", headers=h)
     assert r.status_code == 409 and r.json()["error"]["code"] == "CONFLICT"  # still running
@@ -67,8 +79,9 @@ def test_continue_charges_credits_all_or_nothing(client, token, env, conn):
 
     tenant = f"t-{uuid.uuid4().hex[:6]}"
     h = token("u", tenant=tenant)
-    run_id = submit(client, h, [{"prompt": "x", "simulate": ["500"]}, {"prompt": "y", "simulate": ["500"]},
-                                {"prompt": "z"}]).json()["data"]["run_id"]
+    run_id = submit(
+        client, h, [{"prompt": "x", "simulate": ["500"]}, {"prompt": "y", "simulate": ["500"]}, {"prompt": "z"}]
+    ).json()["data"]["run_id"]
     snap = run_until_stopped(client, h, run_id, env)
     assert snap["status"] == "partially_failed" and {f["retry"] for f in snap["failed_items"]} == {"charged"}
     credits.set_balance(conn, tenant, 1)

@@ -39,8 +39,10 @@ def test_two_concurrent_retries_of_one_dead_job_exactly_one_wins(api_process, co
     from tests.api.conftest import SECRET
 
     api = api_process(GENQUEUE_API_RATE_LIMIT="10000/minute")
-    ids = [enqueue(conn, settings.queue, {"prompt": f"p{i}", "simulate": ["401"]}, tenant="alice").job.id
-           for i in range(TRIALS)]
+    ids = [
+        enqueue(conn, settings.queue, {"prompt": f"p{i}", "simulate": ["401"]}, tenant="alice").job.id
+        for i in range(TRIALS)
+    ]
     drain(env)
     outcomes = double_clicks(api.url, bearer(SECRET, "alice"), [f"/api/jobs/{job_id}/retry" for job_id in ids])
     assert set(outcomes) == {(200, 409)}, outcomes
@@ -55,12 +57,23 @@ def test_two_concurrent_continues_charge_credits_once(api_process, conn, setting
 
     api = api_process(GENQUEUE_API_RATE_LIMIT="10000/minute")
     tenant = "credit-race"
-    runs = [submit(conn, settings.queue, [{"prompt": "x", "simulate": ["500"]}], ttl_s=3600, max_retries=0,
-                   run_id=f"race-{settings.queue}-{i}", tenant=tenant).run.run_id for i in range(TRIALS)]
+    runs = [
+        submit(
+            conn,
+            settings.queue,
+            [{"prompt": "x", "simulate": ["500"]}],
+            ttl_s=3600,
+            max_retries=0,
+            run_id=f"race-{settings.queue}-{i}",
+            tenant=tenant,
+        ).run.run_id
+        for i in range(TRIALS)
+    ]
     drain(env)
     credits.set_balance(conn, tenant, TRIALS)
-    outcomes = double_clicks(api.url, bearer(SECRET, "u", tenant=tenant),
-                             [f"/api/runs/{run_id}/retry-failed" for run_id in runs])
+    outcomes = double_clicks(
+        api.url, bearer(SECRET, "u", tenant=tenant), [f"/api/runs/{run_id}/retry-failed" for run_id in runs]
+    )
     assert set(outcomes) == {(200, 409)}, outcomes
     assert credits.balance(conn, tenant) == 0  # one credit per run: charged once each
 
@@ -95,8 +108,10 @@ def test_redis_down_is_503_and_the_service_keeps_running(api_process, tmp_path):
         server.stop()
         r = httpx.get(f"{api.url}/api/jobs/nope", headers=h)
         assert r.status_code == 503 and r.json()["error"] == {
-            "code": "UNAVAILABLE", "message": "the job store (Redis) is unreachable; try again shortly",
-            "retryable": True}
+            "code": "UNAVAILABLE",
+            "message": "the job store (Redis) is unreachable; try again shortly",
+            "retryable": True,
+        }
         assert httpx.get(f"{api.url}/readyz").status_code == 503
         assert httpx.get(f"{api.url}/healthz").status_code == 200
         server.start()

@@ -34,7 +34,9 @@ def admin_view(client, token, job_id):
 
 def test_enqueue_with_another_tenants_finished_id_is_403_and_changes_nothing(client, token, env, u):
     bob, alice, job = token("bob"), token("alice"), u("bob-1-")
-    assert client.post("/api/jobs", headers=bob, json={"payload": {"prompt": "bob's"}, "job_id": job}).status_code == 201
+    assert (
+        client.post("/api/jobs", headers=bob, json={"payload": {"prompt": "bob's"}, "job_id": job}).status_code == 201
+    )
     drain(env)
     before = admin_view(client, token, job)
     assert before[1]["status"] == "finished" and before[1]["tenant"] == "bob"
@@ -43,7 +45,9 @@ def test_enqueue_with_another_tenants_finished_id_is_403_and_changes_nothing(cli
     assert admin_view(client, token, job) == before
     assert client.get(f"/api/jobs/{job}", headers=bob).json()["data"]["payload"]["prompt"] == "bob's"
     # the owner may still reuse its own finished id (replaced, as documented)
-    assert client.post("/api/jobs", headers=bob, json={"payload": {"prompt": "again"}, "job_id": job}).status_code == 201
+    assert (
+        client.post("/api/jobs", headers=bob, json={"payload": {"prompt": "again"}, "job_id": job}).status_code == 201
+    )
 
 
 def test_enqueue_with_a_dead_lettered_id_never_overwrites_its_entry(client, token, env, store, u):
@@ -73,8 +77,12 @@ def plant(conn, queue_name, job_id, tenant, prompt):
     """A job of `tenant` under an item-shaped id, failed by plain RQ: what the previous version let anyone
     enqueue over HTTP before ids like this were reserved."""
     q = Queue(queue_name, connection=conn, serializer=JSONSerializer)
-    q.enqueue("genqueue.jobs.generate", {"prompt": prompt, "simulate": ["500"]}, job_id=job_id,
-              meta={"genqueue": {"tenant": tenant}})
+    q.enqueue(
+        "genqueue.jobs.generate",
+        {"prompt": prompt, "simulate": ["500"]},
+        job_id=job_id,
+        meta={"genqueue": {"tenant": tenant}},
+    )
     SimpleWorker([q], connection=conn, serializer=JSONSerializer).work(burst=True)
 
 
@@ -93,8 +101,14 @@ def test_a_run_hides_and_never_retries_a_foreign_item(client, token, env, conn, 
     """Another tenant's job under one of a run's item ids (data from before the checks): the run reads it as
     missing, and Continue neither shows, retries nor charges for it."""
     alice, run = token("alice"), u("r8")
-    assert client.post("/api/runs", headers=alice, json={"run_id": run, "items": [{"prompt": "a"},
-                       {"prompt": "b", "simulate": ["401"]}]}).status_code == 201
+    assert (
+        client.post(
+            "/api/runs",
+            headers=alice,
+            json={"run_id": run, "items": [{"prompt": "a"}, {"prompt": "b", "simulate": ["401"]}]},
+        ).status_code
+        == 201
+    )
     run_until_stopped(client, alice, run, env)
     conn.delete(f"genqueue:dlq:{{{queue_name}}}:e:{run}-item-1")  # now bob's job in its place, as old data
     plant(conn, queue_name, f"{run}-item-1", "bob", "bob's secret")
@@ -112,8 +126,11 @@ def test_retrying_a_run_item_by_id_points_at_continue(client, token, env, conn, 
 
     tenant, run = u("acme-"), u("r9")
     alice = token("alice", tenant=tenant)
-    client.post("/api/runs", headers=alice, json={"run_id": run, "items": [{"prompt": "p", "simulate": ["500"]},
-                                                                          {"prompt": "q", "simulate": ["401"]}]})
+    client.post(
+        "/api/runs",
+        headers=alice,
+        json={"run_id": run, "items": [{"prompt": "p", "simulate": ["500"]}, {"prompt": "q", "simulate": ["401"]}]},
+    )
     run_until_stopped(client, alice, run, env)
     credits.set_balance(conn, tenant, 0)
     assert client.post(f"/api/runs/{run}/retry-failed", headers=alice).status_code == 402
@@ -126,7 +143,9 @@ def test_retrying_a_run_item_by_id_points_at_continue(client, token, env, conn, 
 
 def test_manual_retries_over_http_record_the_principal(client, token, env):
     h = token("alice")
-    job_id = client.post("/api/jobs", headers=h, json={"payload": {"prompt": "p", "simulate": ["401", "ok"]}}).json()["data"]["id"]
+    job_id = client.post("/api/jobs", headers=h, json={"payload": {"prompt": "p", "simulate": ["401", "ok"]}}).json()[
+        "data"
+    ]["id"]
     drain(env)
     assert client.post(f"/api/jobs/{job_id}/retry", headers=h).status_code == 200
     record = client.get(f"/api/jobs/{job_id}", headers=token(**ADMIN)).json()["data"]["history"][-1]
@@ -144,8 +163,12 @@ def test_newline_run_id_is_400_and_leaves_nothing(client, token, conn, u):
 def test_recover_keeps_the_tenant_and_lists_an_old_entry(client, token, env, conn, queue_name, store, u):
     job = u("rec-")
     q = Queue(queue_name, connection=conn, serializer=JSONSerializer)
-    q.enqueue("genqueue.jobs.generate", {"prompt": "p", "user_id": "someone", "simulate": ["500"]}, job_id=job,
-              meta={"genqueue": {"tenant": "alice"}})
+    q.enqueue(
+        "genqueue.jobs.generate",
+        {"prompt": "p", "user_id": "someone", "simulate": ["500"]},
+        job_id=job,
+        meta={"genqueue": {"tenant": "alice"}},
+    )
     SimpleWorker([q], connection=conn, serializer=JSONSerializer).work(burst=True)
     conn.hset(f"rq:job:{job}", "ended_at", "2020-01-01T00:00:00.000000Z")  # failed long ago, recovered today
     assert run_cli(env, "dlq", "recover", "--json").json()["from_failed_registry"] == 1

@@ -106,8 +106,10 @@ class Isolation(RuleBasedStateMachine):
         before, self.view = self.view, self.snapshot(touched)
         for key, now in self.view.items():
             if r.status_code >= 400 or self.owner.get(key[1]) == other:  # 3, 2
-                assert now == before[key], (f"{who}'s {method} {path} -> {r.status_code} changed {key} "
-                                            f"(owner {self.owner.get(key[1])}):\nbefore {before[key]}\nafter  {now}")
+                assert now == before[key], (
+                    f"{who}'s {method} {path} -> {r.status_code} changed {key} "
+                    f"(owner {self.owner.get(key[1])}):\nbefore {before[key]}\nafter  {now}"
+                )
         return r
 
     def payload(self, who: str, outcome: str) -> dict:
@@ -201,13 +203,19 @@ class Isolation(RuleBasedStateMachine):
     @rule()
     def let_the_worker_drain(self):
         """Burst workers until no job of this example is queued, running or waiting for a retry."""
+
         def settled() -> bool:
             self.view = self.snapshot()
             busy = [v for (kind, _), v in self.view.items() if kind == "jobs" and v and v["status"] in ACTIVE]
-            if any(v["status"] != "retrying" or not v["scheduled_at"]  # the mover's clock is whole seconds
-                   or datetime.fromisoformat(v["scheduled_at"]).timestamp() <= int(time.time()) for v in busy):
+            if any(
+                v["status"] != "retrying"
+                or not v["scheduled_at"]  # the mover's clock is whole seconds
+                or datetime.fromisoformat(v["scheduled_at"]).timestamp() <= int(time.time())
+                for v in busy
+            ):
                 assert run_cli(ctx.env, "worker", "--burst", "--simple", timeout=120).code == 0
             return not busy
+
         wait_for(settled, timeout=60, interval=0.1, message="the worker to drain")
 
     # -- what holds after every step --------------------------------------------------------------------------
@@ -237,8 +245,10 @@ class Isolation(RuleBasedStateMachine):
 def test_tenants_never_see_or_change_each_others_data(client, token, env, conn, queue_name):
     # A TRANSIENT budget of 0 dead-letters a 500 at once (reason exhausted), so dead items Continue may retry
     # cost no retry waits; RATE_LIMITED ("flaky") keeps its default budget.
-    ctx.__dict__.update(client=client, token=token, conn=conn, queue=queue_name,
-                        env=dict(env, GENQUEUE_POLICY_TRANSIENT="max=0"))
+    ctx.__dict__.update(
+        client=client, token=token, conn=conn, queue=queue_name, env=dict(env, GENQUEUE_POLICY_TRANSIENT="max=0")
+    )
     # ~60-80 s here (2 shared cores, bursts of ~0.5-1 s); no example database: replay with --hypothesis-seed
-    run_state_machine_as_test(Isolation, settings=settings(max_examples=40, stateful_step_count=12, deadline=None,
-                                                           database=None))
+    run_state_machine_as_test(
+        Isolation, settings=settings(max_examples=40, stateful_step_count=12, deadline=None, database=None)
+    )

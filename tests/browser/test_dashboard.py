@@ -19,10 +19,17 @@ def login_url(env, api) -> str:
 
 def test_dashboard_end_to_end(browser, api_process, api_env, conn, settings, store, tmp_path):
     q = settings.queue
-    dead = [enqueue(conn, q, {"prompt": f"p{i}", "api_key": "sk-secret", "user_id": f"u{i}",
-                              "simulate": ["401" if i < 3 else "422"]}).job.id for i in range(4)]
-    run_id = submit(conn, q, [{"prompt": "a"}, {"prompt": "b", "simulate": ["500"]}], ttl_s=3600, max_retries=0,
-                    run_id=f"ui-{q}").run.run_id
+    dead = [
+        enqueue(
+            conn,
+            q,
+            {"prompt": f"p{i}", "api_key": "sk-secret", "user_id": f"u{i}", "simulate": ["401" if i < 3 else "422"]},
+        ).job.id
+        for i in range(4)
+    ]
+    run_id = submit(
+        conn, q, [{"prompt": "a"}, {"prompt": "b", "simulate": ["500"]}], ttl_s=3600, max_retries=0, run_id=f"ui-{q}"
+    ).run.run_id
     drain(api_env)
     api = api_process()
     shots = tmp_path / "screens"
@@ -86,8 +93,18 @@ def test_dashboard_end_to_end(browser, api_process, api_env, conn, settings, sto
     small.goto(f"{api.url}/ui/")
     small.screenshot(path=str(shots / "overview-phone.png"), full_page=True)
     assert sorted(p.name for p in shots.iterdir()) == sorted(
-        ["overview.png", "dlq.png", "entry.png", "replay-diff.png", "replay-again.png", "run.png", "continue.png",
-         "job.png", "overview-phone.png"])
+        [
+            "overview.png",
+            "dlq.png",
+            "entry.png",
+            "replay-diff.png",
+            "replay-again.png",
+            "run.png",
+            "continue.png",
+            "job.png",
+            "overview-phone.png",
+        ]
+    )
     print(f"\nscreenshots: {shots}")
 
 
@@ -96,8 +113,9 @@ def test_pages_need_a_session_and_tenants_see_only_their_own(browser, api_proces
     anonymous = browser.new_page()
     assert anonymous.goto(f"{api.url}/ui/").status == 401
     assert anonymous.goto(f"{api.url}/ui/dlq").status == 401
-    run_id = submit(conn, settings.queue, [{"prompt": "a"}], ttl_s=3600, run_id=f"mine-{settings.queue}",
-                    tenant="acme").run.run_id
+    run_id = submit(
+        conn, settings.queue, [{"prompt": "a"}], ttl_s=3600, run_id=f"mine-{settings.queue}", tenant="acme"
+    ).run.run_id
     r = run_cli(api_env, "api", "token", "--sub", "bob", "--tenant", "other", "--login", "--url", api.url)
     user = browser.new_page()
     user.goto(r.stdout.strip().splitlines()[-1])

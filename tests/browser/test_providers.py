@@ -28,8 +28,10 @@ def test_providers_page_shows_each_keys_state(browser, api_process, api_env, con
 
     def cells(key: str) -> dict[str, str]:
         row = tab.locator(f'#limits tr[data-key="{key}"]')
-        return {name: row.locator(f"td.{name}").inner_text().strip()
-                for name in ("state", "in-flight", "rate", "parked", "throttled", "paused", "rate-limited")}
+        return {
+            name: row.locator(f"td.{name}").inner_text().strip()
+            for name in ("state", "in-flight", "rate", "parked", "throttled", "paused", "rate-limited")
+        }
 
     held = cells(limited_keys.held)
     assert (held["state"], held["in-flight"], held["parked"], held["throttled"]) == ("closed", "1 / 1", "2", "2")

@@ -17,14 +17,33 @@ def test_chaos_nothing_lost_nothing_twice(env, queue_name, tmp_path):
     home = tmp_path / "srv"  # a server of its own, to SIGKILL (also when the suite runs against REDIS_URL)
     server = EmbeddedServer(home)
     server.start()
-    chaos_env = dict(env, GENQUEUE_HOME=str(home), GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3",
-                     GENQUEUE_SIM_LATENCY="0.005")
+    chaos_env = dict(
+        env,
+        GENQUEUE_HOME=str(home),
+        GENQUEUE_LIVENESS_TTL="1",
+        GENQUEUE_SWEEP_INTERVAL="0.3",
+        GENQUEUE_SIM_LATENCY="0.005",
+    )
     chaos_env.pop("REDIS_URL", None)
     try:
-        result = run_chaos(chaos_env, queue_name, jobs=1000, workers=3, kill_every=2.0, deadline_s=240,
-                           log_dir=str(tmp_path), server_kills=1, freezes=2, freeze_s=3.0, concurrent=8,
-                           limit_concurrency=6, limit_rate="50/s", provider_rate="50/s", down_jobs=60,
-                           down_for_s=12.0)
+        result = run_chaos(
+            chaos_env,
+            queue_name,
+            jobs=1000,
+            workers=3,
+            kill_every=2.0,
+            deadline_s=240,
+            log_dir=str(tmp_path),
+            server_kills=1,
+            freezes=2,
+            freeze_s=3.0,
+            concurrent=8,
+            limit_concurrency=6,
+            limit_rate="50/s",
+            provider_rate="50/s",
+            down_jobs=60,
+            down_for_s=12.0,
+        )
     finally:
         server.stop()
     print(f"\nchaos: {result}")

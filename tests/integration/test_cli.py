@@ -13,8 +13,17 @@ from tests.helpers import run_cli, wait_for
 def dead_job(conn, settings, store, workers, job_id=None, simulate=("401",)):
     job_id = job_id or f"dead-{settings.queue}"
     workers()
-    enqueue(conn, settings.queue, {"prompt": "p", "user_id": "u9", "simulate": list(simulate),
-                                   "params": {"api_key": "sk-live-123", "max_tokens": 10}}, job_id=job_id)
+    enqueue(
+        conn,
+        settings.queue,
+        {
+            "prompt": "p",
+            "user_id": "u9",
+            "simulate": list(simulate),
+            "params": {"api_key": "sk-live-123", "max_tokens": 10},
+        },
+        job_id=job_id,
+    )
     wait_for(lambda: store.exists(job_id), message="DLQ entry")
     return job_id
 
@@ -42,8 +51,10 @@ def test_dlq_retry_then_success_and_entry_gone(conn, settings, store, workers, e
     assert r.code == 0, r.stderr
     assert r.json()["results"][0]["replayed"] is True
     assert not store.exists(job_id)
-    wait_for(lambda: run_cli(env, "jobs", "show", job_id, "--json").json()["status"] == "finished",
-             message="replayed job to finish")
+    wait_for(
+        lambda: run_cli(env, "jobs", "show", job_id, "--json").json()["status"] == "finished",
+        message="replayed job to finish",
+    )
     info = run_cli(env, "jobs", "show", job_id, "--json").json()
     assert info["replays"] == 1 and info["attempts"] == 2  # the fresh budget keeps the history
     again = run_cli(env, "dlq", "retry", job_id)
@@ -61,8 +72,12 @@ def test_dlq_delete(conn, settings, store, workers, env):
 
 
 def test_unknown_ids_exit_3_with_one_line(env):
-    for args in (["dlq", "show", "nope"], ["dlq", "retry", "nope"], ["dlq", "delete", "nope", "--yes"],
-                 ["jobs", "show", "nope"]):
+    for args in (
+        ["dlq", "show", "nope"],
+        ["dlq", "retry", "nope"],
+        ["dlq", "delete", "nope", "--yes"],
+        ["jobs", "show", "nope"],
+    ):
         r = run_cli(env, *args)
         assert r.code == 3, (args, r.stderr)
         assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
@@ -72,11 +87,15 @@ def test_unknown_ids_exit_3_with_one_line(env):
 
 def test_bad_input_exits_2_and_changes_nothing(conn, settings, env):
     before = conn.llen(f"rq:queue:{settings.queue}")
-    for args in (["enqueue", "--payload", "{bad"], ["enqueue", "--payload", "[]"],
-                 ["enqueue", "--payload", '{"prompt": "x"}', "--in", "soon"],
-                 ["enqueue", "--payload", '{"prompt": "x"}', "--max-retries", "-1"],
-                 ["enqueue", "--payload", '{"prompt": "x", "simulate": ["boom"]}'],
-                 ["dlq", "list", "--bogus"], ["enqueue", "--payload", "@/no/such/file"]):
+    for args in (
+        ["enqueue", "--payload", "{bad"],
+        ["enqueue", "--payload", "[]"],
+        ["enqueue", "--payload", '{"prompt": "x"}', "--in", "soon"],
+        ["enqueue", "--payload", '{"prompt": "x"}', "--max-retries", "-1"],
+        ["enqueue", "--payload", '{"prompt": "x", "simulate": ["boom"]}'],
+        ["dlq", "list", "--bogus"],
+        ["enqueue", "--payload", "@/no/such/file"],
+    ):
         r = run_cli(env, *args)
         assert r.code == 2, (args, r.stdout, r.stderr)
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr

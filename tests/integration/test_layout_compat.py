@@ -17,8 +17,18 @@ OLD_FUNC = "genqueue.jobs.generate"  # the previous layout's genqueue/jobs.py:ge
 
 def old_meta() -> dict:
     """job.meta["genqueue"] exactly as the previous version's producer wrote it."""
-    return {"genqueue": {"max_retries": None, "retries": 0, "crashes": 0, "history": [], "budget_from": 0,
-                         "replays": 0, "replayed_from": None, "tenant": None}}
+    return {
+        "genqueue": {
+            "max_retries": None,
+            "retries": 0,
+            "crashes": 0,
+            "history": [],
+            "budget_from": 0,
+            "replays": 0,
+            "replayed_from": None,
+            "tenant": None,
+        }
+    }
 
 
 def test_a_job_enqueued_by_the_previous_layout_runs(conn, settings, workers):
@@ -26,8 +36,13 @@ def test_a_job_enqueued_by_the_previous_layout_runs(conn, settings, workers):
     q = Queue(settings.queue, connection=conn, serializer=JSONSerializer)
     q.enqueue(OLD_FUNC, {"prompt": "written before the move"}, job_id="old-layout-1", meta=old_meta())
     workers(simple=True, extra=("--burst",))
-    job = wait_for(lambda: (j := Job.fetch("old-layout-1", connection=conn, serializer=JSONSerializer))
-                   .get_status() == "finished" and j, message="the old job to finish")
+    job = wait_for(
+        lambda: (
+            (j := Job.fetch("old-layout-1", connection=conn, serializer=JSONSerializer)).get_status() == "finished"
+            and j
+        ),
+        message="the old job to finish",
+    )
     assert job.func_name == OLD_FUNC
     assert job.return_value()["output"] == "generated for 'written before the move'"
 

@@ -25,22 +25,53 @@ def test_honcho_and_all_its_processes_survive_a_server_crash(tmp_path, env, queu
     server = EmbeddedServer(home)
     server.start()
     bin_dir = os.path.dirname(sys.executable)
-    e = dict(env, GENQUEUE_HOME=str(home), GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3",
-             GENQUEUE_SIM_LATENCY="0.02", GENQUEUE_MAINTENANCE_INTERVAL="1",
-             PATH=bin_dir + os.pathsep + env.get("PATH", ""))
+    e = dict(
+        env,
+        GENQUEUE_HOME=str(home),
+        GENQUEUE_LIVENESS_TTL="1",
+        GENQUEUE_SWEEP_INTERVAL="0.3",
+        GENQUEUE_SIM_LATENCY="0.02",
+        GENQUEUE_MAINTENANCE_INTERVAL="1",
+        PATH=bin_dir + os.pathsep + env.get("PATH", ""),
+    )
     e.pop("REDIS_URL", None)
     log_path = tmp_path / "honcho.log"
     with open(log_path, "wb") as log:
-        honcho = subprocess.Popen([os.path.join(bin_dir, "honcho"), "start", "-f", str(ROOT / "Procfile"),
-                                   "-d", str(ROOT), "-c", "worker=2", "--no-colour", "-p", str(free_port())],
-                                  env=e, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        honcho = subprocess.Popen(
+            [
+                os.path.join(bin_dir, "honcho"),
+                "start",
+                "-f",
+                str(ROOT / "Procfile"),
+                "-d",
+                str(ROOT),
+                "-c",
+                "worker=2",
+                "--no-colour",
+                "-p",
+                str(free_port()),
+            ],
+            env=e,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     conn = connect_url(server.url)
     try:
         wait_for(lambda: conn.scard("genqueue:workers") == 2, message="honcho's two workers to register")
-        processes = wait_for(lambda: (p := genqueue_processes(honcho.pid)) and len(p) >= 4 and p,
-                             message="two workers, the scheduler and the API under honcho")
-        ids = [enqueue(conn, queue_name, {"prompt": f"p{i}", "simulate": ["ok"] if i % 2 else ["500", "ok"]},
-                       job_id=f"{queue_name}-{i}").job.id for i in range(JOBS)]
+        processes = wait_for(
+            lambda: (p := genqueue_processes(honcho.pid)) and len(p) >= 4 and p,
+            message="two workers, the scheduler and the API under honcho",
+        )
+        ids = [
+            enqueue(
+                conn,
+                queue_name,
+                {"prompt": f"p{i}", "simulate": ["ok"] if i % 2 else ["500", "ok"]},
+                job_id=f"{queue_name}-{i}",
+            ).job.id
+            for i in range(JOBS)
+        ]
         wait_for(lambda: finished(conn, ids) >= JOBS // 4, message="a quarter of the jobs to finish")
         crash(server)
         time.sleep(OUTAGE_S)

@@ -9,11 +9,14 @@ import pytest
 from genqueue.tasks.registry import lookup
 
 
-@pytest.mark.parametrize(("module", "tasks"), [
-    ("examples.openai_tasks", {"caption": 120, "image": 300}),
-    ("examples.anthropic_tasks", {"summarise": 120}),
-    ("examples.replicate_tasks", {"upscale": 600}),
-])
+@pytest.mark.parametrize(
+    ("module", "tasks"),
+    [
+        ("examples.openai_tasks", {"caption": 120, "image": 300}),
+        ("examples.anthropic_tasks", {"summarise": 120}),
+        ("examples.replicate_tasks", {"upscale": 600}),
+    ],
+)
 def test_example_tasks_register(monkeypatch, module, tasks):
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "REPLICATE_API_TOKEN"):
         monkeypatch.setenv(key, "test-key")

@@ -96,8 +96,12 @@ def test_every_package_has_a_layer():
 
 
 def test_imports_point_down():
-    upward = [(src, dst) for src, dsts in package_graph().items() for dst in dsts
-              if (src, dst) not in ALLOWED and layer_of(dst) >= layer_of(src)]
+    upward = [
+        (src, dst)
+        for src, dsts in package_graph().items()
+        for dst in dsts
+        if (src, dst) not in ALLOWED and layer_of(dst) >= layer_of(src)
+    ]
     assert not upward, f"imports that climb (or cross a layer): {sorted(upward)}"
 
 

@@ -11,14 +11,28 @@ from genqueue.tasks.providers.simulated import SimulatedProvider, parse_outcomes
 
 
 def test_settings_from_env():
-    s = Settings.from_env({"REDIS_URL": "redis://x", "GENQUEUE_QUEUE": "q2", "GENQUEUE_BACKOFF_SCALE": "0.5",
-                           "GENQUEUE_HOME": "/tmp/h", "GENQUEUE_DLQ_RETENTION": "60"})
-    assert (s.redis_url, s.queue, s.backoff_scale, str(s.home), s.dlq_retention_s) == ("redis://x", "q2", 0.5, "/tmp/h", 60)
+    s = Settings.from_env(
+        {
+            "REDIS_URL": "redis://x",
+            "GENQUEUE_QUEUE": "q2",
+            "GENQUEUE_BACKOFF_SCALE": "0.5",
+            "GENQUEUE_HOME": "/tmp/h",
+            "GENQUEUE_DLQ_RETENTION": "60",
+        }
+    )
+    assert (s.redis_url, s.queue, s.backoff_scale, str(s.home), s.dlq_retention_s) == (
+        "redis://x",
+        "q2",
+        0.5,
+        "/tmp/h",
+        60,
+    )
     assert Settings.from_env({}).redis_url is None
 
 
-@pytest.mark.parametrize("env", [{"GENQUEUE_BACKOFF_SCALE": "-1"}, {"GENQUEUE_DLQ_RETENTION": "week"},
-                                 {"GENQUEUE_LOG_FORMAT": "xml"}])
+@pytest.mark.parametrize(
+    "env", [{"GENQUEUE_BACKOFF_SCALE": "-1"}, {"GENQUEUE_DLQ_RETENTION": "week"}, {"GENQUEUE_LOG_FORMAT": "xml"}]
+)
 def test_bad_settings_are_invalid_input(env):
     with pytest.raises(InvalidInput):
         Settings.from_env(env)
@@ -54,8 +68,17 @@ def test_json_args(tmp_path):
         parse_json_arg("@/nonexistent/p.json", "--payload")
 
 
-@pytest.mark.parametrize("payload", [[], {"prompt": ""}, {"prompt": "x", "params": 3}, {"prompt": "x", "simulate": ["nope"]},
-                                     {"prompt": "x", "simulate": []}, {"prompt": "x", "user_id": [1]}])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [],
+        {"prompt": ""},
+        {"prompt": "x", "params": 3},
+        {"prompt": "x", "simulate": ["nope"]},
+        {"prompt": "x", "simulate": []},
+        {"prompt": "x", "user_id": [1]},
+    ],
+)
 def test_bad_payloads(payload):
     with pytest.raises(InvalidInput):
         validate_payload(payload)
@@ -66,12 +89,19 @@ def test_simulate_outcomes_apply_per_attempt_and_the_last_repeats():
     payload = {"prompt": "x", "simulate": ["500", "429:retry_after=2", "ok"]}
     assert [p.pick(payload, a, "j").name for a in (1, 2, 3, 4)] == ["500", "429", "ok", "ok"]
     assert p.pick(payload, 2, "j").retry_after == 2.0
-    assert [o.name for o in parse_outcomes(["sleep=0.5", "timeout", "reset", "crash"])] == ["sleep", "timeout", "reset", "crash"]
+    assert [o.name for o in parse_outcomes(["sleep=0.5", "timeout", "reset", "crash"])] == [
+        "sleep",
+        "timeout",
+        "reset",
+        "crash",
+    ]
 
 
 def test_rate_draws_are_reproducible_per_job_and_attempt():
     p = SimulatedProvider(latency_s=0)
-    assert [p.pick({"prompt": "x"}, a, "job-1") for a in range(1, 20)] == [p.pick({"prompt": "x"}, a, "job-1") for a in range(1, 20)]
+    assert [p.pick({"prompt": "x"}, a, "job-1") for a in range(1, 20)] == [
+        p.pick({"prompt": "x"}, a, "job-1") for a in range(1, 20)
+    ]
     always = SimulatedProvider({"503": 1.0}, latency_s=0)
     assert always.pick({"prompt": "x"}, 1, "j").name == "503"
 
@@ -97,8 +127,15 @@ def test_huge_durations_are_invalid_input_not_a_crash(text):
         parse_duration(text)
 
 
-@pytest.mark.parametrize("env", [{"GENQUEUE_LIVENESS_TTL": "inf"}, {"GENQUEUE_BACKOFF_SCALE": "nan"},
-                                 {"GENQUEUE_POLICY_TRANSIENT": "max=inf"}, {"GENQUEUE_POLICY_TIMEOUT": "base=1e400"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"GENQUEUE_LIVENESS_TTL": "inf"},
+        {"GENQUEUE_BACKOFF_SCALE": "nan"},
+        {"GENQUEUE_POLICY_TRANSIENT": "max=inf"},
+        {"GENQUEUE_POLICY_TIMEOUT": "base=1e400"},
+    ],
+)
 def test_non_finite_numbers_in_the_environment_are_invalid_input(env):
     with pytest.raises(InvalidInput):
         Settings.from_env(env)

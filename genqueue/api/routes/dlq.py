@@ -36,27 +36,43 @@ class FilterBody(BaseModel):
         return Filters.parse(**self.model_dump(include=set(FilterBody.model_fields)))
 
 
-async def query_filters(kind: str | None = None, func: str | None = None, user: str | None = None,
-                        reason: str | None = None, fingerprint: str | None = None, since: str | None = None,
-                        until: str | None = None) -> Filters:
+async def query_filters(
+    kind: str | None = None,
+    func: str | None = None,
+    user: str | None = None,
+    reason: str | None = None,
+    fingerprint: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Filters:
     # async (pure, no I/O): FastAPI runs a sync dependency through run_in_threadpool(func, **params), and a
     # query parameter named `func` collides with that call's own argument.
-    return Filters.parse(kind=kind, func=func, user=user, reason=reason, fingerprint=fingerprint,
-                         since=since, until=until)
+    return Filters.parse(
+        kind=kind, func=func, user=user, reason=reason, fingerprint=fingerprint, since=since, until=until
+    )
 
 
 @router.get("", summary="Dead-lettered jobs, newest first, filtered, by cursor")
-def list_entries(filters: Filters = Depends(query_filters), cursor: str | None = None,
-                 limit: int = Query(50, ge=1, le=500), _: Principal = Depends(admin),
-                 state: ServiceState = Depends(service)) -> dict:
+def list_entries(
+    filters: Filters = Depends(query_filters),
+    cursor: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    _: Principal = Depends(admin),
+    state: ServiceState = Depends(service),
+) -> dict:
     page = state.store().page(filters, cursor=cursor, limit=limit)
-    return {"data": [mask(e) for e in page.entries], "next_cursor": page.next_cursor, "total": page.total,
-            "skipped_corrupt": page.skipped}
+    return {
+        "data": [mask(e) for e in page.entries],
+        "next_cursor": page.next_cursor,
+        "total": page.total,
+        "skipped_corrupt": page.skipped,
+    }
 
 
 @router.get("/stats", summary="Counts by kind, func, user and reason; top fingerprints; counters")
-def stats(filters: Filters = Depends(query_filters), _: Principal = Depends(admin),
-          state: ServiceState = Depends(service)) -> dict:
+def stats(
+    filters: Filters = Depends(query_filters), _: Principal = Depends(admin), state: ServiceState = Depends(service)
+) -> dict:
     return {"data": mask(dlq_stats(state.store(), filters))}
 
 
@@ -71,23 +87,37 @@ class ReplayBody(BaseModel):
 
 
 @router.post("/{job_id}/retry", summary="Replay one entry with a fresh budget (exactly once)")
-def replay_entry(job_id: str, request: Request, body: ReplayBody | None = None, who: Principal = Depends(admin),
-                 state: ServiceState = Depends(service)) -> dict:
+def replay_entry(
+    job_id: str,
+    request: Request,
+    body: ReplayBody | None = None,
+    who: Principal = Depends(admin),
+    state: ServiceState = Depends(service),
+) -> dict:
     body = body or ReplayBody()
     store = state.store()
     job = replay(store, check_job_id(job_id), force=body.force, payload_patch=body.payload_patch)
-    audit.record(state.connection, "retry", store.keys.queue, ids=[job.id], counts={"replayed": 1},
-                 note="payload patched" if body.payload_patch else None, actor=actor(request, who))
+    audit.record(
+        state.connection,
+        "retry",
+        store.keys.queue,
+        ids=[job.id],
+        counts={"replayed": 1},
+        note="payload patched" if body.payload_patch else None,
+        actor=actor(request, who),
+    )
     return {"data": {"job_id": job.id, "status": "queued", "replays": job.meta["genqueue"]["replays"]}}
 
 
 @router.delete("/{job_id}", summary="Delete one entry")
-def delete_entry(job_id: str, request: Request, who: Principal = Depends(admin),
-                 state: ServiceState = Depends(service)) -> dict:
+def delete_entry(
+    job_id: str, request: Request, who: Principal = Depends(admin), state: ServiceState = Depends(service)
+) -> dict:
     store = state.store()
     store.delete(check_job_id(job_id))  # NotFound when absent; a corrupt entry is deleted too
-    audit.record(state.connection, "delete", store.keys.queue, ids=[job_id], counts={"deleted": 1},
-                 actor=actor(request, who))
+    audit.record(
+        state.connection, "delete", store.keys.queue, ids=[job_id], counts={"deleted": 1}, actor=actor(request, who)
+    )
     return {"data": {"job_id": job_id, "deleted": True}}
 
 
@@ -99,14 +129,28 @@ class BulkBody(FilterBody):
 
 
 @router.post("/retry", summary="Bulk replay by filters; dry_run; bounded per call, resumable by cursor")
-def bulk(body: BulkBody, request: Request, who: Principal = Depends(admin),
-         state: ServiceState = Depends(service)) -> dict:
+def bulk(
+    body: BulkBody, request: Request, who: Principal = Depends(admin), state: ServiceState = Depends(service)
+) -> dict:
     store, filters = state.store(), body.filters()
     if body.dry_run:
         sample = [job_id for batch in matching(store, filters, body.cursor, 50) for job_id, _, _ in batch][:50]
         return {"data": {"dry_run": True, "matching": count_matching(store, filters), "sample": sample}}
     result = bulk_replay(store, filters, cursor=body.cursor, force=body.force, limit=body.limit)
-    audit.record(state.connection, "retry_all", store.keys.queue, filters=body.model_dump(exclude={"cursor", "limit"}),
-                 counts={"replayed": result.done, **result.skipped}, ids=result.ids, actor=actor(request, who))
-    return {"data": {"replayed": result.done, "skipped": result.skipped, "ids": result.ids[:BULK_MAX],
-                     "next_cursor": result.cursor if result.more else None}}
+    audit.record(
+        state.connection,
+        "retry_all",
+        store.keys.queue,
+        filters=body.model_dump(exclude={"cursor", "limit"}),
+        counts={"replayed": result.done, **result.skipped},
+        ids=result.ids,
+        actor=actor(request, who),
+    )
+    return {
+        "data": {
+            "replayed": result.done,
+            "skipped": result.skipped,
+            "ids": result.ids[:BULK_MAX],
+            "next_cursor": result.cursor if result.more else None,
+        }
+    }

@@ -21,8 +21,11 @@ def healthz() -> dict:
 @router.get("/readyz", summary="Redis answers (else 503)")
 def readyz(state: ServiceState = Depends(service)) -> dict:
     kwargs = dict(state.connection.connection_pool.connection_kwargs, retry=quick_retry())
-    client = Redis(connection_pool=state.connection.connection_pool.__class__(
-        connection_class=state.connection.connection_pool.connection_class, **kwargs))
+    client = Redis(
+        connection_pool=state.connection.connection_pool.__class__(
+            connection_class=state.connection.connection_pool.connection_class, **kwargs
+        )
+    )
     try:
         client.ping()
     except (RedisError, OSError):

@@ -23,8 +23,9 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
 class EnqueueBody(BaseModel):
-    payload: dict[str, Any] | None = Field(None, description="the built-in generate task's payload: prompt "
-                                           "(required), model, params, user_id, …")
+    payload: dict[str, Any] | None = Field(
+        None, description="the built-in generate task's payload: prompt (required), model, params, user_id, …"
+    )
     task: str | None = Field(None, description="a registered task open to the API (instead of payload)")
     kwargs: dict[str, Any] | None = Field(None, description="the task's keyword arguments")
     job_id: str | None = Field(None, description="idempotency key: a second enqueue returns the existing job")
@@ -55,23 +56,36 @@ def shown_to(who: Principal, info: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, summary="Enqueue a generation job (201 created, 200 existing)")
-def create_job(body: EnqueueBody, request: Request, response: Response, who: Principal = Depends(principal),
-               state: ServiceState = Depends(service)) -> dict:
+def create_job(
+    body: EnqueueBody,
+    request: Request,
+    response: Response,
+    who: Principal = Depends(principal),
+    state: ServiceState = Depends(service),
+) -> dict:
     delay = timedelta(seconds=body.delay_s) if body.delay_s else None
     if (body.task is None) == (body.payload is None):
         raise InvalidInput("give either payload (the built-in generate task) or task with kwargs")
     if body.task is not None:
         open_to_api(state, who, body.task)
     call = generate_call(body.payload) if body.task is None else task_call(body.task, body.kwargs or {})[0]
-    result = enqueue_call(state.connection, state.settings.queue, call, job_id=body.job_id,
-                          max_retries=body.max_retries, in_=delay, tenant=who.tenant,
-                          as_tenant=None if who.is_admin else who.tenant)
+    result = enqueue_call(
+        state.connection,
+        state.settings.queue,
+        call,
+        job_id=body.job_id,
+        max_retries=body.max_retries,
+        in_=delay,
+        tenant=who.tenant,
+        as_tenant=None if who.is_admin else who.tenant,
+    )
     info = visible_status(state, who, result.job.id)  # an existing id of another tenant is 403, not its data
     if not result.created:
         response.status_code = 200
     else:
-        audit.record(state.connection, "api_enqueue", state.settings.queue, ids=[result.job.id],
-                     actor=actor(request, who))
+        audit.record(
+            state.connection, "api_enqueue", state.settings.queue, ids=[result.job.id], actor=actor(request, who)
+        )
     return {"data": info}
 
 
@@ -82,17 +96,30 @@ async def get_job(job_id: str, who: Principal = Depends(principal), state: Servi
 
 
 @router.post("/{job_id}/retry", summary="Retry a failed or dead-lettered job with a fresh budget")
-def retry(job_id: str, request: Request, force: bool = False, who: Principal = Depends(principal),
-          state: ServiceState = Depends(service)) -> dict:
+def retry(
+    job_id: str,
+    request: Request,
+    force: bool = False,
+    who: Principal = Depends(principal),
+    state: ServiceState = Depends(service),
+) -> dict:
     visible_status(state, who, job_id)
     if force and not who.is_admin:
         raise Forbidden("force needs the admin role")
     run_id = run_of_item(job_id)
     if run_id is not None and not who.is_admin and state.connection.exists(run_key(run_id)):
         # A run's items are retried by the run's rules (credits, the `never` class), not one by one.
-        raise Conflict(f"job {job_id} is an item of run {run_id}: retry it with POST /api/runs/{run_id}/"
-                       "retry-failed (Continue), which applies the run's credits and retry rules")
+        raise Conflict(
+            f"job {job_id} is an item of run {run_id}: retry it with POST /api/runs/{run_id}/"
+            "retry-failed (Continue), which applies the run's credits and retry rules"
+        )
     outcome = retry_job(state.connection, state.store(), job_id, force=force, by=principal_name(who))
-    audit.record(state.connection, "api_job_retry", state.settings.queue, ids=[job_id], actor=actor(request, who),
-                 counts={"charged": int(outcome.charged)})
+    audit.record(
+        state.connection,
+        "api_job_retry",
+        state.settings.queue,
+        ids=[job_id],
+        actor=actor(request, who),
+        counts={"charged": int(outcome.charged)},
+    )
     return {"data": shown_to(who, job_status(state.connection, state.store(), job_id))}

@@ -20,8 +20,10 @@ class LimitRow(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     key: str = Field(description="the limit key, e.g. openai:gpt-image-1")
-    state: str = Field(description="closed (calls go through), paused (a 429's Retry-After), open (the breaker: "
-                                   "calls held), half-open (one probe call out)")
+    state: str = Field(
+        description="closed (calls go through), paused (a 429's Retry-After), open (the breaker: "
+        "calls held), half-open (one probe call out)"
+    )
     paused_for_s: float | None = Field(None, description="seconds left while paused or open")
     in_flight: int = Field(description="jobs of this key holding a concurrency slot now")
     concurrency: int | None = Field(None, description="the cap (override, else declared); null: none")
@@ -29,8 +31,9 @@ class LimitRow(BaseModel):
     window_calls: int = Field(description="calls in the rate's current window")
     parked: int = Field(description="jobs waiting off the queue for this key")
     overridden: bool = Field(description="set with `genqueue limits set` (wins over the task's declaration)")
-    counters: dict[str, int] = Field(description="totals: throttled, paused, parked, woken, pauses, rate_limited, "
-                                                 "breaker_opens, probes")
+    counters: dict[str, int] = Field(
+        description="totals: throttled, paused, parked, woken, pauses, rate_limited, breaker_opens, probes"
+    )
     rate_limited_1m: int | None = Field(None, description="429s answered in the last minute")
 
 
@@ -38,8 +41,12 @@ class LimitsPage(BaseModel):
     data: list[LimitRow]
 
 
-@router.get("", summary="Provider limit keys: state, in flight / cap, rate, parked, counters",
-            response_model=LimitsPage)
-def list_limits(key: str | None = Query(None, description="only this key (an unknown key shows zeros)"),
-                _: Principal = Depends(admin), state: ServiceState = Depends(service)) -> dict:
+@router.get(
+    "", summary="Provider limit keys: state, in flight / cap, rate, parked, counters", response_model=LimitsPage
+)
+def list_limits(
+    key: str | None = Query(None, description="only this key (an unknown key shows zeros)"),
+    _: Principal = Depends(admin),
+    state: ServiceState = Depends(service),
+) -> dict:
     return {"data": mask(describe(state.connection, key))}

@@ -13,8 +13,12 @@ from ..metrics import render, token_ok
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics(request: Request, state: ServiceState = Depends(service)) -> Response:
     if not token_ok(state.config.metrics_token, request.headers.get("authorization")):
         raise ApiError(401, "UNAUTHORIZED", "GET /metrics needs Authorization: Bearer $GENQUEUE_METRICS_TOKEN")

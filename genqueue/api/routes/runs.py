@@ -20,12 +20,22 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 NDJSON = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 RUN_BODY = {
     "content": {
-        "application/json": {"schema": {"oneOf": [
-            {"type": "array", "items": {"type": "object"}},
-            {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}},
-                                              "run_id": {"type": "string"},
-                                              "max_retry_count": {"type": "integer", "minimum": 1, "maximum": 10}},
-             "required": ["items"]}]}},
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"type": "array", "items": {"type": "object"}},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "items": {"type": "array", "items": {"type": "object"}},
+                            "run_id": {"type": "string"},
+                            "max_retry_count": {"type": "integer", "minimum": 1, "maximum": 10},
+                        },
+                        "required": ["items"],
+                    },
+                ]
+            }
+        },
         "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON payload per line"}},
     },
     "required": True,
@@ -70,25 +80,54 @@ def retry_limit(value: Any) -> int:
     return value
 
 
-@router.post("", status_code=201, openapi_extra={"requestBody": RUN_BODY},
-             summary="Submit a run: a JSON array of payloads, {items, run_id?, max_retry_count?}, or JSONL")
-async def create_run(request: Request, response: Response, run_id: str | None = Query(None),
-                     max_retry_count: int | None = Query(None, ge=1, le=10),
-                     who: Principal = Depends(principal), state: ServiceState = Depends(service)) -> dict:
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra={"requestBody": RUN_BODY},
+    summary="Submit a run: a JSON array of payloads, {items, run_id?, max_retry_count?}, or JSONL",
+)
+async def create_run(
+    request: Request,
+    response: Response,
+    run_id: str | None = Query(None),
+    max_retry_count: int | None = Query(None, ge=1, le=10),
+    who: Principal = Depends(principal),
+    state: ServiceState = Depends(service),
+) -> dict:
     payloads, options = parse_items(await request.body(), request.headers.get("content-type", ""))
     run_id = options.get("run_id", run_id)
     limit = retry_limit(options.get("max_retry_count", max_retry_count))
     if run_id is not None:
         check_run_id(str(run_id))
-    result = await run_in_threadpool(submit, state.connection, state.settings.queue, payloads,
-                                     ttl_s=state.settings.dlq_retention_s, run_id=run_id, tenant=who.tenant,
-                                     retry_limit=limit)
+    result = await run_in_threadpool(
+        submit,
+        state.connection,
+        state.settings.queue,
+        payloads,
+        ttl_s=state.settings.dlq_retention_s,
+        run_id=run_id,
+        tenant=who.tenant,
+        retry_limit=limit,
+    )
     if not result.created:
         response.status_code = 200
-    audit.record(state.connection, "api_run_submit", state.settings.queue, note=f"run {result.run.run_id}",
-                 counts={"items": result.run.items, "enqueued": result.enqueued}, actor=actor(request, who))
-    return {"data": {"run_id": result.run.run_id, "items": result.run.items, "created": result.created,
-                     "enqueued": result.enqueued, "max_retry_count": result.run.retry_limit}}
+    audit.record(
+        state.connection,
+        "api_run_submit",
+        state.settings.queue,
+        note=f"run {result.run.run_id}",
+        counts={"items": result.run.items, "enqueued": result.enqueued},
+        actor=actor(request, who),
+    )
+    return {
+        "data": {
+            "run_id": result.run.run_id,
+            "items": result.run.items,
+            "created": result.created,
+            "enqueued": result.enqueued,
+            "max_retry_count": result.run.retry_limit,
+        }
+    }
 
 
 @router.get("/{run_id}", summary="A run's status, counts, and failed items with their retry class")
@@ -98,17 +137,48 @@ def get_run(run_id: str, who: Principal = Depends(principal), state: ServiceStat
     return {"data": snap.to_dict()}
 
 
-@router.post("/{run_id}/retry-failed", summary='"Continue": retry the failed items, all or nothing',
-             openapi_extra={"requestBody": None})
-def retry_run(run_id: str, request: Request, who: Principal = Depends(principal),
-              state: ServiceState = Depends(service), _body: None = Body(None, include_in_schema=False)) -> dict:
-    result = retry_failed(state.connection, check_run_id(run_id), ttl_s=state.settings.dlq_retention_s,
-                          check_tenant_access=lambda tenant: check_access(who, tenant, f"run {run_id}"),
-                          by=principal_name(who))
+@router.post(
+    "/{run_id}/retry-failed",
+    summary='"Continue": retry the failed items, all or nothing',
+    openapi_extra={"requestBody": None},
+)
+def retry_run(
+    run_id: str,
+    request: Request,
+    who: Principal = Depends(principal),
+    state: ServiceState = Depends(service),
+    _body: None = Body(None, include_in_schema=False),
+) -> dict:
+    result = retry_failed(
+        state.connection,
+        check_run_id(run_id),
+        ttl_s=state.settings.dlq_retention_s,
+        check_tenant_access=lambda tenant: check_access(who, tenant, f"run {run_id}"),
+        by=principal_name(who),
+    )
     retried = sorted(result.free + result.charged)
-    audit.record(state.connection, "run_retry_failed", result.queue, ids=retried, note=f"run {run_id}",
-                 counts={"free": len(result.free), "charged": len(result.charged), "never": len(result.never),
-                         "credits": result.credits_debited}, actor=actor(request, who))
-    return {"data": {"run_id": run_id, "run_retry": result.run_retry, "retried": retried, "free": result.free,
-                     "charged": result.charged, "never_retried": result.never,
-                     "credits_debited": result.credits_debited}}
+    audit.record(
+        state.connection,
+        "run_retry_failed",
+        result.queue,
+        ids=retried,
+        note=f"run {run_id}",
+        counts={
+            "free": len(result.free),
+            "charged": len(result.charged),
+            "never": len(result.never),
+            "credits": result.credits_debited,
+        },
+        actor=actor(request, who),
+    )
+    return {
+        "data": {
+            "run_id": run_id,
+            "run_retry": result.run_retry,
+            "retried": retried,
+            "free": result.free,
+            "charged": result.charged,
+            "never_retried": result.never,
+            "credits_debited": result.credits_debited,
+        }
+    }

@@ -95,14 +95,26 @@ def actor(request: Request, s: sessions.Session) -> str:
 def install(app) -> None:
     @app.exception_handler(NeedsLogin)
     async def _login(request: Request, _exc: NeedsLogin):
-        return page(request, "message.html", None, status=401, title="Log in",
-                    message="Log in with the one-time URL that `genqueue api token --admin --login` prints.")
+        return page(
+            request,
+            "message.html",
+            None,
+            status=401,
+            title="Log in",
+            message="Log in with the one-time URL that `genqueue api token --admin --login` prints.",
+        )
 
     @app.exception_handler(RateLimited)
     async def _limited(request: Request, exc: RateLimited):
-        response = page(request, "message.html", exc.session, status=429, title="Too many requests",
-                        message=f"Too many requests: the limit is {exc.limit} for you, the API and the dashboard "
-                                f"together. Try again in {exc.headers.get('Retry-After', '1')} s.")
+        response = page(
+            request,
+            "message.html",
+            exc.session,
+            status=429,
+            title="Too many requests",
+            message=f"Too many requests: the limit is {exc.limit} for you, the API and the dashboard "
+            f"together. Try again in {exc.headers.get('Retry-After', '1')} s.",
+        )
         response.headers.update(exc.headers)
         return response
 
@@ -111,18 +123,29 @@ def install(app) -> None:
 def login(request: Request, code: str = "", state: ServiceState = Depends(service)):
     s = sessions.redeem_login(state.connection, code)
     if s is None:
-        return page(request, "message.html", None, status=401, title="Log in",
-                    message="This login link is unknown, expired (5 minutes) or already used: print a new one "
-                            "with `genqueue api token --admin --login`.")
+        return page(
+            request,
+            "message.html",
+            None,
+            status=401,
+            title="Log in",
+            message="This login link is unknown, expired (5 minutes) or already used: print a new one "
+            "with `genqueue api token --admin --login`.",
+        )
     response = RedirectResponse("/ui/", status_code=303)
-    response.set_cookie(sessions.COOKIE, s.sid, max_age=sessions.SESSION_TTL_S, httponly=True, samesite="strict",
-                        path="/ui")
+    response.set_cookie(
+        sessions.COOKIE, s.sid, max_age=sessions.SESSION_TTL_S, httponly=True, samesite="strict", path="/ui"
+    )
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: str = Form(""), s: sessions.Session = Depends(session),
-           state: ServiceState = Depends(service)):
+def logout(
+    request: Request,
+    csrf: str = Form(""),
+    s: sessions.Session = Depends(session),
+    state: ServiceState = Depends(service),
+):
     if (refused := check_csrf(request, s, csrf)) is not None:
         return refused
     sessions.end_session(state.connection, s.sid)
@@ -137,17 +160,32 @@ def overview(request: Request, s: sessions.Session = Depends(session), state: Se
         return page(request, "overview.html", s, queue=state.settings.queue)
     queue = state.settings.queue
     stats = dlq_stats(state.store())
-    return page(request, "overview.html", s, queue=queue, numbers=read_metrics(state.connection, [queue])[queue],
-                stats=stats, chart=bar_chart(stats["hourly_last_24h"]))
+    return page(
+        request,
+        "overview.html",
+        s,
+        queue=queue,
+        numbers=read_metrics(state.connection, [queue])[queue],
+        stats=stats,
+        chart=bar_chart(stats["hourly_last_24h"]),
+    )
 
 
 def bar_chart(values: list[int], width: int = 480, height: int = 80) -> dict[str, Any]:
     """Inline SVG bars for dead-letters per hour, oldest hour first."""
     top = max(values, default=0) or 1
     step = width / max(1, len(values))
-    bars = [{"x": round(i * step + 1, 1), "w": round(step - 2, 1), "h": round(v / top * (height - 14), 1),
-             "y": round(height - v / top * (height - 14), 1), "v": v, "ago": len(values) - i}
-            for i, v in enumerate(values)]
+    bars = [
+        {
+            "x": round(i * step + 1, 1),
+            "w": round(step - 2, 1),
+            "h": round(v / top * (height - 14), 1),
+            "y": round(height - v / top * (height - 14), 1),
+            "v": v,
+            "ago": len(values) - i,
+        }
+        for i, v in enumerate(values)
+    ]
     return {"width": width, "height": height, "bars": bars, "max": max(values, default=0)}
 
 
@@ -164,12 +202,18 @@ def providers(request: Request, s: sessions.Session = Depends(session), state: S
     return page(request, "providers.html", s, limits=[mask(row) for row in describe_limits(state.connection)])
 
 
-
-
 @router.get("/dlq", response_class=HTMLResponse)
-def dlq_list(request: Request, kind: str = "", user: str = "", reason: str = "", fingerprint: str = "",
-             since: str = "", cursor: str = "", s: sessions.Session = Depends(session),
-             state: ServiceState = Depends(service)):
+def dlq_list(
+    request: Request,
+    kind: str = "",
+    user: str = "",
+    reason: str = "",
+    fingerprint: str = "",
+    since: str = "",
+    cursor: str = "",
+    s: sessions.Session = Depends(session),
+    state: ServiceState = Depends(service),
+):
     if (refused := admin_only(request, s)) is not None:
         return refused
     form = {"kind": kind, "user": user, "reason": reason, "fingerprint": fingerprint, "since": since}
@@ -178,32 +222,61 @@ def dlq_list(request: Request, kind: str = "", user: str = "", reason: str = "",
         result = state.store().page(filters, cursor=cursor or None, limit=50)
     except GenqueueError as exc:
         return page(request, "dlq_list.html", s, form=form, entries=[], total=0, next_cursor=None, error=str(exc))
-    return page(request, "dlq_list.html", s, form=form, entries=[mask(e) for e in result.entries],
-                total=result.total, next_cursor=result.next_cursor, error=None)
+    return page(
+        request,
+        "dlq_list.html",
+        s,
+        form=form,
+        entries=[mask(e) for e in result.entries],
+        total=result.total,
+        next_cursor=result.next_cursor,
+        error=None,
+    )
 
 
-def entry_page(request: Request, s: sessions.Session, state: ServiceState, job_id: str, *, status: int = 200,
-               error: str | None = None, notice: str | None = None):
+def entry_page(
+    request: Request,
+    s: sessions.Session,
+    state: ServiceState,
+    job_id: str,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    notice: str | None = None,
+):
     try:
         entry = mask(state.store().get(check_job_id(job_id)))
     except GenqueueError as exc:
-        return page(request, "message.html", s, status=404 if "no DLQ entry" in str(exc) else 400,
-                    title="Entry", message=error or str(exc))
+        return page(
+            request,
+            "message.html",
+            s,
+            status=404 if "no DLQ entry" in str(exc) else 400,
+            title="Entry",
+            message=error or str(exc),
+        )
     return page(request, "entry.html", s, entry=entry, error=error, notice=notice, status=status)
 
 
 @router.get("/dlq/{job_id}", response_class=HTMLResponse)
-def dlq_entry(request: Request, job_id: str, s: sessions.Session = Depends(session),
-              state: ServiceState = Depends(service)):
+def dlq_entry(
+    request: Request, job_id: str, s: sessions.Session = Depends(session), state: ServiceState = Depends(service)
+):
     if (refused := admin_only(request, s)) is not None:
         return refused
     return entry_page(request, s, state, job_id)
 
 
 @router.post("/dlq/{job_id}/retry", response_class=HTMLResponse)
-def dlq_retry(request: Request, job_id: str, csrf: str = Form(""), payload_patch: str = Form(""),
-              confirmed: str = Form(""), s: sessions.Session = Depends(session),
-              state: ServiceState = Depends(service)):
+def dlq_retry(
+    request: Request,
+    job_id: str,
+    csrf: str = Form(""),
+    payload_patch: str = Form(""),
+    confirmed: str = Form(""),
+    s: sessions.Session = Depends(session),
+    state: ServiceState = Depends(service),
+):
     if (refused := admin_only(request, s) or check_csrf(request, s, csrf)) is not None:
         return refused
     store = state.store()
@@ -222,23 +295,48 @@ def dlq_retry(request: Request, job_id: str, csrf: str = Form(""), payload_patch
             before = store.get(check_job_id(job_id))["args"][0]
         except GenqueueError as exc:
             return entry_page(request, s, state, job_id, status=409, error=str(exc))
-        return page(request, "confirm_replay.html", s, job_id=job_id, before=mask(before),
-                    after=mask(merge_patch(before, patch)), payload_patch=payload_patch)
+        return page(
+            request,
+            "confirm_replay.html",
+            s,
+            job_id=job_id,
+            before=mask(before),
+            after=mask(merge_patch(before, patch)),
+            payload_patch=payload_patch,
+        )
     try:
         job = replay(store, check_job_id(job_id), payload_patch=patch)
     except GenqueueError as exc:
         status = 409 if exc.code == "CONFLICT" else 400
         message = f"Not replayed: {exc}" + (" (already replayed)" if "replayed" in str(exc) else "")
         return page(request, "message.html", s, status=status, title=f"Replay {job_id}", message=message)
-    audit.record(state.connection, "retry", store.keys.queue, ids=[job.id], counts={"replayed": 1},
-                 note="payload patched" if patch else None, actor=actor(request, s))
-    return page(request, "message.html", s, title=f"Replayed {job_id}",
-                message=f"Job {job_id} is queued again with a fresh retry budget.", link=f"/ui/jobs?id={job_id}")
+    audit.record(
+        state.connection,
+        "retry",
+        store.keys.queue,
+        ids=[job.id],
+        counts={"replayed": 1},
+        note="payload patched" if patch else None,
+        actor=actor(request, s),
+    )
+    return page(
+        request,
+        "message.html",
+        s,
+        title=f"Replayed {job_id}",
+        message=f"Job {job_id} is queued again with a fresh retry budget.",
+        link=f"/ui/jobs?id={job_id}",
+    )
 
 
 @router.post("/dlq/{job_id}/delete", response_class=HTMLResponse)
-def dlq_delete(request: Request, job_id: str, csrf: str = Form(""), s: sessions.Session = Depends(session),
-               state: ServiceState = Depends(service)):
+def dlq_delete(
+    request: Request,
+    job_id: str,
+    csrf: str = Form(""),
+    s: sessions.Session = Depends(session),
+    state: ServiceState = Depends(service),
+):
     if (refused := admin_only(request, s) or check_csrf(request, s, csrf)) is not None:
         return refused
     store = state.store()
@@ -246,23 +344,32 @@ def dlq_delete(request: Request, job_id: str, csrf: str = Form(""), s: sessions.
         store.delete(check_job_id(job_id))
     except GenqueueError as exc:
         return page(request, "message.html", s, status=404, title=f"Delete {job_id}", message=str(exc))
-    audit.record(state.connection, "delete", store.keys.queue, ids=[job_id], counts={"deleted": 1},
-                 actor=actor(request, s))
-    return page(request, "message.html", s, title=f"Deleted {job_id}", message=f"DLQ entry {job_id} deleted.",
-                link="/ui/dlq")
+    audit.record(
+        state.connection, "delete", store.keys.queue, ids=[job_id], counts={"deleted": 1}, actor=actor(request, s)
+    )
+    return page(
+        request, "message.html", s, title=f"Deleted {job_id}", message=f"DLQ entry {job_id} deleted.", link="/ui/dlq"
+    )
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def job_lookup(request: Request, id: str = "", s: sessions.Session = Depends(session),
-               state: ServiceState = Depends(service)):
+def job_lookup(
+    request: Request, id: str = "", s: sessions.Session = Depends(session), state: ServiceState = Depends(service)
+):
     if not id:
         return page(request, "job.html", s, job=None, error=None)
     try:
         info = job_status(state.connection, state.store(), check_job_id(id.strip()))
         check_access(s.principal, info.get("tenant"), f"job {id}")
     except GenqueueError as exc:
-        return page(request, "job.html", s, job=None, error=str(exc), status=404 if exc.code == "NOT_FOUND" else 403
-                    if exc.code == "FORBIDDEN" else 400)
+        return page(
+            request,
+            "job.html",
+            s,
+            job=None,
+            error=str(exc),
+            status=404 if exc.code == "NOT_FOUND" else 403 if exc.code == "FORBIDDEN" else 400,
+        )
     return page(request, "job.html", s, job=info if s.principal.is_admin else without_tracebacks(info), error=None)
 
 
@@ -271,22 +378,30 @@ def run_page(request: Request, s: sessions.Session, state: ServiceState, run_id:
         snap = snapshot(state.connection, check_run_id(run_id.strip()), ttl_s=state.settings.dlq_retention_s)
         check_access(s.principal, snap.run.tenant, f"run {run_id}")
     except GenqueueError as exc:
-        return page(request, "run.html", s, run=None, error=str(exc),
-                    status=404 if exc.code == "NOT_FOUND" else 403 if exc.code == "FORBIDDEN" else 400)
+        return page(
+            request,
+            "run.html",
+            s,
+            run=None,
+            error=str(exc),
+            status=404 if exc.code == "NOT_FOUND" else 403 if exc.code == "FORBIDDEN" else 400,
+        )
     return page(request, "run.html", s, run=snap.to_dict(), error=None, **extra)
 
 
 @router.get("/runs", response_class=HTMLResponse)
-def run_lookup(request: Request, id: str = "", s: sessions.Session = Depends(session),
-               state: ServiceState = Depends(service)):
+def run_lookup(
+    request: Request, id: str = "", s: sessions.Session = Depends(session), state: ServiceState = Depends(service)
+):
     if not id:
         return page(request, "run.html", s, run=None, error=None)
     return run_page(request, s, state, id)
 
 
 @router.get("/runs/{run_id}/continue", response_class=HTMLResponse)
-def continue_confirm(request: Request, run_id: str, s: sessions.Session = Depends(session),
-                     state: ServiceState = Depends(service)):
+def continue_confirm(
+    request: Request, run_id: str, s: sessions.Session = Depends(session), state: ServiceState = Depends(service)
+):
     response = run_page(request, s, state, run_id)
     if response.status_code != 200:
         return response
@@ -294,26 +409,60 @@ def continue_confirm(request: Request, run_id: str, s: sessions.Session = Depend
     classes = {c: [f["id"] for f in info["failed_items"] if f["retry"] == c] for c in ("free", "charged", "never")}
     tenant = info.get("tenant")
     balance = credits.balance(state.connection, tenant) if tenant else None
-    return page(request, "confirm_continue.html", s, run=info, classes=classes, balance=balance,
-                cost=len(classes["charged"]) if balance is not None else 0)
+    return page(
+        request,
+        "confirm_continue.html",
+        s,
+        run=info,
+        classes=classes,
+        balance=balance,
+        cost=len(classes["charged"]) if balance is not None else 0,
+    )
 
 
 @router.post("/runs/{run_id}/continue", response_class=HTMLResponse)
-def continue_run(request: Request, run_id: str, csrf: str = Form(""), s: sessions.Session = Depends(session),
-                 state: ServiceState = Depends(service)):
+def continue_run(
+    request: Request,
+    run_id: str,
+    csrf: str = Form(""),
+    s: sessions.Session = Depends(session),
+    state: ServiceState = Depends(service),
+):
     if (refused := check_csrf(request, s, csrf)) is not None:
         return refused
     try:
-        result = retry_failed(state.connection, check_run_id(run_id), ttl_s=state.settings.dlq_retention_s,
-                              check_tenant_access=lambda tenant: check_access(s.principal, tenant, f"run {run_id}"),
-                              by=principal_name(s.principal))
+        result = retry_failed(
+            state.connection,
+            check_run_id(run_id),
+            ttl_s=state.settings.dlq_retention_s,
+            check_tenant_access=lambda tenant: check_access(s.principal, tenant, f"run {run_id}"),
+            by=principal_name(s.principal),
+        )
     except GenqueueError as exc:
         return run_page(request, s, state, run_id, notice=None, failure=f"Not continued: {exc}")
     retried = sorted(result.free + result.charged)
-    audit.record(state.connection, "run_retry_failed", result.queue, ids=retried, note=f"run {run_id}",
-                 counts={"free": len(result.free), "charged": len(result.charged), "never": len(result.never),
-                         "credits": result.credits_debited}, actor=actor(request, s))
-    return run_page(request, s, state, run_id, failure=None,
-                    notice=f"Continued: {len(retried)} item(s) retried ({len(result.charged)} charged, "
-                           f"{len(result.free)} free), {len(result.never)} never retried"
-                           + (f"; {result.credits_debited} credit(s) debited" if result.credits_debited else "") + ".")
+    audit.record(
+        state.connection,
+        "run_retry_failed",
+        result.queue,
+        ids=retried,
+        note=f"run {run_id}",
+        counts={
+            "free": len(result.free),
+            "charged": len(result.charged),
+            "never": len(result.never),
+            "credits": result.credits_debited,
+        },
+        actor=actor(request, s),
+    )
+    return run_page(
+        request,
+        s,
+        state,
+        run_id,
+        failure=None,
+        notice=f"Continued: {len(retried)} item(s) retried ({len(result.charged)} charged, "
+        f"{len(result.free)} free), {len(result.never)} never retried"
+        + (f"; {result.credits_debited} credit(s) debited" if result.credits_debited else "")
+        + ".",
+    )

@@ -81,13 +81,16 @@ class HTTPProvider:
         return headers
 
     def call(self, payload: Mapping[str, Any], *, attempt: int, job_id: str) -> Any:
-        response = self.client.post(self.url, json=dict(payload), headers=self.headers(job_id),
-                                    timeout=call_timeout(self.timeout_s))
+        response = self.client.post(
+            self.url, json=dict(payload), headers=self.headers(job_id), timeout=call_timeout(self.timeout_s)
+        )
         if not response.is_success:
             raise ProviderHTTPError(response, url=self.url, secrets=(self._token or "",))
         pause_if_spent(response.headers)  # a 2xx saying a limit is spent (remaining 0) pauses the key
         try:
             return response.json()
         except ValueError:
-            raise ValueError(f"HTTP {response.status_code} from {safe_url(self.url)} is not JSON "
-                             f"(content-type {response.headers.get('content-type', 'none')!r})") from None
+            raise ValueError(
+                f"HTTP {response.status_code} from {safe_url(self.url)} is not JSON "
+                f"(content-type {response.headers.get('content-type', 'none')!r})"
+            ) from None

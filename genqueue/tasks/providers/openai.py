@@ -33,10 +33,16 @@ from .timeouts import call_timeout, configured_timeout
 ENDPOINTS = ("images", "chat", "responses")
 DEFAULT_ENDPOINT = "images"
 # Arguments genqueue sets itself; in params they would collide or change the call's shape.
-RESERVED_PARAMS = frozenset({"model", "prompt", "messages", "input", "stream", "extra_headers", "extra_query",
-                             "timeout"})
-MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF8", "gif"), (b"<svg", "svg"),
-         (b"<?xml", "svg"))
+RESERVED_PARAMS = frozenset(
+    {"model", "prompt", "messages", "input", "stream", "extra_headers", "extra_query", "timeout"}
+)
+MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF8", "gif"),
+    (b"<svg", "svg"),
+    (b"<?xml", "svg"),
+)
 
 
 def sdk():
@@ -92,8 +98,9 @@ def externalize(endpoint: str, result: dict[str, Any], put: Callable[[str, bytes
     if endpoint == "images":
         items, field, declared = result.get("data") or [], "b64_json", result.get("output_format")
     elif endpoint == "responses":
-        items = [o for o in result.get("output") or []
-                 if isinstance(o, dict) and o.get("type") == "image_generation_call"]
+        items = [
+            o for o in result.get("output") or [] if isinstance(o, dict) and o.get("type") == "image_generation_call"
+        ]
         field, declared = "result", None
     else:
         return result
@@ -126,9 +133,12 @@ class OpenAIProvider:
         openai = sdk()
         timeout_s = configured_timeout(env)
         try:
-            client = openai.OpenAI(api_key=env.get("OPENAI_API_KEY") or None,
-                                   base_url=env.get("OPENAI_BASE_URL") or None,
-                                   max_retries=0, timeout=timeout_s)
+            client = openai.OpenAI(
+                api_key=env.get("OPENAI_API_KEY") or None,
+                base_url=env.get("OPENAI_BASE_URL") or None,
+                max_retries=0,
+                timeout=timeout_s,
+            )
         except openai.OpenAIError as exc:  # e.g. no OPENAI_API_KEY: a configuration error, said in one line
             raise InvalidInput(f"openai provider: {exc}") from None
         return cls(client, timeout_s=timeout_s, store=default_store(env), openai_module=openai)

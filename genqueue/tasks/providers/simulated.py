@@ -126,8 +126,12 @@ return math.max(1, tonumber(oldest[2]) + tonumber(ARGV[3]) - tonumber(ARGV[1]))
 
 
 class SimulatedProvider:
-    def __init__(self, rates: Mapping[str, float] | None = None, latency_s: float = DEFAULT_LATENCY_S,
-                 shared_limit: str | None = None):
+    def __init__(
+        self,
+        rates: Mapping[str, float] | None = None,
+        latency_s: float = DEFAULT_LATENCY_S,
+        shared_limit: str | None = None,
+    ):
         self.rates = dict(DEFAULT_RATES if rates is None else rates)
         self.latency_s = latency_s
         self.shared_limit = None
@@ -149,15 +153,17 @@ class SimulatedProvider:
             return
         rate = self.shared_limit
         wait_ms = registered(job.connection, SHARED_LIMIT)(
-            keys=[keys.SIM_WINDOW, keys.SIM_STATS], args=[int(time.time() * 1000), rate.n, rate.period_ms, job_id])
+            keys=[keys.SIM_WINDOW, keys.SIM_STATS], args=[int(time.time() * 1000), rate.n, rate.period_ms, job_id]
+        )
         if wait_ms:
             raise ProviderError(429, MESSAGES[429], retry_after=max(0.001, int(wait_ms) / 1000))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SimulatedProvider:
         rates = parse_rates(env["GENQUEUE_SIM_RATES"]) if env.get("GENQUEUE_SIM_RATES") else None
-        return cls(rates, float(env.get("GENQUEUE_SIM_LATENCY", DEFAULT_LATENCY_S)),
-                   env.get("GENQUEUE_SIM_RATE_LIMIT") or None)
+        return cls(
+            rates, float(env.get("GENQUEUE_SIM_LATENCY", DEFAULT_LATENCY_S)), env.get("GENQUEUE_SIM_RATE_LIMIT") or None
+        )
 
     def pick(self, payload: Mapping[str, Any], attempt: int, job_id: str) -> Outcome:
         if "simulate" in payload:

@@ -25,8 +25,12 @@ def home_env(tmp_path):
 
 def test_two_processes_starting_at_once_make_one_server(home_env):
     home, env = home_env
-    procs = [subprocess.Popen([sys.executable, "-m", "genqueue", "server", "start", "--json"], env=env,
-                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "genqueue", "server", "start", "--json"], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=60)[0] for p in procs]
     import json
 

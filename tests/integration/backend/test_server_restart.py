@@ -28,8 +28,13 @@ def own_server(tmp_path, env):
     home = tmp_path / "srv"
     server = EmbeddedServer(home)
     server.start()
-    e = dict(env, GENQUEUE_HOME=str(home), GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3",
-             GENQUEUE_SIM_LATENCY="0.02")
+    e = dict(
+        env,
+        GENQUEUE_HOME=str(home),
+        GENQUEUE_LIVENESS_TTL="1",
+        GENQUEUE_SWEEP_INTERVAL="0.3",
+        GENQUEUE_SIM_LATENCY="0.02",
+    )
     e.pop("REDIS_URL", None)
     yield server, e
     server.stop()
@@ -49,7 +54,7 @@ def terminal(conn, store, ids):
             pipe.hget(f"rq:job:{job_id}", "status")
             pipe.exists(store.keys.entry(job_id))
         replies = pipe.execute()
-    return sum(1 for s, d in zip(replies[::2], replies[1::2]) if s == b"finished" or (d and s is None))
+    return sum(1 for s, d in zip(replies[::2], replies[1::2], strict=False) if s == b"finished" or (d and s is None))
 
 
 def assert_clean_finish(conn, store, queue_name, ids):
@@ -62,15 +67,20 @@ def assert_clean_finish(conn, store, queue_name, ids):
     assert conn.llen(f"rq:queue:{queue_name}") == 0
 
 
-@pytest.mark.parametrize("how,simple", [("kill", False), ("kill", True), ("stop", False)],
-                         ids=["sigkill-forking", "sigkill-simple", "graceful-forking"])
+@pytest.mark.parametrize(
+    "how,simple",
+    [("kill", False), ("kill", True), ("stop", False)],
+    ids=["sigkill-forking", "sigkill-simple", "graceful-forking"],
+)
 def test_server_restart_mid_run_workers_survive(own_server, queue_name, how, simple):
     server, env = own_server
     conn = connect_url(server.url)
     store = DLQStore(conn, queue_name, retention_s=3600)
     outcomes = (["ok"], ["500", "ok"], ["reset", "ok"])
-    ids = [enqueue(conn, queue_name, {"prompt": f"p{i}", "simulate": outcomes[i % 3]}, job_id=f"{queue_name}-{i}").job.id
-           for i in range(JOBS)]
+    ids = [
+        enqueue(conn, queue_name, {"prompt": f"p{i}", "simulate": outcomes[i % 3]}, job_id=f"{queue_name}-{i}").job.id
+        for i in range(JOBS)
+    ]
     workers = [WorkerProcess(env, queue_name, simple=simple) for _ in range(2)]
     try:
         wait_for(lambda: terminal(conn, store, ids) >= JOBS // 4, message="a quarter of the jobs to finish")
@@ -83,8 +93,12 @@ def test_server_restart_mid_run_workers_survive(own_server, queue_name, how, sim
         conn = connect_url(server.url)
         store = DLQStore(conn, queue_name, retention_s=3600)
         assert terminal(conn, store, ids) < JOBS, "the restart must happen mid-run"
-        wait_for(lambda: terminal(conn, store, ids) == JOBS, timeout=90, interval=0.2,
-                 message="every job to finish after the restart")
+        wait_for(
+            lambda: terminal(conn, store, ids) == JOBS,
+            timeout=90,
+            interval=0.2,
+            message="every job to finish after the restart",
+        )
         assert [w.alive() for w in workers] == [True, True], "a worker exited over the outage"
     finally:
         for w in workers:

@@ -17,9 +17,16 @@ def fill(store, queue, n=30):
     """n entries; ids carry the queue name because RQ job ids are global across queues."""
     kinds = ["RATE_LIMITED", "TRANSIENT", "PERMANENT"]
     for i in range(n):
-        store.add(make_entry(f"{queue}-b{i:03d}", queue=queue, kind=kinds[i % 3], user=f"u{i % 2}",
-                             reason="non_retryable" if i % 3 == 2 else "exhausted",
-                             payload={"prompt": "p", "user_id": f"u{i % 2}", "api_key": "sk-secret"}))
+        store.add(
+            make_entry(
+                f"{queue}-b{i:03d}",
+                queue=queue,
+                kind=kinds[i % 3],
+                user=f"u{i % 2}",
+                reason="non_retryable" if i % 3 == 2 else "exhausted",
+                payload={"prompt": "p", "user_id": f"u{i % 2}", "api_key": "sk-secret"},
+            )
+        )
 
 
 def snapshot(conn, store):
@@ -114,8 +121,11 @@ def test_import_checks_every_field_it_writes_before_writing_any(conn, settings, 
     """Fields import reads later (failed_at, expires_at, error for the indexes) are checked up front, so a
     bad one is a numbered line in a one-line error, not a traceback after earlier batches were written."""
     good = make_entry("ok1", queue=settings.queue)
-    bad = [{**good, "job_id": "b1", "failed_at": 12345}, {**good, "job_id": "b2", "expires_at": "soon"},
-           {**good, "job_id": "b3", "error": "boom"}]
+    bad = [
+        {**good, "job_id": "b1", "failed_at": 12345},
+        {**good, "job_id": "b2", "expires_at": "soon"},
+        {**good, "job_id": "b3", "error": "boom"},
+    ]
     f = tmp_path / "fields.jsonl"
     f.write_text("\n".join(json.dumps(e) for e in [good, *bad]) + "\n")
     r = run_cli(env, "dlq", "import", str(f))
@@ -155,8 +165,12 @@ def test_scheduler_alerts_webhook_and_auto_retry(conn, settings, store, env):
     server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        run_env = dict(env, GENQUEUE_DLQ_ALERT_SIZE="5", GENQUEUE_AUTO_RETRY="RATE_LIMITED=0s",
-                       GENQUEUE_DLQ_WEBHOOK=f"http://127.0.0.1:{server.server_port}/hook")
+        run_env = dict(
+            env,
+            GENQUEUE_DLQ_ALERT_SIZE="5",
+            GENQUEUE_AUTO_RETRY="RATE_LIMITED=0s",
+            GENQUEUE_DLQ_WEBHOOK=f"http://127.0.0.1:{server.server_port}/hook",
+        )
         r = run_cli(run_env, "scheduler", "--once", "--json")
         assert r.code == 0, r.stderr
         report = r.json()[settings.queue]
@@ -184,7 +198,7 @@ def test_bulk_replay_writes_the_job_rqs_own_enqueue_would(conn, settings, store)
 
     q = settings.queue
     for job_id in (f"{q}-one", f"{q}-bulk"):
-        store.add(make_entry(job_id, queue=q, payload={"prompt": "same", "n": 2 ** 70}, replays=1))
+        store.add(make_entry(job_id, queue=q, payload={"prompt": "same", "n": 2**70}, replays=1))
     replay(store, f"{q}-one")
     assert bulk_replay(store, Filters()).done == 1
     one, bulk = conn.hgetall(f"rq:job:{q}-one"), conn.hgetall(f"rq:job:{q}-bulk")
@@ -198,5 +212,5 @@ def test_bulk_replay_writes_the_job_rqs_own_enqueue_would(conn, settings, store)
     assert meta_one == meta_bulk and meta_bulk["genqueue"]["replays"] == 2
     job = Job.fetch(f"{q}-bulk", connection=conn, serializer=SERIALIZER)
     assert job.get_status() == "queued" and job.func_name == "genqueue.jobs.generate"
-    assert list(job.args) == [{"prompt": "same", "n": 2 ** 70}] and job.enqueued_at is not None
+    assert list(job.args) == [{"prompt": "same", "n": 2**70}] and job.enqueued_at is not None
     assert conn.lrange(f"rq:queue:{q}", 0, -1) == [f"{q}-one".encode(), f"{q}-bulk".encode()]

@@ -19,7 +19,7 @@ def test_two_admins_replaying_one_entry_enqueue_exactly_once_200_times(conn, set
     for trial in range(200):
         job_id = f"race-{settings.queue}-{trial}"
         stores[0].add(make_entry(job_id, queue=settings.queue))
-        outcomes = race(*(lambda s=s: replay(s, job_id) for s in stores), expected=(Conflict, NotFound))
+        outcomes = race(*(lambda s=s, job_id=job_id: replay(s, job_id) for s in stores), expected=(Conflict, NotFound))
         assert outcomes in (["Conflict", "ok"], ["NotFound", "ok"]), outcomes
     ids = [m.decode() for m in conn.lrange(queue_key, 0, -1)]
     assert len(ids) == 200 and len(set(ids)) == 200

@@ -63,15 +63,24 @@ def test_queued_scheduled_running_and_finished_jobs_conflict(conn, settings, wor
 def test_dead_job_is_queued_again_with_its_entry_removed_and_the_retry_recorded(conn, settings, store, workers, env):
     job_id = f"dead-{settings.queue}"
     w = workers()
-    enqueue(conn, settings.queue, {"prompt": "p", "simulate": ["422", "ok"], "params": {"api_key": "sk-live-1"}},
-            job_id=job_id)
+    enqueue(
+        conn,
+        settings.queue,
+        {"prompt": "p", "simulate": ["422", "ok"], "params": {"api_key": "sk-live-1"}},
+        job_id=job_id,
+    )
     wait_for(lambda: store.exists(job_id), message="DLQ entry")
     w.stop()
     r = run_cli(env, "jobs", "retry", job_id, "--json")
     assert r.code == 0, r.stderr
-    assert {k: r.json()[k] for k in ("status", "previous_status", "attempts", "max_attempts", "charged", "forced")} == \
-        {"status": "queued", "previous_status": "dead", "attempts": 1, "max_attempts": 6, "charged": True,
-         "forced": False}
+    assert {k: r.json()[k] for k in ("status", "previous_status", "attempts", "max_attempts", "charged", "forced")} == {
+        "status": "queued",
+        "previous_status": "dead",
+        "attempts": 1,
+        "max_attempts": 6,
+        "charged": True,
+        "forced": False,
+    }
     assert not store.exists(job_id) and store.stats_counters().get("replayed") == 1
     assert queued_ids(conn, settings) == [job_id]
     info = run_cli(env, "jobs", "show", job_id, "--json").json()
@@ -113,8 +122,15 @@ def test_a_job_rq_itself_failed_is_requeued_with_its_error_and_timestamps_cleare
     enqueue(conn, settings.queue, {"prompt": "p", "simulate": ["ok"]}, job_id=job_id)
     key = f"rq:job:{job_id}"
     conn.lrem(f"rq:queue:{settings.queue}", 0, job_id)  # what RQ's own failure path leaves behind
-    conn.hset(key, mapping={"status": "failed", "started_at": "2025-01-01T00:00:00.000000Z",
-                            "ended_at": "2025-01-01T00:00:01.000000Z", "exc_info": "boom"})
+    conn.hset(
+        key,
+        mapping={
+            "status": "failed",
+            "started_at": "2025-01-01T00:00:00.000000Z",
+            "ended_at": "2025-01-01T00:00:01.000000Z",
+            "exc_info": "boom",
+        },
+    )
     conn.zadd(f"rq:failed:{settings.queue}", {job_id: 9999999999})
     assert run_cli(env, "jobs", "show", job_id, "--json").json()["status"] == "failed"
 
@@ -132,7 +148,7 @@ def test_two_admins_retrying_one_dead_job_enqueue_it_once_100_times(conn, settin
     for trial in range(100):
         job_id = f"race-{settings.queue}-{trial}"
         store.add(make_entry(job_id, queue=settings.queue))
-        outcomes = race(*[lambda: retry_job(conn, store, job_id)] * 2, expected=(Conflict,))
+        outcomes = race(*[lambda job_id=job_id: retry_job(conn, store, job_id)] * 2, expected=(Conflict,))
         assert outcomes == ["Conflict", "ok"], (trial, outcomes)
     ids = queued_ids(conn, settings)
     assert len(ids) == 100 and len(set(ids)) == 100 and store.count() == 0

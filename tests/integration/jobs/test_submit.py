@@ -4,7 +4,7 @@ re-enqueue, a run submitted twice, a retry or a replay is not a new job."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from rq import Queue
 from rq.job import Job
@@ -26,12 +26,19 @@ def test_the_hash_and_queue_are_rqs_own(conn, settings):
     q = settings.queue
     ours = enqueue(conn, q, {"prompt": "a"}, job_id=f"{q}-ours").job
     theirs = Queue(q, connection=conn, serializer=SERIALIZER).enqueue_call(
-        "genqueue.jobs.generate", args=({"prompt": "a"},), job_id=f"{q}-theirs", timeout=180, result_ttl=86400, meta={"x": 1},
-        unique=True)
+        "genqueue.jobs.generate",
+        args=({"prompt": "a"},),
+        job_id=f"{q}-theirs",
+        timeout=180,
+        result_ttl=86400,
+        meta={"x": 1},
+        unique=True,
+    )
     a, b = conn.hgetall(ours.key), conn.hgetall(theirs.key)
     assert set(a) - {b"redis_server_version"} == set(b) - {b"redis_server_version"}
-    assert {k: v for k, v in a.items() if k.decode() not in IGNORED} == \
-        {k: v for k, v in b.items() if k.decode() not in IGNORED}
+    assert {k: v for k, v in a.items() if k.decode() not in IGNORED} == {
+        k: v for k, v in b.items() if k.decode() not in IGNORED
+    }
     assert conn.lrange(f"rq:queue:{q}", 0, -1) == [ours.id.encode(), theirs.id.encode()]
     assert conn.sismember("rq:queues", f"rq:queue:{q}")
     fetched = Job.fetch(ours.id, connection=conn, serializer=SERIALIZER)
@@ -45,7 +52,7 @@ def test_every_new_job_is_counted_once(conn, settings):
     assert not enqueue(conn, q, {"prompt": "b"}, job_id=f"{q}-b").created  # idempotent: the same job
     later = enqueue(conn, q, {"prompt": "c"}, in_=timedelta(hours=1)).job
     score = conn.zscore(f"rq:scheduled:{q}", later.id)
-    assert abs(score - (datetime.now(timezone.utc) + timedelta(hours=1)).timestamp()) < 5
+    assert abs(score - (datetime.now(UTC) + timedelta(hours=1)).timestamp()) < 5
     assert later.get_status() == "scheduled" and later.id.encode() not in conn.lrange(f"rq:queue:{q}", 0, -1)
     assert enqueued(conn, q) == 3
     enqueue_many(conn, q, [{"prompt": f"m{i}"} for i in range(5)], batch=2)
@@ -67,11 +74,20 @@ def test_enqueue_many_writes_the_jobs_rqs_enqueue_many_would(conn, settings):
     from genqueue.tasks.generate import JOB_FUNC, describe
 
     q = settings.queue
-    payload = {"prompt": "same", "n": 2 ** 70}
+    payload = {"prompt": "same", "n": 2**70}
     [ours] = enqueue_many(conn, q, [payload], max_retries=2)
-    [theirs] = Queue(q, connection=conn, serializer=SERIALIZER).enqueue_many([Queue.prepare_data(
-        JOB_FUNC, (payload,), timeout=DEFAULT_JOB_TIMEOUT_S, result_ttl=RESULT_TTL_S, description=describe(payload),
-        meta=new_meta(2))])
+    [theirs] = Queue(q, connection=conn, serializer=SERIALIZER).enqueue_many(
+        [
+            Queue.prepare_data(
+                JOB_FUNC,
+                (payload,),
+                timeout=DEFAULT_JOB_TIMEOUT_S,
+                result_ttl=RESULT_TTL_S,
+                description=describe(payload),
+                meta=new_meta(2),
+            )
+        ]
+    )
     a, b = conn.hgetall(ours.key), conn.hgetall(theirs.key)
     assert set(a) == set(b)
     for field in set(a) - {b"created_at", b"enqueued_at", b"data"}:

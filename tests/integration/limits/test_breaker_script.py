@@ -12,16 +12,22 @@ import pytest
 from genqueue.backend import keys
 from genqueue.worker.guarded import LIMITS
 
-ACQUIRE = LIMITS + """
+ACQUIRE = (
+    LIMITS
+    + """
 local r = lim_acquire(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], 't', tonumber(ARGV[7]), 0, 0, 0,
                       tonumber(ARGV[8]), tonumber(ARGV[9]))
 if r then return r[1] end
 return 'ok'
 """
-RELEASE = LIMITS + """
+)
+RELEASE = (
+    LIMITS
+    + """
 return lim_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[10]), ARGV[6], ARGV[7],
                    ARGV[8], 5, tonumber(ARGV[9]))
 """
+)
 COOLDOWN, LEASE = 10_000, 60_000
 
 
@@ -37,13 +43,15 @@ def key(conn):
 
         def acquire(self, job, now):
             conn.hset(keys.RQ_JOB_PREFIX + job, mapping={"status": "queued", "origin": name})
-            out = acquire(args=[prefix, wake, f"{name}:known", name, job, keys.RQ_JOB_PREFIX + job, now, LEASE,
-                                COOLDOWN])
+            out = acquire(
+                args=[prefix, wake, f"{name}:known", name, job, keys.RQ_JOB_PREFIX + job, now, LEASE, COOLDOWN]
+            )
             return out.decode()
 
         def release(self, job, now, outcome, pause=0):
-            out = release(args=[prefix, wake, name, job, now, keys.RQ_JOB_PREFIX, keys.RQ_QUEUE_PREFIX, outcome,
-                                COOLDOWN, pause])
+            out = release(
+                args=[prefix, wake, name, job, now, keys.RQ_JOB_PREFIX, keys.RQ_QUEUE_PREFIX, outcome, COOLDOWN, pause]
+            )
             return out.decode().split(":")[0]
 
         def state(self):
@@ -169,4 +177,3 @@ def test_only_the_last_ten_seconds_teach_the_rate(key, conn):
     # 5 calls in the last 10 s (not 30 over a minute), from the first of them to the resume time (9 s):
     # about the pace it really had, 1 per 2 s
     assert n == 5 and period == 9_000
-

@@ -129,16 +129,26 @@ def test_a_dead_holders_slot_comes_back_and_nothing_runs_twice(env, workers, lab
     holder = enqueue(env, module, "solo", n=1, seconds=30)
     other = enqueue(env, module, "solo", n=2)
     a = workers(extra=("--tasks", module))
-    wait_for(lambda: limits_row(env, key)["in_flight"] == 1 and limits_row(env, key)["parked"] == 0
-             and conn.llen(f"{key}:runs") == 1, message="the holder running")
+    wait_for(
+        lambda: (
+            limits_row(env, key)["in_flight"] == 1
+            and limits_row(env, key)["parked"] == 0
+            and conn.llen(f"{key}:runs") == 1
+        ),
+        message="the holder running",
+    )
     a.kill()  # SIGKILL: the horse goes with it (PDEATHSIG); the slot is held by a dead worker
     b = workers(simple=True, extra=("--tasks", module))
+
     # The sweep retries the abandoned job as CRASH, which gives the slot back in the same move.
     def status(job_id):
         return run_cli(env, "jobs", "show", job_id, "--json").json()
 
-    wait_for(lambda: status(holder)["status"] == "finished" and status(other)["status"] == "finished",
-             timeout=60, message="both jobs to finish once the slot came back")
+    wait_for(
+        lambda: status(holder)["status"] == "finished" and status(other)["status"] == "finished",
+        timeout=60,
+        message="both jobs to finish once the slot came back",
+    )
     assert b.alive()
     history = status(holder)["history"]
     assert [h["kind"] for h in history] == ["CRASH"] and history[0]["charged"] is False
@@ -164,9 +174,15 @@ def test_a_429_storm_burns_no_retry_budget_and_dead_letters_nothing(env, workers
     from rq.job import Job
     from rq.serializers import JSONSerializer
 
-    wait_for(lambda: all(j is not None and j.get_status() == "finished"
-                         for j in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)),
-             timeout=90, interval=0.5, message="every job to finish")
+    wait_for(
+        lambda: all(
+            j is not None and j.get_status() == "finished"
+            for j in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)
+        ),
+        timeout=90,
+        interval=0.5,
+        message="every job to finish",
+    )
     assert store.count() == 0
     for job_id in ids:
         info = run_cli(env, "jobs", "show", job_id, "--json").json()
@@ -196,8 +212,12 @@ def test_a_failure_storm_opens_the_breaker_and_one_probe_closes_it(env, workers,
     assert brk["state"] == "open" and int(brk["cooldown"]) == 3000
     reopened_at = (int(brk["until"]) - 3000) / 1000
     conn.delete(f"{key}:down")  # the provider recovers: the next probe succeeds
-    wait_for(lambda: all(run_cli(env, "jobs", "show", i, "--json").json()["status"] == "finished" for i in ids),
-             timeout=60, interval=0.5, message="every job to finish after the breaker closed")
+    wait_for(
+        lambda: all(run_cli(env, "jobs", "show", i, "--json").json()["status"] == "finished" for i in ids),
+        timeout=60,
+        interval=0.5,
+        message="every job to finish after the breaker closed",
+    )
     calls = sorted(float(x.split(b":")[0]) for x in conn.lrange(f"{key}:calls", 0, -1))
     # While open, nothing calls the provider (after a 1 s grace for the two calls in flight when it opened),
     # and each cooldown ends with exactly one call — the probe — before any other.
@@ -230,12 +250,17 @@ def test_a_paused_key_does_not_hold_up_another_key(env, workers, conn):
     workers(simple=True)
     wait_for(lambda: limits_row(env, f"simulated:{a}")["state"] == "paused", message="key a to pause")
     others = [submit(b, ["ok"]) for _ in range(5)]
-    wait_for(lambda: all(run_cli(env, "jobs", "show", i, "--json").json()["status"] == "finished" for i in others),
-             timeout=30, message="key b's jobs to run")
+    wait_for(
+        lambda: all(run_cli(env, "jobs", "show", i, "--json").json()["status"] == "finished" for i in others),
+        timeout=30,
+        message="key b's jobs to run",
+    )
     row = limits_row(env, f"simulated:{a}")
     assert row["state"] == "paused" and row["parked"] >= 1
     assert run_cli(env, "jobs", "show", waiting, "--json").json()["status"] == "parked"
-    assert run_cli(env, "jobs", "show", first, "--json").json()["status"] == "retrying"  # its 429 retry waits out the pause
+    assert (
+        run_cli(env, "jobs", "show", first, "--json").json()["status"] == "retrying"
+    )  # its 429 retry waits out the pause
 
 
 def test_a_bad_breaker_cooldown_stops_the_worker_at_start(env):

@@ -89,8 +89,15 @@ class StubServer:
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
-    def set(self, status: int, body: bytes = b"{}", headers: dict[str, str] | None = None, *,
-            content_type: str = "application/json", delay: float = 0.0) -> None:
+    def set(
+        self,
+        status: int,
+        body: bytes = b"{}",
+        headers: dict[str, str] | None = None,
+        *,
+        content_type: str = "application/json",
+        delay: float = 0.0,
+    ) -> None:
         with self._lock:
             self.answer = Answer(status, dict(headers or {}), body, content_type, delay)
             self.requests = 0
@@ -152,28 +159,38 @@ def close_clients():
 
 
 def call_openai(url: str) -> None:
-    client = client_for("openai", url, lambda: openai.OpenAI(
-        base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=CLIENT_TIMEOUT_S))
+    client = client_for(
+        "openai", url, lambda: openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=CLIENT_TIMEOUT_S)
+    )
     client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "hi"}])
 
 
 def call_anthropic(url: str) -> None:
-    client = client_for("anthropic", url, lambda: anthropic.Anthropic(
-        base_url=url, api_key="x", max_retries=0, timeout=CLIENT_TIMEOUT_S))
+    client = client_for(
+        "anthropic",
+        url,
+        lambda: anthropic.Anthropic(base_url=url, api_key="x", max_retries=0, timeout=CLIENT_TIMEOUT_S),
+    )
     client.messages.create(model="claude-test", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
 
 
 def call_gemini(url: str) -> None:
     # No retry_options: the SDK makes one attempt. HttpOptions.timeout is in milliseconds. The Client must
     # stay referenced while its `models` is used: a dropped Client closes its HTTP client.
-    client = client_for("gemini", url, lambda: genai.Client(
-        api_key="x", http_options=genai_types.HttpOptions(base_url=url, timeout=int(CLIENT_TIMEOUT_S * 1000))))
+    client = client_for(
+        "gemini",
+        url,
+        lambda: genai.Client(
+            api_key="x", http_options=genai_types.HttpOptions(base_url=url, timeout=int(CLIENT_TIMEOUT_S * 1000))
+        ),
+    )
     client.models.generate_content(model="gemini-test", contents="hi")
 
 
 def replicate_client(url: str):
-    return client_for("replicate", url, lambda: replicate.Client(
-        api_token="x", base_url=url, timeout=httpx.Timeout(CLIENT_TIMEOUT_S)))
+    return client_for(
+        "replicate", url, lambda: replicate.Client(api_token="x", base_url=url, timeout=httpx.Timeout(CLIENT_TIMEOUT_S))
+    )
 
 
 def call_replicate(url: str) -> None:
@@ -200,8 +217,15 @@ def call_requests(url: str) -> None:
 
 # --- each SDK's error body on the wire -------------------------------------------------------------------
 
-GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
-               500: "INTERNAL", 503: "UNAVAILABLE", 529: "UNAVAILABLE"}
+GRPC_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    529: "UNAVAILABLE",
+}
 
 
 def openai_body(status: int, message: str = "boom", type_: str = "server_error", code: str | None = None) -> bytes:
@@ -246,8 +270,15 @@ SDKS = [
     Sdk("anthropic", call_anthropic, ("anthropic",), anthropic_body),
     Sdk("gemini", call_gemini, ("google.genai", "httpx2"), gemini_body),  # raises httpx2's errors unwrapped
     # ReplicateError.from_response keeps only the problem+json fields: no response, no headers.
-    Sdk("replicate", call_replicate, ("replicate", "httpx"), replicate_body,
-        content_type="application/problem+json", keeps_headers=False, call_that_times_out=call_replicate_get),
+    Sdk(
+        "replicate",
+        call_replicate,
+        ("replicate", "httpx"),
+        replicate_body,
+        content_type="application/problem+json",
+        keeps_headers=False,
+        call_that_times_out=call_replicate_get,
+    ),
     Sdk("httpx", call_httpx, ("httpx",), plain_body),
     Sdk("requests", call_requests, ("requests",), plain_body),
 ]
@@ -263,8 +294,9 @@ def fail_with(sdk: Sdk, url: str, call: Callable[[str], None] | None = None) -> 
     return exc, RetryManager().failure_from_exception(exc)
 
 
-def answer_and_fail(stub: StubServer, sdk: Sdk, status: int, headers: dict[str, str] | None = None,
-                    body: bytes | None = None) -> tuple[BaseException, Failure]:
+def answer_and_fail(
+    stub: StubServer, sdk: Sdk, status: int, headers: dict[str, str] | None = None, body: bytes | None = None
+) -> tuple[BaseException, Failure]:
     stub.set(status, sdk.body(status) if body is None else body, headers, content_type=sdk.content_type)
     exc, failure = fail_with(sdk, stub.url)
     assert stub.requests == 1, f"{sdk}: {stub.requests} requests (its own retries should be off)"
@@ -273,6 +305,7 @@ def answer_and_fail(stub: StubServer, sdk: Sdk, status: int, headers: dict[str, 
 
 
 # --- every SDK ------------------------------------------------------------------------------------------
+
 
 @by_sdk
 def test_429_retry_after_ms_is_read_before_retry_after(stub, sdk):
@@ -383,8 +416,12 @@ def test_anthropic_timeout_and_connection_error_classes(stub, refused_url):
 
 
 def test_openai_insufficient_quota_is_permanent_and_says_why(stub):
-    body = openai_body(429, "You exceeded your current quota, please check your plan and billing details.",
-                       type_="insufficient_quota", code="insufficient_quota")
+    body = openai_body(
+        429,
+        "You exceeded your current quota, please check your plan and billing details.",
+        type_="insufficient_quota",
+        code="insufficient_quota",
+    )
     exc, f = answer_and_fail(stub, OPENAI, 429, {"retry-after": "20"}, body)
     assert isinstance(exc, openai.RateLimitError)
     assert "insufficient_quota" not in str(exc)  # openai 3.x puts only the body's message in str(exc)
@@ -401,8 +438,12 @@ def test_openai_rate_limit_with_the_same_words_but_another_code_stays_rate_limit
 
 
 def test_openai_content_policy_400_is_permanent(stub):
-    body = openai_body(400, "Your request was rejected as a result of our safety system.",
-                       type_="invalid_request_error", code="content_policy_violation")
+    body = openai_body(
+        400,
+        "Your request was rejected as a result of our safety system.",
+        type_="invalid_request_error",
+        code="content_policy_violation",
+    )
     exc, f = answer_and_fail(stub, OPENAI, 400, None, body)
     assert isinstance(exc, openai.BadRequestError) and f.kind is K.PERMANENT
 
@@ -414,9 +455,15 @@ def test_anthropic_overloaded_529_is_transient(stub):
 
 def gemini_quota_details(delay: str) -> list[dict]:
     return [
-        {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-         "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                         "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [
+                {
+                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                    "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                }
+            ],
+        },
         {"@type": "type.googleapis.com/google.rpc.Help", "links": [{"description": "Learn more", "url": "x"}]},
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
     ]
@@ -426,8 +473,9 @@ def gemini_quota_details(delay: str) -> list[dict]:
 def test_gemini_429_retry_info_in_the_body(stub, delay, seconds):
     # Gemini's quota 429 says "You exceeded your current quota" too, but is retryable: only OpenAI's
     # insufficient_quota code makes a 429 permanent.
-    body = gemini_body(429, "You exceeded your current quota, please check your plan and billing details.",
-                       gemini_quota_details(delay))
+    body = gemini_body(
+        429, "You exceeded your current quota, please check your plan and billing details.", gemini_quota_details(delay)
+    )
     exc, f = answer_and_fail(stub, GEMINI, 429, None, body)
     assert isinstance(exc, genai_errors.ClientError) and exc.code == 429
     assert (f.kind, f.retry_after) == (K.RATE_LIMITED, pytest.approx(seconds))
@@ -448,8 +496,9 @@ def test_a_providers_delay_sets_the_retry_delay(stub):
 def test_replicate_errors_keep_no_response(stub):
     """Why replicate's 429 waits the plain backoff: ReplicateError keeps status and problem+json fields only,
     so the Retry-After header (and the body's own retry_after, sent by Replicate's API) never reach genqueue."""
-    body = json.dumps({"title": "Request was throttled", "detail": "Your rate limit resets in ~5s.",
-                       "status": 429, "retry_after": 5}).encode()
+    body = json.dumps(
+        {"title": "Request was throttled", "detail": "Your rate limit resets in ~5s.", "status": 429, "retry_after": 5}
+    ).encode()
     exc, f = answer_and_fail(stub, SDKS[3], 429, {"retry-after": "5"}, body)
     assert type(exc) is ReplicateError and exc.status == 429 and not hasattr(exc, "response")
     assert (f.kind, f.retry_after) == (K.RATE_LIMITED, None)

@@ -23,6 +23,7 @@ def run_reaches(conn, settings, run_id, status, timeout=60, **counts):
     def check():
         snap = snapshot(conn, run_id, ttl_s=settings.dlq_retention_s, details=False)
         return snap.status == status and all(snap.counts.get(k, 0) == n for k, n in counts.items()) and snap
+
     return wait_for(check, timeout, message=f"run {run_id} to be {status} with {counts}")
 
 
@@ -39,8 +40,14 @@ def test_resubmitting_never_duplicates_before_or_after_the_run_completes(conn, s
     path = write_run(tmp_path, [{"prompt": f"p{i}", "simulate": ["ok"]} for i in range(3)])
     first = run_cli(env, "runs", "submit", path, "--run-id", run_id, "--json")
     assert first.code == 0, first.stderr
-    assert first.json() == {"run_id": run_id, "queue": settings.queue, "items": 3, "created": True, "enqueued": 3,
-                            "existing": 0}
+    assert first.json() == {
+        "run_id": run_id,
+        "queue": settings.queue,
+        "items": 3,
+        "created": True,
+        "enqueued": 3,
+        "existing": 0,
+    }
     second = run_cli(env, "runs", "submit", path, "--run-id", run_id, "--json")
     assert second.json()["created"] is False and second.json()["enqueued"] == 0
     assert queued_ids(conn, settings) == [item_id(run_id, i) for i in range(3)]
@@ -74,8 +81,9 @@ def test_same_file_without_run_id_is_one_run_and_other_items_under_its_id_confli
 
 def test_bad_run_files_exit_2_naming_the_lines_and_enqueue_nothing(conn, settings, env, tmp_path):
     run_id = f"{settings.queue}-bad"
-    path = write_run(tmp_path, ['{"prompt": "fine"}', "{bad json", '{"prompt": "fine too"}', '{"prompt": ""}',
-                                "[1, 2]"])
+    path = write_run(
+        tmp_path, ['{"prompt": "fine"}', "{bad json", '{"prompt": "fine too"}', '{"prompt": ""}', "[1, 2]"]
+    )
     r = run_cli(env, "runs", "submit", path, "--run-id", run_id)
     assert r.code == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
@@ -84,8 +92,12 @@ def test_bad_run_files_exit_2_naming_the_lines_and_enqueue_nothing(conn, setting
     envelope = run_cli(env, "runs", "submit", path, "--run-id", run_id, "--json").json()
     assert envelope["error"]["code"] == "INVALID_INPUT" and envelope["error"]["status_code"] == 2
     empty = write_run(tmp_path, ["", "  "], name="empty.jsonl")
-    for args in ([path, "--run-id", run_id], [empty], [str(tmp_path / "no-such.jsonl")],
-                 [write_run(tmp_path, ['{"prompt": "x"}'], name="ok.jsonl"), "--run-id", "has:colon"]):
+    for args in (
+        [path, "--run-id", run_id],
+        [empty],
+        [str(tmp_path / "no-such.jsonl")],
+        [write_run(tmp_path, ['{"prompt": "x"}'], name="ok.jsonl"), "--run-id", "has:colon"],
+    ):
         bad = run_cli(env, "runs", "submit", *args)
         assert bad.code == 2 and bad.stderr.count("\n") == 1, (args, bad.stderr)
     assert queued_ids(conn, settings) == [] and not conn.exists(run_key(run_id))
@@ -93,8 +105,11 @@ def test_bad_run_files_exit_2_naming_the_lines_and_enqueue_nothing(conn, setting
 
 
 def test_unknown_run_exits_3(env):
-    for args in (["runs", "show", "no-such-run"], ["runs", "retry-failed", "no-such-run"],
-                 ["runs", "show", "no-such-run", "--watch"]):
+    for args in (
+        ["runs", "show", "no-such-run"],
+        ["runs", "retry-failed", "no-such-run"],
+        ["runs", "show", "no-such-run", "--watch"],
+    ):
         r = run_cli(env, *args)
         assert r.code == 3 and r.stderr.startswith("error: no run no-such-run") and r.stderr.count("\n") == 1
     assert run_cli(env, "runs", "show", "no-such-run", "--json").json()["error"]["code"] == "NOT_FOUND"
@@ -109,12 +124,15 @@ def test_retry_limit_outside_1_to_10_exits_2_before_anything_else(env):
 def test_retry_failed_crash_free_user_error_never_others_charged(conn, settings, store, workers, env, tmp_path):
     run_id = f"{settings.queue}-mix"
     ids = [item_id(run_id, i) for i in range(4)]
-    path = write_run(tmp_path, [
-        {"prompt": "fine", "simulate": ["ok"]},
-        {"prompt": "flaky", "simulate": ["500", "ok"]},
-        {"prompt": "rejected", "simulate": ["422"], "params": {"api_key": "sk-live-9"}},
-        {"prompt": "crashes", "simulate": ["crash", "crash", "crash", "crash", "ok"]},
-    ])
+    path = write_run(
+        tmp_path,
+        [
+            {"prompt": "fine", "simulate": ["ok"]},
+            {"prompt": "flaky", "simulate": ["500", "ok"]},
+            {"prompt": "rejected", "simulate": ["422"], "params": {"api_key": "sk-live-9"}},
+            {"prompt": "crashes", "simulate": ["crash", "crash", "crash", "crash", "ok"]},
+        ],
+    )
     assert run_cli(env, "runs", "submit", path, "--run-id", run_id, "--max-retries", "0").code == 0
     workers()
     run_reaches(conn, settings, run_id, "partially_failed", finished=1, dead=3)
@@ -189,8 +207,9 @@ def test_concurrent_double_retry_failed_exactly_one_wins(conn, settings, store, 
     run_reaches(conn, settings, run_id, "failed", dead=3)
     w.stop()  # nobody runs the retried items, so the loser sees them queued (or sees the winner's counter)
     cmd = [sys.executable, "-m", "genqueue", "runs", "retry-failed", run_id]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     results = [(p.wait(60), p.stderr.read()) for p in procs]
     assert sorted(code for code, _ in results) == [0, 4], results
     assert queued_ids(conn, settings) == ids and store.count() == 0
@@ -213,7 +232,7 @@ def test_double_retry_failed_race_100_times_one_transaction_wins(conn, settings,
         result = submit(conn, settings.queue, [{"prompt": "a"}, {"prompt": "b"}], run_id=run_id, ttl_s=ttl)
         for i in range(result.run.items):
             dead_letter(conn, store, settings, item_id(run_id, i))
-        outcomes = race(*[lambda: retry_failed(conn, run_id, ttl_s=ttl)] * 2, expected=(Conflict,))
+        outcomes = race(*[lambda run_id=run_id: retry_failed(conn, run_id, ttl_s=ttl)] * 2, expected=(Conflict,))
         assert outcomes == ["Conflict", "ok"], (trial, outcomes)
     ids = queued_ids(conn, settings)
     assert len(ids) == 200 and len(set(ids)) == 200 and store.count() == 0
@@ -223,8 +242,13 @@ def test_show_watch_draws_progress_until_the_run_stops(conn, settings, workers, 
     run_id = f"{settings.queue}-watch"
     path = write_run(tmp_path, [{"prompt": f"p{i}", "simulate": ["sleep=0.3"]} for i in range(3)])
     assert run_cli(env, "runs", "submit", path, "--run-id", run_id).code == 0
-    watcher = subprocess.Popen([sys.executable, "-m", "genqueue", "runs", "show", run_id, "--watch", "--interval",
-                                "0.2", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "genqueue", "runs", "show", run_id, "--watch", "--interval", "0.2", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(lambda: "queued 3" in _peek_stderr(watcher), message="the progress bar's first label")
     workers()
     out, err = watcher.communicate(timeout=60)

@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 
 from tests.helpers import run_cli, wait_for
 
-TASKS = '''
+TASKS = """
 import asyncio
 import os
 
@@ -46,7 +46,7 @@ def picky(prompt: str, fixed: bool = False) -> str:
 @genqueue.task
 def huge() -> str:
     return "x" * (2 * 1024 * 1024)
-'''
+"""
 
 
 @pytest.fixture
@@ -64,8 +64,17 @@ def show(env, job_id):
 
 
 def enqueue(env, module, task, kwargs, *extra):
-    r = run_cli(env, "enqueue", f"{module}.{task}" if "." not in task and "-" not in task else task,
-                "--kwargs", json.dumps(kwargs), "--tasks", module, "--json", *extra)
+    r = run_cli(
+        env,
+        "enqueue",
+        f"{module}.{task}" if "." not in task and "-" not in task else task,
+        "--kwargs",
+        json.dumps(kwargs),
+        "--tasks",
+        module,
+        "--json",
+        *extra,
+    )
     assert r.code == 0, r.stderr
     return r.json()["id"]
 
@@ -85,8 +94,11 @@ def test_sync_and_async_tasks_retry_and_finish_with_their_result(env, workers, t
 
 
 def test_bad_kwargs_are_refused_at_enqueue_and_nothing_is_enqueued(env, task_module, conn, queue_name):
-    for kwargs, why in [({"prompt": "p", "promt": "typo"}, "unexpected keyword"), ({}, "missing a required argument"),
-                        ({"prompt": float("nan")}, "must be JSON")]:
+    for kwargs, why in [
+        ({"prompt": "p", "promt": "typo"}, "unexpected keyword"),
+        ({}, "missing a required argument"),
+        ({"prompt": float("nan")}, "must be JSON"),
+    ]:
         r = run_cli(env, "enqueue", f"{task_module}.flaky", "--kwargs", json.dumps(kwargs), "--tasks", task_module)
         assert r.code == 2 and why in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert conn.llen(f"rq:queue:{queue_name}") == 0
@@ -97,7 +109,7 @@ def test_bad_kwargs_are_refused_at_enqueue_and_nothing_is_enqueued(env, task_mod
 def test_a_worker_without_the_module_dead_letters_its_jobs_as_unknown_task(env, workers, task_module, store):
     job_id = enqueue(env, task_module, "flaky", {"prompt": "p"})
     workers(simple=True, extra=("--burst",)).proc.wait(60)  # started without --tasks
-    entry = wait_for(lambda: store.exists(job_id) and store.get(job_id), message="unknown_task entry")
+    entry = wait_for(lambda job_id=job_id: store.exists(job_id) and store.get(job_id), message="unknown_task entry")
     assert entry["reason"] == "unknown_task" and entry["func"] == f"{task_module}.flaky"
     assert entry["kwargs"] == {"prompt": "p"} and entry["error"]["kind"] == "PERMANENT"
 
@@ -118,12 +130,25 @@ def test_a_run_of_a_task_and_continue(env, workers, task_module, tmp_path):
     lines = tmp_path / "items.jsonl"
     lines.write_text("\n".join(json.dumps(k) for k in [{"prompt": "a"}, {"prompt": "b", "fixed": True}]))
     run_id = f"tr-{uuid.uuid4().hex[:8]}"
-    r = run_cli(env, "runs", "submit", str(lines), "--run-id", run_id, "--task", f"{task_module}.picky",
-                "--tasks", task_module, "--json")
+    r = run_cli(
+        env,
+        "runs",
+        "submit",
+        str(lines),
+        "--run-id",
+        run_id,
+        "--task",
+        f"{task_module}.picky",
+        "--tasks",
+        task_module,
+        "--json",
+    )
     assert r.code == 0, r.stderr
     workers(simple=True, extra=("--tasks", task_module))
-    snap = wait_for(lambda: (s := run_cli(env, "runs", "show", run_id, "--json").json())["status"] != "running"
-                    and s, message="the run to stop")
+    snap = wait_for(
+        lambda: (s := run_cli(env, "runs", "show", run_id, "--json").json())["status"] != "running" and s,
+        message="the run to stop",
+    )
     assert snap["counts"] == {"finished": 1, "dead": 1}
     assert [f["retry"] for f in snap["failed_items"]] == ["never"]  # PERMANENT: Continue will not retry it
     bad = tmp_path / "bad.jsonl"
@@ -142,7 +167,7 @@ def test_workers_never_run_an_unregistered_function(env, workers, conn, queue_na
     workers(simple=True, extra=("--burst",)).proc.wait(60)
     workers(extra=("--burst",)).proc.wait(60)
     for job_id in (f"inject-{queue_name}", f"pickled-{queue_name}"):
-        entry = wait_for(lambda: store.exists(job_id) and store.get(job_id), message=f"{job_id} dead-lettered")
+        entry = wait_for(lambda job_id=job_id: store.exists(job_id) and store.get(job_id), message=f"{job_id} dead-lettered")
         assert entry["reason"] == "unknown_task" and entry["error"]["kind"] == "PERMANENT"
     assert store.get(f"inject-{queue_name}")["func"] == "os.system"
     assert not marker.exists()

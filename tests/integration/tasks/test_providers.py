@@ -27,8 +27,14 @@ from tests.helpers import run_cli, wait_for
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # a PNG signature and some payload bytes
 PNG_2 = b"\x89PNG\r\n\x1a\n" + b"second image"
-CONTENT_POLICY = {"error": {"message": "Your request was rejected as a result of our safety system.",
-                            "type": "invalid_request_error", "code": "content_policy_violation", "param": None}}
+CONTENT_POLICY = {
+    "error": {
+        "message": "Your request was rejected as a result of our safety system.",
+        "type": "invalid_request_error",
+        "code": "content_policy_violation",
+        "param": None,
+    }
+}
 
 
 def b64(data: bytes) -> str:
@@ -135,8 +141,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 @pytest.fixture
 def openai_provider(api, tmp_path, monkeypatch):
     def make(**extra: str):
-        env = clean_env(GENQUEUE_PROVIDER="openai", OPENAI_BASE_URL=f"{api.url}/v1", OPENAI_API_KEY="test",
-                        GENQUEUE_HOME=str(tmp_path), **extra)
+        env = clean_env(
+            GENQUEUE_PROVIDER="openai",
+            OPENAI_BASE_URL=f"{api.url}/v1",
+            OPENAI_API_KEY="test",
+            GENQUEUE_HOME=str(tmp_path),
+            **extra,
+        )
         for name in [k for k in os.environ if k.startswith("OPENAI_")]:
             monkeypatch.delenv(name)  # the SDK falls back to os.environ for what env leaves unset
         return provider_from_env(env)
@@ -145,8 +156,15 @@ def openai_provider(api, tmp_path, monkeypatch):
 
 
 def images_reply(*images: bytes) -> Reply:
-    return Reply(200, {"created": 1700000000, "data": [{"b64_json": b64(i)} for i in images], "output_format": "png",
-                       "usage": {"input_tokens": 5, "output_tokens": 10, "total_tokens": 15}})
+    return Reply(
+        200,
+        {
+            "created": 1700000000,
+            "data": [{"b64_json": b64(i)} for i in images],
+            "output_format": "png",
+            "usage": {"input_tokens": 5, "output_tokens": 10, "total_tokens": 15},
+        },
+    )
 
 
 # --- in process: the provider and the real SDK against the fake API -----------------------------------------
@@ -154,11 +172,14 @@ def images_reply(*images: bytes) -> Reply:
 
 def test_images_endpoint_writes_b64_images_to_the_artifact_store(api, openai_provider, tmp_path):
     api.script("job-img-1", images_reply(PNG, PNG_2))
-    result = openai_provider().call({"prompt": "a red fox", "model": "gpt-image-1", "params": {"size": "1024x1024"}},
-                                    attempt=1, job_id="job-img-1")
+    result = openai_provider().call(
+        {"prompt": "a red fox", "model": "gpt-image-1", "params": {"size": "1024x1024"}}, attempt=1, job_id="job-img-1"
+    )
     [req] = api.seen
-    assert (req.path, req.body) == ("/v1/images/generations", {"model": "gpt-image-1", "prompt": "a red fox",
-                                                                "size": "1024x1024"})
+    assert (req.path, req.body) == (
+        "/v1/images/generations",
+        {"model": "gpt-image-1", "prompt": "a red fox", "size": "1024x1024"},
+    )
     assert req.headers["idempotency-key"] == "job-img-1" and req.headers["authorization"] == "Bearer test"
     folder = tmp_path / "artifacts" / "job-img-1"
     assert [d["uri"] for d in result["data"]] == [(folder / "0.png").as_uri(), (folder / "1.png").as_uri()]
@@ -169,28 +190,66 @@ def test_images_endpoint_writes_b64_images_to_the_artifact_store(api, openai_pro
 
 
 def test_chat_endpoint(api, openai_provider):
-    api.script("job-chat", Reply(200, {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "a haiku"}}]}))
-    result = openai_provider().call({"prompt": "write a haiku", "model": "gpt-4o-mini", "endpoint": "chat",
-                                     "params": {"temperature": 0.2}}, attempt=1, job_id="job-chat")
+    api.script(
+        "job-chat",
+        Reply(
+            200,
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": "gpt-4o-mini",
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "a haiku"}}
+                ],
+            },
+        ),
+    )
+    result = openai_provider().call(
+        {"prompt": "write a haiku", "model": "gpt-4o-mini", "endpoint": "chat", "params": {"temperature": 0.2}},
+        attempt=1,
+        job_id="job-chat",
+    )
     [req] = api.seen
     assert req.path == "/v1/chat/completions" and req.headers["idempotency-key"] == "job-chat"
-    assert req.body == {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "write a haiku"}],
-                        "temperature": 0.2}
+    assert req.body == {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "write a haiku"}],
+        "temperature": 0.2,
+    }
     assert result["choices"][0]["message"]["content"] == "a haiku" and result["id"] == "chatcmpl-1"
 
 
 def test_responses_endpoint_and_its_generated_images(api, openai_provider, tmp_path):
-    api.script("job-resp", Reply(200, {
-        "id": "resp_1", "object": "response", "created_at": 1700000000, "model": "gpt-4.1", "status": "completed",
-        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-        "output": [
-            {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-             "content": [{"type": "output_text", "text": "here it is", "annotations": []}]},
-            {"type": "image_generation_call", "id": "ig_1", "status": "completed", "result": b64(PNG)}]}))
-    result = openai_provider().call({"prompt": "draw a fox", "model": "gpt-4.1", "endpoint": "responses"},
-                                    attempt=1, job_id="job-resp")
+    api.script(
+        "job-resp",
+        Reply(
+            200,
+            {
+                "id": "resp_1",
+                "object": "response",
+                "created_at": 1700000000,
+                "model": "gpt-4.1",
+                "status": "completed",
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+                "output": [
+                    {
+                        "type": "message",
+                        "id": "msg_1",
+                        "role": "assistant",
+                        "status": "completed",
+                        "content": [{"type": "output_text", "text": "here it is", "annotations": []}],
+                    },
+                    {"type": "image_generation_call", "id": "ig_1", "status": "completed", "result": b64(PNG)},
+                ],
+            },
+        ),
+    )
+    result = openai_provider().call(
+        {"prompt": "draw a fox", "model": "gpt-4.1", "endpoint": "responses"}, attempt=1, job_id="job-resp"
+    )
     [req] = api.seen
     assert (req.path, req.body) == ("/v1/responses", {"model": "gpt-4.1", "input": "draw a fox"})
     assert result["output"][0]["content"][0]["text"] == "here it is"
@@ -200,8 +259,13 @@ def test_responses_endpoint_and_its_generated_images(api, openai_provider, tmp_p
 
 
 def test_429_is_one_request_and_its_retry_after_ms_reaches_the_classifier(api, openai_provider):
-    api.script("job-429", Reply(429, {"error": {"message": "Rate limit reached", "type": "requests"}},
-                                headers={"retry-after-ms": "1500"}), images_reply(PNG))
+    api.script(
+        "job-429",
+        Reply(
+            429, {"error": {"message": "Rate limit reached", "type": "requests"}}, headers={"retry-after-ms": "1500"}
+        ),
+        images_reply(PNG),
+    )
     with pytest.raises(openai.RateLimitError) as info:
         openai_provider().call({"prompt": "p", "model": "gpt-image-1"}, attempt=1, job_id="job-429")
     assert len(api.seen) == 1  # the SDK's own retry (it honours retry-after-ms) is off
@@ -209,23 +273,53 @@ def test_429_is_one_request_and_its_retry_after_ms_reaches_the_classifier(api, o
 
 
 def test_a_429_without_retry_after_waits_for_the_spent_limits_reset(api, openai_provider):
-    api.script("job-429-reset", Reply(429, {"error": {"message": "Rate limit reached for requests"}}, headers={
-        "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s",
-        "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "20ms"}))
+    api.script(
+        "job-429-reset",
+        Reply(
+            429,
+            {"error": {"message": "Rate limit reached for requests"}},
+            headers={
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "6m0s",
+                "x-ratelimit-remaining-tokens": "0",
+                "x-ratelimit-reset-tokens": "20ms",
+            },
+        ),
+    )
     with pytest.raises(openai.RateLimitError) as info:
         openai_provider().call({"prompt": "p", "model": "gpt-image-1"}, attempt=1, job_id="job-429-reset")
     assert retry_after_of(info.value) == 360.0  # the latest reset among the exhausted limits
 
 
 def test_a_2xx_saying_a_limit_is_spent_asks_the_worker_to_pause_the_key(api, openai_provider):
-    ctx = TaskContext(job_id="job-ctx", task="generate", queue="q", attempt=1, replays=0, tenant=None,
-                      deadline=None)
-    api.script("fresh", Reply(200, images_reply(PNG).body, headers={
-        "x-ratelimit-remaining-requests": "4", "x-ratelimit-reset-requests": "6m0s"}))
-    api.script("spent", Reply(200, images_reply(PNG).body, headers={
-        "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1m0s"}))
-    api.script("spent-http", Reply(200, {"output": "a fox"}, headers={
-        "anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": "2999-01-01T00:00:00Z"}))
+    ctx = TaskContext(job_id="job-ctx", task="generate", queue="q", attempt=1, replays=0, tenant=None, deadline=None)
+    api.script(
+        "fresh",
+        Reply(
+            200,
+            images_reply(PNG).body,
+            headers={"x-ratelimit-remaining-requests": "4", "x-ratelimit-reset-requests": "6m0s"},
+        ),
+    )
+    api.script(
+        "spent",
+        Reply(
+            200,
+            images_reply(PNG).body,
+            headers={"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1m0s"},
+        ),
+    )
+    api.script(
+        "spent-http",
+        Reply(
+            200,
+            {"output": "a fox"},
+            headers={
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-requests-reset": "2999-01-01T00:00:00Z",
+            },
+        ),
+    )
     token = set_current(ctx)
     try:
         openai_provider().call({"prompt": "p", "model": "gpt-image-1"}, attempt=1, job_id="fresh")
@@ -246,8 +340,14 @@ def test_500_is_one_request(api, openai_provider):
 
 
 def test_x_should_retry_false_makes_a_429_permanent(api, openai_provider):
-    api.script("job-quota", Reply(429, {"error": {"message": "You exceeded your current quota",
-                                                  "code": "insufficient_quota"}}, headers={"x-should-retry": "false"}))
+    api.script(
+        "job-quota",
+        Reply(
+            429,
+            {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}},
+            headers={"x-should-retry": "false"},
+        ),
+    )
     with pytest.raises(openai.RateLimitError) as info:
         openai_provider().call({"prompt": "p", "model": "gpt-image-1"}, attempt=1, job_id="job-quota")
     assert Classifier().classify(info.value) is ErrorKind.PERMANENT
@@ -274,8 +374,14 @@ def test_a_slow_answer_times_out_promptly_as_api_timeout_error(api, openai_provi
 def test_a_refused_connection_is_transient(openai_provider, tmp_path):
     closed = FakeAPI()  # bound, then closed: nothing listens on its port
     closed.server.server_close()
-    provider = provider_from_env(clean_env(GENQUEUE_PROVIDER="openai", OPENAI_BASE_URL=f"{closed.url}/v1",
-                                           OPENAI_API_KEY="test", GENQUEUE_HOME=str(tmp_path)))
+    provider = provider_from_env(
+        clean_env(
+            GENQUEUE_PROVIDER="openai",
+            OPENAI_BASE_URL=f"{closed.url}/v1",
+            OPENAI_API_KEY="test",
+            GENQUEUE_HOME=str(tmp_path),
+        )
+    )
     with pytest.raises(openai.APIConnectionError) as info:
         provider.call({"prompt": "p", "model": "gpt-image-1"}, attempt=1, job_id="job-refused")
     assert not isinstance(info.value, openai.APITimeoutError)
@@ -284,17 +390,18 @@ def test_a_refused_connection_is_transient(openai_provider, tmp_path):
 
 def test_bad_payloads_fail_before_any_request(api, openai_provider):
     provider = openai_provider()
-    for payload, match in [({"prompt": "p", "model": "m", "endpoint": "audio"}, "endpoint"),
-                           ({"prompt": "p"}, "model"),
-                           ({"prompt": "p", "model": "m", "params": {"stream": True}}, "stream")]:
+    for payload, match in [
+        ({"prompt": "p", "model": "m", "endpoint": "audio"}, "endpoint"),
+        ({"prompt": "p"}, "model"),
+        ({"prompt": "p", "model": "m", "params": {"stream": True}}, "stream"),
+    ]:
         with pytest.raises(ValueError, match=match):
             provider.call(payload, attempt=1, job_id="job-bad")
     assert api.seen == []
 
 
 def http_provider(api, **extra: str):
-    return provider_from_env(clean_env(GENQUEUE_PROVIDER="http", GENQUEUE_PROVIDER_URL=f"{api.url}/generate",
-                                       **extra))
+    return provider_from_env(clean_env(GENQUEUE_PROVIDER="http", GENQUEUE_PROVIDER_URL=f"{api.url}/generate", **extra))
 
 
 def test_http_provider_errors_carry_status_headers_and_no_token(api):
@@ -322,7 +429,8 @@ def test_http_provider_timeouts_and_refusals_are_httpx_errors(api):
     closed.server.server_close()
     with pytest.raises(httpx.ConnectError) as refused:
         provider_from_env(clean_env(GENQUEUE_PROVIDER="http", GENQUEUE_PROVIDER_URL=closed.url)).call(
-            {"prompt": "p"}, attempt=1, job_id="h-refused")
+            {"prompt": "p"}, attempt=1, job_id="h-refused"
+        )
     assert Classifier().classify(refused.value) is ErrorKind.TRANSIENT
 
 
@@ -346,11 +454,18 @@ def test_openai_provider_end_to_end(api, env, workers, conn, store, server, queu
     _, home = server
     for name in [k for k in env if k.startswith("OPENAI_")]:
         del env[name]
-    env.update(GENQUEUE_PROVIDER="openai", OPENAI_BASE_URL=f"{api.url}/v1", OPENAI_API_KEY="test",
-               GENQUEUE_PROVIDER_TIMEOUT="20")
+    env.update(
+        GENQUEUE_PROVIDER="openai",
+        OPENAI_BASE_URL=f"{api.url}/v1",
+        OPENAI_API_KEY="test",
+        GENQUEUE_PROVIDER_TIMEOUT="20",
+    )
     ok, bad = f"img-{queue_name}", f"nsfw-{queue_name}"
-    api.script(ok, Reply(429, {"error": {"message": "Rate limit reached for images"}},
-                         headers={"retry-after-ms": "200"}), images_reply(PNG))
+    api.script(
+        ok,
+        Reply(429, {"error": {"message": "Rate limit reached for images"}}, headers={"retry-after-ms": "200"}),
+        images_reply(PNG),
+    )
     api.script(bad, Reply(400, CONTENT_POLICY))
     w = workers()
     enqueue(env, ok, {"prompt": "a red fox", "model": "gpt-image-1", "params": {"quality": "low"}})
@@ -358,8 +473,12 @@ def test_openai_provider_end_to_end(api, env, workers, conn, store, server, queu
 
     info = wait_status(conn, store, ok, "finished")
     [h] = info["history"]
-    assert (h["kind"], h["action"], h["error"]["status_code"], h["error"]["type"]) == \
-        ("RATE_LIMITED", "retry", 429, "RateLimitError")
+    assert (h["kind"], h["action"], h["error"]["status_code"], h["error"]["type"]) == (
+        "RATE_LIMITED",
+        "retry",
+        429,
+        "RateLimitError",
+    )
     assert h["retry_after"] == 0.2 and h["delay"] >= 0.2  # retry-after-ms, read by the classifier
     result = fetch_job(conn, ok).return_value()
     artifact = Path(home) / "artifacts" / ok / "0.png"
@@ -369,8 +488,12 @@ def test_openai_provider_end_to_end(api, env, workers, conn, store, server, queu
 
     wait_for(lambda: store.exists(bad), 40, message="DLQ entry")
     entry = store.get(bad)
-    assert (entry["reason"], entry["error"]["kind"], entry["error"]["status_code"], entry["error"]["type"]) == \
-        ("non_retryable", "PERMANENT", 400, "BadRequestError")
+    assert (entry["reason"], entry["error"]["kind"], entry["error"]["status_code"], entry["error"]["type"]) == (
+        "non_retryable",
+        "PERMANENT",
+        400,
+        "BadRequestError",
+    )
     assert "safety system" in entry["error"]["message"] and len(api.requests_for(bad)) == 1
     assert w.alive()
 
@@ -404,13 +527,19 @@ def test_http_provider_end_to_end(api, env, workers, conn, store, queue_name):
     assert all(s.headers["authorization"] == f"Bearer {token}" for s in seen)
     assert sorted(s.headers["idempotency-key"] for s in seen) == sorted([ok, flaky, flaky, denied])
     assert seen[0].body["prompt"].startswith("prompt for ")
-    for text in (json.dumps(entry), json.dumps(info), json.dumps(job_status(conn, store, ok)),
-                 json.dumps(fetch_job(conn, flaky).meta), w.log()):
+    for text in (
+        json.dumps(entry),
+        json.dumps(info),
+        json.dumps(job_status(conn, store, ok)),
+        json.dumps(fetch_job(conn, flaky).meta),
+        w.log(),
+    ):
         assert token not in text
 
 
-def test_a_200_saying_the_limit_is_spent_pauses_the_key_and_the_next_job_parks(api, env, workers, conn, store,
-                                                                              queue_name):
+def test_a_200_saying_the_limit_is_spent_pauses_the_key_and_the_next_job_parks(
+    api, env, workers, conn, store, queue_name
+):
     """OpenAI's headers on a success: requests remaining 0, reset in 10 s. The key `openai:<model>` is paused
     by the success move itself, so the key's next job parks without a request, and runs once the pause ends."""
     from genqueue.jobs.enqueue import enqueue as enqueue_job
@@ -418,12 +547,21 @@ def test_a_200_saying_the_limit_is_spent_pauses_the_key_and_the_next_job_parks(a
 
     for name in [k for k in env if k.startswith("OPENAI_")]:
         del env[name]
-    env.update(GENQUEUE_PROVIDER="openai", OPENAI_BASE_URL=f"{api.url}/v1", OPENAI_API_KEY="test",
-               GENQUEUE_PROVIDER_TIMEOUT="20")
+    env.update(
+        GENQUEUE_PROVIDER="openai",
+        OPENAI_BASE_URL=f"{api.url}/v1",
+        OPENAI_API_KEY="test",
+        GENQUEUE_PROVIDER_TIMEOUT="20",
+    )
     model, first, second = f"img-{queue_name}", f"spent-{queue_name}", f"next-{queue_name}"
-    spent = {"x-ratelimit-limit-requests": "5", "x-ratelimit-remaining-requests": "0",
-             "x-ratelimit-reset-requests": "10s", "x-ratelimit-limit-tokens": "160000",
-             "x-ratelimit-remaining-tokens": "159976", "x-ratelimit-reset-tokens": "9ms"}
+    spent = {
+        "x-ratelimit-limit-requests": "5",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "10s",
+        "x-ratelimit-limit-tokens": "160000",
+        "x-ratelimit-remaining-tokens": "159976",
+        "x-ratelimit-reset-tokens": "9ms",
+    }
     api.script(first, Reply(200, images_reply(PNG).body, headers=spent))
     api.script(second, images_reply(PNG_2))
     workers()

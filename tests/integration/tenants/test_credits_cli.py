@@ -9,8 +9,11 @@ from tests.helpers import run_cli
 
 def test_credits_set_add_show_and_bad_input(env):
     tenant = f"acme-{uuid.uuid4().hex[:6]}"
-    assert run_cli(env, "credits", "show", tenant, "--json").json() == {"tenant": tenant, "credits": None,
-                                                                        "unlimited": True}
+    assert run_cli(env, "credits", "show", tenant, "--json").json() == {
+        "tenant": tenant,
+        "credits": None,
+        "unlimited": True,
+    }
     assert run_cli(env, "credits", "set", tenant, "5").stdout.strip() == f"{tenant}: 5 credit(s)"
     assert run_cli(env, "credits", "add", "--json", tenant, "--", "-2").json()["credits"] == 3
     r = run_cli(env, "credits", "add", tenant, "--", "-10")
@@ -26,8 +29,15 @@ def test_cli_retry_failed_refuses_without_enough_credits(env, conn, settings):
     from tests.api.test_jobs_api import drain
 
     tenant = f"t-{uuid.uuid4().hex[:6]}"
-    run_id = submit(conn, settings.queue, [{"prompt": "x", "simulate": ["500"]}], ttl_s=3600, max_retries=0,
-                    run_id=f"credits-{uuid.uuid4().hex[:6]}", tenant=tenant).run.run_id
+    run_id = submit(
+        conn,
+        settings.queue,
+        [{"prompt": "x", "simulate": ["500"]}],
+        ttl_s=3600,
+        max_retries=0,
+        run_id=f"credits-{uuid.uuid4().hex[:6]}",
+        tenant=tenant,
+    ).run.run_id
     drain(env)
     credits.set_balance(conn, tenant, 0)
     r = run_cli(env, "runs", "retry-failed", run_id)

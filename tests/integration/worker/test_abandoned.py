@@ -37,8 +37,11 @@ def test_sigkilled_worker_mid_job_is_retried_as_crash(conn, settings, store, env
     victim.kill()
     rescuer = WorkerProcess(fast_env, settings.queue, simple=simple)
     try:
-        info = wait_for(lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
-                        timeout=30, message="the abandoned job to be retried and finish")
+        info = wait_for(
+            lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
+            timeout=30,
+            message="the abandoned job to be retried and finish",
+        )
     finally:
         rescuer.stop()
     [h] = info["history"]
@@ -56,8 +59,11 @@ def test_a_live_but_busy_worker_is_not_swept(conn, settings, store, env):
     other = WorkerProcess(fast_env, settings.queue)
     try:
         job_id = enqueue(conn, settings.queue, {"prompt": "p", "simulate": ["sleep=3", "ok"]}).job.id
-        info = wait_for(lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
-                        timeout=30, message="the slow job to finish")
+        info = wait_for(
+            lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
+            timeout=30,
+            message="the slow job to finish",
+        )
     finally:
         busy.stop()
         other.stop()
@@ -72,8 +78,11 @@ def test_retries_come_back_after_the_scheduling_worker_is_killed(conn, settings,
     second = WorkerProcess(fast_env, settings.queue)
     try:
         job_id = enqueue(conn, settings.queue, {"prompt": "p", "simulate": ["500", "500", "ok"]}).job.id
-        info = wait_for(lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
-                        timeout=20, message="the retried job to finish")
+        info = wait_for(
+            lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
+            timeout=20,
+            message="the retried job to finish",
+        )
     finally:
         second.stop()
     assert [h["kind"] for h in info["history"]] == ["TRANSIENT", "TRANSIENT"]
@@ -131,8 +140,11 @@ def test_a_job_rq_failed_as_abandoned_is_taken_back_as_a_crash_retry(conn, setti
     assert job_id in failed.get_job_ids(cleanup=False), "RQ's cleanup should have failed it (the scenario)"
     rescuer = WorkerProcess(dict(env, **FAST), settings.queue)
     try:
-        info = wait_for(lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
-                        timeout=30, message="the job to be taken back and finish")
+        info = wait_for(
+            lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
+            timeout=30,
+            message="the job to be taken back and finish",
+        )
     finally:
         rescuer.stop()
     assert failed.get_job_ids(cleanup=False) == []
@@ -150,15 +162,24 @@ def test_a_worker_frozen_past_its_liveness_ttl_completes_nothing_twice(conn, set
     frozen = WorkerProcess(fast_env, settings.queue)
     job_id = enqueue(conn, settings.queue, {"prompt": "p", "simulate": ["sleep=3", "ok"]}).job.id
     wait_for(lambda: conn.zcard(f"rq:wip:{settings.queue}") == 1, message="the job to start")
-    [frozen_name] = [key.decode().removeprefix("rq:worker:") for key in conn.smembers(f"rq:workers:{settings.queue}")
-                     if conn.hget(key, "pid") == str(frozen.pid).encode()]
+    [frozen_name] = [
+        key.decode().removeprefix("rq:worker:")
+        for key in conn.smembers(f"rq:workers:{settings.queue}")
+        if conn.hget(key, "pid") == str(frozen.pid).encode()
+    ]
     os.kill(frozen.pid, signal.SIGSTOP)
     rescuer = WorkerProcess(fast_env, settings.queue)
     try:
-        info = wait_for(lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
-                        timeout=30, message="the job to be retried elsewhere and finish")
-        wait_for(lambda: "job.success_claimed_elsewhere" in frozen.log(), timeout=30,
-                 message="the frozen worker's horse to finish and step aside")
+        info = wait_for(
+            lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
+            timeout=30,
+            message="the job to be retried elsewhere and finish",
+        )
+        wait_for(
+            lambda: "job.success_claimed_elsewhere" in frozen.log(),
+            timeout=30,
+            message="the frozen worker's horse to finish and step aside",
+        )
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
     try:

@@ -125,8 +125,9 @@ def test_400_jobs_at_concurrency_50_finish_once_and_never_more_than_50_run(conn,
     assert worker.alive()
 
 
-def test_async_and_thread_timeouts_are_timeout_retries_and_other_jobs_keep_running(conn, settings, store, workers,
-                                                                                   tasks):
+def test_async_and_thread_timeouts_are_timeout_retries_and_other_jobs_keep_running(
+    conn, settings, store, workers, tasks
+):
     run = f"run-{uuid.uuid4().hex[:8]}"
     slow_async = put(conn, settings.queue, f"{tasks}.wait_async", run=run, first=60, wait=0.01, timeout=2)
     slow_sync = put(conn, settings.queue, f"{tasks}.wait_sync", run=run, first=60, wait=0.01, timeout=2)
@@ -134,14 +135,22 @@ def test_async_and_thread_timeouts_are_timeout_retries_and_other_jobs_keep_runni
     worker = workers(extra=("--concurrency", "8", "--tasks", tasks))
     started = f"rq:wip:{settings.queue}"
     wait_for(lambda: conn.zcard(started) == 3, message="the three slow jobs to start")
-    quick = [put(conn, settings.queue, f"{tasks}.wait_{kind}", run=run, wait=0.05)
-             for kind in ("async", "sync") for _ in range(5)]
-    wait_for(lambda: all(job_status(conn, store, q)["status"] == "finished" for q in quick),
-             message="the quick jobs to finish beside the slow ones")
+    quick = [
+        put(conn, settings.queue, f"{tasks}.wait_{kind}", run=run, wait=0.05)
+        for kind in ("async", "sync")
+        for _ in range(5)
+    ]
+    wait_for(
+        lambda: all(job_status(conn, store, q)["status"] == "finished" for q in quick),
+        message="the quick jobs to finish beside the slow ones",
+    )
     assert job_status(conn, store, slow_async)["history"] == []  # they were still in their first attempt
     for job_id in (slow_async, slow_sync, stuck):
-        info = wait_for(lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i, timeout=40,
-                        message=f"{job_id} to time out, retry and finish")
+        info = wait_for(
+            lambda job_id=job_id: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
+            timeout=40,
+            message=f"{job_id} to time out, retry and finish",
+        )
         [h] = info["history"]
         assert (h["kind"], h["error"]["type"], h["action"]) == ("TIMEOUT", "JobTimeoutException", "retry"), h
         assert successes(conn, job_id) == 1
@@ -153,18 +162,30 @@ def test_async_and_thread_timeouts_are_timeout_retries_and_other_jobs_keep_runni
 def test_sigkill_of_a_concurrent_worker_is_n_crash_retries_none_lost_none_twice(conn, settings, store, env, tasks):
     fast = dict(env, **FAST)
     run = f"run-{uuid.uuid4().hex[:8]}"
-    ids = [put(conn, settings.queue, f"{tasks}.wait_{kind}", run=run, wait=0.1, first=30)
-           for kind in ("async", "sync") for _ in range(10)]
+    ids = [
+        put(conn, settings.queue, f"{tasks}.wait_{kind}", run=run, wait=0.1, first=30)
+        for kind in ("async", "sync")
+        for _ in range(10)
+    ]
     ids += [put(conn, settings.queue, f"{tasks}.wait_sync", run=run, wait=0.1) for _ in range(5)]  # still queued
     victim = WorkerProcess(fast, settings.queue, extra=("--concurrency", "20", "--tasks", tasks))
-    wait_for(lambda: conn.zcard(f"rq:wip:{settings.queue}") == 20 and int(conn.get(f"{run}:n") or 0) == 20,
-             message="20 jobs in flight")
+    wait_for(
+        lambda: conn.zcard(f"rq:wip:{settings.queue}") == 20 and int(conn.get(f"{run}:n") or 0) == 20,
+        message="20 jobs in flight",
+    )
     victim.kill()
     rescuer = WorkerProcess(fast, settings.queue, extra=("--concurrency", "20", "--tasks", tasks))
     try:
-        infos = wait_for(lambda: (all((i := [job_status(conn, store, j) for j in ids])[k]["status"] == "finished"
-                                      for k in range(len(ids))) and i),
-                         timeout=40, message="every job to finish")
+        infos = wait_for(
+            lambda: (
+                all(
+                    (i := [job_status(conn, store, j) for j in ids])[k]["status"] == "finished" for k in range(len(ids))
+                )
+                and i
+            ),
+            timeout=40,
+            message="every job to finish",
+        )
     finally:
         rescuer.stop()
     crashed = [i for i in infos if i["history"]]
@@ -190,7 +211,8 @@ def own_server(tmp_path):
 
 
 def test_a_server_sigkill_then_a_sigkill_of_a_concurrent_worker_with_20_in_flight_only_the_victim_exits(
-        conn, env, tasks, own_server, queue_name):
+    conn, env, tasks, own_server, queue_name
+):
     """Issue 22: with a `--concurrency 20` worker holding 20 jobs and two others (concurrent, forking) working
     through 100 more, the server is SIGKILLed mid-run and restarted; then the full worker is SIGKILLed. Every
     job ends finished exactly once, the victim's 20 each after one uncharged CRASH, and no other worker
@@ -211,16 +233,24 @@ def test_a_server_sigkill_then_a_sigkill_of_a_concurrent_worker_with_20_in_fligh
         owners = [gq.hget(b"rq:execution:" + m, "worker_name") for m in members]
         return owners.count(victim_name.encode())
 
-    long_ = [put(gq, queue_name, f"{tasks}.wait_{kind}", run=run, wait=0.05, first=60)
-             for kind in ("async", "sync") for _ in range(10)]
+    long_ = [
+        put(gq, queue_name, f"{tasks}.wait_{kind}", run=run, wait=0.05, first=60)
+        for kind in ("async", "sync")
+        for _ in range(10)
+    ]
     victim = WorkerProcess(fast, queue_name, extra=("--concurrency", "20", "--tasks", tasks, "--name", victim_name))
     others = []
     try:
         wait_for(lambda: victims_in_flight() == 20 and int(conn.get(f"{run}:n") or 0) == 20, message="20 in flight")
-        short = [put(gq, queue_name, f"{tasks}.wait_{kind}", run=run, wait=0.05)
-                 for _ in range(50) for kind in ("async", "sync")]
-        others = [WorkerProcess(fast, queue_name, extra=("--concurrency", "4", "--tasks", tasks)),
-                  WorkerProcess(fast, queue_name, extra=("--tasks", tasks))]
+        short = [
+            put(gq, queue_name, f"{tasks}.wait_{kind}", run=run, wait=0.05)
+            for _ in range(50)
+            for kind in ("async", "sync")
+        ]
+        others = [
+            WorkerProcess(fast, queue_name, extra=("--concurrency", "4", "--tasks", tasks)),
+            WorkerProcess(fast, queue_name, extra=("--tasks", tasks)),
+        ]
         wait_for(lambda: ran() >= 10, timeout=30, message="the other workers to be mid-run")
         os.kill(int(server.pidfile.read_text()), signal.SIGKILL)
         wait_for(lambda: not server.status().running, message="the server to die")
@@ -233,9 +263,15 @@ def test_a_server_sigkill_then_a_sigkill_of_a_concurrent_worker_with_20_in_fligh
         victim.kill()
         assert victim.proc.returncode == -signal.SIGKILL
         ids = long_ + short
-        infos = wait_for(lambda: (all((i := [job_status(gq, store, j) for j in ids])[k]["status"] == "finished"
-                                      for k in range(len(ids))) and i),
-                         timeout=60, interval=0.2, message="every job to finish")
+        infos = wait_for(
+            lambda: (
+                all((i := [job_status(gq, store, j) for j in ids])[k]["status"] == "finished" for k in range(len(ids)))
+                and i
+            ),
+            timeout=60,
+            interval=0.2,
+            message="every job to finish",
+        )
         assert [w.alive() for w in others] == [True, True], "a worker other than the victim exited"
     finally:
         victim.stop()
@@ -243,8 +279,12 @@ def test_a_server_sigkill_then_a_sigkill_of_a_concurrent_worker_with_20_in_fligh
             w.stop()
     for info in infos[:20]:
         [h] = info["history"]
-        assert (h["kind"], h["error"]["type"], h["charged"], h["worker"]) == ("CRASH", "AbandonedJob", False,
-                                                                               victim_name), h
+        assert (h["kind"], h["error"]["type"], h["charged"], h["worker"]) == (
+            "CRASH",
+            "AbandonedJob",
+            False,
+            victim_name,
+        ), h
     assert all(h["kind"] == "CRASH" for info in infos[20:] for h in info["history"]), "only crashes"
     assert all(successes(gq, j) == 1 for j in ids), "a job completed twice (or never)"
     assert gq.zcard(make_queue(gq, queue_name).finished_job_registry.key) == len(ids)
@@ -259,11 +299,14 @@ def test_a_server_sigkill_then_a_sigkill_of_a_concurrent_worker_with_20_in_fligh
     gq.close()
 
 
-def test_warm_shutdown_finishes_what_fits_in_the_grace_and_requeues_the_rest_as_crash(conn, settings, store, env,
-                                                                                       tasks):
+def test_warm_shutdown_finishes_what_fits_in_the_grace_and_requeues_the_rest_as_crash(
+    conn, settings, store, env, tasks
+):
     grace = dict(env, GENQUEUE_SHUTDOWN_GRACE="2")
     run = f"run-{uuid.uuid4().hex[:8]}"
-    long_ = [put(conn, settings.queue, f"{tasks}.wait_{kind}", run=run, wait=0.05, first=60) for kind in ("async", "sync")]
+    long_ = [
+        put(conn, settings.queue, f"{tasks}.wait_{kind}", run=run, wait=0.05, first=60) for kind in ("async", "sync")
+    ]
     short = [put(conn, settings.queue, f"{tasks}.wait_{kind}", run=run, wait=1) for kind in ("async", "sync")]
     worker = WorkerProcess(grace, settings.queue, extra=("--concurrency", "4", "--tasks", tasks))
     wait_for(lambda: int(conn.get(f"{run}:n") or 0) == 4, message="4 jobs in flight")
@@ -280,8 +323,10 @@ def test_warm_shutdown_finishes_what_fits_in_the_grace_and_requeues_the_rest_as_
     assert job_status(conn, store, extra)["status"] == "queued"
     rescuer = WorkerProcess(grace, settings.queue, extra=("--concurrency", "4", "--tasks", tasks))
     try:
-        wait_for(lambda: all(job_status(conn, store, j)["status"] == "finished" for j in [*long_, extra]),
-                 message="the requeued jobs to finish elsewhere")
+        wait_for(
+            lambda: all(job_status(conn, store, j)["status"] == "finished" for j in [*long_, extra]),
+            message="the requeued jobs to finish elsewhere",
+        )
     finally:
         rescuer.stop()
     assert all(successes(conn, j) == 1 for j in [*long_, *short, extra])

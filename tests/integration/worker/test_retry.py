@@ -48,7 +48,13 @@ def test_transient_failure_then_success_on_the_same_job_id(conn, settings, store
     info = wait_status(conn, store, job_id, "finished")
     assert info["id"] == job_id and info["attempts"] == 2
     [h] = info["history"]
-    assert (h["n"], h["kind"], h["action"], h["error"]["status_code"], h["charged"]) == (1, "TRANSIENT", "retry", 503, True)
+    assert (h["n"], h["kind"], h["action"], h["error"]["status_code"], h["charged"]) == (
+        1,
+        "TRANSIENT",
+        "retry",
+        503,
+        True,
+    )
     assert 0 < h["delay"] <= 0.05 * 1.1 + 1e-9  # base 5 s scaled by 0.01, ±10 %
     assert not store.exists(job_id)
 
@@ -121,8 +127,16 @@ def test_per_job_policy_override_end_to_end(conn, settings, store, workers, env)
 
     workers()
     pol = f"pol-{settings.queue}"
-    r = run_cli(env, "enqueue", "--payload", '{"prompt": "p", "simulate": ["500"]}', "--job-id", pol,
-                "--policy", '{"TRANSIENT": {"max": 1}}')
+    r = run_cli(
+        env,
+        "enqueue",
+        "--payload",
+        '{"prompt": "p", "simulate": ["500"]}',
+        "--job-id",
+        pol,
+        "--policy",
+        '{"TRANSIENT": {"max": 1}}',
+    )
     assert r.code == 0, r.stderr
     wait_for(lambda: store.exists(pol), message="DLQ entry")
     entry = store.get(pol)

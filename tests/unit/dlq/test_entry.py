@@ -6,19 +6,48 @@ from genqueue.support.secrets import mask
 
 
 def entry(**over):
-    base = dict(job_id="j1", queue="q", func="genqueue.jobs.generate", args=[{"prompt": "p", "user_id": 7}],
-                kwargs={}, reason="exhausted", error={"kind": "TRANSIENT", "type": "E", "message": "m 12"},
-                history=[], retry_count=5, crash_count=0, enqueued_at=None, failed_at=1_700_000_000.0,
-                retention_s=60)
+    base = dict(
+        job_id="j1",
+        queue="q",
+        func="genqueue.jobs.generate",
+        args=[{"prompt": "p", "user_id": 7}],
+        kwargs={},
+        reason="exhausted",
+        error={"kind": "TRANSIENT", "type": "E", "message": "m 12"},
+        history=[],
+        retry_count=5,
+        crash_count=0,
+        enqueued_at=None,
+        failed_at=1_700_000_000.0,
+        retention_s=60,
+    )
     base.update(over)
     return build_entry(**base)
 
 
 def test_entry_has_every_design_field_and_round_trips():
     e = entry()
-    for f in ("v", "job_id", "queue", "func", "args", "kwargs", "user_id", "provider_job_id", "reason", "error",
-              "history", "retry_count", "crash_count", "enqueued_at", "failed_at", "expires_at", "replays",
-              "replayed_from", "fingerprint"):
+    for f in (
+        "v",
+        "job_id",
+        "queue",
+        "func",
+        "args",
+        "kwargs",
+        "user_id",
+        "provider_job_id",
+        "reason",
+        "error",
+        "history",
+        "retry_count",
+        "crash_count",
+        "enqueued_at",
+        "failed_at",
+        "expires_at",
+        "replays",
+        "replayed_from",
+        "fingerprint",
+    ):
         assert f in e
     assert set(REQUIRED_FIELDS) <= set(e)
     assert e["user_id"] == "7" and e["expires_at"] == "2023-11-14T22:14:20.000Z"
@@ -44,8 +73,9 @@ def test_corrupt_entries_raise_one_clear_error(raw):
 
 
 def test_secrets_are_masked_nested_but_counts_are_not():
-    e = entry(args=[{"prompt": "p", "params": {"api_key": "sk-1", "max_tokens": 5},
-                     "headers": {"Authorization": "Bearer x"}}])
+    e = entry(
+        args=[{"prompt": "p", "params": {"api_key": "sk-1", "max_tokens": 5}, "headers": {"Authorization": "Bearer x"}}]
+    )
     m = mask(e)
     assert m["args"][0]["params"] == {"api_key": "***", "max_tokens": 5}
     assert m["args"][0]["headers"]["Authorization"] == "***"

@@ -111,8 +111,11 @@ def test_corrupt_entry_is_skipped_by_page_and_named_by_get(store):
 
 
 def test_merge_patch_is_rfc7386():
-    assert merge_patch({"a": 1, "p": {"x": 1, "y": 2}}, {"p": {"y": None, "z": 3}, "b": [1]}) == \
-        {"a": 1, "p": {"x": 1, "z": 3}, "b": [1]}
+    assert merge_patch({"a": 1, "p": {"x": 1, "y": 2}}, {"p": {"y": None, "z": 3}, "b": [1]}) == {
+        "a": 1,
+        "p": {"x": 1, "z": 3},
+        "b": [1],
+    }
 
 
 def test_sparkline_scales_to_the_peak():

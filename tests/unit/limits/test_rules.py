@@ -19,10 +19,16 @@ from genqueue.limits.rules import (
 from genqueue.limits.store import breaker_state, last_minute
 
 
-@pytest.mark.parametrize("text, rate, shown", [
-    ("5/s", Rate(5, 1000), "5/s"), ("300/m", Rate(300, 60_000), "300/m"), ("10/2s", Rate(10, 2000), "10/2s"),
-    ("1000/h", Rate(1000, 3_600_000), "1000/h"), (" 3 / 250ms ", Rate(3, 250), "3/250ms"),
-])
+@pytest.mark.parametrize(
+    "text, rate, shown",
+    [
+        ("5/s", Rate(5, 1000), "5/s"),
+        ("300/m", Rate(300, 60_000), "300/m"),
+        ("10/2s", Rate(10, 2000), "10/2s"),
+        ("1000/h", Rate(1000, 3_600_000), "1000/h"),
+        (" 3 / 250ms ", Rate(3, 250), "3/250ms"),
+    ],
+)
 def test_rates(text, rate, shown):
     assert parse_rate(text) == rate and str(rate) == shown
 
@@ -41,8 +47,18 @@ def test_a_declaration_and_its_defaults():
     assert Limits.parse({"cooldown": 0}).cooldown_ms() == 0  # the breaker turned off for this key
 
 
-@pytest.mark.parametrize("raw", [{"concurrency": 0}, {"concurrency": True}, {"max_wait": 0}, {"max_wait": "soon"},
-                                 {"cooldown": -1}, {"cooldown": "x"}, {"burst": 3}])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"concurrency": 0},
+        {"concurrency": True},
+        {"max_wait": 0},
+        {"max_wait": "soon"},
+        {"cooldown": -1},
+        {"cooldown": "x"},
+        {"burst": 3},
+    ],
+)
 def test_bad_declarations_are_refused(raw):
     with pytest.raises(InvalidInput):
         Limits.parse(raw)
@@ -75,7 +91,18 @@ def test_breaker_state():
 
 def test_the_last_minute_counts_only_its_own_buckets():
     now = 100 * 10_000 + 5  # bucket 100, slot 4
-    health = {b"b4": b"100", b"c4": b"3", b"f4": b"2", b"r4": b"1",
-              b"b0": b"96", b"c0": b"5", b"f0": b"5", b"r0": b"0",   # 40 s ago: counted
-              b"b3": b"93", b"c3": b"7", b"f3": b"7", b"r3": b"9"}   # 70 s ago: stale, not counted
+    health = {
+        b"b4": b"100",
+        b"c4": b"3",
+        b"f4": b"2",
+        b"r4": b"1",
+        b"b0": b"96",
+        b"c0": b"5",
+        b"f0": b"5",
+        b"r0": b"0",  # 40 s ago: counted
+        b"b3": b"93",
+        b"c3": b"7",
+        b"f3": b"7",
+        b"r3": b"9",
+    }  # 70 s ago: stale, not counted
     assert last_minute(health, now) == {"c": 8, "f": 7, "r": 1}

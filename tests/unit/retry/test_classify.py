@@ -1,4 +1,3 @@
-import socket
 
 import pytest
 from rq.timeouts import JobTimeoutException
@@ -49,7 +48,7 @@ class ReadTimeout(Exception):  # shaped like requests/httpx: matched by name, no
         (PermanentError("x"), K.PERMANENT),
         (JobTimeoutException("x"), K.TIMEOUT),
         (TimeoutError(), K.TIMEOUT),
-        (socket.timeout(), K.TIMEOUT),
+        (TimeoutError(), K.TIMEOUT),
         (ReadTimeout(), K.TIMEOUT),
         (ProviderTimeout("x"), K.TIMEOUT),
         (HTTPError(429), K.RATE_LIMITED),
@@ -101,8 +100,17 @@ def test_user_rules_take_precedence():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(5, 5.0), ("7", 7.0), ("1.5", 1.5), ("-3", None), ("soon", None), (None, None), (float("nan"), None),
-     (True, None), ("", None)],
+    [
+        (5, 5.0),
+        ("7", 7.0),
+        ("1.5", 1.5),
+        ("-3", None),
+        ("soon", None),
+        (None, None),
+        (float("nan"), None),
+        (True, None),
+        ("", None),
+    ],
 )
 def test_parse_retry_after(value, expected):
     assert parse_retry_after(value) == expected
@@ -122,6 +130,7 @@ def test_retry_after_from_exception_or_headers():
 
 
 # --- SDK-shaped errors (the real classes are in tests/integration/retry/test_sdk_errors.py) ---------------
+
 
 class StatusError(Exception):
     """Shaped like openai's/anthropic's APIStatusError: status, response headers, decoded body."""
@@ -201,8 +210,10 @@ def test_retry_info_in_an_sdk_body_and_under_headers():
     assert retry_after_of(exc) == 2.0  # a header beats the body
 
 
-@pytest.mark.parametrize(("value", "expected"), [("37s", 37.0), (" 0.25s ", 0.25), ("1m", None), (5, None),
-                                                  ({"nanos": 1_000_000}, 0.001), ({"seconds": -1}, None)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("37s", 37.0), (" 0.25s ", 0.25), ("1m", None), (5, None), ({"nanos": 1_000_000}, 0.001), ({"seconds": -1}, None)],
+)
 def test_parse_duration(value, expected):
     assert parse_duration(value) == expected
 
@@ -233,8 +244,15 @@ def test_x_should_retry_false_says_why():
 @pytest.mark.parametrize(
     "exc",
     [
-        StatusError(429, body={"message": "You exceeded your current quota", "type": "insufficient_quota",
-                               "code": "insufficient_quota"}, code="insufficient_quota"),  # openai's attrs
+        StatusError(
+            429,
+            body={
+                "message": "You exceeded your current quota",
+                "type": "insufficient_quota",
+                "code": "insufficient_quota",
+            },
+            code="insufficient_quota",
+        ),  # openai's attrs
         StatusError(429, body={"error": {"type": "insufficient_quota"}}),  # a body that kept its envelope
         StatusError(429, {"x-should-retry": "true"}, body={"code": "insufficient_quota"}),
     ],

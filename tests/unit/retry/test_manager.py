@@ -28,7 +28,9 @@ def test_one_budget_across_kinds():
 
 def test_per_job_override_beats_kind_maximum():
     m = RetryManager(rand=mid)
-    assert m.decide(fail(K.TRANSIENT), RetryState(retries=1, max_retries=1, history_kinds=("TRANSIENT",))).action == "dead"
+    assert (
+        m.decide(fail(K.TRANSIENT), RetryState(retries=1, max_retries=1, history_kinds=("TRANSIENT",))).action == "dead"
+    )
     assert m.decide(fail(K.TIMEOUT), RetryState(retries=5, max_retries=9, history_kinds=("TIMEOUT",) * 5)).is_retry
 
 
@@ -62,7 +64,13 @@ def test_failure_from_exception_carries_status_and_retry_after():
     from genqueue.tasks.providers.simulated import ProviderError
 
     f = RetryManager().failure_from_exception(ProviderError(429, "slow down", retry_after=3), "tb")
-    assert (f.kind, f.status_code, f.retry_after, f.type, f.traceback) == (K.RATE_LIMITED, 429, 3.0, "ProviderError", "tb")
+    assert (f.kind, f.status_code, f.retry_after, f.type, f.traceback) == (
+        K.RATE_LIMITED,
+        429,
+        3.0,
+        "ProviderError",
+        "tb",
+    )
 
 
 def test_rule_decorator():
@@ -99,8 +107,12 @@ def test_bad_policy_specs_are_refused():
     from genqueue.errors import InvalidInput
     from genqueue.settings import Settings
 
-    for env in ({"GENQUEUE_POLICY_TRANSIENT": "max=lots"}, {"GENQUEUE_POLICY_NOPE": "max=1"},
-                {"GENQUEUE_POLICY_TIMEOUT": "speed=3"}, {"GENQUEUE_POLICY_TIMEOUT": "factor=0.5"}):
+    for env in (
+        {"GENQUEUE_POLICY_TRANSIENT": "max=lots"},
+        {"GENQUEUE_POLICY_NOPE": "max=1"},
+        {"GENQUEUE_POLICY_TIMEOUT": "speed=3"},
+        {"GENQUEUE_POLICY_TIMEOUT": "factor=0.5"},
+    ):
         with pytest.raises(InvalidInput):
             Settings.from_env(env)
 
@@ -173,8 +185,9 @@ def test_insufficient_quota_says_why_in_the_failure_message():
 def test_a_verdict_rule_named_in_the_environment():
     from genqueue.settings import Settings
 
-    m = RetryManager.from_settings(Settings.from_env({"GENQUEUE_RETRY_RULES": "tests.unit.retry.sample_rules:RULES"}),
-                                   rand=mid)
+    m = RetryManager.from_settings(
+        Settings.from_env({"GENQUEUE_RETRY_RULES": "tests.unit.retry.sample_rules:RULES"}), rand=mid
+    )
     f = m.failure_from_exception(RuntimeError("GPU busy, come back later"))
     assert (f.kind, f.retry_after) == (K.RATE_LIMITED, 60.0)
     assert m.decide(f, RetryState()).delay == 60.0

@@ -41,8 +41,12 @@ def test_item_ids_are_deterministic_and_valid_rq_job_ids():
     assert JOB_ID_PATTERN.fullmatch(item_id(check_run_id("A_b-9"), 12345))
 
 
-@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True), st.integers(0, 10**6),
-       st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True), st.integers(0, 10**6))
+@given(
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True),
+    st.integers(0, 10**6),
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True),
+    st.integers(0, 10**6),
+)
 def test_no_two_run_items_share_an_id(run_a, i, run_b, j):
     if (run_a, i) != (run_b, j):
         assert item_id(run_a, i) != item_id(run_b, j)
@@ -70,8 +74,15 @@ def test_limit_outside_1_to_10(limit):
 
 # -- the run file ----------------------------------------------------------------------------------------------
 def test_run_file_all_or_nothing_names_every_bad_line():
-    lines = ['{"prompt": "a"}', "{bad", "", "[1]", '{"prompt": ""}', '{"prompt": "b", "simulate": ["boom"]}',
-             '{"prompt": "c"}']
+    lines = [
+        '{"prompt": "a"}',
+        "{bad",
+        "",
+        "[1]",
+        '{"prompt": ""}',
+        '{"prompt": "b", "simulate": ["boom"]}',
+        '{"prompt": "c"}',
+    ]
     with pytest.raises(InvalidInput) as info:
         parse_run_file(lines)
     message = str(info.value)
@@ -107,47 +118,56 @@ def test_digest_is_stable_and_covers_items_and_options():
 
 
 # -- status ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("rq_status,has_history,in_dlq,expected", [
-    ("queued", False, False, "queued"),
-    ("started", True, False, "running"),
-    ("scheduled", False, False, "scheduled"),
-    ("scheduled", True, False, "retrying"),
-    ("finished", True, False, "finished"),
-    ("failed", False, False, "failed"),
-    (None, False, True, "dead"),
-    (None, False, False, "missing"),
-])
+@pytest.mark.parametrize(
+    "rq_status,has_history,in_dlq,expected",
+    [
+        ("queued", False, False, "queued"),
+        ("started", True, False, "running"),
+        ("scheduled", False, False, "scheduled"),
+        ("scheduled", True, False, "retrying"),
+        ("finished", True, False, "finished"),
+        ("failed", False, False, "failed"),
+        (None, False, True, "dead"),
+        (None, False, False, "missing"),
+    ],
+)
 def test_item_status(rq_status, has_history, in_dlq, expected):
     assert item_status(rq_status, has_history, in_dlq) == expected
 
 
-@pytest.mark.parametrize("counts,expected", [
-    ({"finished": 3}, "completed"),
-    ({"finished": 2, "dead": 1}, "partially_failed"),
-    ({"dead": 2, "failed": 1}, "failed"),
-    ({"finished": 2, "retrying": 1}, "running"),
-    ({"dead": 2, "scheduled": 1}, "running"),
-    ({"finished": 1, "running": 1}, "running"),
-    ({"queued": 1}, "running"),
-    ({"finished": 1, "missing": 1}, "partially_failed"),
-])
+@pytest.mark.parametrize(
+    "counts,expected",
+    [
+        ({"finished": 3}, "completed"),
+        ({"finished": 2, "dead": 1}, "partially_failed"),
+        ({"dead": 2, "failed": 1}, "failed"),
+        ({"finished": 2, "retrying": 1}, "running"),
+        ({"dead": 2, "scheduled": 1}, "running"),
+        ({"finished": 1, "running": 1}, "running"),
+        ({"queued": 1}, "running"),
+        ({"finished": 1, "missing": 1}, "partially_failed"),
+    ],
+)
 def test_run_status(counts, expected):
     assert run_status(counts) == expected
 
 
 # -- eligibility -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind,reason,expected", [
-    ("CRASH", "crash_loop", RetryClass.FREE),
-    ("CRASH", "recovered", RetryClass.FREE),
-    ("UNKNOWN", "crash_loop", RetryClass.FREE),
-    ("PERMANENT", "non_retryable", RetryClass.NEVER),
-    ("PERMANENT", "recovered", RetryClass.NEVER),
-    ("TRANSIENT", "non_retryable", RetryClass.NEVER),
-    ("TRANSIENT", "exhausted", RetryClass.CHARGED),
-    ("RATE_LIMITED", "exhausted", RetryClass.CHARGED),
-    (None, None, RetryClass.CHARGED),
-    (None, "corrupt_entry", RetryClass.NEVER),
-])
+@pytest.mark.parametrize(
+    "kind,reason,expected",
+    [
+        ("CRASH", "crash_loop", RetryClass.FREE),
+        ("CRASH", "recovered", RetryClass.FREE),
+        ("UNKNOWN", "crash_loop", RetryClass.FREE),
+        ("PERMANENT", "non_retryable", RetryClass.NEVER),
+        ("PERMANENT", "recovered", RetryClass.NEVER),
+        ("TRANSIENT", "non_retryable", RetryClass.NEVER),
+        ("TRANSIENT", "exhausted", RetryClass.CHARGED),
+        ("RATE_LIMITED", "exhausted", RetryClass.CHARGED),
+        (None, None, RetryClass.CHARGED),
+        (None, "corrupt_entry", RetryClass.NEVER),
+    ],
+)
 def test_retry_class(kind, reason, expected):
     assert retry_class(kind, reason) is expected
 
@@ -157,8 +177,12 @@ def item(i, kind, reason, charged=0):
 
 
 def test_plan_all_or_nothing_names_only_charged_items_over_the_limit():
-    items = [item(0, "TRANSIENT", "exhausted", charged=1), item(1, "TRANSIENT", "exhausted", charged=0),
-             item(2, "CRASH", "crash_loop", charged=5), item(3, "PERMANENT", "non_retryable")]
+    items = [
+        item(0, "TRANSIENT", "exhausted", charged=1),
+        item(1, "TRANSIENT", "exhausted", charged=0),
+        item(2, "CRASH", "crash_loop", charged=5),
+        item(3, "PERMANENT", "non_retryable"),
+    ]
     plan = plan_retry(items, limit=1)
     assert [i.index for i in plan.over_limit] == [0]  # the crash item's old charges do not matter: it is free
     assert [i.index for i in plan.to_retry] == [0, 1, 2] and [i.index for i in plan.never] == [3]
@@ -168,8 +192,12 @@ def test_plan_all_or_nothing_names_only_charged_items_over_the_limit():
     assert [i.index for i in checked_plan("r", {"dead": 4}, items, 2).to_retry] == [0, 1, 2]
 
 
-@given(st.lists(st.tuples(st.sampled_from(["TRANSIENT", "CRASH", "PERMANENT", "UNKNOWN"]), st.integers(0, 12)),
-                max_size=30), st.integers(1, 10))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["TRANSIENT", "CRASH", "PERMANENT", "UNKNOWN"]), st.integers(0, 12)), max_size=30
+    ),
+    st.integers(1, 10),
+)
 def test_plan_properties(rows, limit):
     items = [item(i, kind, "crash_loop" if kind == "CRASH" else "exhausted", c) for i, (kind, c) in enumerate(rows)]
     plan = plan_retry(items, limit)
@@ -193,13 +221,15 @@ def test_checked_plan_refuses_running_and_nothing_to_retry():
 def test_manual_retry_records_are_not_attempts_and_count_charges():
     history = [{"n": 1, "kind": "TRANSIENT", "action": "dead", "error": {"message": "HTTP 500"}}]
     meta = {"history": list(history), "retries": 4, "crashes": 2, "budget_from": 0}
-    record = manual_retry_record(charged=True, via="jobs retry", previous_status="dead", kind="TRANSIENT",
-                                 reason="exhausted")
+    record = manual_retry_record(
+        charged=True, via="jobs retry", previous_status="dead", kind="TRANSIENT", reason="exhausted"
+    )
     with_fresh_budget(meta, record)
     assert meta["retries"] == 0 and meta["crashes"] == 0 and meta["budget_from"] == 2
     assert meta["history"][-1]["action"] == "manual_retry" and meta["history"][-1]["error"]["message"] is None
     assert attempts_made(meta["history"]) == 1 and charged_retries(meta["history"]) == 1
     assert last_failure(meta["history"])["kind"] == "TRANSIENT"
-    free = manual_retry_record(charged=False, via="runs retry-failed", previous_status="dead", kind="CRASH",
-                               reason="crash_loop", run_retry=2)
+    free = manual_retry_record(
+        charged=False, via="runs retry-failed", previous_status="dead", kind="CRASH", reason="crash_loop", run_retry=2
+    )
     assert charged_retries(meta["history"] + [free]) == 1 and free["run_retry"] == 2

@@ -10,15 +10,71 @@ from hypothesis import strategies as st
 
 from genqueue.support.secrets import is_secret_key, key_words, mask, may_hold_secrets
 
-SECRET = ["apiKey", "api_key", "API-KEY", "APIKey", "APIKEY", "x-api-key", "X-Api-Key", "x_apikey", "accessToken",
-          "access_token", "openaiApiKey", "OPENAI_API_KEY", "clientSecret", "client_secret", "refreshToken",
-          "password", "Password", "db.password", "passwd", "authorization", "Authorization", "Proxy-Authorization",
-          "x-auth", "privateKey", "private-key", "secret_key", "sessionToken", "bearerToken", "id_token",
-          "credentials", "credential", "cookie", "Cookie", "set-cookie", "Set-Cookie", "aws_secret_access_key",
-          "token", "TOKEN", "s3Secret"]
-PLAIN = ["max_tokens", "maxTokens", "max_token", "tokens_used", "total_tokens", "token_count", "tokenizer",
-         "token_type", "prompt", "author", "authorName", "oauth_provider", "key", "cache_key", "idempotencyKey",
-         "keywords", "password_hash", "secretariat", "temperature", "", "_", "123"]
+SECRET = [
+    "apiKey",
+    "api_key",
+    "API-KEY",
+    "APIKey",
+    "APIKEY",
+    "x-api-key",
+    "X-Api-Key",
+    "x_apikey",
+    "accessToken",
+    "access_token",
+    "openaiApiKey",
+    "OPENAI_API_KEY",
+    "clientSecret",
+    "client_secret",
+    "refreshToken",
+    "password",
+    "Password",
+    "db.password",
+    "passwd",
+    "authorization",
+    "Authorization",
+    "Proxy-Authorization",
+    "x-auth",
+    "privateKey",
+    "private-key",
+    "secret_key",
+    "sessionToken",
+    "bearerToken",
+    "id_token",
+    "credentials",
+    "credential",
+    "cookie",
+    "Cookie",
+    "set-cookie",
+    "Set-Cookie",
+    "aws_secret_access_key",
+    "token",
+    "TOKEN",
+    "s3Secret",
+]
+PLAIN = [
+    "max_tokens",
+    "maxTokens",
+    "max_token",
+    "tokens_used",
+    "total_tokens",
+    "token_count",
+    "tokenizer",
+    "token_type",
+    "prompt",
+    "author",
+    "authorName",
+    "oauth_provider",
+    "key",
+    "cache_key",
+    "idempotencyKey",
+    "keywords",
+    "password_hash",
+    "secretariat",
+    "temperature",
+    "",
+    "_",
+    "123",
+]
 
 
 @pytest.mark.parametrize("key", SECRET)
@@ -41,9 +97,35 @@ def test_camel_case_acronyms_and_separators_split_into_words():
     assert key_words("oauth2AccessToken") == ("oauth", "2", "access", "token")
 
 
-WORDS = st.sampled_from(["api", "key", "token", "tokens", "secret", "private", "access", "auth", "author",
-                         "password", "pass", "word", "cookie", "set", "max", "count", "client", "openai", "x",
-                         "credentials", "apikey", "pwd", "passphrase", "id", "2"])
+WORDS = st.sampled_from(
+    [
+        "api",
+        "key",
+        "token",
+        "tokens",
+        "secret",
+        "private",
+        "access",
+        "auth",
+        "author",
+        "password",
+        "pass",
+        "word",
+        "cookie",
+        "set",
+        "max",
+        "count",
+        "client",
+        "openai",
+        "x",
+        "credentials",
+        "apikey",
+        "pwd",
+        "passphrase",
+        "id",
+        "2",
+    ]
+)
 
 
 @st.composite

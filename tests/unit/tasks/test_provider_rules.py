@@ -37,8 +37,10 @@ def test_http_provider_needs_an_http_url():
         provider_from_env({"GENQUEUE_PROVIDER": "http", "GENQUEUE_PROVIDER_URL": "ftp://x/y"})
 
 
-@pytest.mark.parametrize(("configured", "job", "want"), [
-    (120, None, 120), (120, 180, 120), (120, 60, 55), (120, 10, 8), (120, 1, 0.8), (30, -1, 30), (30, 0, 30)])
+@pytest.mark.parametrize(
+    ("configured", "job", "want"),
+    [(120, None, 120), (120, 180, 120), (120, 60, 55), (120, 10, 8), (120, 1, 0.8), (30, -1, 30), (30, 0, 30)],
+)
 def test_the_call_timeout_stays_below_the_job_timeout(configured, job, want):
     assert effective_timeout(configured, job) == pytest.approx(want)
 
@@ -54,16 +56,24 @@ def test_build_request_per_endpoint():
     payload = {"prompt": "a fox", "model": "m", "params": {"n": 2}, "user_id": "u1", "simulate": ["ok"]}
     assert build_request(payload) == ("images", {"model": "m", "prompt": "a fox", "n": 2})
     assert build_request({**payload, "endpoint": "chat"}) == (
-        "chat", {"model": "m", "messages": [{"role": "user", "content": "a fox"}], "n": 2})
+        "chat",
+        {"model": "m", "messages": [{"role": "user", "content": "a fox"}], "n": 2},
+    )
     assert build_request({**payload, "endpoint": "responses"}) == (
-        "responses", {"model": "m", "input": "a fox", "n": 2})
+        "responses",
+        {"model": "m", "input": "a fox", "n": 2},
+    )
 
 
-@pytest.mark.parametrize(("payload", "match"), [
-    ({"prompt": "p", "model": "m", "endpoint": "embeddings"}, "endpoint"),
-    ({"prompt": "p", "model": ""}, "model"),
-    ({"prompt": "p", "model": "m", "params": {"timeout": 5, "extra_headers": {}}}, "extra_headers, timeout"),
-    ({"prompt": "p", "model": "m", "params": [1]}, "params")])
+@pytest.mark.parametrize(
+    ("payload", "match"),
+    [
+        ({"prompt": "p", "model": "m", "endpoint": "embeddings"}, "endpoint"),
+        ({"prompt": "p", "model": ""}, "model"),
+        ({"prompt": "p", "model": "m", "params": {"timeout": 5, "extra_headers": {}}}, "extra_headers, timeout"),
+        ({"prompt": "p", "model": "m", "params": [1]}, "params"),
+    ],
+)
 def test_bad_openai_payloads_are_permanent(payload, match):
     with pytest.raises(ValueError, match=match):
         build_request(payload)
@@ -85,8 +95,13 @@ def test_externalize_replaces_base64_by_uris_in_order():
         written[name] = data
         return f"mem://{name}"
 
-    result = {"data": [{"b64_json": base64.b64encode(b"\x89PNG\r\n\x1a\n1").decode()}, {"url": "https://x/2.png"},
-                       {"b64_json": base64.b64encode(b"\xff\xd8\xff2").decode()}]}
+    result = {
+        "data": [
+            {"b64_json": base64.b64encode(b"\x89PNG\r\n\x1a\n1").decode()},
+            {"url": "https://x/2.png"},
+            {"b64_json": base64.b64encode(b"\xff\xd8\xff2").decode()},
+        ]
+    }
     out = externalize("images", result, put)
     assert [d.get("uri") for d in out["data"]] == ["mem://0.png", None, "mem://1.jpeg"]
     assert written == {"0.png": b"\x89PNG\r\n\x1a\n1", "1.jpeg": b"\xff\xd8\xff2"}
