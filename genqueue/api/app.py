@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..backend.connection import EmbeddedServer, redact
 from ..backend.outage import short_retry
+from .. import __version__
 from ..errors import GenqueueError
 from ..settings import Settings
 from . import errors
@@ -46,7 +47,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
     connection = connection or lazy_connection(settings)
     app = FastAPI(
         title="genqueue",
-        version="0.1.0",
+        version=__version__,
         description="Generation jobs, runs and the dead-letter queue over HTTP. Errors are "
         '{"error": {"code", "message", "retryable"}}.',
     )

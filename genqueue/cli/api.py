@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import click
 
+from ..errors import InvalidInput
 from .app import get_app
 from .params import parse_duration
+
+# The import names of the `api` extra's packages (pyproject.toml): a worker-only install has none of them.
+API_EXTRA_MODULES = ("fastapi", "uvicorn", "jwt", "limits", "prometheus_client", "jinja2", "multipart")
+
+
+def require_api_extra() -> None:
+    """Exit 2 in one line when the HTTP service's dependencies are not installed."""
+    missing = [name for name in API_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InvalidInput(
+            f"genqueue api needs the api extra (missing: {', '.join(missing)}): pip install 'genqueue[api]'"
+        )
 
 
 @click.group(
@@ -33,6 +48,7 @@ from .params import parse_duration
 )
 @click.pass_context
 def api(ctx: click.Context, host: str, port: int, workers: int) -> None:
+    require_api_extra()
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn
