@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_logs()
     started = time.perf_counter()
     results: list[Scenario] = []
+    failed: list[str] = []
     with bench_server() as (url, home, embedded):
         from genqueue.backend.connection import connect_url
 
@@ -142,7 +144,13 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(f"bench.scenarios.{name}")
             print(f"running {name} …", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            scenario = module.run(ctx)
+            try:
+                scenario = module.run(ctx)
+            except Exception as exc:  # one scenario that cannot run must say why, and let the others run
+                traceback.print_exc()
+                failed.append(f"scenario {name} could not run: {type(exc).__name__}: {exc}")
+                print(f"error: {failed[-1]}", file=sys.stderr, flush=True)
+                continue
             scenario.seconds = time.perf_counter() - t0
             print(f"  {name}: {scenario.seconds:.1f} s", file=sys.stderr, flush=True)
             print(table([scenario]), file=sys.stderr, flush=True)  # as it completes: a long run shows progress
@@ -174,4 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{sum(len(sc.goals) for sc in results) - len(missed)} goal(s) met, {len(missed)} missed; "
         f"{total:.0f} s; results in {args.output}"
     )
+    if failed:  # last on stderr, and first in the summary a caller reads: why the run failed
+        print("error: " + "; ".join(failed), file=sys.stderr)
+        return 1
     return 0

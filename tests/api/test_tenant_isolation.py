@@ -216,7 +216,8 @@ class Isolation(RuleBasedStateMachine):
                 assert run_cli(ctx.env, "worker", "--burst", "--simple", timeout=120).code == 0
             return not busy
 
-        wait_for(settled, timeout=60, interval=0.1, message="the worker to drain")
+        # Bounded by state, not by a budget a slow process exit can eat: each burst worker has its own limit.
+        wait_for(settled, timeout=600, interval=0.1, message="the worker to drain")
 
     # -- what holds after every step --------------------------------------------------------------------------
     @invariant()

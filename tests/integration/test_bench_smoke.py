@@ -26,7 +26,8 @@ def test_bench_smoke_runs_every_scenario(tmp_path):
         timeout=300,
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    why = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 0, "\n".join([*why[-1:], proc.stderr[-3000:]])
     report = json.loads(out.read_text())
     assert report["smoke"] is True and set(report["scenarios"]) == set(NAMES)
     for name, scenario in report["scenarios"].items():
