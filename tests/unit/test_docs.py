@@ -100,7 +100,9 @@ def test_the_readme_is_a_first_screen():
     assert not ISSUE_NUMBER.findall(text), ISSUE_NUMBER.findall(text)
 
 
-@pytest.mark.parametrize("page", [README, *_user_pages()], ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "page", [README, ROOT / "ARCHITECTURE.md", *_user_pages()], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_no_issue_numbers_in_user_documentation(page):
     found = [m.group(0) for m in ISSUE_NUMBER.finditer(page.read_text())]
     assert not found, f"{page.relative_to(ROOT)} names issue numbers: {found}"
