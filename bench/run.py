@@ -87,7 +87,7 @@ def table(scenarios: list[Scenario]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The README's performance table, from a results.json report."""
+    """The performance table of docs/performance.md, from a results.json report."""
     m, srv = report["machine"], report["server"]
     lines = [
         f"Measured {report['when']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, rq {m['rq']}, "

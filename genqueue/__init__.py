@@ -2,7 +2,7 @@
 
 Public API (imported lazily, so `genqueue --help` stays fast):
 
-    from genqueue import task, current, enqueue_task          # your own tasks (README "Your own tasks")
+    from genqueue import task, current, enqueue_task          # your own tasks (docs/tasks.md)
     from genqueue import Settings, connect, enqueue, RetryManager, RetryPolicy, ErrorKind
     from genqueue import TransientError, RateLimited, PermanentError, DLQStore, build_worker
     from genqueue import job_status, retry_job, submit_run, run_snapshot, retry_failed

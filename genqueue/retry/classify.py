@@ -1,6 +1,6 @@
 """Error classification: an ordered table of pure rules, first match wins.
 
-Order (README "Classification rules, in order"): user rules → explicit kind → timeouts → out-of-credit body
+Order (docs/concepts/retries.md, "Classification rules"): user rules → explicit kind → timeouts → out-of-credit body
 codes → the server's x-should-retry header → HTTP status → connection errors → validation errors → a timeout
 or connection error behind the exception (its __cause__/__context__ chain) → message patterns → UNKNOWN.
 

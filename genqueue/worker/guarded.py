@@ -14,7 +14,7 @@ Limits, on purpose: the guarded commands must be writes whose replies the caller
 queue reads too, but a read inside would be answered only inside the script), and not scripts themselves
 (EVALSHA cannot run inside a script): the dead-letter move, whose DLQ add is a Lua script, keeps its
 WATCH/MULTI transaction (transition.py). Keys are passed as ARGV, which standalone Redis and Valkey allow;
-a Redis Cluster would need them declared (genqueue targets one server, see README "Scaling out").
+a Redis Cluster would need them declared (genqueue targets one server, see docs/how-to/managed-redis.md).
 """
 
 from __future__ import annotations
