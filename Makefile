@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/genqueue demo
 
+# Both cores: each xdist worker has its own embedded server, tests never share a queue. PYTEST_XDIST= for one process.
+PYTEST_XDIST ?= -n auto --dist worksteal
 # pytest exits 5 when it collected no tests: that is our failure, not a pass.
 test: $(STAMP)
-	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(VENV)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: $(STAMP)

@@ -11,14 +11,11 @@ Public API (imported lazily, so `genqueue --help` stays fast):
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _metadata_version
 from typing import Any
 
-try:
-    __version__ = _metadata_version("genqueue")  # the one version: pyproject.toml's, from the installed metadata
-except PackageNotFoundError:  # a bare source tree on sys.path, never installed
-    __version__ = "0+unknown"
+from .support.version import installed_version
+
+__version__ = installed_version()  # the one version: pyproject.toml's, from the installed metadata
 
 _EXPORTS = {
     "Settings": "genqueue.settings",

@@ -14,9 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..backend.connection import EmbeddedServer, redact
 from ..backend.outage import short_retry
-from .. import __version__
 from ..errors import GenqueueError
 from ..settings import Settings
+from ..support.version import installed_version
 from . import errors
 from .config import ApiConfig
 from .deps import ServiceState
@@ -47,7 +47,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
     connection = connection or lazy_connection(settings)
     app = FastAPI(
         title="genqueue",
-        version=__version__,
+        version=installed_version(),
         description="Generation jobs, runs and the dead-letter queue over HTTP. Errors are "
         '{"error": {"code", "message", "retryable"}}.',
     )

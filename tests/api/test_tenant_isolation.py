@@ -243,6 +243,7 @@ class Isolation(RuleBasedStateMachine):
         assert {a: credits.balance(ctx.conn, self.tenant[a]) for a in OTHER} == self.credits  # 4
 
 
+@pytest.mark.timeout(1200)  # 40 examples x 12 steps with real burst workers: ~60 s alone, minutes on a loaded CI
 def test_tenants_never_see_or_change_each_others_data(client, token, env, conn, queue_name):
     # A TRANSIENT budget of 0 dead-letters a 500 at once (reason exhausted), so dead items Continue may retry
     # cost no retry waits; RATE_LIMITED ("flaky") keeps its default budget.
