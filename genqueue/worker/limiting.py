@@ -58,7 +58,16 @@ def _cooldown(raw: str) -> float:
     return DEFAULT_COOLDOWN_S if not raw else duration_s(raw, "GENQUEUE_BREAKER_COOLDOWN", zero=True)
 
 
+def limit_or_none(job) -> JobLimit | None:
+    """limit_of, None when the key cannot be rendered: such a job never took a slot (claims.rendered_limit)."""
+    try:
+        return limit_of(job)
+    except Exception:  # noqa: BLE001 - the key's error was the job's failure already
+        return None
+
+
 def limit_of(job) -> JobLimit | None:
+    """The job's limit key and declared limits; raises when its key cannot be rendered (InvalidInput)."""
     try:
         spec = lookup(job.func_name)
         args, kwargs = job.args, job.kwargs

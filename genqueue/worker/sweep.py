@@ -74,7 +74,10 @@ def find_abandoned(
             pipe.hget(keys.RQ_EXECUTION_PREFIX.encode() + composite, "worker_name")
             pipe.hget(keys.RQ_JOB_PREFIX.encode() + composite.partition(b":")[0], "worker_name")
         replies = pipe.execute()
-    names = [(by_exec or by_job or b"").decode() or None for by_exec, by_job in zip(replies[::2], replies[1::2], strict=False)]
+    names = [
+        (by_exec or by_job or b"").decode() or None
+        for by_exec, by_job in zip(replies[::2], replies[1::2], strict=False)
+    ]
     distinct = sorted({n for n in names if n})
     with connection.pipeline(transaction=False) as pipe:
         for name in distinct:

@@ -30,7 +30,7 @@ from ..retry.meta import gq, retry_state
 from ..support.logs import get_logger
 from ..tasks.registry import lookup
 from .guarded import RELEASE, recorder, run_guarded
-from .limiting import limit_of, log_event, outcome_of, pause_ms, release_args
+from .limiting import limit_or_none, log_event, outcome_of, pause_ms, release_args
 
 log = get_logger("genqueue.worker")
 MAX_TX_ATTEMPTS = 20
@@ -116,7 +116,7 @@ def move_failed_job(
     `also(pipe)` adds the caller's own bookkeeping (a worker's counters) to the same MULTI.
     """
     started_key = queue.started_job_registry.key
-    limit = limit_of(job)
+    limit = limit_or_none(job)
     release = release_args(limit, job.id, pause_ms(decision, failure), outcome_of(decision))
     if decision.is_retry and (execution is None) != (registry_claim is None):
         ok, event = _retry_guarded(connection, job, queue, decision, store, execution, also, registry_claim, release)
