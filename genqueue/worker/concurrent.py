@@ -75,6 +75,7 @@ import time
 import traceback
 from typing import Any
 
+from rq.exceptions import StopRequested
 from rq.job import JobStatus
 from rq.timeouts import JobTimeoutException
 from rq.utils import now as utcnow
@@ -239,10 +240,15 @@ class ConcurrentWorker(GenSimpleWorker):
 
     def _shutdown(self):
         """RQ raises StopRequested from the signal handler when idle, wherever the main thread is (maybe
-        between a pop and the hand-over); here a stop is only a flag, seen within DEQUEUE_TIMEOUT_S."""
+        between a pop and the hand-over); here a stop is a flag, seen within DEQUEUE_TIMEOUT_S — and raised at
+        once only while the main thread waits in the server's blocking pop of an empty queue, as RQ's idle
+        worker does (a job the server hands over at that very moment stays in RQ's intermediate list, where
+        the sweep finds it)."""
         self._stop_requested = True
         self._signalled = True
         self.set_shutdown_requested_date()
+        if self.blocking_pop:
+            raise StopRequested()
 
     def request_force_stop(self, signum, frame):
         self._cold = True

@@ -24,6 +24,8 @@ log = get_logger("genqueue.worker")
 
 
 class PopMixin(WorkerBase):
+    blocking_pop = False  # in the server's blocking pop (an empty queue): nothing popped yet to lose
+
     def set_state(self, state, pipeline=None):
         """The `idle` writes (after each job, and again before each dequeue) ride with the next round trip
         instead of taking one each; any other state is written at once."""
@@ -79,14 +81,18 @@ class PopMixin(WorkerBase):
         else:
             with self._bookkeeping_pipe() as pipe:
                 pipe.execute()
-        return self.queue_class.dequeue_any(
-            self._ordered_queues,
-            timeout,
-            connection=self.connection,
-            job_class=self.job_class,
-            serializer=self.serializer,
-            death_penalty_class=self.death_penalty_class,
-        )
+        self.blocking_pop = True  # read by the concurrent worker's stop: a stop may interrupt this wait
+        try:
+            return self.queue_class.dequeue_any(
+                self._ordered_queues,
+                timeout,
+                connection=self.connection,
+                job_class=self.job_class,
+                serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class,
+            )
+        finally:
+            self.blocking_pop = False
 
     def _bookkeeping_pipe(self):
         pipe = recorder(self.connection)

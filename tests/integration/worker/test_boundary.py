@@ -13,7 +13,7 @@ from genqueue.jobs.enqueue import enqueue_task
 from genqueue.jobs.status import job_status
 from tests.helpers import wait_for
 
-TASKS = '''
+TASKS = """
 import genqueue
 
 
@@ -43,7 +43,7 @@ def not_json() -> object:
 @genqueue.task
 def good(n: int) -> int:
     return n
-'''
+"""
 
 CLASSES = {"fork": (), "simple": ("--simple",), "concurrent": ("--concurrency", "4")}
 
