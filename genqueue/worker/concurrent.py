@@ -151,7 +151,8 @@ class ConcurrentWorker(GenSimpleWorker):
         self._cold = False
         self._signalled = False  # a stop asked by SIGTERM/SIGINT (not a burst's end, not retiring)
         self._timeouts = ThreadTimeouts(self)
-        self.death_penalty_class = self._timeouts.penalty  # perform_job's timeout, for pool threads
+        # perform_job's timeout, for pool threads: a factory of context managers, as RQ calls its class
+        self.death_penalty_class = self._timeouts.penalty  # type: ignore[assignment]
         self._work: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
         self._retired: set[int] = set()
         self._threads = 0  # pool threads started and not retired (at most `concurrency`)
@@ -393,6 +394,7 @@ class ConcurrentWorker(GenSimpleWorker):
 
     # -- async jobs -------------------------------------------------------------------------------------------
     def _spawn_async(self, state: JobState, spec) -> None:
+        assert self._loop is not None  # started by work() before any job
         task = self._loop.create_task(self._run_async(state, spec), context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -417,7 +419,8 @@ class ConcurrentWorker(GenSimpleWorker):
         return started
 
     def _fail_async(self, job, queue, exc_info, exc_string: str) -> None:
-        if job_state.get().abandoned:
+        state = job_state.get()
+        if state is not None and state.abandoned:
             return  # already failed from outside (shutdown grace); the claim is gone
         self.handle_exception(job, *exc_info)
         self.handle_job_failure(
@@ -461,7 +464,7 @@ class ConcurrentWorker(GenSimpleWorker):
             self._release(state)
 
     # -- life cycle -------------------------------------------------------------------------------------------
-    def work(self, burst: bool = False, **kwargs):
+    def work(self, burst=False, **kwargs):
         limit_malloc_arenas()  # before this worker's threads start
         self._loop = asyncio.new_event_loop()
         self._moves = DaemonExecutor(min(16, max(2, self.concurrency // 4)), "genqueue-move")

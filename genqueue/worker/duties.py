@@ -103,7 +103,7 @@ class DutiesMixin(WorkerBase):
                 )
         return moved
 
-    def work(self, burst: bool = False, **kwargs):
+    def work(self, burst=False, **kwargs):
         """RQ's work loop, with genqueue's heartbeat thread instead of RQ's scheduler process
         (see schedule.py for why).
 

@@ -55,7 +55,8 @@ def default_cooldown_s() -> float:
 @functools.lru_cache(maxsize=4)
 def _cooldown(raw: str) -> float:
     """Parsed as a declaration's "cooldown" is (limits.rules.duration_s), named after the variable."""
-    return DEFAULT_COOLDOWN_S if not raw else duration_s(raw, "GENQUEUE_BREAKER_COOLDOWN", zero=True)
+    parsed = None if not raw else duration_s(raw, "GENQUEUE_BREAKER_COOLDOWN", zero=True)
+    return DEFAULT_COOLDOWN_S if parsed is None else parsed
 
 
 def limit_or_none(job) -> JobLimit | None:

@@ -105,7 +105,7 @@ class PopMixin(WorkerBase):
         if "state" in pending:
             fields["state"] = pending["state"]
         if "heartbeat" in pending:
-            fields["last_heartbeat"] = utcformat(self.last_heartbeat)
+            fields["last_heartbeat"] = utcformat(self.last_heartbeat or utcnow())
         if "working_time" in pending:
             fields["current_job_working_time"] = 0
         if fields:

@@ -132,6 +132,5 @@ class Penalty:
         self.entry = self.timeouts.arm(self.timeout)
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.timeouts.disarm(self.entry, exc)
-        return False

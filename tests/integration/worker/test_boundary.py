@@ -14,6 +14,8 @@ from genqueue.jobs.status import job_status
 from tests.helpers import wait_for
 
 TASKS = """
+import time
+
 import genqueue
 
 
@@ -43,6 +45,17 @@ def not_json() -> object:
 @genqueue.task
 def good(n: int) -> int:
     return n
+
+
+@genqueue.task(max_retries=0)
+def swallow(seconds: float) -> str:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:  # ignores its timeout: catches it and goes on
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+    return "late"
 """
 
 CLASSES = {"fork": (), "simple": ("--simple",), "concurrent": ("--concurrency", "4")}
@@ -104,3 +117,22 @@ def test_hostile_jobs_are_their_own_failures_and_the_worker_goes_on(conn, settin
     # And it still takes new work.
     later = put(conn, q, f"{tasks}.good", n=7)
     wait_for(lambda: job_status(conn, store, later)["status"] == "finished", message="a job after the hostile ones")
+
+
+def test_a_concurrent_worker_with_too_many_stuck_threads_retires_with_status_6(conn, settings, store, workers, tasks):
+    """Two threads ignore their 1 s timeout with --max-stuck-threads 1: both jobs end as TIMEOUT, the job still
+    running beside them finishes, nothing more is taken, and the worker exits 6 (for its supervisor)."""
+    q = settings.queue
+    stuck = [enqueue_task(conn, q, f"{tasks}.swallow", {"seconds": 30}, timeout=1).job.id for _ in range(2)]
+    beside = enqueue_task(conn, q, f"{tasks}.swallow", {"seconds": 0}, timeout=60).job.id
+    worker = workers(extra=("--tasks", tasks, "--concurrency", "4", "--max-stuck-threads", "1"))
+    wait_for(lambda: not worker.alive(), timeout=40, message="the worker to retire")
+    assert worker.proc.returncode == 6, worker.log()[-3000:]
+    log = worker.log()
+    assert log.count("job.timeout_uninterruptible") == 2 and log.count("worker.retiring") == 1, log[-3000:]
+    for job_id in stuck:
+        [h] = dead(conn, store, job_id)["history"]
+        assert (h["kind"], h["error"]["type"]) == ("TIMEOUT", "JobTimeoutException"), h
+    assert job_status(conn, store, beside)["status"] == "finished"
+    later = put(conn, q, f"{tasks}.good", n=1)
+    assert job_status(conn, store, later)["status"] == "queued"  # not taken by the retired worker
