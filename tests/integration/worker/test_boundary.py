@@ -136,3 +136,34 @@ def test_a_concurrent_worker_with_too_many_stuck_threads_retires_with_status_6(c
     assert job_status(conn, store, beside)["status"] == "finished"
     later = put(conn, q, f"{tasks}.good", n=1)
     assert job_status(conn, store, later)["status"] == "queued"  # not taken by the retired worker
+
+
+@pytest.mark.parametrize("kind", sorted(CLASSES))
+def test_a_job_whose_bookkeeping_cannot_be_recorded_is_dead_lettered_and_the_worker_goes_on(
+    conn, settings, store, workers, tasks, kind
+):
+    """A job whose genqueue history is not a list (an old or hand-made job): recording its failure raises; the
+    boundary records it once more on clean bookkeeping, PERMANENT, both errors named."""
+    q = settings.queue
+    job = enqueue_task(conn, q, f"{tasks}.hostile").job
+    job.meta["genqueue"]["history"] = "abc"
+    job.save_meta()
+    good = put(conn, q, f"{tasks}.good", n=1)
+    worker = workers(extra=("--tasks", tasks, *CLASSES[kind]))
+    entry = wait_for(lambda: store.exists(job.id) and store.get(job.id), message="the job dead-lettered")
+    [h] = entry["history"]
+    assert h["kind"] == "PERMANENT" and "recording it failed" in h["error"]["message"], h
+    wait_for(lambda: job_status(conn, store, good)["status"] == "finished", message="the next job")
+    assert conn.zcard(f"rq:wip:{q}") == 0 and worker.alive()
+
+
+@pytest.mark.parametrize("kind", sorted(CLASSES))
+def test_an_error_in_the_worker_loop_itself_is_exit_70_in_one_line(conn, settings, workers, tasks, kind):
+    """Not a job's: the queue's own key is of the wrong type, so the pop itself fails. RQ logged a traceback and
+    exited 0 (a supervisor restarting on failure left it down); here: one line, status 70."""
+    conn.set(f"rq:queue:{settings.queue}", "not a list")
+    worker = workers(extra=("--tasks", tasks, *CLASSES[kind]))
+    wait_for(lambda: not worker.alive(), timeout=30, message="the worker to stop")
+    assert worker.proc.returncode == 70, worker.log()[-2000:]
+    errors = [line for line in worker.log().splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "WRONGTYPE" in errors[0] and "Traceback" not in worker.log(), errors
