@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -13,7 +14,9 @@ from .params import queue_option
 @click.command(
     help="Run a worker on QUEUE... (default: the --queue / $GENQUEUE_QUEUE queue). Every worker also brings "
     "due retries back (one at a time per queue) and retries jobs abandoned by dead workers. A lost server is "
-    "waited for (GENQUEUE_REDIS_OUTAGE_S, default 60 s) before the worker exits with code 5. It runs registered "
+    "waited for (GENQUEUE_REDIS_OUTAGE_S, default 60 s) before the worker exits with code 5. Exit statuses: 0 a clean "
+    "stop (SIGTERM/SIGINT, --burst done), 2 a configuration error at start, 5 the server away too long, 6 retired "
+    "(too many stuck threads), 70 an unexpected error in the worker itself; a job never stops it. It runs registered "
     "tasks only: the built-in generate, and the @genqueue.task functions of the --tasks modules; any other job is "
     "dead-lettered as unknown_task.\n\n\b\nExamples:\n  genqueue worker\n  genqueue worker --simple --burst\n"
     "  genqueue worker --tasks myapp.tasks --path src\n  genqueue worker --concurrency 50 --tasks myapp.tasks"
@@ -28,6 +31,17 @@ from .params import queue_option
     metavar="N",
     help="Run up to N jobs at once in this one process: async tasks on an event loop, sync tasks on N "
     "threads (default: $GENQUEUE_CONCURRENCY; unset: one job at a time in a forked work horse).",
+)
+@click.option(
+    "--max-stuck-threads",
+    type=click.IntRange(min=0, max=10_000),
+    default=4,
+    envvar="GENQUEUE_MAX_STUCK_THREADS",
+    show_default=True,
+    metavar="N",
+    help="With --concurrency: when more than N threads are still stuck past their job's timeout (in C code, or "
+    "the job swallowed the timeout), take no more jobs, let the running ones finish and exit with status 6 "
+    "(for the supervisor to restart the worker). Also $GENQUEUE_MAX_STUCK_THREADS.",
 )
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
@@ -56,6 +70,7 @@ def worker(
     queue: str | None,
     simple: bool,
     concurrency: int | None,
+    max_stuck_threads: int,
     burst: bool,
     name: str | None,
     maintenance_interval: int | None,
@@ -64,10 +79,11 @@ def worker(
 ) -> None:
     from ..backend.connection import connect
     from ..backend.outage import OutageTooLong
-    from ..errors import ServerUnavailable
+    from ..errors import GenqueueError, ServerUnavailable
     from ..support.logs import configure
     from ..tasks.registry import import_task_modules
     from ..worker import build_worker
+    from ..worker.duties import EXIT_INTERNAL, WorkerLoopError
 
     app = get_app(queue)
     configure(app.settings.log_format)
@@ -89,6 +105,8 @@ def worker(
     kwargs = {"name": name} if name else {}
     if maintenance_interval:
         kwargs["maintenance_interval"] = maintenance_interval
+    if concurrency:
+        kwargs["max_stuck_threads"] = max_stuck_threads
     # Patient: a server restart or blip of up to GENQUEUE_REDIS_OUTAGE_S is waited out, not fatal.
     connection = connect(app.settings, patient=True)
     w = build_worker(connection, app.settings, names, simple=simple, concurrency=concurrency, **kwargs)
@@ -96,3 +114,13 @@ def worker(
         w.work(burst=burst, logging_level="WARNING")
     except OutageTooLong as exc:
         raise ServerUnavailable(f"worker {w.name} stopping: {exc}") from None
+    except WorkerLoopError as exc:  # one line, a status of its own: not a clean stop, restart me
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.code)
+    except GenqueueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - outside RQ's loop (start, teardown): the same one line and status
+        click.echo(f"error: {WorkerLoopError(w.name, exc).message}", err=True)
+        sys.exit(EXIT_INTERNAL)
+    if w.exit_status:  # it retired itself (too many stuck threads); the log line said why
+        sys.exit(w.exit_status)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..support.safe_text import safe_str
 from .headers import header, parse_retry_after, reset_wait
 from .headers import seconds as _seconds
 from .kinds import ErrorKind
@@ -295,7 +296,7 @@ def message_rule(patterns: Sequence[tuple[str, ErrorKind]]) -> Rule:
     compiled = [(re.compile(p, re.IGNORECASE), kind) for p, kind in patterns]
 
     def rule(exc: BaseException) -> ErrorKind | None:
-        text = str(exc)
+        text = safe_str(exc)
         for pattern, kind in compiled:
             if pattern.search(text):
                 return kind

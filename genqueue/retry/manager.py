@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..support.logs import get_logger
+from ..support.safe_text import safe_str
 from .classify import Classifier, Rule, retry_after_from, status_code_of
 from .kinds import ErrorKind, Reason
 from .policy import DEFAULT_POLICIES, RetryPolicy, merged_policies, override, scaled_policies
@@ -124,7 +125,7 @@ class RetryManager:
             retry_after = verdict.retry_after
         elif bad is not None:
             log.warning("retry.bad_retry_after", value=repr(bad)[:100], error_type=type(exc).__name__)
-        message = str(exc) if verdict.note is None else f"[{verdict.note}] {exc}"
+        message = safe_str(exc) if verdict.note is None else f"[{verdict.note}] {safe_str(exc)}"
         return Failure(
             kind=verdict.kind,
             type=type(exc).__name__,

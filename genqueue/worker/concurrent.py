@@ -6,11 +6,16 @@ semaphore: a slot is taken *before* the pop, so the worker never holds a job it 
 allocates from one glibc malloc arena (`limit_malloc_arenas`). Every job goes through exactly the moves a
 GenSimpleWorker makes, per job:
 
-- sync jobs: the pool thread calls GenSimpleWorker.execute_job → FailurePathMixin.execute_job →
-  SimpleWorker.execute_job, i.e. prepare_execution (the start claim), RQ's perform_job, handle_job_success /
-  handle_exception + handle_job_failure — unchanged, in-process, like `--simple`;
+- sync jobs: the pool thread calls GenSimpleWorker.execute_job → FailurePathMixin.execute_job (the job
+  boundary, boundary.py) → SimpleWorker.execute_job, i.e. prepare_execution (the start claim), RQ's
+  perform_job, handle_job_success / handle_exception + handle_job_failure — unchanged, in-process, like
+  `--simple`;
 - async jobs: the same methods, called from `_run_async` (perform_job's steps, awaiting the task instead of
-  calling it); each blocking Redis move runs in a small pool of move threads, so the loop never waits on Redis.
+  calling it; the start claim inside the same job boundary); each blocking Redis move runs in a small pool
+  of move threads, so the loop never waits on Redis.
+
+The parts live beside this module: per-job state in concurrent_state.py, the timeout watchdog in
+thread_timeouts.py, the move executor and malloc tuning in pool.py.
 
 Per-job state. RQ's worker and FailurePathMixin keep the running job's state on `self`: `execution` (read
 by handle_job_success, handle_job_failure, RQ's cleanup_execution), `current_claim` (the heartbeat),
@@ -21,7 +26,8 @@ one process). Here those four are properties backed by a ContextVar holding a
 task is created with one), so N jobs see N states and the fork/simple workers, which never set the var, are
 unchanged (their `self` attributes are the properties' fallback object `_own`). A JobState is a mutable
 object, so a context *copy* (a move run off the loop, `_in_thread`) shares it. `_stopped_job_id` is
-compared with a job id (RQ's stop-job command has no horse to kill here, as for SimpleWorker); `_pending` (bookkeeping sent with the next round trip) is flushed under a lock.
+compared with a job id (RQ's stop-job command has no horse to kill here, as for SimpleWorker); `_pending`
+(bookkeeping sent with the next round trip) is flushed under a lock.
 
 RQ identity: ONE RQ worker (one `rq:worker:<name>` hash, one genqueue alive key) with up to N executions in
 the started registry, each naming this worker. Why: liveness is per process — one heartbeat thread, one
@@ -37,7 +43,10 @@ RQ's JobTimeoutException raised in its thread (PyThreadState_SetAsyncExc, as Dra
 which takes effect at the thread's next Python bytecode. A thread still running UNINTERRUPTIBLE_AFTER_S
 later (stuck in C code, or it swallowed the exception) is logged (`job.timeout_uninterruptible`), its job is
 failed as TIMEOUT by the same move, and its slot is replaced by a new thread; the old thread, if it ever
-returns, finds its claim gone and steps aside. Both paths end as TIMEOUT, as in a forking worker.
+returns, finds its claim gone and steps aside. Both paths end as TIMEOUT, as in a forking worker. Such a
+stuck thread still holds a thread and a connection: with more than GENQUEUE_MAX_STUCK_THREADS of them (default
+4) still stuck, the worker retires (`worker.retiring`): it takes no more jobs, lets the running ones finish and
+exits with status 6, for its supervisor to start a fresh process.
 
 Warm shutdown (SIGTERM): stop popping at once, let running jobs finish for GENQUEUE_SHUTDOWN_GRACE seconds,
 then fail each one still running with a CRASH (`WorkerShutdown`) through the ordinary claim-guarded failure
@@ -55,21 +64,18 @@ it yields.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
-import ctypes
 import functools
 import inspect
 import itertools
-import os
 import queue as queue_mod
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any
 
+from rq.exceptions import StopRequested
 from rq.job import JobStatus
 from rq.timeouts import JobTimeoutException
 from rq.utils import now as utcnow
@@ -79,194 +85,20 @@ from ..backend.outage import OutageTooLong
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Failure
 from ..support.logs import get_logger
+from ..support.safe_text import describe
 from ..tasks.context import reset, set_current
 from ..tasks.registry import bind, lookup
-from .classes import DuplicateDispatch, GenSimpleWorker, JobParked
+from . import boundary
+from .classes import GenSimpleWorker
+from .concurrent_state import JobState, job_state, per_job
+from .duties import EXIT_RETIRED
 from .job import check_result, context_for
+from .pool import DaemonExecutor, limit_malloc_arenas
+from .thread_timeouts import UNINTERRUPTIBLE_AFTER_S, Armed, ThreadTimeouts
 
 log = get_logger("genqueue.worker")
-UNINTERRUPTIBLE_AFTER_S = 5.0  # after its timeout, a thread gets this long to stop before its slot is replaced
 DEQUEUE_TIMEOUT_S = 1  # the blocking pop's timeout: how soon a stop request is seen while idle
-
-
-@dataclass(eq=False)
-class JobState:
-    """What RQ and FailurePathMixin keep on `self` for *the* running job, kept per job instead."""
-
-    execution: Any = None
-    current_claim: Any = None
-    prepared_job_id: str | None = None
-    failures: dict = field(default_factory=dict)  # handle_exception → handle_job_failure, this job's only
-    limit: Any = None  # its limit key (worker/limiting.py), taken in the claim, released by the success move
-    job: Any = None
-    queue: Any = None
-    thread_id: int | None = None
-    released: bool = False  # its slot was given back (once)
-    abandoned: bool = False  # failed from outside its thread (stuck past its timeout, shutdown grace)
-    timeout_s: float | None = None
-    extra: dict = field(default_factory=dict)
-
-
-_job_state: contextvars.ContextVar[JobState] = contextvars.ContextVar("genqueue_job_state")
-
-
-def _per_job(attr: str) -> property:
-    def get(self):
-        state = _job_state.get(None)
-        return getattr(self._own if state is None else state, attr)
-
-    def set_(self, value):
-        state = _job_state.get(None)
-        target = self._own if state is None else state
-        setattr(target, attr, value)
-        if attr == "current_claim" and state is not None:
-            with self._lock:
-                if value is None:
-                    self._claims.pop(id(state), None)
-                else:
-                    self._claims[id(state)] = value
-
-    return property(get, set_)
-
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def limit_malloc_arenas(arenas: int = 1) -> bool:
-    """Have every thread allocate from one glibc malloc arena. By default glibc gives each thread that
-    allocates its own arena (up to 8 per core), and each keeps the memory it freed: a worker with 50 job threads
-    measured 4-6 MiB (PSS) more with them. Python allocates under the GIL, so the threads never contend for
-    one arena. Not done when MALLOC_ARENA_MAX is set (the operator's choice) or without glibc's mallopt."""
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
-        return False
-    try:
-        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):
-        return False
-
-
-def _async_raise(thread_id: int, exc_type: type[BaseException] | None) -> None:
-    """Raise exc_type in the thread at its next bytecode (None: clear a pending one)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type else ctypes.c_void_p(0)
-    )
-
-
-class _Interrupted(JobTimeoutException):
-    """Raised inside a timed-out thread; turned into RQ's JobTimeoutException with its message on the way out."""
-
-
-@dataclass(eq=False)
-class _Armed:
-    state: JobState
-    thread_id: int
-    deadline: float
-    timeout_s: float
-    fired_at: float | None = None
-    given_up: bool = False
-
-
-class ThreadTimeouts(threading.Thread):
-    """The watchdog of sync jobs' timeouts (the pool threads have no SIGALRM: that is the main thread's)."""
-
-    def __init__(self, worker: ConcurrentWorker) -> None:
-        super().__init__(name="genqueue-timeouts", daemon=True)
-        self.worker = worker
-        self._lock = threading.Lock()
-        self._armed: dict[int, _Armed] = {}
-        self._stop_event = threading.Event()
-
-    def penalty(self, timeout, exception=JobTimeoutException, **kwargs) -> _Penalty:
-        """Called by RQ's perform_job as `self.death_penalty_class(timeout, JobTimeoutException, job_id=...)`."""
-        return _Penalty(self, timeout)
-
-    def arm(self, timeout: float) -> _Armed | None:
-        if not timeout or timeout <= 0:
-            return None
-        entry = _Armed(_job_state.get(None) or JobState(), threading.get_ident(), time.monotonic() + timeout, timeout)
-        with self._lock:
-            self._armed[id(entry)] = entry
-        return entry
-
-    def disarm(self, entry: _Armed | None, exc: BaseException | None) -> None:
-        if entry is None:
-            return
-        with self._lock:
-            self._armed.pop(id(entry), None)
-            fired = entry.fired_at is not None
-            if fired and not isinstance(exc, _Interrupted):
-                _async_raise(entry.thread_id, None)  # fired but not delivered yet: clear it, raise it here
-        if fired or isinstance(exc, _Interrupted):
-            raise JobTimeoutException(f"Task exceeded maximum timeout value ({entry.timeout_s:g} seconds)") from None
-
-    def run(self) -> None:
-        while not self._stop_event.wait(0.05):
-            stuck = []
-            current = time.monotonic()
-            with self._lock:
-                for entry in self._armed.values():
-                    if entry.fired_at is None and current >= entry.deadline:
-                        entry.fired_at = current
-                        _async_raise(entry.thread_id, _Interrupted)
-                    elif (
-                        entry.fired_at is not None
-                        and not entry.given_up
-                        and current >= entry.fired_at + UNINTERRUPTIBLE_AFTER_S
-                    ):
-                        entry.given_up = True
-                        _async_raise(entry.thread_id, None)
-                        stuck.append(entry)
-                for entry in stuck:
-                    self._armed.pop(id(entry), None)
-            for entry in stuck:
-                try:
-                    self.worker.replace_stuck(entry)
-                except Exception as exc:  # noqa: BLE001 - the watchdog must outlive one failed move
-                    log.warning("job.timeout_move_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-
-class _Penalty:
-    def __init__(self, timeouts: ThreadTimeouts, timeout: float) -> None:
-        self.timeouts, self.timeout, self.entry = timeouts, timeout, None
-
-    def __enter__(self):
-        self.entry = self.timeouts.arm(self.timeout)
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.timeouts.disarm(self.entry, exc)
-        return False
-
-
-class _DaemonExecutor(concurrent.futures.Executor):
-    """A few daemon threads for blocking calls (an exiting worker never waits for them, unlike
-    ThreadPoolExecutor's threads, which the interpreter joins at exit)."""
-
-    def __init__(self, workers: int, name: str) -> None:
-        self._work: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
-        for i in range(workers):
-            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True).start()
-
-    def submit(self, fn, /, *args, **kwargs):
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self._work.put((future, fn, args, kwargs))
-        return future
-
-    def _run(self) -> None:
-        while True:
-            future, fn, args, kwargs = self._work.get()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                future.set_exception(exc)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        return None
+DEFAULT_MAX_STUCK_THREADS = 4  # GENQUEUE_MAX_STUCK_THREADS: stuck threads tolerated before the worker retires
 
 
 async def run_task_async(spec, job) -> Any:
@@ -290,13 +122,20 @@ async def run_task_async(spec, job) -> Any:
 class ConcurrentWorker(GenSimpleWorker):
     """Up to `concurrency` jobs at once in this process; see the module docstring."""
 
-    execution = _per_job("execution")
-    current_claim = _per_job("current_claim")
-    _prepared_job_id = _per_job("prepared_job_id")
-    _failures = _per_job("failures")
-    _limit = _per_job("limit")
+    execution = per_job("execution")
+    current_claim = per_job("current_claim")
+    _prepared_job_id = per_job("prepared_job_id")
+    _failures = per_job("failures")
+    _limit = per_job("limit")
 
-    def __init__(self, *args: Any, concurrency: int, shutdown_grace_s: float = 8.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        concurrency: int,
+        shutdown_grace_s: float = 8.0,
+        max_stuck_threads: int = DEFAULT_MAX_STUCK_THREADS,
+        **kwargs: Any,
+    ) -> None:
         self._own = JobState()  # before RQ's __init__, which sets self.execution
         self._lock = threading.Lock()
         self._claims: dict[int, Any] = {}
@@ -304,11 +143,16 @@ class ConcurrentWorker(GenSimpleWorker):
         super().__init__(*args, **kwargs)
         self.concurrency = concurrency
         self.shutdown_grace_s = shutdown_grace_s
+        self.max_stuck_threads = max_stuck_threads
+        self._stuck: set[int] = set()  # threads stuck past their timeout, still running
+        self._retiring = False  # too many stuck threads: no more jobs, the others finish, then exit 6
         self._slots = threading.BoundedSemaphore(concurrency)
         self._pending_lock = threading.RLock()
         self._cold = False
+        self._signalled = False  # a stop asked by SIGTERM/SIGINT (not a burst's end, not retiring)
         self._timeouts = ThreadTimeouts(self)
-        self.death_penalty_class = self._timeouts.penalty  # perform_job's timeout, for pool threads
+        # perform_job's timeout, for pool threads: a factory of context managers, as RQ calls its class
+        self.death_penalty_class = self._timeouts.penalty  # type: ignore[assignment]
         self._work: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
         self._retired: set[int] = set()
         self._threads = 0  # pool threads started and not retired (at most `concurrency`)
@@ -381,7 +225,7 @@ class ConcurrentWorker(GenSimpleWorker):
 
     def set_current_job_id(self, job_id=None, pipeline=None):
         if job_id is None:  # a job ended: show another running one, if any (RQ has one current_job field)
-            mine = _job_state.get(None)
+            mine = job_state.get()
             with self._lock:
                 others = [s.job.id for s in self._running.values() if s is not mine and s.job is not None]
             job_id = others[-1] if others else None
@@ -397,9 +241,15 @@ class ConcurrentWorker(GenSimpleWorker):
 
     def _shutdown(self):
         """RQ raises StopRequested from the signal handler when idle, wherever the main thread is (maybe
-        between a pop and the hand-over); here a stop is only a flag, seen within DEQUEUE_TIMEOUT_S."""
+        between a pop and the hand-over); here a stop is a flag, seen within DEQUEUE_TIMEOUT_S — and raised at
+        once only while the main thread waits in the server's blocking pop of an empty queue, as RQ's idle
+        worker does (a job the server hands over at that very moment stays in RQ's intermediate list, where
+        the sweep finds it)."""
         self._stop_requested = True
+        self._signalled = True
         self.set_shutdown_requested_date()
+        if self.blocking_pop:
+            raise StopRequested()
 
     def request_force_stop(self, signum, frame):
         self._cold = True
@@ -453,20 +303,21 @@ class ConcurrentWorker(GenSimpleWorker):
             contextvars.Context().run(self._run_sync, state)
             with self._lock:
                 if me in self._retired:  # replaced while stuck: its successor took its place in the count
+                    self._retired.discard(me)  # and it is no longer stuck
                     return
                 self._idle += 1
 
     def _run_sync(self, state: JobState) -> None:
-        _job_state.set(state)
+        job_state.set(state)
         state.thread_id = threading.get_ident()
         try:
             GenSimpleWorker.execute_job(self, state.job, state.queue)  # the start claim, perform_job, the move
         except Exception as exc:  # noqa: BLE001 - a failed move (the job is then left to the sweep)
-            log.warning("job.move_failed", job_id=state.job.id, error=f"{type(exc).__name__}: {exc}"[:300])
+            log.warning("job.move_failed", job_id=state.job.id, error=describe(exc))
         finally:
             self._release(state)
 
-    def replace_stuck(self, entry: _Armed) -> None:
+    def replace_stuck(self, entry: Armed) -> None:
         """A sync job past its timeout whose thread did not stop: fail it as TIMEOUT and give its slot to a new
         thread. The move uses a copy of its state, so the old thread keeps its claim to check (and lose) if it
         ever returns to a success."""
@@ -481,12 +332,30 @@ class ConcurrentWorker(GenSimpleWorker):
         with self._lock:
             self._retired.add(entry.thread_id)
             self._idle += 1  # its successor, idle at once; self._threads is unchanged
+            stuck = len(self._retired)
         self._start_pool_thread()
+        if stuck > self.max_stuck_threads and not self._retiring:
+            self._retire(stuck)
         exc = JobTimeoutException(
             f"Task exceeded maximum timeout value ({entry.timeout_s:g} seconds); its thread "
             f"did not stop within {UNINTERRUPTIBLE_AFTER_S:g} s and was left behind"
         )
         self._fail_from_outside(state, exc)
+
+    def _retire(self, stuck: int) -> None:
+        """Too many threads stuck past their timeout (each holds a thread and a connection): take no more jobs,
+        let the running ones finish, and exit with EXIT_RETIRED so that the supervisor starts a fresh process."""
+        self._retiring = True
+        self.exit_status = EXIT_RETIRED
+        self._stop_requested = True
+        log.error(
+            "worker.retiring",
+            worker=self.name,
+            stuck_threads=stuck,
+            max_stuck_threads=self.max_stuck_threads,
+            exit_status=EXIT_RETIRED,
+            note="threads ignored their timeout; no more jobs, the running ones finish, then exit for a restart",
+        )
 
     def _fail_from_outside(self, state: JobState, exc: BaseException) -> None:
         """The ordinary failure move for a job whose own thread or task cannot make it (stuck, or out of grace)."""
@@ -504,18 +373,18 @@ class ConcurrentWorker(GenSimpleWorker):
         job, queue = state.job, state.queue
 
         def fail() -> None:
-            _job_state.set(copy)
+            job_state.set(copy)
             job._status = JobStatus.FAILED
             job.ended_at = utcnow()
             if isinstance(exc, WorkerShutdown):  # not the job's fault: a crash, as if the process had died
-                self._failures[job.id] = Failure(kind=ErrorKind.CRASH, type="WorkerShutdown", message=str(exc))
+                self._failures[job.id] = Failure(kind=ErrorKind.CRASH, type="WorkerShutdown", message=describe(exc))
             else:
                 self.handle_exception(job, type(exc), exc, None)
             self.handle_job_failure(
                 job=job,
                 queue=queue,
                 started_job_registry=queue.started_job_registry,
-                exc_string=f"{type(exc).__name__}: {exc}",
+                exc_string=describe(exc),
             )
 
         try:
@@ -525,6 +394,7 @@ class ConcurrentWorker(GenSimpleWorker):
 
     # -- async jobs -------------------------------------------------------------------------------------------
     def _spawn_async(self, state: JobState, spec) -> None:
+        assert self._loop is not None  # started by work() before any job
         task = self._loop.create_task(self._run_async(state, spec), context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -535,21 +405,22 @@ class ConcurrentWorker(GenSimpleWorker):
         return await asyncio.wrap_future(self._moves.submit(ctx.run, functools.partial(fn, *args, **kwargs)))
 
     def _start_async(self, job, queue) -> bool:
-        """prepare_execution (the start claim), with FailurePathMixin.execute_job's handling of a duplicate."""
-        try:
+        """prepare_execution (the start claim) inside the job boundary, as a sync job's execute_job: a duplicate
+        or parked job is skipped, a claimed job that can never run is failed there; True when it may run."""
+        started = False
+
+        def start() -> None:
+            nonlocal started
             self.prepare_execution(job)
-        except DuplicateDispatch as dup:
-            self.connection.lrem(queue.intermediate_queue.key, 1, job.id)
-            log.warning("job.duplicate_dispatch_skipped", job_id=job.id, queue=queue.name, status=dup.status)
-            return False
-        except JobParked as parked:  # over its limit: parked off the queue, its slot in this process freed
-            log.info("limits.parked", job_id=job.id, queue=queue.name, key=parked.key, why=parked.why)
-            return False
-        self.connection.persist(job.key)  # as RQ's Job.perform
-        return True
+            self.connection.persist(job.key)  # as RQ's Job.perform
+            started = True
+
+        boundary.run_job(self, job, queue, start)
+        return started
 
     def _fail_async(self, job, queue, exc_info, exc_string: str) -> None:
-        if _job_state.get().abandoned:
+        state = job_state.get()
+        if state is not None and state.abandoned:
             return  # already failed from outside (shutdown grace); the claim is gone
         self.handle_exception(job, *exc_info)
         self.handle_job_failure(
@@ -558,7 +429,7 @@ class ConcurrentWorker(GenSimpleWorker):
 
     async def _run_async(self, state: JobState, spec) -> None:
         """RQ's perform_job for an `async def` task: the same methods, the task awaited with its timeout."""
-        _job_state.set(state)
+        job_state.set(state)
         job, queue = state.job, state.queue
         try:
             if not await self._in_thread(self._start_async, job, queue):
@@ -588,15 +459,15 @@ class ConcurrentWorker(GenSimpleWorker):
         except asyncio.CancelledError:
             pass  # the loop is closing (the process is exiting): the sweep finds the job
         except Exception as exc:  # noqa: BLE001 - a failed move: the job is left to the sweep
-            log.warning("job.move_failed", job_id=job.id, error=f"{type(exc).__name__}: {exc}"[:300])
+            log.warning("job.move_failed", job_id=job.id, error=describe(exc))
         finally:
             self._release(state)
 
     # -- life cycle -------------------------------------------------------------------------------------------
-    def work(self, burst: bool = False, **kwargs):
+    def work(self, burst=False, **kwargs):
         limit_malloc_arenas()  # before this worker's threads start
         self._loop = asyncio.new_event_loop()
-        self._moves = _DaemonExecutor(min(16, max(2, self.concurrency // 4)), "genqueue-move")
+        self._moves = DaemonExecutor(min(16, max(2, self.concurrency // 4)), "genqueue-move")
         threading.Thread(target=self._loop.run_forever, name="genqueue-loop", daemon=True).start()
         self._timeouts.start()
         return super().work(burst=burst, **kwargs)
@@ -617,11 +488,11 @@ class ConcurrentWorker(GenSimpleWorker):
         then fail the rest as CRASH (WorkerShutdown), an immediate uncharged retry. Cold shutdown: leave them."""
         if self._cold:
             return
-        stop_at = time.monotonic() + self.shutdown_grace_s if self._stop_requested else None
+        stop_at = time.monotonic() + self.shutdown_grace_s if self._signalled else None
         while self.in_flight():
             if stop_at is not None and time.monotonic() >= stop_at:
                 break
-            if self._stop_requested and stop_at is None:
+            if self._signalled and stop_at is None:
                 stop_at = time.monotonic() + self.shutdown_grace_s  # SIGTERM during a burst's drain
             time.sleep(0.05)
         with self._lock:

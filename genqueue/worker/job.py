@@ -22,6 +22,7 @@ from rq.job import Job
 
 from ..retry.kinds import ErrorKind
 from ..retry.meta import attempt_number, gq
+from ..support.safe_text import describe
 from ..tasks.context import TaskContext, reset, set_current
 from ..tasks.registry import TaskSpec, UnknownTask, bind, lookup
 
@@ -102,8 +103,8 @@ def run_task(spec: TaskSpec, job: Job, args: tuple, kwargs: dict) -> Any:
 def check_result(spec: TaskSpec, result: Any) -> None:
     try:
         size = len(json.dumps(result, separators=(",", ":")))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"task {spec.name} returned a value that is not JSON: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - TypeError, ValueError, RecursionError (too deep): never storable
+        raise TypeError(f"task {spec.name} returned a value that is not JSON: {describe(exc, 300)}") from None
     if size > MAX_RESULT_BYTES:
         raise ResultTooLarge(
             f"task {spec.name} returned {size:,} bytes of JSON, over the {MAX_RESULT_BYTES:,}-byte "

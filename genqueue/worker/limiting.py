@@ -55,10 +55,20 @@ def default_cooldown_s() -> float:
 @functools.lru_cache(maxsize=4)
 def _cooldown(raw: str) -> float:
     """Parsed as a declaration's "cooldown" is (limits.rules.duration_s), named after the variable."""
-    return DEFAULT_COOLDOWN_S if not raw else duration_s(raw, "GENQUEUE_BREAKER_COOLDOWN", zero=True)
+    parsed = None if not raw else duration_s(raw, "GENQUEUE_BREAKER_COOLDOWN", zero=True)
+    return DEFAULT_COOLDOWN_S if parsed is None else parsed
+
+
+def limit_or_none(job) -> JobLimit | None:
+    """limit_of, None when the key cannot be rendered: such a job never took a slot (claims.rendered_limit)."""
+    try:
+        return limit_of(job)
+    except Exception:  # noqa: BLE001 - the key's error was the job's failure already
+        return None
 
 
 def limit_of(job) -> JobLimit | None:
+    """The job's limit key and declared limits; raises when its key cannot be rendered (InvalidInput)."""
     try:
         spec = lookup(job.func_name)
         args, kwargs = job.args, job.kwargs

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from redis import Redis
@@ -33,6 +33,7 @@ from redis import Redis
 from ..backend import keys
 from ..backend.outage import OutageTooLong
 from ..support.logs import get_logger
+from ..support.safe_text import describe
 
 log = get_logger("genqueue.worker")
 WORKERS_KEY = keys.WORKERS
@@ -80,7 +81,7 @@ class Heartbeat(threading.Thread):
         *,
         ttl_s: float,
         claim: Callable[[], Claim | Iterable[Claim] | None] = lambda: None,
-        tasks: list[tuple[float, Callable[[Redis], object]]] = (),
+        tasks: Sequence[tuple[float, Callable[[Redis], object]]] = (),
     ) -> None:
         super().__init__(name=f"genqueue-heartbeat-{worker_name}", daemon=True)
         # A client of its own: the work horse inherits the worker's pool, never this one.
@@ -127,7 +128,7 @@ class Heartbeat(threading.Thread):
                         "heartbeat.task_failed",
                         worker=self.worker_name,
                         task=getattr(task, "__name__", "?"),
-                        error=f"{type(exc).__name__}: {exc}"[:300],
+                        error=describe(exc),
                     )
             self._stop_event.wait(tick)
 

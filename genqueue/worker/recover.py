@@ -45,7 +45,7 @@ def _entry_from_failed(job: Job, store: DLQStore, exc_text: str, manager: RetryM
     return build_entry(
         job_id=job.id,
         queue=store.keys.queue,
-        func=job.func_name,
+        func=job.func_name or "<unreadable>",
         args=list(job.args),
         kwargs=dict(job.kwargs),
         reason=REASON,

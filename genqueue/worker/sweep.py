@@ -24,6 +24,7 @@ back to the front of the queue once they have sat there longer than STRANDED_AFT
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from redis import Redis
 from redis.exceptions import WatchError
@@ -66,7 +67,7 @@ def in_restart_grace(connection: Redis, grace_s: float) -> bool:
 def find_abandoned(
     connection: Redis, started_key: str, now_ts: float, *, grace_s: float = 0.0
 ) -> list[tuple[str, str]]:
-    members = connection.zrange(started_key, 0, -1, withscores=True)
+    members = cast("list[tuple[bytes, float]]", connection.zrange(started_key, 0, -1, withscores=True))
     if not members:
         return []
     with connection.pipeline(transaction=False) as pipe:
@@ -74,7 +75,10 @@ def find_abandoned(
             pipe.hget(keys.RQ_EXECUTION_PREFIX.encode() + composite, "worker_name")
             pipe.hget(keys.RQ_JOB_PREFIX.encode() + composite.partition(b":")[0], "worker_name")
         replies = pipe.execute()
-    names = [(by_exec or by_job or b"").decode() or None for by_exec, by_job in zip(replies[::2], replies[1::2], strict=False)]
+    names: list[str | None] = [
+        (by_exec or by_job or b"").decode() or None
+        for by_exec, by_job in zip(replies[::2], replies[1::2], strict=False)
+    ]
     distinct = sorted({n for n in names if n})
     with connection.pipeline(transaction=False) as pipe:
         for name in distinct:
@@ -131,7 +135,7 @@ def reclaim_failed(connection: Redis, queue, manager: RetryManager, store: DLQSt
     gets the same uncharged CRASH retry the sweep gives an abandoned job, claimed by its registry member.
     """
     registry = queue.failed_job_registry
-    ids = [raw.decode() for raw in connection.zrange(registry.key, 0, -1)]
+    ids = [raw.decode() for raw in cast("list[bytes]", connection.zrange(registry.key, 0, -1))]
     moved = 0
     for job_id in ids:
         job = fetch_job(connection, job_id)
@@ -174,8 +178,8 @@ def requeue_stranded(connection: Redis, queue) -> int:
     """
     key = queue.intermediate_queue.key
     seen_key = keys.stranded_seen(queue.name)
-    present = {raw.decode() for raw in connection.lrange(key, 0, -1)}
-    seen = {k.decode(): float(v) for k, v in connection.hgetall(seen_key).items()}
+    present = {raw.decode() for raw in cast("list[bytes]", connection.lrange(key, 0, -1))}
+    seen = {k.decode(): float(v) for k, v in cast("dict[bytes, bytes]", connection.hgetall(seen_key)).items()}
     gone = [job_id for job_id in seen if job_id not in present]
     if gone:
         connection.hdel(seen_key, *gone)
@@ -190,7 +194,7 @@ def requeue_stranded(connection: Redis, queue) -> int:
         with connection.pipeline() as pipe:
             try:
                 pipe.watch(key, keys.rq_job(job_id))
-                status = pipe.hget(keys.rq_job(job_id), "status")
+                status = cast("bytes | None", pipe.hget(keys.rq_job(job_id), "status"))
                 pipe.multi()
                 pipe.lrem(key, 0, job_id)
                 pipe.hdel(seen_key, job_id)
@@ -208,7 +212,7 @@ def requeue_stranded(connection: Redis, queue) -> int:
 def prune_dead_workers(connection: Redis, min_dead_s: float) -> None:
     """Forget genqueue workers whose alive key has been gone for min_dead_s: long enough for the sweep
     (held back by the restart grace) to have recognised their abandoned jobs as ours first."""
-    names = [n.decode() for n in connection.smembers(WORKERS_KEY)]
+    names = [n.decode() for n in cast("set[bytes]", connection.smembers(WORKERS_KEY))]
     if not names:
         return
     with connection.pipeline(transaction=False) as pipe:

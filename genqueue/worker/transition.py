@@ -30,7 +30,7 @@ from ..retry.meta import gq, retry_state
 from ..support.logs import get_logger
 from ..tasks.registry import lookup
 from .guarded import RELEASE, recorder, run_guarded
-from .limiting import limit_of, log_event, outcome_of, pause_ms, release_args
+from .limiting import limit_or_none, log_event, outcome_of, pause_ms, release_args
 
 log = get_logger("genqueue.worker")
 MAX_TX_ATTEMPTS = 20
@@ -44,7 +44,7 @@ def _call_of(job: Job) -> tuple[str, list, dict]:
     """(func, args, kwargs), or placeholders for a job whose data is not JSON (worker/job.py UnreadableJob):
     the entry must still be written, so the job lands somewhere an admin sees it."""
     try:
-        return job.func_name, list(job.args), dict(job.kwargs)
+        return job.func_name or "<unreadable>", list(job.args), dict(job.kwargs)
     except Exception:  # noqa: BLE001 - unreadable data: keep what is known, the id and the error
         return "<unreadable>", [], {}
 
@@ -116,7 +116,7 @@ def move_failed_job(
     `also(pipe)` adds the caller's own bookkeeping (a worker's counters) to the same MULTI.
     """
     started_key = queue.started_job_registry.key
-    limit = limit_of(job)
+    limit = limit_or_none(job)
     release = release_args(limit, job.id, pause_ms(decision, failure), outcome_of(decision))
     if decision.is_retry and (execution is None) != (registry_claim is None):
         ok, event = _retry_guarded(connection, job, queue, decision, store, execution, also, registry_claim, release)
@@ -140,7 +140,7 @@ def move_failed_job(
                 replies = pipe.execute()
                 if add_at is not None:
                     store.note_pruned(replies[add_at])
-                if release:
+                if release and limit is not None:
                     log_event(log, limit.key, replies[-1])
                 return True
             except WatchError:
@@ -165,8 +165,9 @@ def _retry_guarded(
     pipe = recorder(connection)
     _queue_move(pipe, job, queue, decision, None, store, execution, also, registry_claim)
     if execution is not None:
-        claim = ("member", queue.started_job_registry.key, execution.composite_key)
+        claim: tuple[str, ...] = ("member", queue.started_job_registry.key, execution.composite_key)
     else:
+        assert registry_claim is not None
         claim = ("member", *registry_claim)
     return run_guarded(connection, pipe, claim, release)
 
