@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test bench docs package-check clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "genqueue needs Python 3.11+; set PYTHON=python3.11")'
@@ -26,6 +26,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -e '.[test,bench]'
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# What a user installs: the sdist and the wheel built, the wheel installed core-only in a fresh venv and run.
+package-check: $(STAMP)
+	.ci/package-check $(VENV)/bin/python
 
 # The documentation site, strictly: a broken link, a missing page or a page left out of the nav fails.
 docs: $(STAMP)
