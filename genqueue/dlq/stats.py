@@ -110,7 +110,8 @@ def _unfiltered(store: DLQStore, now: float) -> dict[str, Any]:
     return {"total": store.count(), "by": by, "hourly": hourly, "oldest": first[0][1] if first else None, "top": top}
 
 
-def dlq_stats(store: DLQStore, filters: Filters = Filters(), *, now: float | None = None) -> dict[str, Any]:
+def dlq_stats(store: DLQStore, filters: Filters | None = None, *, now: float | None = None) -> dict[str, Any]:
+    filters = Filters() if filters is None else filters
     now = time.time() if now is None else now
     filtered = bool(filters.indexed()) or filters.since is not None or filters.until is not None
     figures = tally(_rows(store, filters), now) if filtered else _unfiltered(store, now)

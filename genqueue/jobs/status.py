@@ -108,13 +108,14 @@ def _result(job) -> Any:
     """The return value RQ stored (JSON), or None when it has expired or cannot be read."""
     try:
         return job.return_value(refresh=True)
-    except Exception:  # noqa: BLE001 - a result is shown when it can be read, never fails the status
+    except Exception:  # a result is shown when it can be read, never fails the status
         return None
 
 
 def without_tracebacks(info: dict[str, Any]) -> dict[str, Any]:
     """The status as a non-admin sees it: every `traceback` field gone (attempt records, errors), because a
-    traceback shows the service's internals (paths, library versions, code). The payload and result are left as they are."""
+    traceback shows the service's internals (paths, library versions, code). The payload and result are left as
+    they are."""
     return {k: (v if k in ("payload", "result") else _drop_tracebacks(v)) for k, v in info.items()}
 
 

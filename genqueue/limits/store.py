@@ -49,6 +49,11 @@ def clear(connection: Redis, key: str) -> bool:
     return bool(removed)
 
 
+def _set_or_declared(cfg: dict[str, bytes], field: str) -> int:
+    """A limit field as set at run time, else as the task declared it (0: neither)."""
+    return _num(cfg.get(field)) or _num(cfg.get("declared_" + field))
+
+
 def _num(value: bytes | None) -> int:
     return int(value) if value not in (None, b"") else 0
 
@@ -88,11 +93,7 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
         cfg, in_flight, window, pause, _ring, stats, brk, health, learned = reply
         parked = sum(next(parked_lists) for _ in range(count))
         cfg = {k.decode(): v for k, v in cfg.items()}
-
-        def pick(field: str) -> int:
-            return _num(cfg.get(field)) or _num(cfg.get("declared_" + field))
-
-        cap, n, period = pick("concurrency"), pick("rate_n"), pick("rate_period_ms")
+        cap, n, period = (_set_or_declared(cfg, f) for f in ("concurrency", "rate_n", "rate_period_ms"))
         rate_learned = not n and learned[0] is not None
         if rate_learned:  # nothing set or declared: the rate limits.lua learned from the provider's 429s
             n, period = _num(learned[0]), _num(learned[1])
