@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -41,10 +42,18 @@ def lazy_connection(settings: Settings) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, retry=short_retry())
 
 
-def create_app(settings: Settings, config: ApiConfig | None = None, connection: Redis | None = None) -> FastAPI:
+class GenqueueAPI(FastAPI):
+    """FastAPI, with the error envelope documented in its OpenAPI schema (`documented_errors`)."""
+
+    def openapi(self) -> dict[str, Any]:
+        return documented_errors(self)
+
+
+def create_app(settings: Settings, config: ApiConfig | None = None, connection: Redis | None = None) -> BodyLimit:
+    """The service: the FastAPI app (`.fastapi`) behind the body-size limit."""
     config = config or ApiConfig.from_env(settings.home)
     connection = connection or lazy_connection(settings)
-    app = FastAPI(
+    app = GenqueueAPI(
         title="genqueue",
         version="0.1.0",
         description="Generation jobs, runs and the dead-letter queue over HTTP. Errors are "
@@ -67,7 +76,6 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
     ui_routes.install(app)
     app.mount("/ui/static", StaticFiles(directory=str(Path(ui_routes.__file__).with_name("static"))), name="static")
     app.add_middleware(ResponseHeaders)
-    app.openapi = lambda: documented_errors(app)
     return BodyLimit(app, config.max_body_bytes, app)
 
 
@@ -176,7 +184,7 @@ ERROR_STATUSES = {
 }
 
 
-def documented_errors(app: FastAPI) -> dict:
+def documented_errors(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, with the error envelope documented on every operation (instead of its 422 model:
     validation errors are 400 VALIDATION_ERROR here)."""
     if app.openapi_schema:

@@ -96,8 +96,8 @@ def run_bulk(app, store, action: str, filters, *, dry_run: bool, rate, cursor, y
     total = count_matching(store, filters)
     filter_dict = {k: v for k, v in vars(filters).items() if v is not None}
     if dry_run:
-        kinds: Counter = Counter()
-        sample = []
+        kinds: Counter[str] = Counter()
+        sample: list[str] = []
         for batch in matching(store, filters, cursor):
             for job_id, _, raw in batch:
                 try:

@@ -86,7 +86,7 @@ def worker(
     if simple and concurrency:
         raise click.UsageError("--simple and --concurrency exclude each other (a concurrent worker runs in-process)")
     names = list(queues) or [app.settings.queue]
-    kwargs = {"name": name} if name else {}
+    kwargs: dict[str, str | int] = {"name": name} if name else {}  # RQ Worker's own options
     if maintenance_interval:
         kwargs["maintenance_interval"] = maintenance_interval
     # Patient: a server restart or blip of up to GENQUEUE_REDIS_OUTAGE_S is waited out, not fatal.

@@ -23,6 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis import Redis
 
@@ -71,7 +72,7 @@ class MaintenanceConfig:
         )
 
 
-def post_webhook(url: str, body: dict, timeout_s: float = 5.0) -> bool:
+def post_webhook(url: str, body: dict[str, Any], timeout_s: float = 5.0) -> bool:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
     )
@@ -84,11 +85,11 @@ def post_webhook(url: str, body: dict, timeout_s: float = 5.0) -> bool:
         return False
 
 
-def check_alerts(store: DLQStore, config: MaintenanceConfig, now: float) -> list[dict]:
+def check_alerts(store: DLQStore, config: MaintenanceConfig, now: float) -> list[dict[str, Any]]:
     conn = store.connection
     size = store.count()
     last_hour = int(conn.zcount(store.keys.all, repr(now - 3600), "+inf"))
-    alerts = []
+    alerts: list[dict[str, Any]] = []
     if config.alert_size is not None and size > config.alert_size:
         alerts.append({"alert": "dlq_size", "queue": store.keys.queue, "size": size, "threshold": config.alert_size})
     if config.alert_rate_per_hour is not None and last_hour > config.alert_rate_per_hour:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..errors import GenqueueError
 from .bulk import matching
@@ -99,7 +99,7 @@ def _unfiltered(store: DLQStore, now: float) -> dict[str, Any]:
     fingerprints = sorted(store.index_counts("fingerprint").items(), key=lambda kv: (-kv[1], kv[0]))
     top = []
     for fp, count in fingerprints[:TOP_FINGERPRINTS]:
-        newest = conn.zrevrange(store.keys.index("fingerprint", fp), 0, 0)
+        newest = cast("list[bytes]", conn.zrevrange(store.keys.index("fingerprint", fp), 0, 0))
         sample = None
         if newest:
             try:

@@ -6,8 +6,10 @@ import time
 from typing import Any
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from ..backend import keys
+from ..backend.replies import text
 from .rules import DEFAULT_COOLDOWN_S, Rate, check_key, parse_rate
 
 FIELDS = ("concurrency", "rate_n", "rate_period_ms", "cooldown_ms")
@@ -25,7 +27,7 @@ def set_limits(
     """Override a key's limits for every worker at once; 0 / "0/s" are not accepted — use clear().
     cooldown_s: how long the breaker keeps the key open after a failure storm (0: no breaker)."""
     check_key(key)
-    mapping: dict[str, int] = {}
+    mapping: dict[FieldT, EncodableT] = {}
     if concurrency is not None:
         mapping["concurrency"] = int(concurrency)
     if rate is not None:
@@ -64,7 +66,7 @@ READS = 9  # per key, in describe()'s first pipeline
 def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
     """One row per limit key: state, in flight / cap, rate, parked, counters. Three round trips whatever
     the number of keys (names, every key's state, its parked lists' lengths): metrics scrape it."""
-    names = [check_key(key)] if key else sorted(k.decode() for k in connection.smembers(keys.LIMITS_KNOWN))
+    names = [check_key(key)] if key else sorted(text(k) for k in connection.smembers(keys.LIMITS_KNOWN))
     now = int(time.time() * 1000)
     with connection.pipeline(transaction=False) as reads:
         for name in names:

@@ -29,10 +29,12 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
 from rq.job import Job, JobStatus
 
 from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, SERIALIZER, make_queue
+from ..backend.replies import text
 from ..dlq.entry import decode, iso
 from ..dlq.store import DLQStore
 from ..errors import Conflict, CorruptEntry, Forbidden, GenqueueError, InvalidInput, NotFound
@@ -92,8 +94,8 @@ class Run:
     task: str | None = None  # every item's task (None: the built-in generate, each line its payload)
 
     @classmethod
-    def from_hash(cls, run_id: str, raw: Mapping[bytes, bytes]) -> Run:
-        f = {k.decode(): v.decode() for k, v in raw.items()}
+    def from_hash(cls, run_id: str, raw: Mapping[bytes | str, bytes | str]) -> Run:
+        f = {text(k): text(v) for k, v in raw.items()}
         return cls(
             run_id,
             f["queue"],
@@ -109,7 +111,7 @@ class Run:
             f.get("task") or None,
         )
 
-    def to_hash(self) -> dict[str, str]:
+    def to_hash(self) -> dict[FieldT, EncodableT]:
         return {
             "run_id": self.run_id,
             "queue": self.queue,
@@ -503,8 +505,8 @@ def retry_failed(
                 if run.tenant is not None:
                     watched.append(credits_key(run.tenant))  # the payer's balance, debited in the same EXEC
                 pipe.watch(*watched)
-                have = None if run.tenant is None else pipe.get(credits_key(run.tenant))
-                have = None if have is None else int(have)
+                balance = None if run.tenant is None else pipe.get(credits_key(run.tenant))
+                have = None if balance is None else int(balance)
                 snap = Snapshot(run, read_items(connection, run, store, details=True))
                 try:
                     plan = checked_plan(
@@ -563,7 +565,7 @@ def _requeue(
             raise WatchError(f"{item.job_id} vanished between two reads")  # decide again from fresh state
     # The counter is part of the same EXEC: it is how a concurrent retry-failed learns it lost.
     pipe.hset(run_key(run.run_id), mapping={"retries": str(run_retry), "last_retry_at": iso(time.time())})
-    if debit:
+    if debit and run.tenant is not None:  # only a tenant with a balance is debited
         pipe.decrby(credits_key(run.tenant), debit)
     pipe.expire(run_key(run.run_id), ttl_s)
     pipe.execute()

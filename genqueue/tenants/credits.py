@@ -51,7 +51,7 @@ def add(connection: Redis, tenant: str, amount: int) -> int:
                 continue  # someone changed it meanwhile: read again
 
 
-def require(tenant: str, have: int | None, cost: int) -> None:
+def require(tenant: str | None, have: int | None, cost: int) -> None:
     """Pure: refuse (402) when a tenant with a balance cannot pay `cost` credits."""
     if have is not None and cost > have:
         raise InsufficientCredits(
