@@ -24,8 +24,6 @@ from .ratelimit import RateLimiter
 from .routes import dlq, health, jobs, limits, metrics, runs
 from .ui import routes as ui_routes
 
-UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
-
 
 def lazy_connection(settings: Settings) -> Redis:
     """A client that connects on first use: the service starts, and answers 503, while Redis is down.

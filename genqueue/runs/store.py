@@ -2,7 +2,7 @@
 
 A run is a Redis hash `genqueue:run:<run_id>` (queue, item count, a digest of the items, options, and a
 retry-failed counter) plus its items: ordinary generation jobs with the deterministic ids
-`<run_id>-item-<index>` (0-based, in file order; RQ refuses ':' in job ids, see runrules.py). Item state is
+`<run_id>-item-<index>` (0-based, in file order; RQ refuses ':' in job ids, see `runs/rules.py`). Item state is
 never copied into the run hash; it is read from where each job is (its RQ hash, or its DLQ entry), so the
 run can never disagree with its jobs.
 
@@ -16,7 +16,7 @@ run can never disagree with its jobs.
 - retry-failed: one WATCH/MULTI over the run hash and every item's job hash and DLQ entry; the status
   change and the enqueue of all retried items are in that one EXEC, so there is nothing to compensate.
 
-The rules themselves (ids, the run file, status, eligibility) are pure and live in runrules.py.
+The rules themselves (ids, the run file, status, eligibility) are pure and live in `runs/rules.py`.
 """
 
 from __future__ import annotations
@@ -410,7 +410,7 @@ def _create_or_match(connection: Redis, wanted: Run, ttl_s: int) -> tuple[Run, b
 def _submit_batch(
     connection: Redis, queue, store: DLQStore, run: Run, payloads: Sequence[dict[str, Any]], start: int, ttl_s: int
 ) -> int:
-    """Create the items of one batch that exist nowhere. producer.enqueue is not used: with an explicit id it
+    """Create the items of one batch that exist nowhere. `jobs.enqueue.enqueue` is not used: with an explicit id it
     replaces a finished job and cannot see a dead one in the DLQ, and either would run an item twice."""
     indexes = range(start, min(start + SUBMIT_BATCH, len(payloads)))
     ids = [item_id(run.run_id, i) for i in indexes]

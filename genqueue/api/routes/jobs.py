@@ -1,4 +1,5 @@
-"""/api/jobs: enqueue, status, manual retry — over producer.enqueue, status.job_status, jobretry.retry_job."""
+"""/api/jobs: enqueue, status, manual retry — over `jobs.enqueue.enqueue_call`, `jobs.status.job_status` and
+`jobs.manual_retry.retry_job`."""
 
 from __future__ import annotations
 
