@@ -199,7 +199,6 @@ def run_chaos(
     from genqueue.backend.connection import EmbeddedServer, connect_url
     from genqueue.backend.outage import PatientRetry
     from genqueue.dlq.store import DLQStore
-    from genqueue.jobs.enqueue import enqueue
     from genqueue.limits.rules import generate_key
     from genqueue.limits.store import set_limits
 
@@ -223,34 +222,26 @@ def run_chaos(
         set_limits(conn, down_key, cooldown_s=1.0)
     conn.delete(keys.SIM_WINDOW, keys.SIM_STATS)
     rng = random.Random(seed)
-    first_ok: set[str] = set()
-    ids: list[str] = []
-    down_ids: list[str] = []
     down_until = time.time() + 2.0 + down_for_s  # the workers start within ~2 s of the enqueue
-    for i, payload, max_retries in _payloads(jobs, rng, model, down_jobs, down_until):
-        job_id = f"{queue}-{i:06d}"  # unique per run: RQ job ids and result streams are global
-        enqueue(conn, queue, payload, job_id=job_id, max_retries=max_retries)
-        ids.append(job_id)
-        if payload["simulate"][0] == "ok":
-            first_ok.add(job_id)
-        if payload["model"] != model:
-            down_ids.append(job_id)
+    ids, first_ok, down_ids = _enqueue_all(conn, queue, _payloads(jobs, rng, model, down_jobs, down_until), model)
 
-    probe = _Probe(conn, queue, limit_key)
     pool = _Pool(env, queue, workers, concurrent)
-    kills = self_crashes = 0
-    exited: list[int] = []
-    concurrent_kills: list[int] = []
-    at_kills: list[tuple[int, int]] = []
-    at_server_kills: list[dict] = []
-    max_parked = 0
-    server_marks = [jobs * (k + 1) // (server_kills + 1) for k in range(server_kills)]
-    freeze_marks = [jobs * (k + 1) // (freezes + 2) for k in range(freezes)]
-    frozen: list[tuple[float, object]] = []  # (thaw at, worker)
-    done_kills = done_freezes = 0
     started = time.monotonic()
-    next_kill = started + kill_every
-    server_due_since = aim_since = None
+    mayhem = _Mayhem(
+        pool,
+        _Probe(conn, queue, limit_key),
+        rng,
+        server,
+        jobs=jobs,
+        concurrent=concurrent,
+        limited=limited,
+        kill_every=kill_every,
+        next_kill=started + kill_every,
+        server_kills=server_kills,
+        outage_s=outage_s,
+        freezes=freezes,
+        freeze_s=freeze_s,
+    )
     try:
         while True:
             finished, dead = _terminal_counts(conn, store, ids)
@@ -259,80 +250,154 @@ def run_chaos(
             now = time.monotonic()
             if now - started > deadline_s:
                 break
-            max_parked = max(max_parked, probe.parked())
-            for w in [w for w in pool.members if not w.alive()]:  # ended on its own: no supervisor
-                if w.concurrent_name and w.proc.returncode == -signal.SIGKILL:  # the mix's crash took the process
-                    self_crashes += 1
-                    pool.replace(w)
-                    continue
-                pool.members.remove(w)
-                exited.append(w.proc.returncode)
-                w.stop()
-            for thaw_at, w in [f for f in frozen if f[0] <= now]:
-                w.proc.send_signal(signal.SIGCONT)
-                frozen.remove((thaw_at, w))
-            if done_kills < server_kills and finished + dead >= server_marks[done_kills]:
-                server_due_since = server_due_since or now
-                parked, slots = probe.parked(), probe.slots()
-                if not limited or (parked and slots) or now - server_due_since > SERVER_KILL_WAIT_S:
-                    at_server_kills.append({"parked": parked, "slots": slots})
-                    os.kill(int(server.pidfile.read_text()), signal.SIGKILL)
-                    time.sleep(outage_s)  # the outage itself
-                    server.start()
-                    done_kills += 1
-                    server_due_since = None
-            thawed = [w for w in pool.members if all(w is not f for _, f in frozen)]
-            if done_freezes < freezes and finished + dead >= freeze_marks[done_freezes] and thawed:
-                victim = rng.choice(thawed)
-                victim.proc.send_signal(signal.SIGSTOP)
-                frozen.append((now + freeze_s, victim))
-                done_freezes += 1
-            if now >= next_kill and thawed:
-                aimed = [w for w in thawed if w.concurrent_name] if concurrent and kills % workers == 0 else []
-                victim = aimed[0] if aimed else rng.choice([w for w in thawed if not w.concurrent_name] or thawed)
-                in_flight = probe.in_flight(victim.concurrent_name) if victim.concurrent_name else 0
-                aim_since = aim_since or now
-                if victim.concurrent_name and not in_flight and now - aim_since < KILL_WAIT_S:
-                    time.sleep(0.01)
-                    continue  # aimed at the concurrent worker: kill it with jobs in flight
-                at_kills.append((probe.parked(), probe.slots()))
-                victim.kill()
-                kills += 1
-                if victim.concurrent_name:
-                    concurrent_kills.append(in_flight)
-                pool.replace(victim)
-                next_kill = now + kill_every * rng.uniform(0.5, 1.5)
-                aim_since = None
-            time.sleep(0.1)
+            time.sleep(0.1 if mayhem.tick(now, finished + dead) else 0.01)
     finally:
         elapsed = time.monotonic() - started
-        for _, w in frozen:
-            w.proc.send_signal(signal.SIGCONT)
-        for w in pool.members:
-            if w.concurrent_name and w.proc.poll() == -signal.SIGKILL:
-                self_crashes += 1
-            elif not w.alive():
-                exited.append(w.proc.returncode)
-            w.stop()
+        mayhem.stop()
     result = ChaosResult(
         jobs,
         workers,
-        kills,
+        mayhem.kills,
         round(elapsed, 1),
-        server_kills=done_kills,
-        freezes=done_freezes,
-        exited=exited,
+        server_kills=mayhem.done_kills,
+        freezes=mayhem.done_freezes,
+        exited=mayhem.exited,
         limit_key=limit_key,
-        max_parked=max_parked,
-        at_server_kills=at_server_kills,
-        at_kills=at_kills,
+        max_parked=mayhem.max_parked,
+        at_server_kills=mayhem.at_server_kills,
+        at_kills=mayhem.at_kills,
         concurrent=concurrent,
-        concurrent_kills=concurrent_kills,
-        self_crashes=self_crashes,
+        concurrent_kills=mayhem.concurrent_kills,
+        self_crashes=mayhem.self_crashes,
         down_key=down_key if down_jobs else None,
         down_jobs=len(down_ids),
     )
     return _audit(conn, store, queue, ids, first_ok, result, set(pool.names), set(down_ids))
+
+
+def _enqueue_all(conn, queue: str, payloads, model: str) -> tuple[list[str], set[str], list[str]]:
+    """Enqueue the mix: every job id, those whose first outcome is `ok`, those on the down key."""
+    from genqueue.jobs.enqueue import enqueue
+
+    first_ok: set[str] = set()
+    ids: list[str] = []
+    down_ids: list[str] = []
+    for i, payload, max_retries in payloads:
+        job_id = f"{queue}-{i:06d}"  # unique per run: RQ job ids and result streams are global
+        enqueue(conn, queue, payload, job_id=job_id, max_retries=max_retries)
+        ids.append(job_id)
+        if payload["simulate"][0] == "ok":
+            first_ok.add(job_id)
+        if payload["model"] != model:
+            down_ids.append(job_id)
+    return ids, first_ok, down_ids
+
+
+class _Mayhem:
+    """What the run does to the workers and the server, one tick at a time: replace workers that died of
+    the mix's crash (count the others as exited), thaw frozen workers, kill the server and freeze a worker
+    at their marks of progress, and kill a worker every ~`kill_every` seconds."""
+
+    def __init__(
+        self,
+        pool: _Pool,
+        probe: _Probe,
+        rng: random.Random,
+        server,
+        *,
+        jobs: int,
+        concurrent: int,
+        limited: bool,
+        kill_every: float,
+        next_kill: float,
+        server_kills: int,
+        outage_s: float,
+        freezes: int,
+        freeze_s: float,
+    ) -> None:
+        self.pool, self.probe, self.rng, self.server = pool, probe, rng, server
+        self.concurrent, self.limited, self.kill_every, self.next_kill = concurrent, limited, kill_every, next_kill
+        self.server_kills, self.outage_s, self.freezes, self.freeze_s = server_kills, outage_s, freezes, freeze_s
+        self.workers = len(pool.members)
+        self.server_marks = [jobs * (k + 1) // (server_kills + 1) for k in range(server_kills)]
+        self.freeze_marks = [jobs * (k + 1) // (freezes + 2) for k in range(freezes)]
+        self.kills = self.self_crashes = self.done_kills = self.done_freezes = self.max_parked = 0
+        self.exited: list[int] = []
+        self.concurrent_kills: list[int] = []
+        self.at_kills: list[tuple[int, int]] = []
+        self.at_server_kills: list[dict] = []
+        self.frozen: list[tuple[float, object]] = []  # (thaw at, worker)
+        self.server_due_since: float | None = None
+        self.aim_since: float | None = None
+
+    def tick(self, now: float, progress: int) -> bool:
+        """One round at `progress` jobs terminal. False: a kill aimed at the concurrent worker waits for it to
+        have a job in flight (tick again soon)."""
+        self.max_parked = max(self.max_parked, self.probe.parked())
+        self._reap()
+        for thaw_at, w in [f for f in self.frozen if f[0] <= now]:
+            w.proc.send_signal(signal.SIGCONT)
+            self.frozen.remove((thaw_at, w))
+        if self.done_kills < self.server_kills and progress >= self.server_marks[self.done_kills]:
+            self._kill_server(now)
+        thawed = [w for w in self.pool.members if all(w is not f for _, f in self.frozen)]
+        if self.done_freezes < self.freezes and progress >= self.freeze_marks[self.done_freezes] and thawed:
+            victim = self.rng.choice(thawed)
+            victim.proc.send_signal(signal.SIGSTOP)
+            self.frozen.append((now + self.freeze_s, victim))
+            self.done_freezes += 1
+        if now >= self.next_kill and thawed:
+            return self._kill_worker(now, thawed)
+        return True
+
+    def _reap(self) -> None:
+        for w in [w for w in self.pool.members if not w.alive()]:  # ended on its own: no supervisor
+            if w.concurrent_name and w.proc.returncode == -signal.SIGKILL:  # the mix's crash took the process
+                self.self_crashes += 1
+                self.pool.replace(w)
+                continue
+            self.pool.members.remove(w)
+            self.exited.append(w.proc.returncode)
+            w.stop()
+
+    def _kill_server(self, now: float) -> None:
+        self.server_due_since = self.server_due_since or now
+        parked, slots = self.probe.parked(), self.probe.slots()
+        if not self.limited or (parked and slots) or now - self.server_due_since > SERVER_KILL_WAIT_S:
+            self.at_server_kills.append({"parked": parked, "slots": slots})
+            os.kill(int(self.server.pidfile.read_text()), signal.SIGKILL)
+            time.sleep(self.outage_s)  # the outage itself
+            self.server.start()
+            self.done_kills += 1
+            self.server_due_since = None
+
+    def _kill_worker(self, now: float, thawed: list) -> bool:
+        aimed = [w for w in thawed if w.concurrent_name] if self.concurrent and self.kills % self.workers == 0 else []
+        victim = aimed[0] if aimed else self.rng.choice([w for w in thawed if not w.concurrent_name] or thawed)
+        in_flight = self.probe.in_flight(victim.concurrent_name) if victim.concurrent_name else 0
+        self.aim_since = self.aim_since or now
+        if victim.concurrent_name and not in_flight and now - self.aim_since < KILL_WAIT_S:
+            return False  # aimed at the concurrent worker: kill it with jobs in flight
+        self.at_kills.append((self.probe.parked(), self.probe.slots()))
+        victim.kill()
+        self.kills += 1
+        if victim.concurrent_name:
+            self.concurrent_kills.append(in_flight)
+        self.pool.replace(victim)
+        self.next_kill = now + self.kill_every * self.rng.uniform(0.5, 1.5)
+        self.aim_since = None
+        return True
+
+    def stop(self) -> None:
+        """Resume the frozen workers and stop every worker, counting those that had ended on their own."""
+        for _, w in self.frozen:
+            w.proc.send_signal(signal.SIGCONT)
+        for w in self.pool.members:
+            if w.concurrent_name and w.proc.poll() == -signal.SIGKILL:
+                self.self_crashes += 1
+            elif not w.alive():
+                self.exited.append(w.proc.returncode)
+            w.stop()
 
 
 class _Probe:
@@ -380,7 +445,6 @@ def _audit(
 
     from genqueue.backend import keys
     from genqueue.backend.queues import SERIALIZER
-    from genqueue.limits.store import describe
 
     with conn.pipeline(transaction=False) as pipe:
         for job_id in ids:
@@ -418,6 +482,22 @@ def _audit(
         + conn.llen(f"rq:queue:{queue}")
         + conn.llen(f"rq:queue:{queue}:intermediate")
     )
+    _audit_limits(conn, queue, result)
+    result.provider_429 = int(conn.hget(keys.SIM_STATS, "rate_limited") or 0)
+    for job in Job.fetch_many([j for j in ids if j not in set(result.lost)], connection=conn, serializer=SERIALIZER):
+        if job is not None:
+            for h in job.meta.get("genqueue", {}).get("history", []):
+                if h["kind"] == "CRASH":
+                    result.crash_retries += 1
+                    result.concurrent_crash_retries += h.get("worker") in concurrent_names
+    return result
+
+
+def _audit_limits(conn, queue: str, result: ChaosResult) -> None:
+    """The limit keys' end state: parked lists and counter, live slot leases, counters, the down key's breaker."""
+    from genqueue.backend import keys
+    from genqueue.limits.store import describe
+
     prefix = keys.limit_prefix(result.limit_key)
     result.parked_left = sum(conn.llen(k) for k in conn.scan_iter(match=_glob_escape(prefix) + "parked:*"))
     result.parked_counter = int(conn.hget(keys.PARKED, queue) or 0)
@@ -435,14 +515,6 @@ def _audit(
             "held": down["counters"].get("held", 0),
             "state": down["state"],
         }
-    result.provider_429 = int(conn.hget(keys.SIM_STATS, "rate_limited") or 0)
-    for job in Job.fetch_many([j for j in ids if j not in set(result.lost)], connection=conn, serializer=SERIALIZER):
-        if job is not None:
-            for h in job.meta.get("genqueue", {}).get("history", []):
-                if h["kind"] == "CRASH":
-                    result.crash_retries += 1
-                    result.concurrent_crash_retries += h.get("worker") in concurrent_names
-    return result
 
 
 def _glob_escape(text: str) -> str:

@@ -11,7 +11,24 @@ Public API (imported lazily, so `genqueue --help` stays fast):
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what a type checker sees; at run time each name loads its module on first use
+    from .backend.connection import connect
+    from .dlq.replay import replay
+    from .dlq.store import DLQStore, Filters
+    from .jobs.enqueue import EnqueueResult, enqueue, enqueue_many, enqueue_task
+    from .jobs.manual_retry import retry_job
+    from .jobs.status import job_status
+    from .jobs.task import Task, task
+    from .retry import ErrorKind, PermanentError, RateLimited, Reason, RetryManager, RetryPolicy, TransientError
+    from .runs.store import retry_failed
+    from .runs.store import snapshot as run_snapshot
+    from .runs.store import submit as submit_run
+    from .settings import Settings
+    from .tasks.context import TaskContext, current
+    from .tasks.generate import Provider, generate
+    from .worker import GenSimpleWorker, GenWorker, build_worker
 
 from .support.version import installed_version
 
@@ -52,7 +69,38 @@ _EXPORTS = {
 
 _ALIASES = {"submit_run": "submit", "run_snapshot": "snapshot"}  # public name -> name in its module
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # _EXPORTS' keys, spelled out for type checkers and linters
+    "DLQStore",
+    "EnqueueResult",
+    "ErrorKind",
+    "Filters",
+    "GenSimpleWorker",
+    "GenWorker",
+    "PermanentError",
+    "Provider",
+    "RateLimited",
+    "Reason",
+    "RetryManager",
+    "RetryPolicy",
+    "Settings",
+    "Task",
+    "TaskContext",
+    "TransientError",
+    "build_worker",
+    "connect",
+    "current",
+    "enqueue",
+    "enqueue_many",
+    "enqueue_task",
+    "generate",
+    "job_status",
+    "replay",
+    "retry_failed",
+    "retry_job",
+    "run_snapshot",
+    "submit_run",
+    "task",
+]
 
 
 def __getattr__(name: str) -> Any:

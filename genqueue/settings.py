@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import InvalidInput
 
@@ -24,7 +26,8 @@ class Settings:
     backoff_scale: float = 1.0  # multiplies every policy's base delay and cap; the demo uses 0.04
     liveness_ttl_s: float = 10.0  # a worker silent this long is dead; its started jobs are abandoned
     sweep_interval_s: float = 2.0  # how often some live worker looks for abandoned jobs
-    policy_overrides: dict = field(default_factory=dict)  # {"TRANSIENT": {"max": "2", ...}} from GENQUEUE_POLICY_*
+    # {"TRANSIENT": {"max": "2", ...}} from GENQUEUE_POLICY_*
+    policy_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     retry_rules: str | None = None  # "package.module:RULES": user classification rules for workers
     redis_outage_s: float = 60.0  # workers and the scheduler wait this long for a lost server to come back
     tasks: tuple[str, ...] = ()  # GENQUEUE_TASKS: modules whose @task functions workers (and the API) register
@@ -33,7 +36,7 @@ class Settings:
     shutdown_grace_s: float = 8.0  # GENQUEUE_SHUTDOWN_GRACE: a concurrent worker's wait for jobs on SIGTERM
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         log_format = env.get("GENQUEUE_LOG_FORMAT", "auto").lower()
         if log_format not in ("auto", "json", "console"):
@@ -43,7 +46,7 @@ class Settings:
             home=Path(env.get("GENQUEUE_HOME") or DEFAULT_HOME).expanduser(),
             queue=env.get("GENQUEUE_QUEUE") or DEFAULT_QUEUE,
             log_format=log_format,
-            dlq_retention_s=_positive(env, "GENQUEUE_DLQ_RETENTION", DEFAULT_DLQ_RETENTION_S, int),
+            dlq_retention_s=_positive_int(env, "GENQUEUE_DLQ_RETENTION", DEFAULT_DLQ_RETENTION_S),
             backoff_scale=_positive(env, "GENQUEUE_BACKOFF_SCALE", 1.0),
             liveness_ttl_s=_positive(env, "GENQUEUE_LIVENESS_TTL", 10.0),
             sweep_interval_s=_positive(env, "GENQUEUE_SWEEP_INTERVAL", 2.0),
@@ -52,7 +55,7 @@ class Settings:
             redis_outage_s=_positive(env, "GENQUEUE_REDIS_OUTAGE_S", 60.0),
             tasks=_names(env, "GENQUEUE_TASKS"),
             api_tasks=_names(env, "GENQUEUE_API_TASKS"),
-            concurrency=_positive(env, "GENQUEUE_CONCURRENCY", None, int),
+            concurrency=_positive_int(env, "GENQUEUE_CONCURRENCY", None),
             shutdown_grace_s=_positive(env, "GENQUEUE_SHUTDOWN_GRACE", 8.0),
         )
 
@@ -60,15 +63,27 @@ class Settings:
         return self if not queue else replace(self, queue=queue)
 
 
-def _names(env, name: str) -> tuple[str, ...]:
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in (env.get(name) or "").split(",") if part.strip())
 
 
-def _positive(env, name: str, default, cast=float):
-    """A positive number from the environment (cast: int or float), or InvalidInput naming the variable."""
+_Default = TypeVar("_Default", int, None)
+_Number = TypeVar("_Number", int, float)
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number from the environment, or InvalidInput naming the variable."""
     raw = env.get(name)
-    if raw in (None, ""):
-        return default
+    return _checked_positive(name, raw, float) if raw else default
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: _Default) -> int | _Default:
+    """A positive whole number from the environment, or InvalidInput naming the variable."""
+    raw = env.get(name)
+    return _checked_positive(name, raw, int) if raw else default
+
+
+def _checked_positive(name: str, raw: str, cast: type[_Number]) -> _Number:
     try:
         value = cast(raw)
     except ValueError:
@@ -79,14 +94,14 @@ def _positive(env, name: str, default, cast=float):
     return value
 
 
-def _policy_overrides(env) -> dict:
+def _policy_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """GENQUEUE_POLICY_<KIND>="max=5,base=5,factor=2,cap=3600,jitter=0.1" (any subset), checked here."""
     specs = {name: raw for name, raw in env.items() if name.startswith("GENQUEUE_POLICY_") and raw}
     if not specs:
         return {}  # and the retry package (~15 ms of imports) stays unloaded for commands that never retry
     from .retry.policy import merged_policies, parse_policy_spec
 
-    overrides = {}
+    overrides: dict[str, dict[str, str]] = {}
     for name, raw in specs.items():
         kind = name.removeprefix("GENQUEUE_POLICY_")
         try:

@@ -143,7 +143,9 @@ def run(ctx: Ctx) -> Scenario:
             before = store.count()
             window = ("--since", iso(edges[rep]), "--until", iso(edges[rep + 1]))
             seconds = timed(
-                lambda window=window: _cli(ctx, *_genqueue("dlq", "retry", "--all", "--yes", "-q", name, *window, "--json"))
+                lambda window=window: _cli(
+                    ctx, *_genqueue("dlq", "retry", "--all", "--yes", "-q", name, *window, "--json")
+                )
             )
             done = before - store.count()
             replay_rates.append(done / seconds)

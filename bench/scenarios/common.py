@@ -204,7 +204,7 @@ def quiet_logs() -> None:
     """Both systems log as in production (INFO), but into /dev/null so the table stays readable."""
     import genqueue.support.logs
 
-    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    devnull = open(os.devnull, "w")  # lives as long as the process
     genqueue.support.logs.configure("json", stream=devnull, level=logging.INFO)
     for name in ("rq.worker", "rq.job", "rq.queue", "rq.scheduler"):
         logger = logging.getLogger(name)

@@ -64,7 +64,7 @@ def run(ctx: Ctx) -> Scenario:
     for kind, n in (("simple", sizes["simple"]), ("forking", sizes["forking"])):
         simple = kind == "simple"
 
-        def runner(system: str):
+        def runner(system: str, kind: str = kind, n: int = n, simple: bool = simple):
             def one(rep: int) -> float:
                 name = ctx.name(f"ok-{kind}-{system}-{rep}")
                 ids = fill_queue(ctx, name, n)

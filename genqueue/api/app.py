@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -24,8 +25,6 @@ from .ratelimit import RateLimiter
 from .routes import dlq, health, jobs, limits, metrics, runs
 from .ui import routes as ui_routes
 
-UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
-
 
 def lazy_connection(settings: Settings) -> Redis:
     """A client that connects on first use: the service starts, and answers 503, while Redis is down.
@@ -42,10 +41,18 @@ def lazy_connection(settings: Settings) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, retry=short_retry())
 
 
-def create_app(settings: Settings, config: ApiConfig | None = None, connection: Redis | None = None) -> FastAPI:
+class GenqueueAPI(FastAPI):
+    """FastAPI, with the error envelope documented in its OpenAPI schema (`documented_errors`)."""
+
+    def openapi(self) -> dict[str, Any]:
+        return documented_errors(self)
+
+
+def create_app(settings: Settings, config: ApiConfig | None = None, connection: Redis | None = None) -> BodyLimit:
+    """The service: the FastAPI app (`.fastapi`) behind the body-size limit."""
     config = config or ApiConfig.from_env(settings.home)
     connection = connection or lazy_connection(settings)
-    app = FastAPI(
+    app = GenqueueAPI(
         title="genqueue",
         version=installed_version(),
         description="Generation jobs, runs and the dead-letter queue over HTTP. Errors are "
@@ -68,7 +75,6 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
     ui_routes.install(app)
     app.mount("/ui/static", StaticFiles(directory=str(Path(ui_routes.__file__).with_name("static"))), name="static")
     app.add_middleware(ResponseHeaders)
-    app.openapi = lambda: documented_errors(app)
     return BodyLimit(app, config.max_body_bytes, app)
 
 
@@ -177,7 +183,7 @@ ERROR_STATUSES = {
 }
 
 
-def documented_errors(app: FastAPI) -> dict:
+def documented_errors(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, with the error envelope documented on every operation (instead of its 422 model:
     validation errors are 400 VALIDATION_ERROR here)."""
     if app.openapi_schema:

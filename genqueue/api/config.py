@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from collections.abc import Mapping
@@ -33,7 +34,8 @@ class ApiConfig:
     @classmethod
     def from_env(cls, home: Path, env: Mapping[str, str] | None = None) -> ApiConfig:
         env = os.environ if env is None else env
-        common = dict(
+        make = functools.partial(  # the fields every key source shares
+            cls,
             audience=env.get("GENQUEUE_API_JWT_AUDIENCE") or None,
             issuer=env.get("GENQUEUE_API_JWT_ISSUER") or None,
             rate_limit=_limit(env, "GENQUEUE_API_RATE_LIMIT", DEFAULT_RATE_LIMIT),
@@ -47,12 +49,12 @@ class ApiConfig:
         if secret:
             if len(secret) < 32:
                 raise InvalidInput("GENQUEUE_API_JWT_SECRET must be at least 32 characters")
-            return cls("HS256", secret, secret, True, **common)
+            return make("HS256", secret, secret, True)
         if public_path:
             pem = _read(public_path)
-            return cls(_algorithm_of(pem, public_path), pem, None, True, **common)
+            return make(_algorithm_of(pem, public_path), pem, None, True)
         local = local_secret(home)
-        return cls("HS256", local, local, False, **common)
+        return make("HS256", local, local, False)
 
 
 def _read(path: str) -> bytes:

@@ -4,12 +4,11 @@ counters. Two pipelined round trips per scrape for the queues (the second asks w
 alive), and the limits store's `describe` for the provider limit keys.
 
 Exported: queue depth by state, workers alive, DLQ size and oldest age and the DLQ's own counters
-(replays by outcome, expired, evicted), the counters of the moves (new jobs enqueued, genqueue/submit.py;
-finished; failed attempts and retries by
-kind; dead-lettered by kind and reason; the attempt-duration histogram — genqueue/counters.py, each
-incremented in the MULTI of the move it counts), per provider limit key its in-flight and parked jobs, its
-state (closed, paused, open, half-open: 1 for the current one) and its totals (throttled, paused, 429s,
-breaker opens), and the API's requests by route and status (in-process).
+(replays by outcome, expired, evicted), the counters of the moves (new jobs enqueued, `jobs/submit.py`;
+finished; failed attempts and retries by kind; dead-lettered by kind and reason; the attempt-duration
+histogram — `backend/counters.py`, each incremented in the MULTI of the move it counts), per provider limit
+key its in-flight and parked jobs, its state (closed, paused, open, half-open: 1 for the current one) and its
+totals (throttled, paused, 429s, breaker opens), and the API's requests by route and status (in-process).
 """
 
 from __future__ import annotations

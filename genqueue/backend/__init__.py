@@ -1,1 +1,2 @@
-"""Redis and everything genqueue stores in it: the connection and embedded server, outage handling, the keyspace, scripts, RQ objects, counters, audit."""
+"""Redis and everything genqueue stores in it: the connection and embedded server, outage handling, the keyspace,
+scripts, RQ objects, counters, audit."""

@@ -6,11 +6,13 @@ import getpass
 import json
 import socket
 import time
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from . import keys
+from .replies import StreamEntries
 
 AUDIT_KEY = keys.AUDIT
 AUDIT_MAXLEN = 10_000
@@ -30,14 +32,14 @@ def record(
     action: str,
     queue: str,
     *,
-    filters: dict | None = None,
-    counts: dict | None = None,
+    filters: dict[str, Any] | None = None,
+    counts: dict[str, int] | None = None,
     ids: list[str] | None = None,
     note: str | None = None,
     actor: str | None = None,
 ) -> None:
     """`actor`: who did it when it is not this process's user — over HTTP, "sub (tenant T) from ADDRESS"."""
-    fields: dict[str, Any] = {
+    fields: dict[FieldT, EncodableT] = {
         "ts": f"{time.time():.3f}",
         "who": actor or who(),
         "action": action,
@@ -53,8 +55,8 @@ def record(
 
 def recent(connection: Redis, limit: int = 20) -> list[dict[str, Any]]:
     rows = []
-    for stream_id, fields in connection.xrevrange(AUDIT_KEY, count=limit):
-        row = {k.decode(): v.decode() for k, v in fields.items()}
+    for stream_id, fields in cast(StreamEntries, connection.xrevrange(AUDIT_KEY, count=limit)):
+        row: dict[str, Any] = {k.decode(): v.decode() for k, v in fields.items()}
         for key in ("filters", "counts", "ids"):
             row[key] = json.loads(row.get(key) or "null")
         row["id"] = stream_id.decode()

@@ -2,7 +2,7 @@
 MULTI as the move they count — so they hold across every worker process and machine and can never
 disagree with what happened: a transaction that did not commit counted nothing.
 
-Fields, as few per move as possible (each is an HINCRBY on the hot path): `enqueued` (genqueue/submit.py),
+Fields, as few per move as possible (each is an HINCRBY on the hot path): `enqueued` (`jobs/submit.py`),
 `retried:<KIND>` or
 `dead:<KIND>:<reason>` (what a failure decision did), `task:<outcome>:<task>` (finished, retried or dead, by
 task name: one more HINCRBY per move), `duration:<outcome>:<le>` (non-cumulative histogram

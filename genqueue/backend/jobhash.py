@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import orjson
+from redis.typing import EncodableT, FieldT
 from rq.job import JobStatus
 
 EMPTY_FIELDS = (
@@ -28,14 +29,14 @@ def queued_job_hash(
     *,
     queue_name: str,
     func: str,
-    args: list,
-    kwargs: dict,
+    args: list[Any],
+    kwargs: dict[str, Any],
     description: str,
     timeout: int,
     result_ttl: int,
-    meta: dict,
+    meta: dict[str, Any],
     enqueued_at: str,
-) -> dict[str, Any]:
+) -> dict[FieldT, EncodableT]:
     """`enqueued_at` in RQ's utcformat; it is also the creation time, as for a job enqueued when created."""
     return {
         "created_at": enqueued_at,

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # -- the dead-letter queue (dlq/) ----------------------------------------------------------------------------
-# genqueue:dlq:{<queue>}:e:<id> | all | by:<field>:<value> | stats
-INDEXED_FIELDS = ("kind", "func", "user", "reason", "fingerprint")
+# genqueue:dlq:{<queue>}:e:<id> | all | by:<field>:<value> | stats (the indexed fields: `dlq.entry.index_values`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +65,7 @@ def stranded_seen(queue: str) -> str:
 
 
 def metrics(queue: str) -> str:
-    """HASH of counters incremented inside the transaction of the move they count (genqueue/counters.py)."""
+    """HASH of counters incremented inside the transaction of the move they count (`backend/counters.py`)."""
     return f"genqueue:metrics:{{{queue}}}"
 
 

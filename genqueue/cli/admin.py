@@ -50,7 +50,8 @@ def audit(limit, as_json) -> None:
 
 @click.command(
     help="Periodic maintenance (its own process; see the Procfile): retry abandoned jobs as "
-    "CRASH (also those RQ's cleanup failed), prune past retention, alert on size/rate (log + optional webhook), auto-retry chosen kinds after a cooldown.\n\n\b\n"
+    "CRASH (also those RQ's cleanup failed), prune past retention, alert on size/rate (log + optional webhook), "
+    "auto-retry chosen kinds after a cooldown.\n\n\b\n"
     "Examples:\n  genqueue scheduler\n  GENQUEUE_AUTO_RETRY=RATE_LIMITED=15m genqueue scheduler\n"
     "  genqueue scheduler --once --json"
 )

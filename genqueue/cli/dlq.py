@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -152,22 +153,12 @@ def retry(
     as_json,
 ) -> None:
     from ..backend import audit
-    from ..dlq.replay import replay
 
     filters = build_filters(kind, func, user, reason, fingerprint, since, until)
-    if all_ == bool(job_ids):
-        raise InvalidInput("give entry ids, or --all with filters (not both)")
-    if not all_ and (filters.indexed() or filters.since or filters.until or rate or cursor):
-        raise InvalidInput("filters, --rate and --cursor go with --all")
-    patch = parse_json_arg(payload_patch, "--payload-patch") if payload_patch else None
-    if patch is not None and not isinstance(patch, dict):
-        raise InvalidInput("--payload-patch must be a JSON object (a merge patch)")
+    patch = _retry_patch(job_ids, all_, filters, rate, cursor, payload_patch)
     app = get_app(queue, as_json)
     store = app.store()
     if all_:
-        if patch is not None:
-            raise InvalidInput("--payload-patch goes with explicit ids, not --all")
-
         run_bulk(app, store, "retry", filters, dry_run=dry_run, rate=rate, cursor=cursor, yes=yes, force=force)
         return
     if patch is not None:
@@ -177,20 +168,7 @@ def retry(
             store.get(job_id)  # not found → exit 3, like the real thing
         click.echo(f"dry run: would replay {len(job_ids)} entr{'y' if len(job_ids) == 1 else 'ies'}; nothing changed")
         return
-    results, worst = [], None
-    for job_id in job_ids:
-        try:
-            job = replay(store, job_id, force=force, payload_patch=patch)
-            results.append(
-                {"id": job_id, "replayed": True, "status": "queued", "replays": job.meta["genqueue"]["replays"]}
-            )
-            if not as_json:
-                click.echo(f"replayed {job_id}: queued on {app.settings.queue}")
-        except GenqueueError as exc:
-            worst = worst or exc
-            results.append({"id": job_id, "replayed": False, "error": str(exc)})
-            if len(job_ids) > 1:
-                click.echo(f"error: {exc}", err=True)
+    results, worst = _replay_each(app, store, job_ids, patch, force=force, as_json=as_json)
     done = [r["id"] for r in results if r["replayed"]]
     if done:
         audit.record(
@@ -207,6 +185,44 @@ def retry(
         emit_json({"queue": app.settings.queue, "results": results})
     if worst is not None:
         sys.exit(worst.exit_code)
+
+
+def _retry_patch(job_ids, all_, filters, rate, cursor, payload_patch) -> dict[str, Any] | None:
+    """Check how `dlq retry`'s arguments go together; the parsed --payload-patch (None: none given)."""
+    if all_ == bool(job_ids):
+        raise InvalidInput("give entry ids, or --all with filters (not both)")
+    if not all_ and (filters.indexed() or filters.since or filters.until or rate or cursor):
+        raise InvalidInput("filters, --rate and --cursor go with --all")
+    patch = parse_json_arg(payload_patch, "--payload-patch") if payload_patch else None
+    if patch is not None and not isinstance(patch, dict):
+        raise InvalidInput("--payload-patch must be a JSON object (a merge patch)")
+    if all_ and patch is not None:
+        raise InvalidInput("--payload-patch goes with explicit ids, not --all")
+    return patch
+
+
+def _replay_each(
+    app, store, job_ids, patch, *, force: bool, as_json: bool
+) -> tuple[list[dict[str, Any]], GenqueueError | None]:
+    """Replay the given entries one by one: a result per id, and the first error (None: all replayed)."""
+    from ..dlq.replay import replay
+
+    results: list[dict[str, Any]] = []
+    worst: GenqueueError | None = None
+    for job_id in job_ids:
+        try:
+            job = replay(store, job_id, force=force, payload_patch=patch)
+            results.append(
+                {"id": job_id, "replayed": True, "status": "queued", "replays": job.meta["genqueue"]["replays"]}
+            )
+            if not as_json:
+                click.echo(f"replayed {job_id}: queued on {app.settings.queue}")
+        except GenqueueError as exc:
+            worst = worst or exc
+            results.append({"id": job_id, "replayed": False, "error": str(exc)})
+            if len(job_ids) > 1:
+                click.echo(f"error: {exc}", err=True)
+    return results, worst
 
 
 def _show_patch(store, job_ids, patch, *, dry_run: bool, yes: bool) -> None:

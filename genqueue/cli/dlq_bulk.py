@@ -13,7 +13,8 @@ from .render import emit_json, table
 
 
 @dlq.command(
-    help="Delete every entry matching the filters.\n\n\b\nExamples:\n  genqueue dlq purge --reason non_retryable --dry-run\n"
+    help="Delete every entry matching the filters.\n\n\b\n"
+    "Examples:\n  genqueue dlq purge --reason non_retryable --dry-run\n"
     "  genqueue dlq purge --until 3d --yes\n  genqueue dlq purge --yes          # everything"
 )
 @filter_options

@@ -96,13 +96,13 @@ def run_bulk(app, store, action: str, filters, *, dry_run: bool, rate, cursor, y
     total = count_matching(store, filters)
     filter_dict = {k: v for k, v in vars(filters).items() if v is not None}
     if dry_run:
-        kinds: Counter = Counter()
-        sample = []
+        kinds: Counter[str] = Counter()
+        sample: list[str] = []
         for batch in matching(store, filters, cursor):
             for job_id, _, raw in batch:
                 try:
                     kinds[decode(raw, job_id)["error"].get("kind")] += 1
-                except Exception:  # noqa: BLE001 - corrupt entries are counted as such
+                except Exception:  # corrupt entries are counted as such
                     kinds["<corrupt>"] += 1
                 if len(sample) < DRY_RUN_SHOWN:
                     sample.append(job_id)

@@ -17,7 +17,7 @@ def parse_json_arg(text: str, what: str) -> Any:
     if text.startswith("@"):
         name = text[1:]
         try:
-            text = click.get_text_stream("stdin").read() if name == "-" else Path(name).read_text(encoding="utf-8")
+            text = click.open_file("-").read() if name == "-" else Path(name).read_text(encoding="utf-8")
         except OSError as exc:
             raise InvalidInput(f"cannot read {what} file {name!r}: {exc.strerror}") from None
         except UnicodeDecodeError:

@@ -29,7 +29,7 @@ def runs() -> None:
 def _read_lines(path: str) -> list[str]:
     try:
         if path == "-":
-            return click.get_text_stream("stdin").read().splitlines()
+            return click.open_file("-").read().splitlines()  # stdin; click.get_text_stream: deprecated in 8.5
         with open(path, encoding="utf-8") as fh:
             return fh.read().splitlines()
     except OSError as exc:

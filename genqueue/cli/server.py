@@ -47,7 +47,8 @@ def stop(as_json: bool) -> None:
 
 
 @server.command(
-    help="Is the embedded server running, and at which URL?\n\n\b\nExample:\n  genqueue server status\n  rq info -u $(genqueue server status --url)"
+    help="Is the embedded server running, and at which URL?\n\n\b\n"
+    "Example:\n  genqueue server status\n  rq info -u $(genqueue server status --url)"
 )
 @json_option
 @click.option("--url", "url_only", is_flag=True, help="Print only the URL (for rq info -u / redis-cli -u).")

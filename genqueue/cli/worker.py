@@ -102,7 +102,7 @@ def worker(
     if simple and concurrency:
         raise click.UsageError("--simple and --concurrency exclude each other (a concurrent worker runs in-process)")
     names = list(queues) or [app.settings.queue]
-    kwargs = {"name": name} if name else {}
+    kwargs: dict[str, str | int] = {"name": name} if name else {}  # RQ Worker's own options
     if maintenance_interval:
         kwargs["maintenance_interval"] = maintenance_interval
     if concurrency:

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import WatchError
 from rq.job import JobStatus
@@ -49,7 +49,7 @@ def matching(
         chunk = [pair for _, pair in zip(range(batch), ids, strict=False)]
         if not chunk:
             return
-        raws = store.connection.mget([store.keys.entry(job_id) for job_id, _ in chunk])
+        raws = cast("list[bytes | None]", store.connection.mget([store.keys.entry(job_id) for job_id, _ in chunk]))
         out = []
         for (job_id, score), raw in zip(chunk, raws, strict=False):
             if raw is None:

@@ -7,10 +7,11 @@ stop when the workers are down, which is exactly when alerts matter. So the sche
 doing the work itself, one instance per deployment (a lock key makes extra instances idle).
 
 Each tick, per queue: the workers' abandoned-job sweep (worker/sweep.py: dead workers' jobs and jobs RQ's
-cleanup moved to FailedJobRegistry become CRASH retries, also while no worker runs); prune index members past retention (counted, logged); alert when the DLQ size or
-the last hour's dead-letters pass a threshold (log line + optional webhook POST, at most once per
-cooldown, webhook failures logged, never fatal); auto-retry entries of chosen kinds whose cooldown has
-passed (off by default; counted as replays and audited).
+cleanup moved to FailedJobRegistry become CRASH retries, also while no worker runs); prune index members
+past retention (counted, logged); alert when the DLQ size or the last hour's dead-letters pass a threshold
+(log line + optional webhook POST, at most once per cooldown, webhook failures logged, never fatal);
+auto-retry entries of chosen kinds whose cooldown has passed (off by default; counted as replays and
+audited).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis import Redis
 
@@ -70,12 +72,12 @@ class MaintenanceConfig:
         )
 
 
-def post_webhook(url: str, body: dict, timeout_s: float = 5.0) -> bool:
+def post_webhook(url: str, body: dict[str, Any], timeout_s: float = 5.0) -> bool:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - admin-configured URL
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # admin-configured URL
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError) as exc:
         # The URL (and an error that quotes it) may carry a token, as Slack's do: log its host only.
@@ -83,11 +85,11 @@ def post_webhook(url: str, body: dict, timeout_s: float = 5.0) -> bool:
         return False
 
 
-def check_alerts(store: DLQStore, config: MaintenanceConfig, now: float) -> list[dict]:
+def check_alerts(store: DLQStore, config: MaintenanceConfig, now: float) -> list[dict[str, Any]]:
     conn = store.connection
     size = store.count()
     last_hour = int(conn.zcount(store.keys.all, repr(now - 3600), "+inf"))
-    alerts = []
+    alerts: list[dict[str, Any]] = []
     if config.alert_size is not None and size > config.alert_size:
         alerts.append({"alert": "dlq_size", "queue": store.keys.queue, "size": size, "threshold": config.alert_size})
     if config.alert_rate_per_hour is not None and last_hour > config.alert_rate_per_hour:

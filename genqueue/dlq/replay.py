@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
 from rq.job import JobStatus
 
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import RESULT_TTL_S, make_queue
+from ..backend.replies import text
 from ..errors import Conflict, InvalidInput, NotFound
 from ..retry.meta import new_meta
 from ..tasks.generate import describe
@@ -64,7 +66,7 @@ def replay(
                         raise refused(
                             store,
                             "gone",
-                            Conflict(f"job {job_id} is not in the DLQ (already replayed? it is {status.decode()})"),
+                            Conflict(f"job {job_id} is not in the DLQ (already replayed? it is {text(status)})"),
                         )
                     raise refused(store, "not_found", NotFound(f"no DLQ entry {job_id} in {store.keys.dlq_name}"))
                 seen = True
@@ -145,7 +147,9 @@ def job_from_entry(queue, entry: dict[str, Any]):
     )
 
 
-def job_hash(queue_name: str, entry: dict[str, Any], enqueued_at: str, *, default_timeout: int) -> dict[str, Any]:
+def job_hash(
+    queue_name: str, entry: dict[str, Any], enqueued_at: str, *, default_timeout: int
+) -> dict[FieldT, EncodableT]:
     """The hash queue.enqueue_job(job_from_entry(entry)) writes, without RQ's per-job Python (jobhash.py)."""
     job = job_from_entry_fields(entry)
     return queued_job_hash(

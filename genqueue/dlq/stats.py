@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..errors import GenqueueError
 from .bulk import matching
@@ -99,7 +99,7 @@ def _unfiltered(store: DLQStore, now: float) -> dict[str, Any]:
     fingerprints = sorted(store.index_counts("fingerprint").items(), key=lambda kv: (-kv[1], kv[0]))
     top = []
     for fp, count in fingerprints[:TOP_FINGERPRINTS]:
-        newest = conn.zrevrange(store.keys.index("fingerprint", fp), 0, 0)
+        newest = cast("list[bytes]", conn.zrevrange(store.keys.index("fingerprint", fp), 0, 0))
         sample = None
         if newest:
             try:
@@ -110,7 +110,8 @@ def _unfiltered(store: DLQStore, now: float) -> dict[str, Any]:
     return {"total": store.count(), "by": by, "hourly": hourly, "oldest": first[0][1] if first else None, "top": top}
 
 
-def dlq_stats(store: DLQStore, filters: Filters = Filters(), *, now: float | None = None) -> dict[str, Any]:
+def dlq_stats(store: DLQStore, filters: Filters | None = None, *, now: float | None = None) -> dict[str, Any]:
+    filters = Filters() if filters is None else filters
     now = time.time() if now is None else now
     filtered = bool(filters.indexed()) or filters.since is not None or filters.until is not None
     figures = tally(_rows(store, filters), now) if filtered else _unfiltered(store, now)

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib import resources
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
 
 from ..backend.keys import DLQKeys
+from ..backend.replies import ScoredMembers, text
 from ..errors import CorruptEntry, InvalidInput, NotFound
 from ..support.logs import get_logger
 from .entry import decode, encode, failed_at_score, index_values
@@ -208,7 +209,7 @@ class DLQStore:
         """Queue the removal of an entry and its index members (entry None: corrupt, indexes unknown)."""
         self.remove_many_in(pipeline, [(job_id, entry)])
 
-    def remove_many_in(self, pipeline: Pipeline, entries: list[tuple[str, dict[str, Any] | None]]) -> None:
+    def remove_many_in(self, pipeline: Pipeline, entries: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
         """remove_in for a batch, grouped: one DEL, one ZREM per index key with all its members (a bulk
         batch of 200 entries queues ~20 commands instead of ~1,400)."""
         if not entries:
@@ -237,7 +238,7 @@ class DLQStore:
 
     # -- reads --------------------------------------------------------------------------------------------
     def get_raw(self, job_id: str) -> bytes | None:
-        return self.connection.get(self.keys.entry(job_id))
+        return cast("bytes | None", self.connection.get(self.keys.entry(job_id)))
 
     def get(self, job_id: str) -> dict[str, Any]:
         raw = self.connection.get(self.keys.entry(job_id))
@@ -255,7 +256,7 @@ class DLQStore:
         return int(self.connection.ttl(self.keys.entry(job_id)))
 
     def stats_counters(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.connection.hgetall(self.keys.stats).items()}
+        return {text(k): int(v) for k, v in self.connection.hgetall(self.keys.stats).items()}
 
     def _source_key(self, filters: Filters) -> str:
         """The smallest index among the filters (or `all`); other filters are checked per entry."""
@@ -336,7 +337,9 @@ class DLQStore:
         while True:
             want = batch
             while True:  # widen the read while it holds only members already yielded (a run of equal scores)
-                rows = self.connection.zrevrangebyscore(key, high, low, start=0, num=want, withscores=True)
+                rows = cast(
+                    ScoredMembers, self.connection.zrevrangebyscore(key, high, low, start=0, num=want, withscores=True)
+                )
                 fresh = [(m, sc) for m, sc in rows if top is None or sc != top[0] or m < top[1]]
                 if fresh or len(rows) < want:
                     break

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +31,7 @@ from rq.utils import utcformat
 from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fetch_job, make_queue
+from ..backend.replies import text
 from ..errors import Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound
 from ..retry.meta import gq, new_meta
 from ..tasks.generate import JOB_FUNC, describe, validate_payload
@@ -117,7 +118,7 @@ def enqueue_task(
     timeout: int | None = None,
     tenant: str | None = None,
     as_tenant: str | None = None,
-    policy: dict[str, dict] | None = None,
+    policy: Mapping[str, Mapping[str, Any]] | None = None,
     default_queue: str = "generation-queue",
 ) -> EnqueueResult:
     """Enqueue task `name` (registered here or only in the workers). The task's declared options are the
@@ -154,7 +155,7 @@ def enqueue_call(
     in_: timedelta | None = None,
     timeout: int | None = None,
     meta: dict | None = None,
-    policy: dict[str, dict] | None = None,
+    policy: Mapping[str, Mapping[str, Any]] | None = None,
     tenant: str | None = None,
     as_tenant: str | None = None,
 ) -> EnqueueResult:
@@ -274,7 +275,7 @@ def enqueue_many(
     return [Job(job_id, connection=connection, serializer=SERIALIZER) for job_id in ids]
 
 
-def check_policy(policy) -> None:
+def check_policy(policy: object) -> None:
     from ..retry.policy import checked_overrides
 
     checked_overrides(policy, "policy")
@@ -287,7 +288,7 @@ def _delete_if_done(connection: Redis, job: Job, as_tenant: str | None) -> None:
         try:
             pipe.watch(job.key)
             status = pipe.hget(job.key, "status")
-            if status is None or status.decode() in {s.value for s in LIVE_STATUSES}:
+            if status is None or text(status) in {s.value for s in LIVE_STATUSES}:
                 return
             if as_tenant is not None:
                 current = fetch_job(connection, job.id)

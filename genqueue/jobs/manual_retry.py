@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
 from ..backend.queues import SERIALIZER, fetch_job, make_queue
+from ..backend.replies import text
 from ..dlq.entry import decode, iso
 from ..dlq.replay import job_from_entry
 from ..dlq.store import DLQStore
@@ -173,7 +175,7 @@ def retry_job(
                 try:
                     status = pipe.hget(job_key, "status")
                     if status is not None:
-                        return _retry_rq_job(connection, pipe, store, job_id, status.decode(), force=force, by=by)
+                        return _retry_rq_job(connection, pipe, store, job_id, text(status), force=force, by=by)
                     raw = pipe.get(entry_key)
                     if raw is None:
                         raise NotFound(f"no job {job_id} in {store.keys.queue} or its DLQ")
@@ -251,7 +253,7 @@ def _retry_rq_job(
     return RetryOutcome(job_id, queue.name, status, attempts, max_attempts, charged, force)
 
 
-def _leftover_entry(pipe, store: DLQStore, job_id: str) -> dict[str, Any] | None | bool:
+def _leftover_entry(pipe: Pipeline, store: DLQStore, job_id: str) -> dict[str, Any] | None | Literal[False]:
     """The DLQ entry (None if corrupt), or False when there is none."""
     raw = pipe.get(store.keys.entry(job_id))
     if raw is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from redis import Redis
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 
 from ..backend.queues import fetch_job
 from ..dlq.entry import call_payload, decode, iso, payload_of
@@ -33,22 +33,26 @@ def _ts(dt) -> str | None:
     return None if dt is None else iso(dt.timestamp())
 
 
-def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
+def _find(connection: Redis, store: DLQStore, job_id: str) -> Job | bytes:
+    """The RQ job, else its DLQ entry (raw); NotFound when neither is there."""
     # Two reads (RQ hash, then DLQ entry) can straddle a replay's EXEC, which moves the job from the second
     # place to the first: read again before calling it missing (seen as a 404 under concurrent retries).
     for _ in range(3):
         job = fetch_job(connection, job_id)
         if job is not None:
-            break
+            return job
         raw = store.get_raw(job_id)
         if raw is not None:
-            break
-    else:
-        raise NotFound(f"no job {job_id} in {store.keys.queue} or its DLQ")
-    if job is None:
-        entry = decode(raw, job_id)
+            return raw
+    raise NotFound(f"no job {job_id} in {store.keys.queue} or its DLQ")
+
+
+def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
+    job = _find(connection, store, job_id)
+    if isinstance(job, bytes):
+        entry = decode(job, job_id)
         history = entry.get("history", [])
-        attempts = failures(history)
+        made = failures(history)
         return {
             "id": job_id,
             "queue": entry.get("queue"),
@@ -56,12 +60,12 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
             "payload": mask(payload_of(entry)),
             "status": "dead",
             "reason": entry.get("reason"),
-            "attempts": len(attempts),
-            "max_attempts": max_attempts(entry.get("options", {}).get("max_retries"), attempts),
+            "attempts": len(made),
+            "max_attempts": max_attempts(entry.get("options", {}).get("max_retries"), made),
             "last_error": (entry.get("error") or {}).get("message"),
             "created_at": entry.get("enqueued_at"),
             "scheduled_at": None,
-            "started_at": attempts[-1].get("started_at") if attempts else None,
+            "started_at": made[-1].get("started_at") if made else None,
             "completed_at": entry.get("failed_at"),
             "replays": entry.get("replays", 0),
             "tenant": entry_tenant(entry),
@@ -108,13 +112,14 @@ def _result(job) -> Any:
     """The return value RQ stored (JSON), or None when it has expired or cannot be read."""
     try:
         return job.return_value(refresh=True)
-    except Exception:  # noqa: BLE001 - a result is shown when it can be read, never fails the status
+    except Exception:  # a result is shown when it can be read, never fails the status
         return None
 
 
 def without_tracebacks(info: dict[str, Any]) -> dict[str, Any]:
     """The status as a non-admin sees it: every `traceback` field gone (attempt records, errors), because a
-    traceback shows the service's internals (paths, library versions, code). The payload and result are left as they are."""
+    traceback shows the service's internals (paths, library versions, code). The payload and result are left as
+    they are."""
     return {k: (v if k in ("payload", "result") else _drop_tracebacks(v)) for k, v in info.items()}
 
 
@@ -126,11 +131,12 @@ def _drop_tracebacks(value: Any) -> Any:
     return value
 
 
-def max_attempts(max_retries: int | None, history: list[dict]) -> int:
+def max_attempts(max_retries: int | None, history: list[dict[str, Any]]) -> int:
     """1 + the retry budget: the per-job override, else the largest maximum among the retryable kinds
     this job has failed with (TRANSIENT's when it has not failed yet)."""
     if max_retries is not None:
         return 1 + int(max_retries)
-    kinds = {h.get("kind") for h in history} - {ErrorKind.PERMANENT.value, ErrorKind.CRASH.value}
+    kinds = {h["kind"] for h in history if isinstance(h.get("kind"), str)}
+    kinds -= {ErrorKind.PERMANENT.value, ErrorKind.CRASH.value}
     budgets = [DEFAULT_POLICIES[ErrorKind(k)].max_retries for k in kinds if k in ErrorKind.__members__]
     return 1 + max(budgets, default=DEFAULT_POLICIES[ErrorKind.TRANSIENT].max_retries)

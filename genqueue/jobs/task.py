@@ -19,12 +19,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from redis import Redis
 
 from ..tasks.registry import TaskSpec, declare
 from .enqueue import EnqueueResult, enqueue_task
+
+P = ParamSpec("P")  # the task function's parameters
+R = TypeVar("R")  # what it returns
 
 
 @functools.cache
@@ -36,8 +39,9 @@ def _default_client() -> tuple[Redis, str]:
     return connect(settings), settings.queue
 
 
-class Task:
-    """The decorated function, still callable, with enqueue methods."""
+class Task(Generic[P, R]):
+    """The decorated function, still callable (with its own signature, for a type checker too), with enqueue
+    methods."""
 
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
@@ -47,8 +51,9 @@ class Task:
     def name(self) -> str:
         return self.spec.name
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.spec.fn(*args, **kwargs)
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        fn: Callable[P, R] = self.spec.fn  # the decorated function itself
+        return fn(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<genqueue task {self.spec.name}>"
@@ -98,11 +103,35 @@ class Task:
         return [self.enqueue_with(kwargs=kwargs, **options) for kwargs in many]
 
 
-def task(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any):
-    """Register `fn` as a task (`@task` or `@task(name=..., queue=..., max_retries=..., timeout=..., policy=...,
-    result_ttl=..., api=...)`); an unknown or bad option raises InvalidInput here, at import."""
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 
-    def register(f: Callable[..., Any]) -> Task:
+
+@overload
+def task(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    max_retries: int | None = None,
+    timeout: int | None = None,
+    policy: Mapping[str, Mapping[str, Any]] | None = None,
+    result_ttl: int | None = None,
+    api: bool = False,
+    limit_key: str | None = None,
+    limits: Mapping[str, Any] | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(
+    fn: Callable[P, R] | None = None, /, *, name: str | None = None, **options: Any
+) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Register `fn` as a task (`@task` or `@task(name=..., queue=..., max_retries=..., timeout=..., policy=...,
+    result_ttl=..., api=..., limit_key=..., limits=...)`); an unknown or bad option raises InvalidInput here, at
+    import. The options a type checker sees (the overload above) are tasks.registry.OPTIONS."""
+
+    def register(f: Callable[P, R]) -> Task[P, R]:
         return Task(declare(f, name=name, **options))
 
     return register(fn) if fn is not None else register

@@ -74,7 +74,8 @@ class Limits:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Limits:
-        """From a task declaration or the CLI: {"concurrency": 3, "rate": "5/s", "max_wait": 3600, "cooldown": "30s"}."""
+        """From a task declaration or the CLI:
+        {"concurrency": 3, "rate": "5/s", "max_wait": 3600, "cooldown": "30s"}."""
         raw = dict(raw or {})
         unknown = sorted(set(raw) - set(LIMIT_FIELDS))
         if unknown:

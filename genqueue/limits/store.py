@@ -6,8 +6,10 @@ import time
 from typing import Any
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from ..backend import keys
+from ..backend.replies import text
 from .rules import DEFAULT_COOLDOWN_S, Rate, check_key, parse_rate
 
 FIELDS = ("concurrency", "rate_n", "rate_period_ms", "cooldown_ms")
@@ -25,7 +27,7 @@ def set_limits(
     """Override a key's limits for every worker at once; 0 / "0/s" are not accepted — use clear().
     cooldown_s: how long the breaker keeps the key open after a failure storm (0: no breaker)."""
     check_key(key)
-    mapping: dict[str, int] = {}
+    mapping: dict[FieldT, EncodableT] = {}
     if concurrency is not None:
         mapping["concurrency"] = int(concurrency)
     if rate is not None:
@@ -49,6 +51,11 @@ def clear(connection: Redis, key: str) -> bool:
     return bool(removed)
 
 
+def _set_or_declared(cfg: dict[str, bytes], field: str) -> int:
+    """A limit field as set at run time, else as the task declared it (0: neither)."""
+    return _num(cfg.get(field)) or _num(cfg.get("declared_" + field))
+
+
 def _num(value: bytes | None) -> int:
     return int(value) if value not in (None, b"") else 0
 
@@ -59,7 +66,7 @@ READS = 9  # per key, in describe()'s first pipeline
 def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
     """One row per limit key: state, in flight / cap, rate, parked, counters. Three round trips whatever
     the number of keys (names, every key's state, its parked lists' lengths): metrics scrape it."""
-    names = [check_key(key)] if key else sorted(k.decode() for k in connection.smembers(keys.LIMITS_KNOWN))
+    names = [check_key(key)] if key else sorted(text(k) for k in connection.smembers(keys.LIMITS_KNOWN))
     now = int(time.time() * 1000)
     with connection.pipeline(transaction=False) as reads:
         for name in names:
@@ -88,11 +95,7 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
         cfg, in_flight, window, pause, _ring, stats, brk, health, learned = reply
         parked = sum(next(parked_lists) for _ in range(count))
         cfg = {k.decode(): v for k, v in cfg.items()}
-
-        def pick(field: str) -> int:
-            return _num(cfg.get(field)) or _num(cfg.get("declared_" + field))
-
-        cap, n, period = pick("concurrency"), pick("rate_n"), pick("rate_period_ms")
+        cap, n, period = (_set_or_declared(cfg, f) for f in ("concurrency", "rate_n", "rate_period_ms"))
         rate_learned = not n and learned[0] is not None
         if rate_learned:  # nothing set or declared: the rate limits.lua learned from the provider's 429s
             n, period = _num(learned[0]), _num(learned[1])

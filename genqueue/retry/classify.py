@@ -128,7 +128,7 @@ def parse_duration(value: Any) -> float | None:
     return None
 
 
-def _bodies(exc: BaseException) -> Iterator[Mapping]:
+def _bodies(exc: BaseException) -> Iterator[Mapping[str, Any]]:
     """The decoded error bodies an SDK kept: openai/anthropic `.body`, Gemini's `.details` (dicts only)."""
     for attr in ("body", "details"):
         body = getattr(exc, attr, None)

@@ -21,7 +21,9 @@ class TransientError(GenerationError):
 class RateLimited(GenerationError):
     genqueue_kind = ErrorKind.RATE_LIMITED
 
-    def __init__(self, message: str = "rate limited", *, status_code: int | None = 429, retry_after=None):
+    def __init__(
+        self, message: str = "rate limited", *, status_code: int | None = 429, retry_after: float | None = None
+    ):
         super().__init__(message, status_code=status_code, retry_after=retry_after)
 
 

@@ -11,13 +11,16 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..support.logs import get_logger
 from ..support.safe_text import safe_str
 from .classify import Classifier, Rule, retry_after_from, status_code_of
 from .kinds import ErrorKind, Reason
 from .policy import DEFAULT_POLICIES, RetryPolicy, merged_policies, override, scaled_policies
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 log = get_logger("genqueue.retry")
 
@@ -93,7 +96,7 @@ class RetryManager:
         self.rand = rand
 
     @classmethod
-    def from_settings(cls, settings, **kwargs) -> RetryManager:
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> RetryManager:
         """Defaults ← GENQUEUE_POLICY_* overrides, then GENQUEUE_BACKOFF_SCALE; GENQUEUE_RETRY_RULES adds
         user rules (a callable or a list of them, named as "package.module:attribute")."""
         if settings.retry_rules and "rules" not in kwargs:
@@ -205,8 +208,9 @@ class RetryManager:
 
 
 def _reason_of(exc: BaseException) -> Reason | None:
+    reason = getattr(exc, "genqueue_reason", None)
     try:
-        return Reason(getattr(exc, "genqueue_reason", None))
+        return Reason(reason) if isinstance(reason, str) else None
     except ValueError:
         return None
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .manager import DEFAULT_MAX_WAIT_S, RetryState
+
+if TYPE_CHECKING:
+    from rq.job import Job
 
 META_KEY = "genqueue"
 MANUAL_RETRY = "manual_retry"  # a history record marking an admin's retry: a boundary, not an attempt
@@ -20,9 +23,9 @@ def new_meta(
     *,
     replays: int = 0,
     replayed_from: str | None = None,
-    history: list[dict] | None = None,
+    history: list[dict[str, Any]] | None = None,
     tenant: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Fresh bookkeeping. A replay passes the old history: attempt numbers continue, the budget restarts
     (`budget_from` marks where, so backoff exponents restart too)."""
     history = list(history or [])
@@ -40,14 +43,14 @@ def new_meta(
     }
 
 
-def gq(job) -> dict[str, Any]:
-    meta = job.meta.setdefault(META_KEY, {})
+def gq(job: Job) -> dict[str, Any]:
+    meta: dict[str, Any] = job.meta.setdefault(META_KEY, {})
     for key, default in new_meta()[META_KEY].items():
         meta.setdefault(key, [] if key == "history" else 0 if key == "budget_from" else default)
     return meta
 
 
-def retry_state(job) -> RetryState:
+def retry_state(job: Job) -> RetryState:
     meta = gq(job)
     budget_from = int(meta.get("budget_from") or 0)
     return RetryState(
@@ -74,5 +77,5 @@ def _rate_limited_since(history: list[dict[str, Any]]) -> float | None:
     return None
 
 
-def attempt_number(job) -> int:
+def attempt_number(job: Job) -> int:
     return len(failures(gq(job).get("history", []))) + 1

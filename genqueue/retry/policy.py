@@ -10,6 +10,7 @@ import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from .kinds import ErrorKind
 
@@ -60,7 +61,9 @@ DEFAULT_POLICIES: Mapping[ErrorKind, RetryPolicy] = {
 }
 
 
-def scaled_policies(scale: float, policies: Mapping[ErrorKind, RetryPolicy] = DEFAULT_POLICIES):
+def scaled_policies(
+    scale: float, policies: Mapping[ErrorKind, RetryPolicy] = DEFAULT_POLICIES
+) -> dict[ErrorKind, RetryPolicy]:
     return {kind: policy.scaled(scale) for kind, policy in policies.items()}
 
 
@@ -76,7 +79,7 @@ POLICY_FIELDS = {
 
 def override(policy: RetryPolicy, changes: Mapping[str, object]) -> RetryPolicy:
     """The policy with some fields replaced; keys: max_retries|max, base, factor, cap, jitter (seconds)."""
-    updates: dict[str, float | int] = {}
+    updates: dict[str, Any] = {}  # field name -> a float, or an int for max_retries
     for key, raw in changes.items():
         field_name = POLICY_FIELDS.get(str(key).lower())
         if field_name is None:
@@ -121,7 +124,7 @@ def merged_policies(
     return policies
 
 
-def checked_overrides(policy: object, what: str) -> dict[str, dict]:
+def checked_overrides(policy: object, what: str) -> dict[str, dict[str, object]]:
     """A per-kind override ({"TRANSIENT": {"max": 2}}) from a person, checked: InvalidInput naming `what`."""
     from ..errors import InvalidInput
 

@@ -90,13 +90,15 @@ def check_limit(limit: int) -> int:
 def item_checker(task: str | None) -> Callable[[Any], dict[str, Any]]:
     """How one line is checked: the generate task's payload rule, or a task's kwargs (its signature where it
     is registered in this process)."""
-    if task is None or (lookup(task) is not None and lookup(task).positional):
+    spec = lookup(task)
+    if task is None or (spec is not None and spec.positional):
         return validate_payload
     from ..jobs.enqueue import task_call
 
     def check(kwargs: Any) -> dict[str, Any]:
-        task_call(task, kwargs)
-        return kwargs
+        task_call(task, kwargs)  # InvalidInput unless a JSON object that fits the task's signature
+        checked: dict[str, Any] = kwargs
+        return checked
 
     return check
 

@@ -2,7 +2,7 @@
 
 A run is a Redis hash `genqueue:run:<run_id>` (queue, item count, a digest of the items, options, and a
 retry-failed counter) plus its items: ordinary generation jobs with the deterministic ids
-`<run_id>-item-<index>` (0-based, in file order; RQ refuses ':' in job ids, see runrules.py). Item state is
+`<run_id>-item-<index>` (0-based, in file order; RQ refuses ':' in job ids, see `runs/rules.py`). Item state is
 never copied into the run hash; it is read from where each job is (its RQ hash, or its DLQ entry), so the
 run can never disagree with its jobs.
 
@@ -16,7 +16,7 @@ run can never disagree with its jobs.
 - retry-failed: one WATCH/MULTI over the run hash and every item's job hash and DLQ entry; the status
   change and the enqueue of all retried items are in that one EXEC, so there is nothing to compensate.
 
-The rules themselves (ids, the run file, status, eligibility) are pure and live in runrules.py.
+The rules themselves (ids, the run file, status, eligibility) are pure and live in `runs/rules.py`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
 from rq.job import Job, JobStatus
 
 from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, SERIALIZER, make_queue
+from ..backend.replies import text
 from ..dlq.entry import decode, iso
 from ..dlq.store import DLQStore
 from ..errors import Conflict, CorruptEntry, Forbidden, GenqueueError, InvalidInput, NotFound
@@ -92,8 +94,8 @@ class Run:
     task: str | None = None  # every item's task (None: the built-in generate, each line its payload)
 
     @classmethod
-    def from_hash(cls, run_id: str, raw: Mapping[bytes, bytes]) -> Run:
-        f = {k.decode(): v.decode() for k, v in raw.items()}
+    def from_hash(cls, run_id: str, raw: Mapping[bytes | str, bytes | str]) -> Run:
+        f = {text(k): text(v) for k, v in raw.items()}
         return cls(
             run_id,
             f["queue"],
@@ -109,7 +111,7 @@ class Run:
             f.get("task") or None,
         )
 
-    def to_hash(self) -> dict[str, str]:
+    def to_hash(self) -> dict[FieldT, EncodableT]:
         return {
             "run_id": self.run_id,
             "queue": self.queue,
@@ -408,7 +410,7 @@ def _create_or_match(connection: Redis, wanted: Run, ttl_s: int) -> tuple[Run, b
 def _submit_batch(
     connection: Redis, queue, store: DLQStore, run: Run, payloads: Sequence[dict[str, Any]], start: int, ttl_s: int
 ) -> int:
-    """Create the items of one batch that exist nowhere. producer.enqueue is not used: with an explicit id it
+    """Create the items of one batch that exist nowhere. `jobs.enqueue.enqueue` is not used: with an explicit id it
     replaces a finished job and cannot see a dead one in the DLQ, and either would run an item twice."""
     indexes = range(start, min(start + SUBMIT_BATCH, len(payloads)))
     ids = [item_id(run.run_id, i) for i in indexes]
@@ -503,8 +505,8 @@ def retry_failed(
                 if run.tenant is not None:
                     watched.append(credits_key(run.tenant))  # the payer's balance, debited in the same EXEC
                 pipe.watch(*watched)
-                have = None if run.tenant is None else pipe.get(credits_key(run.tenant))
-                have = None if have is None else int(have)
+                balance = None if run.tenant is None else pipe.get(credits_key(run.tenant))
+                have = None if balance is None else int(balance)
                 snap = Snapshot(run, read_items(connection, run, store, details=True))
                 try:
                     plan = checked_plan(
@@ -563,7 +565,7 @@ def _requeue(
             raise WatchError(f"{item.job_id} vanished between two reads")  # decide again from fresh state
     # The counter is part of the same EXEC: it is how a concurrent retry-failed learns it lost.
     pipe.hset(run_key(run.run_id), mapping={"retries": str(run_retry), "last_retry_at": iso(time.time())})
-    if debit:
+    if debit and run.tenant is not None:  # only a tenant with a balance is debited
         pipe.decrby(credits_key(run.tenant), debit)
     pipe.expire(run_key(run.run_id), ttl_s)
     pipe.execute()

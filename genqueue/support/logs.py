@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .secrets import mask
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, WrappedLogger
 
 _settings: dict[str, Any] | None = None
 _applied = False
@@ -24,9 +27,10 @@ class _LazyLogger:
     __slots__ = ("_name", "_logger")
 
     def __init__(self, name: str) -> None:
-        self._name, self._logger = name, None
+        self._name: str = name
+        self._logger: Any = None  # structlog's bound logger, once made
 
-    def __getattr__(self, attr: str):
+    def __getattr__(self, attr: str) -> Any:
         if self._logger is None:
             import structlog
 
@@ -39,11 +43,12 @@ def get_logger(name: str) -> Any:
     return _LazyLogger(name)
 
 
-def _mask_processor(_logger, _name, event_dict):
-    return mask(event_dict)
+def _mask_processor(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    masked: EventDict = mask(event_dict)
+    return masked
 
 
-def configure(log_format: str = "auto", *, stream=None, level: int = logging.INFO) -> None:
+def configure(log_format: str = "auto", *, stream: TextIO | None = None, level: int = logging.INFO) -> None:
     """Record the settings; applied now if structlog is already in use, else at the first log call."""
     global _settings, _applied
     _settings, _applied = {"log_format": log_format, "stream": stream, "level": level}, False
@@ -59,7 +64,7 @@ def _apply() -> None:
     _configure(**_settings)
 
 
-def _configure(log_format: str, stream, level: int) -> None:
+def _configure(log_format: str, stream: TextIO | None, level: int) -> None:
     import structlog
 
     stream = stream or sys.stderr

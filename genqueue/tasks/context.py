@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 # job id → Unix time its limit key should stay paused until, from pause_key; taken (once) by the worker's
@@ -64,9 +64,9 @@ def current() -> TaskContext | None:
     return _current.get()
 
 
-def set_current(ctx: TaskContext | None):
+def set_current(ctx: TaskContext | None) -> Token[TaskContext | None]:
     return _current.set(ctx)
 
 
-def reset(token) -> None:
+def reset(token: Token[TaskContext | None]) -> None:
     _current.reset(token)

@@ -8,7 +8,6 @@ from typing import Any, Protocol
 from ..errors import InvalidInput
 
 JOB_FUNC = "genqueue.jobs.generate"
-PAYLOAD_FIELDS = ("prompt", "model", "params", "user_id", "provider_job_id", "simulate")
 # Objects and arrays inside a payload, at most. Every layer that copies a payload recurses (json, orjson —
 # whose dumps stops at 254 —, mask, RQ's serializer, the DLQ entry two levels further down): a deeper one
 # would be accepted here and fail later, as a 500 with the job already stored, or in the worker.

@@ -1,5 +1,5 @@
 """Retry credits (opt-in per tenant): a tenant with a balance pays one credit per *charged* item retry of
-`runs retry-failed`; crashes are free and PERMANENT failures are never retried (runrules.RetryClass). A
+`runs retry-failed`; crashes are free and PERMANENT failures are never retried (`runs.rules.RetryClass`). A
 tenant without a balance is unlimited. The debit is queued into the same MULTI as the retry itself, with
 the balance WATCHed, so two concurrent clicks never charge twice and a refusal (402) changes nothing."""
 
@@ -51,7 +51,7 @@ def add(connection: Redis, tenant: str, amount: int) -> int:
                 continue  # someone changed it meanwhile: read again
 
 
-def require(tenant: str, have: int | None, cost: int) -> None:
+def require(tenant: str | None, have: int | None, cost: int) -> None:
     """Pure: refuse (402) when a tenant with a balance cannot pay `cost` credits."""
     if have is not None and cost > have:
         raise InsufficientCredits(

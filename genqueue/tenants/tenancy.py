@@ -33,7 +33,7 @@ def payload_tenant(payload: Any) -> str | None:
 
 
 def job_tenant(meta: Mapping[str, Any], payload: Any) -> str | None:
-    """`meta` is the job's genqueue bookkeeping (jobmeta.gq)."""
+    """`meta` is the job's genqueue bookkeeping (`retry.meta.gq`)."""
     return meta.get("tenant") or payload_tenant(payload)
 
 

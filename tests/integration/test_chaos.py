@@ -1,6 +1,6 @@
 """CI-sized chaos: 1,000 jobs (60 of them on a second key whose provider is down for the first 12 s: its
-breaker opens, probes and closes mid-chaos), 3 workers (one of them a `--concurrency 8` worker), one SIGKILLed and replaced
-every ~2 s (every third kill the concurrent one), the server SIGKILLed and restarted mid-run, and a worker
+breaker opens, probes and closes mid-chaos), 3 workers (one of them a `--concurrency 8` worker), one SIGKILLed
+and replaced every ~2 s (every third kill the concurrent one), the server SIGKILLed and restarted mid-run, and a worker
 frozen (SIGSTOP) past its liveness TTL, then resumed. The jobs' limit key has a declared concurrency cap and
 rate, and the simulated provider a shared rate limit of its own (429 + Retry-After), so most jobs are parked
 at any moment and slots are held when the server and the workers die. No supervisor: a worker that exits on

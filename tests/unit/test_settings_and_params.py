@@ -68,6 +68,19 @@ def test_json_args(tmp_path):
         parse_json_arg("@/nonexistent/p.json", "--payload")
 
 
+def test_a_json_arg_from_stdin():
+    import click
+    from click.testing import CliRunner
+
+    @click.command()
+    @click.argument("text")
+    def show(text):
+        click.echo(repr(parse_json_arg(text, "--payload")))
+
+    result = CliRunner().invoke(show, ["@-"], input='{"prompt": "from stdin"}')
+    assert result.exit_code == 0 and result.output == "{'prompt': 'from stdin'}\n"
+
+
 @pytest.mark.parametrize(
     "payload",
     [

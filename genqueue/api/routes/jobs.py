@@ -1,4 +1,5 @@
-"""/api/jobs: enqueue, status, manual retry — over producer.enqueue, status.job_status, jobretry.retry_job."""
+"""/api/jobs: enqueue, status, manual retry — over `jobs.enqueue.enqueue_call`, `jobs.status.job_status` and
+`jobs.manual_retry.retry_job`."""
 
 from __future__ import annotations
 
@@ -64,11 +65,13 @@ def create_job(
     state: ServiceState = Depends(service),
 ) -> dict:
     delay = timedelta(seconds=body.delay_s) if body.delay_s else None
-    if (body.task is None) == (body.payload is None):
-        raise InvalidInput("give either payload (the built-in generate task) or task with kwargs")
-    if body.task is not None:
+    if body.task is not None and body.payload is None:
         open_to_api(state, who, body.task)
-    call = generate_call(body.payload) if body.task is None else task_call(body.task, body.kwargs or {})[0]
+        call = task_call(body.task, body.kwargs or {})[0]
+    elif body.payload is not None and body.task is None:
+        call = generate_call(body.payload)
+    else:
+        raise InvalidInput("give either payload (the built-in generate task) or task with kwargs")
     result = enqueue_call(
         state.connection,
         state.settings.queue,

@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus text format, read from Redis at scrape time (genqueue/metrics.py). Not rate
+"""GET /metrics: Prometheus text format, read from Redis at scrape time (`api/metrics.py`). Not rate
 limited; behind `Authorization: Bearer $GENQUEUE_METRICS_TOKEN` when that is set."""
 
 from __future__ import annotations

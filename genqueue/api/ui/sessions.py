@@ -30,7 +30,7 @@ def _dump(principal: Principal) -> str:
     return json.dumps({"sub": principal.sub, "tenant": principal.tenant, "roles": sorted(principal.roles)})
 
 
-def _load(raw: bytes) -> Principal:
+def _load(raw: bytes | str) -> Principal:
     data = json.loads(raw)
     return Principal(data["sub"], data["tenant"], frozenset(data["roles"]))
 
@@ -63,7 +63,9 @@ def load_session(connection: Redis, sid: str | None) -> Session | None:
 
 
 def csrf_ok(session: Session, given: str | None) -> bool:
-    return bool(given) and hmac.compare_digest(given.encode(), session.csrf.encode())
+    if not given:
+        return False
+    return hmac.compare_digest(given.encode(), session.csrf.encode())
 
 
 def end_session(connection: Redis, sid: str) -> None:

@@ -19,9 +19,12 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidInput
+
+if TYPE_CHECKING:
+    from ...limits.rules import Rate
 
 STATUS_OUTCOMES = {"429", "500", "502", "503", "401", "422"}
 PLAIN_OUTCOMES = {"ok", "timeout", "reset", "crash"}
@@ -134,13 +137,13 @@ class SimulatedProvider:
     ):
         self.rates = dict(DEFAULT_RATES if rates is None else rates)
         self.latency_s = latency_s
-        self.shared_limit = None
+        self.shared_limit: Rate | None = None
         if shared_limit:
             from ...limits.rules import parse_rate
 
             self.shared_limit = parse_rate(shared_limit)
 
-    def _enforce_shared_limit(self, job_id: str) -> None:
+    def _enforce_shared_limit(self, job_id: str, rate: Rate) -> None:
         """Like a real API's per-key limit: N calls per period across every worker (a sliding log in Redis),
         429 with the exact Retry-After beyond it, on every call, `simulate` directives included."""
         from rq import get_current_job
@@ -151,7 +154,6 @@ class SimulatedProvider:
         job = get_current_job()
         if job is None:
             return
-        rate = self.shared_limit
         wait_ms = registered(job.connection, SHARED_LIMIT)(
             keys=[keys.SIM_WINDOW, keys.SIM_STATS], args=[int(time.time() * 1000), rate.n, rate.period_ms, job_id]
         )
@@ -179,7 +181,7 @@ class SimulatedProvider:
 
     def call(self, payload: Mapping[str, Any], *, attempt: int, job_id: str) -> dict[str, Any]:
         if self.shared_limit is not None:
-            self._enforce_shared_limit(job_id)
+            self._enforce_shared_limit(job_id, self.shared_limit)
         outcome = self.pick(payload, attempt, job_id)
         if self.latency_s:
             time.sleep(self.latency_s)

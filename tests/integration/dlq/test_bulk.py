@@ -151,7 +151,7 @@ def test_recover_moves_plain_rq_failures_idempotently(conn, settings, store, env
 class Hook(http.server.BaseHTTPRequestHandler):
     bodies: list = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         Hook.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(204)
         self.end_headers()

@@ -167,7 +167,9 @@ def test_workers_never_run_an_unregistered_function(env, workers, conn, queue_na
     workers(simple=True, extra=("--burst",)).proc.wait(60)
     workers(extra=("--burst",)).proc.wait(60)
     for job_id in (f"inject-{queue_name}", f"pickled-{queue_name}"):
-        entry = wait_for(lambda job_id=job_id: store.exists(job_id) and store.get(job_id), message=f"{job_id} dead-lettered")
+        entry = wait_for(
+            lambda job_id=job_id: store.exists(job_id) and store.get(job_id), message=f"{job_id} dead-lettered"
+        )
         assert entry["reason"] == "unknown_task" and entry["error"]["kind"] == "PERMANENT"
     assert store.get(f"inject-{queue_name}")["func"] == "os.system"
     assert not marker.exists()

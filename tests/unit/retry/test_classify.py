@@ -1,4 +1,3 @@
-
 import pytest
 from rq.timeouts import JobTimeoutException
 
