@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             try:
                 scenario = module.run(ctx)
-            except Exception as exc:  # one scenario that cannot run must say why, and let the others run
+            except Exception as exc:  # noqa: BLE001 - one scenario that cannot run must say why, and let the others run
                 traceback.print_exc()
                 failed.append(f"scenario {name} could not run: {type(exc).__name__}: {exc}")
                 print(f"error: {failed[-1]}", file=sys.stderr, flush=True)

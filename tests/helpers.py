@@ -31,7 +31,7 @@ def race(*actions: Callable[[], Any], expected: tuple[type[Exception], ...]) -> 
             outcomes.append("ok")
         except expected as exc:
             outcomes.append(type(exc).__name__)
-        except BaseException as exc:  # re-raised in the caller's thread below
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(a,)) for a in actions]

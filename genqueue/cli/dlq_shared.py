@@ -102,7 +102,7 @@ def run_bulk(app, store, action: str, filters, *, dry_run: bool, rate, cursor, y
             for job_id, _, raw in batch:
                 try:
                     kinds[decode(raw, job_id)["error"].get("kind")] += 1
-                except Exception:  # corrupt entries are counted as such
+                except Exception:  # noqa: BLE001 - corrupt entries are counted as such
                     kinds["<corrupt>"] += 1
                 if len(sample) < DRY_RUN_SHOWN:
                     sample.append(job_id)

@@ -112,7 +112,7 @@ def _result(job) -> Any:
     """The return value RQ stored (JSON), or None when it has expired or cannot be read."""
     try:
         return job.return_value(refresh=True)
-    except Exception:  # a result is shown when it can be read, never fails the status
+    except Exception:  # noqa: BLE001 - a result is shown when it can be read, never fails the status
         return None
 
 

@@ -187,7 +187,7 @@ def import_task_modules(modules: Iterable[str], path: Iterable[str] = ()) -> lis
             continue
         try:
             importlib.import_module(module)
-        except Exception as exc:  # any import failure is the user's module: one clear line
+        except Exception as exc:  # noqa: BLE001 - any import failure is the user's module: one clear line
             raise InvalidInput(f"cannot import task module {module!r}: {type(exc).__name__}: {exc}") from None
         imported.append(module)
     return imported

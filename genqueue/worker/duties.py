@@ -68,7 +68,7 @@ class DutiesMixin(WorkerBase):
                 return call(*args, **kwargs)
             except (StopRequested, SystemExit, KeyboardInterrupt):
                 raise
-            except BaseException as exc:  # noqa: BLE001 - kept for `work`, which stops with EXIT_INTERNAL
+            except BaseException as exc:
                 self.loop_error = exc
                 raise StopRequested() from exc
 

@@ -9,6 +9,8 @@ import os
 import queue as queue_mod
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter
 
@@ -35,8 +37,8 @@ class DaemonExecutor(concurrent.futures.Executor):
         for i in range(workers):
             threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True).start()
 
-    def submit(self, fn, /, *args, **kwargs):
-        future: concurrent.futures.Future = concurrent.futures.Future()
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._work.put((future, fn, args, kwargs))
         return future
 

@@ -73,7 +73,7 @@ class PopMixin(WorkerBase):
                 try:
                     job.restore(data)
                 except Exception as exc:  # as RQ's dequeue_any: the worker reports it with the job id
-                    exc.job_id, exc.queue = job_id, queue  # type: ignore[attr-defined]
+                    exc.job_id, exc.queue = job_id, queue
                     raise
                 return job, queue
             if timeout is None:

@@ -142,7 +142,7 @@ def test_acknowledged_enqueues_survive_a_server_sigkill(own_server, queue_name):
                 enqueue(conn, queue_name, {"prompt": f"p{i}"}, job_id=job_id)
                 acked.append(job_id)  # only after the server acknowledged the transaction
                 i += 1
-        except Exception:  # the server died under us: that is the point
+        except Exception:  # noqa: BLE001 - the server died under us: that is the point
             stopped.set()
 
     thread = threading.Thread(target=produce, daemon=True)

@@ -282,10 +282,10 @@ def raised(make, cause=None, *, implicit=False):
         if implicit:
             try:
                 raise cause
-            except Exception:
+            except Exception:  # noqa: BLE001 - whatever cause the test raised
                 raise make()  # noqa: B904 - the implicit __context__ is the point
         raise make() from cause
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the built exception is the result
         return exc
 
 
