@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from importlib import resources
 from typing import Any
 
 from redis import Redis
 
 from ..backend import keys
-from .rules import DEFAULT_COOLDOWN_S, Rate, check_key, parse_rate
+from ..backend.scripts import registered
+from .rules import DEFAULT_COOLDOWN_S, Rate, check_concurrency, check_key, duration_s, parse_rate
 
 FIELDS = ("concurrency", "rate_n", "rate_period_ms", "cooldown_ms")
 BUCKET_MS, BUCKETS = 10_000, 6  # limits.lua's health buckets: the last minute in six 10-s buckets
@@ -27,12 +29,12 @@ def set_limits(
     check_key(key)
     mapping: dict[str, int] = {}
     if concurrency is not None:
-        mapping["concurrency"] = int(concurrency)
+        mapping["concurrency"] = check_concurrency(concurrency)
     if rate is not None:
         parsed = parse_rate(rate)
         mapping.update(rate_n=parsed.n, rate_period_ms=parsed.period_ms)
     if cooldown_s is not None:
-        mapping["cooldown_ms"] = int(cooldown_s * 1000)
+        mapping["cooldown_ms"] = int(duration_s(cooldown_s, "cooldown", zero=True) * 1000)
     with connection.pipeline() as pipe:
         pipe.sadd(keys.LIMITS_KNOWN, key)
         if mapping:
@@ -41,12 +43,48 @@ def set_limits(
         pipe.execute()
 
 
-def clear(connection: Redis, key: str) -> bool:
-    """Drop the Redis overrides (the task's declared limits apply again). False if there were none."""
+def _script(name: str) -> str:
+    return resources.files("genqueue.limits").joinpath("lua", name).read_text()
+
+
+RESUME, FORGET = _script("resume.lua"), _script("forget.lua")
+
+
+def resume(connection: Redis, key: str) -> dict[str, Any]:
+    """End the key's pause and open breakers (its own and its tenants') now, atomically; its parked jobs
+    wake at the next tick. Says what there was: {"key", "paused_for_s", "breaker", "tenant_breakers"}."""
     check_key(key)
-    removed = connection.hdel(keys.limit_prefix(key) + "cfg", *FIELDS)
-    connection.zadd(keys.LIMITS_WAKE, {key: 0})
-    return bool(removed)
+    pause, state, tenants = registered(connection, RESUME)(
+        args=[keys.limit_prefix(key), keys.LIMITS_WAKE, key, int(time.time() * 1000)]
+    )
+    return {
+        "key": key,
+        "paused_for_s": round(int(pause) / 1000, 3) if int(pause) > 0 else None,
+        "breaker": (state.decode() if isinstance(state, bytes) else str(state)) or None,
+        "tenant_breakers": int(tenants),
+    }
+
+
+def clear(connection: Redis, key: str) -> dict[str, Any]:
+    """`genqueue limits rm`: drop the overrides (the task's declared limits apply again), the pause, the
+    breakers, the learned rate and the counters; the key itself when nothing of it is in flight or parked.
+    Says what there was and what was left: {"key", "overrides", "paused_for_s", "breaker", "in_flight",
+    "parked", "forgotten"} — `forgotten` False when in-flight or parked jobs keep the key."""
+    check_key(key)
+    known = bool(connection.sismember(keys.LIMITS_KNOWN, key))
+    overrides, pause, state, in_flight, parked = registered(connection, FORGET)(
+        args=[keys.limit_prefix(key), keys.LIMITS_WAKE, keys.LIMITS_KNOWN, key, int(time.time() * 1000)]
+    )
+    return {
+        "key": key,
+        "known": known,
+        "overrides": bool(overrides),
+        "paused_for_s": round(int(pause) / 1000, 3) if int(pause) > 0 else None,
+        "breaker": (state.decode() if isinstance(state, bytes) else str(state)) or None,
+        "in_flight": int(in_flight),
+        "parked": int(parked),
+        "forgotten": not in_flight and not parked,
+    }
 
 
 def _num(value: bytes | None) -> int:
@@ -89,7 +127,7 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
         parked = sum(next(parked_lists) for _ in range(count))
         cfg = {k.decode(): v for k, v in cfg.items()}
 
-        def pick(field: str) -> int:
+        def pick(field: str, cfg: dict = cfg) -> int:
             return _num(cfg.get(field)) or _num(cfg.get("declared_" + field))
 
         cap, n, period = pick("concurrency"), pick("rate_n"), pick("rate_period_ms")

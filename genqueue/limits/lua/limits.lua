@@ -20,6 +20,7 @@
 local PARKED = 'genqueue:parked'
 local BUCKET_MS, BUCKETS = 10000, 6
 local MAX_COOLDOWN_MS = 300000  -- a failed probe doubles the cooldown up to this
+local MAX_PAUSE_MS = 86400000  -- limits.rules.MAX_WAIT_BOUND_S: the worker caps a pause at the job's max_wait
 
 local function lim_config(p, cap, n, period)
   local c = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms',
@@ -297,6 +298,7 @@ end
 local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
                            default_cooldown)
   redis.call('ZREM', p .. 'slots', job_id)
+  if pause_ms > MAX_PAUSE_MS then pause_ms = MAX_PAUSE_MS end
   lim_learn(p, job_id, now, outcome, pause_ms)
   local event = lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown)
   if pause_ms > 0 then
