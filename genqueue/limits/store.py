@@ -10,7 +10,8 @@ from redis import Redis
 
 from ..backend import keys
 from ..backend.scripts import registered
-from .rules import DEFAULT_COOLDOWN_S, Rate, check_concurrency, check_key, duration_s, parse_rate
+from ..errors import InvalidInput
+from .rules import DEFAULT_COOLDOWN_S, IDLE_TTL_S, Rate, check_concurrency, check_key, duration_s, parse_rate
 
 FIELDS = ("concurrency", "rate_n", "rate_period_ms", "cooldown_ms")
 BUCKET_MS, BUCKETS = 10_000, 6  # limits.lua's health buckets: the last minute in six 10-s buckets
@@ -39,6 +40,7 @@ def set_limits(
         pipe.sadd(keys.LIMITS_KNOWN, key)
         if mapping:
             pipe.hset(keys.limit_prefix(key) + "cfg", mapping=mapping)
+            pipe.persist(keys.limit_prefix(key) + "cfg")  # an overridden key never idles out
         pipe.zadd(keys.LIMITS_WAKE, {key: 0})  # a raised limit wakes parked jobs at the next tick
         pipe.execute()
 
@@ -48,6 +50,36 @@ def _script(name: str) -> str:
 
 
 RESUME, FORGET = _script("resume.lua"), _script("forget.lua")
+ADMIT, PRUNE = _script("known.lua") + _script("admit.lua"), _script("known.lua") + _script("prune.lua")
+
+
+def check_new_key(connection: Redis, key: str, max_keys: int) -> None:
+    """At enqueue: admit `key` (known already, or one more while fewer than `max_keys` distinct keys are
+    known — idle keys whose state expired are pruned first), else InvalidInput. Atomic (admit.lua): two
+    enqueues cannot both take the last place."""
+    check_key(key)
+    ok, count = registered(connection, ADMIT)(
+        args=[
+            keys.LIMITS_KNOWN,
+            keys.LIMIT_PREFIX_HEAD,
+            keys.LIMIT_PREFIX_TAIL,
+            key,
+            int(max_keys),
+            int(time.time() * 1000),
+            IDLE_TTL_S * 1000,
+        ]
+    )
+    if not int(ok):
+        raise InvalidInput(
+            f"limit key {key} refused: {int(count)} distinct limit keys are in use, the most there may be "
+            f"(GENQUEUE_MAX_LIMIT_KEYS={max_keys}); idle keys expire after {IDLE_TTL_S // 60} min"
+        )
+
+
+def known_keys(connection: Redis) -> list[str]:
+    """The known keys, those whose state expired pruned first (so what metrics show stays bounded)."""
+    registered(connection, PRUNE)(args=[keys.LIMITS_KNOWN, keys.LIMIT_PREFIX_HEAD, keys.LIMIT_PREFIX_TAIL])
+    return sorted(k.decode() for k in connection.smembers(keys.LIMITS_KNOWN))
 
 
 def resume(connection: Redis, key: str) -> dict[str, Any]:
@@ -97,7 +129,7 @@ READS = 9  # per key, in describe()'s first pipeline
 def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
     """One row per limit key: state, in flight / cap, rate, parked, counters. Three round trips whatever
     the number of keys (names, every key's state, its parked lists' lengths): metrics scrape it."""
-    names = [check_key(key)] if key else sorted(k.decode() for k in connection.smembers(keys.LIMITS_KNOWN))
+    names = [check_key(key)] if key else known_keys(connection)
     now = int(time.time() * 1000)
     with connection.pipeline(transaction=False) as reads:
         for name in names:

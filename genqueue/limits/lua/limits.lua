@@ -20,6 +20,7 @@
 local PARKED = 'genqueue:parked'
 local BUCKET_MS, BUCKETS = 10000, 6
 local MAX_COOLDOWN_MS = 300000  -- a failed probe doubles the cooldown up to this
+local IDLE_TTL_MS = 3600000  -- limits.rules.IDLE_TTL_S: an idle key's state expires after this
 local MAX_PAUSE_MS = 86400000  -- limits.rules.MAX_WAIT_BOUND_S: the worker caps a pause at the job's max_wait
 
 local function lim_config(p, cap, n, period)
@@ -178,6 +179,8 @@ end
 local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, cap, n, period, lease, cooldown)
   redis.call('SADD', known, key)
   lim_declare(p, cap, n, period, cooldown)
+  redis.call('PERSIST', p .. 'cfg')  -- in use: not idle (lim_expire_if_idle)
+  redis.call('PERSIST', p .. 'stats')
   cap, n, period = lim_config(p, cap, n, period)
   local pause = redis.call('PTTL', p .. 'pause')
   if pause > 0 then
@@ -292,11 +295,21 @@ local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, 
   return 'opened:' .. fails .. ':' .. calls .. ':' .. cooldown
 end
 
+-- An idle key — nothing in flight or parked, no override, no pause, breaker closed — expires after
+-- IDLE_TTL_MS unless a job uses it again (lim_acquire persists it); its known-set entry is pruned then.
+local function lim_expire_if_idle(p)
+  if redis.call('ZCARD', p .. 'slots') > 0 or redis.call('LLEN', p .. 'ring') > 0 or
+     redis.call('EXISTS', p .. 'pause', p .. 'brk', p .. 'tbrk') > 0 then return end
+  local o = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms', 'cooldown_ms')
+  if o[1] or o[2] or o[3] or o[4] then return end
+  for _, name in ipairs({'cfg', 'stats', 'win'}) do redis.call('PEXPIRE', p .. name, IDLE_TTL_MS) end
+end
+
 -- A move's release: give the slot back, let the breaker count the outcome, pause the key for pause_ms (a
 -- 429's Retry-After, or reset headers at zero) and wake parked jobs if that freed room (all the room a
 -- closing breaker frees, else one). Returns the breaker's event ('' if none).
-local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
-                           default_cooldown)
+local function lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
+                                default_cooldown)
   redis.call('ZREM', p .. 'slots', job_id)
   if pause_ms > MAX_PAUSE_MS then pause_ms = MAX_PAUSE_MS end
   lim_learn(p, job_id, now, outcome, pause_ms)
@@ -314,5 +327,13 @@ local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queu
   local max = 1
   if event == 'closed' then max = 100 end
   lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
+  return event
+end
+
+local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
+                           default_cooldown)
+  local event = lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
+                                 default_cooldown)
+  lim_expire_if_idle(p)
   return event
 end
