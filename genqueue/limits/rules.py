@@ -133,7 +133,7 @@ def duration_s(value: Any, name: str, *, zero: bool, most: float = MAX_COOLDOWN_
 class BreakerEvent:
     """What a release script reports when it changed a key's breaker: one log line each."""
 
-    what: str  # opened | reopened | closed
+    what: str  # opened | reopened | closed | tenant_opened
     failed: int = 0
     calls: int = 0
     cooldown_s: float = 0.0
@@ -145,10 +145,27 @@ def parse_event(raw: str | bytes | None) -> BreakerEvent | None:
     if not text:
         return None
     what, *rest = text.split(":")
-    if what not in ("opened", "reopened", "closed"):
+    if what not in ("opened", "reopened", "closed", "tenant_opened"):
         return None
     numbers = [int(x) for x in rest[:3]] + [0, 0, 0]
     return BreakerEvent(what, numbers[0], numbers[1], numbers[2] / 1000)
+
+
+def breaker_verdict(calls: int, fails: int, tenant_calls: int, tenant_fails: int, tenant: str, min_calls: int) -> str:
+    """Whose storm a TRANSIENT/TIMEOUT failure of `tenant` is, from the last minute's answered calls of the
+    key (calls, fails) and of the tenant alone: "key" (the key opens for everyone: more than half of at least
+    `min_calls` calls failed, and not the tenant's alone — the other tenants' calls fail too), "tenant" (only
+    this tenant's jobs park: more than half of at least `min_calls` of its own calls failed), or "". Jobs
+    without a tenant ("-") count as the key's. limits.lua's lim_breaker_rule is this rule, in Lua."""
+    key_storm = calls >= min_calls and fails * 2 > calls
+    if tenant in ("-", ""):
+        return "key" if key_storm else ""
+    others_calls, others_fails = calls - tenant_calls, fails - tenant_fails
+    if key_storm and others_fails >= 1 and others_fails * 2 > others_calls:
+        return "key"
+    if tenant_calls >= min_calls and tenant_fails * 2 > tenant_calls:
+        return "tenant"
+    return ""
 
 
 def check_key(key: str) -> str:

@@ -123,7 +123,7 @@ def _num(value: bytes | None) -> int:
     return int(value) if value not in (None, b"") else 0
 
 
-READS = 9  # per key, in describe()'s first pipeline
+READS = 10  # per key, in describe()'s first pipeline
 
 
 def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
@@ -143,11 +143,12 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             reads.hgetall(p + "brk")
             reads.hgetall(p + "health")
             reads.hmget(p + "learned", "n", "period")
+            reads.hvals(p + "tbrk")
         replies = reads.execute() if names else []
     per_key = [replies[READS * i : READS * i + READS] for i in range(len(names))]
     with connection.pipeline(transaction=False) as reads:
         lengths = []
-        for name, (*_, ring, _stats, _brk, _health, _learned) in zip(names, per_key, strict=False):
+        for name, (*_, ring, _stats, _brk, _health, _learned, _tbrk) in zip(names, per_key, strict=False):
             tenants = list(dict.fromkeys(ring))
             lengths.append(len(tenants))
             for tenant in tenants:
@@ -155,7 +156,7 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
         parked_lists = iter(reads.execute() if any(lengths) else [])
     rows = []
     for name, reply, count in zip(names, per_key, lengths, strict=False):
-        cfg, in_flight, window, pause, _ring, stats, brk, health, learned = reply
+        cfg, in_flight, window, pause, _ring, stats, brk, health, learned, tbrk = reply
         parked = sum(next(parked_lists) for _ in range(count))
         cfg = {k.decode(): v for k, v in cfg.items()}
 
@@ -175,6 +176,7 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
                 "paused_for_s": round(wait_ms / 1000, 3) if wait_ms > 0 else None,
                 "cooldown_s": _num(cooldown) / 1000 if cooldown is not None else DEFAULT_COOLDOWN_S,
                 "rate_limited_1m": last_minute(health, now).get("r", 0),
+                "tenant_breakers_open": sum(1 for until in tbrk if int(until) > now),
                 "in_flight": in_flight,
                 "concurrency": cap or None,
                 "rate": str(Rate(n, period)) if n and period else None,

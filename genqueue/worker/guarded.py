@@ -42,7 +42,7 @@ end
 LIMITS = resources.files("genqueue.limits").joinpath("lua", "limits.lua").read_text()
 
 # ARGV: claim kind, a, b, c; L, then L limit arguments (a release: prefix, wake, key, job id, now ms,
-# pause ms, job prefix, queue prefix, outcome, breaker min calls, default cooldown ms; L = 0 for a job
+# pause ms, job prefix, queue prefix, outcome, breaker min calls, default cooldown ms, tenant; L = 0 for a job
 # without a limit key); then the recorded commands. Returns {1, the breaker's event or ''} or {0, found}.
 GUARD = (
     RUN_RECORDED
@@ -59,7 +59,7 @@ local l = tonumber(ARGV[5])
 run_recorded(6 + l)
 if l > 0 then
   return {1, lim_release(ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12],
-                         ARGV[13], ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16]))}
+                         ARGV[13], ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16]), ARGV[17])}
 end
 return {1, ''}
 """
@@ -101,7 +101,7 @@ RELEASE = (
     LIMITS
     + """
 return lim_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8],
-                   ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]))
+                   ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12])
 """
 )
 

@@ -166,15 +166,25 @@ def release_args(limit: JobLimit | None, job_id: str, pause: int = 0, outcome: s
         outcome,
         BREAKER_MIN_CALLS,
         limit.declared.cooldown_ms(),
+        limit.tenant,
     ]
 
 
-def log_event(log, key: str, raw) -> None:
+def log_event(log, key: str, raw, tenant: str | None = None) -> None:
     """The one log line a breaker change gets, written by the worker whose release changed it."""
     event = parse_event(raw)
     if event is None:
         return
-    if event.what == "closed":
+    if event.what == "tenant_opened":
+        log.warning(
+            "limit.tenant_breaker_opened",
+            key=key,
+            tenant=tenant,
+            failed=event.failed,
+            calls=event.calls,
+            cooldown_s=event.cooldown_s,
+        )
+    elif event.what == "closed":
         log.warning("limit.breaker_closed", key=key)
     else:
         log.warning(

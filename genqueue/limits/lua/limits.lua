@@ -13,6 +13,8 @@
 --                       the last 429 burst; P..'learned' HASH the rate learned from them (n, period ms)
 --   P..'health'  HASH   the last minute's outcomes in six 10-s buckets, slot i = bucket % 6: b<i> (bucket
 --                       number), c<i> (calls answered), f<i> (of them TRANSIENT/TIMEOUT), r<i> (429s)
+--   P..'thealth' HASH   the same per tenant: <tenant>|b<i>, <tenant>|c<i>, <tenant>|f<i>
+--   P..'tbrk'    HASH   tenant -> until (ms): the tenant's own breaker, open while its calls alone fail
 -- and two global keys: WAKE (ZSET limit key -> when to look at its parked jobs again, ms) and KNOWN (SET).
 -- A parked job's RQ status is 'deferred'; it is in exactly one place, its key's parked list.
 -- PARKED (HASH queue -> parked jobs of that queue, all keys) lets a burst worker wait for them: it is
@@ -126,6 +128,57 @@ local function lim_health(p, now)
   return calls, fails, limited
 end
 
+-- One answered call of a tenant ('ok' | 'fail'), in the tenant's own buckets.
+local function lim_tenant_add(p, tenant, now, outcome)
+  local h, b = p .. 'thealth', math.floor(now / BUCKET_MS)
+  local i, pre = tostring(b % BUCKETS), tenant .. '|'
+  if tonumber(redis.call('HGET', h, pre .. 'b' .. i)) ~= b then
+    redis.call('HSET', h, pre .. 'b' .. i, b, pre .. 'c' .. i, 0, pre .. 'f' .. i, 0)
+  end
+  redis.call('HINCRBY', h, pre .. 'c' .. i, 1)
+  if outcome == 'fail' then redis.call('HINCRBY', h, pre .. 'f' .. i, 1) end
+  redis.call('PEXPIRE', h, BUCKET_MS * (BUCKETS + 1))
+end
+
+local function lim_tenant_health(p, tenant, now)
+  local b, pre, fields = math.floor(now / BUCKET_MS), tenant .. '|', {}
+  for i = 0, BUCKETS - 1 do
+    fields[#fields + 1] = pre .. 'b' .. i; fields[#fields + 1] = pre .. 'c' .. i; fields[#fields + 1] = pre .. 'f' .. i
+  end
+  local v = redis.call('HMGET', p .. 'thealth', unpack(fields))
+  local calls, fails = 0, 0
+  for i = 0, BUCKETS - 1 do
+    local bucket = tonumber(v[3 * i + 1])
+    if bucket and bucket > b - BUCKETS then
+      calls = calls + (tonumber(v[3 * i + 2]) or 0)
+      fails = fails + (tonumber(v[3 * i + 3]) or 0)
+    end
+  end
+  return calls, fails, fields
+end
+
+-- Whose storm a failure is (limits.rules.breaker_verdict is the same rule, tested with explicit numbers):
+-- 'key' (everyone's jobs park), 'tenant' (only this tenant's), or ''. Jobs without a tenant ('-') are
+-- counted as the key's, as before tenants were told apart.
+local function lim_breaker_rule(calls, fails, tcalls, tfails, tenant, min_calls)
+  local key_storm = calls >= min_calls and fails * 2 > calls
+  if tenant == '-' or tenant == '' then
+    if key_storm then return 'key' end
+    return ''
+  end
+  local others_calls, others_fails = calls - tcalls, fails - tfails
+  if key_storm and others_fails >= 1 and others_fails * 2 > others_calls then return 'key' end
+  if tcalls >= min_calls and tfails * 2 > tcalls then return 'tenant' end
+  return ''
+end
+
+-- until when (ms) the tenant's own breaker holds its jobs, or nil
+local function lim_tenant_open(p, tenant, now)
+  local untl = tonumber(redis.call('HGET', p .. 'tbrk', tenant))
+  if untl and untl > now then return untl end
+  return nil
+end
+
 -- The breaker as parked jobs see it: nil (closed, or open past its cooldown with no probe out: one job may
 -- go), or the time (ms) until which the key's jobs must wait (open; or half-open with a live probe out).
 local function lim_breaker_wait(p, now)
@@ -188,6 +241,12 @@ local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, ca
     redis.call('HINCRBY', p .. 'stats', 'paused', 1)
     return {'paused', now + pause}
   end
+  local tenant_until = lim_tenant_open(p, tenant, now)
+  if tenant_until then  -- its own calls failed: its jobs wait, never the key's probe
+    lim_park(p, wake, key, job_id, job_key, tenant, tenant_until)
+    redis.call('HINCRBY', p .. 'stats', 'tenant_held', 1)
+    return {'tenant_breaker', tenant_until}
+  end
   local held, broken, prober = lim_breaker_wait(p, now)
   if held and prober ~= job_id then
     lim_park(p, wake, key, job_id, job_key, tenant, held)
@@ -231,11 +290,18 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
   if broken then free = 1 end  -- past the cooldown: one job goes, to probe
   if cap > 0 then free = math.min(free, cap - redis.call('ZCARD', p .. 'slots')) end
   if n > 0 then free = math.min(free, n - redis.call('ZCARD', p .. 'win')) end
-  local woken = 0
-  while woken < free do
+  local woken, skipped, later = 0, 0, nil
+  while woken < free and skipped < redis.call('LLEN', p .. 'ring') do
     local tenant = redis.call('LPOP', p .. 'ring')
     if not tenant then break end
     local list = p .. 'parked:' .. tenant
+    local tenant_until = lim_tenant_open(p, tenant, now)
+    if tenant_until then  -- its own breaker holds its jobs: the others go first (and a probe is never its)
+      redis.call('RPUSH', p .. 'ring', tenant)
+      skipped = skipped + 1
+      if not later or tenant_until < later then later = tenant_until end
+    else
+    skipped = 0
     local id = redis.call('LPOP', list)
     if redis.call('LLEN', list) > 0 then redis.call('RPUSH', p .. 'ring', tenant) end
     if id then
@@ -248,11 +314,13 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
         woken = woken + 1
       end
     end
+    end
   end
   if woken > 0 then redis.call('HINCRBY', p .. 'stats', 'woken', woken) end
   if redis.call('LLEN', p .. 'ring') > 0 then
     local at = lim_next(p, now, cap, n, period)
     if broken and woken > 0 then at = now + 1000 end  -- the probe's release wakes the rest; this is the fallback
+    if later and (not at or later < at) then at = later end
     redis.call('ZADD', wake, 'LT', at or (now + 1000), key)
   end
   return woken
@@ -263,7 +331,7 @@ end
 -- half of at least min_calls answered calls failing within the last minute opens it for the cooldown; the
 -- probe's outcome closes it (anything but 'fail') or opens it again for twice as long. Returns the event
 -- for the worker's one log line: '' or 'opened:<failed>:<calls>:<cooldown ms>', 'closed', 'reopened:…'.
-local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown)
+local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown, tenant)
   if outcome == '' then
     if redis.call('HGET', p .. 'brk', 'probe') == job_id then redis.call('HDEL', p .. 'brk', 'probe', 'probe_until') end
     return ''
@@ -271,6 +339,7 @@ local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, 
   local counted = outcome
   if outcome == 'answered' then counted = 'ok' end
   lim_health_add(p, now, counted)
+  if counted ~= 'limited' then lim_tenant_add(p, tenant, now, counted) end
   local brk = redis.call('HMGET', p .. 'brk', 'state', 'probe', 'cooldown')
   if brk[1] then
     if brk[1] ~= 'half-open' or brk[2] ~= job_id then return '' end
@@ -288,7 +357,18 @@ local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, 
   local cooldown = lim_cooldown(p, default_cooldown)
   if cooldown <= 0 then return '' end
   local calls, fails = lim_health(p, now)
-  if calls < min_calls or fails * 2 <= calls then return '' end
+  local tcalls, tfails, tfields = lim_tenant_health(p, tenant, now)
+  local verdict = lim_breaker_rule(calls, fails, tcalls, tfails, tenant, min_calls)
+  if verdict == 'tenant' then
+    if lim_tenant_open(p, tenant, now) then return '' end
+    redis.call('HSET', p .. 'tbrk', tenant, now + cooldown)
+    if redis.call('PTTL', p .. 'tbrk') < cooldown then redis.call('PEXPIRE', p .. 'tbrk', cooldown) end
+    redis.call('HDEL', p .. 'thealth', unpack(tfields))  -- its next storm is counted afresh
+    redis.call('HINCRBY', p .. 'stats', 'tenant_breaker_opens', 1)
+    redis.call('ZADD', wake, 'LT', now + cooldown, key)
+    return 'tenant_opened:' .. tfails .. ':' .. tcalls .. ':' .. cooldown
+  end
+  if verdict ~= 'key' then return '' end
   redis.call('HSET', p .. 'brk', 'state', 'open', 'until', now + cooldown, 'cooldown', cooldown)
   redis.call('HINCRBY', p .. 'stats', 'breaker_opens', 1)
   redis.call('ZADD', wake, now + cooldown, key)
@@ -309,11 +389,11 @@ end
 -- 429's Retry-After, or reset headers at zero) and wake parked jobs if that freed room (all the room a
 -- closing breaker frees, else one). Returns the breaker's event ('' if none).
 local function lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
-                                default_cooldown)
+                                default_cooldown, tenant)
   redis.call('ZREM', p .. 'slots', job_id)
   if pause_ms > MAX_PAUSE_MS then pause_ms = MAX_PAUSE_MS end
   lim_learn(p, job_id, now, outcome, pause_ms)
-  local event = lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown)
+  local event = lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown, tenant)
   if pause_ms > 0 then
     if outcome == 'limited' then redis.call('HINCRBY', p .. 'stats', 'rate_limited', 1) end
     if redis.call('PTTL', p .. 'pause') < pause_ms then
@@ -323,7 +403,7 @@ local function lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix,
     end
     return event
   end
-  if event ~= '' and event ~= 'closed' then return event end
+  if event ~= '' and event ~= 'closed' and string.sub(event, 1, 7) ~= 'tenant_' then return event end
   local max = 1
   if event == 'closed' then max = 100 end
   lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
@@ -331,9 +411,10 @@ local function lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix,
 end
 
 local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
-                           default_cooldown)
+                           default_cooldown, tenant)
+  if tenant == nil or tenant == '' then tenant = '-' end
   local event = lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
-                                 default_cooldown)
+                                 default_cooldown, tenant)
   lim_expire_if_idle(p)
   return event
 end
