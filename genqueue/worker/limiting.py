@@ -112,6 +112,7 @@ def acquire_args(limit: JobLimit | None, job, intermediate_key: str) -> list[Any
         lease_ms(job.timeout),
         limit.declared.cooldown_ms(),
         intermediate_key,
+        int(limit.max_wait_s * 1000),
     ]
 
 

@@ -20,6 +20,11 @@
 -- PARKED (HASH queue -> parked jobs of that queue, all keys) lets a burst worker wait for them: it is
 -- backend/keys.py's PARKED, spelled here because these functions are included in several scripts.
 local PARKED = 'genqueue:parked'
+-- DEADLINES (ZSET "<limit key>\n<tenant>\n<job id>" -> when the parked job's max_wait ends, ms): the parked jobs
+-- to dead-letter `rate_limit_wait_exceeded` (worker/parked.py); backend/keys.py's LIMITS_DEADLINES. The
+-- deadline is the job hash's gq_wait_until, set when it first parks, kept while it is woken and parked again,
+-- dropped when it gets its slot.
+local DEADLINES = 'genqueue:limits:deadlines'
 local BUCKET_MS, BUCKETS = 10000, 6
 local MAX_COOLDOWN_MS = 300000  -- a failed probe doubles the cooldown up to this
 local IDLE_TTL_MS = 3600000  -- limits.rules.IDLE_TTL_S: an idle key's state expires after this
@@ -212,8 +217,16 @@ local function lim_next(p, now, cap, n, period)
   return at
 end
 
-local function lim_park(p, wake, key, job_id, job_key, tenant, at)
+local function lim_park(p, wake, key, job_id, job_key, tenant, at, now, max_wait_ms)
   local list = p .. 'parked:' .. tenant
+  if max_wait_ms and max_wait_ms > 0 then
+    local deadline = tonumber(redis.call('HGET', job_key, 'gq_wait_until'))
+    if not deadline then
+      deadline = now + max_wait_ms
+      redis.call('HSET', job_key, 'gq_wait_until', deadline)
+    end
+    redis.call('ZADD', DEADLINES, deadline, key .. '\n' .. tenant .. '\n' .. job_id)
+  end
   if redis.call('RPUSH', list, job_id) == 1 then redis.call('RPUSH', p .. 'ring', tenant) end
   redis.call('HSET', job_key, 'status', 'deferred')
   redis.call('HINCRBY', PARKED, redis.call('HGET', job_key, 'origin') or '', 1)
@@ -229,7 +242,8 @@ end
 -- Take a slot and a rate token for job_id, or park it. Returns nil (acquired) or {why, wake_at}.
 -- An open breaker parks the key's jobs until its cooldown ends; then the first job that gets a slot and
 -- a token becomes the probe (half-open), and the others park until the probe's release tells.
-local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, cap, n, period, lease, cooldown)
+local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, cap, n, period, lease, cooldown,
+                           max_wait_ms)
   redis.call('SADD', known, key)
   lim_declare(p, cap, n, period, cooldown)
   redis.call('PERSIST', p .. 'cfg')  -- in use: not idle (lim_expire_if_idle)
@@ -237,31 +251,32 @@ local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, ca
   cap, n, period = lim_config(p, cap, n, period)
   local pause = redis.call('PTTL', p .. 'pause')
   if pause > 0 then
-    lim_park(p, wake, key, job_id, job_key, tenant, now + pause)
+    lim_park(p, wake, key, job_id, job_key, tenant, now + pause, now, max_wait_ms)
     redis.call('HINCRBY', p .. 'stats', 'paused', 1)
     return {'paused', now + pause}
   end
   local tenant_until = lim_tenant_open(p, tenant, now)
   if tenant_until then  -- its own calls failed: its jobs wait, never the key's probe
-    lim_park(p, wake, key, job_id, job_key, tenant, tenant_until)
+    lim_park(p, wake, key, job_id, job_key, tenant, tenant_until, now, max_wait_ms)
     redis.call('HINCRBY', p .. 'stats', 'tenant_held', 1)
     return {'tenant_breaker', tenant_until}
   end
   local held, broken, prober = lim_breaker_wait(p, now)
   if held and prober ~= job_id then
-    lim_park(p, wake, key, job_id, job_key, tenant, held)
+    lim_park(p, wake, key, job_id, job_key, tenant, held, now, max_wait_ms)
     redis.call('HINCRBY', p .. 'stats', 'held', 1)
     return {'breaker', held}
   end
   lim_prune(p, now, period)
   if (cap > 0 and redis.call('ZCARD', p .. 'slots') >= cap) or (n > 0 and redis.call('ZCARD', p .. 'win') >= n) then
     local at = lim_next(p, now, cap, n, period)
-    lim_park(p, wake, key, job_id, job_key, tenant, at)
+    lim_park(p, wake, key, job_id, job_key, tenant, at, now, max_wait_ms)
     redis.call('HINCRBY', p .. 'stats', 'throttled', 1)
     return {'throttled', at or 0}
   end
   if cap > 0 then redis.call('ZADD', p .. 'slots', now + lease, job_id) end
   if n > 0 then redis.call('ZADD', p .. 'win', now, job_id .. ':' .. now) end
+  redis.call('HDEL', job_key, 'gq_wait_until')
   if broken then
     redis.call('HSET', p .. 'brk', 'state', 'half-open', 'probe', job_id, 'probe_until', now + lease)
     redis.call('HINCRBY', p .. 'stats', 'probes', 1)
@@ -305,6 +320,7 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
     local id = redis.call('LPOP', list)
     if redis.call('LLEN', list) > 0 then redis.call('RPUSH', p .. 'ring', tenant) end
     if id then
+      redis.call('ZREM', DEADLINES, key .. '\n' .. tenant .. '\n' .. id)
       local job_key = job_prefix .. id
       local origin = redis.call('HGET', job_key, 'origin')
       if origin then redis.call('HINCRBY', PARKED, origin, -1) end

@@ -111,3 +111,46 @@ def test_limits_set_refuses_absurd_values(env, args, words):
     r = run_cli(env, "limits", "set", "lab", *args)
     assert r.code == 2, (r.code, r.stderr)
     assert words in r.stderr and "Traceback" not in r.stderr
+
+
+HOLD_TASKS = """
+import time
+
+import genqueue
+
+
+@genqueue.task(limit_key="hold-TAG", limits={"concurrency": 1, "max_wait": 2})
+def hold(n: int, seconds: float = 0.0) -> int:
+    time.sleep(seconds)
+    return n
+"""
+
+
+def test_a_parked_job_past_its_max_wait_is_dead_lettered(env, workers, conn, store, tmp_path):
+    """The key is held at its cap for 8 s; the job parked behind it waits 2 s (its max_wait) at most."""
+    tag = uuid.uuid4().hex[:8]
+    module = f"holdtasks_{tag}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(HOLD_TASKS.replace("TAG", tag)))
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+
+    def enqueue(**kwargs):
+        r = run_cli(env, "enqueue", f"{module}.hold", "--kwargs", json.dumps(kwargs), "--tasks", module, "--json")
+        assert r.code == 0, r.stderr
+        return r.json()["id"]
+
+    holder = enqueue(n=1, seconds=8)
+    w = workers(simple=True, extra=("--tasks", module))
+    other = workers(simple=True, extra=("--tasks", module))  # free to claim, and park, the second job
+    wait_for(lambda: job_status(env, holder) == "running", message="the holder to take the only slot")
+    waiting = enqueue(n=2)
+    wait_for(lambda: job_status(env, waiting) == "parked", message="the second job to park")
+    wait_for(lambda: store.exists(waiting), timeout=15, message="the parked job dead-lettered")
+    entry = store.get(waiting)
+    assert entry["reason"] == "rate_limit_wait_exceeded" and entry["error"]["kind"] == "RATE_LIMITED"
+    assert "max_wait (2 s)" in entry["error"]["message"]
+    assert job_status(env, holder) == "running"  # it was the wait, not the holder, that ended
+    key = f"hold-{tag}"
+    assert limits_row(env, key)["parked"] == 0
+    assert not conn.zscore(keys.LIMITS_DEADLINES, f"{key}\n-\n{waiting}")
+    wait_for(lambda: job_status(env, holder) == "finished", timeout=20, message="the holder to finish")
+    assert "limit.wait_exceeded" in w.log() + other.log() and w.alive() and other.alive()

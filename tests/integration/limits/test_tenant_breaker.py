@@ -32,7 +32,7 @@ def call(user_id: str, n: int, fail: bool = False, seconds: float = 0.0) -> int:
     conn.rpush("fair-TAG:done", f"{user_id}:{n}:{time.time()}")
     return n
 """
-B_JOBS, A_JOBS, B_SECONDS, WORKERS = 20, 100, 1.0, 4
+B_JOBS, A_JOBS, B_SECONDS, WORKERS = 20, 100, 2.0, 4
 
 
 @pytest.fixture
