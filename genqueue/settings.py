@@ -14,6 +14,7 @@ from .errors import InvalidInput
 DEFAULT_QUEUE = "generation-queue"
 DEFAULT_DLQ_RETENTION_S = 7 * 24 * 3600  # 7 days
 DEFAULT_HOME = Path.home() / ".local" / "share" / "genqueue"
+DEFAULT_MAX_LIMIT_KEYS, MAX_LIMIT_KEYS_BOUND = 1000, 1_000_000  # distinct limit keys; a new one beyond: refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class Settings:
     api_tasks: tuple[str, ...] = ()  # GENQUEUE_API_TASKS: task names non-admins may enqueue over HTTP
     concurrency: int | None = None  # GENQUEUE_CONCURRENCY: jobs at once in one worker process (None: fork)
     shutdown_grace_s: float = 8.0  # GENQUEUE_SHUTDOWN_GRACE: a concurrent worker's wait for jobs on SIGTERM
+    max_limit_keys: int = DEFAULT_MAX_LIMIT_KEYS  # GENQUEUE_MAX_LIMIT_KEYS: 1 to 1,000,000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -57,10 +59,21 @@ class Settings:
             api_tasks=_names(env, "GENQUEUE_API_TASKS"),
             concurrency=_positive_int(env, "GENQUEUE_CONCURRENCY", None),
             shutdown_grace_s=_positive(env, "GENQUEUE_SHUTDOWN_GRACE", 8.0),
+            max_limit_keys=max_limit_keys(env),
         )
 
     def with_queue(self, queue: str | None) -> Settings:
         return self if not queue else replace(self, queue=queue)
+
+
+def max_limit_keys(environ: Mapping[str, str] | None = None) -> int:
+    """GENQUEUE_MAX_LIMIT_KEYS (1 to 1,000,000; default 1000), or InvalidInput naming the variable. Read at
+    each enqueue that would add a limit key (cheap: one lookup), checked by every command at start."""
+    env = os.environ if environ is None else environ
+    value = _positive_int(env, "GENQUEUE_MAX_LIMIT_KEYS", DEFAULT_MAX_LIMIT_KEYS)
+    if value > MAX_LIMIT_KEYS_BOUND:
+        raise InvalidInput(f"GENQUEUE_MAX_LIMIT_KEYS must be at most {MAX_LIMIT_KEYS_BOUND}, not {value}")
+    return value
 
 
 def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:

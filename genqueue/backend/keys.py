@@ -141,6 +141,8 @@ SIM_STATS = "genqueue:sim:stats"  # HASH: calls, rate_limited (what the provider
 # -- provider limits (limits/lua/limits.lua lists the keys under each prefix) -------------------------------
 LIMITS_KNOWN = "genqueue:limits"  # SET of limit keys ever used or configured
 LIMITS_WAKE = "genqueue:limits:wake"  # ZSET limit key -> when to look at its parked jobs again (ms)
+# ZSET "<limit key>\n<tenant>\n<job id>" -> the parked job's max_wait deadline (ms); limits.lua spells it too
+LIMITS_DEADLINES = "genqueue:limits:deadlines"
 LIMIT_PREFIX_HEAD, LIMIT_PREFIX_TAIL = "genqueue:limit:{", "}:"
 PARKED = "genqueue:parked"  # HASH queue -> how many of its jobs are parked (limits.lua spells it too)
 

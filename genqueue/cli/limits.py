@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..limits.rules import MAX_CONCURRENCY, MAX_RATE_N
 from .app import get_app
 from .params import json_option
 from .render import emit_json, table
@@ -60,13 +61,23 @@ def limits(ctx: click.Context, key: str | None, as_json: bool) -> None:
     "--rate 5/s\n  genqueue limits set lab --cooldown 1m\n  genqueue limits set lab --cooldown 0",
 )
 @click.argument("key")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Jobs of this key in flight at most.")
-@click.option("--rate", default=None, metavar="N/PERIOD", help="Calls per period, e.g. 5/s, 300/m, 10/2s.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=MAX_CONCURRENCY),
+    default=None,
+    help=f"Jobs of this key in flight at most (1 to {MAX_CONCURRENCY}).",
+)
+@click.option(
+    "--rate",
+    default=None,
+    metavar="N/PERIOD",
+    help=f"Calls per period, e.g. 5/s, 300/m, 10/2s (1 to {MAX_RATE_N} calls, a period of 1 ms to 24h).",
+)
 @click.option(
     "--cooldown",
     default=None,
     metavar="DURATION",
-    help="How long the breaker keeps the key open after a 5xx/timeout storm, e.g. 30s, 2m (0: no breaker).",
+    help="How long the breaker keeps the key open after a 5xx/timeout storm, e.g. 30s, 2m (0: no breaker; at most 1h).",
 )
 @json_option
 def set_(key: str, concurrency: int | None, rate: str | None, cooldown: str | None, as_json: bool) -> None:
@@ -92,21 +103,67 @@ def set_(key: str, concurrency: int | None, rate: str | None, cooldown: str | No
 
 @limits.command(
     "rm",
-    help="Remove a key's overrides: its task's declared limits (or none) apply again.\n\n\b\n"
-    "Example:\n  genqueue limits rm lab",
+    help="Remove a key: its overrides (its task's declared limits, or none, apply again), its pause, its "
+    "breakers, its learned rate and counters. A key with jobs in flight or parked stays known (they finish "
+    "or wake as usual) and the command says so.\n\n\b\nExample:\n  genqueue limits rm lab",
 )
 @click.argument("key")
 @json_option
 def rm(key: str, as_json: bool) -> None:
+    from ..backend import audit
     from ..errors import NotFound
     from ..limits.rules import check_key
     from ..limits.store import clear
 
     check_key(key)
     app = get_app(None, as_json)
-    if not clear(app.connection, key):
-        raise NotFound(f"no limits set for {key}")
+    done = clear(app.connection, key)
+    if not done["known"] and not done["overrides"] and not done["paused_for_s"] and not done["breaker"]:
+        raise NotFound(f"no limit key {key}")
+    audit.record(app.connection, "limits.rm", "", filters={"key": key}, counts=_counts(done))
     if as_json:
-        emit_json({"key": key, "removed": True})
+        emit_json(done)
+        return
+    removed = ["overrides" if done["overrides"] else "", _what_ended(done)]
+    line = f"{key}: removed" + "".join(f", {x}" for x in removed if x)
+    if not done["forgotten"]:
+        line += f"; kept while {done['in_flight']} in flight and {done['parked']} parked (parked jobs are woken)"
+    click.echo(line)
+
+
+@limits.command(
+    "resume",
+    help="End a key's pause (a 429's Retry-After, spent limit headers, pause_key) and its open breaker "
+    "(the key's and its tenants') now; its parked jobs wake at once. Audited.\n\n\b\nExample:\n"
+    "  genqueue limits resume openai:gpt-image-1",
+)
+@click.argument("key")
+@json_option
+def resume_(key: str, as_json: bool) -> None:
+    from ..backend import audit
+    from ..limits.rules import check_key
+    from ..limits.store import resume
+
+    check_key(key)
+    app = get_app(None, as_json)
+    done = resume(app.connection, key)
+    audit.record(app.connection, "limits.resume", "", filters={"key": key}, counts=_counts(done))
+    if as_json:
+        emit_json(done)
     else:
-        click.echo(f"{key}: overrides removed")
+        click.echo(f"{key}: " + (_what_ended(done) or "was neither paused nor open; its parked jobs are woken"))
+
+
+def _what_ended(done: dict) -> str:
+    parts = []
+    if done.get("paused_for_s"):
+        parts.append(f"pause ended ({done['paused_for_s']:g}s were left)")
+    if done.get("breaker"):
+        parts.append(f"breaker closed (was {done['breaker']})")
+    if done.get("tenant_breakers"):
+        parts.append(f"{done['tenant_breakers']} tenant breaker(s) closed")
+    return ", ".join(parts)
+
+
+def _counts(done: dict) -> dict:
+    return {k: v for k, v in done.items() if k != "key" and v not in (None, False, 0)}

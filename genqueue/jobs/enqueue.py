@@ -33,7 +33,10 @@ from ..backend.jobhash import queued_job_hash
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fetch_job, make_queue
 from ..backend.replies import text
 from ..errors import Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound
+from ..limits.rules import generate_key, render_key
+from ..limits.store import check_new_key
 from ..retry.meta import gq, new_meta
+from ..settings import max_limit_keys
 from ..tasks.generate import JOB_FUNC, describe, validate_payload
 from ..tasks.registry import TaskSpec, bind, lookup, resolve_name
 from ..tenants.tenancy import entry_tenant, job_tenant
@@ -105,6 +108,27 @@ def task_call(name: str, kwargs: dict[str, Any]) -> tuple[Call, TaskSpec | None]
     return Call(name, (), dict(kwargs), f"{name}()", ttl), spec
 
 
+def limit_key_of(func: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
+    """The limit key a job of this call will run under, when this process knows its task: the generate
+    task's `<provider>:<model>` (GENQUEUE_PROVIDER of this process, as workers of one deployment share it), a
+    task's rendered `limit_key`; None for a task without one or unknown here."""
+    import os
+
+    spec = lookup(func)
+    if spec is None:
+        return None
+    if spec.positional:
+        return generate_key(os.environ.get("GENQUEUE_PROVIDER") or "simulated", args[0] if args else {})
+    return render_key(spec.limit_key, kwargs) if spec.limit_key else None
+
+
+def admit_limit_keys(connection: Redis, limit_keys: set[str | None]) -> None:
+    """Refuse the enqueue when a new limit key would pass GENQUEUE_MAX_LIMIT_KEYS (limits.store.check_new_key)."""
+    most = max_limit_keys()
+    for key in sorted(k for k in limit_keys if k):
+        check_new_key(connection, key, most)
+
+
 def enqueue_task(
     connection: Redis,
     queue_name: str | None,
@@ -170,6 +194,7 @@ def enqueue_call(
     if max_retries is not None and max_retries < 0:
         raise InvalidInput("max_retries must be 0 or more")
     when = at or (datetime.now(UTC) + in_ if in_ else None)
+    admit_limit_keys(connection, {limit_key_of(call.func, call.args, call.kwargs)})
     queue = make_queue(connection, queue_name)
 
     def build() -> Job:
@@ -245,6 +270,7 @@ def enqueue_many(
         raise InvalidInput("max_retries must be 0 or more")
     for payload in payloads:
         validate_payload(payload)
+    admit_limit_keys(connection, {limit_key_of(JOB_FUNC, [p], {}) for p in payloads})
     queue = make_queue(connection, queue_name)
     ids: list[str] = []
     for start in range(0, len(payloads), batch):

@@ -38,6 +38,14 @@ LIMIT_FIELDS = ("concurrency", "rate", "max_wait", "cooldown")
 BREAKER_MIN_CALLS = 5  # answered calls in the last minute before the failure share can open a key
 DEFAULT_COOLDOWN_S = 30.0
 LEASE_MARGIN_S = 30  # a slot outlives its job's timeout by this much, then a dead holder's slot is reclaimed
+# The bounds of a limit's values (a declaration, `genqueue limits set`, GENQUEUE_BREAKER_COOLDOWN): beyond
+# them a value is a typo or an attack (`--concurrency 1e23`, `--rate 1/999999999999999999h` parks forever).
+MAX_CONCURRENCY = 100_000
+MAX_RATE_N = 1_000_000  # calls per period
+MAX_RATE_PERIOD_MS = 86_400_000  # 1 day
+MAX_WAIT_BOUND_S = 86_400.0  # max_wait: 1 day; a key's pause never exceeds its job's max_wait (1 h by default)
+MAX_COOLDOWN_S = 3_600.0  # the breaker's cooldown: 1 h
+IDLE_TTL_S = 3_600  # an idle key's state (nothing in flight, parked or paused; no override) expires after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +67,12 @@ def parse_rate(text: str) -> Rate:
     if not match:
         raise InvalidInput(f"rate must look like 5/s, 300/m or 10/2s, not {text!r}")
     n, count, unit = int(match[1]), float(match[2] or 1), match[3]
-    period = int(count * UNIT_MS[unit])
+    period = count * UNIT_MS[unit]
     if n < 1 or period < 1:
         raise InvalidInput(f"rate {text!r} must allow at least 1 call per positive period")
-    return Rate(n, period)
+    if n > MAX_RATE_N or period > MAX_RATE_PERIOD_MS:
+        raise InvalidInput(f"rate {text!r} is out of bounds: at most {MAX_RATE_N} calls, per a period of at most 24h")
+    return Rate(n, int(period))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +91,10 @@ class Limits:
         if unknown:
             raise InvalidInput(f"unknown limit field(s) {', '.join(unknown)}; use {', '.join(LIMIT_FIELDS)}")
         concurrency = raw.get("concurrency")
-        if concurrency is not None and (
-            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
-        ):
-            raise InvalidInput(f"concurrency must be a whole number ≥ 1, not {concurrency!r}")
-        max_wait = duration_s(raw.get("max_wait"), "max_wait", zero=False)
-        cooldown = duration_s(raw.get("cooldown"), "cooldown", zero=True)
+        if concurrency is not None:
+            check_concurrency(concurrency)
+        max_wait = duration_s(raw.get("max_wait"), "max_wait", zero=False, most=MAX_WAIT_BOUND_S)
+        cooldown = duration_s(raw.get("cooldown"), "cooldown", zero=True, most=MAX_COOLDOWN_S)
         rate = raw.get("rate")
         return cls(concurrency, parse_rate(rate) if rate is not None else None, max_wait, cooldown)
 
@@ -98,8 +106,14 @@ class Limits:
         return [self.concurrency or 0, self.rate.n if self.rate else 0, self.rate.period_ms if self.rate else 0]
 
 
-def duration_s(value: Any, name: str, *, zero: bool) -> float | None:
-    """A duration field: seconds as a number, or "30s" / "1h"; None when absent."""
+def check_concurrency(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise InvalidInput(f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY}, not {value!r}")
+    return value
+
+
+def duration_s(value: Any, name: str, *, zero: bool, most: float = MAX_COOLDOWN_S) -> float | None:
+    """A duration field: seconds as a number, or "30s" / "1h", at most `most`; None when absent."""
     if value is None:
         return None
     from ..support.durations import parse_duration
@@ -110,6 +124,8 @@ def duration_s(value: Any, name: str, *, zero: bool) -> float | None:
         seconds = None
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0 or (seconds == 0 and not zero):
         raise InvalidInput(f"{name} must be a {'' if zero else 'positive '}duration like 30s or 5m, not {value!r}")
+    if not seconds <= most:  # NaN too
+        raise InvalidInput(f"{name} must be at most {most:g} seconds, not {value!r}")
     return float(seconds)
 
 
@@ -117,7 +133,7 @@ def duration_s(value: Any, name: str, *, zero: bool) -> float | None:
 class BreakerEvent:
     """What a release script reports when it changed a key's breaker: one log line each."""
 
-    what: str  # opened | reopened | closed
+    what: str  # opened | reopened | closed | tenant_opened
     failed: int = 0
     calls: int = 0
     cooldown_s: float = 0.0
@@ -129,10 +145,27 @@ def parse_event(raw: str | bytes | None) -> BreakerEvent | None:
     if not text:
         return None
     what, *rest = text.split(":")
-    if what not in ("opened", "reopened", "closed"):
+    if what not in ("opened", "reopened", "closed", "tenant_opened"):
         return None
     numbers = [int(x) for x in rest[:3]] + [0, 0, 0]
     return BreakerEvent(what, numbers[0], numbers[1], numbers[2] / 1000)
+
+
+def breaker_verdict(calls: int, fails: int, tenant_calls: int, tenant_fails: int, tenant: str, min_calls: int) -> str:
+    """Whose storm a TRANSIENT/TIMEOUT failure of `tenant` is, from the last minute's answered calls of the
+    key (calls, fails) and of the tenant alone: "key" (the key opens for everyone: more than half of at least
+    `min_calls` calls failed, and not the tenant's alone — the other tenants' calls fail too), "tenant" (only
+    this tenant's jobs park: more than half of at least `min_calls` of its own calls failed), or "". Jobs
+    without a tenant ("-") count as the key's. limits.lua's lim_breaker_rule is this rule, in Lua."""
+    key_storm = calls >= min_calls and fails * 2 > calls
+    if tenant in ("-", ""):
+        return "key" if key_storm else ""
+    others_calls, others_fails = calls - tenant_calls, fails - tenant_fails
+    if key_storm and others_fails >= 1 and others_fails * 2 > others_calls:
+        return "key"
+    if tenant_calls >= min_calls and tenant_fails * 2 > tenant_calls:
+        return "tenant"
+    return ""
 
 
 def check_key(key: str) -> str:

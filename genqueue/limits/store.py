@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from importlib import resources
 from typing import Any
 
 from redis import Redis
@@ -10,7 +11,9 @@ from redis.typing import EncodableT, FieldT
 
 from ..backend import keys
 from ..backend.replies import text
-from .rules import DEFAULT_COOLDOWN_S, Rate, check_key, parse_rate
+from ..backend.scripts import registered
+from ..errors import InvalidInput
+from .rules import DEFAULT_COOLDOWN_S, IDLE_TTL_S, Rate, check_concurrency, check_key, duration_s, parse_rate
 
 FIELDS = ("concurrency", "rate_n", "rate_period_ms", "cooldown_ms")
 BUCKET_MS, BUCKETS = 10_000, 6  # limits.lua's health buckets: the last minute in six 10-s buckets
@@ -29,26 +32,93 @@ def set_limits(
     check_key(key)
     mapping: dict[FieldT, EncodableT] = {}
     if concurrency is not None:
-        mapping["concurrency"] = int(concurrency)
+        mapping["concurrency"] = check_concurrency(concurrency)
     if rate is not None:
         parsed = parse_rate(rate)
         mapping.update(rate_n=parsed.n, rate_period_ms=parsed.period_ms)
     if cooldown_s is not None:
-        mapping["cooldown_ms"] = int(cooldown_s * 1000)
+        mapping["cooldown_ms"] = int((duration_s(cooldown_s, "cooldown", zero=True) or 0.0) * 1000)
     with connection.pipeline() as pipe:
         pipe.sadd(keys.LIMITS_KNOWN, key)
         if mapping:
             pipe.hset(keys.limit_prefix(key) + "cfg", mapping=mapping)
+            pipe.persist(keys.limit_prefix(key) + "cfg")  # an overridden key never idles out
         pipe.zadd(keys.LIMITS_WAKE, {key: 0})  # a raised limit wakes parked jobs at the next tick
         pipe.execute()
 
 
-def clear(connection: Redis, key: str) -> bool:
-    """Drop the Redis overrides (the task's declared limits apply again). False if there were none."""
+def _script(name: str) -> str:
+    return resources.files("genqueue.limits").joinpath("lua", name).read_text()
+
+
+RESUME, FORGET = _script("resume.lua"), _script("forget.lua")
+ADMIT, PRUNE = _script("known.lua") + _script("admit.lua"), _script("known.lua") + _script("prune.lua")
+
+
+def check_new_key(connection: Redis, key: str, max_keys: int) -> None:
+    """At enqueue: admit `key` (known already, or one more while fewer than `max_keys` distinct keys are
+    known — idle keys whose state expired are pruned first), else InvalidInput. Atomic (admit.lua): two
+    enqueues cannot both take the last place."""
     check_key(key)
-    removed = connection.hdel(keys.limit_prefix(key) + "cfg", *FIELDS)
-    connection.zadd(keys.LIMITS_WAKE, {key: 0})
-    return bool(removed)
+    ok, count = registered(connection, ADMIT)(
+        args=[
+            keys.LIMITS_KNOWN,
+            keys.LIMIT_PREFIX_HEAD,
+            keys.LIMIT_PREFIX_TAIL,
+            key,
+            int(max_keys),
+            int(time.time() * 1000),
+            IDLE_TTL_S * 1000,
+        ]
+    )
+    if not int(ok):
+        raise InvalidInput(
+            f"limit key {key} refused: {int(count)} distinct limit keys are in use, the most there may be "
+            f"(GENQUEUE_MAX_LIMIT_KEYS={max_keys}); idle keys expire after {IDLE_TTL_S // 60} min"
+        )
+
+
+def known_keys(connection: Redis) -> list[str]:
+    """The known keys, those whose state expired pruned first (so what metrics show stays bounded)."""
+    registered(connection, PRUNE)(args=[keys.LIMITS_KNOWN, keys.LIMIT_PREFIX_HEAD, keys.LIMIT_PREFIX_TAIL])
+    return sorted(text(k) for k in connection.smembers(keys.LIMITS_KNOWN))
+
+
+def resume(connection: Redis, key: str) -> dict[str, Any]:
+    """End the key's pause and open breakers (its own and its tenants') now, atomically; its parked jobs
+    wake at the next tick. Says what there was: {"key", "paused_for_s", "breaker", "tenant_breakers"}."""
+    check_key(key)
+    pause, state, tenants = registered(connection, RESUME)(
+        args=[keys.limit_prefix(key), keys.LIMITS_WAKE, key, int(time.time() * 1000)]
+    )
+    return {
+        "key": key,
+        "paused_for_s": round(int(pause) / 1000, 3) if int(pause) > 0 else None,
+        "breaker": (state.decode() if isinstance(state, bytes) else str(state)) or None,
+        "tenant_breakers": int(tenants),
+    }
+
+
+def clear(connection: Redis, key: str) -> dict[str, Any]:
+    """`genqueue limits rm`: drop the overrides (the task's declared limits apply again), the pause, the
+    breakers, the learned rate and the counters; the key itself when nothing of it is in flight or parked.
+    Says what there was and what was left: {"key", "overrides", "paused_for_s", "breaker", "in_flight",
+    "parked", "forgotten"} — `forgotten` False when in-flight or parked jobs keep the key."""
+    check_key(key)
+    known = bool(connection.sismember(keys.LIMITS_KNOWN, key))
+    overrides, pause, state, in_flight, parked = registered(connection, FORGET)(
+        args=[keys.limit_prefix(key), keys.LIMITS_WAKE, keys.LIMITS_KNOWN, key, int(time.time() * 1000)]
+    )
+    return {
+        "key": key,
+        "known": known,
+        "overrides": bool(overrides),
+        "paused_for_s": round(int(pause) / 1000, 3) if int(pause) > 0 else None,
+        "breaker": (state.decode() if isinstance(state, bytes) else str(state)) or None,
+        "in_flight": int(in_flight),
+        "parked": int(parked),
+        "forgotten": not in_flight and not parked,
+    }
 
 
 def _set_or_declared(cfg: dict[str, bytes], field: str) -> int:
@@ -60,13 +130,13 @@ def _num(value: bytes | None) -> int:
     return int(value) if value not in (None, b"") else 0
 
 
-READS = 9  # per key, in describe()'s first pipeline
+READS = 10  # per key, in describe()'s first pipeline
 
 
 def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
     """One row per limit key: state, in flight / cap, rate, parked, counters. Three round trips whatever
     the number of keys (names, every key's state, its parked lists' lengths): metrics scrape it."""
-    names = [check_key(key)] if key else sorted(text(k) for k in connection.smembers(keys.LIMITS_KNOWN))
+    names = [check_key(key)] if key else known_keys(connection)
     now = int(time.time() * 1000)
     with connection.pipeline(transaction=False) as reads:
         for name in names:
@@ -80,11 +150,12 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             reads.hgetall(p + "brk")
             reads.hgetall(p + "health")
             reads.hmget(p + "learned", "n", "period")
+            reads.hvals(p + "tbrk")
         replies = reads.execute() if names else []
     per_key = [replies[READS * i : READS * i + READS] for i in range(len(names))]
     with connection.pipeline(transaction=False) as reads:
         lengths = []
-        for name, (*_, ring, _stats, _brk, _health, _learned) in zip(names, per_key, strict=False):
+        for name, (*_, ring, _stats, _brk, _health, _learned, _tbrk) in zip(names, per_key, strict=False):
             tenants = list(dict.fromkeys(ring))
             lengths.append(len(tenants))
             for tenant in tenants:
@@ -92,7 +163,7 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
         parked_lists = iter(reads.execute() if any(lengths) else [])
     rows = []
     for name, reply, count in zip(names, per_key, lengths, strict=False):
-        cfg, in_flight, window, pause, _ring, stats, brk, health, learned = reply
+        cfg, in_flight, window, pause, _ring, stats, brk, health, learned, tbrk = reply
         parked = sum(next(parked_lists) for _ in range(count))
         cfg = {k.decode(): v for k, v in cfg.items()}
         cap, n, period = (_set_or_declared(cfg, f) for f in ("concurrency", "rate_n", "rate_period_ms"))
@@ -108,6 +179,7 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
                 "paused_for_s": round(wait_ms / 1000, 3) if wait_ms > 0 else None,
                 "cooldown_s": _num(cooldown) / 1000 if cooldown is not None else DEFAULT_COOLDOWN_S,
                 "rate_limited_1m": last_minute(health, now).get("r", 0),
+                "tenant_breakers_open": sum(1 for until in tbrk if int(until) > now),
                 "in_flight": in_flight,
                 "concurrency": cap or None,
                 "rate": str(Rate(n, period)) if n and period else None,

@@ -203,14 +203,26 @@ def causes(exc: BaseException, depth: int = CAUSE_DEPTH) -> Iterator[BaseExcepti
         current = nxt
 
 
-def _status_kind(code: int | None) -> ErrorKind | None:
+# The clients whose own retries include a 409 (OpenAI's and Anthropic's: their lock timeouts); for every other
+# client (google-genai, replicate, httpx, requests) and for HTTP itself a 409 Conflict is final.
+RETRIES_409_MODULES = ("openai", "anthropic")
+
+
+def _retries_409(exc: BaseException | None) -> bool:
+    module = type(exc).__module__ if exc is not None else ""
+    return any(module == m or module.startswith(m + ".") for m in RETRIES_409_MODULES)
+
+
+def _status_kind(code: int | None, exc: BaseException | None = None) -> ErrorKind | None:
     if code is None:
         return None
     if code == 429:
         return ErrorKind.RATE_LIMITED
     if code == 408:
         return ErrorKind.TIMEOUT
-    if code == 409 or code >= 500:  # 409: OpenAI's/Anthropic's lock timeout, which their SDKs retry
+    if code == 409:
+        return ErrorKind.TRANSIENT if _retries_409(exc) else ErrorKind.PERMANENT
+    if code >= 500:
         return ErrorKind.TRANSIENT
     if code in PERMANENT_STATUSES:
         return ErrorKind.PERMANENT
@@ -261,7 +273,7 @@ def should_retry_header_rule(exc: BaseException) -> ErrorKind | Verdict | None:
     if flag == "false":
         return Verdict(ErrorKind.PERMANENT, note="not retried: the server said x-should-retry: false")
     if flag == "true":
-        kind = _status_kind(status_code_of(exc))
+        kind = _status_kind(status_code_of(exc), exc)
         if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TIMEOUT, ErrorKind.TRANSIENT):
             return kind
         return Verdict(ErrorKind.TRANSIENT, note="retried: the server said x-should-retry: true")
@@ -269,7 +281,7 @@ def should_retry_header_rule(exc: BaseException) -> ErrorKind | Verdict | None:
 
 
 def http_status_rule(exc: BaseException) -> ErrorKind | None:
-    return _status_kind(status_code_of(exc))
+    return _status_kind(status_code_of(exc), exc)
 
 
 def connection_rule(exc: BaseException) -> ErrorKind | None:

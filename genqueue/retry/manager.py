@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..support.logs import get_logger
 from ..support.safe_text import safe_str
+from ..support.secrets import scrub
 from .classify import Classifier, Rule, retry_after_from, status_code_of
 from .kinds import ErrorKind, Reason
 from .policy import DEFAULT_POLICIES, RetryPolicy, merged_policies, override, scaled_policies
@@ -129,19 +130,20 @@ class RetryManager:
         elif bad is not None:
             log.warning("retry.bad_retry_after", value=repr(bad)[:100], error_type=type(exc).__name__)
         message = safe_str(exc) if verdict.note is None else f"[{verdict.note}] {safe_str(exc)}"
+        # Scrubbed, then cut: a secret cut in half would no longer be found, and its prefix would be stored.
         return Failure(
             kind=verdict.kind,
             type=type(exc).__name__,
-            message=_truncate(message, MESSAGE_MAX),
+            message=_truncate(scrub(message), MESSAGE_MAX),
             status_code=status_code_of(exc),
             retry_after=retry_after,
-            traceback=_truncate(traceback_text, TRACEBACK_MAX),
+            traceback=_truncate(scrub(traceback_text), TRACEBACK_MAX),
             reason=_reason_of(exc),
         )
 
     @staticmethod
     def crash_failure(message: str) -> Failure:
-        return Failure(kind=ErrorKind.CRASH, type="WorkHorseKilled", message=message)
+        return Failure(kind=ErrorKind.CRASH, type="WorkHorseKilled", message=scrub(message))
 
     def decide(self, failure: Failure, state: RetryState, *, now: float | None = None) -> Decision:
         kind = failure.kind

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .secrets import mask
+from .secrets import mask, scrub
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, WrappedLogger
@@ -48,9 +48,34 @@ def _mask_processor(_logger: WrappedLogger, _name: str, event_dict: EventDict) -
     return masked
 
 
+def _scrub_rendered(_logger: object, _name: str, line: str) -> str:
+    """The last processor: the rendered line (tracebacks included) without any known secret value."""
+    return scrub(line)
+
+
+class _ScrubbingRecord(logging.LogRecord):
+    """Standard-library records (RQ's own log lines, their tracebacks) without any known secret value."""
+
+    def getMessage(self) -> str:
+        return scrub(super().getMessage())
+
+
+def _install_record_scrubbing() -> None:
+    if logging.getLogRecordFactory() is not _record_factory:
+        logging.setLogRecordFactory(_record_factory)
+
+
+def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _ScrubbingRecord(*args, **kwargs)
+    if record.exc_info and not record.exc_text:
+        record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+    return record
+
+
 def configure(log_format: str = "auto", *, stream: TextIO | None = None, level: int = logging.INFO) -> None:
     """Record the settings; applied now if structlog is already in use, else at the first log call."""
     global _settings, _applied
+    _install_record_scrubbing()
     _settings, _applied = {"log_format": log_format, "stream": stream, "level": level}, False
     if "structlog" in sys.modules:
         _apply()
@@ -77,6 +102,7 @@ def _configure(log_format: str, stream: TextIO | None, level: int) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask_processor,
             renderer,
+            _scrub_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=stream),

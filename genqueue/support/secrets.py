@@ -107,3 +107,79 @@ def mask(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(mask(v) for v in value)
     return value
+
+
+# --- by value --------------------------------------------------------------------------------------------
+# Masking by key name cannot see a token inside text: an SDK's "Illegal header value b'Bearer sk-…\n'", a
+# provider echoing the request in its error body, a traceback. So the values themselves are removed from any
+# text genqueue writes (error messages, tracebacks, history, DLQ entries, log lines), before it is cut to
+# length: the values of the environment's secret-named variables (OPENAI_API_KEY, GENQUEUE_PROVIDER_TOKEN,
+# GENQUEUE_JWT_SECRET, …, the same rule as for keys) and any value a provider registers with remember().
+ENV_NOT_SECRET = frozenset({"PWD", "OLDPWD"})  # "pwd" is a password's word, but these are directories
+MIN_SECRET_LEN = 8  # shorter values are not scrubbed: "***" for every "true" or "1234" would wreck the text
+_remembered: set[str] = set()
+_values: tuple[str, ...] | None = None
+_env_seen: int | None = None
+
+
+def remember(value: str | None) -> None:
+    """Scrub this value (and its stripped form) from every text from now on, in this process."""
+    global _values
+    for form in _forms(value):
+        if form not in _remembered:
+            _remembered.add(form)
+            _values = None
+
+
+def _forms(value: str | None) -> list[str]:
+    if not isinstance(value, str):
+        return []
+    forms = {value, value.strip(), value.encode("unicode_escape").decode("ascii", "replace")}
+    return [f for f in forms if len(f.strip()) >= MIN_SECRET_LEN]
+
+
+def secret_values() -> tuple[str, ...]:
+    """What scrub() removes, longest first (a secret that contains another is removed whole)."""
+    global _values, _env_seen
+    import os
+
+    seen = hash(frozenset(os.environ.items()))
+    if _values is None or seen != _env_seen:
+        found = set(_remembered)
+        for name, value in os.environ.items():
+            if name not in ENV_NOT_SECRET and is_secret_key(name):
+                found.update(_forms(value))
+        _values, _env_seen = tuple(sorted(found, key=len, reverse=True)), seen
+    return _values
+
+
+def scrub(text: str) -> str:
+    """`text` with every known secret value replaced by ***."""
+    if not isinstance(text, str) or not text:
+        return text
+    for secret in secret_values():
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def scrub_data(value: Any) -> Any:
+    """scrub() over every string in nested data (keys too)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub_data(k): scrub_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(scrub_data(v) for v in value)
+    return value
+
+
+def check_credential(name: str, value: str | None) -> str | None:
+    """A credential read from the environment: whitespace or a newline in it (a secret file's trailing
+    newline) makes every call fail with the value in the error, so it is refused — naming the variable only."""
+    from ..errors import InvalidInput
+
+    if value and any(c.isspace() for c in value):
+        raise InvalidInput(f"{name} contains whitespace or a newline (a secret file's trailing newline?): remove it")
+    remember(value)
+    return value

@@ -42,7 +42,7 @@ end
 LIMITS = resources.files("genqueue.limits").joinpath("lua", "limits.lua").read_text()
 
 # ARGV: claim kind, a, b, c; L, then L limit arguments (a release: prefix, wake, key, job id, now ms,
-# pause ms, job prefix, queue prefix, outcome, breaker min calls, default cooldown ms; L = 0 for a job
+# pause ms, job prefix, queue prefix, outcome, breaker min calls, default cooldown ms, tenant; L = 0 for a job
 # without a limit key); then the recorded commands. Returns {1, the breaker's event or ''} or {0, found}.
 GUARD = (
     RUN_RECORDED
@@ -59,7 +59,7 @@ local l = tonumber(ARGV[5])
 run_recorded(6 + l)
 if l > 0 then
   return {1, lim_release(ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12],
-                         ARGV[13], ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16]))}
+                         ARGV[13], ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16]), ARGV[17])}
 end
 return {1, ''}
 """
@@ -69,10 +69,11 @@ return {1, ''}
 # same script that starts it; refused, it is parked (leaves the intermediate list, status deferred) and
 # none of the start's writes happen. ARGV: 'field', job key, 'status', 'queued', the claim's execution key;
 # L, then prefix, wake, known, key, job id, job key, tenant, now ms, cap, rate n, period ms, lease ms,
-# cooldown ms, intermediate list. A job no longer queued whose execution hash is this claim's own was started
-# by this very claim: the server died after running it and before answering, and PatientRetry sent it again
-# (the execution id is new for every claim, so nobody else's start matches) — that is a success, not a
-# duplicate dispatch, or the job would sit in the started registry, holding its slot, until the sweep.
+# cooldown ms, intermediate list, max_wait ms (a parked job's deadline: worker/parked.py). A job no longer
+# queued whose execution hash is this claim's own was started by this very claim: the server died after
+# running it and before answering, and PatientRetry sent it again (the execution id is new for every claim,
+# so nobody else's start matches) — that is a success, not a duplicate dispatch, or the job would sit in the
+# started registry, holding its slot, until the sweep.
 CLAIM = (
     RUN_RECORDED
     + LIMITS
@@ -86,7 +87,7 @@ local l = tonumber(ARGV[6])
 if l > 0 then
   local parked = lim_acquire(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13],
                              tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17]),
-                             tonumber(ARGV[18]), tonumber(ARGV[19]))
+                             tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[21]))
   if parked then
     redis.call('LREM', ARGV[20], 1, ARGV[11])
     return {2, parked[1], tostring(parked[2])}
@@ -101,7 +102,7 @@ RELEASE = (
     LIMITS
     + """
 return lim_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8],
-                   ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]))
+                   ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12])
 """
 )
 

@@ -19,6 +19,7 @@ from ..backend import keys
 from ..limits.rules import (
     BREAKER_MIN_CALLS,
     DEFAULT_COOLDOWN_S,
+    MAX_WAIT_BOUND_S,
     Limits,
     duration_s,
     generate_key,
@@ -27,7 +28,7 @@ from ..limits.rules import (
     render_key,
 )
 from ..retry.kinds import ErrorKind
-from ..retry.manager import Decision, Failure
+from ..retry.manager import DEFAULT_MAX_WAIT_S, Decision, Failure
 from ..retry.meta import gq
 from ..tasks.context import take_pause
 from ..tasks.registry import lookup
@@ -40,6 +41,7 @@ class JobLimit:
     key: str
     declared: Limits
     tenant: str
+    max_wait_s: float = DEFAULT_MAX_WAIT_S  # the job's: no pause of its key it causes lasts longer than this
 
     @property
     def prefix(self) -> str:
@@ -84,10 +86,20 @@ def limit_of(job) -> JobLimit | None:
         key, declared, user = render_key(spec.limit_key, kwargs), spec.limits or NO_LIMITS, kwargs.get("user_id")
     else:
         return None
-    tenant = gq(job).get("tenant") or user or "-"
+    meta = gq(job)
+    tenant = meta.get("tenant") or user or "-"
     if declared.cooldown_s is None:
         declared = replace(declared, cooldown_s=default_cooldown_s())
-    return JobLimit(key, declared, str(tenant))
+    return JobLimit(key, declared, str(tenant), max_wait_of(declared, meta))
+
+
+def max_wait_of(declared: Limits, meta: dict[str, Any]) -> float:
+    """The job's max_wait (the task's declaration, else the job's own, else 1 h), within its bounds."""
+    try:
+        wait = float(declared.max_wait_s or meta.get("max_wait") or DEFAULT_MAX_WAIT_S)
+    except (TypeError, ValueError):
+        wait = DEFAULT_MAX_WAIT_S
+    return wait if 0 < wait <= MAX_WAIT_BOUND_S else DEFAULT_MAX_WAIT_S
 
 
 def now_ms() -> int:
@@ -110,7 +122,12 @@ def acquire_args(limit: JobLimit | None, job, intermediate_key: str) -> list[Any
         lease_ms(job.timeout),
         limit.declared.cooldown_ms(),
         intermediate_key,
+        int(limit.max_wait_s * 1000),
     ]
+
+
+def pause_cap_ms(pause: int, max_wait_s: float) -> int:
+    return max(0, min(int(pause), int(max_wait_s * 1000)))
 
 
 def pause_ms(decision: Decision | None, failure: Failure | None) -> int:
@@ -141,10 +158,13 @@ def outcome_of(decision: Decision | None) -> str:
 def release_args(limit: JobLimit | None, job_id: str, pause: int = 0, outcome: str = "ok") -> list[Any]:
     """The release of the move that ends an attempt (success, retry, dead letter). Its pause is the longer
     of the move's own (`pause_ms`) and what the attempt asked for through `genqueue.current().pause_key`
-    (a provider's headers saying a limit is spent): taken here, once, for every move alike."""
+    (a provider's headers saying a limit is spent): taken here, once, for every move alike. Whatever a
+    provider said (`Retry-After: 3000000000`, a reset of `99999999h`), it never exceeds the job's max_wait:
+    a job waits that long at most before it is dead-lettered, so a longer pause would only hold up others."""
     pause = max(pause, int(take_pause(job_id) * 1000))
     if limit is None:
         return []
+    pause = pause_cap_ms(pause, limit.max_wait_s)
     return [
         limit.prefix,
         keys.LIMITS_WAKE,
@@ -157,15 +177,25 @@ def release_args(limit: JobLimit | None, job_id: str, pause: int = 0, outcome: s
         outcome,
         BREAKER_MIN_CALLS,
         limit.declared.cooldown_ms(),
+        limit.tenant,
     ]
 
 
-def log_event(log, key: str, raw) -> None:
+def log_event(log, key: str, raw, tenant: str | None = None) -> None:
     """The one log line a breaker change gets, written by the worker whose release changed it."""
     event = parse_event(raw)
     if event is None:
         return
-    if event.what == "closed":
+    if event.what == "tenant_opened":
+        log.warning(
+            "limit.tenant_breaker_opened",
+            key=key,
+            tenant=tenant,
+            failed=event.failed,
+            calls=event.calls,
+            cooldown_s=event.cooldown_s,
+        )
+    elif event.what == "closed":
         log.warning("limit.breaker_closed", key=key)
     else:
         log.warning(

@@ -17,12 +17,14 @@ from rq.utils import now, utcformat
 
 from ..backend import keys
 from .guarded import WAKE
+from .parked import expire_parked
 
 LOCK_TTL_MS = 5000
 BATCH = 500
 SCHEDULE_TICK_S = 0.5
 WAKE_BATCH = 100  # parked jobs woken per limit key per tick, at most
 WAKE_TICK_S = SCHEDULE_TICK_S  # with every pop waking due keys too (guarded.POP)
+EXPIRY_TICK_S = 1.0  # how often a worker looks for parked jobs past their max_wait
 _REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
@@ -34,6 +36,7 @@ class DueJobMover:
         self.connection = connection
         self.queue_names = queue_names
         self.holder = holder
+        self._next_expiry = 0.0
         self._lock = connection.register_script(_REFRESH)
         self._wake = connection.register_script(WAKE)
         self._move = connection.register_script(
@@ -41,6 +44,13 @@ class DueJobMover:
         )
 
     def wake(self, _connection: Redis | None = None) -> int:
+        woken = self._wake_parked()
+        if time.monotonic() >= self._next_expiry:  # parked jobs past their max_wait: to the DLQ (parked.py)
+            self._next_expiry = time.monotonic() + EXPIRY_TICK_S
+            expire_parked(self.connection)
+        return woken
+
+    def _wake_parked(self) -> int:
         """Parked jobs whose limit key may have room again (a rate window moved on, a pause ended, a dead
         holder's lease expired): back to the head of their queues, as far as the limits allow. Every worker
         runs it (it is one atomic script; the due keys are few), WAKE_TICK_S apart: a rate's token is not

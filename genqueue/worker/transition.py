@@ -121,7 +121,7 @@ def move_failed_job(
     if decision.is_retry and (execution is None) != (registry_claim is None):
         ok, event = _retry_guarded(connection, job, queue, decision, store, execution, also, registry_claim, release)
         if ok and limit is not None:
-            log_event(log, limit.key, event)
+            log_event(log, limit.key, event, limit.tenant)
         return ok
     with connection.pipeline() as pipe:
         for _ in range(MAX_TX_ATTEMPTS):
@@ -141,7 +141,7 @@ def move_failed_job(
                 if add_at is not None:
                     store.note_pruned(replies[add_at])
                 if release and limit is not None:
-                    log_event(log, limit.key, replies[-1])
+                    log_event(log, limit.key, replies[-1], limit.tenant)
                 return True
             except WatchError:
                 continue

@@ -89,3 +89,20 @@ def test_the_providers_page_has_a_badge_for_every_state_and_an_empty_state():
         "1 h",
         "1 h 2 min",
     ]
+
+
+def test_admins_resume_a_paused_key_and_it_is_audited(client, token, conn):
+    from genqueue.backend import audit, keys
+
+    key = f"api-{uuid.uuid4().hex[:8]}"
+    set_limits(conn, key, concurrency=1)
+    conn.set(keys.limit_prefix(key) + "pause", 1, px=600_000)
+    assert client.post(f"/api/limits/{key}/resume", headers=token("alice")).status_code == 403
+    r = client.post(f"/api/limits/{key}/resume", headers=token("ops", admin=True))
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["key"] == key and 500 < r.json()["data"]["paused_for_s"] <= 600
+    assert conn.exists(keys.limit_prefix(key) + "pause") == 0
+    [entry] = [a for a in audit.recent(conn, 50) if a["action"] == "limits.resume" and a["filters"]["key"] == key]
+    assert entry["who"].startswith("ops (tenant")
+    bad = client.post("/api/limits/no%20spaces/resume", headers=token("ops", admin=True))
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "VALIDATION_ERROR"

@@ -1,16 +1,18 @@
 """/api/limits (admin only): the provider limit keys as `genqueue limits --json` shows them — state, in
-flight / cap, rate, parked jobs, counters — over genqueue.limits.store.describe. Read-only: limits are set
-with `genqueue limits set`."""
+flight / cap, rate, parked jobs, counters — over genqueue.limits.store.describe; and `POST
+/api/limits/{key}/resume` (`genqueue limits resume`), audited. Limits are set with `genqueue limits set`."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...limits.store import describe
+from ...backend import audit
+from ...limits.store import describe, resume
 from ...support.secrets import mask
 from ...tenants.tenancy import Principal
 from ..deps import ServiceState, admin, service
+from . import actor
 
 router = APIRouter(prefix="/api/limits", tags=["limits (admin)"])
 
@@ -50,3 +52,30 @@ def list_limits(
     state: ServiceState = Depends(service),
 ) -> dict:
     return {"data": mask(describe(state.connection, key))}
+
+
+class Resumed(BaseModel):
+    key: str
+    paused_for_s: float | None = Field(None, description="what was left of the pause; null: none")
+    breaker: str | None = Field(None, description="the breaker's state that was closed; null: it was closed")
+    tenant_breakers: int = Field(0, description="tenants' own breakers closed")
+
+
+@router.post(
+    "/{key:path}/resume",
+    summary="End a key's pause and open breakers now (its parked jobs wake); audited",
+    response_model=dict[str, Resumed],
+)
+def resume_key(
+    key: str, request: Request, who: Principal = Depends(admin), state: ServiceState = Depends(service)
+) -> dict:
+    done = resume(state.connection, key)
+    audit.record(
+        state.connection,
+        "limits.resume",
+        "",
+        filters={"key": key},
+        counts={k: v for k, v in done.items() if k != "key" and v},
+        actor=actor(request, who),
+    )
+    return {"data": done}

@@ -13,13 +13,22 @@
 --                       the last 429 burst; P..'learned' HASH the rate learned from them (n, period ms)
 --   P..'health'  HASH   the last minute's outcomes in six 10-s buckets, slot i = bucket % 6: b<i> (bucket
 --                       number), c<i> (calls answered), f<i> (of them TRANSIENT/TIMEOUT), r<i> (429s)
+--   P..'thealth' HASH   the same per tenant: <tenant>|b<i>, <tenant>|c<i>, <tenant>|f<i>
+--   P..'tbrk'    HASH   tenant -> until (ms): the tenant's own breaker, open while its calls alone fail
 -- and two global keys: WAKE (ZSET limit key -> when to look at its parked jobs again, ms) and KNOWN (SET).
 -- A parked job's RQ status is 'deferred'; it is in exactly one place, its key's parked list.
 -- PARKED (HASH queue -> parked jobs of that queue, all keys) lets a burst worker wait for them: it is
 -- backend/keys.py's PARKED, spelled here because these functions are included in several scripts.
 local PARKED = 'genqueue:parked'
+-- DEADLINES (ZSET "<limit key>\n<tenant>\n<job id>" -> when the parked job's max_wait ends, ms): the parked jobs
+-- to dead-letter `rate_limit_wait_exceeded` (worker/parked.py); backend/keys.py's LIMITS_DEADLINES. The
+-- deadline is the job hash's gq_wait_until, set when it first parks, kept while it is woken and parked again,
+-- dropped when it gets its slot.
+local DEADLINES = 'genqueue:limits:deadlines'
 local BUCKET_MS, BUCKETS = 10000, 6
 local MAX_COOLDOWN_MS = 300000  -- a failed probe doubles the cooldown up to this
+local IDLE_TTL_MS = 3600000  -- limits.rules.IDLE_TTL_S: an idle key's state expires after this
+local MAX_PAUSE_MS = 86400000  -- limits.rules.MAX_WAIT_BOUND_S: the worker caps a pause at the job's max_wait
 
 local function lim_config(p, cap, n, period)
   local c = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms',
@@ -124,6 +133,57 @@ local function lim_health(p, now)
   return calls, fails, limited
 end
 
+-- One answered call of a tenant ('ok' | 'fail'), in the tenant's own buckets.
+local function lim_tenant_add(p, tenant, now, outcome)
+  local h, b = p .. 'thealth', math.floor(now / BUCKET_MS)
+  local i, pre = tostring(b % BUCKETS), tenant .. '|'
+  if tonumber(redis.call('HGET', h, pre .. 'b' .. i)) ~= b then
+    redis.call('HSET', h, pre .. 'b' .. i, b, pre .. 'c' .. i, 0, pre .. 'f' .. i, 0)
+  end
+  redis.call('HINCRBY', h, pre .. 'c' .. i, 1)
+  if outcome == 'fail' then redis.call('HINCRBY', h, pre .. 'f' .. i, 1) end
+  redis.call('PEXPIRE', h, BUCKET_MS * (BUCKETS + 1))
+end
+
+local function lim_tenant_health(p, tenant, now)
+  local b, pre, fields = math.floor(now / BUCKET_MS), tenant .. '|', {}
+  for i = 0, BUCKETS - 1 do
+    fields[#fields + 1] = pre .. 'b' .. i; fields[#fields + 1] = pre .. 'c' .. i; fields[#fields + 1] = pre .. 'f' .. i
+  end
+  local v = redis.call('HMGET', p .. 'thealth', unpack(fields))
+  local calls, fails = 0, 0
+  for i = 0, BUCKETS - 1 do
+    local bucket = tonumber(v[3 * i + 1])
+    if bucket and bucket > b - BUCKETS then
+      calls = calls + (tonumber(v[3 * i + 2]) or 0)
+      fails = fails + (tonumber(v[3 * i + 3]) or 0)
+    end
+  end
+  return calls, fails, fields
+end
+
+-- Whose storm a failure is (limits.rules.breaker_verdict is the same rule, tested with explicit numbers):
+-- 'key' (everyone's jobs park), 'tenant' (only this tenant's), or ''. Jobs without a tenant ('-') are
+-- counted as the key's, as before tenants were told apart.
+local function lim_breaker_rule(calls, fails, tcalls, tfails, tenant, min_calls)
+  local key_storm = calls >= min_calls and fails * 2 > calls
+  if tenant == '-' or tenant == '' then
+    if key_storm then return 'key' end
+    return ''
+  end
+  local others_calls, others_fails = calls - tcalls, fails - tfails
+  if key_storm and others_fails >= 1 and others_fails * 2 > others_calls then return 'key' end
+  if tcalls >= min_calls and tfails * 2 > tcalls then return 'tenant' end
+  return ''
+end
+
+-- until when (ms) the tenant's own breaker holds its jobs, or nil
+local function lim_tenant_open(p, tenant, now)
+  local untl = tonumber(redis.call('HGET', p .. 'tbrk', tenant))
+  if untl and untl > now then return untl end
+  return nil
+end
+
 -- The breaker as parked jobs see it: nil (closed, or open past its cooldown with no probe out: one job may
 -- go), or the time (ms) until which the key's jobs must wait (open; or half-open with a live probe out).
 local function lim_breaker_wait(p, now)
@@ -157,8 +217,16 @@ local function lim_next(p, now, cap, n, period)
   return at
 end
 
-local function lim_park(p, wake, key, job_id, job_key, tenant, at)
+local function lim_park(p, wake, key, job_id, job_key, tenant, at, now, max_wait_ms)
   local list = p .. 'parked:' .. tenant
+  if max_wait_ms and max_wait_ms > 0 then
+    local deadline = tonumber(redis.call('HGET', job_key, 'gq_wait_until'))
+    if not deadline then
+      deadline = now + max_wait_ms
+      redis.call('HSET', job_key, 'gq_wait_until', deadline)
+    end
+    redis.call('ZADD', DEADLINES, deadline, key .. '\n' .. tenant .. '\n' .. job_id)
+  end
   if redis.call('RPUSH', list, job_id) == 1 then redis.call('RPUSH', p .. 'ring', tenant) end
   redis.call('HSET', job_key, 'status', 'deferred')
   redis.call('HINCRBY', PARKED, redis.call('HGET', job_key, 'origin') or '', 1)
@@ -174,31 +242,41 @@ end
 -- Take a slot and a rate token for job_id, or park it. Returns nil (acquired) or {why, wake_at}.
 -- An open breaker parks the key's jobs until its cooldown ends; then the first job that gets a slot and
 -- a token becomes the probe (half-open), and the others park until the probe's release tells.
-local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, cap, n, period, lease, cooldown)
+local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, cap, n, period, lease, cooldown,
+                           max_wait_ms)
   redis.call('SADD', known, key)
   lim_declare(p, cap, n, period, cooldown)
+  redis.call('PERSIST', p .. 'cfg')  -- in use: not idle (lim_expire_if_idle)
+  redis.call('PERSIST', p .. 'stats')
   cap, n, period = lim_config(p, cap, n, period)
   local pause = redis.call('PTTL', p .. 'pause')
   if pause > 0 then
-    lim_park(p, wake, key, job_id, job_key, tenant, now + pause)
+    lim_park(p, wake, key, job_id, job_key, tenant, now + pause, now, max_wait_ms)
     redis.call('HINCRBY', p .. 'stats', 'paused', 1)
     return {'paused', now + pause}
   end
+  local tenant_until = lim_tenant_open(p, tenant, now)
+  if tenant_until then  -- its own calls failed: its jobs wait, never the key's probe
+    lim_park(p, wake, key, job_id, job_key, tenant, tenant_until, now, max_wait_ms)
+    redis.call('HINCRBY', p .. 'stats', 'tenant_held', 1)
+    return {'tenant_breaker', tenant_until}
+  end
   local held, broken, prober = lim_breaker_wait(p, now)
   if held and prober ~= job_id then
-    lim_park(p, wake, key, job_id, job_key, tenant, held)
+    lim_park(p, wake, key, job_id, job_key, tenant, held, now, max_wait_ms)
     redis.call('HINCRBY', p .. 'stats', 'held', 1)
     return {'breaker', held}
   end
   lim_prune(p, now, period)
   if (cap > 0 and redis.call('ZCARD', p .. 'slots') >= cap) or (n > 0 and redis.call('ZCARD', p .. 'win') >= n) then
     local at = lim_next(p, now, cap, n, period)
-    lim_park(p, wake, key, job_id, job_key, tenant, at)
+    lim_park(p, wake, key, job_id, job_key, tenant, at, now, max_wait_ms)
     redis.call('HINCRBY', p .. 'stats', 'throttled', 1)
     return {'throttled', at or 0}
   end
   if cap > 0 then redis.call('ZADD', p .. 'slots', now + lease, job_id) end
   if n > 0 then redis.call('ZADD', p .. 'win', now, job_id .. ':' .. now) end
+  redis.call('HDEL', job_key, 'gq_wait_until')
   if broken then
     redis.call('HSET', p .. 'brk', 'state', 'half-open', 'probe', job_id, 'probe_until', now + lease)
     redis.call('HINCRBY', p .. 'stats', 'probes', 1)
@@ -227,14 +305,22 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
   if broken then free = 1 end  -- past the cooldown: one job goes, to probe
   if cap > 0 then free = math.min(free, cap - redis.call('ZCARD', p .. 'slots')) end
   if n > 0 then free = math.min(free, n - redis.call('ZCARD', p .. 'win')) end
-  local woken = 0
-  while woken < free do
+  local woken, skipped, later = 0, 0, nil
+  while woken < free and skipped < redis.call('LLEN', p .. 'ring') do
     local tenant = redis.call('LPOP', p .. 'ring')
     if not tenant then break end
     local list = p .. 'parked:' .. tenant
+    local tenant_until = lim_tenant_open(p, tenant, now)
+    if tenant_until then  -- its own breaker holds its jobs: the others go first (and a probe is never its)
+      redis.call('RPUSH', p .. 'ring', tenant)
+      skipped = skipped + 1
+      if not later or tenant_until < later then later = tenant_until end
+    else
+    skipped = 0
     local id = redis.call('LPOP', list)
     if redis.call('LLEN', list) > 0 then redis.call('RPUSH', p .. 'ring', tenant) end
     if id then
+      redis.call('ZREM', DEADLINES, key .. '\n' .. tenant .. '\n' .. id)
       local job_key = job_prefix .. id
       local origin = redis.call('HGET', job_key, 'origin')
       if origin then redis.call('HINCRBY', PARKED, origin, -1) end
@@ -244,11 +330,13 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
         woken = woken + 1
       end
     end
+    end
   end
   if woken > 0 then redis.call('HINCRBY', p .. 'stats', 'woken', woken) end
   if redis.call('LLEN', p .. 'ring') > 0 then
     local at = lim_next(p, now, cap, n, period)
     if broken and woken > 0 then at = now + 1000 end  -- the probe's release wakes the rest; this is the fallback
+    if later and (not at or later < at) then at = later end
     redis.call('ZADD', wake, 'LT', at or (now + 1000), key)
   end
   return woken
@@ -259,7 +347,7 @@ end
 -- half of at least min_calls answered calls failing within the last minute opens it for the cooldown; the
 -- probe's outcome closes it (anything but 'fail') or opens it again for twice as long. Returns the event
 -- for the worker's one log line: '' or 'opened:<failed>:<calls>:<cooldown ms>', 'closed', 'reopened:…'.
-local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown)
+local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown, tenant)
   if outcome == '' then
     if redis.call('HGET', p .. 'brk', 'probe') == job_id then redis.call('HDEL', p .. 'brk', 'probe', 'probe_until') end
     return ''
@@ -267,6 +355,7 @@ local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, 
   local counted = outcome
   if outcome == 'answered' then counted = 'ok' end
   lim_health_add(p, now, counted)
+  if counted ~= 'limited' then lim_tenant_add(p, tenant, now, counted) end
   local brk = redis.call('HMGET', p .. 'brk', 'state', 'probe', 'cooldown')
   if brk[1] then
     if brk[1] ~= 'half-open' or brk[2] ~= job_id then return '' end
@@ -284,21 +373,43 @@ local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, 
   local cooldown = lim_cooldown(p, default_cooldown)
   if cooldown <= 0 then return '' end
   local calls, fails = lim_health(p, now)
-  if calls < min_calls or fails * 2 <= calls then return '' end
+  local tcalls, tfails, tfields = lim_tenant_health(p, tenant, now)
+  local verdict = lim_breaker_rule(calls, fails, tcalls, tfails, tenant, min_calls)
+  if verdict == 'tenant' then
+    if lim_tenant_open(p, tenant, now) then return '' end
+    redis.call('HSET', p .. 'tbrk', tenant, now + cooldown)
+    if redis.call('PTTL', p .. 'tbrk') < cooldown then redis.call('PEXPIRE', p .. 'tbrk', cooldown) end
+    redis.call('HDEL', p .. 'thealth', unpack(tfields))  -- its next storm is counted afresh
+    redis.call('HINCRBY', p .. 'stats', 'tenant_breaker_opens', 1)
+    redis.call('ZADD', wake, 'LT', now + cooldown, key)
+    return 'tenant_opened:' .. tfails .. ':' .. tcalls .. ':' .. cooldown
+  end
+  if verdict ~= 'key' then return '' end
   redis.call('HSET', p .. 'brk', 'state', 'open', 'until', now + cooldown, 'cooldown', cooldown)
   redis.call('HINCRBY', p .. 'stats', 'breaker_opens', 1)
   redis.call('ZADD', wake, now + cooldown, key)
   return 'opened:' .. fails .. ':' .. calls .. ':' .. cooldown
 end
 
+-- An idle key — nothing in flight or parked, no override, no pause, breaker closed — expires after
+-- IDLE_TTL_MS unless a job uses it again (lim_acquire persists it); its known-set entry is pruned then.
+local function lim_expire_if_idle(p)
+  if redis.call('ZCARD', p .. 'slots') > 0 or redis.call('LLEN', p .. 'ring') > 0 or
+     redis.call('EXISTS', p .. 'pause', p .. 'brk', p .. 'tbrk') > 0 then return end
+  local o = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms', 'cooldown_ms')
+  if o[1] or o[2] or o[3] or o[4] then return end
+  for _, name in ipairs({'cfg', 'stats', 'win'}) do redis.call('PEXPIRE', p .. name, IDLE_TTL_MS) end
+end
+
 -- A move's release: give the slot back, let the breaker count the outcome, pause the key for pause_ms (a
 -- 429's Retry-After, or reset headers at zero) and wake parked jobs if that freed room (all the room a
 -- closing breaker frees, else one). Returns the breaker's event ('' if none).
-local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
-                           default_cooldown)
+local function lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
+                                default_cooldown, tenant)
   redis.call('ZREM', p .. 'slots', job_id)
+  if pause_ms > MAX_PAUSE_MS then pause_ms = MAX_PAUSE_MS end
   lim_learn(p, job_id, now, outcome, pause_ms)
-  local event = lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown)
+  local event = lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown, tenant)
   if pause_ms > 0 then
     if outcome == 'limited' then redis.call('HINCRBY', p .. 'stats', 'rate_limited', 1) end
     if redis.call('PTTL', p .. 'pause') < pause_ms then
@@ -308,9 +419,18 @@ local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queu
     end
     return event
   end
-  if event ~= '' and event ~= 'closed' then return event end
+  if event ~= '' and event ~= 'closed' and string.sub(event, 1, 7) ~= 'tenant_' then return event end
   local max = 1
   if event == 'closed' then max = 100 end
   lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
+  return event
+end
+
+local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
+                           default_cooldown, tenant)
+  if tenant == nil or tenant == '' then tenant = '-' end
+  local event = lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
+                                 default_cooldown, tenant)
+  lim_expire_if_idle(p)
   return event
 end

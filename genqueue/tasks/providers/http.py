@@ -8,7 +8,9 @@ and `retry_after` from `retry-after-ms`; httpx's timeouts and connection errors 
 (`x-ratelimit-remaining-*: 0`, `anthropic-ratelimit-*-remaining: 0`, …, with their reset) pauses the job's
 limit key until the reset (providers/headers.py). The client never retries and never follows redirects:
 genqueue retries the job. The token is never logged, and never part of an error's message: a server that
-echoes the request back in its error body gets the token replaced by ***.
+echoes the request back in its error body gets the token replaced by *** (before the body is cut to length).
+A token with whitespace or a newline in it is refused when the provider is configured (`genqueue worker`
+exits 2 naming GENQUEUE_PROVIDER_TOKEN).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ...errors import InvalidInput
+from ...support.secrets import check_credential
+from ...support.secrets import scrub as scrub_known
 from .headers import pause_if_spent
 from .timeouts import call_timeout, configured_timeout
 
@@ -37,17 +41,18 @@ def safe_url(url: str) -> str:
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """This provider's own secrets, then every known one (support.secrets), out of `text`."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return text
+    return scrub_known(text)
 
 
 class ProviderHTTPError(httpx.HTTPStatusError):
     """A non-2xx answer: the status, the response headers, and a short body with secrets removed."""
 
     def __init__(self, response: httpx.Response, *, url: str, secrets: tuple[str, ...] = ()):
-        body = scrub(response.text[:BODY_SNIPPET].strip(), secrets)
+        body = scrub(response.text, secrets).strip()[:BODY_SNIPPET]  # scrubbed, then cut: no secret's prefix kept
         reason = response.reason_phrase or ""
         message = f"HTTP {response.status_code} {reason} from {safe_url(url)}".rstrip()
         super().__init__(f"{message}: {body}" if body else message, request=response.request, response=response)
@@ -72,7 +77,8 @@ class HTTPProvider:
             raise InvalidInput("GENQUEUE_PROVIDER=http needs GENQUEUE_PROVIDER_URL (the endpoint to POST payloads to)")
         if urlsplit(url).scheme not in ("http", "https"):
             raise InvalidInput(f"GENQUEUE_PROVIDER_URL must be an http(s) URL, not {safe_url(url)!r}")
-        return cls(url, token=env.get("GENQUEUE_PROVIDER_TOKEN"), timeout_s=configured_timeout(env))
+        token = check_credential("GENQUEUE_PROVIDER_TOKEN", env.get("GENQUEUE_PROVIDER_TOKEN"))
+        return cls(url, token=token, timeout_s=configured_timeout(env))
 
     def headers(self, job_id: str) -> dict[str, str]:
         headers = {"Idempotency-Key": job_id, "Accept": "application/json"}

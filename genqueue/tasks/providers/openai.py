@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import InvalidInput
+from ...support.secrets import check_credential
 from .headers import pause_if_spent
 from .timeouts import call_timeout, configured_timeout
 
@@ -134,7 +135,7 @@ class OpenAIProvider:
         timeout_s = configured_timeout(env)
         try:
             client = openai.OpenAI(
-                api_key=env.get("OPENAI_API_KEY") or None,
+                api_key=check_credential("OPENAI_API_KEY", env.get("OPENAI_API_KEY")) or None,
                 base_url=env.get("OPENAI_BASE_URL") or None,
                 max_retries=0,
                 timeout=timeout_s,

@@ -106,3 +106,24 @@ def test_the_last_minute_counts_only_its_own_buckets():
         b"r3": b"9",
     }  # 70 s ago: stale, not counted
     assert last_minute(health, now) == {"c": 8, "f": 7, "r": 1}
+
+
+@pytest.mark.parametrize(
+    ("calls", "fails", "tenant_calls", "tenant_fails", "tenant", "verdict"),
+    [
+        (9, 5, 5, 5, "A", "tenant"),  # A's 5 failures among B's 4 successes: A's own breaker only
+        (105, 100, 100, 100, "A", "tenant"),  # A all failing, B's 5 calls fine
+        (5, 5, 5, 5, "A", "tenant"),  # A alone: nobody else's calls say the provider is down
+        (6, 6, 5, 5, "B", "key"),  # A's 5 and B's 1 failing: not one tenant's
+        (5, 5, 3, 3, "A", "key"),  # two tenants failing
+        (25, 6, 5, 5, "A", "tenant"),  # the key as a whole is fine: A's storm is A's
+        (4, 4, 4, 4, "A", ""),  # too few calls to judge
+        (10, 5, 5, 5, "A", "tenant"),  # key not past half (5 of 10); A's own is
+        (5, 5, 5, 5, "-", "key"),  # jobs without a tenant are the key's, as before
+        (8, 4, 8, 4, "-", ""),
+    ],
+)
+def test_breaker_verdict(calls, fails, tenant_calls, tenant_fails, tenant, verdict):
+    from genqueue.limits.rules import breaker_verdict
+
+    assert breaker_verdict(calls, fails, tenant_calls, tenant_fails, tenant, 5) == verdict

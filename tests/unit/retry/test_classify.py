@@ -147,8 +147,13 @@ class Wrapper(Exception):  # an SDK's APIConnectionError: a name no rule knows, 
     pass
 
 
-def test_409_is_transient_now():
-    assert Classifier().classify(HTTPError(409)) is K.TRANSIENT
+def test_409_is_permanent_unless_the_client_retries_it():
+    assert Classifier().classify(HTTPError(409)) is K.PERMANENT
+    for module in ("openai", "anthropic._exceptions"):
+        sdk_error = type("ConflictError", (HTTPError,), {"__module__": module})
+        assert Classifier().classify(sdk_error(409)) is K.TRANSIENT, module
+    lookalike = type("ConflictError", (HTTPError,), {"__module__": "openai_compat"})
+    assert Classifier().classify(lookalike(409)) is K.PERMANENT
 
 
 @pytest.mark.parametrize(
