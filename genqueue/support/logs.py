@@ -48,7 +48,7 @@ def _mask_processor(_logger: WrappedLogger, _name: str, event_dict: EventDict) -
     return masked
 
 
-def _scrub_rendered(_logger: object, _name: str, line: str) -> str:
+def _scrub_rendered(_logger: Any, _name: str, line: Any) -> Any:
     """The last processor: the rendered line (tracebacks included) without any known secret value."""
     return scrub(line)
 

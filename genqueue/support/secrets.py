@@ -114,7 +114,7 @@ def mask(value: Any) -> Any:
 # provider echoing the request in its error body, a traceback. So the values themselves are removed from any
 # text genqueue writes (error messages, tracebacks, history, DLQ entries, log lines), before it is cut to
 # length: the values of the environment's secret-named variables (OPENAI_API_KEY, GENQUEUE_PROVIDER_TOKEN,
-# GENQUEUE_JWT_SECRET, …, the same rule as for keys) and any value a provider registers with remember().
+# GENQUEUE_API_JWT_SECRET, …, the same rule as for keys) and any value a provider registers with remember().
 ENV_NOT_SECRET = frozenset({"PWD", "OLDPWD"})  # "pwd" is a password's word, but these are directories
 MIN_SECRET_LEN = 8  # shorter values are not scrubbed: "***" for every "true" or "1234" would wreck the text
 _remembered: set[str] = set()

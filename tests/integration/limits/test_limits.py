@@ -50,9 +50,11 @@ def flaky(n: int) -> int:
 
 
 @genqueue.task(limit_key="solo-TAG")
-def solo(n: int, seconds: float = 0.05, user_id: str = "a") -> int:
+def solo(n: int, seconds: float = 0.05, user_id: str = "a", hold: bool = False) -> int:
     conn = get_current_job().connection
     conn.rpush("solo-TAG:runs", n)
+    if hold:  # keep the slot until the test says so: a fixed time is a budget a loaded machine can eat
+        conn.blpop("solo-TAG:release", timeout=120)
     time.sleep(seconds if genqueue.current().attempt == 1 else 0.05)  # a retry after a crash is quick
     return n
 '''
@@ -101,7 +103,7 @@ def test_tenants_take_turns_within_a_key(env, workers, lab, conn, queue_name):
     key = f"solo-{tag}"
     assert run_cli(env, "limits", "set", key, "--concurrency", "1").code == 0
     task = f"{module}.solo"
-    enqueue_task(conn, queue_name, task, {"n": 0, "seconds": 3.0})  # holds the only slot while the rest park
+    enqueue_task(conn, queue_name, task, {"n": 0, "hold": True})  # holds the only slot while the rest park
     for _ in range(3):
         workers(simple=True, extra=("--tasks", module))
     wait_for(lambda: conn.llen(f"{key}:runs") == 1, message="the first job to hold the slot")
@@ -111,6 +113,8 @@ def test_tenants_take_turns_within_a_key(env, workers, lab, conn, queue_name):
     b_jobs = list(range(1000, 1005))
     for i in b_jobs:
         enqueue_task(conn, queue_name, task, {"n": i, "user_id": "b"})
+    wait_for(lambda: limits_row(env, key)["parked"] == 505, timeout=60, message="tenant b's jobs parked")
+    conn.rpush(f"{key}:release", 1)
 
     def order():
         return [int(x) for x in conn.lrange(f"{key}:runs", 0, -1)]
