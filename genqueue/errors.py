@@ -20,6 +20,12 @@ class InvalidId(InvalidInput):
     code = "INVALID_ID"
 
 
+class UnsupportedServer(InvalidInput):
+    """REDIS_URL points at a server genqueue cannot run on (a Redis Cluster node)."""
+
+    code = "UNSUPPORTED_SERVER"
+
+
 class NotFound(GenqueueError):
     exit_code = 3
     code = "NOT_FOUND"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from ..backend import keys
+from ..backend.connection import sibling
 from ..backend.outage import OutageTooLong
 from ..support.logs import get_logger
 
@@ -84,10 +85,7 @@ class Heartbeat(threading.Thread):
     ) -> None:
         super().__init__(name=f"genqueue-heartbeat-{worker_name}", daemon=True)
         # A client of its own: the work horse inherits the worker's pool, never this one.
-        pool = connection.connection_pool
-        self.connection = Redis(
-            connection_pool=pool.__class__(connection_class=pool.connection_class, **pool.connection_kwargs)
-        )
+        self.connection = sibling(connection)
         self.worker_name = worker_name
         self.claim = claim
         self.ttl_ms = max(1000, int(ttl_s * 1000))
