@@ -209,6 +209,21 @@ class _FollowingSentinelPool(SentinelConnectionPool):
         return super().get_connection(*args, **kwargs)
 
 
+class _Sentinels(Sentinel):
+    """redis-py asks `SENTINEL MASTERS`, which names the former primary until the failover has ended (every
+    replica reconfigured: seconds after the promotion, while the former primary still takes writes, lost
+    later). `SENTINEL GET-MASTER-ADDR-BY-NAME` names the promoted replica as soon as it is one; it is asked
+    of the sentinel that has just answered for the service's state (healthy, enough peers)."""
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        address = super().discover_master(service_name)  # puts the sentinel that answered first
+        with contextlib.suppress(RedisError, OSError, TypeError, ValueError):
+            host, port = self.sentinels[0].sentinel_get_master_addr_by_name(service_name)
+            host = host.decode() if isinstance(host, bytes) else host
+            return (self._force_master_ip or host, int(port))
+        return address
+
+
 class _PrimaryConnection(FollowsPrimary, Connection):
     pass
 
@@ -250,7 +265,7 @@ def client_for(target: Target | str, *, retry: Retry, **options: Any) -> Redis:
         sentinel_options.update(username=target.sentinel_username, password=target.sentinel_password)
         if target.tls:
             sentinel_options["ssl"] = True
-        manager = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)
+        manager = _Sentinels(list(target.sentinels), sentinel_kwargs=sentinel_options)
         client = manager.master_for(
             target.service,
             connection_pool_class=_FollowingSentinelPool,
