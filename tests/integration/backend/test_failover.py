@@ -24,7 +24,7 @@ from genqueue.backend.outage import PatientRetry
 from genqueue.dlq.store import DLQStore
 from genqueue.jobs.enqueue import enqueue
 from tests.ha_servers import SERVICE, Group, data_node, promoted_after
-from tests.helpers import WorkerProcess, wait_for
+from tests.helpers import WorkerProcess, run_cli, wait_for
 
 JOBS = 60
 LATE = 30  # enqueued by the producer around the event
@@ -182,11 +182,17 @@ def test_a_worker_whose_server_turns_replica_and_back_carries_on(env, queue_name
     ids = [f"{queue_name}-{i}" for i in range(JOBS)]
     for i, job_id in enumerate(ids):
         enqueue(conn, queue_name, {"prompt": "p", "simulate": OUTCOMES[i % 3]}, job_id=job_id)
-    workers = [WorkerProcess(e, queue_name), WorkerProcess(e, queue_name, simple=True)]
+    workers = [
+        WorkerProcess(e, queue_name),
+        WorkerProcess(e, queue_name, simple=True),
+        WorkerProcess(e, queue_name, extra=("--concurrency", "4")),
+    ]
     try:
         wait_for(lambda: finished(conn, ids) >= JOBS // 4, timeout=30, message="a quarter of the jobs to finish")
         dead = data_node(tmp_path, "nobody").port  # nothing listens there: the replica never syncs, keeps its data
         admin.replicaof("127.0.0.1", dead)
+        cli = run_cli(e, "enqueue", "--payload", '{"prompt": "p"}')
+        assert cli.code == 5 and cli.stderr.count("\n") == 1 and "not a writable primary" in cli.stderr
         frozen = finished(admin, ids)
         time.sleep(1.5)  # the scenario: how long the server stays a replica
         assert finished(admin, ids) == frozen, "a replica finished jobs"
@@ -198,7 +204,7 @@ def test_a_worker_whose_server_turns_replica_and_back_carries_on(env, queue_name
         assert finished(admin, ids) == frozen and frozen < JOBS, "writes went through without a replica"
         admin.config_set("min-replicas-to-write", 0)
         wait_for(lambda: finished(admin, ids) == JOBS, timeout=60, interval=0.2, message="every job to finish")
-        assert [w.alive() for w in workers] == [True, True], "a worker exited"
+        assert [w.alive() for w in workers] == [True] * 3, "a worker exited"
         assert_nothing_left(admin, queue_name)
     finally:
         for w in workers:
