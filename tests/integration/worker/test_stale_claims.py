@@ -18,9 +18,9 @@ def test_a_claim_its_live_worker_no_longer_lists_is_retried_as_crash(conn, setti
     queue = settings.queue
     job_id = enqueue(conn, queue, {"prompt": "p"}, max_retries=0).job.id
     conn.lrem(f"rq:queue:{queue}", 0, job_id)  # as if popped and started on the former primary
-    worker = WorkerProcess(dict(env, **FAST), queue)
+    name = f"w-{queue}"  # the session's server is shared: other tests' workers are registered too
+    worker = WorkerProcess(dict(env, **FAST), queue, extra=("--name", name))
     try:
-        name = wait_for(lambda: conn.smembers("genqueue:workers"), message="the worker to register").pop().decode()
         wait_for(lambda: conn.exists(f"genqueue:claims:{name}"), message="the worker to publish its claims")
         execution = uuid.uuid4().hex
         member = f"{job_id}:{execution}"
