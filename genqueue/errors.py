@@ -55,6 +55,12 @@ class ServerUnavailable(GenqueueError):
     retryable = True
 
 
+class NotDurable(ServerUnavailable):
+    """A write reached the primary but not GENQUEUE_WAIT_REPLICAS replicas in time; retry it (same id)."""
+
+    code = "NOT_DURABLE"
+
+
 class CorruptEntry(GenqueueError):
     exit_code = 1
     code = "CORRUPT_ENTRY"

@@ -31,6 +31,8 @@ class Settings:
     api_tasks: tuple[str, ...] = ()  # GENQUEUE_API_TASKS: task names non-admins may enqueue over HTTP
     concurrency: int | None = None  # GENQUEUE_CONCURRENCY: jobs at once in one worker process (None: fork)
     shutdown_grace_s: float = 8.0  # GENQUEUE_SHUTDOWN_GRACE: a concurrent worker's wait for jobs on SIGTERM
+    wait_replicas: int | None = None  # GENQUEUE_WAIT_REPLICAS: N, or -1 for all (backend/durable.py); None: off
+    wait_timeout_s: float = 1.0  # GENQUEUE_WAIT_TIMEOUT: how long an acknowledged write waits for them
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -54,10 +56,27 @@ class Settings:
             api_tasks=_names(env, "GENQUEUE_API_TASKS"),
             concurrency=_positive(env, "GENQUEUE_CONCURRENCY", None, int),
             shutdown_grace_s=_positive(env, "GENQUEUE_SHUTDOWN_GRACE", 8.0),
+            wait_replicas=parse_wait_replicas(env.get("GENQUEUE_WAIT_REPLICAS")),
+            wait_timeout_s=_positive(env, "GENQUEUE_WAIT_TIMEOUT", 1.0),
         )
 
     def with_queue(self, queue: str | None) -> Settings:
         return self if not queue else replace(self, queue=queue)
+
+
+WAIT_ALL_REPLICAS = -1  # GENQUEUE_WAIT_REPLICAS=all (backend/durable.py says what "all" counts)
+
+
+def parse_wait_replicas(raw: str | None) -> int | None:
+    """GENQUEUE_WAIT_REPLICAS: unset/`0`/`off` = no waiting, `all`, or a positive whole number."""
+    text = (raw or "").strip().lower()
+    if text in ("", "0", "off", "no", "false"):
+        return None
+    if text == "all":
+        return WAIT_ALL_REPLICAS
+    if text.isdigit():
+        return int(text)
+    raise InvalidInput(f"GENQUEUE_WAIT_REPLICAS must be a number of replicas or 'all', not {raw!r}")
 
 
 def _names(env, name: str) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConn
 
 from ..errors import InvalidInput, ServerUnavailable, UnsupportedServer
 from ..settings import Settings
+from . import durable
 from .outage import FollowsPrimary, OutageTooLong, PatientRetry, quick_retry, short_retry
 
 SERVER_START_TIMEOUT_S = 15.0
@@ -75,7 +76,8 @@ def connect(settings: Settings, *, start_embedded: bool = True, patient: bool = 
         if start_embedded:
             server.start()
         url = server.url
-    return connect_url(url, retry=PatientRetry(settings.redis_outage_s) if patient else None)
+    client = connect_url(url, retry=PatientRetry(settings.redis_outage_s) if patient else None)
+    return durable.attach(client, settings.wait_replicas, settings.wait_timeout_s)
 
 
 def connect_url(url: str, *, retry: Retry | None = None) -> Redis:

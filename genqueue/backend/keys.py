@@ -70,6 +70,9 @@ def unclaimed_seen(started_key: str) -> str:
     return f"genqueue:unclaimed-seen:{started_key}"
 
 
+DURABLE_CHANNEL = "genqueue:durable"  # PUBLISHed before a WAIT that confirms earlier writes (durable.py)
+
+
 def sweep_lock(queue: str) -> str:
     """STRING NX PX: one sweeper per queue per interval."""
     return f"genqueue:sweep-lock:{{{queue}}}"

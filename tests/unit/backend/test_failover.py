@@ -89,3 +89,28 @@ def test_a_sentinel_client_is_built_without_io_and_carries_its_target():
     assert pool.service_name == "gq" and pool.connection_kwargs["db"] == 4
     assert client.genqueue_target.service == "gq"
     client.close()
+
+
+@pytest.mark.parametrize(
+    "raw,expected", [(None, None), ("", None), ("0", None), ("off", None), ("all", -1), ("ALL", -1), ("2", 2)]
+)
+def test_wait_replicas_parses_a_number_all_or_off(raw, expected):
+    from genqueue.settings import parse_wait_replicas
+
+    assert parse_wait_replicas(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["most", "-1", "1.5"])
+def test_wait_replicas_refuses_anything_else(raw):
+    from genqueue.settings import parse_wait_replicas
+
+    with pytest.raises(InvalidInput):
+        parse_wait_replicas(raw)
+
+
+def test_not_durable_is_a_retryable_503():
+    from genqueue.api.errors import status_of
+    from genqueue.errors import NotDurable
+
+    error = NotDurable("x")
+    assert status_of(error) == (503, "NOT_DURABLE") and error.retryable and error.exit_code == 5
