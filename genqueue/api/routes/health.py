@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from redis.exceptions import RedisError
 
-from ...backend.connection import cluster_enabled, cluster_refusal, sibling
+from ...backend.connection import sibling, unsupported
 from ...backend.outage import quick_retry
 from ..deps import ServiceState, service
 from ..errors import ApiError
@@ -22,11 +22,11 @@ def healthz() -> dict:
 def readyz(state: ServiceState = Depends(service)) -> dict:
     client = sibling(state.connection, retry=quick_retry())  # one try: readiness must not wait
     try:
-        cluster = cluster_enabled(client)
+        refusal = unsupported(client, state.settings.redis_url or "")
     except (RedisError, OSError):
         raise ApiError(503, "UNAVAILABLE", "the job store (Redis) is unreachable", retryable=True) from None
     finally:
         client.close()
-    if cluster:
-        raise ApiError(503, "UNSUPPORTED_SERVER", cluster_refusal(state.settings.redis_url or ""), retryable=False)
+    if refusal:
+        raise ApiError(503, "UNSUPPORTED_SERVER", refusal, retryable=False)
     return {"data": {"status": "ready"}}

@@ -1,4 +1,5 @@
-"""A server in cluster mode is refused in one line at connect: the CLI and a worker exit 2, readyz says why."""
+"""A server in cluster mode (or a Sentinel given as a plain URL) is refused in one line at connect: the CLI and a
+worker exit 2, readyz says why."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def test_the_cli_refuses_a_cluster_node_in_one_line(cluster_url, env):
     result = run_cli(dict(env, REDIS_URL=cluster_url), "enqueue", "--payload", '{"prompt": "p"}')
     assert result.code == 2
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "Redis Cluster" in line and "cluster_enabled:1" in line
+    assert line.startswith("error: ") and "Redis Cluster" in line and "redis+sentinel://" in line
 
 
 def test_a_worker_refuses_a_cluster_node_in_one_line(cluster_url, env, queue_name):
@@ -47,3 +48,19 @@ def test_readyz_says_why(cluster_url, tmp_path):
     error = r.json()["error"]
     assert error["code"] == "UNSUPPORTED_SERVER" and "Redis Cluster" in error["message"]
     assert error["retryable"] is False
+
+
+def test_a_sentinel_given_as_a_plain_url_is_refused_in_one_line(env, tmp_path):
+    from tests.ha_servers import Group
+
+    group = Group(tmp_path / "ha", replicas=0, sentinels=1)
+    for node in group.data + group.sentinels:
+        node.start()
+    try:
+        url = f"redis://127.0.0.1:{group.sentinels[0].port}"
+        result = run_cli(dict(env, REDIS_URL=url), "enqueue", "--payload", '{"prompt": "p"}')
+    finally:
+        group.stop()
+    assert result.code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "is a Sentinel" in line and "redis+sentinel://" in line
