@@ -233,11 +233,25 @@ class _PrimaryUnixConnection(FollowsPrimary, UnixDomainSocketConnection):
     pass
 
 
-class _SentinelPrimaryConnection(FollowsPrimary, SentinelManagedConnection):
+class _AsksSentinels:
+    """redis-py reconnects a dropped connection on its next command (send_packed_command) through
+    `connect_check_health`, which retries the *last* address; only `connect()` asks the sentinels. With a patient
+    retry that meant knocking on a dead former primary until the outage limit. Here a reconnect always goes
+    through `connect()`: each try asks the sentinels where the primary is."""
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock:  # type: ignore[attr-defined]
+            return
+        if retry_socket_connect:  # not from connect_to(), which passes False
+            return self.connect()  # type: ignore[attr-defined]
+        return super().connect_check_health(check_health=check_health, retry_socket_connect=False)  # type: ignore[misc]
+
+
+class _SentinelPrimaryConnection(FollowsPrimary, _AsksSentinels, SentinelManagedConnection):
     pass
 
 
-class _SentinelPrimarySSLConnection(FollowsPrimary, SentinelManagedSSLConnection):
+class _SentinelPrimarySSLConnection(FollowsPrimary, _AsksSentinels, SentinelManagedSSLConnection):
     pass
 
 
