@@ -20,6 +20,12 @@ class InvalidId(InvalidInput):
     code = "INVALID_ID"
 
 
+class UnsupportedServer(InvalidInput):
+    """REDIS_URL points at a server genqueue cannot run on (a Redis Cluster node)."""
+
+    code = "UNSUPPORTED_SERVER"
+
+
 class NotFound(GenqueueError):
     exit_code = 3
     code = "NOT_FOUND"
@@ -47,6 +53,12 @@ class ServerUnavailable(GenqueueError):
     exit_code = 5
     code = "UNAVAILABLE"
     retryable = True
+
+
+class NotDurable(ServerUnavailable):
+    """A write reached the primary but not GENQUEUE_WAIT_REPLICAS replicas in time; retry it (same id)."""
+
+    code = "NOT_DURABLE"
 
 
 class CorruptEntry(GenqueueError):

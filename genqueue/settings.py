@@ -36,6 +36,8 @@ class Settings:
     concurrency: int | None = None  # GENQUEUE_CONCURRENCY: jobs at once in one worker process (None: fork)
     shutdown_grace_s: float = 8.0  # GENQUEUE_SHUTDOWN_GRACE: a concurrent worker's wait for jobs on SIGTERM
     max_limit_keys: int = DEFAULT_MAX_LIMIT_KEYS  # GENQUEUE_MAX_LIMIT_KEYS: 1 to 1,000,000
+    wait_replicas: int | None = None  # GENQUEUE_WAIT_REPLICAS: N, or -1 for all (backend/durable.py); None: off
+    wait_timeout_s: float = 1.0  # GENQUEUE_WAIT_TIMEOUT: how long an acknowledged write waits for them
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +62,8 @@ class Settings:
             concurrency=_positive_int(env, "GENQUEUE_CONCURRENCY", None),
             shutdown_grace_s=_positive(env, "GENQUEUE_SHUTDOWN_GRACE", 8.0),
             max_limit_keys=max_limit_keys(env),
+            wait_replicas=parse_wait_replicas(env.get("GENQUEUE_WAIT_REPLICAS")),
+            wait_timeout_s=_positive(env, "GENQUEUE_WAIT_TIMEOUT", 1.0),
         )
 
     def with_queue(self, queue: str | None) -> Settings:
@@ -74,6 +78,21 @@ def max_limit_keys(environ: Mapping[str, str] | None = None) -> int:
     if value > MAX_LIMIT_KEYS_BOUND:
         raise InvalidInput(f"GENQUEUE_MAX_LIMIT_KEYS must be at most {MAX_LIMIT_KEYS_BOUND}, not {value}")
     return value
+
+
+WAIT_ALL_REPLICAS = -1  # GENQUEUE_WAIT_REPLICAS=all (backend/durable.py says what "all" counts)
+
+
+def parse_wait_replicas(raw: str | None) -> int | None:
+    """GENQUEUE_WAIT_REPLICAS: unset/`0`/`off` = no waiting, `all`, or a positive whole number."""
+    text = (raw or "").strip().lower()
+    if text in ("", "0", "off", "no", "false"):
+        return None
+    if text == "all":
+        return WAIT_ALL_REPLICAS
+    if text.isdigit():
+        return int(text)
+    raise InvalidInput(f"GENQUEUE_WAIT_REPLICAS must be a number of replicas or 'all', not {raw!r}")
 
 
 def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:

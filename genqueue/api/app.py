@@ -13,7 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from redis import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..backend.connection import EmbeddedServer, redact
+from ..backend import durable
+from ..backend.connection import EmbeddedServer, client_for, redact
 from ..backend.outage import short_retry
 from ..errors import GenqueueError
 from ..settings import Settings
@@ -38,7 +39,8 @@ def lazy_connection(settings: Settings) -> Redis:
         except GenqueueError:
             pass  # requests answer 503 until it runs
         url = server.url
-    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, retry=short_retry())
+    client = client_for(url, socket_connect_timeout=2, socket_timeout=10, retry=short_retry())
+    return durable.attach(client, settings.wait_replicas, settings.wait_timeout_s)
 
 
 class GenqueueAPI(FastAPI):

@@ -21,6 +21,7 @@ from ..errors import (
     GenqueueError,
     InsufficientCredits,
     InvalidInput,
+    NotDurable,
     NotFound,
     ServerUnavailable,
 )
@@ -43,6 +44,7 @@ STATUS: list[tuple[type[GenqueueError], int, str]] = [
     (NotFound, 404, "NOT_FOUND"),
     (InsufficientCredits, 402, "INSUFFICIENT_CREDITS"),
     (Conflict, 409, "CONFLICT"),
+    (NotDurable, 503, "NOT_DURABLE"),
     (ServerUnavailable, 503, "UNAVAILABLE"),
     (CorruptEntry, 500, "CORRUPT_ENTRY"),
 ]

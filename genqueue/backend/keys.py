@@ -54,6 +54,24 @@ def dead_seen(worker: str) -> str:
     return f"genqueue:dead-seen:{worker}"
 
 
+def claims(worker: str) -> str:
+    """HASH: the worker's current claims as its last beat saw them (started-registry member -> 1) and the beat's
+    sequence number (CLAIMS_BEAT field); TTL of GENQUEUE_LIVENESS_TTL."""
+    return f"genqueue:claims:{worker}"
+
+
+CLAIMS_BEAT = "@beat"
+
+
+def unclaimed_seen(started_key: str) -> str:
+    """HASH started-registry member -> "<beat>:<time>": when a sweep first found it held by a live worker that
+    no longer lists it among its claims (after a failover's rollback)."""
+    return f"genqueue:unclaimed-seen:{started_key}"
+
+
+DURABLE_CHANNEL = "genqueue:durable"  # PUBLISHed before a WAIT that confirms earlier writes (durable.py)
+
+
 def sweep_lock(queue: str) -> str:
     """STRING NX PX: one sweeper per queue per interval."""
     return f"genqueue:sweep-lock:{{{queue}}}"

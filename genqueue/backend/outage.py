@@ -17,6 +17,14 @@ found abandoned by the sweep of a live worker, like any dead worker's.
 
 Transactions stay safe while waiting: redis-py turns a connection error under WATCH into `WatchError`, so
 every WATCH/MULTI in genqueue re-reads its claim after a reconnect instead of replaying a blind EXEC.
+
+A failover is an outage too. The server answers `READONLY` (it was demoted to a replica), `NOREPLICAS`
+(min-replicas-to-write is not met), `MASTERDOWN` (a replica lost its primary), `LOADING` (a restarted server
+reading its data) or, to a blocked BLMOVE/BZPOPMIN, `UNBLOCKED ... (master -> replica)`. Each of these refuses
+the whole command (a script fails at its first write, and every write fails alike, so nothing ran), so the
+connection classes built in connection.py turn them into `PrimaryMoved`, a `ConnectionError`, after dropping
+the socket: redis-py's retry, WATCH and pool logic then treat it as a lost connection, and the reconnect asks
+the sentinels (or DNS, for a managed primary endpoint) where the primary is now.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import BusyLoadingError, ConnectionError, MasterDownError, ReadOnlyError, RedisError
 from redis.retry import Retry
 
 from ..support.logs import get_logger
@@ -51,6 +60,36 @@ class OutageTooLong(SystemExit):
 
     def __str__(self) -> str:
         return f"Redis unreachable for {self.seconds:.0f} s (limit GENQUEUE_REDIS_OUTAGE_S): {self.reason}"
+
+
+# Error replies that mean "this server is not (or not yet) a writable primary"; the command did not run.
+FAILOVER_REPLIES = ("READONLY", "NOREPLICAS", "MASTERDOWN", "LOADING", "UNBLOCKED force unblock")
+
+
+class PrimaryMoved(ConnectionError):
+    """The server refused a command because it is not a writable primary (any more): a failover."""
+
+
+def primary_moved(error: BaseException) -> bool:
+    """Is this reply one of a failover's (see FAILOVER_REPLIES)? redis-py maps some codes to their own classes
+    and strips the code from the message; a script's error keeps it at the start of the message."""
+    if isinstance(error, (ReadOnlyError, MasterDownError, BusyLoadingError)):
+        return True
+    return isinstance(error, RedisError) and str(error).lstrip().startswith(FAILOVER_REPLIES)
+
+
+class FollowsPrimary:
+    """Connection mixin: a failover-shaped error reply drops the socket and becomes `PrimaryMoved`, so the
+    next try reconnects (asking the sentinels again, for a Sentinel-managed connection)."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except RedisError as error:
+            if isinstance(error, PrimaryMoved) or not primary_moved(error):
+                raise
+            self.disconnect()  # type: ignore[attr-defined]
+            raise PrimaryMoved(f"the server is not a writable primary: {_reason(error)}") from error
 
 
 class OutageClock:
@@ -160,7 +199,8 @@ def _is_connect(do: Callable[[], Any]) -> bool:
     """redis-py's Connection.connect() wraps its handshake in the retry, and returns at once without
     talking to the server when the connection still holds a (possibly dead) socket: that is no sign the
     server is back, and counting it made the log flap between 'unreachable' and 'reconnected'."""
-    return ".connect.<locals>" in getattr(do, "__qualname__", "")
+    name = getattr(do, "__qualname__", "")
+    return ".connect.<locals>" in name or name.endswith("._connect_retry")  # the latter: a Sentinel connection
 
 
 def quick_retry() -> Retry:

@@ -28,6 +28,7 @@ from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.utils import now as utcnow
 from rq.utils import utcformat
 
+from ..backend import durable
 from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fetch_job, make_queue
@@ -226,6 +227,7 @@ def enqueue_call(
                 continue  # it expired between the check and the fetch: try again
             _check_owner(job_id, owner_of(existing), as_tenant)
             if existing.get_status(refresh=False) in LIVE_STATUSES:
+                durable.confirm(connection, f"job {job_id}")  # a retry after NotDurable: replicated by now?
                 return EnqueueResult(existing, False)
             _delete_if_done(connection, existing, as_tenant)
     raise Conflict(f"job {job_id} keeps changing state; try again")
@@ -297,6 +299,8 @@ def enqueue_many(
                 pipe.rpush(queue.key, *(job_id for job_id, _ in chunk))
             count_in(pipe, queue_name, fields_for_enqueued(len(chunk)))
             pipe.execute()
+        # WAIT is not honoured inside MULTI: one more round trip per batch when GENQUEUE_WAIT_REPLICAS is set.
+        durable.confirm(connection, f"batch of {len(chunk)} jobs")
         ids += [job_id for job_id, _ in chunk]
     return [Job(job_id, connection=connection, serializer=SERIALIZER) for job_id in ids]
 

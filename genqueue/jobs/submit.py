@@ -17,7 +17,7 @@ from rq.job import Job, JobStatus
 from rq.scripts import _build_hset_args
 from rq.utils import now
 
-from ..backend import counters, keys
+from ..backend import counters, durable, keys
 from ..backend.scripts import registered
 
 SUBMIT = f"""
@@ -59,8 +59,10 @@ def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = Fals
         job.timeout = queue._default_timeout
     job._status = JobStatus.QUEUED if when is None else JobStatus.SCHEDULED
     run_at = "" if when is None else int(when.timestamp())  # RQ's whole seconds; naive = local time
-    ok = registered(queue.connection, SUBMIT)(
-        keys=[
+    ok = durable.run_script(  # with GENQUEUE_WAIT_REPLICAS, WAIT rides in the same round trip
+        queue.connection,
+        registered(queue.connection, SUBMIT),
+        [
             job.key,
             queue.key,
             queue.scheduled_job_registry.key,
@@ -68,7 +70,8 @@ def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = Fals
             keys.metrics(queue.name),
             keys.DLQKeys(queue.name).entry(job.id),
         ],
-        args=[job.id, int(unique), job.ttl if job.ttl is not None else -1, run_at, queue.key, *_build_hset_args(job)],
+        [job.id, int(unique), job.ttl if job.ttl is not None else -1, run_at, queue.key, *_build_hset_args(job)],
+        f"job {job.id}",
     )
     if ok != 1:
         raise IdTaken(job.id, dead=ok == -1)

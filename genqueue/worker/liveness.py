@@ -16,6 +16,10 @@ forking parent, and never while a SimpleWorker runs a job; a score that passes m
 (`rq info`, rq-dashboard: `BaseRegistry.count` runs `cleanup()`) move the job to FailedJobRegistry as
 "abandoned". With this, an expired score means the worker really stopped beating.
 
+Each beat also publishes the claims it refreshed (`genqueue:claims:<worker>`, with a beat number), so the
+sweep can tell a live worker's current claims from executions it no longer runs: after a failover's
+rollback the server may hold a claim the worker finished on the former primary (sweep.find_abandoned).
+
 The thread uses its own Redis client, and an at-fork guard keeps RQ's fork of the work horse from
 happening while the thread is mid-command or mid-log (a lock held across fork would deadlock the child).
 """
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from ..backend import keys
+from ..backend.connection import sibling
 from ..backend.outage import OutageTooLong
 from ..support.logs import get_logger
 from ..support.safe_text import describe
@@ -85,15 +90,13 @@ class Heartbeat(threading.Thread):
     ) -> None:
         super().__init__(name=f"genqueue-heartbeat-{worker_name}", daemon=True)
         # A client of its own: the work horse inherits the worker's pool, never this one.
-        pool = connection.connection_pool
-        self.connection = Redis(
-            connection_pool=pool.__class__(connection_class=pool.connection_class, **pool.connection_kwargs)
-        )
+        self.connection = sibling(connection)
         self.worker_name = worker_name
         self.claim = claim
         self.ttl_ms = max(1000, int(ttl_s * 1000))
         self.tasks = [(self.ttl_ms / 4000, lambda _c: self.beat()), *tasks]
         self._stop_event = threading.Event()
+        self._beats = 0
         _install_fork_guard()
 
     def beat(self) -> None:
@@ -107,6 +110,13 @@ class Heartbeat(threading.Thread):
             for claim in claims:  # one per running job: a concurrent worker (concurrent.py) has up to N
                 pipe.zadd(claim.started_key, {claim.member: time.time() + CLAIM_HORIZON_S}, xx=True, gt=True)
                 pipe.expire(claim.execution_key, CLAIM_HORIZON_S, gt=True)
+            # What this worker runs, for the sweep: a failover can roll the server back to a state where this
+            # live worker still holds a claim it has long finished (sweep.find_abandoned).
+            self._beats += 1
+            claims_key = keys.claims(self.worker_name)
+            pipe.delete(claims_key)
+            pipe.hset(claims_key, mapping={keys.CLAIMS_BEAT: self._beats, **{c.member: 1 for c in claims}})
+            pipe.pexpire(claims_key, self.ttl_ms)
             pipe.execute()
 
     def run(self) -> None:

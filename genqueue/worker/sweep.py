@@ -4,7 +4,9 @@ A started-registry member `<job_id>:<execution_id>` is abandoned when
 - its worker is a genqueue worker (in `genqueue:workers`) whose alive key has expired, or
 - its expiry score has passed: a live genqueue worker keeps its current claim's score in the future
   (liveness.py), so a passed score means the worker stopped beating (or is a plain `rq worker`, whose
-  expiry rule this is anyway).
+  expiry rule this is anyway), or
+- its worker is alive but no longer lists it among its claims (`stale_claims`): after a failover the new
+  primary may hold a claim the worker finished on the former one (the finish was lost with the rollback).
 The worker is named by the execution hash, or — when that hash is gone (expired, or lost with a server
 crash) — by the job hash's `worker_name`, so such a job is claimed in seconds, not left to RQ's expiry.
 Each one is moved by the same guarded transaction as a normal failure, so a sweep racing the (not so
@@ -28,6 +30,7 @@ from typing import cast
 
 from redis import Redis
 from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
 from rq.executions import Execution
 from rq.job import JobStatus
 from rq.utils import now, parse_composite_key
@@ -45,6 +48,10 @@ from .transition import record_failure
 
 log = get_logger("genqueue.sweep")
 STRANDED_AFTER_S = 15.0
+# A claim a live worker does not list is stale once the worker has beaten this many times without it, and
+# this long: a claim the worker has just made shows up in its next beat.
+UNCLAIMED_BEATS = 3
+UNCLAIMED_AFTER_S = 2.0
 # What RQ writes when it fails a job for infrastructure: its abandoned-job cleanup, and a plain RQ
 # worker's killed work horse. Anything else in FailedJobRegistry is a real failure for `dlq recover`.
 INFRASTRUCTURE_FAILURES = ("AbandonedJobError", "Work-horse terminated unexpectedly")
@@ -87,14 +94,58 @@ def find_abandoned(
         replies = pipe.execute()
     ours = {n: bool(replies[2 * i]) for i, n in enumerate(distinct)}
     alive = {n: bool(replies[2 * i + 1]) for i, n in enumerate(distinct)}
+    held = {
+        composite: name
+        for (composite, score), name in zip(members, names, strict=False)
+        if score >= now_ts and name and ours[name] and alive[name]
+    }
+    stale = stale_claims(connection, started_key, held, now_ts)
     candidates = [
         (composite.decode(), name or "")
         for (composite, score), name in zip(members, names, strict=False)
-        if score < now_ts or (name and ours[name] and not alive[name])
+        if score < now_ts or (name and ours[name] and not alive[name]) or composite in stale
     ]
     if candidates and grace_s > 0 and in_restart_grace(connection, grace_s):
         return []
     return candidates
+
+
+def stale_claims(connection: Redis, started_key: str, held: dict[bytes, str], now_ts: float) -> set[bytes]:
+    """Members held by live workers that their workers' last UNCLAIMED_BEATS beats (and UNCLAIMED_AFTER_S) did
+    not list. A worker that publishes no claims (an older genqueue) is never judged here."""
+    seen_key = keys.unclaimed_seen(started_key)
+    workers = sorted(set(held.values()))
+    with connection.pipeline(transaction=False) as pipe:
+        for name in workers:
+            pipe.hgetall(keys.claims(name))
+        pipe.hgetall(seen_key)
+        *listed, seen = pipe.execute()
+    claims = dict(zip(workers, listed, strict=True))
+    unlisted: dict[bytes, int] = {}
+    for member, name in held.items():
+        beat = claims[name].get(keys.CLAIMS_BEAT.encode())
+        if beat is not None and member not in claims[name]:
+            unlisted[member] = int(beat)
+    stale: set[bytes] = set()
+    first_sightings: dict[FieldT, EncodableT] = {}
+    for member, beat in unlisted.items():
+        first_beat, _, first_ts = (seen.get(member) or b"").decode().partition(":")
+        if not first_ts or beat < int(first_beat):  # first sighting, or the worker restarted under its name
+            first_sightings[member] = f"{beat}:{now_ts!r}"
+        elif beat - int(first_beat) >= UNCLAIMED_BEATS and now_ts - float(first_ts) >= UNCLAIMED_AFTER_S:
+            stale.add(member)
+    forgotten = [member for member in seen if member not in unlisted]
+    if first_sightings or forgotten:
+        with connection.pipeline(transaction=False) as pipe:
+            if forgotten:
+                pipe.hdel(seen_key, *forgotten)
+            if first_sightings:
+                pipe.hset(seen_key, mapping=first_sightings)
+                pipe.expire(seen_key, 3600)
+            pipe.execute()
+    for member in stale:
+        log.warning("sweep.stale_claim", member=member.decode(), worker=held[member])
+    return stale
 
 
 def sweep_queue(

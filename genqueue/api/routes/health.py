@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from redis import Redis
 from redis.exceptions import RedisError
 
+from ...backend.connection import sibling, unsupported
 from ...backend.outage import quick_retry
 from ..deps import ServiceState, service
 from ..errors import ApiError
@@ -18,18 +18,15 @@ def healthz() -> dict:
     return {"data": {"status": "ok"}}
 
 
-@router.get("/readyz", summary="Redis answers (else 503)")
+@router.get("/readyz", summary="Redis answers and is usable (else 503)")
 def readyz(state: ServiceState = Depends(service)) -> dict:
-    kwargs = dict(state.connection.connection_pool.connection_kwargs, retry=quick_retry())
-    client = Redis(
-        connection_pool=state.connection.connection_pool.__class__(
-            connection_class=state.connection.connection_pool.connection_class, **kwargs
-        )
-    )
+    client = sibling(state.connection, retry=quick_retry())  # one try: readiness must not wait
     try:
-        client.ping()
+        refusal = unsupported(client, state.settings.redis_url or "")
     except (RedisError, OSError):
         raise ApiError(503, "UNAVAILABLE", "the job store (Redis) is unreachable", retryable=True) from None
     finally:
         client.close()
+    if refusal:
+        raise ApiError(503, "UNSUPPORTED_SERVER", refusal, retryable=False)
     return {"data": {"status": "ready"}}
