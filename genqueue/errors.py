@@ -52,3 +52,9 @@ class ServerUnavailable(GenqueueError):
 class CorruptEntry(GenqueueError):
     exit_code = 1
     code = "CORRUPT_ENTRY"
+
+
+class UnreadableJob(CorruptEntry):
+    """A job hash genqueue cannot read: plain RQ's pickle, or data nested past every bound."""
+
+    code = "UNREADABLE_JOB"

@@ -23,6 +23,7 @@ from ..errors import (
     InvalidInput,
     NotFound,
     ServerUnavailable,
+    UnreadableJob,
 )
 from ..jobs.manual_retry import MaxAttemptsReached
 from ..runs.rules import NothingToRetry, RetryLimitReached
@@ -44,7 +45,8 @@ STATUS: list[tuple[type[GenqueueError], int, str]] = [
     (InsufficientCredits, 402, "INSUFFICIENT_CREDITS"),
     (Conflict, 409, "CONFLICT"),
     (ServerUnavailable, 503, "UNAVAILABLE"),
-    (CorruptEntry, 500, "CORRUPT_ENTRY"),
+    (UnreadableJob, 422, "UNREADABLE_JOB"),
+    (CorruptEntry, 422, "CORRUPT_ENTRY"),
 ]
 HTTP_CODES = {
     400: "VALIDATION_ERROR",
@@ -55,6 +57,7 @@ HTTP_CODES = {
     409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "UNPROCESSABLE",
     429: "RATE_LIMITED",
     503: "UNAVAILABLE",
 }

@@ -14,7 +14,6 @@ items (`<run>-item-<n>`) are reserved for runs, so nobody can plant a job in ano
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,9 @@ from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fetch_job, make_queue
 from ..errors import Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound
+from ..limits.rules import render_key
 from ..retry.meta import gq, new_meta
+from ..tasks.bounds import check_json
 from ..tasks.generate import JOB_FUNC, describe, validate_payload
 from ..tasks.registry import TaskSpec, bind, lookup, resolve_name
 from ..tenants.tenancy import entry_tenant, job_tenant
@@ -88,15 +89,14 @@ def task_call(name: str, kwargs: dict[str, Any]) -> tuple[Call, TaskSpec | None]
     this process (a web process that cannot import the worker's code enqueues by name, unchecked)."""
     if not isinstance(kwargs, dict):
         raise InvalidInput(f"kwargs must be a JSON object, not {type(kwargs).__name__}")
-    try:
-        json.dumps(kwargs, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"kwargs for task {name} must be JSON: {exc}") from None
+    check_json(kwargs, f"kwargs for task {name}")
     spec = lookup(name)
     if spec is not None and spec.positional:  # the built-in generate: its kwargs are the payload
         return generate_call(kwargs), spec
     if spec is not None:
         bind(spec, (), kwargs)
+        if spec.limit_key:
+            render_key(spec.limit_key, kwargs)  # the worker's rule (worker/limiting.limit_of): refused here
     name = resolve_name(name)
     if not name or len(name) > 200 or any(c.isspace() for c in name):
         raise InvalidInput(f"invalid task name {name!r}")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from redis import Redis
+from rq.exceptions import DeserializationError
 from rq.job import JobStatus
 
 from ..backend.queues import fetch_job
 from ..dlq.entry import call_payload, decode, iso, payload_of
 from ..dlq.store import DLQStore
-from ..errors import NotFound
+from ..errors import NotFound, UnreadableJob
 from ..retry.kinds import ErrorKind
 from ..retry.meta import MANUAL_RETRY, failures, gq
 from ..retry.policy import DEFAULT_POLICIES
@@ -33,7 +34,25 @@ def _ts(dt) -> str | None:
     return None if dt is None else iso(dt.timestamp())
 
 
+# What reading a job or entry raises when its data is not what genqueue writes: plain RQ's pickle (RQ's
+# DeserializationError), fields of the wrong type, or nesting past the stack (RecursionError in mask/json).
+UNREADABLE = (DeserializationError, RecursionError, ValueError, TypeError, KeyError, AttributeError)
+
+
 def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
+    """The job's status; UnreadableJob (CorruptEntry for a DLQ entry) for data genqueue cannot read."""
+    try:
+        return _job_status(connection, store, job_id)
+    except UnreadableJob:
+        raise
+    except UNREADABLE as exc:
+        raise UnreadableJob(
+            f"job {job_id} cannot be read ({type(exc).__name__}): not written by genqueue (plain RQ's pickle?) "
+            "or corrupt"
+        ) from None
+
+
+def _job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
     # Two reads (RQ hash, then DLQ entry) can straddle a replay's EXEC, which moves the job from the second
     # place to the first: read again before calling it missing (seen as a 404 under concurrent retries).
     for _ in range(3):

@@ -6,13 +6,11 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..errors import InvalidInput
+from .bounds import MAX_DEPTH, check_json, nesting_exceeds  # noqa: F401 - nesting_exceeds: importers
 
 JOB_FUNC = "genqueue.jobs.generate"
 PAYLOAD_FIELDS = ("prompt", "model", "params", "user_id", "provider_job_id", "simulate")
-# Objects and arrays inside a payload, at most. Every layer that copies a payload recurses (json, orjson —
-# whose dumps stops at 254 —, mask, RQ's serializer, the DLQ entry two levels further down): a deeper one
-# would be accepted here and fail later, as a 500 with the job already stored, or in the worker.
-MAX_PAYLOAD_DEPTH = 64
+MAX_PAYLOAD_DEPTH = MAX_DEPTH  # kept for importers; the bounds are tasks/bounds.py
 
 
 class Provider(Protocol):
@@ -30,8 +28,7 @@ def validate_payload(payload: Any) -> dict[str, Any]:
     """The payload as a dict, or InvalidInput saying what is wrong with it."""
     if not isinstance(payload, dict):
         raise InvalidInput(f"payload must be a JSON object, not {type(payload).__name__}")
-    if nesting_exceeds(payload, MAX_PAYLOAD_DEPTH):
-        raise InvalidInput(f"payload nests objects and arrays more than {MAX_PAYLOAD_DEPTH} levels deep")
+    check_json(payload, "payload")
     prompt = payload.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidInput("payload.prompt must be a non-empty string")
@@ -46,21 +43,6 @@ def validate_payload(payload: Any) -> dict[str, Any]:
 
         parse_outcomes(payload["simulate"])  # raises InvalidInput on a bad directive
     return payload
-
-
-def nesting_exceeds(value: Any, limit: int) -> bool:
-    """Whether dicts and lists nest more than `limit` levels (the value itself is level 1). A loop, not
-    recursion: the value may be nested too deeply for Python's own stack."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
-    return False
 
 
 def generate(payload: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,107 @@
+"""Bad input refused at the edge (HTTP 400, nothing stored) and readers that never break on what they cannot
+read (HTTP 422 with the envelope, never a 500)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import genqueue
+
+
+def deep(levels: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+@genqueue.task(name="edges-keyed", api=True, limit_key="prov:{model}")
+def keyed(prompt: str, model: str = "m") -> dict:
+    return {"prompt": prompt, "model": model}
+
+
+@genqueue.task(name="edges-open", api=True)
+def open_task(data: dict | None = None) -> dict:
+    return {}
+
+
+def queued(conn, env) -> int:
+    return conn.llen(f"rq:queue:{env['GENQUEUE_QUEUE']}")
+
+
+@pytest.mark.parametrize("model", ["gpt 4o", "x" * 250])
+def test_a_limit_key_that_cannot_render_is_a_400_and_nothing_is_stored(client, token, conn, env, model):
+    r = client.post(
+        "/api/jobs", headers=token(), json={"task": "edges-keyed", "kwargs": {"prompt": "hi", "model": model}}
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert "limit key" in r.json()["error"]["message"]
+    assert queued(conn, env) == 0
+    ok = client.post(
+        "/api/jobs", headers=token(), json={"task": "edges-keyed", "kwargs": {"prompt": "hi", "model": "gpt-4o"}}
+    )
+    assert ok.status_code == 201 and queued(conn, env) == 1
+
+
+@pytest.mark.parametrize("levels", [65, 300, 900])
+def test_deep_task_kwargs_are_a_400_and_nothing_is_stored(client, token, conn, env, levels):
+    r = client.post("/api/jobs", headers=token(), json={"task": "edges-open", "kwargs": {"data": deep(levels)}})
+    assert r.status_code == 400 and "levels deep" in r.json()["error"]["message"]
+    assert queued(conn, env) == 0 and not conn.keys("rq:job:*edges*")
+
+
+def store_raw_job(conn, queue: str, job_id: str, **fields) -> None:
+    """A job hash as another producer may have left it: plain RQ's pickle, or data nested past every bound."""
+    conn.hset(
+        f"rq:job:{job_id}",
+        mapping={"status": "queued", "origin": queue, "created_at": "2026-01-01T00:00:00.000000Z", **fields},
+    )
+
+
+def test_a_pickled_job_is_a_422_not_a_500(client, token, conn, env):
+    data = pickle.dumps(("os.system", None, ("true",), {}))
+    store_raw_job(conn, env["GENQUEUE_QUEUE"], "edges-pickled", data=data, meta=pickle.dumps({}))
+    r = client.get("/api/jobs/edges-pickled", headers=token("ops", admin=True))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "UNREADABLE_JOB" and "edges-pickled" in r.json()["error"]["message"]
+    page = client.get("/api/jobs/edges-pickled/retry", headers=token("ops", admin=True))
+    assert page.status_code != 500
+
+
+def test_stored_deep_kwargs_are_a_422_not_a_500(client, token, conn, env):
+    import json
+    import zlib
+
+    raw = json.dumps(["edges-open", None, [], {"data": deep(900)}]).encode()
+    store_raw_job(conn, env["GENQUEUE_QUEUE"], "edges-deep", data=zlib.compress(raw), meta=b"{}")
+    r = client.get("/api/jobs/edges-deep", headers=token("ops", admin=True))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "UNREADABLE_JOB"
+
+
+def test_the_dashboard_shows_a_pickled_job_as_unreadable(client, conn, env):
+    from tests.api.test_hardening import ui_login
+
+    data = pickle.dumps(("os.system", None, ("true",), {}))
+    store_raw_job(conn, env["GENQUEUE_QUEUE"], "edges-ui-pickled", data=data, meta=pickle.dumps({}))
+    ui_login(client, conn, "ops-edges", admin=True)
+    r = client.get("/ui/jobs?id=edges-ui-pickled")
+    assert r.status_code == 422 and "cannot be read" in r.text
+
+
+def test_replay_with_patch_previews_an_entry_of_a_user_task(client, conn, store, settings):
+    from tests.api.test_hardening import ui_login
+    from tests.dlq_helpers import make_entry
+
+    job_id = f"{settings.queue}-task"
+    entry = make_entry(job_id, queue=settings.queue)
+    entry["func"], entry["args"], entry["kwargs"] = "edges-keyed", [], {"prompt": "hi", "model": "a"}
+    store.add(entry)
+    csrf = ui_login(client, conn, "ops-edges", admin=True)
+    r = client.post(f"/ui/dlq/{job_id}/retry", data={"csrf": csrf, "payload_patch": '{"model": "b"}'})
+    assert r.status_code == 200 and ("&#34;b&#34;" in r.text or '"b"' in r.text), r.text[-500:]
+    bad = client.post(f"/ui/dlq/{job_id}/retry", data={"csrf": csrf, "payload_patch": '{"modle": "b"}'})
+    assert bad.status_code == 400 and "payload patch" in bad.text
+    assert store.exists(job_id) and conn.llen(f"rq:queue:{settings.queue}") == 0

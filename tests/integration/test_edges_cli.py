@@ -1,0 +1,48 @@
+"""Readers never break on what they cannot read: `jobs show` and `dlq show` of a pickled job or of data
+nested past every bound answer one line and exit 1, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zlib
+
+from tests.dlq_helpers import make_entry
+from tests.helpers import run_cli
+
+
+def deep(levels: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def one_line_failure(result, code: int = 1) -> str:
+    assert result.code == code, (result.code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+def test_jobs_show_of_a_pickled_or_too_deep_job_is_one_line(env, conn, queue_name):
+    hashes = {
+        f"{queue_name}-pickled": {"data": pickle.dumps(("os.system", None, ("true",), {})), "meta": pickle.dumps({})},
+        f"{queue_name}-deep": {
+            "data": zlib.compress(json.dumps(["some.task", None, [], {"data": deep(900)}]).encode()),
+            "meta": b"{}",
+        },
+    }
+    for job_id, fields in hashes.items():
+        conn.hset(f"rq:job:{job_id}", mapping={"status": "queued", "origin": queue_name, **fields})
+        for args in (("jobs", "show", job_id), ("jobs", "show", job_id, "--json")):
+            assert "cannot be read" in one_line_failure(run_cli(env, *args))
+
+
+def test_dlq_show_of_an_entry_nested_too_deeply_is_one_line(env, store, queue_name):
+    job_id = f"{queue_name}-deep"
+    entry = make_entry(job_id, queue=queue_name)
+    entry["func"], entry["args"], entry["kwargs"] = "some.task", [], {"data": deep(900)}
+    store.add(entry)
+    assert store.exists(job_id)
+    for args in (("dlq", "show", job_id), ("dlq", "show", job_id, "--json")):
+        assert job_id in one_line_failure(run_cli(env, *args))
