@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from redis import Redis
-from rq.exceptions import DeserializationError
 from rq.job import JobStatus
 
-from ..backend.queues import fetch_job
+from ..backend.queues import UNREADABLE_JOB_ERRORS, fetch_job
 from ..dlq.entry import call_payload, decode, iso, payload_of
 from ..dlq.store import DLQStore
 from ..errors import NotFound, UnreadableJob
@@ -34,9 +33,7 @@ def _ts(dt) -> str | None:
     return None if dt is None else iso(dt.timestamp())
 
 
-# What reading a job or entry raises when its data is not what genqueue writes: plain RQ's pickle (RQ's
-# DeserializationError), fields of the wrong type, or nesting past the stack (RecursionError in mask/json).
-UNREADABLE = (DeserializationError, RecursionError, ValueError, TypeError, KeyError, AttributeError)
+UNREADABLE = UNREADABLE_JOB_ERRORS  # also nesting past the stack in mask/json
 
 
 def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
