@@ -10,6 +10,27 @@ from .bounds import MAX_DEPTH, check_json, nesting_exceeds  # noqa: F401 - nesti
 
 JOB_FUNC = "genqueue.jobs.generate"
 PAYLOAD_FIELDS = ("prompt", "model", "params", "user_id", "provider_job_id", "simulate")
+# Request arguments genqueue builds itself (providers/openai.build_request): in params they would send
+# another model, other messages or another endpoint than the ones the limit key and the breaker count, or
+# reshape the SDK's request (any extra_*). Refused at enqueue for every provider, and again by the provider.
+RESERVED_PARAMS = frozenset(
+    {
+        "model",
+        "prompt",
+        "messages",
+        "input",
+        "instructions",
+        "previous_response_id",
+        "conversation",
+        "endpoint",
+        "stream",
+        "timeout",
+        "idempotency_key",
+        "extra_body",
+        "extra_headers",
+        "extra_query",
+    }
+)
 MAX_PAYLOAD_DEPTH = MAX_DEPTH  # kept for importers; the bounds are tasks/bounds.py
 
 
@@ -36,6 +57,9 @@ def validate_payload(payload: Any) -> dict[str, Any]:
         raise InvalidInput("payload.model must be a string")
     if "params" in payload and not isinstance(payload["params"], dict):
         raise InvalidInput("payload.params must be an object")
+    clash = reserved_in(payload.get("params") or {})
+    if clash:
+        raise InvalidInput(f"payload.params may not set {', '.join(clash)}: genqueue builds the request")
     if payload.get("user_id") is not None and not isinstance(payload["user_id"], (str, int)):
         raise InvalidInput("payload.user_id must be a string or an integer")
     if "simulate" in payload:
@@ -43,6 +67,11 @@ def validate_payload(payload: Any) -> dict[str, Any]:
 
         parse_outcomes(payload["simulate"])  # raises InvalidInput on a bad directive
     return payload
+
+
+def reserved_in(params: Mapping[str, Any]) -> list[str]:
+    """The keys of `params` that genqueue sets itself (RESERVED_PARAMS, any extra_*), sorted."""
+    return sorted(k for k in params if k in RESERVED_PARAMS or str(k).startswith("extra_"))
 
 
 def generate(payload: dict[str, Any]) -> dict[str, Any]:

@@ -105,3 +105,10 @@ def test_replay_with_patch_previews_an_entry_of_a_user_task(client, conn, store,
     bad = client.post(f"/ui/dlq/{job_id}/retry", data={"csrf": csrf, "payload_patch": '{"modle": "b"}'})
     assert bad.status_code == 400 and "payload patch" in bad.text
     assert store.exists(job_id) and conn.llen(f"rq:queue:{settings.queue}") == 0
+
+
+def test_a_payload_whose_params_override_the_request_is_a_400(client, token, conn, env):
+    payload = {"prompt": "p", "model": "cheap-mini", "params": {"extra_body": {"model": "expensive-large"}}}
+    r = client.post("/api/jobs", headers=token(), json={"payload": payload})
+    assert r.status_code == 400 and "extra_body" in r.json()["error"]["message"]
+    assert queued(conn, env) == 0

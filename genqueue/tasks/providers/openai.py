@@ -27,15 +27,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import InvalidInput
+from ..generate import reserved_in
 from .headers import pause_if_spent
 from .timeouts import call_timeout, configured_timeout
 
 ENDPOINTS = ("images", "chat", "responses")
 DEFAULT_ENDPOINT = "images"
-# Arguments genqueue sets itself; in params they would collide or change the call's shape.
-RESERVED_PARAMS = frozenset(
-    {"model", "prompt", "messages", "input", "stream", "extra_headers", "extra_query", "timeout"}
-)
 MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
@@ -65,7 +62,7 @@ def build_request(payload: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     params = payload.get("params") or {}
     if not isinstance(params, Mapping):
         raise ValueError("payload.params must be an object")
-    clash = sorted(RESERVED_PARAMS & set(params))
+    clash = reserved_in(params)  # refused at enqueue already (generate.validate_payload); again here
     if clash:
         raise ValueError(f"payload.params may not set {', '.join(clash)} (genqueue sets them)")
     prompt = payload["prompt"]
