@@ -112,3 +112,27 @@ def test_a_payload_whose_params_override_the_request_is_a_400(client, token, con
     r = client.post("/api/jobs", headers=token(), json={"payload": payload})
     assert r.status_code == 400 and "extra_body" in r.json()["error"]["message"]
     assert queued(conn, env) == 0
+
+
+@pytest.mark.parametrize(
+    ("base", "setting", "secure"),
+    [("https://testserver", None, True), ("http://testserver", None, False), ("http://testserver", True, True)],
+)
+def test_the_session_cookie_is_secure_over_https_or_when_the_setting_says_so(
+    settings, conn, api_config, base, setting, secure
+):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from genqueue.api.app import create_app
+    from genqueue.api.ui import sessions
+    from genqueue.tenants.tenancy import ADMIN_ROLE, Principal
+
+    app = create_app(settings, replace(api_config, cookie_secure=setting), conn)
+    with TestClient(app, base_url=base) as c:
+        code = sessions.create_login(conn, Principal("ops", "ops", frozenset({ADMIN_ROLE})))
+        r = c.get(f"/ui/login?code={code}", follow_redirects=False)
+    cookie = r.headers["set-cookie"]
+    assert r.status_code == 303 and sessions.COOKIE in cookie
+    assert ("secure" in cookie.lower().split("; ")) is secure, cookie

@@ -46,3 +46,12 @@ def test_dlq_show_of_an_entry_nested_too_deeply_is_one_line(env, store, queue_na
     assert store.exists(job_id)
     for args in (("dlq", "show", job_id), ("dlq", "show", job_id, "--json")):
         assert job_id in one_line_failure(run_cli(env, *args))
+
+
+def test_numeric_settings_out_of_bounds_are_refused_at_start(env):
+    from genqueue.settings import BOUNDS
+
+    assert set(BOUNDS) >= {"GENQUEUE_DLQ_RETENTION", "GENQUEUE_BACKOFF_SCALE", "GENQUEUE_CONCURRENCY"}
+    for name, raw in (("GENQUEUE_DLQ_RETENTION", "99999999999999999999"), ("GENQUEUE_BACKOFF_SCALE", "1e300")):
+        result = run_cli(dict(env, **{name: raw}), "worker", "--burst")
+        assert name in one_line_failure(result, code=2)

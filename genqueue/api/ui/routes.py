@@ -138,8 +138,16 @@ def login(request: Request, code: str = "", state: ServiceState = Depends(servic
             "with `genqueue api token --admin --login`.",
         )
     response = RedirectResponse("/ui/", status_code=303)
+    secure = state.config.cookie_secure
     response.set_cookie(
-        sessions.COOKIE, s.sid, max_age=sessions.SESSION_TTL_S, httponly=True, samesite="strict", path="/ui"
+        sessions.COOKIE,
+        s.sid,
+        max_age=sessions.SESSION_TTL_S,
+        httponly=True,
+        samesite="strict",
+        path="/ui",
+        # Behind a TLS-terminating proxy the request arrives over http: GENQUEUE_COOKIE_SECURE=true says so.
+        secure=request.url.scheme == "https" if secure is None else secure,
     )
     return response
 
