@@ -55,3 +55,35 @@ def test_numeric_settings_out_of_bounds_are_refused_at_start(env):
     for name, raw in (("GENQUEUE_DLQ_RETENTION", "99999999999999999999"), ("GENQUEUE_BACKOFF_SCALE", "1e300")):
         result = run_cli(dict(env, **{name: raw}), "worker", "--burst")
         assert name in one_line_failure(result, code=2)
+
+
+def test_dlq_import_checks_every_field_and_reports_each_bad_line(env, store, queue_name, tmp_path):
+    import genqueue.jobs.enqueue  # noqa: F401 - registers the built-in task, as the CLI does
+
+    good = make_entry(f"{queue_name}-ok", queue=queue_name)
+    bad = {
+        2: {"history": "abc"},
+        3: {"options": {"timeout": "abc"}},
+        4: {"options": {"timeout": 10**12}},
+        5: {"job_id": "bad id with spaces"},
+        6: {"kwargs": {"data": deep(300)}, "args": [], "func": "some.task"},
+        7: {"retry_count": -1},
+    }
+    lines = [json.dumps(good)] + [
+        json.dumps({**make_entry(f"{queue_name}-b{n}", queue=queue_name), **f}) for n, f in bad.items()
+    ]
+    path = tmp_path / "entries.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    err = one_line_failure(run_cli(env, "dlq", "import", str(path)), code=2)
+    for number in bad:
+        assert f"line {number}:" in err, err
+    assert "line 1:" not in err and not store.exists(f"{queue_name}-ok")  # all or nothing
+    assert run_cli(env, "dlq", "import", str(path), "--skip-bad").code == 0
+    assert store.exists(f"{queue_name}-ok") and not any(store.exists(f"{queue_name}-b{n}") for n in bad)
+
+
+def test_dlq_retry_of_a_corrupt_stored_entry_is_one_line(env, store, queue_name):
+    job_id = f"{queue_name}-corrupt"
+    store.add({**make_entry(job_id, queue=queue_name), "options": {"timeout": "abc"}})
+    assert "options.timeout" in one_line_failure(run_cli(env, "dlq", "retry", job_id))
+    assert store.exists(job_id)
