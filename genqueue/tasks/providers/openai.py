@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import InvalidInput
+from ..artifacts import location
 from ..generate import reserved_in
 from .headers import pause_if_spent
 from .timeouts import call_timeout, configured_timeout
@@ -149,4 +150,5 @@ class OpenAIProvider:
         raw = method(**kwargs, extra_headers={"Idempotency-Key": job_id}, timeout=call_timeout(self.timeout_s))
         pause_if_spent(raw.headers)  # a 200 with x-ratelimit-remaining-*: 0 pauses the key until the reset
         result = raw.parse().model_dump(mode="json")
-        return externalize(endpoint, result, lambda name, data: self.store.put(job_id, name, data))
+        where = location(job_id)
+        return externalize(endpoint, result, lambda name, data: self.store.put(where, name, data))
