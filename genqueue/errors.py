@@ -20,6 +20,12 @@ class InvalidId(InvalidInput):
     code = "INVALID_ID"
 
 
+class UnknownTaskName(InvalidInput):
+    """An enqueue by name of a task neither this process nor any live worker registered (HTTP 404)."""
+
+    code = "NOT_FOUND"
+
+
 class NotFound(GenqueueError):
     exit_code = 3
     code = "NOT_FOUND"

@@ -23,6 +23,7 @@ from ..errors import (
     InvalidInput,
     NotFound,
     ServerUnavailable,
+    UnknownTaskName,
     UnreadableJob,
 )
 from ..jobs.manual_retry import MaxAttemptsReached
@@ -40,6 +41,7 @@ STATUS: list[tuple[type[GenqueueError], int, str]] = [
     (MaxAttemptsReached, 400, "VALIDATION_ERROR"),
     (RetryLimitReached, 400, "VALIDATION_ERROR"),
     (NothingToRetry, 400, "VALIDATION_ERROR"),
+    (UnknownTaskName, 404, "NOT_FOUND"),
     (InvalidInput, 400, "VALIDATION_ERROR"),
     (NotFound, 404, "NOT_FOUND"),
     (InsufficientCredits, 402, "INSUFFICIENT_CREDITS"),

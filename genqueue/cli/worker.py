@@ -92,7 +92,12 @@ def worker(
     # Patient: a server restart or blip of up to GENQUEUE_REDIS_OUTAGE_S is waited out, not fatal.
     connection = connect(app.settings, patient=True)
     w = build_worker(connection, app.settings, names, simple=simple, concurrency=concurrency, **kwargs)
+    from ..tasks import catalogue
+    from ..tasks.registry import registered
+
+    catalogue.publish(connection, w.name, registered())  # what enqueue by name checks against (catalogue.py)
     try:
         w.work(burst=burst, logging_level="WARNING")
     except OutageTooLong as exc:
         raise ServerUnavailable(f"worker {w.name} stopping: {exc}") from None
+    catalogue.withdraw(connection, w.name)  # a worker that dies instead is pruned with it by the sweep

@@ -307,3 +307,4 @@ def prune_dead_workers(connection: Redis, min_dead_s: float) -> None:
     stale = [n for n, first in zip(dead, replies[1::2], strict=False) if first and now_ts - float(first) >= min_dead_s]
     if stale:
         connection.srem(WORKERS_KEY, *stale)
+        connection.delete(*(keys.worker_tasks(n) for n in stale))  # its published tasks (tasks/catalogue.py)

@@ -4,10 +4,12 @@ read (HTTP 422 with the envelope, never a 500)."""
 from __future__ import annotations
 
 import pickle
+import uuid
 
 import pytest
 
 import genqueue
+from genqueue.backend.queues import fetch_job
 
 
 def deep(levels: int) -> dict:
@@ -136,3 +138,48 @@ def test_the_session_cookie_is_secure_over_https_or_when_the_setting_says_so(
     cookie = r.headers["set-cookie"]
     assert r.status_code == 303 and sessions.COOKIE in cookie
     assert ("secure" in cookie.lower().split("; ")) is secure, cookie
+
+
+@pytest.fixture
+def live_worker_tasks(conn):
+    """A live worker's published tasks, none of them importable by this API process."""
+    from genqueue.backend import keys
+    from genqueue.tasks import catalogue
+    from genqueue.tasks.registry import TaskSpec
+
+    def remote(prompt: str, model: str = "m") -> dict:
+        return {}
+
+    name = f"edges-worker-{uuid.uuid4().hex[:6]}"
+    specs = [
+        TaskSpec("remote.open", remote, api=True, timeout=7, limit_key="p:{model}"),
+        TaskSpec("remote.closed", remote),
+    ]
+    conn.sadd(keys.WORKERS, name)
+    conn.set(keys.alive(name), b"1", ex=60)
+    catalogue.publish(conn, name, specs)
+    yield
+    conn.srem(keys.WORKERS, name)
+    conn.delete(keys.alive(name), keys.worker_tasks(name))
+
+
+def test_enqueue_by_name_over_http_uses_the_live_workers_catalogue(client, token, conn, env, live_worker_tasks):
+    r = client.post("/api/jobs", headers=token(), json={"task": "remote.open", "kwargs": {"prompt": "hi"}})
+    assert r.status_code == 201, r.text
+    assert fetch_job(conn, r.json()["data"]["id"]).timeout == 7  # the declared timeout, from the catalogue
+    r = client.post(
+        "/api/jobs", headers=token(), json={"task": "remote.open", "kwargs": {"prompt": "hi", "model": "a b"}}
+    )
+    assert r.status_code == 400 and "limit key" in r.json()["error"]["message"]
+    r = client.post("/api/jobs", headers=token(), json={"task": "remote.open", "kwargs": {"promt": "typo"}})
+    assert r.status_code == 400
+    r = client.post("/api/jobs", headers=token(), json={"task": "remote.closed", "kwargs": {"prompt": "x"}})
+    assert r.status_code == 404  # not open to tenants
+    admin = token("ops", admin=True)
+    r = client.post("/api/jobs", headers=admin, json={"task": "remote.nosuch", "kwargs": {}})
+    assert r.status_code == 404 and "remote.open" in r.json()["error"]["message"]
+    assert queued(conn, env) == 1
+    r = client.post("/api/jobs", headers=token(), json={"task": "remote.nosuch", "kwargs": {}, "check": False})
+    assert r.status_code == 403
+    r = client.post("/api/jobs", headers=admin, json={"task": "remote.nosuch", "kwargs": {}, "check": False})
+    assert r.status_code == 201 and queued(conn, env) == 2
