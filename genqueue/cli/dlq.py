@@ -25,7 +25,7 @@ from .render import emit_json, short, table
 @queue_option
 @json_option
 def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, queue, as_json) -> None:
-    from ..support.secrets import mask
+    from ..dlq.entry import shown_in_list
 
     filters = build_filters(kind, func, user, reason, fingerprint, since, until)
     app = get_app(queue, as_json)
@@ -37,7 +37,7 @@ def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, qu
             {
                 "queue": app.settings.queue,
                 "total": page.total,
-                "entries": [mask(e) for e in page.entries],
+                "entries": [shown_in_list(e) for e in page.entries],
                 "next_cursor": page.next_cursor,
             }
         )

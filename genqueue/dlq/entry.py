@@ -210,3 +210,23 @@ def _limit_key_problem(func: str, kwargs: dict[str, Any]) -> str | None:
     except InvalidInput as exc:
         return str(exc)
     return None
+
+
+def shown(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry masked for a reader; CorruptEntry for one nested too deeply to mask (stored before imports
+    were bounded): a 422 or one line, never a 500 or a traceback."""
+    from ..support.secrets import mask
+
+    try:
+        return mask(entry)
+    except RecursionError:
+        raise CorruptEntry(f"DLQ entry {entry.get('job_id')} is corrupt: nested too deeply to be shown") from None
+
+
+def shown_in_list(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry masked for a list; one nested too deeply is listed without its payload and history."""
+    try:
+        return shown(entry)
+    except CorruptEntry as exc:
+        stub = {k: v for k, v in entry.items() if k not in ("args", "kwargs", "history", "error")}
+        return {**shown(stub), "args": [], "kwargs": {}, "history": [], "error": {"message": str(exc)}}

@@ -183,3 +183,23 @@ def test_enqueue_by_name_over_http_uses_the_live_workers_catalogue(client, token
     assert r.status_code == 403
     r = client.post("/api/jobs", headers=admin, json={"task": "remote.nosuch", "kwargs": {}, "check": False})
     assert r.status_code == 201 and queued(conn, env) == 2
+
+
+def test_a_dlq_entry_nested_too_deeply_is_a_422_and_lists_still_work(client, conn, store, settings, token):
+    from tests.api.test_hardening import ui_login
+    from tests.dlq_helpers import make_entry
+
+    job_id = f"{settings.queue}-deep"
+    entry = make_entry(job_id, queue=settings.queue)
+    entry["func"], entry["args"], entry["kwargs"] = "some.task", [], {"data": deep(900)}
+    store.add(entry)
+    admin = token("ops", admin=True)
+    r = client.get(f"/api/dlq/{job_id}", headers=admin)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "CORRUPT_ENTRY"
+    r = client.get(f"/api/jobs/{job_id}", headers=admin)
+    assert r.status_code == 422
+    listed = client.get("/api/dlq", headers=admin)
+    assert listed.status_code == 200 and [e["job_id"] for e in listed.json()["data"]] == [job_id]
+    ui_login(client, conn, "ops-edges", admin=True)
+    assert client.get(f"/ui/dlq/{job_id}").status_code == 422
+    assert client.get("/ui/dlq").status_code == 200

@@ -87,3 +87,13 @@ def test_dlq_retry_of_a_corrupt_stored_entry_is_one_line(env, store, queue_name)
     store.add({**make_entry(job_id, queue=queue_name), "options": {"timeout": "abc"}})
     assert "options.timeout" in one_line_failure(run_cli(env, "dlq", "retry", job_id))
     assert store.exists(job_id)
+
+
+def test_dlq_list_with_an_entry_nested_too_deeply_still_lists(env, store, queue_name):
+    job_id = f"{queue_name}-deep-listed"
+    entry = make_entry(job_id, queue=queue_name)
+    entry["func"], entry["args"], entry["kwargs"] = "some.task", [], {"data": deep(900)}
+    store.add(entry)
+    r = run_cli(env, "dlq", "list", "--json")
+    assert r.code == 0 and [e["job_id"] for e in r.json()["entries"]] == [job_id], r.stderr[-500:]
+    assert run_cli(env, "dlq", "list").code == 0

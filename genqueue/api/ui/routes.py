@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from ...backend import audit
-from ...dlq.entry import payload_of
+from ...dlq.entry import payload_of, shown, shown_in_list
 from ...dlq.replay import patched, replay
 from ...dlq.stats import dlq_stats
 from ...dlq.store import Filters
@@ -240,7 +240,7 @@ def dlq_list(
         "dlq_list.html",
         s,
         form=form,
-        entries=[mask(e) for e in result.entries],
+        entries=[shown_in_list(e) for e in result.entries],
         total=result.total,
         next_cursor=result.next_cursor,
         error=None,
@@ -258,7 +258,7 @@ def entry_page(
     notice: str | None = None,
 ):
     try:
-        entry = mask(state.store().get(check_job_id(job_id)))
+        entry = shown(state.store().get(check_job_id(job_id)))
     except GenqueueError as exc:
         return page(
             request,
