@@ -97,3 +97,11 @@ def test_dlq_list_with_an_entry_nested_too_deeply_still_lists(env, store, queue_
     r = run_cli(env, "dlq", "list", "--json")
     assert r.code == 0 and [e["job_id"] for e in r.json()["entries"]] == [job_id], r.stderr[-500:]
     assert run_cli(env, "dlq", "list").code == 0
+
+
+def test_jobs_retry_of_a_pickled_job_is_one_line(env, conn, queue_name):
+    job_id = f"{queue_name}-pickled-retry"
+    fields = {"data": pickle.dumps(("os.system", None, ("true",), {})), "meta": pickle.dumps({})}
+    conn.hset(f"rq:job:{job_id}", mapping={"status": "failed", "origin": queue_name, **fields})
+    result = run_cli(env, "jobs", "retry", job_id)
+    assert result.code != 0 and "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
