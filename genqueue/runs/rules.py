@@ -87,15 +87,17 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def item_checker(task: str | None) -> Callable[[Any], dict[str, Any]]:
-    """How one line is checked: the generate task's payload rule, or a task's kwargs (its signature where it
-    is registered in this process)."""
+def item_checker(task: str | None, published: Any = None) -> Callable[[Any], dict[str, Any]]:
+    """How one line is checked: the generate task's payload rule, or a task's kwargs (its signature and limit
+    key where it is registered in this process, or as the live workers `published` it: tasks/catalogue.py)."""
     if task is None or (lookup(task) is not None and lookup(task).positional):
         return validate_payload
     from ..jobs.enqueue import task_call
 
+    catalogue = None if published is None else {published.name: published}
+
     def check(kwargs: Any) -> dict[str, Any]:
-        task_call(task, kwargs)
+        task_call(task, kwargs, catalogue)
         return kwargs
 
     return check

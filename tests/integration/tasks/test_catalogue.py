@@ -25,6 +25,11 @@ import genqueue
 def slow(seconds: float) -> str:
     time.sleep(seconds)
     return "done"
+
+
+@genqueue.task(limit_key="prov:{model}")
+def keyed(model: str) -> str:
+    return model
 """
 
 
@@ -72,3 +77,14 @@ def test_a_job_enqueued_by_name_runs_with_its_declared_timeout(env, conn, settin
     assert fetch_job(conn, job_id).timeout == 2  # declared by the task, known from the catalogue
     entry = wait_for(lambda: store.exists(job_id) and store.get(job_id), timeout=20, message="the timed-out job")
     assert entry["error"]["kind"] == "TIMEOUT"
+
+
+def test_a_published_tasks_limit_key_is_checked_at_enqueue_and_in_runs(env, conn, settings, tmp_path, published):
+    module, _ = published
+    r = run_cli(env, "enqueue", f"{module}.keyed", "--kwargs", json.dumps({"model": "gpt 4o"}))
+    assert r.code == 2 and "limit key" in r.stderr and "Traceback" not in r.stderr
+    lines = tmp_path / "run.jsonl"
+    lines.write_text(json.dumps({"model": "ok-1"}) + "\n" + json.dumps({"model": "x" * 250}) + "\n")
+    r = run_cli(env, "runs", "submit", str(lines), "--task", f"{module}.keyed")
+    assert r.code == 2 and "limit key" in r.stderr and "Traceback" not in r.stderr
+    assert conn.llen(f"rq:queue:{settings.queue}") == 0
