@@ -32,7 +32,7 @@ def test_a_reused_job_id_never_overwrites_another_tenants_artifacts(conn, settin
     uris = {}
     for tenant in ("alice", "bob"):
         enqueue_task(
-            conn, settings.queue, f"{module}.write", {"text": f"{tenant}'s"}, job_id=job_id, tenant=tenant
+            conn, settings.queue, f"{module}.write", {"text": f"{tenant}'s"}, job_id=job_id, tenant=tenant, check=False
         )
         worker = WorkerProcess(env, settings.queue, extra=("--tasks", module, "--burst"))
         worker.proc.wait(60)
