@@ -580,4 +580,4 @@ def test_a_200_saying_the_limit_is_spent_pauses_the_key_and_the_next_job_parks(
 
     info = wait_status(conn, store, second, "finished")  # the pause ends, the parked job wakes and runs
     assert info["history"] == [] and len(api.requests_for(second)) == 1 and len(api.requests_for(first)) == 1
-    assert fetch_job(conn, second).return_value()["data"][0]["uri"].endswith("/0.png")  # under <tenant>/<job id>/<incarnation>
+    assert fetch_job(conn, second).return_value()["data"][0]["uri"].endswith("/0.png")
