@@ -26,6 +26,12 @@ class UnsupportedServer(InvalidInput):
     code = "UNSUPPORTED_SERVER"
 
 
+class UnknownTaskName(InvalidInput):
+    """An enqueue by name of a task neither this process nor any live worker registered (HTTP 404)."""
+
+    code = "NOT_FOUND"
+
+
 class NotFound(GenqueueError):
     exit_code = 3
     code = "NOT_FOUND"
@@ -64,3 +70,9 @@ class NotDurable(ServerUnavailable):
 class CorruptEntry(GenqueueError):
     exit_code = 1
     code = "CORRUPT_ENTRY"
+
+
+class UnreadableJob(CorruptEntry):
+    """A job hash genqueue cannot read: plain RQ's pickle, or data nested past every bound."""
+
+    code = "UNREADABLE_JOB"

@@ -15,6 +15,18 @@ DEFAULT_QUEUE = "generation-queue"
 DEFAULT_DLQ_RETENTION_S = 7 * 24 * 3600  # 7 days
 DEFAULT_HOME = Path.home() / ".local" / "share" / "genqueue"
 DEFAULT_MAX_LIMIT_KEYS, MAX_LIMIT_KEYS_BOUND = 1000, 1_000_000  # distinct limit keys; a new one beyond: refused
+DAY_S = 86400
+# Every numeric setting's bounds (inclusive), checked at start: a value outside is one line and exit 2,
+# never an OverflowError at a worker's first dead letter or a retry scheduled for the year 1e300.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "GENQUEUE_DLQ_RETENTION": (1, 3650 * DAY_S),  # seconds an entry is kept: up to 10 years
+    "GENQUEUE_BACKOFF_SCALE": (0.0001, 100),  # multiplies every policy's base delay and cap
+    "GENQUEUE_LIVENESS_TTL": (0.1, 3600),  # seconds
+    "GENQUEUE_SWEEP_INTERVAL": (0.05, 3600),  # seconds
+    "GENQUEUE_REDIS_OUTAGE_S": (0.1, 7 * DAY_S),  # seconds
+    "GENQUEUE_CONCURRENCY": (1, 1000),  # jobs at once in one worker process
+    "GENQUEUE_SHUTDOWN_GRACE": (0.1, 3600),  # seconds
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +135,14 @@ def _checked_positive(name: str, raw: str, cast: type[_Number]) -> _Number:
         raise InvalidInput(f"{name} must be {kind}, not {raw!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise InvalidInput(f"{name} must be a positive finite number, not {raw!r}")
+    low, high = BOUNDS[name]
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be from {_shown(low)} to {_shown(high)}, not {raw!r}")
     return value
+
+
+def _shown(bound: float) -> str:
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
 
 
 def _policy_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:

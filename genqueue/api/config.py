@@ -30,6 +30,7 @@ class ApiConfig:
     auth_fail_limit: str = DEFAULT_AUTH_FAIL_LIMIT
     max_body_bytes: int = MAX_BODY_BYTES
     metrics_token: str | None = None
+    cookie_secure: bool | None = None  # GENQUEUE_COOKIE_SECURE; None: Secure when the request came over HTTPS
 
     @classmethod
     def from_env(cls, home: Path, env: Mapping[str, str] | None = None) -> ApiConfig:
@@ -41,6 +42,7 @@ class ApiConfig:
             rate_limit=_limit(env, "GENQUEUE_API_RATE_LIMIT", DEFAULT_RATE_LIMIT),
             auth_fail_limit=_limit(env, "GENQUEUE_API_AUTH_FAIL_LIMIT", DEFAULT_AUTH_FAIL_LIMIT),
             metrics_token=env.get("GENQUEUE_METRICS_TOKEN") or None,
+            cookie_secure=_flag(env, "GENQUEUE_COOKIE_SECURE"),
         )
         secret = env.get("GENQUEUE_API_JWT_SECRET")
         public_path = env.get("GENQUEUE_API_JWT_PUBLIC_KEY")
@@ -93,6 +95,18 @@ def _algorithm_of(pem: bytes, path: str) -> str:
     raise InvalidInput(
         f"GENQUEUE_API_JWT_PUBLIC_KEY: {path} holds a key of type {kind}, which is not supported; use {SUPPORTED_KEYS}"
     )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
+    """true/false (1/0, yes/no, on/off) from the environment; None when unset."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"{name} must be true or false, not {raw!r}")
 
 
 def _limit(env: Mapping[str, str], name: str, default: str) -> str:

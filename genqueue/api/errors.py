@@ -24,6 +24,8 @@ from ..errors import (
     NotDurable,
     NotFound,
     ServerUnavailable,
+    UnknownTaskName,
+    UnreadableJob,
 )
 from ..jobs.manual_retry import MaxAttemptsReached
 from ..runs.rules import NothingToRetry, RetryLimitReached
@@ -40,13 +42,15 @@ STATUS: list[tuple[type[GenqueueError], int, str]] = [
     (MaxAttemptsReached, 400, "VALIDATION_ERROR"),
     (RetryLimitReached, 400, "VALIDATION_ERROR"),
     (NothingToRetry, 400, "VALIDATION_ERROR"),
+    (UnknownTaskName, 404, "NOT_FOUND"),
     (InvalidInput, 400, "VALIDATION_ERROR"),
     (NotFound, 404, "NOT_FOUND"),
     (InsufficientCredits, 402, "INSUFFICIENT_CREDITS"),
     (Conflict, 409, "CONFLICT"),
     (NotDurable, 503, "NOT_DURABLE"),
     (ServerUnavailable, 503, "UNAVAILABLE"),
-    (CorruptEntry, 500, "CORRUPT_ENTRY"),
+    (UnreadableJob, 422, "UNREADABLE_JOB"),
+    (CorruptEntry, 422, "CORRUPT_ENTRY"),
 ]
 HTTP_CODES = {
     400: "VALIDATION_ERROR",
@@ -57,6 +61,7 @@ HTTP_CODES = {
     409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "UNPROCESSABLE",
     429: "RATE_LIMITED",
     503: "UNAVAILABLE",
 }

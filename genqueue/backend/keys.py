@@ -49,6 +49,12 @@ def alive(worker: str) -> str:
     return f"genqueue:alive:{worker}"
 
 
+def worker_tasks(worker: str) -> str:
+    """HASH task name → its catalogue entry (JSON: signature, options), written by the worker at start
+    (tasks/catalogue.py); read only while the worker's alive key exists, deleted when it stops or is pruned."""
+    return f"genqueue:worker-tasks:{worker}"
+
+
 def dead_seen(worker: str) -> str:
     """STRING: when a sweep first found the worker's alive key gone (EX 1 h)."""
     return f"genqueue:dead-seen:{worker}"

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from redis import Redis
 from rq import Queue
+from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 SERIALIZER = JSONSerializer
 DEFAULT_JOB_TIMEOUT_S = 180
 RESULT_TTL_S = 24 * 3600  # finished jobs stay inspectable (`genqueue jobs show`) for a day
+# What reading a job hash raises when its data is not what genqueue writes: plain RQ's pickle (RQ's
+# DeserializationError), fields of the wrong type, or nesting past the stack (RecursionError). Readers
+# (status, the sweep) catch these and show or skip the job as unreadable; never a traceback.
+UNREADABLE_JOB_ERRORS: tuple[type[BaseException], ...] = (
+    DeserializationError,
+    RecursionError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+)
 
 
 def make_queue(connection: Redis, name: str) -> Queue:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..errors import GenqueueError, InvalidInput
+from ..errors import CorruptEntry, GenqueueError, InvalidInput
 from .app import get_app
 from .dlq_shared import build_filters, bulk_options, confirm_destructive, dlq, filter_options, run_bulk
 from .params import json_option, parse_json_arg, queue_option
@@ -26,7 +26,7 @@ from .render import emit_json, short, table
 @queue_option
 @json_option
 def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, queue, as_json) -> None:
-    from ..support.secrets import mask
+    from ..dlq.entry import shown_in_list
 
     filters = build_filters(kind, func, user, reason, fingerprint, since, until)
     app = get_app(queue, as_json)
@@ -38,7 +38,7 @@ def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, qu
             {
                 "queue": app.settings.queue,
                 "total": page.total,
-                "entries": [mask(e) for e in page.entries],
+                "entries": [shown_in_list(e) for e in page.entries],
                 "next_cursor": page.next_cursor,
             }
         )
@@ -75,15 +75,27 @@ def list_(kind, func, user, reason, fingerprint, since, until, limit, cursor, qu
 @queue_option
 @json_option
 def show(job_id, queue, as_json) -> None:
-    from ..dlq.entry import payload_of
+    from ..jobs.status import UNREADABLE
     from ..support.secrets import mask
-    from .jobs import history_table
 
     app = get_app(queue, as_json)
-    entry = mask(app.store().get(job_id))
-    if as_json:
-        emit_json(entry)
-        return
+    entry = app.store().get(job_id)
+    try:
+        entry = mask(entry)
+        if as_json:
+            emit_json(entry)
+            return
+        _show_entry(entry)
+    except UNREADABLE as exc:
+        raise CorruptEntry(
+            f"DLQ entry {job_id} cannot be shown ({type(exc).__name__}): its fields are corrupt"
+        ) from None
+
+
+def _show_entry(entry: dict) -> None:
+    from ..dlq.entry import payload_of
+    from .jobs import history_table
+
     err = entry["error"]
     for key in (
         "job_id",

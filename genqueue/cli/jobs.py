@@ -45,13 +45,26 @@ from .render import emit_json, short, table
     metavar="JSON",
     help='Per-kind policy override for this job, e.g. \'{"TRANSIENT": {"max": 2, "base": 1}}\'.',
 )
+@click.option(
+    "--no-check",
+    "no_check",
+    is_flag=True,
+    help="Enqueue TASK even when neither this process nor a live worker knows it (workers that start later).",
+)
 @queue_option
 @json_option
 def enqueue(
-    task_name, payload, kwargs_arg, task_modules, job_id, max_retries, in_, timeout, policy, queue, as_json
+    task_name, payload, kwargs_arg, task_modules, job_id, max_retries, in_, timeout, policy, no_check, queue, as_json
 ) -> None:
     from ..errors import InvalidInput
-    from ..jobs.enqueue import check_not_run_item, check_policy, enqueue_call, generate_call, task_call
+    from ..jobs.enqueue import (
+        catalogue_for,
+        check_not_run_item,
+        check_policy,
+        enqueue_call,
+        generate_call,
+        task_call,
+    )
     from ..jobs.manual_retry import checked_job_id
 
     if task_name is not None and payload is not None:
@@ -72,8 +85,11 @@ def enqueue(
         from ..tasks.registry import import_task_modules
 
         import_task_modules(task_modules.split(",") if task_modules is not None else app.settings.tasks)
-        call, spec = task_call(task_name, parse_json_arg(kwargs_arg, "--kwargs") if kwargs_arg else {})
-    # Everything above is checked before connecting: bad input never needs the server.
+        kwargs = parse_json_arg(kwargs_arg, "--kwargs") if kwargs_arg else {}
+        if not no_check:
+            import_owner(task_name)
+        catalogue = catalogue_for(app.connection, task_name, not no_check)  # the live workers' tasks
+        call, spec = task_call(task_name, kwargs, catalogue)
     target = queue or (spec.queue if spec is not None else None) or app.settings.queue
     if spec is not None and not spec.positional:
         max_retries = spec.max_retries if max_retries is None else max_retries
@@ -106,6 +122,20 @@ def enqueue(
         click.echo(
             f"already {status.value if hasattr(status, 'value') else status}: {result.job.id} (not enqueued again)"
         )
+
+
+def import_owner(task_name: str) -> None:
+    """Import the module a dotted task name lives in, when it can be imported here, so the name and its
+    kwargs are checked against the task itself; nothing is said when it cannot be (the catalogue decides)."""
+    import importlib
+
+    module = task_name.rpartition(".")[0]
+    if not module:
+        return
+    try:
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - not importable here: the live workers' catalogue is asked instead
+        return
 
 
 @click.group(help="Inspect jobs and retry failed ones.")
@@ -223,24 +253,29 @@ def _manual_row(h: dict) -> tuple:
 
 @click.command(
     "tasks",
-    help="The tasks registered in this process: the built-in generate and those of the --tasks "
-    "modules, with their options.\n\n\b\nExample:\n  genqueue tasks --tasks myapp.tasks",
+    help="The tasks the live workers run (what they published when they started), with their options; "
+    "with --tasks, the tasks registered in this process instead: the built-in generate and those of the "
+    "modules.\n\n\b\nExamples:\n  genqueue tasks\n  genqueue tasks --tasks myapp.tasks",
 )
 @click.option(
     "--tasks",
     "task_modules",
     default=None,
     metavar="MODULE[,MODULE]",
-    help="Modules to import first (default $GENQUEUE_TASKS).",
+    help="Import these modules and list what they register, instead of asking the live workers.",
 )
 @click.option("--path", "paths", multiple=True, type=click.Path(file_okay=False), help="A directory to import from.")
 @json_option
 def tasks(task_modules, paths, as_json) -> None:
+    from ..tasks.catalogue import read
     from ..tasks.registry import import_task_modules, registered
 
     app = get_app(None, as_json)
-    import_task_modules(task_modules.split(",") if task_modules is not None else app.settings.tasks, paths)
-    rows = [{"name": s.name, **s.options()} for s in registered()]
+    if task_modules is not None:
+        import_task_modules(task_modules.split(","), paths)
+        rows = [{"name": s.name, **s.options()} for s in registered()]
+    else:
+        rows = [{"name": t.name, **t.options} for t in sorted(read(app.connection).values(), key=lambda t: t.name)]
     if as_json:
         emit_json({"tasks": rows})
         return
@@ -250,13 +285,13 @@ def tasks(task_modules, paths, as_json) -> None:
             [
                 [
                     r["name"],
-                    r["queue"] or "-",
-                    "-" if r["max_retries"] is None else r["max_retries"],
-                    r["timeout"] or "-",
-                    r["result_ttl"] or "-",
-                    "yes" if r["api"] else "no",
-                    "yes" if r["async"] else "no",
-                    json.dumps(r["policy"]) if r["policy"] else "-",
+                    r.get("queue") or "-",
+                    "-" if r.get("max_retries") is None else r.get("max_retries"),
+                    r.get("timeout") or "-",
+                    r.get("result_ttl") or "-",
+                    "yes" if r.get("api") else "no",
+                    "yes" if r.get("async") else "no",
+                    json.dumps(r.get("policy")) if r.get("policy") else "-",
                 ]
                 for r in rows
             ],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 import click
+from redis.exceptions import RedisError
 
 from .app import get_app
 from .params import queue_option
@@ -110,6 +112,10 @@ def worker(
     # Patient: a server restart or blip of up to GENQUEUE_REDIS_OUTAGE_S is waited out, not fatal.
     connection = connect(app.settings, patient=True)
     w = build_worker(connection, app.settings, names, simple=simple, concurrency=concurrency, **kwargs)
+    from ..tasks import catalogue
+    from ..tasks.registry import registered
+
+    catalogue.publish(connection, w.name, registered())  # what enqueue by name checks against (catalogue.py)
     try:
         w.work(burst=burst, logging_level="WARNING")
     except OutageTooLong as exc:
@@ -122,5 +128,7 @@ def worker(
     except Exception as exc:  # noqa: BLE001 - outside RQ's loop (start, teardown): the same one line and status
         click.echo(f"error: {WorkerLoopError(w.name, exc).message}", err=True)
         sys.exit(EXIT_INTERNAL)
+    with contextlib.suppress(RedisError, OSError):  # a worker that cannot (or dies) is pruned by the sweep
+        catalogue.withdraw(connection, w.name)
     if w.exit_status:  # it retired itself (too many stuck threads); the log line said why
         sys.exit(w.exit_status)

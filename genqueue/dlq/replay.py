@@ -15,7 +15,7 @@ from ..backend.replies import text
 from ..errors import Conflict, InvalidInput, NotFound
 from ..retry.meta import new_meta
 from ..tasks.generate import describe
-from .entry import decode
+from .entry import check_entry, decode
 from .store import DLQStore
 
 DEFAULT_REPLAY_CAP = 3
@@ -70,7 +70,7 @@ def replay(
                         )
                     raise refused(store, "not_found", NotFound(f"no DLQ entry {job_id} in {store.keys.dlq_name}"))
                 seen = True
-                entry = decode(raw, job_id)
+                entry = check_entry(decode(raw, job_id))  # stored before imports were checked: refused, one line
                 why = blocked(pipe, job_key, entry, force=force, replay_cap=replay_cap)
                 if why is not None:
                     raise refused(store, why[0], Conflict(why[1]))

@@ -10,7 +10,7 @@ from typing import IO
 from ..errors import Conflict, GenqueueError, InvalidInput
 from ..support.secrets import has_secrets, mask, may_hold_secrets
 from .bulk import matching
-from .entry import decode, encode, failed_at_score, index_values, parse_iso
+from .entry import check_entry, decode, encode, failed_at_score, index_values, parse_iso
 from .store import DLQStore, Filters
 
 MAX_REPORTED = 10
@@ -57,9 +57,7 @@ def parse_lines(lines: Iterable[str]) -> tuple[list[tuple[int, str, dict]], list
         if not text.strip():
             continue
         try:
-            entry = decode(text, f"on line {number}")
-            if not isinstance(entry["job_id"], str) or not entry["job_id"]:
-                raise ValueError("job_id")
+            entry = check_entry(decode(text, f"on line {number}"))
             # Everything import_file and store.add read from an entry, checked before anything is written.
             failed_at_score(entry)
             if entry.get("expires_at"):

@@ -14,7 +14,6 @@ items (`<run>-item-<n>`) are reserved for runs, so nobody can plant a job in ano
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,11 +32,14 @@ from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fetch_job, make_queue
 from ..backend.replies import text
-from ..errors import Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound
+from ..errors import Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound, UnknownTaskName
 from ..limits.rules import generate_key, render_key
 from ..limits.store import check_new_key
 from ..retry.meta import gq, new_meta
 from ..settings import max_limit_keys
+from ..tasks.bounds import check_json
+from ..tasks.catalogue import CatalogueTask, check_kwargs
+from ..tasks.catalogue import read as read_catalogue
 from ..tasks.generate import JOB_FUNC, describe, validate_payload
 from ..tasks.registry import TaskSpec, bind, lookup, resolve_name
 from ..tenants.tenancy import entry_tenant, job_tenant
@@ -88,23 +90,33 @@ def generate_call(payload: dict[str, Any]) -> Call:
     return Call(JOB_FUNC, (validate_payload(payload),), {}, describe(payload))
 
 
-def task_call(name: str, kwargs: dict[str, Any]) -> tuple[Call, TaskSpec | None]:
-    """The call of task `name` with `kwargs`, checked against its signature when the task is registered in
-    this process (a web process that cannot import the worker's code enqueues by name, unchecked)."""
+def task_call(
+    name: str, kwargs: dict[str, Any], catalogue: Mapping[str, CatalogueTask] | None = None
+) -> tuple[Call, TaskSpec | CatalogueTask | None]:
+    """The call of task `name` with `kwargs`, checked against its signature and limit key: the task registered
+    in this process, else the one the live workers published (`catalogue`, tasks/catalogue.read), whose
+    declared options then apply as a local task's do. A name in neither is UnknownTaskName, listing the names
+    the workers know. `catalogue=None`: a task not registered here is enqueued unchecked (a producer that
+    enqueues ahead of its workers)."""
     if not isinstance(kwargs, dict):
         raise InvalidInput(f"kwargs must be a JSON object, not {type(kwargs).__name__}")
-    try:
-        json.dumps(kwargs, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"kwargs for task {name} must be JSON: {exc}") from None
-    spec = lookup(name)
-    if spec is not None and spec.positional:  # the built-in generate: its kwargs are the payload
-        return generate_call(kwargs), spec
-    if spec is not None:
-        bind(spec, (), kwargs)
+    check_json(kwargs, f"kwargs for task {name}")
+    local = lookup(name)
+    spec: TaskSpec | CatalogueTask | None = local
+    if local is not None and local.positional:  # the built-in generate: its kwargs are the payload
+        return generate_call(kwargs), local
+    if local is not None:
+        bind(local, (), kwargs)
+        if local.limit_key:
+            render_key(local.limit_key, kwargs)  # the worker's rule (worker/limiting.limit_of): refused here
     name = resolve_name(name)
     if not name or len(name) > 200 or any(c.isspace() for c in name):
         raise InvalidInput(f"invalid task name {name!r}")
+    if spec is None and catalogue is not None:
+        spec = catalogue.get(name)
+        if spec is None:
+            raise UnknownTaskName(unknown_task_message(name, catalogue))
+        check_kwargs(spec, kwargs)
     ttl = spec.result_ttl if spec is not None and spec.result_ttl is not None else RESULT_TTL_S
     return Call(name, (), dict(kwargs), f"{name}()", ttl), spec
 
@@ -130,6 +142,19 @@ def admit_limit_keys(connection: Redis, limit_keys: set[str | None]) -> None:
         check_new_key(connection, key, most)
 
 
+def unknown_task_message(name: str, catalogue: Mapping[str, CatalogueTask]) -> str:
+    known = ", ".join(sorted(catalogue)[:20]) + (" …" if len(catalogue) > 20 else "")
+    where = f"the live workers run {known}" if catalogue else "no live worker has published its tasks"
+    return f"no task {name!r}: {where} (enqueue ahead of the workers with --no-check / check=False)"
+
+
+def catalogue_for(connection: Redis, name: str, check: bool) -> Mapping[str, CatalogueTask] | None:
+    """The live workers' catalogue when `name` must be checked against it: not registered here, and check."""
+    if not check or lookup(name) is not None:
+        return None
+    return read_catalogue(connection)
+
+
 def enqueue_task(
     connection: Redis,
     queue_name: str | None,
@@ -145,10 +170,12 @@ def enqueue_task(
     as_tenant: str | None = None,
     policy: Mapping[str, Mapping[str, Any]] | None = None,
     default_queue: str = "generation-queue",
+    check: bool = True,
 ) -> EnqueueResult:
     """Enqueue task `name` (registered here or only in the workers). The task's declared options are the
-    defaults (queue, max_retries, timeout, policy, result_ttl); the arguments here override them."""
-    call, spec = task_call(name, kwargs or {})
+    defaults (queue, max_retries, timeout, policy, result_ttl); the arguments here override them. A task not
+    registered here is checked against the live workers' catalogue unless `check=False`."""
+    call, spec = task_call(name, kwargs or {}, catalogue_for(connection, name, check))
     return enqueue_call(
         connection,
         queue_name or (spec.queue if spec else None) or default_queue,

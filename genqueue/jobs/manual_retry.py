@@ -22,12 +22,12 @@ from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
-from ..backend.queues import SERIALIZER, fetch_job, make_queue
+from ..backend.queues import SERIALIZER, UNREADABLE_JOB_ERRORS, fetch_job, make_queue
 from ..backend.replies import text
 from ..dlq.entry import decode, iso
 from ..dlq.replay import job_from_entry
 from ..dlq.store import DLQStore
-from ..errors import Conflict, CorruptEntry, GenqueueError, NotFound
+from ..errors import Conflict, CorruptEntry, GenqueueError, NotFound, UnreadableJob
 from ..retry.kinds import ErrorKind, Reason
 from ..retry.meta import MANUAL_RETRY, failures, gq
 from .enqueue import check_job_id
@@ -228,8 +228,17 @@ def _retry_rq_job(
     job = fetch_job(connection, job_id)
     if job is None:
         raise WatchError("the job vanished between two reads")  # retried by the caller's loop
-    meta = gq(job)
-    history = meta["history"]
+    try:
+        _ = job.func_name  # plain RQ's pickle raises here (DeserializationError)
+        if not isinstance(job.meta, dict):
+            raise TypeError("its meta is not genqueue's JSON")
+        meta = gq(job)
+        history = meta["history"]
+    except UNREADABLE_JOB_ERRORS as exc:
+        raise UnreadableJob(
+            f"job {job_id} cannot be read ({type(exc).__name__}): not written by genqueue (plain RQ's pickle?) "
+            "or corrupt; nothing retried"
+        ) from None
     attempts, max_attempts = _check_attempts(job_id, history, meta.get("max_retries"), force)
     last = last_failure(history) or {}
     charged = not is_free(last.get("kind"), last.get("reason"))

@@ -7,10 +7,10 @@ from typing import Any
 from redis import Redis
 from rq.job import Job, JobStatus
 
-from ..backend.queues import fetch_job
+from ..backend.queues import UNREADABLE_JOB_ERRORS, fetch_job
 from ..dlq.entry import call_payload, decode, iso, payload_of
 from ..dlq.store import DLQStore
-from ..errors import NotFound
+from ..errors import NotFound, UnreadableJob
 from ..retry.kinds import ErrorKind
 from ..retry.meta import MANUAL_RETRY, failures, gq
 from ..retry.policy import DEFAULT_POLICIES
@@ -33,6 +33,22 @@ def _ts(dt) -> str | None:
     return None if dt is None else iso(dt.timestamp())
 
 
+UNREADABLE = UNREADABLE_JOB_ERRORS  # also nesting past the stack in mask/json
+
+
+def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
+    """The job's status; UnreadableJob (CorruptEntry for a DLQ entry) for data genqueue cannot read."""
+    try:
+        return _job_status(connection, store, job_id)
+    except UnreadableJob:
+        raise
+    except UNREADABLE as exc:
+        raise UnreadableJob(
+            f"job {job_id} cannot be read ({type(exc).__name__}): not written by genqueue (plain RQ's pickle?) "
+            "or corrupt"
+        ) from None
+
+
 def _find(connection: Redis, store: DLQStore, job_id: str) -> Job | bytes:
     """The RQ job, else its DLQ entry (raw); NotFound when neither is there."""
     # Two reads (RQ hash, then DLQ entry) can straddle a replay's EXEC, which moves the job from the second
@@ -47,7 +63,7 @@ def _find(connection: Redis, store: DLQStore, job_id: str) -> Job | bytes:
     raise NotFound(f"no job {job_id} in {store.keys.queue} or its DLQ")
 
 
-def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
+def _job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
     job = _find(connection, store, job_id)
     if isinstance(job, bytes):
         entry = decode(job, job_id)

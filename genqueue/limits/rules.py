@@ -184,7 +184,11 @@ def template_fields(template: str) -> set[str]:
 def render_key(template: str, kwargs: Mapping[str, Any]) -> str:
     """The limit key of one call: `"openai:{model}"` with model="gpt-image-1" → `openai:gpt-image-1`."""
     values = {name: kwargs.get(name, "") for name in template_fields(template)}
-    return check_key(template.format_map({k: "" if v is None else str(v) for k, v in values.items()}) or "default")
+    try:
+        key = template.format_map({k: "" if v is None else str(v) for k, v in values.items()})
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:  # "{0}", "{model.x}", "{m:d}"
+        raise InvalidInput(f"limit_key template {template!r} does not render: {type(exc).__name__}") from None
+    return check_key(key or "default")
 
 
 def generate_key(provider: str, payload: Mapping[str, Any]) -> str:

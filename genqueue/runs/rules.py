@@ -87,16 +87,18 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def item_checker(task: str | None) -> Callable[[Any], dict[str, Any]]:
-    """How one line is checked: the generate task's payload rule, or a task's kwargs (its signature where it
-    is registered in this process)."""
-    spec = lookup(task)
-    if task is None or (spec is not None and spec.positional):
+def item_checker(task: str | None, published: Any = None) -> Callable[[Any], dict[str, Any]]:
+    """How one line is checked: the generate task's payload rule, or a task's kwargs (its signature and limit
+    key where it is registered in this process, or as the live workers `published` it: tasks/catalogue.py)."""
+    local = lookup(task) if task is not None else None
+    if task is None or (local is not None and local.positional):
         return validate_payload
     from ..jobs.enqueue import task_call
 
+    catalogue = None if published is None else {published.name: published}
+
     def check(kwargs: Any) -> dict[str, Any]:
-        task_call(task, kwargs)  # InvalidInput unless a JSON object that fits the task's signature
+        task_call(task, kwargs, catalogue)  # InvalidInput unless a JSON object that fits the task's signature
         checked: dict[str, Any] = kwargs
         return checked
 

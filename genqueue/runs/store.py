@@ -48,6 +48,7 @@ from ..jobs.manual_retry import (
     requeue_failed_in,
 )
 from ..retry.meta import new_meta
+from ..tasks.catalogue import read as read_catalogue
 from ..tasks.generate import JOB_FUNC
 from ..tasks.registry import lookup, resolve_name
 from ..tenants.credits import credits_key
@@ -350,7 +351,9 @@ def submit(
     if max_retries is not None and max_retries < 0:
         raise InvalidInput("max_retries must be 0 or more")
     task = None if task is None or lookup(task) is lookup(JOB_FUNC) else resolve_name(task)
-    check = item_checker(task)
+    # A task the live workers published is checked as they will run it; one nobody knows yet is not.
+    published = read_catalogue(connection).get(task) if task is not None and lookup(task) is None else None
+    check = item_checker(task, published)
     for payload in payloads:
         check(payload)
     func = task or JOB_FUNC

@@ -3,8 +3,12 @@
 `put(job_id, name, data) -> uri` writes one artifact and returns its URI; any task may call it. The store
 is `GENQUEUE_ARTIFACTS` when set — a directory, a `file://` URL, or any fsspec URL (`s3://bucket/prefix`,
 `gs://…`; fsspec and the filesystem's package are needed then, `pip install 'genqueue[artifacts]'`) —
-else the directory `$GENQUEUE_HOME/artifacts`. An artifact lives at `<store>/<job_id>/<name>`, so a retry
-of the same job overwrites what an earlier attempt wrote instead of adding to it.
+else the directory `$GENQUEUE_HOME/artifacts`. An artifact belongs to one execution of one tenant's job: it
+lives at `<store>/<tenant>/<job_id>/<incarnation>/<name>`, the incarnation being when that job was created
+(`TaskContext.incarnation`). A retry of the job overwrites what an earlier attempt wrote instead of adding to
+it; a job id reused later (by its tenant, or by another once the first job is gone) is another incarnation,
+so it never overwrites or serves an earlier job's artifacts. Outside a task the incarnation is a fresh
+random id: such a write never overwrites anything.
 
 Local files are written atomically (a temporary file in the same directory, fsynced, then renamed), so a
 reader never sees half an image, even if the work horse is killed mid-write. Object stores' PUTs are
@@ -19,11 +23,26 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
+from uuid import uuid4
+
+NO_TENANT = "-"  # a job enqueued with no tenant (a local producer, an admin)
 
 
 class ArtifactStore(Protocol):
-    def put(self, job_id: str, name: str, data: bytes) -> str: ...
+    def put(self, where: tuple[str, ...], name: str, data: bytes) -> str: ...
+
+
+def location(job_id: str) -> tuple[str, ...]:
+    """(tenant, job id, incarnation): the directories one execution's artifacts go in (module docstring)."""
+    from .context import current
+
+    ctx = current()
+    if ctx is not None and ctx.job_id == job_id and ctx.incarnation:
+        tenant, incarnation = ctx.tenant or NO_TENANT, ctx.incarnation
+    else:
+        tenant, incarnation = NO_TENANT, uuid4().hex
+    return (quote(tenant, safe="").replace(".", "%2E"), check_component(job_id, "job id"), incarnation)
 
 
 def check_component(value: str, what: str) -> str:
@@ -39,11 +58,13 @@ class LocalStore:
     def __init__(self, root: Path | str):
         self.root = Path(root).expanduser()
 
-    def path_of(self, job_id: str, name: str) -> Path:
-        return self.root / check_component(job_id, "job id") / check_component(name, "name")
+    def path_of(self, where: tuple[str, ...], name: str) -> Path:
+        return self.root.joinpath(
+            *(check_component(part, "directory") for part in where), check_component(name, "name")
+        )
 
-    def put(self, job_id: str, name: str, data: bytes) -> str:
-        target = self.path_of(job_id, name)
+    def put(self, where: tuple[str, ...], name: str, data: bytes) -> str:
+        target = self.path_of(where, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".tmp")
         try:
@@ -75,8 +96,9 @@ class FsspecStore:
         self.url = url.rstrip("/")
         self.fs, self.base = fsspec.core.url_to_fs(self.url)
 
-    def put(self, job_id: str, name: str, data: bytes) -> str:
-        path = f"{self.base.rstrip('/')}/{check_component(job_id, 'job id')}/{check_component(name, 'name')}"
+    def put(self, where: tuple[str, ...], name: str, data: bytes) -> str:
+        parts = [check_component(part, "directory") for part in where] + [check_component(name, "name")]
+        path = "/".join([self.base.rstrip("/"), *parts])
         self.fs.pipe_file(path, data)
         return self.fs.unstrip_protocol(path)
 
@@ -116,7 +138,8 @@ def default_store(env: Mapping[str, str] | None = None) -> ArtifactStore:
 
 
 def put(job_id: str, name: str, data: bytes) -> str:
-    """Write one artifact of a job to the configured store; its URI (file:///…, s3://…)."""
+    """Write one artifact of a job to the configured store; its URI (file:///…, s3://…), under the running
+    execution's tenant and incarnation (location)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"artifact data must be bytes, not {type(data).__name__}")
-    return default_store().put(job_id, name, bytes(data))
+    return default_store().put(location(job_id), name, bytes(data))

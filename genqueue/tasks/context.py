@@ -29,6 +29,7 @@ class TaskContext:
     replays: int
     tenant: str | None
     deadline: float | None
+    incarnation: str = ""  # when this job was created (RQ's created_at): a reused job id is another one
 
     def pause_key(self, seconds: float) -> None:
         """Pause this job's limit key for `seconds` from now when this attempt ends (a pause only grows: the

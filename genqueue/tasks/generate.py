@@ -6,12 +6,32 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..errors import InvalidInput
+from .bounds import MAX_DEPTH, check_json, nesting_exceeds  # noqa: F401 - nesting_exceeds: importers
 
 JOB_FUNC = "genqueue.jobs.generate"
-# Objects and arrays inside a payload, at most. Every layer that copies a payload recurses (json, orjson —
-# whose dumps stops at 254 —, mask, RQ's serializer, the DLQ entry two levels further down): a deeper one
-# would be accepted here and fail later, as a 500 with the job already stored, or in the worker.
-MAX_PAYLOAD_DEPTH = 64
+PAYLOAD_FIELDS = ("prompt", "model", "params", "user_id", "provider_job_id", "simulate")
+# Request arguments genqueue builds itself (providers/openai.build_request): in params they would send
+# another model, other messages or another endpoint than the ones the limit key and the breaker count, or
+# reshape the SDK's request (any extra_*). Refused at enqueue for every provider, and again by the provider.
+RESERVED_PARAMS = frozenset(
+    {
+        "model",
+        "prompt",
+        "messages",
+        "input",
+        "instructions",
+        "previous_response_id",
+        "conversation",
+        "endpoint",
+        "stream",
+        "timeout",
+        "idempotency_key",
+        "extra_body",
+        "extra_headers",
+        "extra_query",
+    }
+)
+MAX_PAYLOAD_DEPTH = MAX_DEPTH  # kept for importers; the bounds are tasks/bounds.py
 
 
 class Provider(Protocol):
@@ -29,8 +49,7 @@ def validate_payload(payload: Any) -> dict[str, Any]:
     """The payload as a dict, or InvalidInput saying what is wrong with it."""
     if not isinstance(payload, dict):
         raise InvalidInput(f"payload must be a JSON object, not {type(payload).__name__}")
-    if nesting_exceeds(payload, MAX_PAYLOAD_DEPTH):
-        raise InvalidInput(f"payload nests objects and arrays more than {MAX_PAYLOAD_DEPTH} levels deep")
+    check_json(payload, "payload")
     prompt = payload.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidInput("payload.prompt must be a non-empty string")
@@ -38,6 +57,9 @@ def validate_payload(payload: Any) -> dict[str, Any]:
         raise InvalidInput("payload.model must be a string")
     if "params" in payload and not isinstance(payload["params"], dict):
         raise InvalidInput("payload.params must be an object")
+    clash = reserved_in(payload.get("params") or {})
+    if clash:
+        raise InvalidInput(f"payload.params may not set {', '.join(clash)}: genqueue builds the request")
     if payload.get("user_id") is not None and not isinstance(payload["user_id"], (str, int)):
         raise InvalidInput("payload.user_id must be a string or an integer")
     if "simulate" in payload:
@@ -47,19 +69,9 @@ def validate_payload(payload: Any) -> dict[str, Any]:
     return payload
 
 
-def nesting_exceeds(value: Any, limit: int) -> bool:
-    """Whether dicts and lists nest more than `limit` levels (the value itself is level 1). A loop, not
-    recursion: the value may be nested too deeply for Python's own stack."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
-    return False
+def reserved_in(params: Mapping[str, Any]) -> list[str]:
+    """The keys of `params` that genqueue sets itself (RESERVED_PARAMS, any extra_*), sorted."""
+    return sorted(k for k in params if k in RESERVED_PARAMS or str(k).startswith("extra_"))
 
 
 def generate(payload: dict[str, Any]) -> dict[str, Any]:

@@ -79,6 +79,7 @@ def context_for(spec: TaskSpec, job: Job) -> TaskContext:
         replays=int(meta.get("replays") or 0),
         tenant=meta.get("tenant"),
         deadline=started + job.timeout if job.timeout else None,
+        incarnation=job.created_at.strftime("%Y%m%dT%H%M%S%fZ") if job.created_at else "",
     )
 
 

@@ -21,14 +21,22 @@ it: `rq info`, rq-dashboard) are taken back as CRASH retries too (`reclaim_faile
 
 Jobs stranded in RQ's intermediate list (popped by a worker that died before starting them) are pushed
 back to the front of the queue once they have sat there longer than STRANDED_AFTER_S.
+
+Nothing one job holds stops the sweep: every step runs whatever another one did, and every item of a step
+runs whatever another item did. A job the sweep cannot read (plain RQ's pickle, corrupt data) is skipped,
+counted (`unreadable_count`) and logged once per process (`sweep.unreadable_skipped`); `genqueue dlq
+recover` or an admin deals with it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import cast
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 from rq.executions import Execution
@@ -37,7 +45,7 @@ from rq.utils import now, parse_composite_key
 
 from ..backend import keys
 from ..backend.outage import BACKOFF_CAP_S, CLOCK
-from ..backend.queues import fetch_job, make_queue
+from ..backend.queues import UNREADABLE_JOB_ERRORS, fetch_job, make_queue
 from ..dlq.store import DLQStore
 from ..retry.kinds import ErrorKind
 from ..retry.manager import Failure, RetryManager
@@ -55,6 +63,51 @@ UNCLAIMED_AFTER_S = 2.0
 # What RQ writes when it fails a job for infrastructure: its abandoned-job cleanup, and a plain RQ
 # worker's killed work horse. Anything else in FailedJobRegistry is a real failure for `dlq recover`.
 INFRASTRUCTURE_FAILURES = ("AbandonedJobError", "Work-horse terminated unexpectedly")
+# A lost server is the outage handling's business (backend/outage.py), not one step's or one item's.
+OUTAGE = (RedisConnectionError, RedisTimeoutError)
+MAX_REMEMBERED = 10_000  # skipped items remembered per process, so each is logged once
+
+_unreadable: dict[str, set[str]] = {}  # queue -> ids of jobs this process's sweeps could not read
+_failing: dict[str, set[str]] = {}  # queue -> ids of jobs whose move raised something else (logged once)
+
+
+def unreadable_count(queue_name: str) -> int:
+    """How many distinct jobs of the queue this process's sweeps skipped because they could not be read."""
+    return len(_unreadable.get(queue_name, ()))
+
+
+def skip(queue_name: str, job_id: str, exc: BaseException, step: str) -> None:
+    """Remember a job a step could not handle, and log it the first time. An unreadable job is skipped by
+    later sweeps too (its data does not change); any other failure is tried again at the next sweep."""
+    unreadable = isinstance(exc, UNREADABLE_JOB_ERRORS)
+    seen = (_unreadable if unreadable else _failing).setdefault(queue_name, set())
+    if job_id in seen or len(seen) >= MAX_REMEMBERED:
+        return
+    seen.add(job_id)
+    log.warning(
+        "sweep.unreadable_skipped" if unreadable else "sweep.item_failed",
+        job_id=job_id,
+        queue=queue_name,
+        step=step,
+        error=f"{type(exc).__name__}: {str(exc)[:200]}",
+        skipped=len(seen),
+    )
+
+
+def _pruned(connection: Redis, min_dead_s: float) -> int:
+    prune_dead_workers(connection, min_dead_s=min_dead_s)
+    return 0  # moves no job
+
+
+def run_step(queue_name: str, step: str, fn: Callable[[], int]) -> int:
+    """One step of the sweep; what escapes it is logged, and the next step runs all the same."""
+    try:
+        return fn()
+    except OUTAGE:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one step's failure never stops the others
+        log.error("sweep.step_failed", queue=queue_name, step=step, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        return 0
 
 
 def restart_grace_s(settings) -> float:
@@ -151,31 +204,50 @@ def stale_claims(connection: Redis, started_key: str, held: dict[bytes, str], no
 def sweep_queue(
     connection: Redis, queue_name: str, manager: RetryManager, store: DLQStore, *, grace_s: float = 0.0
 ) -> int:
-    """Retry every abandoned job of one queue as CRASH; returns how many this sweep moved."""
+    """Retry every abandoned job of one queue as CRASH; returns how many this sweep moved. Each step runs
+    whatever the one before it did (run_step)."""
     queue = make_queue(connection, queue_name)
+    moved = run_step(queue_name, "abandoned", lambda: retry_abandoned(connection, queue, manager, store, grace_s))
+    moved += run_step(queue_name, "reclaim_failed", lambda: reclaim_failed(connection, queue, manager, store))
+    moved += run_step(queue_name, "stranded", lambda: requeue_stranded(connection, queue))
+    run_step(
+        queue_name,
+        "prune_workers",
+        lambda: _pruned(connection, grace_s + 2 * STRANDED_AFTER_S),
+    )
+    return moved
+
+
+def retry_abandoned(connection: Redis, queue, manager: RetryManager, store: DLQStore, grace_s: float) -> int:
     moved = 0
     for composite, worker_name in find_abandoned(
         connection, queue.started_job_registry.key, time.time(), grace_s=grace_s
     ):
         job_id, execution_id = parse_composite_key(composite)
-        execution = Execution(execution_id, job_id, connection, worker_name=worker_name)
-        job = fetch_job(connection, job_id)
-        if job is None:  # nothing left to run; drop the dangling claim
-            connection.zrem(queue.started_job_registry.key, composite)
-            continue
-        job.ended_at = now()
-        who = f"worker {worker_name}" if worker_name else "an unknown worker"
-        failure = Failure(
-            kind=ErrorKind.CRASH, type="AbandonedJob", message=f"{who} died while running the job (abandoned)"
-        )
-        _, ok = record_failure(
-            connection, job, queue, failure, manager, store, execution=execution, worker_name=worker_name or "?"
-        )
-        moved += ok
-    moved += reclaim_failed(connection, queue, manager, store)
-    moved += requeue_stranded(connection, queue)
-    prune_dead_workers(connection, min_dead_s=grace_s + 2 * STRANDED_AFTER_S)
+        try:
+            moved += _retry_abandoned_one(connection, queue, manager, store, job_id, execution_id, worker_name)
+        except OUTAGE:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one job never stops the sweep of the others
+            skip(queue.name, job_id, exc, "abandoned")
     return moved
+
+
+def _retry_abandoned_one(connection: Redis, queue, manager, store, job_id: str, execution_id: str, worker_name: str):
+    execution = Execution(execution_id, job_id, connection, worker_name=worker_name)
+    job = fetch_job(connection, job_id)
+    if job is None:  # nothing left to run; drop the dangling claim
+        connection.zrem(queue.started_job_registry.key, f"{job_id}:{execution_id}")
+        return 0
+    job.ended_at = now()
+    who = f"worker {worker_name}" if worker_name else "an unknown worker"
+    failure = Failure(
+        kind=ErrorKind.CRASH, type="AbandonedJob", message=f"{who} died while running the job (abandoned)"
+    )
+    _, ok = record_failure(
+        connection, job, queue, failure, manager, store, execution=execution, worker_name=worker_name or "?"
+    )
+    return int(ok)
 
 
 def reclaim_failed(connection: Redis, queue, manager: RetryManager, store: DLQStore) -> int:
@@ -189,34 +261,46 @@ def reclaim_failed(connection: Redis, queue, manager: RetryManager, store: DLQSt
     ids = [raw.decode() for raw in cast("list[bytes]", connection.zrange(registry.key, 0, -1))]
     moved = 0
     for job_id in ids:
-        job = fetch_job(connection, job_id)
-        if job is None or job.func_name != JOB_FUNC:
-            continue  # an expired hash, or not a generation job: `dlq recover` deals with those
-        result = job.latest_result()
-        reason = (result.exc_string if result is not None else "") or ""
-        if not any(marker in reason for marker in INFRASTRUCTURE_FAILURES):
-            continue
-        job.ended_at = now()
-        failure = Failure(
-            kind=ErrorKind.CRASH,
-            type="AbandonedJob",
-            message="RQ's cleanup failed the job as abandoned (FailedJobRegistry); taken back",
-        )
-        _, ok = record_failure(
-            connection,
-            job,
-            queue,
-            failure,
-            manager,
-            store,
-            execution=None,
-            worker_name=job.worker_name or "?",
-            registry_claim=(registry.key, job_id),
-        )
-        if ok:
-            log.warning("sweep.reclaimed_from_failed", job_id=job_id, queue=queue.name)
-        moved += ok
+        if job_id in _unreadable.get(queue.name, ()):
+            continue  # could not be read before; its data does not change while it sits there
+        try:
+            moved += _reclaim_one(connection, queue, manager, store, job_id)
+        except OUTAGE:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a pickled job (plain RQ) never stops the sweep of the others
+            skip(queue.name, job_id, exc, "reclaim_failed")
     return moved
+
+
+def _reclaim_one(connection: Redis, queue, manager: RetryManager, store: DLQStore, job_id: str) -> int:
+    registry = queue.failed_job_registry
+    job = fetch_job(connection, job_id)
+    if job is None or job.func_name != JOB_FUNC:
+        return 0  # an expired hash, or not a generation job: `dlq recover` deals with those
+    result = job.latest_result()
+    reason = (result.exc_string if result is not None else "") or ""
+    if not any(marker in reason for marker in INFRASTRUCTURE_FAILURES):
+        return 0
+    job.ended_at = now()
+    failure = Failure(
+        kind=ErrorKind.CRASH,
+        type="AbandonedJob",
+        message="RQ's cleanup failed the job as abandoned (FailedJobRegistry); taken back",
+    )
+    _, ok = record_failure(
+        connection,
+        job,
+        queue,
+        failure,
+        manager,
+        store,
+        execution=None,
+        worker_name=job.worker_name or "?",
+        registry_claim=(registry.key, job_id),
+    )
+    if ok:
+        log.warning("sweep.reclaimed_from_failed", job_id=job_id, queue=queue.name)
+    return int(ok)
 
 
 def requeue_stranded(connection: Redis, queue) -> int:
@@ -282,3 +366,4 @@ def prune_dead_workers(connection: Redis, min_dead_s: float) -> None:
     stale = [n for n, first in zip(dead, replies[1::2], strict=False) if first and now_ts - float(first) >= min_dead_s]
     if stale:
         connection.srem(WORKERS_KEY, *stale)
+        connection.delete(*(keys.worker_tasks(n) for n in stale))  # its published tasks (tasks/catalogue.py)

@@ -52,13 +52,13 @@ def limited_keys(tmp_path, env, conn, queue_name, workers) -> LimitedKeys:
     env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
     keys = LimitedKeys(held=f"hold-{tag}", paused=f"simulated:pause-{tag}", release=f"hold-{tag}:release")
     set_limits(conn, keys.held, concurrency=1)
-    enqueue_task(conn, queue_name, f"{module}.hold", {"n": 0})
+    enqueue_task(conn, queue_name, f"{module}.hold", {"n": 0}, check=False)  # ahead of the workers
     enqueue(conn, queue_name, {"prompt": "p", "model": f"pause-{tag}", "simulate": [f"429:retry_after={PAUSE_S}"]})
     for _ in range(2):
         workers(simple=True, extra=("--tasks", module))
     wait_for(lambda: conn.llen(f"hold-{tag}:started") == 1, message="the first job to hold the slot")
     for n in (1, 2):
-        enqueue_task(conn, queue_name, f"{module}.hold", {"n": n})
+        enqueue_task(conn, queue_name, f"{module}.hold", {"n": n}, check=False)
 
     def settled() -> bool:
         held, paused = describe(conn, keys.held)[0], describe(conn, keys.paused)[0]

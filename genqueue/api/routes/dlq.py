@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from ...backend import audit
 from ...dlq.bulk import bulk_replay, count_matching, matching
+from ...dlq.entry import shown, shown_in_list
 from ...dlq.replay import replay
 from ...dlq.stats import dlq_stats
 from ...dlq.store import Filters
@@ -62,7 +63,7 @@ def list_entries(
 ) -> dict:
     page = state.store().page(filters, cursor=cursor, limit=limit)
     return {
-        "data": [mask(e) for e in page.entries],
+        "data": [shown_in_list(e) for e in page.entries],
         "next_cursor": page.next_cursor,
         "total": page.total,
         "skipped_corrupt": page.skipped,
@@ -78,7 +79,7 @@ def stats(
 
 @router.get("/{job_id}", summary="One entry: payload (secrets masked), every attempt, tracebacks")
 def get_entry(job_id: str, _: Principal = Depends(admin), state: ServiceState = Depends(service)) -> dict:
-    return {"data": mask(state.store().get(check_job_id(job_id)))}
+    return {"data": shown(state.store().get(check_job_id(job_id)))}
 
 
 class ReplayBody(BaseModel):

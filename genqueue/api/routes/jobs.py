@@ -11,11 +11,12 @@ from pydantic import BaseModel, Field
 
 from ...backend import audit
 from ...errors import Conflict, Forbidden, InvalidInput, NotFound
-from ...jobs.enqueue import check_job_id, enqueue_call, generate_call, task_call
+from ...jobs.enqueue import catalogue_for, check_job_id, enqueue_call, generate_call, task_call
 from ...jobs.manual_retry import retry_job
 from ...jobs.status import job_status, without_tracebacks
 from ...runs.rules import run_key, run_of_item
-from ...tasks.registry import lookup, resolve_name
+from ...tasks.catalogue import CatalogueTask
+from ...tasks.registry import TaskSpec, lookup, resolve_name
 from ...tenants.tenancy import Principal, check_access
 from ..deps import ServiceState, principal, service
 from . import actor, principal_name
@@ -32,15 +33,18 @@ class EnqueueBody(BaseModel):
     job_id: str | None = Field(None, description="idempotency key: a second enqueue returns the existing job")
     max_retries: int | None = Field(None, ge=0, le=100, description="this job's automatic retry budget")
     delay_s: float | None = Field(None, ge=0, le=30 * 86400, description="run no earlier than this from now")
+    check: bool = Field(
+        True, description="false (admins): enqueue a task that neither the API nor a live worker knows yet"
+    )
 
 
-def open_to_api(state: ServiceState, who: Principal, name: str) -> None:
+def open_to_api(state: ServiceState, who: Principal, name: str, catalogue) -> None:
     """Non-admins may enqueue only the tasks a deployment opens to the API: declared with api=True (in the
-    modules GENQUEUE_TASKS names, imported by `genqueue api`) or listed in GENQUEUE_API_TASKS. Any other
-    name is 404, as if it did not exist."""
+    modules GENQUEUE_TASKS names, imported by `genqueue api`, or as the live workers published them) or
+    listed in GENQUEUE_API_TASKS. Any other name is 404, as if it did not exist."""
     if who.is_admin:
         return
-    spec = lookup(name)
+    spec = lookup(name) or (catalogue or {}).get(resolve_name(name))
     if resolve_name(name) in {resolve_name(n) for n in state.settings.api_tasks} or (spec is not None and spec.api):
         return
     raise NotFound(f"no task {name!r} is open to the API")
@@ -65,20 +69,28 @@ def create_job(
     state: ServiceState = Depends(service),
 ) -> dict:
     delay = timedelta(seconds=body.delay_s) if body.delay_s else None
-    if body.task is not None and body.payload is None:
-        open_to_api(state, who, body.task)
-        call = task_call(body.task, body.kwargs or {})[0]
-    elif body.payload is not None and body.task is None:
-        call = generate_call(body.payload)
-    else:
+    if (body.task is None) == (body.payload is None):
         raise InvalidInput("give either payload (the built-in generate task) or task with kwargs")
+    if not body.check and not who.is_admin:
+        raise Forbidden("check=false (enqueue a task no live worker knows) needs the admin role")
+    spec: TaskSpec | CatalogueTask | None = None
+    if body.payload is not None:
+        call = generate_call(body.payload)
+    elif body.task is not None:
+        catalogue = catalogue_for(state.connection, body.task, body.check)
+        open_to_api(state, who, body.task, catalogue)
+        call, spec = task_call(body.task, body.kwargs or {}, catalogue)
+    declared = spec is not None and not spec.positional  # its declared options apply, as from the CLI
+    options = spec if declared else None
     result = enqueue_call(
         state.connection,
         state.settings.queue,
         call,
         job_id=body.job_id,
-        max_retries=body.max_retries,
+        max_retries=body.max_retries if body.max_retries is not None or options is None else options.max_retries,
         in_=delay,
+        timeout=options.timeout if options is not None else None,
+        policy=dict(options.policy) if options is not None and options.policy else None,
         tenant=who.tenant,
         as_tenant=None if who.is_admin else who.tenant,
     )

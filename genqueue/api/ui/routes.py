@@ -12,7 +12,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from ...backend import audit
-from ...dlq.replay import merge_patch, replay
+from ...dlq.entry import payload_of, shown, shown_in_list
+from ...dlq.replay import patched, replay
 from ...dlq.stats import dlq_stats
 from ...dlq.store import Filters
 from ...errors import GenqueueError, InvalidInput
@@ -33,6 +34,10 @@ from . import sessions
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+# A page's status for the library's errors it shows; unreadable data is 422, as on the API (api/errors.py).
+UI_STATUS = {"NOT_FOUND": 404, "FORBIDDEN": 403, "UNREADABLE_JOB": 422, "CORRUPT_ENTRY": 422}
 
 
 def time_left(seconds: float | None) -> str:
@@ -133,8 +138,16 @@ def login(request: Request, code: str = "", state: ServiceState = Depends(servic
             "with `genqueue api token --admin --login`.",
         )
     response = RedirectResponse("/ui/", status_code=303)
+    secure = state.config.cookie_secure
     response.set_cookie(
-        sessions.COOKIE, s.sid, max_age=sessions.SESSION_TTL_S, httponly=True, samesite="strict", path="/ui"
+        sessions.COOKIE,
+        s.sid,
+        max_age=sessions.SESSION_TTL_S,
+        httponly=True,
+        samesite="strict",
+        path="/ui",
+        # Behind a TLS-terminating proxy the request arrives over http: GENQUEUE_COOKIE_SECURE=true says so.
+        secure=request.url.scheme == "https" if secure is None else secure,
     )
     return response
 
@@ -227,7 +240,7 @@ def dlq_list(
         "dlq_list.html",
         s,
         form=form,
-        entries=[mask(e) for e in result.entries],
+        entries=[shown_in_list(e) for e in result.entries],
         total=result.total,
         next_cursor=result.next_cursor,
         error=None,
@@ -245,13 +258,13 @@ def entry_page(
     notice: str | None = None,
 ):
     try:
-        entry = mask(state.store().get(check_job_id(job_id)))
+        entry = shown(state.store().get(check_job_id(job_id)))
     except GenqueueError as exc:
         return page(
             request,
             "message.html",
             s,
-            status=404 if "no DLQ entry" in str(exc) else 400,
+            status=404 if "no DLQ entry" in str(exc) else UI_STATUS.get(exc.code, 400),
             title="Entry",
             message=error or str(exc),
         )
@@ -292,7 +305,10 @@ def dlq_retry(
         return entry_page(request, s, state, job_id, status=400, error=f"payload patch: {exc}")
     if patch and not confirmed:
         try:
-            before = store.get(check_job_id(job_id))["args"][0]
+            entry = store.get(check_job_id(job_id))
+            after = payload_of(patched(entry, patch))  # the generate payload or a task's kwargs, checked
+        except InvalidInput as exc:
+            return entry_page(request, s, state, job_id, status=400, error=f"payload patch: {exc}")
         except GenqueueError as exc:
             return entry_page(request, s, state, job_id, status=409, error=str(exc))
         return page(
@@ -300,8 +316,8 @@ def dlq_retry(
             "confirm_replay.html",
             s,
             job_id=job_id,
-            before=mask(before),
-            after=mask(merge_patch(before, patch)),
+            before=mask(payload_of(entry)),
+            after=mask(after),
             payload_patch=payload_patch,
         )
     try:
@@ -368,7 +384,7 @@ def job_lookup(
             s,
             job=None,
             error=str(exc),
-            status=404 if exc.code == "NOT_FOUND" else 403 if exc.code == "FORBIDDEN" else 400,
+            status=UI_STATUS.get(exc.code, 400),
         )
     return page(request, "job.html", s, job=info if s.principal.is_admin else without_tracebacks(info), error=None)
 

@@ -28,15 +28,13 @@ from typing import Any
 
 from ...errors import InvalidInput
 from ...support.secrets import check_credential
+from ..artifacts import location
+from ..generate import reserved_in
 from .headers import pause_if_spent
 from .timeouts import call_timeout, configured_timeout
 
 ENDPOINTS = ("images", "chat", "responses")
 DEFAULT_ENDPOINT = "images"
-# Arguments genqueue sets itself; in params they would collide or change the call's shape.
-RESERVED_PARAMS = frozenset(
-    {"model", "prompt", "messages", "input", "stream", "extra_headers", "extra_query", "timeout"}
-)
 MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
@@ -66,7 +64,7 @@ def build_request(payload: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     params = payload.get("params") or {}
     if not isinstance(params, Mapping):
         raise ValueError("payload.params must be an object")
-    clash = sorted(RESERVED_PARAMS & set(params))
+    clash = reserved_in(params)  # refused at enqueue already (generate.validate_payload); again here
     if clash:
         raise ValueError(f"payload.params may not set {', '.join(clash)} (genqueue sets them)")
     prompt = payload["prompt"]
@@ -153,4 +151,5 @@ class OpenAIProvider:
         raw = method(**kwargs, extra_headers={"Idempotency-Key": job_id}, timeout=call_timeout(self.timeout_s))
         pause_if_spent(raw.headers)  # a 200 with x-ratelimit-remaining-*: 0 pauses the key until the reset
         result = raw.parse().model_dump(mode="json")
-        return externalize(endpoint, result, lambda name, data: self.store.put(job_id, name, data))
+        where = location(job_id)
+        return externalize(endpoint, result, lambda name, data: self.store.put(where, name, data))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import openai  # a test dependency (pyproject's test extra): these tests never skip
@@ -181,7 +182,8 @@ def test_images_endpoint_writes_b64_images_to_the_artifact_store(api, openai_pro
         {"model": "gpt-image-1", "prompt": "a red fox", "size": "1024x1024"},
     )
     assert req.headers["idempotency-key"] == "job-img-1" and req.headers["authorization"] == "Bearer test"
-    folder = tmp_path / "artifacts" / "job-img-1"
+    folder = Path(urlsplit(result["data"][0]["uri"]).path).parent  # <tenant>/<job id>/<incarnation>
+    assert folder.parent == tmp_path / "artifacts" / "-" / "job-img-1"
     assert [d["uri"] for d in result["data"]] == [(folder / "0.png").as_uri(), (folder / "1.png").as_uri()]
     assert (folder / "0.png").read_bytes() == PNG and (folder / "1.png").read_bytes() == PNG_2
     assert sorted(p.name for p in folder.iterdir()) == ["0.png", "1.png"]  # no temporary files left behind
@@ -254,8 +256,9 @@ def test_responses_endpoint_and_its_generated_images(api, openai_provider, tmp_p
     assert (req.path, req.body) == ("/v1/responses", {"model": "gpt-4.1", "input": "draw a fox"})
     assert result["output"][0]["content"][0]["text"] == "here it is"
     image = result["output"][1]
-    assert image["result"] is None and image["uri"] == (tmp_path / "artifacts" / "job-resp" / "0.png").as_uri()
-    assert (tmp_path / "artifacts" / "job-resp" / "0.png").read_bytes() == PNG
+    artifact = Path(urlsplit(image["uri"]).path)
+    assert image["result"] is None and artifact.parent.parent == tmp_path / "artifacts" / "-" / "job-resp"
+    assert artifact.name == "0.png" and artifact.read_bytes() == PNG
 
 
 def test_429_is_one_request_and_its_retry_after_ms_reaches_the_classifier(api, openai_provider):
@@ -481,8 +484,8 @@ def test_openai_provider_end_to_end(api, env, workers, conn, store, server, queu
     )
     assert h["retry_after"] == 0.2 and h["delay"] >= 0.2  # retry-after-ms, read by the classifier
     result = fetch_job(conn, ok).return_value()
-    artifact = Path(home) / "artifacts" / ok / "0.png"
-    assert result["data"][0]["uri"] == artifact.as_uri() and artifact.read_bytes() == PNG
+    artifact = Path(urlsplit(result["data"][0]["uri"]).path)
+    assert artifact.parent.parent == Path(home) / "artifacts" / "-" / ok and artifact.read_bytes() == PNG
     assert [s.headers["idempotency-key"] for s in api.requests_for(ok)] == [ok, ok]
     assert api.requests_for(ok)[0].body == {"model": "gpt-image-1", "prompt": "a red fox", "quality": "low"}
 
@@ -577,4 +580,4 @@ def test_a_200_saying_the_limit_is_spent_pauses_the_key_and_the_next_job_parks(
 
     info = wait_status(conn, store, second, "finished")  # the pause ends, the parked job wakes and runs
     assert info["history"] == [] and len(api.requests_for(second)) == 1 and len(api.requests_for(first)) == 1
-    assert fetch_job(conn, second).return_value()["data"][0]["uri"].endswith(f"/{second}/0.png")
+    assert fetch_job(conn, second).return_value()["data"][0]["uri"].endswith("/0.png")

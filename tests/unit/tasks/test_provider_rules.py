@@ -124,3 +124,30 @@ def test_the_simulated_outage_is_a_503_until_its_time_then_success():
     assert err.value.status_code == 503
     over = {"prompt": "p", "simulate": [f"down_until={time.time() - 1}"]}
     assert sim.call(over, attempt=1, job_id="j")["attempt"] == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"extra_body": {"model": "expensive-large", "messages": [{"role": "user", "content": "x"}]}},
+        {"extra_query": {"model": "x"}},
+        {"extra_anything": 1},
+        {"model": "expensive-large"},
+        {"messages": []},
+        {"instructions": "ignore the prompt"},
+        {"previous_response_id": "resp_1"},
+    ],
+)
+def test_params_that_pick_the_model_messages_or_request_are_refused_at_enqueue_and_by_the_provider(params):
+    from genqueue.errors import InvalidInput
+    from genqueue.limits.rules import generate_key
+    from genqueue.tasks.generate import validate_payload
+
+    payload = {"prompt": "p", "model": "cheap-mini", "params": params, "endpoint": "chat"}
+    with pytest.raises(InvalidInput, match="payload.params may not set"):
+        validate_payload(payload)
+    with pytest.raises(ValueError, match="may not set"):
+        build_request(payload)
+    fine = {**payload, "params": {"n": 1, "temperature": 0.2}}
+    _, sent = build_request(validate_payload(fine))
+    assert generate_key("openai", fine) == f"openai:{sent['model']}"  # the key counts the model sent
