@@ -43,6 +43,7 @@ class ResultTooLarge(ValueError):
 
 # The job-hash fields RQ's Job.restore parses eagerly (dates, numbers, JSON): any of them can raise.
 PARSED_FIELDS = (
+    "status",
     "created_at",
     "enqueued_at",
     "started_at",
