@@ -5,6 +5,9 @@ open rq/rq#2191), and its callbacks and webhooks are taken from the job hash as 
 resolves the function name in the task registry instead and raises UnknownTask — dead-lettered with reason
 `unknown_task` — for anything else, including a job whose data is not JSON (pickled by a plain RQ client).
 Callbacks and webhooks are never run: genqueue jobs are created without them, so any found were planted.
+A job hash whose other fields RQ cannot read (a timeout of "abc" or 1e30, a date that is not one: written by an
+old or plain-RQ producer, or by hand) is restored without them and refused the same way, as UnreadableJob: RQ's
+restore raised inside the worker's pop, outside any job, and stopped every worker that popped it.
 
 The call itself: the arguments are bound against the function's signature (a mismatch is a TypeError:
 PERMANENT), the task sees its context (`genqueue.current()`), an `async def` task runs on an event loop,
@@ -18,6 +21,7 @@ import json
 import time
 from typing import Any
 
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from ..retry.kinds import ErrorKind
@@ -37,9 +41,63 @@ class ResultTooLarge(ValueError):
     genqueue_kind = ErrorKind.PERMANENT
 
 
+# The job-hash fields RQ's Job.restore parses eagerly (dates, numbers, JSON): any of them can raise.
+PARSED_FIELDS = (
+    "status",
+    "created_at",
+    "enqueued_at",
+    "started_at",
+    "ended_at",
+    "last_heartbeat",
+    "timeout",
+    "result_ttl",
+    "failure_ttl",
+    "ttl",
+    "success_callback_timeout",
+    "failure_callback_timeout",
+    "stopped_callback_timeout",
+    "dependency_ids",
+    "allow_dependency_failures",
+    "enqueue_at_front",
+    "number_of_retries",
+    "retries_left",
+    "retry_intervals",
+    "enqueue_at_front_on_retry",
+    "repeats_left",
+)
+
+
 class GenJob(Job):
+    unreadable: str | None = None  # why the job hash could not be read as it is: the job is refused, not run
+
+    def restore(self, raw_data: Any) -> None:
+        """Job.restore; a field it cannot parse is left out (RQ's default instead) and the job is marked
+        unreadable, so its failure is the job's (UnreadableJob) and never the pop's."""
+        try:
+            super().restore(raw_data)
+        except NoSuchJobError:  # no data at all: RQ drops the id, as before
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a field holds
+            bad = [f for f in PARSED_FIELDS if self._unparsable(raw_data, f)] or list(PARSED_FIELDS)
+            super().restore({k: v for k, v in raw_data.items() if _text(k) not in bad})
+            self.unreadable = f"job field(s) {', '.join(bad)} cannot be read ({type(exc).__name__}); nothing was run"
+
+    def _unparsable(self, raw_data: Any, name: str) -> bool:
+        """Whether RQ's restore fails on this one field (with the job's data beside it, as restore needs)."""
+        fields = {_text(k): v for k, v in raw_data.items()}
+        if name not in fields:
+            return False
+        probe = Job("probe", connection=self.connection, serializer=self.serializer)
+        try:
+            probe.restore({"data": fields.get("data", b""), name: fields[name]})
+        except Exception:  # noqa: BLE001 - any failure to parse this field
+            return True
+        return False
+
     @property
     def func(self):
+        if self.unreadable:
+            raise UnreadableJob(self.unreadable)
         name = self.func_name  # UnreadableJob when the data is not JSON
         spec = lookup(name)
         if spec is None:
@@ -66,6 +124,10 @@ class GenJob(Job):
 
     def send_webhooks(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def _text(key: Any) -> str:
+    return key.decode(errors="replace") if isinstance(key, bytes) else str(key)
 
 
 def context_for(spec: TaskSpec, job: Job) -> TaskContext:

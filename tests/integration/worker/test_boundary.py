@@ -167,3 +167,27 @@ def test_an_error_in_the_worker_loop_itself_is_exit_70_in_one_line(conn, setting
     assert worker.proc.returncode == 70, worker.log()[-2000:]
     errors = [line for line in worker.log().splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "WRONGTYPE" in errors[0] and "Traceback" not in worker.log(), errors
+
+
+@pytest.mark.parametrize("kind", sorted(CLASSES))
+def test_a_job_hash_field_rq_cannot_parse_is_that_jobs_failure_not_the_pops(
+    conn, settings, store, workers, tasks, kind
+):
+    """A timeout of "abc" or 1e30 in a job hash (an old or plain-RQ producer, a hand edit): RQ's Job.restore raised
+    inside the pop, outside any job, and every worker that popped the job stopped (status 70), the sweep putting it
+    back for the next. Now the job is dead-lettered unknown_task, its fields named, nothing run; the worker goes on."""
+    q = settings.queue
+    bad = {}
+    for value in ("abc", "1e30"):
+        job = enqueue_task(conn, q, f"{tasks}.good", {"n": 1}).job
+        conn.hset(job.key, "timeout", value)
+        bad[job.id] = value
+    good = put(conn, q, f"{tasks}.good", n=2)
+    worker = workers(extra=("--tasks", tasks, *CLASSES[kind]))
+    for job_id in bad:  # read from the DLQ store: a reader of the job hash meets the same fields (readers' own fix)
+        entry = wait_for(lambda job_id=job_id: store.exists(job_id) and store.get(job_id), message=f"{job_id} dead")
+        [h] = entry["history"]
+        assert h["kind"] == "PERMANENT" and h["error"]["type"] == "UnreadableJob", h
+        assert "timeout" in h["error"]["message"], h
+    wait_for(lambda: job_status(conn, store, good)["status"] == "finished", message="the job after them")
+    assert worker.alive(), worker.log()[-3000:]
