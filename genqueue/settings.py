@@ -26,6 +26,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "GENQUEUE_REDIS_OUTAGE_S": (0.1, 7 * DAY_S),  # seconds
     "GENQUEUE_CONCURRENCY": (1, 1000),  # jobs at once in one worker process
     "GENQUEUE_SHUTDOWN_GRACE": (0.1, 3600),  # seconds
+    "GENQUEUE_MAX_LIMIT_KEYS": (1, 1_000_000),  # distinct limit keys
+    "GENQUEUE_WAIT_TIMEOUT": (0.001, 60),  # seconds an acknowledged write waits for its replicas
 }
 
 

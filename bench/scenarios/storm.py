@@ -143,7 +143,11 @@ def _run(ctx: Ctx, mode: str, jobs: int, rate: int) -> dict[str, float]:
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(30)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:  # plain RQ can sit in its 60-s pub/sub read: not what is measured
+                p.kill()
+                p.wait()
     stats = {k.decode(): int(v) for k, v in ctx.conn.hgetall(keys.SIM_STATS).items()}
     if mode == "rq":
         drop_queue(ctx.conn, queue, ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis import Redis
 from rq import Queue
-from rq.exceptions import DeserializationError
+from rq.exceptions import DeserializationError, TimeoutFormatError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -16,6 +16,9 @@ RESULT_TTL_S = 24 * 3600  # finished jobs stay inspectable (`genqueue jobs show`
 # (status, the sweep) catch these and show or skip the job as unreadable; never a traceback.
 UNREADABLE_JOB_ERRORS: tuple[type[BaseException], ...] = (
     DeserializationError,
+    TimeoutFormatError,  # a timeout field RQ cannot parse ("abc")
+    AssertionError,  # RQ's parse_timeout asserts on what it cannot read
+    ArithmeticError,  # one it parses too large (1e30 → OverflowError)
     RecursionError,
     ValueError,
     TypeError,

@@ -94,6 +94,9 @@ def worker(
     from ..worker.limiting import default_cooldown_s
 
     default_cooldown_s()  # a bad GENQUEUE_BREAKER_COOLDOWN is exit 2 now, not an error in every job's release
+    from ..support.secrets import check_credentials
+
+    check_credentials(os.environ)  # a credential with a newline: exit 2 naming it, before any job sends it
     if (os.environ.get("GENQUEUE_PROVIDER") or "simulated").strip().lower() != "simulated":
         from ..tasks.providers import provider_from_env
 

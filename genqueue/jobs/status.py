@@ -15,6 +15,7 @@ from ..retry.kinds import ErrorKind
 from ..retry.meta import MANUAL_RETRY, failures, gq
 from ..retry.policy import DEFAULT_POLICIES
 from ..support.secrets import mask
+from ..tasks.bounds import MAX_DEPTH, nesting_exceeds
 from ..tenants.tenancy import entry_tenant, job_tenant
 
 RQ_TO_STATUS = {
@@ -39,7 +40,10 @@ UNREADABLE = UNREADABLE_JOB_ERRORS  # also nesting past the stack in mask/json
 def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any]:
     """The job's status; UnreadableJob (CorruptEntry for a DLQ entry) for data genqueue cannot read."""
     try:
-        return _job_status(connection, store, job_id)
+        status = _job_status(connection, store, job_id)
+        if nesting_exceeds(status["payload"], MAX_DEPTH + 2):  # stored past the bounds: no reader could show it
+            raise UnreadableJob(f"job {job_id} is nested too deeply to show (stored before kwargs were bounded)")
+        return status
     except UnreadableJob:
         raise
     except UNREADABLE as exc:

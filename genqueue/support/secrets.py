@@ -8,6 +8,7 @@ separates words. The last word decides, so `max_tokens`, `tokens_used` and `toke
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -172,6 +173,17 @@ def scrub_data(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(scrub_data(v) for v in value)
     return value
+
+
+# The provider credentials genqueue itself reads: checked at every worker's start whatever the provider, since
+# your own tasks may send them too.
+CREDENTIAL_VARIABLES = ("GENQUEUE_PROVIDER_TOKEN", "OPENAI_API_KEY")
+
+
+def check_credentials(environ: Mapping[str, str]) -> None:
+    """InvalidInput (exit 2) naming the first credential variable with whitespace in its value."""
+    for name in CREDENTIAL_VARIABLES:
+        check_credential(name, environ.get(name))
 
 
 def check_credential(name: str, value: str | None) -> str | None:

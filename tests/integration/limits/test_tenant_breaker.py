@@ -69,8 +69,10 @@ def test_one_tenants_failures_do_not_park_anothers_jobs(env, workers, conn, queu
         for i in range(B_JOBS):
             if with_a:
                 for j in range(A_JOBS // B_JOBS):
-                    enqueue_task(conn, queue_name, task, {"user_id": "A", "n": i * 10 + j, "fail": True})
-            enqueue_task(conn, queue_name, task, {"user_id": "B", "n": round_ * 1000 + i, "seconds": B_SECONDS})
+                    enqueue_task(conn, queue_name, task, {"user_id": "A", "n": i * 10 + j, "fail": True}, check=False)
+            enqueue_task(
+                conn, queue_name, task, {"user_id": "B", "n": round_ * 1000 + i, "seconds": B_SECONDS}, check=False
+            )
         wait_for(lambda: len(finished_at(conn, tag, "B", round_)) == B_JOBS, timeout=120, message=f"B's round {round_}")
         return max(finished_at(conn, tag, "B", round_)) - start
 
@@ -91,9 +93,9 @@ def test_with_both_tenants_failing_the_key_opens(env, workers, conn, queue_name,
     module, tag = fair
     key, task = f"fair-{tag}", f"{module}.call"
     for i in range(12):
-        enqueue_task(conn, queue_name, task, {"user_id": "AB"[i % 2], "n": i, "fail": True})
+        enqueue_task(conn, queue_name, task, {"user_id": "AB"[i % 2], "n": i, "fail": True}, check=False)
     workers(simple=True, extra=("--tasks", module))
     wait_for(lambda: stats(conn, key).get("breaker_opens", 0) == 1, timeout=60, message="the key to open")
     assert conn.hget(keys.limit_prefix(key) + "brk", "state") == b"open"
-    enqueue_task(conn, queue_name, task, {"user_id": "C", "n": 99})
+    enqueue_task(conn, queue_name, task, {"user_id": "C", "n": 99}, check=False)
     wait_for(lambda: conn.llen(keys.limit_prefix(key) + "parked:C") == 1, message="C's job held by the open key")

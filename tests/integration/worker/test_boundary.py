@@ -70,7 +70,7 @@ def tasks(tmp_path, env):
 
 
 def put(conn, queue: str, task: str, **kwargs) -> str:
-    return enqueue_task(conn, queue, task, kwargs).job.id
+    return enqueue_task(conn, queue, task, kwargs, check=False).job.id
 
 
 def dead(conn, store, job_id: str) -> dict:
@@ -123,8 +123,10 @@ def test_a_concurrent_worker_with_too_many_stuck_threads_retires_with_status_6(c
     """Two threads ignore their 1 s timeout with --max-stuck-threads 1: both jobs end as TIMEOUT, the job still
     running beside them finishes, nothing more is taken, and the worker exits 6 (for its supervisor)."""
     q = settings.queue
-    stuck = [enqueue_task(conn, q, f"{tasks}.swallow", {"seconds": 30}, timeout=1).job.id for _ in range(2)]
-    beside = enqueue_task(conn, q, f"{tasks}.swallow", {"seconds": 0}, timeout=60).job.id
+    stuck = [
+        enqueue_task(conn, q, f"{tasks}.swallow", {"seconds": 30}, timeout=1, check=False).job.id for _ in range(2)
+    ]
+    beside = enqueue_task(conn, q, f"{tasks}.swallow", {"seconds": 0}, timeout=60, check=False).job.id
     worker = workers(extra=("--tasks", tasks, "--concurrency", "4", "--max-stuck-threads", "1"))
     wait_for(lambda: not worker.alive(), timeout=40, message="the worker to retire")
     assert worker.proc.returncode == 6, worker.log()[-3000:]
@@ -145,7 +147,7 @@ def test_a_job_whose_bookkeeping_cannot_be_recorded_is_dead_lettered_and_the_wor
     """A job whose genqueue history is not a list (an old or hand-made job): recording its failure raises; the
     boundary records it once more on clean bookkeeping, PERMANENT, both errors named."""
     q = settings.queue
-    job = enqueue_task(conn, q, f"{tasks}.hostile").job
+    job = enqueue_task(conn, q, f"{tasks}.hostile", check=False).job
     job.meta["genqueue"]["history"] = "abc"
     job.save_meta()
     good = put(conn, q, f"{tasks}.good", n=1)
@@ -179,7 +181,7 @@ def test_a_job_hash_field_rq_cannot_parse_is_that_jobs_failure_not_the_pops(
     q = settings.queue
     bad = {}
     for value in ("abc", "1e30"):
-        job = enqueue_task(conn, q, f"{tasks}.good", {"n": 1}).job
+        job = enqueue_task(conn, q, f"{tasks}.good", {"n": 1}, check=False).job
         conn.hset(job.key, "timeout", value)
         bad[job.id] = value
     good = put(conn, q, f"{tasks}.good", n=2)

@@ -258,12 +258,12 @@ def push(rig: Rig, kind: str) -> Pushed:
         return Pushed(job_id, kind, frozenset(ends))
     if kind in TASK:
         task, kwargs, ends = TASK[kind]
-        enqueue_task(rig.conn, rig.queue, f"{m}.{task}", kwargs, job_id=job_id)
+        enqueue_task(rig.conn, rig.queue, f"{m}.{task}", kwargs, job_id=job_id, check=False)
         return Pushed(job_id, kind, ends)
     if kind.startswith("throttle_"):  # a 429 saying "wait 95 years" (or 11,000): the key's pause is capped
         model = f"m{uuid.uuid4().hex[:10]}"
         how = kind.removeprefix("throttle_")
-        enqueue_task(rig.conn, rig.queue, f"{m}.throttled", {"model": model, "how": how}, job_id=job_id)
+        enqueue_task(rig.conn, rig.queue, f"{m}.throttled", {"model": model, "how": how}, job_id=job_id, check=False)
         return Pushed(job_id, kind, frozenset({DEAD}), limit_key=f"rl:{model}")
     if kind == "dlq_bad_id":
         return push_dlq(rig, kind, f"bad id {uuid.uuid4().hex[:6]}!")
