@@ -19,27 +19,35 @@ from rq.utils import now
 
 from ..backend import counters, keys
 from ..backend.scripts import registered
+from ..tenants.fair import FAIR, context_args, now_ms
+from ..tenants.fair import route as fair_route
 
-SUBMIT = f"""
+SUBMIT = (
+    FAIR
+    + f"""
 -- KEYS: job hash, queue list, scheduled registry, rq:queues, metrics hash, DLQ entry of the same id
--- ARGV: job id, unique (1/0), ttl (-1 = none), run_at ('' = now), queue key, hset field/value pairs...
+-- ARGV: job id, unique (1/0), ttl (-1 = none), run_at ('' = now), queue key, the fair context (7), tenant,
+-- priority, now ms, hset field/value pairs...  A job to run now goes to its lane (tenants/fair.py).
 -- Returns 1 (created), 0 (a job hash has this id), -1 (a DLQ entry has this id).
 if ARGV[2] == '1' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
   if redis.call('EXISTS', KEYS[6]) == 1 then return -1 end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], unpack(ARGV, 16))
 local ttl = tonumber(ARGV[3])
 if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 redis.call('SADD', KEYS[4], ARGV[5])
 if ARGV[4] == '' then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
+  local c = fair_ctx(6)
+  fair_push(c, ARGV[13], ARGV[14], ARGV[1], ARGV[15])
+  fair_refill(c)
 else
   redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[1])
 end
 redis.call('HINCRBY', KEYS[5], '{counters.ENQUEUED}', 1)
 return 1
 """
+)
 
 
 class IdTaken(DuplicateJobError):
@@ -68,7 +76,17 @@ def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = Fals
             keys.metrics(queue.name),
             keys.DLQKeys(queue.name).entry(job.id),
         ],
-        args=[job.id, int(unique), job.ttl if job.ttl is not None else -1, run_at, queue.key, *_build_hset_args(job)],
+        args=[
+            job.id,
+            int(unique),
+            job.ttl if job.ttl is not None else -1,
+            run_at,
+            queue.key,
+            *context_args(queue.name),
+            *fair_route(job.meta),
+            now_ms(),
+            *_build_hset_args(job),
+        ],
     )
     if ok != 1:
         raise IdTaken(job.id, dead=ok == -1)

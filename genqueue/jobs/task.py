@@ -68,6 +68,7 @@ class Task:
         timeout: int | None = None,
         queue: str | None = None,
         connection: Redis | None = None,
+        priority: str | None = None,
     ) -> EnqueueResult:
         if connection is None:
             connection, default_queue = _default_client()
@@ -87,6 +88,7 @@ class Task:
             tenant=tenant,
             timeout=timeout,
             default_queue=default_queue,
+            priority=priority,
         )
 
     def enqueue_many(self, many: Sequence[Mapping[str, Any]], **options: Any) -> list[EnqueueResult]:
