@@ -13,6 +13,7 @@ from ..backend.queues import RESULT_TTL_S, make_queue
 from ..errors import Conflict, InvalidInput, NotFound
 from ..retry.meta import new_meta
 from ..tasks.generate import describe
+from ..tenants.fair import adopt
 from .entry import decode
 from .store import DLQStore
 
@@ -78,6 +79,7 @@ def replay(
                 pipe.multi()
                 store.remove_in(pipe, job_id, entry)
                 queue.enqueue_job(job, pipeline=pipe)
+                adopt(pipe, queue.name, [job.id])
                 pipe.hincrby(store.keys.stats, "replayed", 1)
                 pipe.execute()
                 return job

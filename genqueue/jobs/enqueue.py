@@ -277,7 +277,7 @@ def enqueue_many(
                 )
             if chunk:
                 pipe.rpush(queue.key, *(job_id for job_id, _ in chunk))
-                adopt(pipe, queue_name, len(chunk))
+                adopt(pipe, queue_name, [job_id for job_id, _ in chunk])
             count_in(pipe, queue_name, fields_for_enqueued(len(chunk)))
             pipe.execute()
         ids += [job_id for job_id, _ in chunk]

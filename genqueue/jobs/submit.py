@@ -58,9 +58,10 @@ class IdTaken(DuplicateJobError):
         self.dead = dead
 
 
-def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = False) -> Job:
+def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = False, pipeline=None) -> Job:
     """Enqueue `job` now, or schedule it for `when`. With `unique`, IdTaken when a job hash or a DLQ entry
-    already has the id (checked in the same script that writes: an id belongs to whoever holds it)."""
+    already has the id (checked in the same script that writes: an id belongs to whoever holds it).
+    With `pipeline`, the script is only queued there: the caller executes it and reads the replies."""
     job.origin = queue.name
     job.enqueued_at = now() if when is None else None  # as RQ: a scheduled job is enqueued when it is due
     if job.timeout is None:
@@ -68,6 +69,7 @@ def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = Fals
     job._status = JobStatus.QUEUED if when is None else JobStatus.SCHEDULED
     run_at = "" if when is None else int(when.timestamp())  # RQ's whole seconds; naive = local time
     ok = registered(queue.connection, SUBMIT)(
+        client=pipeline,
         keys=[
             job.key,
             queue.key,
@@ -88,6 +90,6 @@ def submit(queue, job: Job, when: datetime | None = None, *, unique: bool = Fals
             *_build_hset_args(job),
         ],
     )
-    if ok != 1:
+    if pipeline is None and ok != 1:
         raise IdTaken(job.id, dead=ok == -1)
     return job

@@ -30,22 +30,23 @@ CONTEXT_ARGS = 7  # what context_args returns: fair.lua's fair_ctx reads that ma
 
 REFILL = FAIR + "\nreturn fair_refill(fair_ctx(1))\n"
 
-# The last `count` ids of RQ's list — pushed by RQ's own enqueue_job (or a pipeline rpush) earlier in the
-# same MULTI, so nobody else's — move to their lanes, in order. ARGV: context, now ms, count, job key prefix.
+# `ids`, pushed to the tail of RQ's list earlier in the same MULTI (by RQ's enqueue_job or a pipeline's
+# rpush), move to their lanes in order; each is checked at the tail before it is taken, so an id that was not
+# pushed after all (RQ defers a job with unmet dependencies) leaves the list as it is.
+# ARGV: context, now ms, job key prefix, ids...
 ADOPT = (
     FAIR
     + """
 local c = fair_ctx(1)
-local now_ms, count, job_prefix = ARGV[8], tonumber(ARGV[9]), ARGV[10]
-local ids = {}
-for i = 1, count do
-  local id = redis.call('RPOP', c.queue)
-  if not id then break end
-  ids[i] = id
+local now_ms, job_prefix = ARGV[8], ARGV[9]
+local taken = {}
+for i = #ARGV, 10, -1 do
+  if redis.call('LINDEX', c.queue, -1) ~= ARGV[i] then break end
+  taken[#taken + 1] = redis.call('RPOP', c.queue)
 end
-for i = #ids, 1, -1 do
-  local tenant, level = fair_route_of(job_prefix .. ids[i])
-  fair_push(c, tenant, level, ids[i], now_ms)
+for i = #taken, 1, -1 do
+  local tenant, level = fair_route_of(job_prefix .. taken[i])
+  fair_push(c, tenant, level, taken[i], now_ms)
 end
 return fair_refill(c)
 """
@@ -74,10 +75,10 @@ def refill(connection: Redis, queue_name: str) -> int:
     return int(registered(connection, REFILL)(args=context_args(queue_name)))
 
 
-def adopt(pipe, queue_name: str, count: int) -> None:
-    """In a MULTI (`pipe`), after `count` ids were pushed to RQ's list: move them to their lanes instead."""
-    if count > 0:
-        pipe.eval(ADOPT, 0, *context_args(queue_name), now_ms(), count, keys.RQ_JOB_PREFIX)
+def adopt(pipe, queue_name: str, ids: list[str]) -> None:
+    """In a MULTI (`pipe`), after `ids` were pushed to RQ's list: move them to their lanes instead."""
+    if ids:
+        pipe.eval(ADOPT, 0, *context_args(queue_name), now_ms(), keys.RQ_JOB_PREFIX, *ids)
 
 
 def waiting(connection: Redis, queue_names: list[str]) -> dict[str, int]:
@@ -94,3 +95,14 @@ def waiting_by_tenant(connection: Redis, queue_name: str) -> dict[str, int]:
     """Jobs waiting in the lanes of `queue_name` per tenant ("" = no tenant); RQ's list not included."""
     raw = connection.hgetall(keys.fair(queue_name) + "n")
     return {k.decode()[2:]: int(v) for k, v in raw.items() if k.startswith(b"t:") and int(v) > 0}
+
+
+def waiting_ids(connection: Redis, queue_name: str) -> list[str]:
+    """Every job id waiting in `queue_name`: RQ's list, then each lane (a SCAN: for admins and tests, not for
+    a hot path); the order within each is the order it will be taken in, not the order across them."""
+    ids = [raw.decode() for raw in connection.lrange(keys.rq_queue(queue_name), 0, -1)]
+    for lane in sorted(
+        set(connection.scan_iter(match=keys.fair(queue_name).replace("[", "\\[") + "lane:*", count=500))
+    ):
+        ids += [raw.decode().partition("|")[2] for raw in connection.lrange(lane, 0, -1)]
+    return ids

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
@@ -31,6 +31,9 @@ class EnqueueBody(BaseModel):
     job_id: str | None = Field(None, description="idempotency key: a second enqueue returns the existing job")
     max_retries: int | None = Field(None, ge=0, le=100, description="this job's automatic retry budget")
     delay_s: float | None = Field(None, ge=0, le=30 * 86400, description="run no earlier than this from now")
+    priority: Literal["high", "normal", "low"] | None = Field(
+        None, description="its place among the queue's jobs (default: the task's, else normal)"
+    )
 
 
 def open_to_api(state: ServiceState, who: Principal, name: str) -> None:
@@ -78,6 +81,7 @@ def create_job(
         in_=delay,
         tenant=who.tenant,
         as_tenant=None if who.is_admin else who.tenant,
+        priority=body.priority or (spec.priority if body.task is not None and (spec := lookup(body.task)) else None),
     )
     info = visible_status(state, who, result.job.id)  # an existing id of another tenant is 403, not its data
     if not result.created:

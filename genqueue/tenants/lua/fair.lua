@@ -84,6 +84,7 @@ end
 
 -- Top RQ's queue list up to `want` jobs (c.buffer unless given) from the lanes; returns how many moved.
 local function fair_refill(c, want)
+  if (tonumber(redis.call('HGET', c.fp .. 'n', '*')) or 0) <= 0 then return 0 end  -- the lanes are empty
   want = want or c.buffer
   local moved = 0
   while redis.call('LLEN', c.queue) < want do
