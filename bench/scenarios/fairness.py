@@ -1,7 +1,7 @@
 """Scenario — fair scheduling across tenants, and what the fair pop costs.
 
 1. Tenant A enqueues N jobs of 50 ms, then (once A's backlog is under way) tenant B enqueues 5, on 4 workers
-   (real `genqueue worker --simple --burst` processes). Measured: for each of B's jobs, how many jobs were taken
+   (real `genqueue worker --simple` processes). Measured: for each of B's jobs, how many jobs were taken
    after it was enqueued and before it started (its position in the start order). "Today's FIFO" is the same
    run with no tenant on any job: then every job is in one share, taken in enqueue order, which is what a
    single RQ list does (the lanes add nothing to the order). Goal: each of B's jobs within the next 8.
@@ -47,7 +47,8 @@ def _enqueue(ctx: Ctx, queue: str, n: int, log: str, ms: int, tenant: str | None
     return ids
 
 
-def _workers(ctx: Ctx, queue: str, n: int) -> list[subprocess.Popen]:
+def _workers(ctx: Ctx, queue: str, n: int, *, burst: bool = False) -> list[subprocess.Popen]:
+    """Real worker processes, their output in <home>/<queue>-w<i>.log (named when a run goes wrong)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENQUEUE_")}
     env.update(
         REDIS_URL=ctx.url,
@@ -55,11 +56,37 @@ def _workers(ctx: Ctx, queue: str, n: int) -> list[subprocess.Popen]:
         GENQUEUE_LOG_FORMAT="json",
         PYTHONPATH=f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}",
     )
-    cmd = [sys.executable, "-m", "genqueue", "worker", "--queue", queue, "--simple", "--burst"]
-    cmd += ["--tasks", "bench.scenarios.jobs"]
-    return [
-        subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)
-    ]
+    cmd = [sys.executable, "-m", "genqueue", "worker", "--queue", queue, "--simple", "--tasks", "bench.scenarios.jobs"]
+    cmd += ["--burst"] if burst else []
+    procs = []
+    for i in range(n):
+        with open(ctx.home / f"{queue}-w{i}.log", "wb") as out:
+            procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT))
+    return procs
+
+
+def _all_exited(procs: list[subprocess.Popen]) -> bool:
+    return all(p.poll() is not None for p in procs)
+
+
+def _stop(ctx: Ctx, queue: str, procs: list[subprocess.Popen]) -> None:
+    """SIGTERM, then wait: a worker that had exited already is a failed run (its status and last line said)."""
+    early = [(i, p.returncode) for i, p in enumerate(procs) if p.poll() is not None]
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if early:
+        lines = []
+        for i, code in early:
+            tail = (ctx.home / f"{queue}-w{i}.log").read_text(errors="replace").strip().splitlines()[-1:]
+            lines.append(f"worker {i} exited {code}: {tail[0][:300] if tail else ''}")
+        raise RuntimeError(f"{queue}: " + "; ".join(lines))
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -93,8 +120,8 @@ def _burst_run(ctx: Ctx, rep: int, fair: bool) -> dict[str, float]:
             [job_id] = _enqueue(ctx, queue, 1, log, ms, "b" if fair else None)
             taken_before[job_id] = ctx.conn.llen(log)
             ids.append(job_id)
-        for p in procs:
-            p.wait(timeout=600)
+        _wait(lambda: ctx.conn.llen(log) >= len(ids) or _all_exited(procs), 600, f"{queue}: every job to start")
+        _stop(ctx, queue, procs)
         order = [raw.decode() for raw in ctx.conn.lrange(log, 0, -1)]
         if sorted(order) != sorted(ids):
             raise RuntimeError(f"{queue}: {len(order)} of {len(ids)} jobs started")
@@ -106,6 +133,8 @@ def _burst_run(ctx: Ctx, rep: int, fair: bool) -> dict[str, float]:
                 p.kill()
                 p.wait()
         _drop(ctx, queue, ids, log)
+        for i in range(len(procs)):
+            (ctx.home / f"{queue}-w{i}.log").unlink(missing_ok=True)
 
 
 def _weights_run(ctx: Ctx, rep: int) -> float:
@@ -121,8 +150,10 @@ def _weights_run(ctx: Ctx, rep: int) -> float:
         a = _enqueue(ctx, queue, per, log, 0, heavy)
         b = _enqueue(ctx, queue, per, log, 0, light)
         procs = _workers(ctx, queue, ctx.sizes.fair_workers)
-        for p in procs:
-            p.wait(timeout=600)
+        try:
+            _wait(lambda: ctx.conn.llen(log) >= 2 * per or _all_exited(procs), 600, f"{queue}: every job to start")
+        finally:
+            _stop(ctx, queue, procs)
         order = [raw.decode() for raw in ctx.conn.lrange(log, 0, -1)]
         window = order[: per + per // 3]  # A's backlog lasts until about 4/3 × per jobs are taken
         in_a = set(a)

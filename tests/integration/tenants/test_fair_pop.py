@@ -216,3 +216,23 @@ def test_a_sigkilled_worker_loses_no_job_of_any_lane(conn, settings, workers, ta
     wait_for(lambda: conn.zcard(finished) == 300, timeout=120, message="every job to finish")
     assert set(started(conn, run)) == ids and keeper.alive()
     assert waiting(conn, [q]) == {q: 0} and conn.llen(make_queue(conn, q).intermediate_queue_key) == 0
+
+
+def test_the_cli_sets_a_weight_shows_the_lanes_and_refuses_bad_input_in_one_line(conn, settings, env):
+    from tests.helpers import run_cli
+
+    tenant = f"cli-{uuid.uuid4().hex[:6]}"
+    for _ in range(4):
+        put(conn, settings.queue, tenant=tenant)
+    try:
+        r = run_cli(env, "tenants", "set", tenant, "--weight", "4")
+        assert r.code == 0 and r.stdout.strip() == f"{tenant}: weight 4"
+        shown = run_cli(env, "tenants", "show", "--json").json()
+        assert shown["waiting"] == 4 and {"tenant": tenant, "weight": 4, "waiting": 2} in shown["tenants"]
+        bad = run_cli(env, "tenants", "set", tenant, "--weight", "0")
+        assert bad.code == 2 and bad.stderr.count("\n") == 1 and "weight must be" in bad.stderr
+        prio = run_cli(env, "enqueue", "--payload", '{"prompt": "p"}', "--priority", "urgent")
+        assert prio.code == 2 and "Traceback" not in prio.stderr and "urgent" in prio.stderr
+    finally:
+        set_weight(conn, tenant, 1)
+    assert waiting(conn, [settings.queue]) == {settings.queue: 4}
