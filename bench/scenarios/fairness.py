@@ -21,7 +21,7 @@ from pathlib import Path
 
 from genqueue.tenants.fairness import FAIR_BUFFER
 
-from .common import Ctx, Scenario, drop_queue, median
+from .common import Ctx, Scenario, alternate, drop_queue, median
 from .jobs import MARK
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,8 +208,9 @@ def run(ctx: Ctx) -> Scenario:
     ratio = sc.measure("weights", "A:B", [_weights_run(ctx, rep) for rep in range(ctx.reps)], system="fair")
     status = sc.goal("fairness: weights 3:1 give 3:1 within 10 %", abs(ratio - 3) / 3, 0.10, higher_is_better=False)
     sc.row("weights 3:1, both with a backlog: jobs taken A:B", "", f"{ratio:.2f}:1", "", "3:1 ± 10 %", status)
-    one = sc.measure("pop_1", "µs", [_pop_run(ctx, 1) for _ in range(ctx.reps)], system="fair")
-    many = sc.measure("pop_1000", "µs", [_pop_run(ctx, 1000) for _ in range(ctx.reps)], system="fair")
+    pops = alternate(ctx.reps, {"1": lambda _rep: _pop_run(ctx, 1), "1000": lambda _rep: _pop_run(ctx, 1000)})
+    one = sc.measure("pop_1", "µs", pops["1"], system="fair")
+    many = sc.measure("pop_1000", "µs", pops["1000"], system="fair")
     flat = many / one
     status = sc.goal("fairness: pop time flat from 1 to 1,000 tenants", flat, 1.25, higher_is_better=False)
     sc.row(
