@@ -23,7 +23,7 @@ from redis import Redis
 
 from ..backend import keys
 from ..backend.scripts import registered
-from .fairness import DEFAULT_PRIORITY, FAIR_BUFFER, offsets_ms
+from .fairness import DEFAULT_PRIORITY, FAIR_BUFFER, PRIORITIES, offsets_ms
 
 FAIR = resources.files("genqueue.tenants").joinpath("lua", "fair.lua").read_text()
 CONTEXT_ARGS = 7  # what context_args returns: fair.lua's fair_ctx reads that many ARGV
@@ -65,8 +65,11 @@ def now_ms() -> int:
 def route(meta: dict[str, Any] | None) -> tuple[str, str]:
     """(tenant, priority) of a job from its genqueue bookkeeping, as fair.lua's fair_route_of reads it."""
     g = (meta or {}).get("genqueue") or {}
-    tenant = g.get("tenant") if isinstance(g.get("tenant"), str) else ""
-    return tenant, g.get("priority") or DEFAULT_PRIORITY
+    tenant, priority = g.get("tenant"), g.get("priority")
+    return (
+        tenant if isinstance(tenant, str) else "",
+        priority if isinstance(priority, str) and priority in PRIORITIES else DEFAULT_PRIORITY,
+    )
 
 
 def refill(connection: Redis, queue_name: str) -> int:
