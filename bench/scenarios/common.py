@@ -33,6 +33,11 @@ class Sizes:
     bulk_entries: int = 100_000
     bulk_baseline: int = 10_000  # failed jobs for `rq requeue --all` (a rate: see bulk.py)
     cli_runs: int = 5
+    fair_jobs: int = 2_000  # tenant A's backlog in the fairness scenario (jobs of fair_ms)
+    fair_ms: int = 50
+    fair_workers: int = 4
+    pop_jobs: int = 100_000  # the queue the pop is timed on, spread over 1 and over 1,000 tenants
+    pop_samples: int = 5_000
 
 
 FULL = Sizes()
@@ -47,6 +52,11 @@ SMOKE = Sizes(
     bulk_entries=500,
     bulk_baseline=100,
     cli_runs=2,
+    fair_jobs=40,
+    fair_ms=5,
+    fair_workers=2,
+    pop_jobs=400,
+    pop_samples=100,
 )
 
 

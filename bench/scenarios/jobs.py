@@ -7,6 +7,7 @@ from typing import Any
 NOOP = "bench.scenarios.jobs.noop"
 FLAKY = "bench.scenarios.jobs.flaky"
 PROVIDER_CALL = "bench.scenarios.jobs.provider_call"
+MARK = "bench.scenarios.jobs.mark"
 
 
 class BenchProviderError(Exception):
@@ -17,6 +18,19 @@ class BenchProviderError(Exception):
 
 def noop(payload: dict[str, Any]) -> int:
     return len(payload)
+
+
+def mark(payload: dict[str, Any]) -> int:
+    """Appends its job id to the list `payload["log"]` as it starts (the order jobs are taken in), then
+    sleeps `payload["ms"]`: a job of known length."""
+    import time
+
+    from rq import get_current_job
+
+    job = get_current_job()
+    job.connection.rpush(payload["log"], job.id)
+    time.sleep(float(payload.get("ms", 0)) / 1000)
+    return 1
 
 
 def failed_attempts(job) -> int:
@@ -60,6 +74,7 @@ def _register() -> None:
 
     register(TaskSpec(NOOP, noop, positional=True))
     register(TaskSpec(FLAKY, flaky, positional=True))
+    register(TaskSpec(MARK, mark, positional=True))
     register(TaskSpec(iojobs.WAIT_SYNC, iojobs.wait_sync, positional=True))
     register(TaskSpec(iojobs.WAIT_ASYNC, iojobs.wait_async, positional=True))
 

@@ -23,7 +23,7 @@ from . import errors
 from .config import ApiConfig
 from .deps import ServiceState
 from .ratelimit import RateLimiter
-from .routes import dlq, health, jobs, limits, metrics, runs
+from .routes import dlq, health, jobs, limits, metrics, runs, tenants
 from .ui import routes as ui_routes
 
 
@@ -70,6 +70,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
         runs.router,
         dlq.router,
         limits.router,
+        tenants.router,
         metrics.router,
         ui_routes.router,
     ):

@@ -55,13 +55,14 @@ def read(connection: Redis, queues: Iterable[str], now: float | None = None) -> 
             pipe.hgetall(dlq.stats)
             pipe.smembers(f"rq:workers:{q}")
             pipe.hgetall(keys.metrics(q))
+            pipe.hget(keys.fair(q) + "n", "*")  # the jobs waiting in the fair lanes (tenants/fair.py)
         replies = pipe.execute()
     out: dict[str, dict] = {}
     workers: dict[str, list[str]] = {}
     for i, q in enumerate(queues):
-        queued, scheduled, started, entries, oldest, stats, members, counted = replies[8 * i : 8 * i + 8]
+        queued, scheduled, started, entries, oldest, stats, members, counted, lanes = replies[9 * i : 9 * i + 9]
         out[q] = {
-            "depth": {"queued": queued, "scheduled": scheduled, "started": started},
+            "depth": {"queued": queued + int(lanes or 0), "scheduled": scheduled, "started": started},
             "dlq_entries": entries,
             "dlq_oldest_age_s": max(0.0, now - oldest[0][1]) if oldest else 0.0,
             "dlq": {k.decode(): int(v) for k, v in stats.items()},

@@ -116,6 +116,15 @@ def credits(tenant: str) -> str:
     return f"genqueue:credits:{tenant}"
 
 
+TENANT_WEIGHTS = "genqueue:tenants:weight"  # HASH tenant -> its weight in the fair pop (absent: 1)
+
+
+def fair(queue: str) -> str:
+    """genqueue:fair:{<queue>}: + lane:<priority>:<tenant> | ring:<priority> | used:<priority> | n
+    (tenants/lua/fair.lua says what each holds)."""
+    return f"genqueue:fair:{{{queue}}}:"
+
+
 RATE_LIMIT_PREFIX = "genqueue:ratelimit"  # the `limits` library's windows (per sub, per address)
 
 

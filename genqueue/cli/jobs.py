@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..tenants.fairness import PRIORITIES
 from .app import get_app
 from .params import json_option, parse_duration, parse_json_arg, queue_option
 from .render import emit_json, short, table
@@ -15,7 +16,7 @@ from .render import emit_json, short, table
     help="Enqueue one job: of TASK with --kwargs, or of the built-in generate task with --payload.\n\n\b\n"
     "Examples:\n"
     '  genqueue enqueue --payload \'{"prompt": "a red fox", "user_id": "u1"}\'\n'
-    "  genqueue enqueue --payload @job.json --job-id fox-1 --max-retries 2 --in 30s\n"
+    "  genqueue enqueue --payload @job.json --job-id fox-1 --max-retries 2 --in 30s --priority high\n"
     '  genqueue enqueue myapp.tasks.make_image --kwargs \'{"prompt": "a fox"}\' --tasks myapp.tasks'
 )
 @click.argument("task_name", metavar="[TASK]", required=False)
@@ -51,10 +52,28 @@ from .render import emit_json, short, table
     is_flag=True,
     help="Enqueue TASK even when neither this process nor a live worker knows it (workers that start later).",
 )
+@click.option(
+    "--priority",
+    type=click.Choice(PRIORITIES, case_sensitive=False),
+    default=None,
+    help="Its place among the queue's jobs: high, normal or low (default: the task's, else normal).",
+)
 @queue_option
 @json_option
 def enqueue(
-    task_name, payload, kwargs_arg, task_modules, job_id, max_retries, in_, timeout, policy, no_check, queue, as_json
+    task_name,
+    payload,
+    kwargs_arg,
+    task_modules,
+    job_id,
+    max_retries,
+    in_,
+    timeout,
+    policy,
+    no_check,
+    priority,
+    queue,
+    as_json,
 ) -> None:
     from ..errors import InvalidInput
     from ..jobs.enqueue import (
@@ -95,6 +114,7 @@ def enqueue(
         max_retries = spec.max_retries if max_retries is None else max_retries
         timeout = timeout or spec.timeout
         policy_data = policy_data or (dict(spec.policy) if spec.policy else None)
+        priority = priority or spec.priority
     result = enqueue_call(
         app.for_queue(target).connection,
         target,
@@ -104,6 +124,7 @@ def enqueue(
         in_=delay,
         timeout=timeout,
         policy=policy_data,
+        priority=priority,
     )
     status = result.job.get_status(refresh=False)
     if as_json:

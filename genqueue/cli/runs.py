@@ -9,6 +9,7 @@ import time
 import click
 
 from ..errors import InvalidInput
+from ..tenants.fairness import PRIORITIES
 from .app import get_app
 from .params import json_option, queue_option
 from .render import emit_json, short, table
@@ -67,9 +68,15 @@ def _read_lines(path: str) -> list[str]:
     help="Import these task modules (default $GENQUEUE_TASKS) so every line is checked against the "
     "task's signature first.",
 )
+@click.option(
+    "--priority",
+    type=click.Choice(PRIORITIES, case_sensitive=False),
+    default=None,
+    help="Every item's place among the queue's jobs: high, normal or low (default: the task's, else normal).",
+)
 @queue_option
 @json_option
-def submit(file, run_id, max_retries, task, task_modules, queue, as_json) -> None:
+def submit(file, run_id, max_retries, task, task_modules, priority, queue, as_json) -> None:
     from ..runs.rules import check_run_id, parse_run_file
     from ..runs.store import submit as do_submit
     from ..tasks.registry import import_task_modules
@@ -89,6 +96,7 @@ def submit(file, run_id, max_retries, task, task_modules, queue, as_json) -> Non
         ttl_s=app.settings.dlq_retention_s,
         source=None if file == "-" else os.path.basename(file),
         task=task,
+        priority=priority,
     )
     run = result.run
     if as_json:

@@ -15,6 +15,7 @@ from rq.utils import utcformat
 
 from ..backend.queues import make_queue
 from ..errors import GenqueueError
+from ..tenants.fair import adopt
 from .entry import decode
 from .replay import DEFAULT_REPLAY_CAP, LIVE, REFUSED, job_hash, replay
 from .store import DLQStore, Filters, parse_cursor
@@ -161,6 +162,7 @@ def _replay_batch(store: DLQStore, queue, batch, result: BulkResult, *, force: b
                 )
             if todo:
                 pipe.rpush(queue.key, *(job_id for job_id, _ in todo))
+                adopt(pipe, queue.name, [job_id for job_id, _ in todo])  # a bulk replay shares the queue fairly
                 pipe.sadd(queue.redis_queues_keys, queue.key)
                 pipe.hincrby(store.keys.stats, "replayed", len(todo))
             for why, n in Counter(skipped).items():

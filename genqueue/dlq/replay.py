@@ -15,6 +15,7 @@ from ..backend.replies import text
 from ..errors import Conflict, InvalidInput, NotFound
 from ..retry.meta import new_meta
 from ..tasks.generate import describe
+from ..tenants.fair import adopt
 from .entry import check_entry, decode
 from .store import DLQStore
 
@@ -80,6 +81,7 @@ def replay(
                 pipe.multi()
                 store.remove_in(pipe, job_id, entry)
                 queue.enqueue_job(job, pipeline=pipe)
+                adopt(pipe, queue.name, [job.id])
                 pipe.hincrby(store.keys.stats, "replayed", 1)
                 pipe.execute()
                 return job

@@ -42,6 +42,8 @@ from ..tasks.catalogue import CatalogueTask, check_kwargs
 from ..tasks.catalogue import read as read_catalogue
 from ..tasks.generate import JOB_FUNC, describe, validate_payload
 from ..tasks.registry import TaskSpec, bind, lookup, resolve_name
+from ..tenants.fair import adopt
+from ..tenants.fairness import DEFAULT_PRIORITY, check_priority
 from ..tenants.tenancy import entry_tenant, job_tenant
 from .submit import IdTaken, submit
 
@@ -171,9 +173,10 @@ def enqueue_task(
     policy: Mapping[str, Mapping[str, Any]] | None = None,
     default_queue: str = "generation-queue",
     check: bool = True,
+    priority: str | None = None,
 ) -> EnqueueResult:
     """Enqueue task `name` (registered here or only in the workers). The task's declared options are the
-    defaults (queue, max_retries, timeout, policy, result_ttl); the arguments here override them. A task not
+    defaults (queue, max_retries, timeout, policy, result_ttl, priority); the arguments here override them. A task not
     registered here is checked against the live workers' catalogue unless `check=False`."""
     call, spec = task_call(name, kwargs or {}, catalogue_for(connection, name, check))
     return enqueue_call(
@@ -188,6 +191,7 @@ def enqueue_task(
         policy=policy or (dict(spec.policy) if spec is not None and spec.policy else None),
         tenant=tenant,
         as_tenant=as_tenant,
+        priority=priority or (spec.priority if spec is not None else None),
     )
 
 
@@ -210,10 +214,15 @@ def enqueue_call(
     policy: Mapping[str, Mapping[str, Any]] | None = None,
     tenant: str | None = None,
     as_tenant: str | None = None,
+    priority: str | None = None,
 ) -> EnqueueResult:
     """Enqueue `call`; `policy` overrides this job's retry policy per kind, e.g. {"TRANSIENT": {"max": 2}}.
-    `tenant` owns the new job; `as_tenant` (a non-admin caller) may only reuse ids that tenant owns."""
+    `tenant` owns the new job; `as_tenant` (a non-admin caller) may only reuse ids that tenant owns.
+    `priority` (high, normal, low) orders it among the queue's jobs (tenants/fairness.py)."""
+    priority = check_priority(priority)
     meta = meta or new_meta(max_retries, tenant=tenant)
+    if priority != DEFAULT_PRIORITY:
+        meta["genqueue"]["priority"] = priority
     if policy:
         check_policy(policy)
         meta["genqueue"]["policy"] = policy
@@ -324,6 +333,7 @@ def enqueue_many(
                 )
             if chunk:
                 pipe.rpush(queue.key, *(job_id for job_id, _ in chunk))
+                adopt(pipe, queue_name, [job_id for job_id, _ in chunk])
             count_in(pipe, queue_name, fields_for_enqueued(len(chunk)))
             pipe.execute()
         # WAIT is not honoured inside MULTI: one more round trip per batch when GENQUEUE_WAIT_REPLICAS is set.

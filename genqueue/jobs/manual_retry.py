@@ -30,6 +30,7 @@ from ..dlq.store import DLQStore
 from ..errors import Conflict, CorruptEntry, GenqueueError, NotFound, UnreadableJob
 from ..retry.kinds import ErrorKind, Reason
 from ..retry.meta import MANUAL_RETRY, failures, gq
+from ..tenants.fair import adopt
 from .enqueue import check_job_id
 from .status import max_attempts as _max_attempts  # the rule `jobs show` reports by, so both agree
 
@@ -131,6 +132,7 @@ def requeue_dead_in(
         job.result_ttl = result_ttl
     store.remove_in(pipe, entry["job_id"], entry)
     queue.enqueue_job(job, pipeline=pipe)
+    adopt(pipe, queue.name, [job.id])
     pipe.hincrby(store.keys.stats, "replayed", 1)
     return job
 
@@ -146,6 +148,7 @@ def requeue_failed_in(pipe, queue, job: Job, record: dict[str, Any]) -> None:
     FailedJobRegistry(queue.name, connection=queue.connection, serializer=SERIALIZER).remove(job, pipeline=pipe)
     CanceledJobRegistry(queue.name, connection=queue.connection, serializer=SERIALIZER).remove(job, pipeline=pipe)
     queue.enqueue_job(job, pipeline=pipe)
+    adopt(pipe, queue.name, [job.id])
     pipe.hdel(job.key, "exc_info")  # save() only writes fields, never deletes one
 
 

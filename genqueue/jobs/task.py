@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from redis import Redis
 
@@ -73,6 +73,7 @@ class Task(Generic[P, R]):
         timeout: int | None = None,
         queue: str | None = None,
         connection: Redis | None = None,
+        priority: str | None = None,
     ) -> EnqueueResult:
         if connection is None:
             connection, default_queue = _default_client()
@@ -92,6 +93,7 @@ class Task(Generic[P, R]):
             tenant=tenant,
             timeout=timeout,
             default_queue=default_queue,
+            priority=priority,
         )
 
     def enqueue_many(self, many: Sequence[Mapping[str, Any]], **options: Any) -> list[EnqueueResult]:
@@ -121,6 +123,7 @@ def task(
     api: bool = False,
     limit_key: str | None = None,
     limits: Mapping[str, Any] | None = None,
+    priority: Literal["high", "normal", "low"] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -128,7 +131,7 @@ def task(
     fn: Callable[P, R] | None = None, /, *, name: str | None = None, **options: Any
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register `fn` as a task (`@task` or `@task(name=..., queue=..., max_retries=..., timeout=..., policy=...,
-    result_ttl=..., api=..., limit_key=..., limits=...)`); an unknown or bad option raises InvalidInput here, at
+    result_ttl=..., api=..., limit_key=..., limits=..., priority=...)`); an unknown or bad option raises InvalidInput here, at
     import. The options a type checker sees (the overload above) are tasks.registry.OPTIONS."""
 
     def register(f: Callable[P, R]) -> Task[P, R]:

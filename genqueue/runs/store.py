@@ -53,6 +53,8 @@ from ..tasks.generate import JOB_FUNC
 from ..tasks.registry import lookup, resolve_name
 from ..tenants.credits import credits_key
 from ..tenants.credits import require as require_credits
+from ..tenants.fair import adopt
+from ..tenants.fairness import DEFAULT_PRIORITY, check_priority
 from ..tenants.tenancy import entry_tenant
 from .rules import (
     ACTIVE,
@@ -93,6 +95,7 @@ class Run:
     tenant: str | None = None  # who submitted it (over HTTP: the token's tenant); see tenancy.py
     retry_limit: int = DEFAULT_LIMIT  # charged manual retries allowed per item (max_retry_count, 1-10)
     task: str | None = None  # every item's task (None: the built-in generate, each line its payload)
+    priority: str | None = None  # every item's priority (None: the task's default, else normal)
 
     @classmethod
     def from_hash(cls, run_id: str, raw: Mapping[bytes | str, bytes | str]) -> Run:
@@ -110,6 +113,7 @@ class Run:
             f.get("tenant") or None,
             int(f.get("retry_limit") or DEFAULT_LIMIT),
             f.get("task") or None,
+            f.get("priority") or None,
         )
 
     def to_hash(self) -> dict[FieldT, EncodableT]:
@@ -125,6 +129,7 @@ class Run:
             "tenant": self.tenant or "",
             "retry_limit": str(self.retry_limit),
             "task": self.task or "",
+            "priority": self.priority or "",
         }
 
     def item_ids(self) -> list[str]:
@@ -345,6 +350,7 @@ def submit(
     tenant: str | None = None,
     retry_limit: int = DEFAULT_LIMIT,
     task: str | None = None,
+    priority: str | None = None,
 ) -> SubmitResult:
     """Create the run (or find the identical one) and every item not yet created. `ttl_s` bounds how long
     the run record and its finished items are kept (the DLQ retention, so a run outlives none of its parts)."""
@@ -371,6 +377,7 @@ def submit(
         tenant=tenant,
         retry_limit=check_limit(retry_limit),
         task=task,
+        priority=None if priority is None else check_priority(priority),
     )
     queue, store = make_queue(connection, queue_name), _store(connection, queue_name, ttl_s)
     _foreign_check(connection, store, wanted)
@@ -437,6 +444,7 @@ def _submit_batch(
                 pipe.multi()
                 for i in missing:
                     queue.enqueue_job(_item_job(queue, run, i, payloads[i], ttl_s), pipeline=pipe)
+                adopt(pipe, queue.name, [item_id(run.run_id, i) for i in missing])  # a run shares the queue fairly
                 count_in(pipe, queue.name, fields_for_enqueued(len(missing)))
                 pipe.execute()
                 return len(missing)
@@ -449,6 +457,10 @@ def _item_job(queue, run: Run, index: int, payload: dict[str, Any], ttl_s: int) 
     call = generate_call(payload) if run.task is None else task_call(run.task, payload)[0]
     spec = lookup(call.func)
     timeout = (spec.timeout if spec is not None and not spec.positional else None) or DEFAULT_JOB_TIMEOUT_S
+    meta = new_meta(run.max_retries, tenant=run.tenant)
+    priority = run.priority or (spec.priority if spec is not None else None)
+    if priority is not None and priority != DEFAULT_PRIORITY:
+        meta["genqueue"]["priority"] = priority
     return queue.create_job(
         call.func,
         args=call.args,
@@ -456,7 +468,7 @@ def _item_job(queue, run: Run, index: int, payload: dict[str, Any], ttl_s: int) 
         job_id=item_id(run.run_id, index),
         timeout=timeout,
         result_ttl=ttl_s,
-        meta=new_meta(run.max_retries, tenant=run.tenant),
+        meta=meta,
         status=JobStatus.QUEUED,
         description=call.description,
     )

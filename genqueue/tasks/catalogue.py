@@ -55,6 +55,10 @@ class CatalogueTask:
         return self.options.get("policy")
 
     @property
+    def priority(self) -> str | None:
+        return self.options.get("priority")
+
+    @property
     def result_ttl(self) -> int | None:
         return self.options.get("result_ttl")
 

@@ -25,7 +25,7 @@ from ..retry.kinds import ErrorKind, Reason
 
 BUILTIN_NAME = "genqueue.jobs.generate"
 BUILTIN_ALIAS = "generate"
-OPTIONS = ("queue", "max_retries", "timeout", "policy", "result_ttl", "api", "limit_key", "limits")
+OPTIONS = ("queue", "max_retries", "timeout", "policy", "result_ttl", "api", "limit_key", "limits", "priority")
 MAX_TIMEOUT_S = 7 * 86400
 
 
@@ -49,6 +49,7 @@ class TaskSpec:
     limit_key: str | None = None  # "openai:{model}": jobs of one key share its limits (limits/)
     limits: Limits | None = None  # the key's default concurrency, rate and max_wait (Redis settings win)
     positional: bool = False  # the built-in generate(payload) takes one positional payload
+    priority: str | None = None  # high, normal or low: its jobs' default priority (tenants/fairness.py)
 
     @property
     def is_async(self) -> bool:
@@ -64,6 +65,7 @@ class TaskSpec:
             "api": self.api,
             "async": self.is_async,
             "limit_key": self.limit_key,
+            "priority": self.priority,
             "limits": None
             if self.limits is None
             else {
@@ -123,6 +125,13 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
         out["policy"] = checked_overrides(out["policy"], "task option policy")
     if "api" in out and not isinstance(out["api"], bool):
         raise InvalidInput(f"task option api must be true or false, not {out['api']!r}")
+    if out.get("priority") is not None:
+        from ..tenants.fairness import check_priority
+
+        try:
+            out["priority"] = check_priority(out["priority"])
+        except InvalidInput as exc:
+            raise InvalidInput(f"task option {exc}") from None
     if out.get("limits") is not None:
         out["limits"] = Limits.parse(out["limits"])
         if not out.get("limit_key"):

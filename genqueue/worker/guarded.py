@@ -27,6 +27,7 @@ from redis import Redis
 
 from ..backend import keys
 from ..backend.scripts import registered
+from ..tenants.fair import FAIR, context_args
 
 RUN_RECORDED = """
 local function run_recorded(from)  -- ARGV[from..]: for each command, its word count, then its words
@@ -124,12 +125,18 @@ POP_HEAD = (
     RUN_RECORDED
     + """
 -- KEYS: queue list, its intermediate list.  ARGV[1]: job key prefix; ARGV[2..6]: wake key, now ms, queue
--- prefix, limit-key prefix head and tail; then the recorded commands.
-run_recorded(7)
+-- prefix, limit-key prefix head and tail; ARGV[7..13]: the queue's fair context (tenants/fair.py); then the
+-- recorded commands.
+run_recorded(14)
 """
 )
 
+# The list is topped up from the lanes to one more than the buffer before the move and so left at the buffer
+# after it: a job pushed to a lane by RQ-free means, or left there by a worker killed between RQ's pop and
+# its refill, is found by the next pop.
 POP_TAIL = """
+local fair = fair_ctx(7)
+fair_refill(fair, fair.buffer + 1)
 local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not id then return false end
 return {id, redis.call('HGETALL', ARGV[1] .. id)}
@@ -142,6 +149,7 @@ return {id, redis.call('HGETALL', ARGV[1] .. id)}
 POP = (
     POP_HEAD
     + LIMITS
+    + FAIR
     + """
 for _, key in ipairs(redis.call('ZRANGEBYSCORE', ARGV[2], '-inf', ARGV[3], 'LIMIT', 0, 5)) do
   lim_wake(ARGV[5] .. key .. ARGV[6], ARGV[2], key, tonumber(ARGV[3]), 100, ARGV[1], ARGV[4])
@@ -201,13 +209,13 @@ def run_claim(
     return int(decoded[0]), str(decoded[1] or ""), str(decoded[2] if len(decoded) > 2 else "")
 
 
-def pop(connection: Redis, pipe, queue_key: str, intermediate_key: str, job_prefix: str):
-    """The recorded commands (a worker's pending bookkeeping), then RQ's non-blocking LMOVE of the next id
-    into the intermediate list and the job hash, in one round trip instead of three:
+def pop(connection: Redis, pipe, queue_name: str, intermediate_key: str, job_prefix: str):
+    """The recorded commands (a worker's pending bookkeeping), the lanes' refill (tenants/fair.py), then RQ's
+    non-blocking LMOVE of the next id into the intermediate list and the job hash, in one round trip:
     (job_id, flat hash fields) or None when the queue is empty."""
     try:
         reply = registered(connection, POP)(
-            keys=[queue_key, intermediate_key],
+            keys=[keys.rq_queue(queue_name), intermediate_key],
             args=[
                 job_prefix,
                 keys.LIMITS_WAKE,
@@ -215,6 +223,7 @@ def pop(connection: Redis, pipe, queue_key: str, intermediate_key: str, job_pref
                 keys.RQ_QUEUE_PREFIX,
                 keys.LIMIT_PREFIX_HEAD,
                 keys.LIMIT_PREFIX_TAIL,
+                *context_args(queue_name),
                 *flatten(pipe),
             ],
         )

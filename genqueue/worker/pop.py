@@ -15,6 +15,7 @@ from rq.worker.base import WorkerStatus
 from ..backend import keys
 from ..backend.queues import make_queue
 from ..support.logs import get_logger
+from ..tenants.fair import refill
 from .base import WorkerBase
 from .guarded import pop, recorder
 from .schedule import WAKE_TICK_S
@@ -60,7 +61,7 @@ class PopMixin(WorkerBase):
                 popped = pop(
                     self.connection,
                     self._bookkeeping_pipe(),
-                    queue.key,
+                    queue.name,
                     queue.intermediate_queue_key,
                     self.job_class.redis_job_namespace_prefix,
                 )
@@ -83,7 +84,7 @@ class PopMixin(WorkerBase):
                 pipe.execute()
         self.blocking_pop = True  # read by the concurrent worker's stop: a stop may interrupt this wait
         try:
-            return self.queue_class.dequeue_any(
+            result = self.queue_class.dequeue_any(
                 self._ordered_queues,
                 timeout,
                 connection=self.connection,
@@ -93,6 +94,9 @@ class PopMixin(WorkerBase):
             )
         finally:
             self.blocking_pop = False
+        if result is not None:
+            refill(self.connection, result[1].name)  # RQ's pop took one from the list: the lanes top it up
+        return result
 
     def _bookkeeping_pipe(self):
         pipe = recorder(self.connection)

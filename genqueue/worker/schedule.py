@@ -16,6 +16,7 @@ from redis import Redis
 from rq.utils import now, utcformat
 
 from ..backend import keys
+from ..tenants.fair import FAIR, context_args, now_ms
 from .guarded import WAKE
 from .parked import expire_parked
 
@@ -40,7 +41,7 @@ class DueJobMover:
         self._lock = connection.register_script(_REFRESH)
         self._wake = connection.register_script(WAKE)
         self._move = connection.register_script(
-            resources.files("genqueue.worker").joinpath("lua", "enqueue_due.lua").read_text()
+            FAIR + resources.files("genqueue.worker").joinpath("lua", "enqueue_due.lua").read_text()
         )
 
     def wake(self, _connection: Redis | None = None) -> int:
@@ -75,7 +76,14 @@ class DueJobMover:
             while True:
                 n = self._move(
                     keys=[keys.rq_scheduled(name), keys.rq_queue(name), keys.RQ_QUEUES],
-                    args=[int(time.time()), BATCH, keys.RQ_JOB_PREFIX, utcformat(now())],
+                    args=[
+                        int(time.time()),
+                        BATCH,
+                        keys.RQ_JOB_PREFIX,
+                        utcformat(now()),
+                        *context_args(name),
+                        now_ms(),
+                    ],
                 )
                 moved += n
                 if n < BATCH:

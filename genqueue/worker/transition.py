@@ -29,6 +29,7 @@ from ..retry.manager import Decision, Failure, RetryManager, RetryState, decisio
 from ..retry.meta import gq, retry_state
 from ..support.logs import get_logger
 from ..tasks.registry import lookup
+from ..tenants.fair import adopt
 from .guarded import RELEASE, recorder, run_guarded
 from .limiting import limit_or_none, log_event, outcome_of, pause_ms, release_args
 
@@ -198,6 +199,7 @@ def _queue_move(
             schedule_in(pipe, queue, job, time.time() + decision.delay)
         else:
             queue.enqueue_job(job, pipeline=pipe)
+            adopt(pipe, queue.name, [job.id])
     else:
         assert entry is not None
         add_at = len(pipe.command_stack)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from genqueue.jobs.enqueue import enqueue
+from genqueue.tenants.fair import waiting_ids
 from tests.api.test_jobs_api import drain
 from tests.helpers import race
 
@@ -46,7 +47,7 @@ def test_two_concurrent_retries_of_one_dead_job_exactly_one_wins(api_process, co
     drain(env)
     outcomes = double_clicks(api.url, bearer(SECRET, "alice"), [f"/api/jobs/{job_id}/retry" for job_id in ids])
     assert set(outcomes) == {(200, 409)}, outcomes
-    queued = sum(conn.lrange(f"rq:queue:{settings.queue}", 0, -1).count(j.encode()) for j in ids)
+    queued = sum(waiting_ids(conn, settings.queue).count(j) for j in ids)
     assert queued == TRIALS  # each job enqueued once
 
 

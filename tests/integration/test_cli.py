@@ -7,6 +7,7 @@ import json
 import pytest
 
 from genqueue.jobs.enqueue import enqueue
+from genqueue.tenants.fair import waiting
 from tests.helpers import run_cli, wait_for
 
 
@@ -129,7 +130,7 @@ def test_enqueue_many_batches_jobs_that_workers_retry_like_any_other(conn, setti
     assert conn.llen(f"rq:queue:{settings.queue}") == 0
     payloads = [{"prompt": f"p{i}", "simulate": ["503", "ok"] if i % 2 else ["ok"]} for i in range(25)]
     jobs = enqueue_many(conn, settings.queue, payloads, max_retries=2, batch=10)
-    assert len({j.id for j in jobs}) == 25 and conn.llen(f"rq:queue:{settings.queue}") == 25
+    assert len({j.id for j in jobs}) == 25 and waiting(conn, [settings.queue])[settings.queue] == 25
     meta = json.loads(conn.hget(f"rq:job:{jobs[0].id}", "meta"))["genqueue"]
     assert meta["max_retries"] == 2 and meta["history"] == []
     workers()

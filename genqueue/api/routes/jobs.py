@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
@@ -35,6 +35,9 @@ class EnqueueBody(BaseModel):
     delay_s: float | None = Field(None, ge=0, le=30 * 86400, description="run no earlier than this from now")
     check: bool = Field(
         True, description="false (admins): enqueue a task that neither the API nor a live worker knows yet"
+    )
+    priority: Literal["high", "normal", "low"] | None = Field(
+        None, description="its place among the queue's jobs (default: the task's, else normal)"
     )
 
 
@@ -93,6 +96,7 @@ def create_job(
         policy=dict(options.policy) if options is not None and options.policy else None,
         tenant=who.tenant,
         as_tenant=None if who.is_admin else who.tenant,
+        priority=body.priority or (spec.priority if body.task is not None and (spec := lookup(body.task)) else None),
     )
     info = visible_status(state, who, result.job.id)  # an existing id of another tenant is 403, not its data
     if not result.created:

@@ -30,6 +30,7 @@ RUN_BODY = {
                             "items": {"type": "array", "items": {"type": "object"}},
                             "run_id": {"type": "string"},
                             "max_retry_count": {"type": "integer", "minimum": 1, "maximum": 10},
+                            "priority": {"type": "string", "enum": ["high", "normal", "low"]},
                         },
                         "required": ["items"],
                     },
@@ -43,7 +44,8 @@ RUN_BODY = {
 
 
 def parse_items(raw: bytes, content_type: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(payloads, options) from a JSON array, a JSON object {items, run_id?, max_retry_count?}, or JSONL."""
+    """(payloads, options) from a JSON array, a JSON object {items, run_id?, max_retry_count?, priority?}, or
+    JSONL."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -57,7 +59,7 @@ def parse_items(raw: bytes, content_type: str) -> tuple[list[dict[str, Any]], di
     except RecursionError:  # json's C parser gives up near Python's recursion limit
         raise InvalidInput("malformed JSON: nested too deeply") from None
     if isinstance(body, dict):
-        options = {k: body[k] for k in ("run_id", "max_retry_count") if k in body}
+        options = {k: body[k] for k in ("run_id", "max_retry_count", "priority") if k in body}
         body = body.get("items")
     else:
         options = {}
@@ -84,7 +86,7 @@ def retry_limit(value: Any) -> int:
     "",
     status_code=201,
     openapi_extra={"requestBody": RUN_BODY},
-    summary="Submit a run: a JSON array of payloads, {items, run_id?, max_retry_count?}, or JSONL",
+    summary="Submit a run: a JSON array of payloads, {items, run_id?, max_retry_count?, priority?}, or JSONL",
 )
 async def create_run(
     request: Request,
@@ -108,6 +110,7 @@ async def create_run(
         run_id=run_id,
         tenant=who.tenant,
         retry_limit=limit,
+        priority=options.get("priority"),
     )
     if not result.created:
         response.status_code = 200

@@ -9,6 +9,7 @@ import threading
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
+from genqueue.tenants.fair import waiting, waiting_ids
 from tests.dlq_helpers import make_entry
 from tests.helpers import run_cli
 
@@ -31,7 +32,7 @@ def fill(store, queue, n=30):
 
 def snapshot(conn, store):
     keys = sorted(conn.scan_iter(match=store.keys.prefix + "*"))
-    return {k: conn.dump(k) for k in keys}, conn.llen(f"rq:queue:{store.keys.queue}")
+    return {k: conn.dump(k) for k in keys}, waiting(conn, [store.keys.queue])[store.keys.queue]
 
 
 def test_dry_runs_change_nothing(conn, settings, store, env):
@@ -51,7 +52,7 @@ def test_bulk_replay_by_filters_and_audit(conn, settings, store, env):
     r = run_cli(env, "dlq", "retry", "--all", "--kind", "RATE_LIMITED", "--user", "u0", "--yes", "--json")
     assert r.code == 0, r.stderr
     assert r.json()["done"] == 5
-    queued = sorted(m.decode() for m in conn.lrange(f"rq:queue:{settings.queue}", 0, -1))
+    queued = sorted(waiting_ids(conn, settings.queue))
     assert queued == [f"{settings.queue}-b{i:03d}" for i in range(30) if i % 3 == 0 and i % 2 == 0]
     assert store.count() == 25
     rated = run_cli(env, "dlq", "retry", "--all", "--kind", "RATE_LIMITED", "--rate", "100", "--yes", "--json")
@@ -69,7 +70,7 @@ def test_bulk_replay_and_purge_reach_every_entry_past_one_batch(conn, settings, 
     r = run_cli(env, "dlq", "retry", "--all", "--kind", "TRANSIENT", "--yes", "--json")
     assert r.code == 0, r.stderr
     assert r.json()["done"] == 150 and store.count() == 300
-    assert conn.llen(f"rq:queue:{settings.queue}") == 150
+    assert waiting(conn, [settings.queue])[settings.queue] == 150
     purged = run_cli(env, "dlq", "purge", "--yes", "--json")
     assert purged.code == 0 and purged.json()["done"] == 300 and store.count() == 0
 

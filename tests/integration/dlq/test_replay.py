@@ -9,19 +9,19 @@ from genqueue.dlq.replay import replay
 from genqueue.dlq.store import DLQStore
 from genqueue.errors import Conflict, NotFound
 from genqueue.jobs.enqueue import enqueue
+from genqueue.tenants.fair import waiting_ids
 from tests.dlq_helpers import make_entry
 from tests.helpers import race, run_cli, wait_for
 
 
 def test_two_admins_replaying_one_entry_enqueue_exactly_once_200_times(conn, settings):
     stores = [DLQStore(connect_url(settings.redis_url), settings.queue, retention_s=3600) for _ in range(2)]
-    queue_key = f"rq:queue:{settings.queue}"
     for trial in range(200):
         job_id = f"race-{settings.queue}-{trial}"
         stores[0].add(make_entry(job_id, queue=settings.queue))
         outcomes = race(*(lambda s=s, job_id=job_id: replay(s, job_id) for s in stores), expected=(Conflict, NotFound))
         assert outcomes in (["Conflict", "ok"], ["NotFound", "ok"]), outcomes
-    ids = [m.decode() for m in conn.lrange(queue_key, 0, -1)]
+    ids = waiting_ids(conn, settings.queue)
     assert len(ids) == 200 and len(set(ids)) == 200
     assert stores[0].count() == 0 and stores[0].stats_counters()["replayed"] == 200
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from genqueue.errors import Conflict
 from genqueue.jobs.enqueue import enqueue
 from genqueue.jobs.manual_retry import retry_job
+from genqueue.tenants.fair import waiting_ids
 from tests.dlq_helpers import make_entry
 from tests.helpers import race, run_cli, wait_for
 
@@ -21,7 +22,7 @@ def meta_of(conn, job_id) -> dict:
 
 
 def queued_ids(conn, settings) -> list[str]:
-    return [m.decode() for m in conn.lrange(f"rq:queue:{settings.queue}", 0, -1)]
+    return waiting_ids(conn, settings.queue)  # RQ's list and the fair lanes
 
 
 def test_unknown_and_invalid_ids(env):

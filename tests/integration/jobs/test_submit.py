@@ -14,6 +14,7 @@ from genqueue.backend.counters import parse
 from genqueue.backend.queues import SERIALIZER
 from genqueue.jobs.enqueue import enqueue, enqueue_many
 from genqueue.runs.store import submit
+from genqueue.tenants.fair import waiting
 
 IGNORED = {"created_at", "enqueued_at", "last_heartbeat", "data", "description", "meta"}
 
@@ -60,7 +61,7 @@ def test_every_new_job_is_counted_once(conn, settings):
     payloads = [{"prompt": f"r{i}"} for i in range(4)]
     submit(conn, q, payloads, ttl_s=3600, run_id=f"{q}-run")
     submit(conn, q, payloads, ttl_s=3600, run_id=f"{q}-run")  # the same run again: nothing new
-    assert enqueued(conn, q) == 12 == conn.llen(f"rq:queue:{q}") + conn.zcard(f"rq:scheduled:{q}")
+    assert enqueued(conn, q) == 12 == waiting(conn, [q])[q] + conn.zcard(f"rq:scheduled:{q}")
 
 
 def test_enqueue_many_writes_the_jobs_rqs_enqueue_many_would(conn, settings):

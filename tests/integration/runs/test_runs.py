@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 
+from genqueue.backend import keys
 from genqueue.errors import Conflict
 from genqueue.runs.rules import item_id, run_key
 from genqueue.runs.store import retry_failed, snapshot, submit
+from genqueue.tenants.fair import waiting_ids
 from tests.dlq_helpers import make_entry
 from tests.helpers import race, run_cli, wait_for
 
@@ -32,7 +34,7 @@ def meta_of(conn, job_id) -> dict:
 
 
 def queued_ids(conn, settings) -> list[str]:
-    return [m.decode() for m in conn.lrange(f"rq:queue:{settings.queue}", 0, -1)]
+    return waiting_ids(conn, settings.queue)  # RQ's list and the fair lanes
 
 
 def test_resubmitting_never_duplicates_before_or_after_the_run_completes(conn, settings, workers, env, tmp_path):
@@ -221,6 +223,11 @@ def test_concurrent_double_retry_failed_exactly_one_wins(conn, settings, store, 
 def dead_letter(conn, store, settings, job_id):
     """What the worker's dead-letter transaction leaves: no job hash, not queued, a DLQ entry."""
     conn.lrem(f"rq:queue:{settings.queue}", 0, job_id)
+    for lane in conn.scan_iter(match=keys.fair(settings.queue) + "lane:*"):  # or waiting in its fair lane
+        for entry in conn.lrange(lane, 0, -1):
+            if entry.decode().endswith("|" + job_id):
+                conn.lrem(lane, 0, entry)
+                conn.hincrby(keys.fair(settings.queue) + "n", "*", -1)
     conn.delete(f"rq:job:{job_id}")
     store.add(make_entry(job_id, queue=settings.queue, payload={"prompt": f"p {job_id}"}))
 

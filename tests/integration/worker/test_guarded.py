@@ -50,12 +50,12 @@ def test_pop_runs_the_bookkeeping_moves_the_id_and_returns_the_hash(conn, settin
     conn.rpush(queue.key, "no-such-job")
     pipe = recorder(conn)
     pipe.hset(f"{q}-worker", "state", "idle")
-    job_id, data = pop(conn, pipe, queue.key, queue.intermediate_queue_key, "rq:job:")
+    job_id, data = pop(conn, pipe, q, queue.intermediate_queue_key, "rq:job:")
     assert job_id == job.id and data[b"status"] == b"queued" and data == conn.hgetall(job.key)
     assert conn.hget(f"{q}-worker", "state") == b"idle"
     assert conn.lrange(queue.intermediate_queue_key, 0, -1) == [job.id.encode()]
-    assert pop(conn, recorder(conn), queue.key, queue.intermediate_queue_key, "rq:job:") == ("no-such-job", {})
-    assert pop(conn, recorder(conn), queue.key, queue.intermediate_queue_key, "rq:job:") is None
+    assert pop(conn, recorder(conn), q, queue.intermediate_queue_key, "rq:job:") == ("no-such-job", {})
+    assert pop(conn, recorder(conn), q, queue.intermediate_queue_key, "rq:job:") is None
     conn.delete(f"{q}-worker")
 
 
