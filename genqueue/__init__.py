@@ -5,7 +5,7 @@ Public API (imported lazily, so `genqueue --help` stays fast):
     from genqueue import task, current, enqueue_task          # your own tasks (docs/tasks.md)
     from genqueue import Settings, connect, enqueue, RetryManager, RetryPolicy, ErrorKind
     from genqueue import TransientError, RateLimited, PermanentError, DLQStore, build_worker
-    from genqueue import job_status, retry_job, submit_run, run_snapshot, retry_failed
+    from genqueue import job_status, retry_job, submit_run, run_snapshot, retry_failed, cancel, JobCanceled
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ _EXPORTS = {
     "enqueue_many": "genqueue.jobs.enqueue",
     "enqueue_task": "genqueue.jobs.enqueue",
     "task": "genqueue.jobs.task",
+    "cancel": "genqueue.jobs.task",
+    "JobCanceled": "genqueue.worker.cancel",
     "Task": "genqueue.jobs.task",
     "current": "genqueue.tasks.context",
     "TaskContext": "genqueue.tasks.context",

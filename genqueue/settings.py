@@ -31,6 +31,7 @@ class Settings:
     api_tasks: tuple[str, ...] = ()  # GENQUEUE_API_TASKS: task names non-admins may enqueue over HTTP
     concurrency: int | None = None  # GENQUEUE_CONCURRENCY: jobs at once in one worker process (None: fork)
     shutdown_grace_s: float = 8.0  # GENQUEUE_SHUTDOWN_GRACE: a concurrent worker's wait for jobs on SIGTERM
+    cancel_grace_s: float = 5.0  # GENQUEUE_CANCEL_GRACE: a canceled running job's time to stop on its own
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -54,6 +55,7 @@ class Settings:
             api_tasks=_names(env, "GENQUEUE_API_TASKS"),
             concurrency=_positive(env, "GENQUEUE_CONCURRENCY", None, int),
             shutdown_grace_s=_positive(env, "GENQUEUE_SHUTDOWN_GRACE", 8.0),
+            cancel_grace_s=_positive(env, "GENQUEUE_CANCEL_GRACE", 5.0),
         )
 
     def with_queue(self, queue: str | None) -> Settings:

@@ -108,7 +108,7 @@ def enqueue(
         )
 
 
-@click.group(help="Inspect jobs and retry failed ones.")
+@click.group(help="Inspect jobs, retry failed ones, cancel them.")
 def jobs() -> None:
     pass
 
@@ -194,10 +194,49 @@ def retry(job_id, force, queue, as_json) -> None:
     )
 
 
+@jobs.command(
+    help="Cancel a job. Queued, scheduled or parked: canceled at once, out of every list. Running: its worker "
+    "stops it (the task sees genqueue.current().cancelled; after GENQUEUE_CANCEL_GRACE seconds a forking worker "
+    "kills it, a concurrent one interrupts it; --simple workers can only wait for the task) and it ends "
+    "canceled, never retried or dead-lettered. Cancelling again is harmless; exit 4 when the job had already "
+    "finished (finished or dead-lettered).\n\n\b\nExamples:\n  genqueue jobs cancel fox-1\n"
+    '  genqueue jobs cancel fox-1 --reason "wrong prompt file" --json'
+)
+@click.argument("job_id")
+@click.option("--reason", default=None, metavar="TEXT", help="Why, kept in the job's history.")
+@queue_option
+@json_option
+def cancel(job_id, reason, queue, as_json) -> None:
+    from ..backend import audit
+    from ..jobs.cancel import cancel_job
+    from ..jobs.manual_retry import checked_job_id
+
+    checked_job_id(job_id)
+    app = get_app(queue, as_json)
+    outcome = cancel_job(app.connection, app.store(), job_id, by=audit.who(), reason=reason)
+    if not outcome.already:
+        audit.record(
+            app.connection,
+            "job_cancel",
+            outcome.queue,
+            ids=[job_id],
+            note=f"was {outcome.previous_status}" + (f": {reason}" if reason else ""),
+        )
+    if as_json:
+        emit_json(outcome.as_dict())
+        return
+    if outcome.already:
+        click.echo(f"{job_id} was already canceled")
+    elif outcome.stopping:
+        click.echo(f"canceled {job_id}: it was running; its worker stops it (it can no longer finish otherwise)")
+    else:
+        click.echo(f"canceled {job_id} (was {outcome.previous_status})")
+
+
 def history_table(history: list[dict]) -> str:
     rows = [
         _manual_row(h)
-        if h.get("action") == "manual_retry"
+        if h.get("action") in ("manual_retry", "canceled")
         else (
             h.get("n"),
             h.get("kind"),
@@ -215,7 +254,19 @@ def history_table(history: list[dict]) -> str:
 
 
 def _manual_row(h: dict) -> tuple:
-    """A manual retry is not an attempt: the row says who retried, how, and whether it was charged."""
+    """A manual retry or a cancel is not an attempt: the row says who did it, when (and how, or why)."""
+    if h.get("action") == "canceled":
+        return (
+            "",
+            "",
+            "",
+            "canceled",
+            "",
+            "",
+            "",
+            short(h.get("by"), 24),
+            short(f"{h.get('reason') or ''} at {h.get('at')}", 48),
+        )
     note = f"{h.get('via', 'manual')}, {'charged' if h.get('charged') else 'free'}"
     note += ", forced" if h.get("forced") else ""
     return ("", "", "", "manual_retry", "", "", "", short(h.get("by"), 24), short(f"{note} at {h.get('at')}", 48))

@@ -24,6 +24,7 @@ from typing import Any
 from redis import Redis
 
 from ..tasks.registry import TaskSpec, declare
+from .cancel import CancelOutcome
 from .enqueue import EnqueueResult, enqueue_task
 
 
@@ -89,6 +90,10 @@ class Task:
             default_queue=default_queue,
         )
 
+    def cancel(self, job_id: str, *, reason: str | None = None, connection: Redis | None = None) -> CancelOutcome:
+        """Cancel one job (of any task): see `genqueue.cancel`."""
+        return cancel(job_id, reason=reason, connection=connection)
+
     def enqueue_many(self, many: Sequence[Mapping[str, Any]], **options: Any) -> list[EnqueueResult]:
         """One job per kwargs mapping (generated ids), each checked before any is enqueued."""
         from .enqueue import task_call
@@ -96,6 +101,24 @@ class Task:
         for kwargs in many:
             task_call(self.spec.name, dict(kwargs))
         return [self.enqueue_with(kwargs=kwargs, **options) for kwargs in many]
+
+
+def cancel(
+    job_id: str, *, reason: str | None = None, by: str | None = None, connection: Redis | None = None
+) -> CancelOutcome:
+    """Cancel a job: queued, scheduled or parked at once; running: its worker stops it (the task sees
+    `genqueue.current().cancelled`). Returns the outcome (status `canceled`, was it running); raises Conflict
+    when the job has already finished, NotFound for an unknown id. Calling it twice is harmless."""
+    from ..dlq.store import DLQStore
+    from .cancel import cancel_job
+
+    if connection is None:
+        connection, queue = _default_client()
+    else:
+        from ..settings import Settings
+
+        queue = Settings.from_env().queue
+    return cancel_job(connection, DLQStore(connection, queue), job_id, by=by or "python", reason=reason)
 
 
 def task(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any):

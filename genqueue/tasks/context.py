@@ -12,12 +12,29 @@ import math
 import threading
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backend import keys
 
 # job id → Unix time its limit key should stay paused until, from pause_key; taken (once) by the worker's
 # move that ends the attempt, in the same process (a forking worker's work horse runs both).
 _pauses: dict[str, float] = {}
 _pauses_lock = threading.Lock()
+
+
+CANCEL_CHECK_S = 0.25  # `cancelled` asks the server at most this often per job
+
+
+class Live:
+    """What a context learns while its task runs (`cancelled`), and the server it asks."""
+
+    __slots__ = ("checked_at", "connection", "is_cancelled")
+
+    def __init__(self, connection: Any = None) -> None:
+        self.connection = connection
+        self.checked_at = -math.inf
+        self.is_cancelled = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +46,22 @@ class TaskContext:
     replays: int
     tenant: str | None
     deadline: float | None
+    live: Live = field(default_factory=Live, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was canceled (`genqueue jobs cancel`, `POST /api/jobs/{id}/cancel`): stop soon —
+        return or raise — and the job ends `canceled` whatever the task does. Past GENQUEUE_CANCEL_GRACE the
+        worker stops the task itself (a forking worker kills it; `--simple` cannot). Cheap to call in a loop:
+        the server is asked at most every CANCEL_CHECK_S."""
+        live = self.live
+        if live.is_cancelled or live.connection is None:
+            return live.is_cancelled
+        now = time.monotonic()
+        if now - live.checked_at >= CANCEL_CHECK_S:
+            live.checked_at = now
+            live.is_cancelled = bool(live.connection.exists(keys.cancel_request(self.job_id)))
+        return live.is_cancelled
 
     def pause_key(self, seconds: float) -> None:
         """Pause this job's limit key for `seconds` from now when this attempt ends (a pause only grows: the

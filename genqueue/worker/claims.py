@@ -16,11 +16,13 @@ from rq.utils import now as utcnow
 from rq.worker.base import WorkerStatus
 
 from ..backend.counters import count_in, fields_for_success, seconds_between
+from ..backend.keys import cancel_request
 from ..support.logs import get_logger
 from ..support.safe_text import describe
 from .base import WorkerBase
 from .boundary import DuplicateDispatch, JobParked, UnrunnableJob
-from .guarded import recorder, run_claim, run_guarded
+from .cancel import finish_canceled
+from .guarded import VETOED, recorder, run_claim, run_guarded
 from .limiting import JobLimit, acquire_args, limit_of, log_event, release_args
 from .liveness import Claim
 
@@ -94,6 +96,10 @@ class ClaimsMixin(WorkerBase):
         job.ended_at = utcnow()
         job.last_heartbeat = job.ended_at
 
+    def _ended_bookkeeping(self, pipe) -> None:
+        self._flush_bookkeeping(pipe)
+        self.set_current_job_id(None, pipeline=pipe)
+
     def handle_job_success(self, job, queue, started_job_registry):
         """BaseWorker.handle_job_success, guarded by the same claim as the failure path, in one round trip.
 
@@ -123,7 +129,12 @@ class ClaimsMixin(WorkerBase):
         self.cleanup_execution(job, pipeline=pipe)
         claim = ("member", started_job_registry.key, execution.composite_key) if execution else ("none",)
         limit = getattr(self, "_limit", None)
-        ok, event = run_guarded(self.connection, pipe, claim, release_args(limit, job.id))
+        ok, event = run_guarded(self.connection, pipe, claim, release_args(limit, job.id), veto=cancel_request(job.id))
+        if not ok and event == VETOED:  # canceled while it ran: the cancel's answer named `canceled` (cancel.py)
+            ok = finish_canceled(
+                self.connection, job, queue, execution=execution, worker_name=self.name, also=self._ended_bookkeeping
+            )
+            event = ""
         if ok and limit is not None:
             log_event(log, limit.key, event)
         self.current_claim = None

@@ -23,7 +23,7 @@ from rq.job import Job
 from ..retry.kinds import ErrorKind
 from ..retry.meta import attempt_number, gq
 from ..support.safe_text import describe
-from ..tasks.context import TaskContext, reset, set_current
+from ..tasks.context import Live, TaskContext, reset, set_current
 from ..tasks.registry import TaskSpec, UnknownTask, bind, lookup
 
 MAX_RESULT_BYTES = 1024 * 1024
@@ -79,6 +79,7 @@ def context_for(spec: TaskSpec, job: Job) -> TaskContext:
         replays=int(meta.get("replays") or 0),
         tenant=meta.get("tenant"),
         deadline=started + job.timeout if job.timeout else None,
+        live=Live(job.connection),
     )
 
 

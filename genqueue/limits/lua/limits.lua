@@ -160,7 +160,7 @@ end
 local function lim_park(p, wake, key, job_id, job_key, tenant, at)
   local list = p .. 'parked:' .. tenant
   if redis.call('RPUSH', list, job_id) == 1 then redis.call('RPUSH', p .. 'ring', tenant) end
-  redis.call('HSET', job_key, 'status', 'deferred')
+  redis.call('HSET', job_key, 'status', 'deferred', 'genqueue_parked', list)  -- where a cancel finds it
   redis.call('HINCRBY', PARKED, redis.call('HGET', job_key, 'origin') or '', 1)
   redis.call('HINCRBY', p .. 'stats', 'parked', 1)
   if at then redis.call('ZADD', wake, 'LT', at, key) end
