@@ -143,6 +143,9 @@ def show(job_id, queue, as_json) -> None:
     ):
         if info.get(key) is not None:
             click.echo(f"{key + ':':<14}{info[key]}")
+    progress = info.get("progress")
+    if progress:
+        click.echo(f"{'progress:':<14}{progress_line(progress)}")
     click.echo(f"{'payload:':<14}{short(json.dumps(info.get('payload'), sort_keys=True), 200)}")
     history = info.get("history") or []
     if history:
@@ -231,6 +234,18 @@ def cancel(job_id, reason, queue, as_json) -> None:
         click.echo(f"canceled {job_id}: it was running; its worker stops it (it can no longer finish otherwise)")
     else:
         click.echo(f"canceled {job_id} (was {outcome.previous_status})")
+
+
+def progress_line(progress: dict) -> str:
+    """`42% step 24/60 (at …)`, and the data as short JSON."""
+    parts = []
+    if progress.get("fraction") is not None:
+        parts.append(f"{progress['fraction'] * 100:.0f}%")
+    if progress.get("message"):
+        parts.append(short(progress["message"], 80))
+    if progress.get("data") is not None:
+        parts.append(short(json.dumps(progress["data"], sort_keys=True), 120))
+    return " ".join(parts) + f" (at {progress.get('at')})"
 
 
 def history_table(history: list[dict]) -> str:

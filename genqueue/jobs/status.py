@@ -17,6 +17,7 @@ from ..retry.kinds import ErrorKind
 from ..retry.meta import MANUAL_RETRY, failures, gq
 from ..retry.policy import DEFAULT_POLICIES
 from ..support.secrets import mask
+from ..tasks.context import PROGRESS_FIELD
 from ..tenants.tenancy import entry_tenant, job_tenant
 from ..worker.cancel import CANCEL_FIELD
 
@@ -108,6 +109,24 @@ def job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, Any
         "history": history,
         "result": mask(_result(job)) if rq_status == JobStatus.FINISHED else None,
         "cancel": cancel,  # who canceled it, when, why; for a running job: requested, its worker stops it
+        "progress": progress_of(job),  # the task's last genqueue.current().progress(...), or None
+    }
+
+
+def progress_of(job) -> dict[str, Any] | None:
+    raw = job.connection.hget(job.key, PROGRESS_FIELD)
+    try:
+        progress = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(progress, dict):
+        return None
+    at = progress.get("at")
+    return {
+        "fraction": progress.get("fraction"),
+        "message": progress.get("message"),
+        "data": mask(progress.get("data")),
+        "at": iso(at) if isinstance(at, (int, float)) else None,
     }
 
 

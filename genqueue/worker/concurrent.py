@@ -93,7 +93,7 @@ from .cancel import JobCanceled
 from .classes import GenSimpleWorker
 from .concurrent_state import JobState, job_state, per_job
 from .duties import EXIT_RETIRED
-from .job import check_result, context_for
+from .job import check_result, context_for, flush_progress
 from .pool import DaemonExecutor, limit_malloc_arenas
 from .thread_timeouts import UNINTERRUPTIBLE_AFTER_S, Armed, ThreadTimeouts
 
@@ -111,11 +111,13 @@ async def run_task_async(spec, job) -> Any:
         bound = bind(spec, args, kwargs)
     except Exception as exc:  # noqa: BLE001 - as run_task: the call cannot succeed, ever
         raise TypeError(str(exc)) from None
-    token = set_current(context_for(spec, job))
+    ctx = context_for(spec, job)
+    token = set_current(ctx)
     try:
         result = await spec.fn(*bound.args, **bound.kwargs)
     finally:
         reset(token)
+        flush_progress(ctx)  # one short write on the loop, once per job
     check_result(spec, result)
     return result
 
