@@ -122,6 +122,14 @@ def cancel_request(job_id: str) -> str:
 RQ_CANCELED_PREFIX = "rq:canceled:"
 
 
+EVENTS_PREFIX = "genqueue:events:"  # Lua scripts spell it too (backend/events.py LUA_XADD)
+
+
+def events(job_id: str) -> str:
+    """STREAM (capped, EX EVENTS_TTL_S from its last event): the job's events, appended by its moves."""
+    return f"{EVENTS_PREFIX}{job_id}"
+
+
 def rq_canceled(queue: str) -> str:
     """RQ's CanceledJobRegistry: `rq info` counts canceled jobs from it."""
     return f"{RQ_CANCELED_PREFIX}{queue}"

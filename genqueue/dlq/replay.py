@@ -8,6 +8,7 @@ from typing import Any
 from redis.exceptions import WatchError
 from rq.job import JobStatus
 
+from ..backend import events
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import RESULT_TTL_S, make_queue
 from ..errors import Conflict, InvalidInput, NotFound
@@ -78,6 +79,7 @@ def replay(
                 pipe.multi()
                 store.remove_in(pipe, job_id, entry)
                 queue.enqueue_job(job, pipeline=pipe)
+                events.add(pipe, job_id, "replayed", {"from": "dlq", "patched": bool(payload_patch)})
                 pipe.hincrby(store.keys.stats, "replayed", 1)
                 pipe.execute()
                 return job

@@ -22,7 +22,7 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.utils import now as utcnow
 from rq.utils import utcformat
 
-from ..backend import counters, keys
+from ..backend import counters, events, keys
 from ..backend.queues import fetch_job
 from ..backend.scripts import registered
 from ..dlq.store import DLQStore
@@ -30,7 +30,7 @@ from ..errors import Conflict, NotFound
 from ..worker.cancel import CANCEL_RECORD_TTL_S, make_record
 from .enqueue import check_job_id
 
-CANCEL = resources.files("genqueue.jobs").joinpath("lua", "cancel.lua").read_text()
+CANCEL = events.LUA_XADD + resources.files("genqueue.jobs").joinpath("lua", "cancel.lua").read_text()
 WAS = {"queued": "queued", "scheduled": "scheduled", "deferred": "parked", "started": "running"}
 
 

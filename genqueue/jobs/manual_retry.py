@@ -21,6 +21,7 @@ from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
+from ..backend import events
 from ..backend.queues import SERIALIZER, fetch_job, make_queue
 from ..dlq.entry import decode, iso
 from ..dlq.replay import job_from_entry
@@ -129,6 +130,7 @@ def requeue_dead_in(
         job.result_ttl = result_ttl
     store.remove_in(pipe, entry["job_id"], entry)
     queue.enqueue_job(job, pipeline=pipe)
+    events.add(pipe, job.id, "replayed", {"from": "dlq", "manual": True})
     pipe.hincrby(store.keys.stats, "replayed", 1)
     return job
 
@@ -144,6 +146,7 @@ def requeue_failed_in(pipe, queue, job: Job, record: dict[str, Any]) -> None:
     FailedJobRegistry(queue.name, connection=queue.connection, serializer=SERIALIZER).remove(job, pipeline=pipe)
     CanceledJobRegistry(queue.name, connection=queue.connection, serializer=SERIALIZER).remove(job, pipeline=pipe)
     queue.enqueue_job(job, pipeline=pipe)
+    events.add(pipe, job.id, "replayed", {"from": "failed", "manual": True})
     pipe.hdel(job.key, "exc_info")  # save() only writes fields, never deletes one
 
 

@@ -17,10 +17,12 @@ from rq.job import Job, JobStatus
 from rq.scripts import _build_hset_args
 from rq.utils import now
 
-from ..backend import counters, keys
+from ..backend import counters, events, keys
 from ..backend.scripts import registered
 
-SUBMIT = f"""
+SUBMIT = (
+    events.LUA_XADD
+    + f"""
 -- KEYS: job hash, queue list, scheduled registry, rq:queues, metrics hash, DLQ entry of the same id
 -- ARGV: job id, unique (1/0), ttl (-1 = none), run_at ('' = now), queue key, hset field/value pairs...
 -- Returns 1 (created), 0 (a job hash has this id), -1 (a DLQ entry has this id).
@@ -38,8 +40,10 @@ else
   redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[1])
 end
 redis.call('HINCRBY', KEYS[5], '{counters.ENQUEUED}', 1)
+gq_event(ARGV[1], 'enqueued', ARGV[4] == '' and '{{}}' or ('{{"run_at":' .. ARGV[4] .. '}}'))
 return 1
 """
+)
 
 
 class IdTaken(DuplicateJobError):

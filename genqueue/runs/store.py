@@ -31,6 +31,7 @@ from redis import Redis
 from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 
+from ..backend import events
 from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, SERIALIZER, make_queue
 from ..dlq.entry import decode, iso
@@ -430,6 +431,7 @@ def _submit_batch(
                 pipe.multi()
                 for i in missing:
                     queue.enqueue_job(_item_job(queue, run, i, payloads[i], ttl_s), pipeline=pipe)
+                    events.add(pipe, item_id(run.run_id, i), "enqueued", {"run": run.run_id})
                 count_in(pipe, queue.name, fields_for_enqueued(len(missing)))
                 pipe.execute()
                 return len(missing)

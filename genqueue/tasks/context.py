@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..backend import keys
+from ..backend import events, keys
 from ..backend.scripts import registered
 
 # job id → Unix time its limit key should stay paused until, from pause_key; taken (once) by the worker's
@@ -31,7 +31,7 @@ PROGRESS_EVERY_S = 0.25  # `progress` writes at most 4 times a second per job; t
 PROGRESS_DATA_MAX_BYTES = 8 * 1024  # `progress(data=...)` as JSON
 PROGRESS_MESSAGE_MAX = 500
 PROGRESS_FIELD = "genqueue_progress"  # the job hash field (JSON: fraction, message, data, at)
-PROGRESS = resources.files("genqueue.tasks").joinpath("lua", "progress.lua").read_text()
+PROGRESS = events.LUA_XADD + resources.files("genqueue.tasks").joinpath("lua", "progress.lua").read_text()
 
 
 class Live:
@@ -119,7 +119,7 @@ class TaskContext:
             if encoded is None or live.connection is None:
                 return
             live.written_at = time.monotonic()
-        registered(live.connection, PROGRESS)(args=[keys.rq_job(self.job_id), encoded])
+        registered(live.connection, PROGRESS)(args=[keys.rq_job(self.job_id), encoded, self.job_id])
 
     def pause_key(self, seconds: float) -> None:
         """Pause this job's limit key for `seconds` from now when this attempt ends (a pause only grows: the

@@ -26,7 +26,7 @@ from redis import Redis
 from rq.job import Job, JobStatus
 from rq.utils import now as utcnow
 
-from ..backend import counters, keys
+from ..backend import counters, events, keys
 from ..backend.counters import count_in
 from ..retry.meta import gq
 from ..support.logs import get_logger
@@ -97,6 +97,7 @@ def finish_canceled(
     pipe.expire(job.key, CANCEL_RECORD_TTL_S)
     pipe.zadd(keys.rq_canceled(queue.name), {job.id: time.time()})
     count_in(pipe, queue.name, {counters.CANCELED: 1})
+    events.add(pipe, job.id, "canceled", {"by": record.get("by"), "reason": record.get("reason"), "was": "running"})
     if also is not None:
         also(pipe)
     if execution is not None:

@@ -9,14 +9,17 @@ boundary (boundary.py), so it lands in the DLQ like any failure instead of escap
 
 from __future__ import annotations
 
+import json
 import time
 
 from rq.executions import Execution
 from rq.utils import now as utcnow
 from rq.worker.base import WorkerStatus
 
+from ..backend import events
 from ..backend.counters import count_in, fields_for_success, seconds_between
 from ..backend.keys import cancel_request
+from ..retry.meta import attempt_number
 from ..support.logs import get_logger
 from ..support.safe_text import describe
 from .base import WorkerBase
@@ -27,6 +30,26 @@ from .limiting import JobLimit, acquire_args, limit_of, log_event, release_args
 from .liveness import Claim
 
 log = get_logger("genqueue.worker")
+
+
+EVENT_RESULT_MAX = 8 * 1024  # a `finished` event carries the result when its JSON is at most this long
+
+
+def finished_data(job) -> dict:
+    try:
+        encoded = json.dumps(job._result, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return {"result": job._result} if len(encoded) <= EVENT_RESULT_MAX else {"result_truncated": True}
+
+
+def safe_attempt(job) -> int | None:
+    """The attempt number for the `started` event; None for bookkeeping that cannot be read (the boundary fails
+    such a job after its claim: the claim itself must not raise)."""
+    try:
+        return attempt_number(job)
+    except Exception:  # noqa: BLE001 - corrupt history: the event goes without a number
+        return None
 
 
 def rendered_limit(job) -> tuple[JobLimit | None, UnrunnableJob | None]:
@@ -66,6 +89,7 @@ class ClaimsMixin(WorkerBase):
         job.prepare_for_execution(self.name, pipeline=pipe)
         if len(self.queues) == 1:  # as RQ: with one queue the popped id leaves the intermediate list now
             pipe.lrem(self.queues[0].intermediate_queue_key, 1, job.id)
+        events.add(pipe, job.id, "started", {"attempt": safe_attempt(job), "worker": self.name})
         # The limit's slot and rate token are taken in the same script, or the job is parked (limits/).
         intermediate = self._intermediate_key(job.origin)
         outcome, found, wake_at = run_claim(
@@ -127,6 +151,7 @@ class ClaimsMixin(WorkerBase):
             )
         job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
         self.cleanup_execution(job, pipeline=pipe)
+        events.add(pipe, job.id, "finished", finished_data(job))
         claim = ("member", started_job_registry.key, execution.composite_key) if execution else ("none",)
         limit = getattr(self, "_limit", None)
         ok, event = run_guarded(self.connection, pipe, claim, release_args(limit, job.id), veto=cancel_request(job.id))

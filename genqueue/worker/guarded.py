@@ -25,7 +25,7 @@ from typing import Any
 
 from redis import Redis
 
-from ..backend import keys
+from ..backend import events, keys
 from ..backend.scripts import registered
 
 RUN_RECORDED = """
@@ -78,6 +78,7 @@ VETOED = "(vetoed)"  # run_guarded's `found` when the veto key (a cancel request
 # duplicate dispatch, or the job would sit in the started registry, holding its slot, until the sweep.
 CLAIM = (
     RUN_RECORDED
+    + events.LUA_XADD
     + LIMITS
     + """
 local v = redis.call('HGET', ARGV[2], ARGV[3])
@@ -92,6 +93,7 @@ if l > 0 then
                              tonumber(ARGV[18]), tonumber(ARGV[19]))
   if parked then
     redis.call('LREM', ARGV[20], 1, ARGV[11])
+    gq_event(ARGV[11], 'parked', cjson.encode({key = ARGV[10], why = parked[1]}))
     return {2, parked[1], tostring(parked[2])}
   end
 end

@@ -20,7 +20,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.utils import now
 
-from ..backend import keys
+from ..backend import events, keys
 from ..backend.counters import count_in, fields_for_failure, seconds_between
 from ..backend.scripts import registered
 from ..dlq.entry import build_entry, iso
@@ -230,12 +230,24 @@ def _queue_move(
     pipe.lrem(queue.intermediate_queue.key, 0, job.id)
     add_at = None
     if decision.is_retry:
+        events.add(
+            pipe,
+            job.id,
+            "retry_scheduled",
+            {
+                "attempt": decision.attempt,
+                "kind": str(decision.kind),
+                "delay": round(decision.delay or 0, 3),
+                "retry_after": decision.retry_after,
+            },
+        )
         if decision.delay and decision.delay > 0:
             schedule_in(pipe, queue, job, time.time() + decision.delay)
         else:
             queue.enqueue_job(job, pipeline=pipe)
     else:
         assert entry is not None
+        events.add(pipe, job.id, "dead_lettered", {"kind": str(decision.kind), "reason": str(decision.reason)})
         add_at = len(pipe.command_stack)
         store.add(entry, pipeline=pipe)
         # The entry holds everything needed to re-create the job; the RQ hash would only be a

@@ -1,4 +1,4 @@
--- Cancel one job, decided by where it is, in one atomic step (jobs/cancel.py).
+-- Cancel one job, decided by where it is, in one atomic step (jobs/cancel.py). gq_event: backend/events.py.
 -- ARGV: 1 job key, 2 job id, 3 cancel-request key, 4 the record (JSON: by, at, reason), 5 record TTL (s),
 --       6 now (Unix s), 7 ended_at (RQ's time format), 8 queue prefix, 9 scheduled prefix, 10 canceled prefix,
 --       11 intermediate-list key, 12 unused, 13 parked counter hash,
@@ -27,4 +27,8 @@ redis.call('HSET', job_key, 'status', 'canceled', 'ended_at', ARGV[7], 'genqueue
 redis.call('EXPIRE', job_key, tonumber(ARGV[5]))
 redis.call('ZADD', ARGV[10] .. origin, tonumber(ARGV[6]), id)
 redis.call('HINCRBY', ARGV[14] .. origin .. '}', ARGV[15], 1)
+local rec = cjson.decode(ARGV[4])
+local was = status
+if status == 'deferred' then was = 'parked' end
+gq_event(id, 'canceled', cjson.encode({by = rec['by'], reason = rec['reason'], was = was}))
 return {'canceled', status}

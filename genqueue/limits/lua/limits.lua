@@ -241,6 +241,9 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
       if origin and redis.call('HGET', job_key, 'status') == 'deferred' then
         redis.call('HSET', job_key, 'status', 'queued')
         redis.call('LPUSH', queue_prefix .. origin, id)  -- waited longest: runs next
+        local ev = 'genqueue:events:' .. id  -- backend/events.py's stream (keys.EVENTS_PREFIX), spelled here
+        redis.call('XADD', ev, 'MAXLEN', '~', 1000, '*', 'e', 'woken', 'j', id, 'd', cjson.encode({key = key}))
+        redis.call('EXPIRE', ev, 604800)
         woken = woken + 1
       end
     end
