@@ -27,6 +27,7 @@ _EXPORTS = {
     "task": "genqueue.jobs.task",
     "cancel": "genqueue.jobs.task",
     "JobCanceled": "genqueue.worker.cancel",
+    "JobDeadLettered": "genqueue.jobs.events",
     "Task": "genqueue.jobs.task",
     "current": "genqueue.tasks.context",
     "TaskContext": "genqueue.tasks.context",

@@ -21,7 +21,7 @@ from . import errors
 from .config import ApiConfig
 from .deps import ServiceState
 from .ratelimit import RateLimiter
-from .routes import dlq, health, jobs, limits, metrics, runs
+from .routes import dlq, events, health, jobs, limits, metrics, runs
 from .ui import routes as ui_routes
 
 UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
@@ -58,6 +58,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
     for router in (
         health.router,
         jobs.router,
+        events.router,
         runs.router,
         dlq.router,
         limits.router,

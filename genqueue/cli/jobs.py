@@ -236,6 +236,57 @@ def cancel(job_id, reason, queue, as_json) -> None:
         click.echo(f"canceled {job_id} (was {outcome.previous_status})")
 
 
+WATCH_EXIT = {"finished": 0, "dead_lettered": 1, "canceled": 7}  # and 124: --timeout passed
+WATCH_TIMEOUT_EXIT = 124
+
+
+@jobs.command(
+    help="Print a job's events as they happen (enqueued, started, progress, retry_scheduled, parked, woken, "
+    "finished, dead_lettered, canceled, replayed), from its first, and exit with its outcome: 0 finished, "
+    "1 dead-lettered, 7 canceled, 124 when --timeout passed first. A job that has already ended prints its "
+    "events and exits at once.\n\n\b\nExamples:\n  genqueue jobs watch fox-1\n"
+    "  genqueue jobs watch fox-1 --json --timeout 300"
+)
+@click.argument("job_id")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help="Give up after SECONDS.")
+@queue_option
+@json_option
+def watch(job_id, timeout, queue, as_json) -> None:
+    import time
+
+    from ..jobs.events import read, read_many
+    from ..jobs.manual_retry import checked_job_id
+    from ..jobs.status import job_status
+
+    checked_job_id(job_id)
+    app = get_app(queue, as_json)
+    info = job_status(app.connection, app.store(), job_id)  # NotFound (exit 3) for an unknown id
+    deadline = None if timeout is None else time.monotonic() + timeout
+    cursor, last = "0-0", None
+    backlog = True
+    while True:
+        if backlog:
+            events, backlog = read(app.connection, job_id, cursor), False
+        else:
+            left = 5.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                click.echo(f"{job_id}: still {job_status(app.connection, app.store(), job_id)['status']}", err=True)
+                raise SystemExit(WATCH_TIMEOUT_EXIT)
+            events = read_many(app.connection, {job_id: cursor}, block_ms=int(min(left, 5.0) * 1000))
+        for event in events:
+            click.echo(json.dumps(event.as_dict()) if as_json else event_line(event))
+            cursor, last = event.id, event
+        if last is not None and last.terminal and not read(app.connection, job_id, cursor, count=1):
+            raise SystemExit(WATCH_EXIT[last.event])
+        if last is None and info["status"] in ("finished", "dead", "canceled"):  # ended, no events kept
+            raise SystemExit({"finished": 0, "dead": 1, "canceled": 7}[info["status"]])
+
+
+def event_line(event) -> str:
+    data = event.as_dict()["data"]
+    return f"{event.at}  {event.event:<16}{short(json.dumps(data, sort_keys=True), 160) if data else ''}"
+
+
 def progress_line(progress: dict) -> str:
     """`42% step 24/60 (at …)`, and the data as short JSON."""
     parts = []
