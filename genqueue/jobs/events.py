@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 
@@ -67,15 +67,16 @@ def decode(entry_id: Any, fields: dict) -> Event:
 def read(connection: Redis, job_id: str, after: str = "0", count: int = 1000) -> list[Event]:
     """The job's events after id `after` ("0": from the first one kept)."""
     start = "-" if after in ("", "0", "0-0") else f"({after}"
-    return [decode(i, f) for i, f in connection.xrange(keys.events(job_id), min=start, count=count)]
+    entries = cast("list[tuple[Any, dict]]", connection.xrange(keys.events(job_id), min=start, count=count))
+    return [decode(i, f) for i, f in entries]
 
 
 def read_many(connection: Redis, after: dict[str, str], block_ms: int | None = None, count: int = 100) -> list[Event]:
     """XREAD over several jobs' streams ({job id: last id seen}), blocking up to block_ms for the first event."""
-    streams = {keys.events(job_id): (last or "0-0") for job_id, last in after.items()}
+    streams: dict[Any, Any] = {keys.events(job_id): (last or "0-0") for job_id, last in after.items()}
     if not streams:
         return []
-    reply = connection.xread(streams, count=count, block=block_ms)
+    reply = cast("list[tuple[Any, list[tuple[Any, dict]]]]", connection.xread(streams, count=count, block=block_ms))
     out = [decode(i, f) for _key, entries in (reply or []) for i, f in entries]
     return sorted(out, key=lambda e: tuple(int(x) for x in e.id.split("-")))
 
