@@ -14,6 +14,7 @@ import asyncio
 import json
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -63,33 +64,30 @@ def _cursor(last_event_id: str | None, query: str | None) -> str:
 
 
 async def _stream(
-    state: ServiceState, sub: str, cursors: dict[str, str], live: set[str], ended_before: bool
+    state: ServiceState, cursors: dict[str, str], live: set[str], ended_before: bool
 ) -> AsyncIterator[str]:
     """Backlog after the cursors, then live events, until every job in `live` has ended."""
-    try:
-        beat = time.monotonic()
-        backlog: list[Event] = []
-        for job_id, after in cursors.items():
-            backlog += await asyncio.to_thread(read, state.connection, job_id, after)
-        backlog.sort(key=lambda e: tuple(int(x) for x in e.id.split("-")))
-        for event in backlog:
+    beat = time.monotonic()
+    backlog: list[Event] = []
+    for job_id, after in cursors.items():
+        backlog += await asyncio.to_thread(read, state.connection, job_id, after)
+    backlog.sort(key=lambda e: tuple(int(x) for x in e.id.split("-")))
+    for event in backlog:
+        yield sse(event)
+        cursors[event.job_id] = event.id
+    _settle(backlog, live)
+    if not live or ended_before:  # ended when asked: what the stream holds is all there is
+        return
+    while live:
+        events = await asyncio.to_thread(read_many, state.connection, {j: cursors[j] for j in live}, BLOCK_MS, 500)
+        for event in events:
             yield sse(event)
             cursors[event.job_id] = event.id
-        _settle(backlog, live)
-        if not live or ended_before:  # ended when asked: what the stream holds is all there is
-            return
-        while live:
-            events = await asyncio.to_thread(read_many, state.connection, {j: cursors[j] for j in live}, BLOCK_MS, 500)
-            for event in events:
-                yield sse(event)
-                cursors[event.job_id] = event.id
-                beat = time.monotonic()
-            _settle(events, live)
-            if time.monotonic() - beat >= HEARTBEAT_S:
-                yield ": keep-alive\n\n"
-                beat = time.monotonic()
-    finally:
-        _release(sub)
+            beat = time.monotonic()
+        _settle(events, live)
+        if time.monotonic() - beat >= HEARTBEAT_S:
+            yield ": keep-alive\n\n"
+            beat = time.monotonic()
 
 
 def _settle(events: list[Event], live: set[str]) -> None:
@@ -102,7 +100,10 @@ def _settle(events: list[Event], live: set[str]) -> None:
             live.discard(job_id)
 
 
-def _response(body: AsyncIterator[str]) -> StreamingResponse:
+def _response(body: AsyncIterator[str], sub: str) -> StreamingResponse:
+    # Given back when the generator goes away, whether it ran to its end, was closed by a disconnect, or
+    # never started (a client gone before the first byte): a `finally` in it would miss the last case.
+    weakref.finalize(body, _release, sub)
     return StreamingResponse(
         body,
         media_type="text/event-stream",
@@ -122,7 +123,7 @@ def job_events(
     cursor = _cursor(last_event_id, after)
     ended = info["status"] in ENDED
     _acquire(who.sub)
-    return _response(_stream(state, who.sub, {job_id: cursor}, {job_id}, ended))
+    return _response(_stream(state, {job_id: cursor}, {job_id}, ended), who.sub)
 
 
 @router.get("/api/runs/{run_id}/events", summary="A run's items' events as Server-Sent Events")
@@ -140,4 +141,4 @@ def run_events(
     live = {i.job_id for i in items if i.status not in ENDED | {"missing", "failed", "stopped"}}
     cursors = {i.job_id: cursor for i in items}
     _acquire(who.sub)
-    return _response(_stream(state, who.sub, cursors, live, not live))
+    return _response(_stream(state, cursors, live, not live), who.sub)

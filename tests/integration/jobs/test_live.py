@@ -162,3 +162,28 @@ def test_wait_returns_the_result_or_raises_the_outcome(conn, settings, store, la
     cancel_job(conn, store, later.id, by="me", reason="changed my mind")
     with pytest.raises(genqueue.JobCanceled, match="changed my mind"):
         later.wait(timeout=10)
+
+
+def test_idle_stream_sends_keep_alives_and_streams_are_bounded_per_caller(
+    client, token, conn, settings, lab, monkeypatch
+):
+    from genqueue.api.routes import events as routes
+
+    monkeypatch.setattr(routes, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(routes, "MAX_STREAMS_PER_PRINCIPAL", 1)
+    job_id = enqueue_task(conn, settings.queue, f"{lab}.gated", {"run": "idle"}).job.id  # no worker: stays queued
+    headers = token("bounded", tenant=None, admin=True)
+    with client.stream("GET", f"/api/jobs/{job_id}/events", headers=headers) as r:
+        assert r.status_code == 200
+        lines, it = [], r.iter_lines()
+        for line in it:
+            lines.append(line)
+            if line.startswith(": keep-alive"):
+                break
+        assert lines[0].startswith("id: ") and "event: enqueued" in lines
+        second = client.get(f"/api/jobs/{job_id}/events", headers=headers)
+        assert second.status_code == 429 and second.json()["error"]["code"] == "TOO_MANY_STREAMS"
+        cancel_job(conn, None, job_id, by="test")  # the stream's terminal event ends it
+        rest = list(it)
+    assert "event: canceled" in rest
+    wait_for(lambda: routes._open.get("bounded", 0) == 0, timeout=10, message="the stream's slot to come back")
