@@ -94,6 +94,7 @@ def finish_canceled(
     job.ended_at = job.ended_at or utcnow()
     job.save(pipeline=pipe)
     pipe.hset(job.key, CANCEL_FIELD, json.dumps(record))
+    pipe.delete(keys.cancel_request(job.id))  # the record is on the job now; a later manual retry runs afresh
     pipe.expire(job.key, CANCEL_RECORD_TTL_S)
     pipe.zadd(keys.rq_canceled(queue.name), {job.id: time.time()})
     count_in(pipe, queue.name, {counters.CANCELED: 1})

@@ -305,3 +305,20 @@ def test_run_cancel_mid_way_leaves_every_item_in_exactly_one_place(
     assert r.status_code == 200, r.text
     assert r.json()["data"]["already"] == canceled and r.json()["data"]["canceled"] == 0
     assert client.post("/api/runs/no-such-run/cancel", headers=token(admin=True)).status_code == 404
+
+
+def test_a_canceled_running_job_retried_by_hand_runs_to_its_end(conn, settings, store, env, lab, run, workers):
+    workers(extra=("--tasks", lab))
+    job_id = put(conn, settings.queue, f"{lab}.stubborn", run=run, seconds=3, timeout=120)
+    wait_for(lambda: conn.llen(f"{run}:started") == 1, message="the task to start")
+    assert cli_cancel(env, job_id)["stopping"] is True
+    wait_for(lambda: job_status(conn, store, job_id)["status"] == "canceled", message="the job to be canceled")
+    assert not conn.exists(keys.cancel_request(job_id))  # the request is spent: the record is on the job
+    r = run_cli(env, "jobs", "retry", job_id)
+    assert r.code == 0, r.stderr
+    info = wait_for(
+        lambda: (i := job_status(conn, store, job_id))["status"] in ("finished", "canceled") and i,
+        message="the retried job to end",
+    )
+    assert info["status"] == "finished" and info["result"] == "done", info  # no stale request stopped it
+    assert [h["action"] for h in info["history"]][:1] == ["canceled"]
