@@ -207,23 +207,29 @@ def test_parked_job_canceled_at_once_and_out_of_its_parked_list(conn, settings, 
 
 
 @pytest.mark.parametrize(
-    ("mode", "task", "stopped_by"),
+    ("mode", "task", "stopped_by", "face"),
     [
-        ("fork", "polite", "task"),
-        ("fork", "stubborn", "worker"),
-        ("simple", "polite", "task"),
-        ("concurrent", "stubborn", "worker"),
-        ("concurrent", "polite_async", "task"),
+        ("fork", "polite", "task", "cli"),
+        ("fork", "stubborn", "worker", "http"),
+        ("simple", "polite", "task", "http"),
+        ("concurrent", "stubborn", "worker", "cli"),
+        ("concurrent", "polite", "task", "http"),
+        ("concurrent", "polite_async", "task", "http"),
     ],
 )
 def test_running_job_is_stopped_and_ends_canceled_once(
-    conn, settings, store, env, lab, run, workers, mode, task, stopped_by
+    client, token, conn, settings, store, env, lab, run, workers, mode, task, stopped_by, face
 ):
     extra = {"fork": (), "simple": ("--simple",), "concurrent": ("--concurrency", "4")}[mode]
     worker = workers(simple=False, extra=(*extra, "--tasks", lab))
     job_id = put(conn, settings.queue, f"{lab}.{task}", run=run, timeout=120)
     wait_for(lambda: conn.llen(f"{run}:started") == 1, message="the task to start")
-    out = cli_cancel(env, job_id, "--reason", "user closed the tab")
+    if face == "cli":
+        out = cli_cancel(env, job_id, "--reason", "user closed the tab")
+    else:
+        r = client.post(f"/api/jobs/{job_id}/cancel", json={"reason": "user closed the tab"}, headers=token(admin=True))
+        assert r.status_code == 200, r.text
+        out = r.json()["data"]
     assert (out["previous_status"], out["stopping"]) == ("running", True)
     assert job_status(conn, store, job_id)["cancel"]["reason"] == "user closed the tab"
     info = wait_for(
