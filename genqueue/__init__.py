@@ -5,7 +5,7 @@ Public API (imported lazily, so `genqueue --help` stays fast):
     from genqueue import task, current, enqueue_task          # your own tasks (docs/tasks.md)
     from genqueue import Settings, connect, enqueue, RetryManager, RetryPolicy, ErrorKind
     from genqueue import TransientError, RateLimited, PermanentError, DLQStore, build_worker
-    from genqueue import job_status, retry_job, submit_run, run_snapshot, retry_failed
+    from genqueue import job_status, retry_job, submit_run, run_snapshot, retry_failed, cancel, JobCanceled
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name loads its m
     from .dlq.replay import replay
     from .dlq.store import DLQStore, Filters
     from .jobs.enqueue import EnqueueResult, enqueue, enqueue_many, enqueue_task
+    from .jobs.events import JobDeadLettered
     from .jobs.manual_retry import retry_job
     from .jobs.status import job_status
-    from .jobs.task import Task, task
+    from .jobs.task import Task, cancel, task
     from .retry import ErrorKind, PermanentError, RateLimited, Reason, RetryManager, RetryPolicy, TransientError
     from .runs.store import retry_failed
     from .runs.store import snapshot as run_snapshot
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name loads its m
     from .tasks.context import TaskContext, current
     from .tasks.generate import Provider, generate
     from .worker import GenSimpleWorker, GenWorker, build_worker
+    from .worker.cancel import JobCanceled
 
 from .support.version import installed_version
 
@@ -42,6 +44,9 @@ _EXPORTS = {
     "enqueue_many": "genqueue.jobs.enqueue",
     "enqueue_task": "genqueue.jobs.enqueue",
     "task": "genqueue.jobs.task",
+    "cancel": "genqueue.jobs.task",
+    "JobCanceled": "genqueue.worker.cancel",
+    "JobDeadLettered": "genqueue.jobs.events",
     "Task": "genqueue.jobs.task",
     "current": "genqueue.tasks.context",
     "TaskContext": "genqueue.tasks.context",
@@ -76,6 +81,8 @@ __all__ = [  # _EXPORTS' keys, spelled out for type checkers and linters
     "Filters",
     "GenSimpleWorker",
     "GenWorker",
+    "JobCanceled",
+    "JobDeadLettered",
     "PermanentError",
     "Provider",
     "RateLimited",
@@ -87,6 +94,7 @@ __all__ = [  # _EXPORTS' keys, spelled out for type checkers and linters
     "TaskContext",
     "TransientError",
     "build_worker",
+    "cancel",
     "connect",
     "current",
     "enqueue",

@@ -28,6 +28,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "GENQUEUE_SHUTDOWN_GRACE": (0.1, 3600),  # seconds
     "GENQUEUE_MAX_LIMIT_KEYS": (1, 1_000_000),  # distinct limit keys
     "GENQUEUE_WAIT_TIMEOUT": (0.001, 60),  # seconds an acknowledged write waits for its replicas
+    "GENQUEUE_CANCEL_GRACE": (0.1, 3600),  # seconds a canceled running job has to stop on its own
 }
 
 
@@ -52,6 +53,7 @@ class Settings:
     max_limit_keys: int = DEFAULT_MAX_LIMIT_KEYS  # GENQUEUE_MAX_LIMIT_KEYS: 1 to 1,000,000
     wait_replicas: int | None = None  # GENQUEUE_WAIT_REPLICAS: N, or -1 for all (backend/durable.py); None: off
     wait_timeout_s: float = 1.0  # GENQUEUE_WAIT_TIMEOUT: how long an acknowledged write waits for them
+    cancel_grace_s: float = 5.0  # GENQUEUE_CANCEL_GRACE: a canceled running job's time to stop on its own
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +80,7 @@ class Settings:
             max_limit_keys=max_limit_keys(env),
             wait_replicas=parse_wait_replicas(env.get("GENQUEUE_WAIT_REPLICAS")),
             wait_timeout_s=_positive(env, "GENQUEUE_WAIT_TIMEOUT", 1.0),
+            cancel_grace_s=_positive(env, "GENQUEUE_CANCEL_GRACE", 5.0),
         )
 
     def with_queue(self, queue: str | None) -> Settings:

@@ -23,7 +23,7 @@ from . import errors
 from .config import ApiConfig
 from .deps import ServiceState
 from .ratelimit import RateLimiter
-from .routes import dlq, health, jobs, limits, metrics, runs, tenants
+from .routes import dlq, events, health, jobs, limits, metrics, runs, tenants
 from .ui import routes as ui_routes
 
 
@@ -67,6 +67,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
     for router in (
         health.router,
         jobs.router,
+        events.router,
         runs.router,
         dlq.router,
         limits.router,

@@ -18,6 +18,7 @@ from typing import Any
 from . import keys
 
 ENQUEUED = "enqueued"  # new jobs (producer, enqueue_many, run items); retries and replays are not new jobs
+CANCELED = "canceled"  # jobs that reached the place `canceled` (jobs/cancel.py, worker/cancel.py)
 BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # seconds; then +Inf
 
 
@@ -69,6 +70,7 @@ def parse(raw: dict[bytes, bytes]) -> dict[str, Any]:
     """The hash as families: finished, failed/retried {kind}, dead {(kind, reason)}, durations {outcome}."""
     out: dict[str, Any] = {
         "enqueued": 0,
+        "canceled": 0,
         "finished": 0,
         "failed": {},
         "retried": {},
@@ -81,6 +83,8 @@ def parse(raw: dict[bytes, bytes]) -> dict[str, Any]:
         name, _, rest = field.partition(":")
         if name == ENQUEUED:
             out["enqueued"] = int(value)
+        elif name == CANCELED:
+            out["canceled"] = int(value)
         elif name == "retried":
             out["retried"][rest] = int(value)
         elif name == "dead":

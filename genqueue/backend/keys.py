@@ -88,9 +88,12 @@ def stranded_seen(queue: str) -> str:
     return f"genqueue:stranded-seen:{{{queue}}}"
 
 
+METRICS_PREFIX_HEAD = "genqueue:metrics:{"  # + queue + "}" (Lua builds it from a job's origin)
+
+
 def metrics(queue: str) -> str:
     """HASH of counters incremented inside the transaction of the move they count (`backend/counters.py`)."""
-    return f"genqueue:metrics:{{{queue}}}"
+    return f"{METRICS_PREFIX_HEAD}{queue}}}"
 
 
 # -- maintenance (dlq/maintenance.py) --------------------------------------------------------------------
@@ -138,6 +141,32 @@ def session(sid: str) -> str:
     return f"genqueue:session:{sid}"
 
 
+# -- the producer's side of a job (jobs/cancel.py, worker/cancel.py) ------------------------------------------
+CANCEL_PREFIX = "genqueue:cancel:"
+
+
+def cancel_request(job_id: str) -> str:
+    """STRING EX CANCEL_RECORD_TTL_S: a cancel accepted for a running job (JSON: by, at, reason); the moves that
+    end its attempt check it and land the job in `canceled` instead."""
+    return f"{CANCEL_PREFIX}{job_id}"
+
+
+RQ_CANCELED_PREFIX = "rq:canceled:"
+
+
+EVENTS_PREFIX = "genqueue:events:"  # Lua scripts spell it too (backend/events.py LUA_XADD)
+
+
+def events(job_id: str) -> str:
+    """STREAM (capped, EX EVENTS_TTL_S from its last event): the job's events, appended by its moves."""
+    return f"{EVENTS_PREFIX}{job_id}"
+
+
+def rq_canceled(queue: str) -> str:
+    """RQ's CanceledJobRegistry: `rq info` counts canceled jobs from it."""
+    return f"{RQ_CANCELED_PREFIX}{queue}"
+
+
 # -- RQ keys genqueue builds itself -------------------------------------------------------------------------
 
 
@@ -157,8 +186,11 @@ def rq_queue(queue: str) -> str:
     return f"{RQ_QUEUE_PREFIX}{queue}"
 
 
+RQ_SCHEDULED_PREFIX = "rq:scheduled:"
+
+
 def rq_scheduled(queue: str) -> str:
-    return f"rq:scheduled:{queue}"
+    return f"{RQ_SCHEDULED_PREFIX}{queue}"
 
 
 def rq_scheduler_lock(queue: str) -> str:

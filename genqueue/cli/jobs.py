@@ -159,7 +159,7 @@ def import_owner(task_name: str) -> None:
         return
 
 
-@click.group(help="Inspect jobs and retry failed ones.")
+@click.group(help="Inspect jobs, retry failed ones, cancel them.")
 def jobs() -> None:
     pass
 
@@ -194,6 +194,9 @@ def show(job_id, queue, as_json) -> None:
     ):
         if info.get(key) is not None:
             click.echo(f"{key + ':':<14}{info[key]}")
+    progress = info.get("progress")
+    if progress:
+        click.echo(f"{'progress:':<14}{progress_line(progress)}")
     click.echo(f"{'payload:':<14}{short(json.dumps(info.get('payload'), sort_keys=True), 200)}")
     history = info.get("history") or []
     if history:
@@ -245,10 +248,112 @@ def retry(job_id, force, queue, as_json) -> None:
     )
 
 
+@jobs.command(
+    help="Cancel a job. Queued, scheduled or parked: canceled at once, out of every list. Running: its worker "
+    "stops it (the task sees genqueue.current().cancelled; after GENQUEUE_CANCEL_GRACE seconds a forking worker "
+    "kills it, a concurrent one interrupts it; --simple workers can only wait for the task) and it ends "
+    "canceled, never retried or dead-lettered. Cancelling again is harmless; exit 4 when the job had already "
+    "finished (finished or dead-lettered).\n\n\b\nExamples:\n  genqueue jobs cancel fox-1\n"
+    '  genqueue jobs cancel fox-1 --reason "wrong prompt file" --json'
+)
+@click.argument("job_id")
+@click.option("--reason", default=None, metavar="TEXT", help="Why, kept in the job's history.")
+@queue_option
+@json_option
+def cancel(job_id, reason, queue, as_json) -> None:
+    from ..backend import audit
+    from ..jobs.cancel import cancel_job
+    from ..jobs.manual_retry import checked_job_id
+
+    checked_job_id(job_id)
+    app = get_app(queue, as_json)
+    outcome = cancel_job(app.connection, app.store(), job_id, by=audit.who(), reason=reason)
+    if not outcome.already:
+        audit.record(
+            app.connection,
+            "job_cancel",
+            outcome.queue,
+            ids=[job_id],
+            note=f"was {outcome.previous_status}" + (f": {reason}" if reason else ""),
+        )
+    if as_json:
+        emit_json(outcome.as_dict())
+        return
+    if outcome.already:
+        click.echo(f"{job_id} was already canceled")
+    elif outcome.stopping:
+        click.echo(f"canceled {job_id}: it was running; its worker stops it (it can no longer finish otherwise)")
+    else:
+        click.echo(f"canceled {job_id} (was {outcome.previous_status})")
+
+
+WATCH_EXIT = {"finished": 0, "dead_lettered": 1, "canceled": 7}  # and 124: --timeout passed
+WATCH_TIMEOUT_EXIT = 124
+
+
+@jobs.command(
+    help="Print a job's events as they happen (enqueued, started, progress, retry_scheduled, parked, woken, "
+    "finished, dead_lettered, canceled, replayed), from its first, and exit with its outcome: 0 finished, "
+    "1 dead-lettered, 7 canceled, 124 when --timeout passed first. A job that has already ended prints its "
+    "events and exits at once.\n\n\b\nExamples:\n  genqueue jobs watch fox-1\n"
+    "  genqueue jobs watch fox-1 --json --timeout 300"
+)
+@click.argument("job_id")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help="Give up after SECONDS.")
+@queue_option
+@json_option
+def watch(job_id, timeout, queue, as_json) -> None:
+    import time
+
+    from ..jobs.events import read, read_many
+    from ..jobs.manual_retry import checked_job_id
+    from ..jobs.status import job_status
+
+    checked_job_id(job_id)
+    app = get_app(queue, as_json)
+    info = job_status(app.connection, app.store(), job_id)  # NotFound (exit 3) for an unknown id
+    deadline = None if timeout is None else time.monotonic() + timeout
+    cursor, last = "0-0", None
+    backlog = True
+    while True:
+        if backlog:
+            events, backlog = read(app.connection, job_id, cursor), False
+        else:
+            left = 5.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                click.echo(f"{job_id}: still {job_status(app.connection, app.store(), job_id)['status']}", err=True)
+                raise SystemExit(WATCH_TIMEOUT_EXIT)
+            events = read_many(app.connection, {job_id: cursor}, block_ms=int(min(left, 5.0) * 1000))
+        for event in events:
+            click.echo(json.dumps(event.as_dict()) if as_json else event_line(event))
+            cursor, last = event.id, event
+        if last is not None and last.terminal and not read(app.connection, job_id, cursor, count=1):
+            raise SystemExit(WATCH_EXIT[last.event])
+        if last is None and info["status"] in ("finished", "dead", "canceled"):  # ended, no events kept
+            raise SystemExit({"finished": 0, "dead": 1, "canceled": 7}[info["status"]])
+
+
+def event_line(event) -> str:
+    data = event.as_dict()["data"]
+    return f"{event.at}  {event.event:<16}{short(json.dumps(data, sort_keys=True), 160) if data else ''}"
+
+
+def progress_line(progress: dict) -> str:
+    """`42% step 24/60 (at …)`, and the data as short JSON."""
+    parts = []
+    if progress.get("fraction") is not None:
+        parts.append(f"{progress['fraction'] * 100:.0f}%")
+    if progress.get("message"):
+        parts.append(short(progress["message"], 80))
+    if progress.get("data") is not None:
+        parts.append(short(json.dumps(progress["data"], sort_keys=True), 120))
+    return " ".join(parts) + f" (at {progress.get('at')})"
+
+
 def history_table(history: list[dict]) -> str:
     rows = [
         _manual_row(h)
-        if h.get("action") == "manual_retry"
+        if h.get("action") in ("manual_retry", "canceled")
         else (
             h.get("n"),
             h.get("kind"),
@@ -266,7 +371,19 @@ def history_table(history: list[dict]) -> str:
 
 
 def _manual_row(h: dict) -> tuple:
-    """A manual retry is not an attempt: the row says who retried, how, and whether it was charged."""
+    """A manual retry or a cancel is not an attempt: the row says who did it, when (and how, or why)."""
+    if h.get("action") == "canceled":
+        return (
+            "",
+            "",
+            "",
+            "canceled",
+            "",
+            "",
+            "",
+            short(h.get("by"), 24),
+            short(f"{h.get('reason') or ''} at {h.get('at')}", 48),
+        )
     note = f"{h.get('via', 'manual')}, {'charged' if h.get('charged') else 'free'}"
     note += ", forced" if h.get("forced") else ""
     return ("", "", "", "manual_retry", "", "", "", short(h.get("by"), 24), short(f"{note} at {h.get('at')}", 48))

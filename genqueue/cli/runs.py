@@ -263,3 +263,32 @@ def retry_failed(run_id, limit, as_json) -> None:
         click.echo(f"  {job_id}  {'free' if job_id in free else 'charged'}")
     if result.never:
         click.echo(f"not retried (failed permanently): {short(', '.join(result.never), 200)}")
+
+
+@runs.command(
+    help="Cancel every item of a run not yet finished (each as `genqueue jobs cancel` does): the counts say "
+    "how many were canceled at once, how many were running (their workers stop them), and how many had "
+    "already finished. Running it again cancels what is left.\n\n\b\nExamples:\n"
+    '  genqueue runs cancel batch-42\n  genqueue runs cancel batch-42 --reason "wrong prompt file" --json',
+)
+@click.argument("run_id")
+@click.option("--reason", default=None, metavar="TEXT", help="Why, kept in each item's history.")
+@json_option
+def cancel(run_id, reason, as_json) -> None:
+    from ..backend import audit
+    from ..runs.cancel import cancel_run
+    from ..runs.rules import check_run_id
+
+    check_run_id(run_id)
+    app = get_app(None, as_json)
+    result = cancel_run(app.connection, run_id, ttl_s=app.settings.dlq_retention_s, by=audit.who(), reason=reason)
+    audit.record(app.connection, "run_cancel", result.queue, note=f"run {run_id}", counts=result.counts)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    c = result.counts
+    click.echo(
+        f"run {run_id}: {c['canceled']} canceled, {c['stopping']} running (being stopped), "
+        f"{c['already']} already canceled, {c['finished']} already finished"
+        + (f", {c['missing']} missing" if c["missing"] else "")
+    )

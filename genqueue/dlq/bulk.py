@@ -13,6 +13,7 @@ from rq.job import JobStatus
 from rq.utils import now as utcnow
 from rq.utils import utcformat
 
+from ..backend import events
 from ..backend.queues import make_queue
 from ..errors import GenqueueError
 from ..tenants.fair import adopt
@@ -160,6 +161,8 @@ def _replay_batch(store: DLQStore, queue, batch, result: BulkResult, *, force: b
                     queue.job_class.key_for(job_id),
                     mapping=job_hash(queue.name, entry, enqueued_at, default_timeout=queue._default_timeout),
                 )
+            for job_id, _ in todo:
+                events.add(pipe, job_id, "replayed", {"from": "dlq"})
             if todo:
                 pipe.rpush(queue.key, *(job_id for job_id, _ in todo))
                 adopt(pipe, queue.name, [job_id for job_id, _ in todo])  # a bulk replay shares the queue fairly

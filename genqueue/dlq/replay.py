@@ -9,6 +9,7 @@ from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 from rq.job import JobStatus
 
+from ..backend import events
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import RESULT_TTL_S, make_queue
 from ..backend.replies import text
@@ -82,6 +83,7 @@ def replay(
                 store.remove_in(pipe, job_id, entry)
                 queue.enqueue_job(job, pipeline=pipe)
                 adopt(pipe, queue.name, [job.id])
+                events.add(pipe, job_id, "replayed", {"from": "dlq", "patched": bool(payload_patch)})
                 pipe.hincrby(store.keys.stats, "replayed", 1)
                 pipe.execute()
                 return job

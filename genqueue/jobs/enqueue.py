@@ -27,7 +27,7 @@ from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.utils import now as utcnow
 from rq.utils import utcformat
 
-from ..backend import durable
+from ..backend import durable, events
 from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fetch_job, make_queue
@@ -57,6 +57,27 @@ ENQUEUE_BATCH = 1000  # jobs per MULTI/EXEC in enqueue_many
 class EnqueueResult:
     job: Job
     created: bool
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the job to end, reading its event stream (no polling loop): its result when it finished;
+        raises `genqueue.JobDeadLettered` (dead-lettered), `genqueue.JobCanceled` (canceled), TimeoutError
+        after `timeout` seconds (None: as long as it takes)."""
+        from ..worker.cancel import JobCanceled
+        from .events import JobDeadLettered, wait_for_outcome
+
+        event = wait_for_outcome(self.job.connection, self.job.id, timeout)
+        if event.event == "dead_lettered":
+            raise JobDeadLettered(self.job.id, event)
+        if event.event == "canceled":
+            by, reason = event.data.get("by"), event.data.get("reason")
+            raise JobCanceled(f"job {self.job.id} was canceled by {by}" + (f": {reason}" if reason else ""))
+        if "result" in event.data:
+            return event.data["result"]
+        return self.job.return_value(refresh=True)  # a result too large for the event
 
 
 def check_job_id(job_id: str) -> str:
@@ -335,6 +356,8 @@ def enqueue_many(
                 pipe.rpush(queue.key, *(job_id for job_id, _ in chunk))
                 adopt(pipe, queue_name, [job_id for job_id, _ in chunk])
             count_in(pipe, queue_name, fields_for_enqueued(len(chunk)))
+            for job_id, _ in chunk:
+                events.add(pipe, job_id, "enqueued")
             pipe.execute()
         # WAIT is not honoured inside MULTI: one more round trip per batch when GENQUEUE_WAIT_REPLICAS is set.
         durable.confirm(connection, f"batch of {len(chunk)} jobs")

@@ -22,6 +22,7 @@ from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
+from ..backend import events
 from ..backend.queues import SERIALIZER, UNREADABLE_JOB_ERRORS, fetch_job, make_queue
 from ..backend.replies import text
 from ..dlq.entry import decode, iso
@@ -133,6 +134,7 @@ def requeue_dead_in(
     store.remove_in(pipe, entry["job_id"], entry)
     queue.enqueue_job(job, pipeline=pipe)
     adopt(pipe, queue.name, [job.id])
+    events.add(pipe, job.id, "replayed", {"from": "dlq", "manual": True})
     pipe.hincrby(store.keys.stats, "replayed", 1)
     return job
 
@@ -149,6 +151,7 @@ def requeue_failed_in(pipe, queue, job: Job, record: dict[str, Any]) -> None:
     CanceledJobRegistry(queue.name, connection=queue.connection, serializer=SERIALIZER).remove(job, pipeline=pipe)
     queue.enqueue_job(job, pipeline=pipe)
     adopt(pipe, queue.name, [job.id])
+    events.add(pipe, job.id, "replayed", {"from": "failed", "manual": True})
     pipe.hdel(job.key, "exc_info")  # save() only writes fields, never deletes one
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from redis import Redis
 from rq.job import Job, JobStatus
 
+from ..backend import keys
 from ..backend.queues import UNREADABLE_JOB_ERRORS, fetch_job
 from ..dlq.entry import call_payload, decode, iso, payload_of
 from ..dlq.store import DLQStore
@@ -16,7 +18,9 @@ from ..retry.meta import MANUAL_RETRY, failures, gq
 from ..retry.policy import DEFAULT_POLICIES
 from ..support.secrets import mask
 from ..tasks.bounds import MAX_DEPTH, nesting_exceeds
+from ..tasks.context import PROGRESS_FIELD
 from ..tenants.tenancy import entry_tenant, job_tenant
+from ..worker.cancel import CANCEL_FIELD
 
 RQ_TO_STATUS = {
     JobStatus.QUEUED: "queued",
@@ -94,6 +98,9 @@ def _job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, An
     meta = gq(job)
     history = meta.get("history", [])
     rq_status = job.get_status(refresh=False)
+    cancel = cancel_record(connection, job_id, rq_status)
+    if rq_status == JobStatus.CANCELED and cancel and not any(h.get("action") == "canceled" for h in history):
+        history = [*history, {"action": "canceled", **cancel}]  # canceled before it ran: the record is the job's
     status = RQ_TO_STATUS.get(rq_status, str(rq_status))
     if status == "scheduled" and history:
         status = "retrying"
@@ -125,7 +132,41 @@ def _job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, An
         "tenant": job_tenant(meta, job.args[0] if job.args else job.kwargs),
         "history": history,
         "result": mask(_result(job)) if rq_status == JobStatus.FINISHED else None,
+        "cancel": cancel,  # who canceled it, when, why; for a running job: requested, its worker stops it
+        "progress": progress_of(job),  # the task's last genqueue.current().progress(...), or None
     }
+
+
+def progress_of(job) -> dict[str, Any] | None:
+    raw = job.connection.hget(job.key, PROGRESS_FIELD)
+    try:
+        progress = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(progress, dict):
+        return None
+    at = progress.get("at")
+    return {
+        "fraction": progress.get("fraction"),
+        "message": progress.get("message"),
+        "data": mask(progress.get("data")),
+        "at": iso(at) if isinstance(at, (int, float)) else None,
+    }
+
+
+def cancel_record(connection: Redis, job_id: str, rq_status) -> dict[str, Any] | None:
+    """The cancel record of a canceled job (on its hash) or of a running one (the request key), else None."""
+    if rq_status == JobStatus.CANCELED:
+        raw = connection.hget(keys.rq_job(job_id), CANCEL_FIELD)
+    elif rq_status == JobStatus.STARTED:
+        raw = connection.get(keys.cancel_request(job_id))
+    else:
+        return None
+    try:
+        record = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _result(job) -> Any:

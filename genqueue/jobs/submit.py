@@ -17,13 +17,14 @@ from rq.job import Job, JobStatus
 from rq.scripts import _build_hset_args
 from rq.utils import now
 
-from ..backend import counters, durable, keys
+from ..backend import counters, durable, events, keys
 from ..backend.scripts import registered
 from ..tenants.fair import FAIR, context_args, now_ms
 from ..tenants.fair import route as fair_route
 
 SUBMIT = (
     FAIR
+    + events.LUA_XADD
     + f"""
 -- KEYS: job hash, queue list, scheduled registry, rq:queues, metrics hash, DLQ entry of the same id
 -- ARGV: job id, unique (1/0), ttl (-1 = none), run_at ('' = now), queue key, the fair context (7), tenant,
@@ -45,6 +46,7 @@ else
   redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[1])
 end
 redis.call('HINCRBY', KEYS[5], '{counters.ENQUEUED}', 1)
+gq_event(ARGV[1], 'enqueued', ARGV[4] == '' and '{{}}' or ('{{"run_at":' .. ARGV[4] .. '}}'))
 return 1
 """
 )

@@ -24,6 +24,7 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 from redis import Redis
 
 from ..tasks.registry import TaskSpec, declare
+from .cancel import CancelOutcome
 from .enqueue import EnqueueResult, enqueue_task
 
 P = ParamSpec("P")  # the task function's parameters
@@ -96,6 +97,10 @@ class Task(Generic[P, R]):
             priority=priority,
         )
 
+    def cancel(self, job_id: str, *, reason: str | None = None, connection: Redis | None = None) -> CancelOutcome:
+        """Cancel one job (of any task): see `genqueue.cancel`."""
+        return cancel(job_id, reason=reason, connection=connection)
+
     def enqueue_many(self, many: Sequence[Mapping[str, Any]], **options: Any) -> list[EnqueueResult]:
         """One job per kwargs mapping (generated ids), each checked before any is enqueued."""
         from .enqueue import task_call
@@ -103,6 +108,23 @@ class Task(Generic[P, R]):
         for kwargs in many:
             task_call(self.spec.name, dict(kwargs))
         return [self.enqueue_with(kwargs=kwargs, **options) for kwargs in many]
+
+
+def cancel(
+    job_id: str, *, reason: str | None = None, by: str | None = None, connection: Redis | None = None
+) -> CancelOutcome:
+    """Cancel a job: queued, scheduled or parked at once; running: its worker stops it (the task sees
+    `genqueue.current().cancelled`). Returns the outcome (status `canceled`, was it running); raises Conflict
+    when the job has already finished, NotFound for an unknown id. Calling it twice is harmless."""
+    from ..dlq.store import DLQStore
+    from ..settings import Settings
+    from .cancel import cancel_job
+
+    settings = Settings.from_env()
+    if connection is None:
+        connection, _ = _default_client()
+    store = DLQStore(connection, settings.queue, retention_s=settings.dlq_retention_s)
+    return cancel_job(connection, store, job_id, by=by or "python", reason=reason)
 
 
 @overload
@@ -131,8 +153,8 @@ def task(
     fn: Callable[P, R] | None = None, /, *, name: str | None = None, **options: Any
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register `fn` as a task (`@task` or `@task(name=..., queue=..., max_retries=..., timeout=..., policy=...,
-    result_ttl=..., api=..., limit_key=..., limits=..., priority=...)`); an unknown or bad option raises InvalidInput here, at
-    import. The options a type checker sees (the overload above) are tasks.registry.OPTIONS."""
+    result_ttl=..., api=..., limit_key=..., limits=..., priority=...)`); an unknown or bad option raises
+    InvalidInput here, at import. The options a type checker sees (the overload above) are tasks.registry.OPTIONS."""
 
     def register(f: Callable[P, R]) -> Task[P, R]:
         return Task(declare(f, name=name, **options))

@@ -13,9 +13,12 @@ META_KEY = "genqueue"
 MANUAL_RETRY = "manual_retry"  # a history record marking an admin's retry: a boundary, not an attempt
 
 
+CANCELED = "canceled"  # the record of a cancel (worker/cancel.py, jobs/status.py): who, when, why
+
+
 def failures(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of real (failed) attempts; manual-retry records are skipped."""
-    return [h for h in history if h.get("action") != MANUAL_RETRY]
+    """The records of real (failed) attempts; manual-retry and cancel records are skipped."""
+    return [h for h in history if h.get("action") not in (MANUAL_RETRY, CANCELED)]
 
 
 def new_meta(

@@ -32,6 +32,7 @@ from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 from rq.job import Job, JobStatus
 
+from ..backend import events
 from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, SERIALIZER, make_queue
 from ..backend.replies import text
@@ -444,6 +445,7 @@ def _submit_batch(
                 pipe.multi()
                 for i in missing:
                     queue.enqueue_job(_item_job(queue, run, i, payloads[i], ttl_s), pipeline=pipe)
+                    events.add(pipe, item_id(run.run_id, i), "enqueued", {"run": run.run_id})
                 adopt(pipe, queue.name, [item_id(run.run_id, i) for i in missing])  # a run shares the queue fairly
                 count_in(pipe, queue.name, fields_for_enqueued(len(missing)))
                 pipe.execute()

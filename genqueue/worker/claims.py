@@ -9,22 +9,47 @@ boundary (boundary.py), so it lands in the DLQ like any failure instead of escap
 
 from __future__ import annotations
 
+import json
 import time
 
 from rq.executions import Execution
 from rq.utils import now as utcnow
 from rq.worker.base import WorkerStatus
 
+from ..backend import events
 from ..backend.counters import count_in, fields_for_success, seconds_between
+from ..backend.keys import cancel_request
+from ..retry.meta import attempt_number
 from ..support.logs import get_logger
 from ..support.safe_text import describe
 from .base import WorkerBase
 from .boundary import DuplicateDispatch, JobParked, UnrunnableJob
-from .guarded import recorder, run_claim, run_guarded
+from .cancel import finish_canceled
+from .guarded import VETOED, recorder, run_claim, run_guarded
 from .limiting import JobLimit, acquire_args, limit_of, log_event, release_args
 from .liveness import Claim
 
 log = get_logger("genqueue.worker")
+
+
+EVENT_RESULT_MAX = 8 * 1024  # a `finished` event carries the result when its JSON is at most this long
+
+
+def finished_data(job) -> dict:
+    try:
+        encoded = json.dumps(job._result, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return {"result": job._result} if len(encoded) <= EVENT_RESULT_MAX else {"result_truncated": True}
+
+
+def safe_attempt(job) -> int | None:
+    """The attempt number for the `started` event; None for bookkeeping that cannot be read (the boundary fails
+    such a job after its claim: the claim itself must not raise)."""
+    try:
+        return attempt_number(job)
+    except Exception:  # noqa: BLE001 - corrupt history: the event goes without a number
+        return None
 
 
 def rendered_limit(job) -> tuple[JobLimit | None, UnrunnableJob | None]:
@@ -64,6 +89,7 @@ class ClaimsMixin(WorkerBase):
         job.prepare_for_execution(self.name, pipeline=pipe)
         if len(self.queues) == 1:  # as RQ: with one queue the popped id leaves the intermediate list now
             pipe.lrem(self.queues[0].intermediate_queue_key, 1, job.id)
+        events.add(pipe, job.id, "started", {"attempt": safe_attempt(job), "worker": self.name})
         # The limit's slot and rate token are taken in the same script, or the job is parked (limits/).
         intermediate = self._intermediate_key(job.origin)
         outcome, found, wake_at = run_claim(
@@ -94,6 +120,10 @@ class ClaimsMixin(WorkerBase):
         job.ended_at = utcnow()
         job.last_heartbeat = job.ended_at
 
+    def _ended_bookkeeping(self, pipe) -> None:
+        self._flush_bookkeeping(pipe)
+        self.set_current_job_id(None, pipeline=pipe)
+
     def handle_job_success(self, job, queue, started_job_registry):
         """BaseWorker.handle_job_success, guarded by the same claim as the failure path, in one round trip.
 
@@ -121,9 +151,15 @@ class ClaimsMixin(WorkerBase):
             )
         job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
         self.cleanup_execution(job, pipeline=pipe)
+        events.add(pipe, job.id, "finished", finished_data(job))
         claim = ("member", started_job_registry.key, execution.composite_key) if execution else ("none",)
         limit = getattr(self, "_limit", None)
-        ok, event = run_guarded(self.connection, pipe, claim, release_args(limit, job.id))
+        ok, event = run_guarded(self.connection, pipe, claim, release_args(limit, job.id), veto=cancel_request(job.id))
+        if not ok and event == VETOED:  # canceled while it ran: the cancel's answer named `canceled` (cancel.py)
+            ok = finish_canceled(
+                self.connection, job, queue, execution=execution, worker_name=self.name, also=self._ended_bookkeeping
+            )
+            event = ""
         if ok and limit is not None:
             log_event(log, limit.key, event)
         self.current_claim = None

@@ -23,7 +23,9 @@ from rq import SimpleWorker, Worker
 from ..backend.queues import SERIALIZER, make_queue
 from ..retry.manager import Failure, RetryManager
 from ..settings import Settings
+from ..support.logs import get_logger
 from .boundary import DuplicateDispatch, JobParked, UnrunnableJob
+from .cancel import job_id_of
 from .claims import ClaimsMixin
 from .duties import DutiesMixin
 from .failures import FailurePathMixin
@@ -42,6 +44,7 @@ __all__ = [
     "build_worker",
 ]
 PR_SET_PDEATHSIG = 1
+log = get_logger("genqueue.worker")
 
 
 class GenMixin(FailurePathMixin, ClaimsMixin, PopMixin, DutiesMixin):
@@ -68,6 +71,12 @@ class GenWorker(GenMixin, Worker):
         # could finish a job the sweep has already retried. Ask the kernel to kill it with its parent.
         set_parent_death_signal(self._parent_pid)
         super().main_work_horse(job, queue)
+
+    def cancel_stop(self, job_id: str) -> None:
+        """The grace is over: kill the work horse (the job then ends `canceled`, cancel.py)."""
+        if job_id_of(self.current_claim) == job_id and self.horse_pid:
+            log.warning("job.cancel_killing_horse", job_id=job_id, horse_pid=self.horse_pid)
+            self.kill_horse()
 
     def fork_work_horse(self, job, queue):
         self._parent_pid = os.getpid()

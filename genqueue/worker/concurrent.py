@@ -89,10 +89,11 @@ from ..support.safe_text import describe
 from ..tasks.context import reset, set_current
 from ..tasks.registry import bind, lookup
 from . import boundary
+from .cancel import JobCanceled
 from .classes import GenSimpleWorker
 from .concurrent_state import JobState, job_state, per_job
 from .duties import EXIT_RETIRED
-from .job import check_result, context_for
+from .job import check_result, context_for, flush_progress
 from .pool import DaemonExecutor, limit_malloc_arenas
 from .thread_timeouts import UNINTERRUPTIBLE_AFTER_S, Armed, ThreadTimeouts
 
@@ -110,11 +111,13 @@ async def run_task_async(spec, job) -> Any:
         bound = bind(spec, args, kwargs)
     except Exception as exc:  # noqa: BLE001 - as run_task: the call cannot succeed, ever
         raise TypeError(str(exc)) from None
-    token = set_current(context_for(spec, job))
+    ctx = context_for(spec, job)
+    token = set_current(ctx)
     try:
         result = await spec.fn(*bound.args, **bound.kwargs)
     finally:
         reset(token)
+        flush_progress(ctx)  # one short write on the loop, once per job
     check_result(spec, result)
     return result
 
@@ -254,6 +257,28 @@ class ConcurrentWorker(GenSimpleWorker):
     def request_force_stop(self, signum, frame):
         self._cold = True
         return super().request_force_stop(signum, frame)
+
+    # -- cancel requests (cancel.py) ------------------------------------------------------------------------
+    def _state_of(self, job_id: str) -> JobState | None:
+        with self._lock:
+            return next((s for s in self._running.values() if s.job is not None and s.job.id == job_id), None)
+
+    def cancel_seen(self, job_id: str) -> None:
+        """An async job's task is cancelled at once (the task sees CancelledError); a sync job's task sees
+        `current().cancelled` and has the grace to stop."""
+        state = self._state_of(job_id)
+        if state is None:
+            return
+        state.canceled = True
+        if state.task is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(state.task.cancel)
+
+    def cancel_stop(self, job_id: str) -> None:
+        """The grace is over: JobCanceled raised in a sync job's thread while its task runs."""
+        state = self._state_of(job_id)
+        if state is not None and state.task is None:
+            if not self._timeouts.raise_in(state, JobCanceled):
+                log.warning("job.cancel_not_interrupted", job_id=job_id, note="not in its task (no timeout?)")
 
     # -- slots ------------------------------------------------------------------------------------------------
     def _release(self, state: JobState) -> None:
@@ -437,10 +462,17 @@ class ConcurrentWorker(GenSimpleWorker):
             try:
                 job.started_at = utcnow()
                 timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
+                state.task = asyncio.ensure_future(run_task_async(spec, job))
+                if state.canceled:  # seen while the start claim ran
+                    state.task.cancel()
                 try:
-                    result = await asyncio.wait_for(run_task_async(spec, job), timeout if timeout > 0 else None)
+                    result = await asyncio.wait_for(state.task, timeout if timeout > 0 else None)
                 except TimeoutError:
                     raise JobTimeoutException(f"Task exceeded maximum timeout value ({timeout} seconds)") from None
+                except asyncio.CancelledError:
+                    if not state.canceled:
+                        raise
+                    raise JobCanceled(f"job {job.id} was canceled") from None
                 self.handle_execution_ended(job, queue, None)
                 job._result = result
                 job._status = JobStatus.FINISHED

@@ -28,6 +28,8 @@ class JobState:
     thread_id: int | None = None
     released: bool = False  # its slot was given back (once)
     abandoned: bool = False  # failed from outside its thread (stuck past its timeout, shutdown grace)
+    task: Any = None  # an async job's task (the task function's own, cancelled on a cancel request)
+    canceled: bool = False  # a cancel request was seen (cancel.py)
 
 
 job_state: contextvars.ContextVar[JobState | None] = contextvars.ContextVar("genqueue_job_state", default=None)

@@ -28,6 +28,7 @@ from ..dlq.store import DLQStore
 from ..support.logs import get_logger
 from ..support.safe_text import describe
 from .base import WorkerBase
+from .cancel import CANCEL_POLL_S, CancelWatch, job_id_of
 from .liveness import WORKERS_KEY, Heartbeat
 from .schedule import SCHEDULE_TICK_S, WAKE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
@@ -78,6 +79,20 @@ class DutiesMixin(WorkerBase):
         """The claims the heartbeat keeps ahead: this worker's one running job (concurrent.py: all of them)."""
         return self.current_claim
 
+    # -- cancel requests of running jobs (cancel.py): the heartbeat's CancelWatch calls these -----------------
+    def running_job_ids(self) -> list[str]:
+        claims = self.live_claims()
+        claims = [] if claims is None else [claims] if not isinstance(claims, list) else claims
+        return [job_id for job_id in (job_id_of(c) for c in claims) if job_id]
+
+    def cancel_seen(self, job_id: str) -> None:
+        """A cancel request for a running job, first seen: the task sees it through `current().cancelled`."""
+
+    def cancel_stop(self, job_id: str) -> None:
+        """The grace is over and the job still runs. In-process (`--simple`): nothing can stop it safely; the
+        task's own check of `current().cancelled` is the only way (documented best effort)."""
+        log.warning("job.cancel_cooperative_only", job_id=job_id, worker=self.name)
+
     def register_birth(self):
         super().register_birth()
         self.connection.sadd(WORKERS_KEY, self.name)
@@ -120,6 +135,7 @@ class DutiesMixin(WorkerBase):
                 (SCHEDULE_TICK_S, mover.tick),
                 (WAKE_TICK_S, mover.wake),
                 (self.settings.sweep_interval_s, self.sweep),
+                (CANCEL_POLL_S, self._cancel_watch().tick),
             ],
         )
         heartbeat.beat()
@@ -137,6 +153,9 @@ class DutiesMixin(WorkerBase):
             with contextlib.suppress(OutageTooLong):  # leaving anyway: the keys expire on their own
                 heartbeat.stop()
                 mover.release()
+
+    def _cancel_watch(self) -> CancelWatch:
+        return CancelWatch(self.running_job_ids, self.cancel_seen, self.cancel_stop, self.settings.cancel_grace_s)
 
     # -- the command channel (see the module docstring) -------------------------------------------------------
     def subscribe(self):

@@ -25,7 +25,7 @@ from typing import Any
 
 from redis import Redis
 
-from ..backend import keys
+from ..backend import events, keys
 from ..backend.scripts import registered
 from ..tenants.fair import FAIR, context_args
 
@@ -42,9 +42,10 @@ end
 
 LIMITS = resources.files("genqueue.limits").joinpath("lua", "limits.lua").read_text()
 
-# ARGV: claim kind, a, b, c; L, then L limit arguments (a release: prefix, wake, key, job id, now ms,
-# pause ms, job prefix, queue prefix, outcome, breaker min calls, default cooldown ms, tenant; L = 0 for a job
-# without a limit key); then the recorded commands. Returns {1, the breaker's event or ''} or {0, found}.
+# ARGV: claim kind, a, b, c; the veto key ('' for none: a cancel request, jobs/cancel.py); L, then L limit
+# arguments (a release: prefix, wake, key, job id, now ms, pause ms, job prefix, queue prefix, outcome, breaker
+# min calls, default cooldown ms, tenant; L = 0 for a job without a limit key); then the recorded commands. Returns
+# {1, the breaker's event or ''}, {0, found}, or {0, VETOED} when the veto key exists (nothing written).
 GUARD = (
     RUN_RECORDED
     + LIMITS
@@ -56,15 +57,17 @@ elseif kind == 'field' then
   local v = redis.call('HGET', a, b)
   if v ~= c then return {0, v or ''} end
 end
-local l = tonumber(ARGV[5])
-run_recorded(6 + l)
+if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return {0, '(vetoed)'} end
+local l = tonumber(ARGV[6])
+run_recorded(7 + l)
 if l > 0 then
-  return {1, lim_release(ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12],
-                         ARGV[13], ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16]), ARGV[17])}
+  return {1, lim_release(ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13],
+                         ARGV[14], ARGV[15], tonumber(ARGV[16]), tonumber(ARGV[17]), ARGV[18])}
 end
 return {1, ''}
 """
 )
+VETOED = "(vetoed)"  # run_guarded's `found` when the veto key (a cancel request) stopped the move
 
 # The start claim with a limit: the job must still be queued, and must get its slot and rate token, in the
 # same script that starts it; refused, it is parked (leaves the intermediate list, status deferred) and
@@ -77,6 +80,7 @@ return {1, ''}
 # started registry, holding its slot, until the sweep.
 CLAIM = (
     RUN_RECORDED
+    + events.LUA_XADD
     + LIMITS
     + """
 local v = redis.call('HGET', ARGV[2], ARGV[3])
@@ -91,6 +95,7 @@ if l > 0 then
                              tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[21]))
   if parked then
     redis.call('LREM', ARGV[20], 1, ARGV[11])
+    gq_event(ARGV[11], 'parked', cjson.encode({key = ARGV[10], why = parked[1]}))
     return {2, parked[1], tostring(parked[2])}
   end
 end
@@ -180,14 +185,17 @@ def flatten(pipe) -> list[Any]:
     return out
 
 
-def run_guarded(connection: Redis, pipe, claim: tuple[str, ...], release: list[Any] | None = None) -> tuple[bool, str]:
+def run_guarded(
+    connection: Redis, pipe, claim: tuple[str, ...], release: list[Any] | None = None, veto: str = ""
+) -> tuple[bool, str]:
     """Run `pipe`'s recorded commands if `claim` holds: (True, the breaker's event or "") or (False, what was
-    found instead). `release` (limiting.release_args): give the job's limit slot back in the same script."""
+    found instead). `release` (limiting.release_args): give the job's limit slot back in the same script.
+    `veto`: a key whose existence stops the move (False, VETOED) — a cancel request for the job."""
     kind, *rest = claim
     rest = (list(rest) + ["", "", ""])[:3]
     release = release or []
     try:
-        ok, found = registered(connection, GUARD)(args=[kind, *rest, len(release), *release, *flatten(pipe)])
+        ok, found = registered(connection, GUARD)(args=[kind, *rest, veto, len(release), *release, *flatten(pipe)])
     finally:
         pipe.reset()
     return bool(ok), found.decode() if isinstance(found, bytes) else str(found or "")

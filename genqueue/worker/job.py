@@ -26,11 +26,13 @@ from rq.job import Job
 
 from ..retry.kinds import ErrorKind
 from ..retry.meta import attempt_number, gq
+from ..support.logs import get_logger
 from ..support.safe_text import describe
-from ..tasks.context import TaskContext, reset, set_current
+from ..tasks.context import Live, TaskContext, reset, set_current
 from ..tasks.registry import TaskSpec, UnknownTask, bind, lookup
 
 MAX_RESULT_BYTES = 1024 * 1024
+log = get_logger("genqueue.worker")
 
 
 class UnreadableJob(UnknownTask):
@@ -142,6 +144,7 @@ def context_for(spec: TaskSpec, job: Job) -> TaskContext:
         tenant=meta.get("tenant"),
         deadline=started + job.timeout if job.timeout else None,
         incarnation=job.created_at.strftime("%Y%m%dT%H%M%S%fZ") if job.created_at else "",
+        live=Live(job.connection),
     )
 
 
@@ -152,15 +155,25 @@ def run_task(spec: TaskSpec, job: Job, args: tuple, kwargs: dict) -> Any:
         bound = bind(spec, args, kwargs)
     except Exception as exc:  # noqa: BLE001 - InvalidInput from bind: the call cannot succeed, ever
         raise TypeError(str(exc)) from None
-    token = set_current(context_for(spec, job))
+    ctx = context_for(spec, job)
+    token = set_current(ctx)
     try:
         result = spec.fn(*bound.args, **bound.kwargs)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
     finally:
         reset(token)
+        flush_progress(ctx)
     check_result(spec, result)
     return result
+
+
+def flush_progress(ctx: TaskContext) -> None:
+    """The task's last progress, kept back by the throttle, written before the move that ends the attempt."""
+    try:
+        ctx.flush_progress()
+    except Exception as exc:  # noqa: BLE001 - progress is informative: it never fails the job
+        log.warning("job.progress_unwritten", job_id=ctx.job_id, error=describe(exc))
 
 
 def check_result(spec: TaskSpec, result: Any) -> None:

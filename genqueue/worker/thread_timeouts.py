@@ -92,6 +92,15 @@ class ThreadTimeouts(threading.Thread):
         if fired or isinstance(exc, Interrupted):
             raise JobTimeoutException(f"Task exceeded maximum timeout value ({entry.timeout_s:g} seconds)") from None
 
+    def raise_in(self, state: JobState, exc_type: type[BaseException]) -> bool:
+        """Raise exc_type in the thread running `state`'s task, only while its task runs (armed): a cancel past
+        its grace (cancel.py). False when the task is not running."""
+        with self._lock:
+            for entry in self._armed.values():
+                if entry.state is state and entry.fired_at is None:
+                    return bool(async_raise(entry.thread_id, exc_type))
+        return False
+
     def run(self) -> None:
         while not self._stop_event.wait(0.05):
             stuck = []

@@ -20,6 +20,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.utils import now
 
+from ..backend import events, keys
 from ..backend.counters import count_in, fields_for_failure, seconds_between
 from ..backend.scripts import registered
 from ..dlq.entry import build_entry, iso
@@ -30,7 +31,8 @@ from ..retry.meta import gq, retry_state
 from ..support.logs import get_logger
 from ..tasks.registry import lookup
 from ..tenants.fair import adopt
-from .guarded import RELEASE, recorder, run_guarded
+from .cancel import CancelVetoed, finish_canceled, read_request
+from .guarded import RELEASE, VETOED, recorder, run_guarded
 from .limiting import limit_or_none, log_event, outcome_of, pause_ms, release_args
 
 log = get_logger("genqueue.worker")
@@ -106,8 +108,37 @@ def move_failed_job(
     also: Callable[[Any], None] | None = None,
     registry_claim: tuple[str, str] | None = None,
     failure: Failure | None = None,
+    worker_name: str = "?",
 ) -> bool:
-    """Run the move; False when another process had already claimed the job (we then change nothing).
+    """_move_or_veto; a job whose cancel request the move found is canceled instead (worker/cancel.py)."""
+    try:
+        return _move_or_veto(connection, job, queue, decision, entry, store, execution, also, registry_claim, failure)
+    except CancelVetoed:
+        return finish_canceled(
+            connection,
+            job,
+            queue,
+            execution=execution,
+            registry_claim=registry_claim,
+            worker_name=worker_name,
+            also=also,
+        )
+
+
+def _move_or_veto(
+    connection,
+    job: Job,
+    queue,
+    decision: Decision,
+    entry: dict[str, Any] | None,
+    store: DLQStore,
+    execution: Execution | None,
+    also: Callable[[Any], None] | None = None,
+    registry_claim: tuple[str, str] | None = None,
+    failure: Failure | None = None,
+) -> bool:
+    """Run the move; False when another process had already claimed the job (we then change nothing);
+    CancelVetoed when the job's cancel request is there (checked in the same script or transaction).
     The job's limit slot (if it has a limit key) is given back in the same step; a 429's Retry-After
     pauses the whole key (limits/).
 
@@ -121,19 +152,24 @@ def move_failed_job(
     release = release_args(limit, job.id, pause_ms(decision, failure), outcome_of(decision))
     if decision.is_retry and (execution is None) != (registry_claim is None):
         ok, event = _retry_guarded(connection, job, queue, decision, store, execution, also, registry_claim, release)
+        if not ok and event == VETOED:
+            raise CancelVetoed(job.id)
         if ok and limit is not None:
             log_event(log, limit.key, event, limit.tenant)
         return ok
     with connection.pipeline() as pipe:
         for _ in range(MAX_TX_ATTEMPTS):
             try:
-                pipe.watch(job.key)
+                pipe.watch(job.key, keys.cancel_request(job.id))
                 if execution is not None and pipe.zscore(started_key, execution.composite_key) is None:
                     pipe.reset()
                     return False
                 if registry_claim is not None and pipe.zscore(*registry_claim) is None:
                     pipe.reset()
                     return False
+                if pipe.exists(keys.cancel_request(job.id)):
+                    pipe.reset()
+                    raise CancelVetoed(job.id)
                 pipe.multi()
                 add_at = _queue_move(pipe, job, queue, decision, entry, store, execution, also, registry_claim)
                 if release:  # the limit slot goes back in the same MULTI (EVALSHA in MULTI is fine)
@@ -170,7 +206,7 @@ def _retry_guarded(
     else:
         assert registry_claim is not None
         claim = ("member", *registry_claim)
-    return run_guarded(connection, pipe, claim, release)
+    return run_guarded(connection, pipe, claim, release, veto=keys.cancel_request(job.id))
 
 
 def _queue_move(
@@ -195,6 +231,17 @@ def _queue_move(
     pipe.lrem(queue.intermediate_queue.key, 0, job.id)
     add_at = None
     if decision.is_retry:
+        events.add(
+            pipe,
+            job.id,
+            "retry_scheduled",
+            {
+                "attempt": decision.attempt,
+                "kind": str(decision.kind),
+                "delay": round(decision.delay or 0, 3),
+                "retry_after": decision.retry_after,
+            },
+        )
         if decision.delay and decision.delay > 0:
             schedule_in(pipe, queue, job, time.time() + decision.delay)
         else:
@@ -202,6 +249,7 @@ def _queue_move(
             adopt(pipe, queue.name, [job.id])
     else:
         assert entry is not None
+        events.add(pipe, job.id, "dead_lettered", {"kind": str(decision.kind), "reason": str(decision.reason)})
         add_at = len(pipe.command_stack)
         store.add(entry, pipeline=pipe)
         # The entry holds everything needed to re-create the job; the RQ hash would only be a
@@ -254,8 +302,20 @@ def record_failure(
     also: Callable[[Any], None] | None = None,
     registry_claim: tuple[str, str] | None = None,
 ) -> tuple[Decision, bool]:
-    """Decide (pure), append the decision record, move the job (one transaction), log one line."""
+    """Decide (pure), append the decision record, move the job (one transaction), log one line. A job whose
+    cancel was requested is canceled instead (worker/cancel.py): never retried, never dead-lettered."""
     state = with_task_defaults(retry_state(job), job)
+    if read_request(connection, job.id) is not None:
+        moved = finish_canceled(
+            connection,
+            job,
+            queue,
+            execution=execution,
+            registry_claim=registry_claim,
+            worker_name=worker_name,
+            also=also,
+        )
+        return manager.decide(failure, state), moved
     decision = manager.decide(failure, state)
     meta = gq(job)
     meta["history"].append(
@@ -272,8 +332,21 @@ def record_failure(
     if decision.kind is ErrorKind.CRASH:
         meta["crashes"] = state.crashes + 1
     entry = None if decision.is_retry else dead_letter_entry(job, queue.name, decision, failure, store)
-    moved = move_failed_job(connection, job, queue, decision, entry, store, execution, also, registry_claim, failure)
     bound = log.bind(job_id=job.id, queue=queue.name, attempt=decision.attempt, kind=str(decision.kind))
+    try:
+        moved = _move_or_veto(connection, job, queue, decision, entry, store, execution, also, registry_claim, failure)
+    except CancelVetoed:  # the request came after the check above: the job's history keeps the decision
+        gq(job)["history"].pop()
+        moved = finish_canceled(
+            connection,
+            job,
+            queue,
+            execution=execution,
+            registry_claim=registry_claim,
+            worker_name=worker_name,
+            also=also,
+        )
+        return decision, moved
     if not moved:
         bound.warning("retry.claimed_elsewhere")
     elif decision.is_retry:

@@ -183,6 +183,30 @@ class Isolation(RuleBasedStateMachine):
             assert data["credits_debited"] == len(data["charged"]), r.text  # 4
             self.credits[who] -= data["credits_debited"]
 
+    @precondition(lambda self: self.some("jobs"))
+    @rule(who=who_, job=st.sampled_from(ALL_JOBS))
+    def cancel_job(self, who, job):
+        r = self.call(who, "POST", f"/api/jobs/{self.p}{job}/cancel", None, [job])
+        self.expect(r, who, self.owner.get(job), (200, 409))  # 409: it had already finished
+
+    @precondition(lambda self: self.some("runs"))
+    @rule(who=who_, run=runs_)
+    def cancel_run(self, who, run):
+        r = self.call(who, "POST", f"/api/runs/{self.p}{run}/cancel", None, [run, *ITEMS[run]])
+        self.expect(r, who, self.owner.get(run), (200,))
+
+    @precondition(lambda self: self.some("jobs") or self.some("runs"))
+    @rule(who=who_, job=st.sampled_from(ALL_JOBS), run=runs_)
+    def others_events(self, who, job, run):
+        """Another tenant's job or run events are refused (an owner's own stream would wait for its end)."""
+        for path, owner, touched in (
+            (f"/api/jobs/{self.p}{job}/events", self.owner.get(job), [job]),
+            (f"/api/runs/{self.p}{run}/events", self.owner.get(run), [run]),
+        ):
+            if owner is not None and owner != who:
+                r = self.call(who, "GET", path, None, touched)
+                assert r.status_code in (403, 404), f"{who} read {owner}'s events: {r.status_code} {r.text}"
+
     @precondition(lambda self: self.some("dlq") or self.some("jobs", {"dead"}))
     @rule(job=st.sampled_from(ALL_JOBS))
     def admin_replay(self, job):

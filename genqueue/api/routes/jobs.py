@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from ...backend import audit
 from ...errors import Conflict, Forbidden, InvalidInput, NotFound
+from ...jobs.cancel import cancel_job
 from ...jobs.enqueue import catalogue_for, check_job_id, enqueue_call, generate_call, task_call
 from ...jobs.manual_retry import retry_job
 from ...jobs.status import job_status, without_tracebacks
@@ -112,6 +113,35 @@ def create_job(
 async def get_job(job_id: str, who: Principal = Depends(principal), state: ServiceState = Depends(service)) -> dict:
     # async: the hot read path; its Redis reads are short and a threadpool hop costs more (deps.principal)
     return {"data": visible_status(state, who, job_id)}
+
+
+class CancelBody(BaseModel):
+    reason: str | None = Field(None, max_length=500, description="why, kept in the job's history")
+
+
+@router.post("/{job_id}/cancel", summary="Cancel a job: queued, scheduled or parked at once; running: stopped")
+def cancel(
+    job_id: str,
+    request: Request,
+    body: CancelBody | None = None,
+    who: Principal = Depends(principal),
+    state: ServiceState = Depends(service),
+) -> dict:
+    """200 with `status: canceled` (`stopping: true` when it was running: its worker stops it within
+    GENQUEUE_CANCEL_GRACE; it can no longer finish otherwise); 409 when it had already finished. Idempotent."""
+    visible_status(state, who, job_id)  # a tenant cancels its own jobs; admins any
+    reason = body.reason if body is not None else None
+    outcome = cancel_job(state.connection, state.store(), job_id, by=principal_name(who), reason=reason)
+    if not outcome.already:
+        audit.record(
+            state.connection,
+            "api_job_cancel",
+            outcome.queue,
+            ids=[job_id],
+            actor=actor(request, who),
+            note=f"was {outcome.previous_status}" + (f": {reason}" if reason else ""),
+        )
+    return {"data": outcome.as_dict()}
 
 
 @router.post("/{job_id}/retry", summary="Retry a failed or dead-lettered job with a fresh budget")

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ...backend import audit
 from ...errors import InvalidInput
+from ...runs.cancel import cancel_run, run_tenant
 from ...runs.rules import DEFAULT_LIMIT, check_run_id, parse_run_file
 from ...runs.store import retry_failed, snapshot, submit
 from ...tenants.tenancy import Principal, check_access
@@ -138,6 +139,34 @@ def get_run(run_id: str, who: Principal = Depends(principal), state: ServiceStat
     snap = snapshot(state.connection, check_run_id(run_id), ttl_s=state.settings.dlq_retention_s)
     check_access(who, snap.run.tenant, f"run {run_id}")
     return {"data": snap.to_dict()}
+
+
+@router.post(
+    "/{run_id}/cancel",
+    summary="Cancel every item of a run not yet finished",
+    openapi_extra={"requestBody": None},
+)
+def cancel_run_route(
+    run_id: str,
+    request: Request,
+    reason: str | None = Query(None, max_length=500),
+    who: Principal = Depends(principal),
+    state: ServiceState = Depends(service),
+    _body: None = Body(None, include_in_schema=False),
+) -> dict:
+    check_access(who, run_tenant(state.connection, run_id), f"run {run_id}")
+    result = cancel_run(
+        state.connection, run_id, ttl_s=state.settings.dlq_retention_s, by=principal_name(who), reason=reason
+    )
+    audit.record(
+        state.connection,
+        "run_cancel",
+        result.queue,
+        note=f"run {run_id}",
+        counts=result.counts,
+        actor=actor(request, who),
+    )
+    return {"data": result.as_dict()}
 
 
 @router.post(

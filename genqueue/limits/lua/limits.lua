@@ -228,7 +228,7 @@ local function lim_park(p, wake, key, job_id, job_key, tenant, at, now, max_wait
     redis.call('ZADD', DEADLINES, deadline, key .. '\n' .. tenant .. '\n' .. job_id)
   end
   if redis.call('RPUSH', list, job_id) == 1 then redis.call('RPUSH', p .. 'ring', tenant) end
-  redis.call('HSET', job_key, 'status', 'deferred')
+  redis.call('HSET', job_key, 'status', 'deferred', 'genqueue_parked', list)  -- where a cancel finds it
   redis.call('HINCRBY', PARKED, redis.call('HGET', job_key, 'origin') or '', 1)
   redis.call('HINCRBY', p .. 'stats', 'parked', 1)
   if at then redis.call('ZADD', wake, 'LT', at, key) end
@@ -327,6 +327,9 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
       if origin and redis.call('HGET', job_key, 'status') == 'deferred' then
         redis.call('HSET', job_key, 'status', 'queued')
         redis.call('LPUSH', queue_prefix .. origin, id)  -- waited longest: runs next
+        local ev = 'genqueue:events:' .. id  -- backend/events.py's stream (keys.EVENTS_PREFIX), spelled here
+        redis.call('XADD', ev, 'MAXLEN', '~', 1000, '*', 'e', 'woken', 'j', id, 'd', cjson.encode({key = key}))
+        redis.call('EXPIRE', ev, 604800)
         woken = woken + 1
       end
     end
