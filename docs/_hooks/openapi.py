@@ -1,7 +1,7 @@
 """MkDocs hook: the HTTP API page's OpenAPI schema, generated from the code at every build.
 
-`create_app` builds the FastAPI app exactly as `genqueue api` does (no server is contacted: the Redis
-connection is lazy), and its schema is added to the site as `reference/openapi.json`, which the HTTP API
+`create_app` builds the FastAPI app exactly as `genqueue api` does, with a client that is never used (so no
+embedded server is started and none is contacted), and its schema is added to the site as `reference/openapi.json`, which the HTTP API
 page renders with the swagger-ui tag. Nothing is committed, so the page cannot drift from the routes.
 """
 
@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from mkdocs.structure.files import File, Files
+from redis import Redis
 
 SCHEMA_PATH = "reference/openapi.json"
 
@@ -25,7 +26,8 @@ def openapi_schema() -> dict:
         # An explicit secret, so that building the docs never writes a local secret into a GENQUEUE_HOME.
         env = {"GENQUEUE_HOME": home, "GENQUEUE_API_JWT_SECRET": "docs-build-only-" + "x" * 32}
         settings = Settings.from_env(env)
-        app = create_app(settings, ApiConfig.from_env(Path(home), env))
+        unused = Redis(unix_socket_path=str(Path(home) / "never.sock"))  # connects on first use: never, here
+        app = create_app(settings, ApiConfig.from_env(Path(home), env), connection=unused)
         return app.fastapi.openapi()
 
 
