@@ -24,7 +24,7 @@ test: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # ruff (lint rules and formatting) and mypy, configured in pyproject.toml; both come with the test extra.
-LINT_PATHS := genqueue tests bench examples
+LINT_PATHS := genqueue tests bench examples docs/_hooks
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)

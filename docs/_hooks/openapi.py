@@ -1,8 +1,9 @@
 """MkDocs hook: the HTTP API page's OpenAPI schema, generated from the code at every build.
 
 `create_app` builds the FastAPI app exactly as `genqueue api` does, with a client that is never used (so no
-embedded server is started and none is contacted), and its schema is added to the site as `reference/openapi.json`, which the HTTP API
-page renders with the swagger-ui tag. Nothing is committed, so the page cannot drift from the routes.
+embedded server is started and none is contacted), and its schema is added to the site as
+`reference/openapi.json`, which the HTTP API page renders with the swagger-ui tag. Nothing is committed, so
+the page cannot drift from the routes.
 """
 
 from __future__ import annotations
