@@ -27,10 +27,11 @@ from ..backend.queues import fetch_job
 from ..backend.scripts import registered
 from ..dlq.store import DLQStore
 from ..errors import Conflict, NotFound
+from ..tenants.fair import FAIR
 from ..worker.cancel import CANCEL_RECORD_TTL_S, make_record
 from .enqueue import check_job_id
 
-CANCEL = events.LUA_XADD + resources.files("genqueue.jobs").joinpath("lua", "cancel.lua").read_text()
+CANCEL = FAIR + events.LUA_XADD + resources.files("genqueue.jobs").joinpath("lua", "cancel.lua").read_text()
 WAS = {"queued": "queued", "scheduled": "scheduled", "deferred": "parked", "started": "running"}
 
 
@@ -83,7 +84,7 @@ def cancel_job(
             keys.RQ_SCHEDULED_PREFIX,
             keys.RQ_CANCELED_PREFIX,
             IntermediateQueue.get_intermediate_queue_key(keys.rq_queue(queue)),
-            "",
+            keys.fair(queue),
             keys.PARKED,
             keys.METRICS_PREFIX_HEAD,
             counters.CANCELED,

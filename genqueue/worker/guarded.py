@@ -84,7 +84,10 @@ CLAIM = (
     + LIMITS
     + """
 local v = redis.call('HGET', ARGV[2], ARGV[3])
-if v ~= ARGV[4] then
+-- Only a status that says the job is elsewhere makes this pop a duplicate; one nobody wrote (a hand edit, a
+-- foreign producer) is claimed like `queued`, so the job fails as unreadable instead of vanishing.
+local elsewhere = {started = 1, finished = 1, failed = 1, deferred = 1, scheduled = 1, stopped = 1, canceled = 1}
+if v ~= ARGV[4] and (not v or elsewhere[v]) then
   if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return {1, 'replayed'} end
   return {0, v or ''}
 end

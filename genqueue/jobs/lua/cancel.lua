@@ -1,7 +1,7 @@
 -- Cancel one job, decided by where it is, in one atomic step (jobs/cancel.py). gq_event: backend/events.py.
 -- ARGV: 1 job key, 2 job id, 3 cancel-request key, 4 the record (JSON: by, at, reason), 5 record TTL (s),
 --       6 now (Unix s), 7 ended_at (RQ's time format), 8 queue prefix, 9 scheduled prefix, 10 canceled prefix,
---       11 intermediate-list key, 12 unused, 13 parked counter hash,
+--       11 intermediate-list key, 12 the queue's fair prefix (tenants/lua/fair.lua), 13 parked counter hash,
 --       14 metrics prefix ('genqueue:metrics:{'), 15 metrics field
 -- Returns {outcome, status}: 'canceled' (it was queued, scheduled or deferred: it is out of every list and
 -- registry now, in RQ's CanceledJobRegistry), 'requested' (it is started: the request key is set, the move that
@@ -17,6 +17,15 @@ end
 if status ~= 'queued' and status ~= 'scheduled' and status ~= 'deferred' then return {'finished', status} end
 local origin = redis.call('HGET', job_key, 'origin') or ''
 redis.call('LREM', ARGV[8] .. origin, 0, id)
+local lane_ms = redis.call('HGET', ARGV[12] .. 'at', id)  -- waiting in its fair lane (fair.lua's fair_push)
+if lane_ms then
+  redis.call('HDEL', ARGV[12] .. 'at', id)
+  local tenant, level = fair_route_of(job_key)
+  if redis.call('LREM', ARGV[12] .. 'lane:' .. level .. ':' .. tenant, 1, lane_ms .. '|' .. id) > 0 then
+    redis.call('HINCRBY', ARGV[12] .. 'n', '*', -1)  -- an emptied lane's ring entry heals at the next take
+    redis.call('HINCRBY', ARGV[12] .. 'n', 't:' .. tenant, -1)
+  end
+end
 redis.call('LREM', ARGV[11], 0, id)  -- popped and not yet claimed: the claim will find it canceled anyway
 redis.call('ZREM', ARGV[9] .. origin, id)
 local parked = redis.call('HGET', job_key, 'genqueue_parked')  -- the list its park put it in (limits.lua)

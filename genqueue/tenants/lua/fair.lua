@@ -4,6 +4,7 @@
 --   ring:<priority>           LIST of the tenants whose lane at that priority has jobs (in it iff it has)
 --   used:<priority>           HASH tenant -> jobs taken in its current turn
 --   n                         HASH '*' and 't:<tenant>' -> jobs waiting in lanes
+--   at                        HASH job id -> its lane entry's time, while it waits (a cancel's way in)
 -- A context `c` is {fp, weights hash, queue list, buffer, offset high, offset normal, offset low}.
 -- Every step is O(1) whatever the number of tenants: it looks at the head of three rings and one lane each.
 
@@ -17,6 +18,7 @@ end
 
 local function fair_push(c, tenant, level, id, now_ms)
   local n = redis.call('RPUSH', c.fp .. 'lane:' .. level .. ':' .. tenant, now_ms .. '|' .. id)
+  redis.call('HSET', c.fp .. 'at', id, now_ms)  -- its entry's time: a cancel finds the entry by it
   if n == 1 then redis.call('RPUSH', c.fp .. 'ring:' .. level, tenant) end
   redis.call('HINCRBY', c.fp .. 'n', '*', 1)
   redis.call('HINCRBY', c.fp .. 'n', 't:' .. tenant, 1)
@@ -63,6 +65,7 @@ local function fair_take(c)
   local lane = c.fp .. 'lane:' .. best .. ':' .. best_tenant
   local head = redis.call('LPOP', lane)
   local id = string.sub(head, string.find(head, '|', 1, true) + 1)
+  redis.call('HDEL', c.fp .. 'at', id)
   redis.call('RPUSH', c.queue, id)
   redis.call('HINCRBY', c.fp .. 'n', '*', -1)
   if redis.call('HINCRBY', c.fp .. 'n', 't:' .. best_tenant, -1) <= 0 then

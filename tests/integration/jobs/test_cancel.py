@@ -102,7 +102,7 @@ def run():
 
 def put(conn, queue, task, **kwargs):
     options = {k: kwargs.pop(k) for k in ("in_", "timeout") if k in kwargs}
-    return enqueue_task(conn, queue, task, kwargs, **options).job.id
+    return enqueue_task(conn, queue, task, kwargs, **options, check=False).job.id
 
 
 def cli_cancel(env, job_id, *extra):

@@ -62,10 +62,10 @@ def names(conn, job_id):
 
 def test_retry_park_wake_finish_in_order_with_increasing_ids(conn, settings, store, lab, workers):
     run = f"run-{uuid.uuid4().hex[:8]}"
-    holder = enqueue_task(conn, settings.queue, f"{lab}.flaky", {"run": run, "hold": 30}).job.id
+    holder = enqueue_task(conn, settings.queue, f"{lab}.flaky", {"run": run, "hold": 30}, check=False).job.id
     workers(extra=("--concurrency", "2", "--tasks", lab))
     wait_for(lambda: "started" in names(conn, holder), message="the holder to start")
-    job_id = enqueue_task(conn, settings.queue, f"{lab}.flaky", {"run": run}).job.id
+    job_id = enqueue_task(conn, settings.queue, f"{lab}.flaky", {"run": run}, check=False).job.id
     wait_for(lambda: "parked" in names(conn, job_id), message="the job to park behind the holder")
     conn.set(f"{run}:go", 1)
     wait_for(lambda: job_status(conn, store, job_id)["status"] == "finished", message="the job to finish")
@@ -90,7 +90,7 @@ def test_retry_park_wake_finish_in_order_with_increasing_ids(conn, settings, sto
 
 def test_dead_letter_replay_and_cancel_events(conn, settings, store, env, lab, workers):
     run = f"run-{uuid.uuid4().hex[:8]}"
-    job_id = enqueue_task(conn, settings.queue, f"{lab}.broken", {"run": run}).job.id
+    job_id = enqueue_task(conn, settings.queue, f"{lab}.broken", {"run": run}, check=False).job.id
     workers(extra=("--tasks", lab))
     wait_for(lambda: store.exists(job_id), message="the job to be dead-lettered")
     assert names(conn, job_id) == ["enqueued", "started", "dead_lettered"]
@@ -99,8 +99,8 @@ def test_dead_letter_replay_and_cancel_events(conn, settings, store, env, lab, w
     assert r.code == 0, r.stderr
     wait_for(lambda: names(conn, job_id)[-1] == "dead_lettered" and len(names(conn, job_id)) == 6, message="again")
     assert names(conn, job_id)[3] == "replayed"
-    queued = enqueue_task(conn, settings.queue, f"{lab}.flaky", {"run": run, "hold": 30}, in_=None).job.id
-    later = enqueue_task(conn, settings.queue, f"{lab}.broken", {"run": run}, job_id=f"c-{run}").job.id
+    queued = enqueue_task(conn, settings.queue, f"{lab}.flaky", {"run": run, "hold": 30}, in_=None, check=False).job.id
+    later = enqueue_task(conn, settings.queue, f"{lab}.broken", {"run": run}, job_id=f"c-{run}", check=False).job.id
     cancel_job(conn, store, later, by="me", reason="no")
     assert names(conn, later)[-1] == "canceled"
     assert read(conn, later)[-1].data == {"by": "me", "reason": "no", "was": "queued"}

@@ -82,7 +82,7 @@ def test_sse_stream_in_order_with_a_reconnect_losing_nothing(api_process, token,
     run = f"run-{uuid.uuid4().hex[:8]}"
     workers(extra=("--tasks", lab))
     api = api_process()
-    job_id = enqueue_task(conn, settings.queue, f"{lab}.gated", {"run": run}).job.id
+    job_id = enqueue_task(conn, settings.queue, f"{lab}.gated", {"run": run}, check=False).job.id
     headers = token(admin=True)
     url = f"{api.url}/api/jobs/{job_id}/events"
     with httpx.stream("GET", url, headers=headers, timeout=30) as r:
@@ -129,7 +129,7 @@ def test_sse_live_while_it_runs_and_a_run_stream(api_process, token, conn, setti
 def test_watch_prints_events_live_and_exits_with_the_outcome(conn, settings, store, env, lab, workers):
     run = f"run-{uuid.uuid4().hex[:8]}"
     workers(extra=("--tasks", lab))
-    job_id = enqueue_task(conn, settings.queue, f"{lab}.gated", {"run": run}).job.id
+    job_id = enqueue_task(conn, settings.queue, f"{lab}.gated", {"run": run}, check=False).job.id
     watcher = subprocess.Popen(
         [sys.executable, "-m", "genqueue", "jobs", "watch", job_id], env=env, stdout=subprocess.PIPE, text=True
     )
@@ -139,7 +139,7 @@ def test_watch_prints_events_live_and_exits_with_the_outcome(conn, settings, sto
     assert watcher.returncode == 0, out
     lines = out.splitlines()
     assert "enqueued" in lines[0] and "finished" in lines[-1] and any("retry_scheduled" in x for x in lines)
-    dead = enqueue_task(conn, settings.queue, f"{lab}.broken", {"run": run}).job.id
+    dead = enqueue_task(conn, settings.queue, f"{lab}.broken", {"run": run}, check=False).job.id
     r = run_cli(env, "jobs", "watch", dead, "--json", "--timeout", "60")
     assert r.code == 1 and json.loads(r.stdout.splitlines()[-1])["event"] == "dead_lettered"
     r = run_cli(env, "jobs", "watch", "no-such-job")
@@ -149,16 +149,16 @@ def test_watch_prints_events_live_and_exits_with_the_outcome(conn, settings, sto
 def test_wait_returns_the_result_or_raises_the_outcome(conn, settings, store, lab, workers):
     run = f"run-{uuid.uuid4().hex[:8]}"
     workers(extra=("--concurrency", "2", "--tasks", lab))
-    handle = enqueue_task(conn, settings.queue, f"{lab}.gated", {"run": run})
+    handle = enqueue_task(conn, settings.queue, f"{lab}.gated", {"run": run}, check=False)
     with pytest.raises(TimeoutError):
         handle.wait(timeout=0.5)
     conn.set(f"{run}:go", 1)
     assert handle.wait(timeout=60) == {"url": f"https://cdn.example/{run}"}
     assert handle.wait(timeout=1) == {"url": f"https://cdn.example/{run}"}  # ended: at once
     with pytest.raises(JobDeadLettered) as dead:
-        enqueue_task(conn, settings.queue, f"{lab}.broken", {"run": run}).wait(timeout=60)
+        enqueue_task(conn, settings.queue, f"{lab}.broken", {"run": run}, check=False).wait(timeout=60)
     assert dead.value.reason
-    later = enqueue_task(conn, settings.queue, f"{lab}.gated", {"run": run}, in_=timedelta(hours=1))
+    later = enqueue_task(conn, settings.queue, f"{lab}.gated", {"run": run}, in_=timedelta(hours=1), check=False)
     cancel_job(conn, store, later.id, by="me", reason="changed my mind")
     with pytest.raises(genqueue.JobCanceled, match="changed my mind"):
         later.wait(timeout=10)
@@ -171,7 +171,9 @@ def test_idle_stream_sends_keep_alives_and_streams_are_bounded_per_caller(
 
     monkeypatch.setattr(routes, "HEARTBEAT_S", 0.2)
     monkeypatch.setattr(routes, "MAX_STREAMS_PER_PRINCIPAL", 1)
-    job_id = enqueue_task(conn, settings.queue, f"{lab}.gated", {"run": "idle"}).job.id  # no worker: stays queued
+    job_id = enqueue_task(
+        conn, settings.queue, f"{lab}.gated", {"run": "idle"}, check=False
+    ).job.id  # no worker: stays queued
     headers = token("bounded", tenant=None, admin=True)
     with client.stream("GET", f"/api/jobs/{job_id}/events", headers=headers) as r:
         assert r.status_code == 200

@@ -147,7 +147,10 @@ def started(conn, run):
 
 def test_a_tenants_jobs_start_within_a_few_jobs_of_another_tenants_backlog(conn, settings, workers, tasks, run):
     q = settings.queue
-    a = [enqueue_task(conn, q, f"{tasks}.mark", {"run": run, "wait": 0.02}, tenant="a").job.id for _ in range(150)]
+    a = [
+        enqueue_task(conn, q, f"{tasks}.mark", {"run": run, "wait": 0.02}, tenant="a", check=False).job.id
+        for _ in range(150)
+    ]
     for _ in range(2):
         workers(extra=("--tasks", tasks))
     wait_for(lambda: len(started(conn, run)) >= 20, timeout=60, message="a's backlog to be under way")
@@ -155,13 +158,15 @@ def test_a_tenants_jobs_start_within_a_few_jobs_of_another_tenants_backlog(conn,
     b = []
     for _ in range(3):
         before = len(started(conn, run))
-        b.append(enqueue_task(conn, q, f"{tasks}.mark", {"run": run}, tenant="b").job.id)
+        b.append(enqueue_task(conn, q, f"{tasks}.mark", {"run": run}, tenant="b", check=False).job.id)
         wait_for(lambda: b[-1] in started(conn, run), timeout=60, message="b's job to start")
         assert started(conn, run).index(b[-1]) - before <= 8
     # A burst of 5: b's k-th job waits for the buffer, the jobs popped already, and one of a's per b's before it.
     burst = {}
     for _ in range(5):
-        burst[enqueue_task(conn, q, f"{tasks}.mark", {"run": run}, tenant="b").job.id] = len(started(conn, run))
+        burst[enqueue_task(conn, q, f"{tasks}.mark", {"run": run}, tenant="b", check=False).job.id] = len(
+            started(conn, run)
+        )
     wait_for(lambda: all(j in started(conn, run) for j in burst), timeout=60, message="b's burst to start")
     order = started(conn, run)
     for k, (job_id, before) in enumerate(burst.items()):
@@ -175,8 +180,12 @@ def test_weights_3_to_1_give_throughput_3_to_1_with_real_workers(conn, settings,
     q = settings.queue
     set_weight(conn, "w3", 3)
     try:
-        heavy = {enqueue_task(conn, q, f"{tasks}.mark", {"run": run}, tenant="w3").job.id for _ in range(150)}
-        light = {enqueue_task(conn, q, f"{tasks}.mark", {"run": run}, tenant="w1").job.id for _ in range(150)}
+        heavy = {
+            enqueue_task(conn, q, f"{tasks}.mark", {"run": run}, tenant="w3", check=False).job.id for _ in range(150)
+        }
+        light = {
+            enqueue_task(conn, q, f"{tasks}.mark", {"run": run}, tenant="w1", check=False).job.id for _ in range(150)
+        }
         for _ in range(2):
             workers(extra=("--tasks", tasks))
         wait_for(lambda: len(started(conn, run)) == 300, timeout=120, message="every job to start")
@@ -190,11 +199,11 @@ def test_weights_3_to_1_give_throughput_3_to_1_with_real_workers(conn, settings,
 def test_a_high_job_behind_a_backlog_starts_within_the_next_few_jobs(conn, settings, workers, tasks, run):
     q = settings.queue
     for _ in range(150):
-        enqueue_task(conn, q, f"{tasks}.mark", {"run": run, "wait": 0.02})
+        enqueue_task(conn, q, f"{tasks}.mark", {"run": run, "wait": 0.02}, check=False)
     workers(extra=("--tasks", tasks))
     wait_for(lambda: len(started(conn, run)) >= 10, timeout=60, message="the backlog to be under way")
     before = len(started(conn, run))
-    high = enqueue_task(conn, q, f"{tasks}.mark", {"run": run}, priority="high").job.id
+    high = enqueue_task(conn, q, f"{tasks}.mark", {"run": run}, priority="high", check=False).job.id
     wait_for(lambda: high in started(conn, run), timeout=60, message="the high job to start")
     assert started(conn, run).index(high) - before <= 4
     assert len(started(conn, run)) < 150
@@ -204,7 +213,7 @@ def test_a_sigkilled_worker_loses_no_job_of_any_lane(conn, settings, workers, ta
     env.update(GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3")
     q = settings.queue
     ids = {
-        enqueue_task(conn, q, f"{tasks}.mark", {"run": run, "wait": 0.01}, tenant=f"t{i % 7}").job.id
+        enqueue_task(conn, q, f"{tasks}.mark", {"run": run, "wait": 0.01}, tenant=f"t{i % 7}", check=False).job.id
         for i in range(300)
     }
     doomed = workers(extra=("--tasks", tasks))

@@ -177,19 +177,20 @@ def test_a_job_hash_field_rq_cannot_parse_is_that_jobs_failure_not_the_pops(
 ):
     """A timeout of "abc" or 1e30 in a job hash (an old or plain-RQ producer, a hand edit): RQ's Job.restore raised
     inside the pop, outside any job, and every worker that popped the job stopped (status 70), the sweep putting it
-    back for the next. Now the job is dead-lettered unknown_task, its fields named, nothing run; the worker goes on."""
+    back for the next. Now the job is dead-lettered unknown_task, its fields named, nothing run; the worker goes on.
+    A status nobody writes ("garbage") made the pop skip the job as a duplicate, leaving it in no place."""
     q = settings.queue
     bad = {}
-    for value in ("abc", "1e30"):
+    for field, value in (("timeout", "abc"), ("timeout", "1e30"), ("status", "garbage")):
         job = enqueue_task(conn, q, f"{tasks}.good", {"n": 1}, check=False).job
-        conn.hset(job.key, "timeout", value)
-        bad[job.id] = value
+        conn.hset(job.key, field, value)
+        bad[job.id] = field
     good = put(conn, q, f"{tasks}.good", n=2)
     worker = workers(extra=("--tasks", tasks, *CLASSES[kind]))
     for job_id in bad:  # read from the DLQ store: a reader of the job hash meets the same fields (readers' own fix)
         entry = wait_for(lambda job_id=job_id: store.exists(job_id) and store.get(job_id), message=f"{job_id} dead")
         [h] = entry["history"]
         assert h["kind"] == "PERMANENT" and h["error"]["type"] == "UnreadableJob", h
-        assert "timeout" in h["error"]["message"], h
+        assert bad[job_id] in h["error"]["message"], h
     wait_for(lambda: job_status(conn, store, good)["status"] == "finished", message="the job after them")
     assert worker.alive(), worker.log()[-3000:]
