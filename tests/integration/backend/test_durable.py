@@ -54,7 +54,9 @@ def test_an_enqueue_waits_for_the_replicas_and_says_when_they_fall_short(pair, q
     again = enqueue(conn, queue_name, {"prompt": "p"}, job_id=job_id)
     assert not again.created and again.job.id == job_id, "the retry with the same id is idempotent"
     assert replica.client().exists(f"rq:job:{job_id}")
-    assert primary.client().llen(f"rq:queue:{queue_name}") == 2 + 3
+    from genqueue.tenants.fair import waiting
+
+    assert waiting(primary.client(), [queue_name])[queue_name] == 2 + 3  # RQ's list and the fair lanes
 
 
 def test_the_cli_says_not_durable_in_one_line_exit_5(pair, env, queue_name):

@@ -111,7 +111,9 @@ def present(conn, ids) -> list[str]:
 def assert_nothing_left(conn, queue: str) -> None:
     for key in (f"rq:wip:{queue}", f"rq:failed:{queue}", f"rq:scheduled:{queue}"):
         assert conn.zcard(key) == 0, key
-    assert conn.llen(f"rq:queue:{queue}") == 0
+    from genqueue.tenants.fair import waiting
+
+    assert waiting(conn, [queue])[queue] == 0  # RQ's list and the fair lanes
     assert DLQStore(conn, queue, retention_s=3600).count() == 0
 
 

@@ -192,7 +192,9 @@ def test_parked_job_canceled_at_once_and_out_of_its_parked_list(conn, settings, 
     holder = put(conn, settings.queue, f"{lab}.capped", run=run)
     parked = put(conn, settings.queue, f"{lab}.capped", run=run)
     workers(extra=("--concurrency", "2", "--tasks", lab))  # a second slot: the second job is popped, and parks
-    wait_for(lambda: job_status(conn, store, parked)["status"] == "parked", message="the second job to park")
+    wait_for(
+        lambda: job_status(conn, store, parked)["status"] == "parked", timeout=90, message="the second job to park"
+    )
     parked_list = conn.hget(keys.rq_job(parked), "genqueue_parked")
     assert parked.encode() in conn.lrange(parked_list, 0, -1)
     out = cli_cancel(env, parked)
