@@ -12,7 +12,7 @@ from ...backend import audit
 from ...errors import InvalidInput
 from ...runs.cancel import cancel_run, run_tenant
 from ...runs.rules import DEFAULT_LIMIT, check_run_id, parse_run_file
-from ...runs.store import retry_failed, snapshot, submit
+from ...runs.store import RetryFailedResult, retry_failed, snapshot, submit
 from ...tenants.tenancy import Principal, check_access
 from ..deps import ServiceState, principal, service
 from . import actor, principal_name
@@ -81,6 +81,37 @@ def retry_limit(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
         raise InvalidInput("max_retry_count must be a whole number from 1 to 10")
     return value
+
+
+def continue_and_audit(
+    state: ServiceState, run_id: str, who: Principal, acted_by: str
+) -> tuple[RetryFailedResult, list[str]]:
+    """Continue a run (retry its failed items) for `who` and audit it: the API's route and the dashboard's
+    button. Returns the result and the retried item ids, sorted."""
+    result = retry_failed(
+        state.connection,
+        check_run_id(run_id),
+        ttl_s=state.settings.dlq_retention_s,
+        check_tenant_access=lambda tenant: check_access(who, tenant, f"run {run_id}"),
+        by=principal_name(who),
+    )
+    retried = sorted(result.free + result.charged)
+    counts = {
+        "free": len(result.free),
+        "charged": len(result.charged),
+        "never": len(result.never),
+        "credits": result.credits_debited,
+    }
+    audit.record(
+        state.connection,
+        "run_retry_failed",
+        result.queue,
+        ids=retried,
+        note=f"run {run_id}",
+        counts=counts,
+        actor=acted_by,
+    )
+    return result, retried
 
 
 @router.post(
@@ -181,28 +212,7 @@ def retry_run(
     state: ServiceState = Depends(service),
     _body: None = Body(None, include_in_schema=False),
 ) -> dict:
-    result = retry_failed(
-        state.connection,
-        check_run_id(run_id),
-        ttl_s=state.settings.dlq_retention_s,
-        check_tenant_access=lambda tenant: check_access(who, tenant, f"run {run_id}"),
-        by=principal_name(who),
-    )
-    retried = sorted(result.free + result.charged)
-    audit.record(
-        state.connection,
-        "run_retry_failed",
-        result.queue,
-        ids=retried,
-        note=f"run {run_id}",
-        counts={
-            "free": len(result.free),
-            "charged": len(result.charged),
-            "never": len(result.never),
-            "credits": result.credits_debited,
-        },
-        actor=actor(request, who),
-    )
+    result, retried = continue_and_audit(state, run_id, who, actor(request, who))
     return {
         "data": {
             "run_id": run_id,

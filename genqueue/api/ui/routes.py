@@ -21,14 +21,14 @@ from ...jobs.enqueue import check_job_id
 from ...jobs.status import job_status, without_tracebacks
 from ...limits.store import describe as describe_limits
 from ...runs.rules import check_run_id
-from ...runs.store import retry_failed, snapshot
+from ...runs.store import snapshot
 from ...support.secrets import mask
 from ...tasks.generate import MAX_PAYLOAD_DEPTH, nesting_exceeds
 from ...tenants import credits
 from ...tenants.tenancy import check_access
 from ..deps import ServiceState, count_request, service
 from ..metrics import read as read_metrics
-from ..routes import principal_name
+from ..routes.runs import continue_and_audit
 from . import sessions
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -447,30 +447,9 @@ def continue_run(
     if (refused := check_csrf(request, s, csrf)) is not None:
         return refused
     try:
-        result = retry_failed(
-            state.connection,
-            check_run_id(run_id),
-            ttl_s=state.settings.dlq_retention_s,
-            check_tenant_access=lambda tenant: check_access(s.principal, tenant, f"run {run_id}"),
-            by=principal_name(s.principal),
-        )
+        result, retried = continue_and_audit(state, run_id, s.principal, actor(request, s))
     except GenqueueError as exc:
         return run_page(request, s, state, run_id, notice=None, failure=f"Not continued: {exc}")
-    retried = sorted(result.free + result.charged)
-    audit.record(
-        state.connection,
-        "run_retry_failed",
-        result.queue,
-        ids=retried,
-        note=f"run {run_id}",
-        counts={
-            "free": len(result.free),
-            "charged": len(result.charged),
-            "never": len(result.never),
-            "credits": result.credits_debited,
-        },
-        actor=actor(request, s),
-    )
     return run_page(
         request,
         s,
