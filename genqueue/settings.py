@@ -14,7 +14,7 @@ from .errors import InvalidInput
 DEFAULT_QUEUE = "generation-queue"
 DEFAULT_DLQ_RETENTION_S = 7 * 24 * 3600  # 7 days
 DEFAULT_HOME = Path.home() / ".local" / "share" / "genqueue"
-DEFAULT_MAX_LIMIT_KEYS, MAX_LIMIT_KEYS_BOUND = 1000, 1_000_000  # distinct limit keys; a new one beyond: refused
+DEFAULT_MAX_LIMIT_KEYS = 1000  # distinct limit keys; a new one beyond: refused (its bounds: BOUNDS)
 DAY_S = 86400
 # Every numeric setting's bounds (inclusive), checked at start: a value outside is one line and exit 2,
 # never an OverflowError at a worker's first dead letter or a retry scheduled for the year 1e300.
@@ -91,10 +91,7 @@ def max_limit_keys(environ: Mapping[str, str] | None = None) -> int:
     """GENQUEUE_MAX_LIMIT_KEYS (1 to 1,000,000; default 1000), or InvalidInput naming the variable. Read at
     each enqueue that would add a limit key (cheap: one lookup), checked by every command at start."""
     env = os.environ if environ is None else environ
-    value = _positive_int(env, "GENQUEUE_MAX_LIMIT_KEYS", DEFAULT_MAX_LIMIT_KEYS)
-    if value > MAX_LIMIT_KEYS_BOUND:
-        raise InvalidInput(f"GENQUEUE_MAX_LIMIT_KEYS must be at most {MAX_LIMIT_KEYS_BOUND}, not {value}")
-    return value
+    return _positive_int(env, "GENQUEUE_MAX_LIMIT_KEYS", DEFAULT_MAX_LIMIT_KEYS)  # bounded by BOUNDS
 
 
 WAIT_ALL_REPLICAS = -1  # GENQUEUE_WAIT_REPLICAS=all (backend/durable.py says what "all" counts)
