@@ -215,3 +215,32 @@ PARKED = "genqueue:parked"  # HASH queue -> how many of its jobs are parked (lim
 def limit_prefix(key: str) -> str:
     """genqueue:limit:{<key>}: + cfg | slots | win | pause | ring | parked:<tenant> | stats"""
     return f"{LIMIT_PREFIX_HEAD}{key}{LIMIT_PREFIX_TAIL}"
+
+
+# -- usage and budgets (usage/) -------------------------------------------------------------------------------
+# Written at settle time by the script that ends an attempt (usage/lua/record.lua), read by `genqueue usage`,
+# GET /api/usage and the budget checks. Amounts are HINCRBYFLOAT floats; a job with no tenant counts under
+# tenants.fairness.NO_TENANT ("*"). Units: tokens (input + output), input_tokens, output_tokens, images, usd.
+USAGE_PREFIX = "genqueue:usage:"
+USAGE_FIELD_SEP = "\t"  # field of an hour bucket: tenant \t task \t limit key ("" when none) \t unit
+USAGE_HOUR_TTL_S = 35 * 86400
+USAGE_DAY_TTL_S = 3 * 86400
+USAGE_MONTH_TTL_S = 40 * 86400
+
+
+def usage_hour(hour: int) -> str:
+    """HASH of one hour's usage (hour = unix seconds // 3600): "tenant\\ttask\\tkey\\tunit" -> amount."""
+    return f"{USAGE_PREFIX}h:{hour}"
+
+
+def usage_tenant_day(tenant: str, day: int) -> str:
+    """HASH of a tenant's usage in one UTC day (day = unix seconds // 86400): unit -> amount (budgets' /d)."""
+    return f"{USAGE_PREFIX}tenant:{tenant}:d:{day}"
+
+
+def usage_tenant_month(tenant: str, month: str) -> str:
+    """HASH of a tenant's usage in one UTC calendar month (month = "YYYYMM"): unit -> amount (budgets' /month)."""
+    return f"{USAGE_PREFIX}tenant:{tenant}:m:{month}"
+
+
+BUDGETS = "genqueue:budgets"  # HASH tenant -> JSON of its budgets (usage/budgets.py)
