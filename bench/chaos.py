@@ -119,9 +119,9 @@ class ChaosResult:
         )
 
 
-def _payloads(n: int, rng: random.Random, model: str, down_jobs: int = 0, down_until: float = 0.0):
+def _payloads(n: int, rng: random.Random, model: str, down_jobs: int = 0, down_flag: str = ""):
     """The mix; with down_jobs, that many of the n (spread evenly) go to the model `<model>-down`, whose
-    provider answers 503 until down_until, then succeeds: the breaker's outage."""
+    provider answers 503 while the run holds `down_flag` up, then succeeds: the breaker's outage."""
     weights = [w for w, _, _ in MIX]
     stride = max(1, n // down_jobs) if down_jobs else 0
     for i in range(n):
@@ -131,7 +131,7 @@ def _payloads(n: int, rng: random.Random, model: str, down_jobs: int = 0, down_u
                 {
                     "prompt": f"chaos {i}",
                     "user_id": f"u{i % 17}",
-                    "simulate": [f"down_until={down_until}"],
+                    "simulate": [f"down_while={down_flag}"],
                     "model": f"{model}-down",
                 },
                 None,
@@ -193,8 +193,10 @@ def run_chaos(
     `concurrent` N: one of the `workers` is a `--concurrency N` worker. `limit_concurrency` / `limit_rate`:
     declared on the run's limit key; `provider_rate`: the simulated provider's own limit (429 beyond it).
     `down_jobs`: that many of the jobs use a second key, `simulated:<queue>-down` (breaker cooldown 1 s),
-    whose provider is down (503) for the run's first `down_for_s`: its breaker must open, probe, reopen
-    and close while workers and the server are killed, and the outage must dead-letter none of them."""
+    whose provider is down (503) for at least the run's first `down_for_s` and until its breaker has opened,
+    let two probes through and held jobs (at most 5 x `down_for_s`, so a slow machine still sees the whole
+    cycle): it must open, probe, reopen and close while workers and the server are killed, and the outage
+    must dead-letter none of them."""
     from genqueue.backend import keys
     from genqueue.backend.connection import EmbeddedServer, connect_url
     from genqueue.backend.outage import PatientRetry
@@ -222,8 +224,10 @@ def run_chaos(
         set_limits(conn, down_key, cooldown_s=1.0)
     conn.delete(keys.SIM_WINDOW, keys.SIM_STATS)
     rng = random.Random(seed)
-    down_until = time.time() + 2.0 + down_for_s  # the workers start within ~2 s of the enqueue
-    ids, first_ok, down_ids = _enqueue_all(conn, queue, _payloads(jobs, rng, model, down_jobs, down_until), model)
+    down_flag = f"{queue}-down"
+    if down_jobs:
+        conn.set(keys.sim_down(down_flag), 1, ex=int(deadline_s) + 60)
+    ids, first_ok, down_ids = _enqueue_all(conn, queue, _payloads(jobs, rng, model, down_jobs, down_flag), model)
 
     pool = _Pool(env, queue, workers, concurrent)
     started = time.monotonic()
@@ -242,6 +246,7 @@ def run_chaos(
         freezes=freezes,
         freeze_s=freeze_s,
     )
+    outage = _Outage(conn, down_key, keys.sim_down(down_flag), started, down_for_s) if down_jobs else None
     try:
         while True:
             finished, dead = _terminal_counts(conn, store, ids)
@@ -250,6 +255,8 @@ def run_chaos(
             now = time.monotonic()
             if now - started > deadline_s:
                 break
+            if outage is not None:
+                outage.tick(now)
             time.sleep(0.1 if mayhem.tick(now, finished + dead) else 0.01)
     finally:
         elapsed = time.monotonic() - started
@@ -273,6 +280,37 @@ def run_chaos(
         down_jobs=len(down_ids),
     )
     return _audit(conn, store, queue, ids, first_ok, result, set(pool.names), set(down_ids))
+
+
+class _Outage:
+    """Ends the down key's provider outage once the breaker has been seen through its cycle (opened, two
+    probes let through, jobs held) and `down_for_s` has passed, or at 5 x `down_for_s` whatever it saw."""
+
+    def __init__(self, conn, down_key: str, flag_key: str, started: float, down_for_s: float):
+        self.conn, self.down_key, self.flag_key = conn, down_key, flag_key
+        self.not_before, self.at_latest = started + down_for_s, started + 5 * down_for_s
+        self.next_look = 0.0
+        self.over = False
+
+    def tick(self, now: float) -> None:
+        from genqueue.limits.store import describe
+
+        if self.over or now < self.not_before or now < self.next_look:
+            return
+        self.next_look = now + 0.5
+        try:
+            [row] = describe(self.conn, self.down_key)
+        except Exception:  # noqa: BLE001 - the server may be down mid-chaos: look again at the next tick
+            return
+        seen = row["counters"]
+        if now >= self.at_latest or (
+            seen.get("breaker_opens", 0) >= 1 and seen.get("probes", 0) >= 2 and seen.get("held", 0) > 0
+        ):
+            try:
+                self.conn.delete(self.flag_key)
+                self.over = True
+            except Exception:  # noqa: BLE001 - as above
+                return
 
 
 def _enqueue_all(conn, queue: str, payloads, model: str) -> tuple[list[str], set[str], list[str]]:

@@ -203,6 +203,11 @@ SIM_WINDOW = "genqueue:sim:window"  # ZSET: the calls of the current window
 SIM_STATS = "genqueue:sim:stats"  # HASH: calls, rate_limited (what the provider saw)
 
 
+def sim_down(flag: str) -> str:
+    """STRING: while it exists, the simulated outcome `down_while=<flag>` answers 503."""
+    return f"genqueue:sim:down:{flag}"
+
+
 # -- provider limits (limits/lua/limits.lua lists the keys under each prefix) -------------------------------
 LIMITS_KNOWN = "genqueue:limits"  # SET of limit keys ever used or configured
 LIMITS_WAKE = "genqueue:limits:wake"  # ZSET limit key -> when to look at its parked jobs again (ms)
@@ -243,4 +248,4 @@ def usage_tenant_month(tenant: str, month: str) -> str:
     return f"{USAGE_PREFIX}tenant:{tenant}:m:{month}"
 
 
-BUDGETS = "genqueue:budgets"  # HASH tenant -> JSON of its budgets (usage/budgets.py)
+BUDGETS = "genqueue:budgets"  # HASH tenant -> JSON of its budgets (the budgets module of usage/)

@@ -6,7 +6,9 @@ seeded by job id and attempt so a run is reproducible.
 
 Outcomes: ok, 429, 429:retry_after=N, 500, 502, 503, timeout, reset, 401, 422, crash (the work horse
 SIGKILLs itself), sleep=N (sleep N seconds, then succeed), down_until=T (a 503 until the Unix time T, then
-success: an outage of a set length, whichever attempt it meets — the breaker's chaos test).
+success: an outage of a set length, whichever attempt it meets), down_while=NAME (a 503 while the Redis key
+`genqueue:sim:down:NAME` exists: an outage that whoever runs it ends, e.g. the breaker's chaos test once it has
+seen the breaker open and probe, whatever the machine's speed).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class Outcome:
     retry_after: float | None = None
     sleep_s: float = 0.0
     until: float = 0.0
+    down_flag: str = ""
 
 
 def parse_outcome(text: Any) -> Outcome:
@@ -85,6 +88,11 @@ def parse_outcome(text: Any) -> Outcome:
         return Outcome("sleep", sleep_s=_number(text.split("=", 1)[1], text))
     if text.startswith("down_until="):
         return Outcome("down", until=_number(text.split("=", 1)[1], text))
+    if text.startswith("down_while="):
+        flag = text.split("=", 1)[1]
+        if not flag or len(flag) > 100:
+            raise InvalidInput(f"bad flag name in simulate outcome {text!r}")
+        return Outcome("down_while", down_flag=flag)
     raise InvalidInput(f"unknown simulate outcome {text!r}")
 
 
@@ -160,6 +168,15 @@ class SimulatedProvider:
         if wait_ms:
             raise ProviderError(429, MESSAGES[429], retry_after=max(0.001, int(wait_ms) / 1000))
 
+    @staticmethod
+    def _flag_up(flag: str) -> bool:
+        from rq import get_current_job
+
+        from ...backend import keys
+
+        job = get_current_job()
+        return bool(job is not None and job.connection.exists(keys.sim_down(flag)))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SimulatedProvider:
         rates = parse_rates(env["GENQUEUE_SIM_RATES"]) if env.get("GENQUEUE_SIM_RATES") else None
@@ -188,6 +205,8 @@ class SimulatedProvider:
         name = outcome.name
         if name == "down":
             name = "503" if time.time() < outcome.until else "ok"
+        elif name == "down_while":
+            name = "503" if self._flag_up(outcome.down_flag) else "ok"
         if name == "crash":
             os.kill(os.getpid(), signal.SIGKILL)
         if name == "sleep":

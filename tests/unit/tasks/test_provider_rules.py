@@ -124,6 +124,11 @@ def test_the_simulated_outage_is_a_503_until_its_time_then_success():
     assert err.value.status_code == 503
     over = {"prompt": "p", "simulate": [f"down_until={time.time() - 1}"]}
     assert sim.call(over, attempt=1, job_id="j")["attempt"] == 1
+    from genqueue.tasks.providers.simulated import parse_outcome
+
+    assert parse_outcome("down_while=chaos-1").down_flag == "chaos-1"
+    with pytest.raises(InvalidInput):
+        parse_outcome("down_while=")
 
 
 @pytest.mark.parametrize(
