@@ -59,7 +59,7 @@ def list_budgets(who: Principal = Depends(principal), state: ServiceState = Depe
 
 @router.get("/api/budgets/{tenant}", summary="A tenant's budget (admins, or the tenant itself)")
 def read_budget(tenant: str, who: Principal = Depends(principal), state: ServiceState = Depends(service)) -> dict:
-    check_access(who, tenant, f"the budget of {tenant}")
+    check_access(who, tenant, "this budget")  # its name is not echoed to another tenant
     budget = get_budget(state.connection, tenant)
     if budget is None:
         raise NotFound(f"tenant {tenant} has no budget")

@@ -22,7 +22,7 @@ def top_series(series: Mapping[str, Sequence[float]], most: int = MAX_LINES) -> 
 
 
 def line_chart(
-    hours: Sequence[int], series: Mapping[str, Sequence[float]], width: int = 720, height: int = 220
+    hours: Sequence[int], series: Mapping[str, Sequence[float]], width: int = 1100, height: int = 260
 ) -> dict[str, Any]:
     """Polylines of each series over the hours (oldest first), a y axis from 0 to the largest value, and a
     few hour labels along x (UTC)."""

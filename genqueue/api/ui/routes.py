@@ -29,7 +29,7 @@ from ...tenants import credits
 from ...tenants.tenancy import check_access
 from ...usage.budget_store import all_budgets
 from ...usage.budget_store import describe as describe_budget
-from ...usage.budgets import UNITS, check_tenant, check_unit
+from ...usage.budgets import UNITS, check_tenant, check_unit, number
 from ...usage.store import series as usage_series
 from ...usage.store import totals as usage_totals
 from ..deps import ServiceState, count_request, service
@@ -62,6 +62,7 @@ def time_left(seconds: float | None) -> str:
 
 
 templates.env.filters["time_left"] = time_left
+templates.env.filters["amount"] = lambda value: number(round(float(value), 4))
 
 
 class NeedsLogin(Exception):
