@@ -1,8 +1,8 @@
 """Budgets, the pure rules: "50/d" and "2M/month" parsed, the period a moment falls in (the id of its usage
 bucket, backend/keys.py) and when that period resets, and the check of a tenant's spend against its budget.
 
-A budget caps one unit (tokens, input_tokens, output_tokens, images, usd) per UTC day (`/d`) or UTC calendar
-month (`/month`; `/m` is read as month too: a budget has no minute). When any of a tenant's caps is reached,
+A budget caps one unit (tokens, input_tokens, output_tokens, images, usd) per UTC day ("/d") or UTC calendar
+month ("/month"; "/m" is read as month too: a budget has no minute). When any of a tenant's caps is reached,
 its new jobs are refused (`refuse`, HTTP 402) or parked until the period resets (`park`: scheduled for the
 reset). No Redis here: `usage/budget_store.py` reads and writes.
 """

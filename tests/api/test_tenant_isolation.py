@@ -218,19 +218,19 @@ class Isolation(RuleBasedStateMachine):
         views = {a: self.admin_get(f"/api/budgets/{self.tenant[a]}") for a in OTHER}
         return {a: [(c["unit"], c["period"], c["limit"]) for c in v["caps"]] for a, v in views.items()}
 
-    @rule(who=who_, target=who_, query=st.sampled_from(["", "?tenant={t}", "?by=task,key&tenant={t}"]))
-    def read_usage_and_budget(self, who, target, query):
-        r = self.call(who, "GET", "/api/usage" + query.format(t=self.tenant[target]))
+    @rule(who=who_, whose=who_, query=st.sampled_from(["", "?tenant={t}", "?by=task,key&tenant={t}"]))
+    def read_usage_and_budget(self, who, whose, query):
+        r = self.call(who, "GET", "/api/usage" + query.format(t=self.tenant[whose]))
         assert r.status_code == 200 and r.json()["tenant"] == self.tenant[who], r.text  # 5
         if "task" in query:
             assert f"{self.tenant[who]}-task" in {row["task"] for row in r.json()["data"]}, r.text
-        r = self.call(who, "GET", f"/api/budgets/{self.tenant[target]}")
-        assert r.status_code == (200 if target == who else 403), r.text
+        r = self.call(who, "GET", f"/api/budgets/{self.tenant[whose]}")
+        assert r.status_code == (200 if whose == who else 403), r.text
         assert [b["tenant"] for b in self.call(who, "GET", "/api/budgets").json()["data"]] == [self.tenant[who]]
 
-    @rule(who=who_, target=who_, clear=st.booleans())
-    def change_a_budget(self, who, target, clear):
-        path = f"/api/budgets/{self.tenant[target]}"
+    @rule(who=who_, whose=who_, clear=st.booleans())
+    def change_a_budget(self, who, whose, clear):
+        path = f"/api/budgets/{self.tenant[whose]}"
         r = self.call(who, "DELETE", path) if clear else self.call(who, "PUT", path, {"usd": "0.01/d"})
         assert r.status_code == 403, r.text  # admins only
         assert self.budget_view() == self.budgets  # 5

@@ -99,3 +99,18 @@ def test_the_check_finds_reached_caps_and_the_latest_reset():
 def test_numbers_read_plainly_and_no_tenant_is_the_fair_pops():
     assert (number(2_000_000.0), number(0.5), number(12.125)) == ("2000000", "0.5", "12.125")
     assert NO_TENANT == TENANTS_NO_TENANT
+
+
+@pytest.mark.parametrize("tenant", ["acme", "*", "a" * 200, "", "a" * 201, "two words", "tab\there"])
+def test_the_tenant_rule_is_the_credits_one(tenant):
+    from genqueue.tenants.credits import check_tenant as credits_rule
+    from genqueue.usage.budgets import check_tenant
+
+    def verdict(rule) -> bool:
+        try:
+            rule(tenant)
+        except InvalidInput:
+            return False
+        return True
+
+    assert verdict(check_tenant) == verdict(credits_rule)
