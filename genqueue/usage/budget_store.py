@@ -1,8 +1,9 @@
 """Budgets in Redis: `genqueue budgets set|show|clear` and /api/budgets write and read one hash (tenant ->
 the budget's JSON, keys.BUDGETS), and `admit` is the check every enqueue of a tenant's new job makes.
 
-`admit` is one pipelined round trip of O(1) reads — the tenant's budget (HGET) and its current day and month
-totals (two HGETALLs of a few fields) — and the pure `budgets.check`. A reached cap is logged once and counted
+`admit` costs a tenant without a budget nothing (the budgets are cached per process for at most a second)
+and one with a budget one round trip of O(1) reads — its current day and month totals (two HGETALLs of a few
+fields) — and the pure `budgets.check`. A reached cap is logged once and counted
 once per tenant, unit and period (the first enqueue to see it sets a marker with SET NX), and every job it
 refuses or parks is counted (keys.BUDGET_BREACHES, exported by /metrics).
 """
@@ -28,6 +29,7 @@ MARKER_MARGIN_S = 3600  # a breach marker outlives its period by this: no second
 def set_budget(connection: Redis, tenant: str, budget: Budget) -> Budget:
     """Replace the tenant's budget ("*": the jobs with no tenant); it applies from the next enqueue."""
     connection.hset(keys.BUDGETS, check_tenant(tenant), budget.to_json())
+    _cache.clear()
     return budget
 
 
@@ -42,6 +44,7 @@ def all_budgets(connection: Redis) -> dict[str, Budget]:
 
 def clear_budget(connection: Redis, tenant: str) -> None:
     """NotFound when the tenant has no budget."""
+    _cache.clear()
     if not connection.hdel(keys.BUDGETS, check_tenant(tenant)):
         raise NotFound(f"tenant {tenant} has no budget")
 
@@ -72,17 +75,21 @@ def describe(connection: Redis, tenant: str, budget: Budget, now: float | None =
 def admit(connection: Redis, tenant: str | None, now: float | None = None) -> float | None:
     """The budget check of one new job of `tenant` (None: the jobs with no tenant, "*"). None: enqueue it now;
     a unix time: park it until then (its budget is spent and says `park`). Raises BudgetSpent (402) when
-    it is spent and says `refuse`."""
+    it is spent and says `refuse`.
+
+    A tenant without a budget costs no round trip: the budgets are read whole (one small hash, admins
+    write it) at most once per BUDGETS_CACHE_S per process and connection pool; `set_budget` and
+    `clear_budget` drop this process's copy, so a change made elsewhere applies within that time. A tenant
+    with a budget costs one round trip: its current day and month totals, always read fresh."""
     now = time.time() if now is None else now
     name = tenant or NO_TENANT
+    budget = budgets_now(connection).get(name)
+    if budget is None:
+        return None
     with connection.pipeline(transaction=False) as pipe:
-        pipe.hget(keys.BUDGETS, name)
         pipe.hgetall(keys.usage_tenant_day(name, day_of(now)))
         pipe.hgetall(keys.usage_tenant_month(name, month_of(now)))
-        raw, day, month = pipe.execute()
-    if raw is None:
-        return None
-    budget = Budget.from_json(raw)
+        day, month = pipe.execute()
     breach = check(budget, {"d": as_amounts(day), "month": as_amounts(month)}, now)
     if breach is None:
         return None
@@ -90,6 +97,21 @@ def admit(connection: Redis, tenant: str | None, now: float | None = None) -> fl
     if budget.when_spent == "park":
         return breach.resets_at
     raise refusal(name, breach)
+
+
+BUDGETS_CACHE_S = 1.0
+_cache: dict[int, tuple[float, dict[str, Budget]]] = {}  # id(connection pool) -> (read at, budgets)
+
+
+def budgets_now(connection: Redis) -> dict[str, Budget]:
+    """Every budget, as read at most BUDGETS_CACHE_S ago by this process over this connection pool."""
+    pool = id(connection.connection_pool)
+    read_at, found = _cache.get(pool, (0.0, {}))
+    if time.monotonic() - read_at < BUDGETS_CACHE_S:
+        return found
+    found = all_budgets(connection)
+    _cache[pool] = (time.monotonic(), found)
+    return found
 
 
 def _record(connection: Redis, tenant: str, budget: Budget, breach: Breach, now: float) -> None:

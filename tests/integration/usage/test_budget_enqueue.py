@@ -114,3 +114,20 @@ def test_usage_cli_equals_the_buckets(env, conn):
     assert t in table and "0.75" in table and "42" in table
     bad = run_cli(env, "usage", "--by", "colour")
     assert bad.code == 2 and bad.stderr.startswith("error: ")
+
+
+def test_a_parked_job_runs_on_a_real_worker_once_the_reset_is_due(env, conn, settings):
+    """The reset arriving is the scheduled time passing: the job's score is moved to now (as the clock would),
+    and a real burst worker's scheduler brings it to the queue and runs it like any scheduled job."""
+    from genqueue.jobs.status import job_status
+    from tests.api.test_jobs_api import drain
+
+    t = f"r-{uuid.uuid4().hex[:6]}"
+    set_budget(conn, t, budget("park", ("images", "2/d")))
+    record(conn, t, "images", 2)
+    job_id = enqueue(conn, settings.queue, {"prompt": "p"}, tenant=t).id
+    drain(env)
+    assert fetch_job(conn, job_id).get_status() == JobStatus.SCHEDULED  # not before its reset
+    conn.zadd(keys.rq_scheduled(settings.queue), {job_id: int(time.time()) - 1}, xx=True)
+    drain(env)
+    assert job_status(conn, None, job_id)["status"] == "finished"
