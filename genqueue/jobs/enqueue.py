@@ -32,7 +32,7 @@ from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fetch_job, make_queue
 from ..backend.replies import text
-from ..errors import Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound, UnknownTaskName
+from ..errors import BudgetSpent, Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound, UnknownTaskName
 from ..limits.rules import generate_key, render_key
 from ..limits.store import check_new_key
 from ..retry.meta import gq, new_meta
@@ -254,9 +254,16 @@ def enqueue_call(
         raise InvalidInput("max_retries must be 0 or more")
     when = at or (datetime.now(UTC) + in_ if in_ else None)
     admit_limit_keys(connection, {limit_key_of(call.func, call.args, call.kwargs)})
-    when = within_budget(
-        connection, job_tenant(meta["genqueue"], call.args[0] if call.args else call.kwargs), meta, when
-    )
+    try:
+        when = within_budget(
+            connection, job_tenant(meta["genqueue"], call.args[0] if call.args else call.kwargs), meta, when
+        )
+    except BudgetSpent:
+        existing = fetch_job(connection, job_id) if job_id is not None else None
+        if existing is None or existing.get_status(refresh=False) not in LIVE_STATUSES:
+            raise
+        _check_owner(existing.id, owner_of(existing), as_tenant)  # an idempotent repeat of a live job: that job
+        return EnqueueResult(existing, False)
     queue = make_queue(connection, queue_name)
 
     def build() -> Job:

@@ -79,6 +79,8 @@ def test_a_spent_budget_answers_402_at_enqueue_and_is_in_metrics(client, token, 
     assert r.status_code == 402, r.json()
     error = r.json()["error"]
     assert error["code"] == "BUDGET_SPENT" and error["retryable"] is False and "budget is spent" in error["message"]
+    run = client.post("/api/runs", json={"items": [{"prompt": "p"}]}, headers=alice)
+    assert run.status_code == 402 and run.json()["error"]["code"] == "BUDGET_SPENT"
     metrics = client.get("/metrics").text
     assert f'genqueue_budget_spent{{tenant="{a}"}} 1.0' in metrics
     assert f'genqueue_budget_used{{period="d",tenant="{a}",unit="usd"}} 2.0' in metrics

@@ -30,15 +30,18 @@ def test_a_spent_refuse_budget_refuses_new_jobs_in_python_and_counts_the_breach_
     set_budget(conn, t, budget())
     record(conn, t, "usd", 9.99)
     assert enqueue(conn, settings.queue, {"prompt": "p"}, tenant=t).created  # under the cap: accepted
+    first = enqueue(conn, settings.queue, {"prompt": "p"}, tenant=t, job_id=f"{t}-1")
     before = breach_counts(conn)
     record(conn, t, "usd", 0.01)
     for _ in range(2):
         with pytest.raises(BudgetSpent) as caught:
             enqueue(conn, settings.queue, {"prompt": "p"}, tenant=t)
     assert "usd 10 of 10 this day" in str(caught.value) and "nothing was enqueued" in str(caught.value)
+    again = enqueue(conn, settings.queue, {"prompt": "p"}, tenant=t, job_id=f"{t}-1")  # an idempotent repeat
+    assert (again.created, again.id) == (False, first.id)  # of a live job returns it, spent or not
     after = breach_counts(conn)
     assert after.get("usd:d", 0) - before.get("usd:d", 0) == 1  # once per tenant and period
-    assert after.get("refused", 0) - before.get("refused", 0) == 2
+    assert after.get("refused", 0) - before.get("refused", 0) == 3  # the check's refusals (the repeat's too)
     assert conn.exists(keys.budget_breach(t, "usd", "d", period_id("d", time.time())))
     with pytest.raises(BudgetSpent):  # a run too
         submit(conn, settings.queue, [{"prompt": "p"}], ttl_s=600, tenant=t)
