@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name loads its m
     from .backend.connection import connect
     from .dlq.replay import replay
     from .dlq.store import DLQStore, Filters
+    from .errors import BudgetSpent
     from .jobs.enqueue import EnqueueResult, enqueue, enqueue_many, enqueue_task
     from .jobs.events import JobDeadLettered
     from .jobs.manual_retry import retry_job
@@ -38,6 +39,7 @@ __version__ = installed_version()  # the one version: pyproject.toml's, from the
 
 _EXPORTS = {
     "Settings": "genqueue.settings",
+    "BudgetSpent": "genqueue.errors",
     "connect": "genqueue.backend.connection",
     "enqueue": "genqueue.jobs.enqueue",
     "EnqueueResult": "genqueue.jobs.enqueue",
@@ -75,6 +77,7 @@ _EXPORTS = {
 _ALIASES = {"submit_run": "submit", "run_snapshot": "snapshot"}  # public name -> name in its module
 
 __all__ = [  # _EXPORTS' keys, spelled out for type checkers and linters
+    "BudgetSpent",
     "DLQStore",
     "EnqueueResult",
     "ErrorKind",

@@ -55,6 +55,17 @@ class InsufficientCredits(Conflict):
     code = "INSUFFICIENT_CREDITS"
 
 
+class BudgetSpent(InsufficientCredits):
+    """The tenant's budget for the period is spent and it refuses new jobs (HTTP 402, exit 4); nothing was
+    enqueued. `resets_at`: the unix time the period ends (genqueue budgets, usage/budgets.py)."""
+
+    code = "BUDGET_SPENT"
+
+    def __init__(self, message: str, resets_at: float = 0.0) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
+
+
 class ServerUnavailable(GenqueueError):
     exit_code = 5
     code = "UNAVAILABLE"

@@ -23,7 +23,7 @@ from . import errors
 from .config import ApiConfig
 from .deps import ServiceState
 from .ratelimit import RateLimiter
-from .routes import dlq, events, health, jobs, limits, metrics, runs, tenants
+from .routes import dlq, events, health, jobs, limits, metrics, runs, tenants, usage
 from .ui import routes as ui_routes
 
 
@@ -72,6 +72,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, connection: 
         dlq.router,
         limits.router,
         tenants.router,
+        usage.router,
         metrics.router,
         ui_routes.router,
     ):

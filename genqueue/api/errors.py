@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
+    BudgetSpent,
     Conflict,
     CorruptEntry,
     Forbidden,
@@ -45,6 +46,7 @@ STATUS: list[tuple[type[GenqueueError], int, str]] = [
     (UnknownTaskName, 404, "NOT_FOUND"),
     (InvalidInput, 400, "VALIDATION_ERROR"),
     (NotFound, 404, "NOT_FOUND"),
+    (BudgetSpent, 402, "BUDGET_SPENT"),
     (InsufficientCredits, 402, "INSUFFICIENT_CREDITS"),
     (Conflict, 409, "CONFLICT"),
     (NotDurable, 503, "NOT_DURABLE"),

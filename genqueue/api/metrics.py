@@ -8,7 +8,10 @@ Exported: queue depth by state, workers alive, DLQ size and oldest age and the D
 finished; failed attempts and retries by kind; dead-lettered by kind and reason; the attempt-duration
 histogram — `backend/counters.py`, each incremented in the MULTI of the move it counts), per provider limit
 key its in-flight and parked jobs, its state (closed, paused, open, half-open: 1 for the current one) and its
-totals (throttled, paused, 429s, breaker opens), and the API's requests by route and status (in-process).
+totals (throttled, paused, 429s, breaker opens), the API's requests by route and status (in-process), and
+usage and budgets: every tenant's usage this UTC hour per unit, and — labelled by tenant only for the tenants an
+admin gave a budget, so the labels stay bounded whatever tenants send — each cap's limit and what was used
+against it this period, the breaches (once per tenant, unit and period) and the jobs refused or parked.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from ..backend import counters, keys
 from ..backend.keys import DLQKeys
 from ..dlq.replay import REFUSED
 from ..limits.store import describe as describe_limits
+from ..usage.budget_store import all_budgets, breach_counts
+from ..usage.budget_store import describe as describe_budget
+from ..usage.store import current_hour
 
 DLQ_COUNTERS = {"expired": "genqueue_dlq_expired_total", "evicted": "genqueue_dlq_evicted_total"}
 LIMIT_STATES = ("closed", "paused", "open", "half-open")  # genqueue_limit_state: one series each, 1 for the current
@@ -152,6 +158,44 @@ class RedisCollector:
                     family.add_metric([key], counted.get(field, 0))
         yield from (in_flight, parked, state, *totals.values())
 
+    @staticmethod
+    def _usage_families(connection: Redis):
+        hour = GaugeMetricFamily(
+            "genqueue_usage_current_hour", "Usage recorded this UTC hour, every tenant together", labels=["unit"]
+        )
+        for unit, amount in current_hour(connection).items():
+            hour.add_metric([unit], amount)
+        limit = GaugeMetricFamily(
+            "genqueue_budget_limit", "A budget's cap (tenants with a budget only)", labels=["tenant", "unit", "period"]
+        )
+        used = GaugeMetricFamily(
+            "genqueue_budget_used",
+            "Used this period against a budget's cap (tenants with a budget only)",
+            labels=["tenant", "unit", "period"],
+        )
+        spent = GaugeMetricFamily("genqueue_budget_spent", "1 while a tenant's budget is spent", labels=["tenant"])
+        for tenant, budget in all_budgets(connection).items():
+            row = describe_budget(connection, tenant, budget)
+            spent.add_metric([tenant], 1 if row["spent"] else 0)
+            for cap in row["caps"]:
+                limit.add_metric([tenant, cap["unit"], cap["period"]], cap["limit"])
+                used.add_metric([tenant, cap["unit"], cap["period"]], cap["used"])
+        counted = breach_counts(connection)
+        breaches = CounterMetricFamily(
+            "genqueue_budget_breaches",
+            "Budget caps reached, counted once per tenant, unit and period",
+            labels=["unit", "period"],
+        )
+        jobs = CounterMetricFamily(
+            "genqueue_budget_jobs", "New jobs a spent budget refused or parked", labels=["action"]
+        )
+        for action in ("refused", "parked"):
+            jobs.add_metric([action], counted.pop(action, 0))
+        for name, n in sorted(counted.items()):
+            unit, _, period = name.partition(":")
+            breaches.add_metric([unit, period], n)
+        yield from (hour, limit, used, spent, breaches, jobs)
+
     def collect(self):
         data = read(self.connection, self.queues)
         limit_rows = describe_limits(self.connection)
@@ -184,6 +228,7 @@ class RedisCollector:
         yield from (depth, workers, entries, oldest, replays, *dlq_counters.values())
         yield from self._transition_families(data)
         yield from self._limit_families(limit_rows)
+        yield from self._usage_families(self.connection)
         if self.api_requests is not None:
             requests = CounterMetricFamily(
                 "genqueue_api_requests", "HTTP requests by route and status", labels=["route", "status"]

@@ -248,4 +248,11 @@ def usage_tenant_month(tenant: str, month: str) -> str:
     return f"{USAGE_PREFIX}tenant:{tenant}:m:{month}"
 
 
-BUDGETS = "genqueue:budgets"  # HASH tenant -> JSON of its budgets (the budgets module of usage/)
+BUDGETS = "genqueue:budgets"  # HASH tenant -> JSON of its budgets (usage/budgets.py)
+BUDGET_BREACHES = "genqueue:budgets:breaches"  # HASH: "unit:period" -> breaches counted; "refused"/"parked" -> jobs
+
+
+def budget_breach(tenant: str, unit: str, period: str, period_id: str) -> str:
+    """STRING marker set NX by the first enqueue that finds the cap reached: the breach is logged and counted
+    once per tenant, unit and period (expires with the period's usage bucket)."""
+    return f"genqueue:budgets:breach:{tenant}:{unit}:{period}:{period_id}"

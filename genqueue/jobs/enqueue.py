@@ -32,7 +32,7 @@ from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fetch_job, make_queue
 from ..backend.replies import text
-from ..errors import Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound, UnknownTaskName
+from ..errors import BudgetSpent, Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound, UnknownTaskName
 from ..limits.rules import generate_key, render_key
 from ..limits.store import check_new_key
 from ..retry.meta import gq, new_meta
@@ -45,6 +45,7 @@ from ..tasks.registry import TaskSpec, bind, lookup, resolve_name
 from ..tenants.fair import adopt
 from ..tenants.fairness import DEFAULT_PRIORITY, check_priority
 from ..tenants.tenancy import entry_tenant, job_tenant
+from ..usage.budget_store import admit, refuse_batch
 from .submit import IdTaken, submit
 
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
@@ -253,6 +254,16 @@ def enqueue_call(
         raise InvalidInput("max_retries must be 0 or more")
     when = at or (datetime.now(UTC) + in_ if in_ else None)
     admit_limit_keys(connection, {limit_key_of(call.func, call.args, call.kwargs)})
+    try:
+        when = within_budget(
+            connection, job_tenant(meta["genqueue"], call.args[0] if call.args else call.kwargs), meta, when
+        )
+    except BudgetSpent:
+        existing = fetch_job(connection, job_id) if job_id is not None else None
+        if existing is None or existing.get_status(refresh=False) not in LIVE_STATUSES:
+            raise
+        _check_owner(existing.id, owner_of(existing), as_tenant)  # an idempotent repeat of a live job: that job
+        return EnqueueResult(existing, False)
     queue = make_queue(connection, queue_name)
 
     def build() -> Job:
@@ -288,6 +299,18 @@ def enqueue_call(
                 return EnqueueResult(existing, False)
             _delete_if_done(connection, existing, as_tenant)
     raise Conflict(f"job {job_id} keeps changing state; try again")
+
+
+def within_budget(connection: Redis, tenant: str | None, meta: dict, when: datetime | None) -> datetime | None:
+    """The budget check (usage/budget_store.admit): BudgetSpent when the tenant's budget is spent and refuses;
+    when it parks, the job is scheduled for the period's reset (or later, if it was already scheduled later)
+    and its bookkeeping says so (`budget_parked_until`)."""
+    resets = admit(connection, tenant)
+    if resets is None:
+        return when
+    meta["genqueue"]["budget_parked_until"] = resets
+    reset = datetime.fromtimestamp(resets, UTC)
+    return reset if when is None or when.astimezone(UTC) < reset else when
 
 
 def _check_owner(job_id: str, owner: str | None, as_tenant: str | None) -> None:
@@ -330,6 +353,7 @@ def enqueue_many(
     for payload in payloads:
         validate_payload(payload)
     admit_limit_keys(connection, {limit_key_of(JOB_FUNC, [p], {}) for p in payloads})
+    refuse_batch(connection, None, "enqueue_many")  # jobs with no tenant: the "*" budget, if any
     queue = make_queue(connection, queue_name)
     ids: list[str] = []
     for start in range(0, len(payloads), batch):

@@ -57,6 +57,7 @@ from ..tenants.credits import require as require_credits
 from ..tenants.fair import adopt
 from ..tenants.fairness import DEFAULT_PRIORITY, check_priority
 from ..tenants.tenancy import entry_tenant
+from ..usage.budget_store import refuse_batch
 from .rules import (
     ACTIVE,
     CORRUPT,
@@ -365,6 +366,7 @@ def submit(
         check(payload)
     func = task or JOB_FUNC
     admit_limit_keys(connection, {limit_key_of(func, [p] if task is None else [], p if task else {}) for p in payloads})
+    refuse_batch(connection, tenant, "a run")
     digest = run_digest(payloads, max_retries, task)
     run_id = check_run_id(run_id) if run_id else default_run_id(digest)
     wanted = Run(

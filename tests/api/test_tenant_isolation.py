@@ -9,7 +9,9 @@ so "unchanged" below is exact equality of the admin's reads. Checked on every st
    before; every object carries its creator's tenant and payload marker, and a run shows no other
    tenant's job (not among its failed items, not counted in a job status);
 3. a refused step (any 4xx, 403 in particular) changes nothing at all;
-4. credits go only from the caller's own balance, one per charged item, and only for its own items.
+4. credits go only from the caller's own balance, one per charged item, and only for its own items;
+5. usage and budgets: a tenant's /api/usage is its own whatever tenant it names, another tenant's budget is
+   403, and no tenant can set or clear a budget (each tenant's budget and usage stay as the admin set them).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from hypothesis.stateful import (
 
 from tests.api.conftest import SECRET
 from tests.helpers import run_cli, wait_for
+from tests.usage_helpers import record as record_usage
 
 OTHER = {"alice": "bob", "bob": "alice"}
 RUNS = ("r0", "r1")
@@ -80,6 +83,10 @@ class Isolation(RuleBasedStateMachine):
         self.credits = dict.fromkeys(OTHER, CREDITS)
         for a in OTHER:
             credits.set_balance(ctx.conn, self.tenant[a], CREDITS)
+            r = ctx.client.put(f"/api/budgets/{self.tenant[a]}", json={"usd": "1000000/d"}, headers=self.admin)
+            assert r.status_code == 200, r.text
+            record_usage(ctx.conn, self.tenant[a], "usd", 1.5, task=f"{self.tenant[a]}-task")
+        self.budgets = self.budget_view()
         self.markers = itertools.count()
         self.view = dict.fromkeys(KEYS)  # the admin's reads (fresh ids: nothing yet)
 
@@ -206,6 +213,27 @@ class Isolation(RuleBasedStateMachine):
             if owner is not None and owner != who:
                 r = self.call(who, "GET", path, None, touched)
                 assert r.status_code in (403, 404), f"{who} read {owner}'s events: {r.status_code} {r.text}"
+
+    def budget_view(self) -> dict:
+        views = {a: self.admin_get(f"/api/budgets/{self.tenant[a]}") for a in OTHER}
+        return {a: [(c["unit"], c["period"], c["limit"]) for c in v["caps"]] for a, v in views.items()}
+
+    @rule(who=who_, whose=who_, query=st.sampled_from(["", "?tenant={t}", "?by=task,key&tenant={t}"]))
+    def read_usage_and_budget(self, who, whose, query):
+        r = self.call(who, "GET", "/api/usage" + query.format(t=self.tenant[whose]))
+        assert r.status_code == 200 and r.json()["tenant"] == self.tenant[who], r.text  # 5
+        if "task" in query:
+            assert f"{self.tenant[who]}-task" in {row["task"] for row in r.json()["data"]}, r.text
+        r = self.call(who, "GET", f"/api/budgets/{self.tenant[whose]}")
+        assert r.status_code == (200 if whose == who else 403), r.text
+        assert [b["tenant"] for b in self.call(who, "GET", "/api/budgets").json()["data"]] == [self.tenant[who]]
+
+    @rule(who=who_, whose=who_, clear=st.booleans())
+    def change_a_budget(self, who, whose, clear):
+        path = f"/api/budgets/{self.tenant[whose]}"
+        r = self.call(who, "DELETE", path) if clear else self.call(who, "PUT", path, {"usd": "0.01/d"})
+        assert r.status_code == 403, r.text  # admins only
+        assert self.budget_view() == self.budgets  # 5
 
     @precondition(lambda self: self.some("dlq") or self.some("jobs", {"dead"}))
     @rule(job=st.sampled_from(ALL_JOBS))

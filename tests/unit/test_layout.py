@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"settings"},
     {"support"},
     {"backend"},
-    {"retry", "tenants", "limits"},
+    {"retry", "tenants", "limits", "usage"},
     {"tasks"},
     {"dlq"},
     {"worker"},

@@ -22,14 +22,21 @@ from ...jobs.status import job_status, without_tracebacks
 from ...limits.store import describe as describe_limits
 from ...runs.rules import check_run_id
 from ...runs.store import snapshot
+from ...support.durations import parse_duration
 from ...support.secrets import mask
 from ...tasks.generate import MAX_PAYLOAD_DEPTH, nesting_exceeds
 from ...tenants import credits
 from ...tenants.tenancy import check_access
+from ...usage.budget_store import all_budgets
+from ...usage.budget_store import describe as describe_budget
+from ...usage.budgets import UNITS, check_tenant, check_unit, number
+from ...usage.store import series as usage_series
+from ...usage.store import totals as usage_totals
 from ..deps import ServiceState, count_request, service
 from ..metrics import read as read_metrics
 from ..routes.runs import continue_and_audit
 from . import sessions
+from .charts import line_chart
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -55,6 +62,7 @@ def time_left(seconds: float | None) -> str:
 
 
 templates.env.filters["time_left"] = time_left
+templates.env.filters["amount"] = lambda value: number(round(float(value), 4))
 
 
 class NeedsLogin(Exception):
@@ -200,6 +208,52 @@ def bar_chart(values: list[int], width: int = 480, height: int = 80) -> dict[str
         for i, v in enumerate(values)
     ]
     return {"width": width, "height": height, "bars": bars, "max": max(values, default=0)}
+
+
+@router.get("/usage", response_class=HTMLResponse)
+def usage_page(
+    request: Request,
+    tenant: str = "",
+    unit: str = "usd",
+    by: str = "tenant",
+    since: str = "24h",
+    s: sessions.Session = Depends(session),
+    state: ServiceState = Depends(service),
+):
+    """Usage per hour as lines per tenant, key or task, the totals and the budgets; a tenant sees its own only."""
+    admin = s.principal.is_admin
+    scope = (tenant.strip() or None) if admin else s.principal.tenant
+    error = None
+    try:
+        check_unit(unit)
+        since_s = parse_duration(since).total_seconds()
+        if scope is not None:
+            check_tenant(scope)
+        drawn = usage_series(state.connection, since_s, unit=unit, by=by, tenant=scope)
+        rows = usage_totals(state.connection, since_s, by=("tenant", "task", "key"), tenant=scope)
+    except GenqueueError as exc:
+        error, drawn, rows = str(exc), {"hours": [], "series": {}}, []
+    found = all_budgets(state.connection)
+    shown = [
+        describe_budget(state.connection, t, b) for t, b in found.items() if admin and scope in (None, t) or t == scope
+    ]
+    return page(
+        request,
+        "usage.html",
+        s,
+        status=400 if error else 200,
+        admin=admin,
+        scope=scope,
+        tenant=tenant,
+        unit=unit,
+        units=UNITS,
+        by=by,
+        since=since,
+        error=error,
+        chart=line_chart(drawn["hours"], drawn["series"]),
+        rows=rows,
+        budgets=shown,
+    )
 
 
 def admin_only(request: Request, s: sessions.Session, what: str = "The dead-letter queue") -> Response | None:
