@@ -6,7 +6,8 @@ on the job can only end `canceled`: every move that ends an attempt — success,
 sweep's — checks the key in the same script or transaction (guarded.py's veto, transition.py) and, when it is
 there, this module's `finish_canceled` runs instead: the claim-checked move that takes the job out of the
 started registry, gives its limit slot back and puts it in RQ's CanceledJobRegistry, with who, when and why
-in its history. So a cancel racing a success has one outcome, the one its answer named.
+in its history, and a retry credit that bought the job's budget given back. So a cancel racing a success
+has one outcome, the one its answer named.
 
 The task sees the request (`genqueue.current().cancelled`, tasks/context.py); the worker's heartbeat thread
 polls for it (CancelWatch, every CANCEL_POLL_S) and, past GENQUEUE_CANCEL_GRACE, stops the job: the forking
@@ -31,6 +32,7 @@ from ..backend.counters import count_in
 from ..retry.meta import gq
 from ..support.logs import get_logger
 from ..support.safe_text import describe
+from ..tenants.credits import GIVEN_BACK_FIELD, credit_to_give_back
 from .guarded import recorder, run_guarded
 from .limiting import limit_or_none, log_event, release_args
 
@@ -68,6 +70,10 @@ def read_request(connection: Redis, job_id: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else {"by": "unknown", "at": iso_now(), "reason": None}
 
 
+def _text_or_none(raw: Any) -> str | None:
+    return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 def finish_canceled(
     connection: Redis,
     job: Job,
@@ -89,6 +95,12 @@ def finish_canceled(
         pipe.zrem(*registry_claim)
     pipe.lrem(queue.intermediate_queue.key, 0, job.id)
     meta = gq(job)
+    give_back = credit_to_give_back(meta["history"], _text_or_none(connection.hget(job.key, GIVEN_BACK_FIELD)))
+    if give_back is not None:  # the credit that bought this budget: back in this same move, once
+        tenant, marker = give_back
+        if connection.exists(keys.credits(tenant)):  # absent: the tenant is unlimited now
+            pipe.incrby(keys.credits(tenant), 1)
+        pipe.hset(job.key, GIVEN_BACK_FIELD, marker)
     meta["history"].append({"action": "canceled", **record, "worker": worker_name})
     job._status = JobStatus.CANCELED
     job.ended_at = job.ended_at or utcnow()
