@@ -33,6 +33,7 @@ from ..retry.meta import gq
 from ..support.logs import get_logger
 from ..support.safe_text import describe
 from ..tenants.credits import GIVEN_BACK_FIELD, credit_to_give_back
+from .cancel_hook import run_on_cancel
 from .guarded import recorder, run_guarded
 from .limiting import limit_or_none, log_event, release_args
 
@@ -125,6 +126,7 @@ def finish_canceled(
         if limit is not None:
             log_event(log, limit.key, event)
         log.info("job.canceled", job_id=job.id, queue=queue.name, by=record.get("by"), reason=record.get("reason"))
+        run_on_cancel(connection, job.id)  # the task's on_cancel hook, unless the watch ran it already
     else:
         log.warning("job.cancel_claimed_elsewhere", job_id=job.id, queue=queue.name)
     return ok
@@ -134,7 +136,8 @@ class CancelWatch:
     """A heartbeat duty: the cancel requests of this worker's running jobs, and the stop past the grace.
 
     `running()` gives the running job ids; `seen(job_id)` is called once when a request is first seen, and
-    `stop(job_id)` once when the grace has passed with the job still running."""
+    `stop(job_id)` once when the grace has passed with the job still running; `hook(job_id)` (the task's
+    on_cancel, cancel_hook.py) once with `seen`."""
 
     def __init__(
         self,
@@ -142,8 +145,9 @@ class CancelWatch:
         seen: Callable[[str], None],
         stop: Callable[[str], None],
         grace_s: float,
+        hook: Callable[[str], Any] | None = None,
     ) -> None:
-        self.running, self.seen, self.stop, self.grace_s = running, seen, stop, grace_s
+        self.running, self.seen, self.stop, self.grace_s, self.hook = running, seen, stop, grace_s, hook
         self._first: dict[str, float] = {}
         self._stopped: set[str] = set()
 
@@ -165,13 +169,15 @@ class CancelWatch:
                 self._first[job_id] = now
                 log.info("job.cancel_requested", job_id=job_id, grace_s=self.grace_s)
                 self._call(self.seen, job_id)
+                if self.hook is not None:
+                    self._call(self.hook, job_id)
             elif job_id not in self._stopped and now - self._first[job_id] >= self.grace_s:
                 self._stopped.add(job_id)
                 log.warning("job.cancel_grace_over", job_id=job_id, grace_s=self.grace_s)
                 self._call(self.stop, job_id)
 
     @staticmethod
-    def _call(fn: Callable[[str], None], job_id: str) -> None:
+    def _call(fn: Callable[[str], Any], job_id: str) -> None:
         try:
             fn(job_id)
         except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive a failed stop
