@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from redis import Redis
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 
 from ..backend import keys
@@ -83,11 +84,13 @@ def limit_key_in_parked_list(parked_list: str | None) -> str | None:
 
 
 def places(connection: Redis, queue: str) -> dict[str, str]:
-    """Every live job id of the queue → where it is: waiting (RQ's list and the fair lanes), the scheduled
-    registry, the parked lists of every known limit key, RQ's started registry."""
+    """Every live job id of the queue → where it is: waiting (RQ's list, the fair lanes, popped and not yet
+    claimed), the scheduled registry, the parked lists of every known limit key, RQ's started registry."""
     found: dict[str, str] = {}
     for job_id in waiting_ids(connection, queue):
         found[job_id] = "queued"
+    for member in connection.lrange(IntermediateQueue.get_intermediate_queue_key(keys.rq_queue(queue)), 0, -1):
+        found.setdefault(text(member), "queued")  # popped by a worker, not yet claimed
     for raw in cast("list[bytes]", connection.zrange(keys.RQ_SCHEDULED_PREFIX + queue, 0, -1)):
         found[text(raw)] = "scheduled"
     for limit_key in sorted(text(k) for k in connection.smembers(keys.LIMITS_KNOWN)):

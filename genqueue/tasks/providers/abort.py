@@ -29,6 +29,7 @@ from ..context import current
 log = get_logger("genqueue.provider")
 WATCH_S = 0.25  # how often a call in flight looks for its job's cancel (TaskContext.cancelled asks at most this often)
 
+
 class CallCanceled(Exception):
     """A provider call closed because its job was canceled. The job ends `canceled` whatever the task raises
     (the move that ends the attempt finds the cancel request: worker/cancel.py), never retried."""

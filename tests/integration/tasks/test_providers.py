@@ -632,4 +632,4 @@ def test_a_canceled_jobs_provider_request_is_closed_before_its_answer(
     info = wait_status(conn, store, job_id, "canceled")
     assert [h["action"] for h in info["history"]] == ["canceled"]  # never retried
     assert len(api.requests_for(job_id)) == 1 and w.alive()
-    assert "provider.call_aborted" in w.log()
+    wait_for(lambda: "provider.call_aborted" in w.log(), 30, message="the abort logged")
