@@ -6,6 +6,7 @@ Public API (imported lazily, so `genqueue --help` stays fast):
     from genqueue import Settings, connect, enqueue, RetryManager, RetryPolicy, ErrorKind
     from genqueue import TransientError, RateLimited, PermanentError, DLQStore, build_worker
     from genqueue import job_status, retry_job, submit_run, run_snapshot, retry_failed, cancel, JobCanceled
+    from genqueue import CanceledJob                          # what a task's on_cancel hook is given
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name loads its m
     from .tasks.generate import Provider, generate
     from .worker import GenSimpleWorker, GenWorker, build_worker
     from .worker.cancel import JobCanceled
+    from .worker.cancel_hook import CanceledJob
 
 from .support.version import installed_version
 
@@ -48,6 +50,7 @@ _EXPORTS = {
     "task": "genqueue.jobs.task",
     "cancel": "genqueue.jobs.task",
     "JobCanceled": "genqueue.worker.cancel",
+    "CanceledJob": "genqueue.worker.cancel_hook",
     "JobDeadLettered": "genqueue.jobs.events",
     "Task": "genqueue.jobs.task",
     "current": "genqueue.tasks.context",
@@ -85,6 +88,7 @@ __all__ = [  # _EXPORTS' keys, spelled out for type checkers and linters
     "GenSimpleWorker",
     "GenWorker",
     "JobCanceled",
+    "CanceledJob",
     "JobDeadLettered",
     "PermanentError",
     "Provider",

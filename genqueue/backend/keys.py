@@ -151,6 +151,11 @@ def cancel_request(job_id: str) -> str:
     return f"{CANCEL_PREFIX}{job_id}"
 
 
+def cancel_hook(job_id: str) -> str:
+    """STRING EX 7 d: the canceled job's `on_cancel` hook has run (SET NX: once, worker/cancel_hook.py)."""
+    return f"genqueue:cancel-hook:{job_id}"
+
+
 RQ_CANCELED_PREFIX = "rq:canceled:"
 
 

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..errors import InvalidInput
 from ..tenants.fairness import PRIORITIES
 from .app import get_app
 from .params import json_option, parse_duration, parse_json_arg, queue_option
@@ -249,22 +250,44 @@ def retry(job_id, force, queue, as_json) -> None:
 
 
 @jobs.command(
-    help="Cancel a job. Queued, scheduled or parked: canceled at once, out of every list. Running: its worker "
-    "stops it (the task sees genqueue.current().cancelled; after GENQUEUE_CANCEL_GRACE seconds a forking worker "
-    "kills it, a concurrent one interrupts it; --simple workers can only wait for the task) and it ends "
-    "canceled, never retried or dead-lettered. Cancelling again is harmless; exit 4 when the job had already "
-    "finished (finished or dead-lettered).\n\n\b\nExamples:\n  genqueue jobs cancel fox-1\n"
-    '  genqueue jobs cancel fox-1 --reason "wrong prompt file" --json'
+    help="Cancel a job, or (admins) every live job matching filters. Queued, scheduled or parked: canceled at "
+    "once, out of every list. Running: its worker stops it (the task sees genqueue.current().cancelled; after "
+    "GENQUEUE_CANCEL_GRACE seconds a forking worker kills it, a concurrent one interrupts it; --simple workers can "
+    "only wait for the task) and it ends canceled, never retried or dead-lettered. Cancelling again is harmless; "
+    "exit 4 when the job had already finished (finished or dead-lettered).\n\n"
+    "With --task, --tenant and/or --limit-key instead of JOB_ID: every matching job of the queue, each by the same "
+    "move; --dry-run counts them; a run interrupted (Ctrl-C) resumes with --cursor, or by running it again.\n\n\b\n"
+    "Examples:\n  genqueue jobs cancel fox-1\n"
+    '  genqueue jobs cancel fox-1 --reason "wrong prompt file" --json\n'
+    "  genqueue jobs cancel --tenant acme --dry-run\n"
+    "  genqueue jobs cancel --tenant acme --task myapp.tasks.make_image --yes"
 )
-@click.argument("job_id")
+@click.argument("job_id", required=False)
 @click.option("--reason", default=None, metavar="TEXT", help="Why, kept in the job's history.")
+@click.option("--task", "task_name", default=None, help="Filter: jobs of this task (its registered name).")
+@click.option("--tenant", default=None, help="Filter: jobs of this tenant.")
+@click.option("--limit-key", default=None, help="Filter: jobs under this limit key (e.g. openai:gpt-image-1).")
+@click.option("--dry-run", is_flag=True, help="Filters: count the matching jobs by place; change nothing.")
+@click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="Filters: at most N jobs per second.")
+@click.option("--cursor", default=None, help="Filters: resume an interrupted run after this cursor.")
+@click.option("--yes", "-y", is_flag=True, help="Filters: do not ask for confirmation.")
 @queue_option
 @json_option
-def cancel(job_id, reason, queue, as_json) -> None:
+def cancel(job_id, reason, task_name, tenant, limit_key, dry_run, rate, cursor, yes, queue, as_json) -> None:
     from ..backend import audit
     from ..jobs.cancel import cancel_job
     from ..jobs.manual_retry import checked_job_id
 
+    filtered = bool(task_name or tenant or limit_key)
+    if job_id is not None and filtered:
+        raise InvalidInput("give a JOB_ID or filters (--task, --tenant, --limit-key), not both")
+    if job_id is None:
+        if not filtered:
+            raise InvalidInput("give a JOB_ID, or filters: --task, --tenant and/or --limit-key")
+        cancel_by_filter(queue, as_json, task_name, tenant, limit_key, reason, dry_run, rate, cursor, yes)
+        return
+    if dry_run or rate or cursor:
+        raise InvalidInput("--dry-run, --rate and --cursor go with filters, not with a JOB_ID")
     checked_job_id(job_id)
     app = get_app(queue, as_json)
     outcome = cancel_job(app.connection, app.store(), job_id, by=audit.who(), reason=reason)
@@ -285,6 +308,65 @@ def cancel(job_id, reason, queue, as_json) -> None:
         click.echo(f"canceled {job_id}: it was running; its worker stops it (it can no longer finish otherwise)")
     else:
         click.echo(f"canceled {job_id} (was {outcome.previous_status})")
+
+
+def cancel_by_filter(queue, as_json, task_name, tenant, limit_key, reason, dry_run, rate, cursor, yes) -> None:
+    """Dry run (counts by place), confirmation, progress, Ctrl-C with a resume cursor, audit: as `dlq retry
+    --all` (cli/dlq_shared.run_bulk)."""
+    import sys
+
+    from ..backend import audit
+    from ..jobs.bulk_cancel import BulkCancelResult, CancelFilter, bulk_cancel, count_matching
+    from .dlq_shared import confirm_destructive
+
+    app = get_app(queue, as_json)
+    f = CancelFilter(app.settings.queue, task_name, tenant, limit_key).check()
+    counts = count_matching(app.connection, f, cursor)
+    total = sum(counts.values())
+    if dry_run:
+        report = {"dry_run": True, "queue": f.queue, "filters": f.as_dict(), "matching": total, "by_place": counts}
+        if as_json:
+            emit_json(report)
+        else:
+            places = ", ".join(f"{p} {n}" for p, n in counts.items() if n) or "none"
+            click.echo(f"dry run: would cancel {total} job{'' if total == 1 else 's'} ({places}); nothing changed")
+        return
+    if total == 0:
+        raise click.ClickException(f"no live job of {f.queue} matches; nothing to cancel")
+    confirm_destructive(f"Cancel {total} job{'' if total == 1 else 's'} of {f.queue}?", yes)
+    result = BulkCancelResult()
+    try:
+        with click.progressbar(length=total, label="canceling", file=sys.stderr, show_pos=True) as bar:
+            bulk_cancel(
+                app.connection,
+                app.store(),
+                f,
+                cursor=cursor,
+                by=audit.who(),
+                reason=reason,
+                rate=rate,
+                progress=bar.update,
+                result=result,
+            )
+    except KeyboardInterrupt:
+        click.echo(
+            "\ninterrupted; jobs already canceled stay canceled. Resume with the same command and "
+            f"--cursor {result.cursor}"
+            if result.cursor
+            else "\ninterrupted before the first job; run it again",
+            err=True,
+        )
+        raise
+    finally:
+        audit.record(app.connection, "bulk_cancel", f.queue, filters=f.as_dict(), counts=result.counts, ids=result.ids)
+    if as_json:
+        emit_json({"queue": f.queue, "filters": f.as_dict(), **result.counts, "cursor": result.cursor})
+        return
+    c = result.counts
+    click.echo(
+        f"canceled {c['canceled']} at once, {c['stopping']} running (their workers stop them); "
+        f"{c['already']} already canceled, {c['finished']} finished first"
+    )
 
 
 WATCH_EXIT = {"finished": 0, "dead_lettered": 1, "canceled": 7}  # and 124: --timeout passed

@@ -7,7 +7,8 @@
   lands it in `canceled` whatever the task does (worker/cancel.py), so the answer is `canceled` here too;
 - canceled already: the same answer again (idempotent); finished, failed or dead-lettered: Conflict
   ("already finished"), the job is left as it is.
-A canceled job is never retried or dead-lettered, and holds no limit slot.
+A canceled job is never retried or dead-lettered, and holds no limit slot; a retry credit that bought its
+current budget (`runs retry-failed`) is given back in the same move, once (tenants/credits.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..backend.queues import fetch_job
 from ..backend.scripts import registered
 from ..dlq.store import DLQStore
 from ..errors import Conflict, NotFound
+from ..tenants.credits import GIVEN_BACK_FIELD
 from ..tenants.fair import FAIR
 from ..worker.cancel import CANCEL_RECORD_TTL_S, make_record
 from .enqueue import check_job_id
@@ -88,6 +90,8 @@ def cancel_job(
             keys.PARKED,
             keys.METRICS_PREFIX_HEAD,
             counters.CANCELED,
+            keys.credits(""),
+            GIVEN_BACK_FIELD,
         ]
     )
     outcome, status = outcome.decode(), status.decode()

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from redis import Redis
 
+from ..errors import InvalidInput
 from ..tasks.registry import TaskSpec, declare
 from .cancel import CancelOutcome
 from .enqueue import EnqueueResult, enqueue_task
@@ -97,6 +99,17 @@ class Task(Generic[P, R]):
             priority=priority,
         )
 
+    def on_cancel(self, hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Declare (as a decorator) the hook run once when a running job of this task is canceled, with a
+        `genqueue.CanceledJob` (job id, kwargs, who, why, last progress): e.g. to cancel the provider's
+        prediction so it stops billing. Same as `@genqueue.task(on_cancel=hook)`; see worker/cancel_hook.py."""
+        from ..tasks.registry import register
+
+        if not callable(hook):
+            raise InvalidInput(f"on_cancel takes a function, not {type(hook).__name__}")
+        self.spec = register(dataclasses.replace(self.spec, on_cancel=hook))
+        return hook
+
     def cancel(self, job_id: str, *, reason: str | None = None, connection: Redis | None = None) -> CancelOutcome:
         """Cancel one job (of any task): see `genqueue.cancel`."""
         return cancel(job_id, reason=reason, connection=connection)
@@ -146,6 +159,7 @@ def task(
     limit_key: str | None = None,
     limits: Mapping[str, Any] | None = None,
     priority: Literal["high", "normal", "low"] | None = None,
+    on_cancel: Callable[[Any], Any] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -153,7 +167,7 @@ def task(
     fn: Callable[P, R] | None = None, /, *, name: str | None = None, **options: Any
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register `fn` as a task (`@task` or `@task(name=..., queue=..., max_retries=..., timeout=..., policy=...,
-    result_ttl=..., api=..., limit_key=..., limits=..., priority=...)`); an unknown or bad option raises
+    result_ttl=..., api=..., limit_key=..., limits=..., priority=..., on_cancel=...)`); an unknown or bad option raises
     InvalidInput here, at import. The options a type checker sees (the overload above) are tasks.registry.OPTIONS."""
 
     def register(f: Callable[P, R]) -> Task[P, R]:

@@ -578,6 +578,8 @@ def _requeue(
             run_retry=run_retry,
             by=by,
         )
+        if debit and run.tenant is not None and item.retry_class is RetryClass.CHARGED:
+            record["credit"] = run.tenant  # debited below: given back if the job is canceled (jobs/cancel.py)
         if state.entry is not None:
             requeue_dead_in(pipe, queue, store, state.entry, record, result_ttl=ttl_s)
         elif state.job is not None:

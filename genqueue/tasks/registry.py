@@ -25,7 +25,18 @@ from ..retry.kinds import ErrorKind, Reason
 
 BUILTIN_NAME = "genqueue.jobs.generate"
 BUILTIN_ALIAS = "generate"
-OPTIONS = ("queue", "max_retries", "timeout", "policy", "result_ttl", "api", "limit_key", "limits", "priority")
+OPTIONS = (
+    "queue",
+    "max_retries",
+    "timeout",
+    "policy",
+    "result_ttl",
+    "api",
+    "limit_key",
+    "limits",
+    "priority",
+    "on_cancel",
+)
 MAX_TIMEOUT_S = 7 * 86400
 
 
@@ -50,6 +61,7 @@ class TaskSpec:
     limits: Limits | None = None  # the key's default concurrency, rate and max_wait (Redis settings win)
     positional: bool = False  # the built-in generate(payload) takes one positional payload
     priority: str | None = None  # high, normal or low: its jobs' default priority (tenants/fairness.py)
+    on_cancel: Callable[[Any], Any] | None = field(default=None, repr=False, compare=False)  # worker/cancel_hook.py
 
     @property
     def is_async(self) -> bool:
@@ -66,6 +78,7 @@ class TaskSpec:
             "async": self.is_async,
             "limit_key": self.limit_key,
             "priority": self.priority,
+            "on_cancel": None if self.on_cancel is None else default_name(self.on_cancel),
             "limits": None
             if self.limits is None
             else {
@@ -132,6 +145,8 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
             out["priority"] = check_priority(out["priority"])
         except InvalidInput as exc:
             raise InvalidInput(f"task option {exc}") from None
+    if out.get("on_cancel") is not None and not callable(out["on_cancel"]):
+        raise InvalidInput(f"task option on_cancel must be a function, not {type(out['on_cancel']).__name__}")
     if out.get("limits") is not None:
         out["limits"] = Limits.parse(out["limits"])
         if not out.get("limit_key"):

@@ -5,6 +5,8 @@ the balance WATCHed, so two concurrent clicks never charge twice and a refusal (
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis import Redis
 from redis.exceptions import WatchError
 
@@ -49,6 +51,23 @@ def add(connection: Redis, tenant: str, amount: int) -> int:
                 return new
             except WatchError:
                 continue  # someone changed it meanwhile: read again
+
+
+GIVEN_BACK_FIELD = "genqueue_credit_back"  # job hash field: the history record whose credit was given back
+
+
+def credit_to_give_back(history: list[dict[str, Any]], given_back: str | None) -> tuple[str, str] | None:
+    """Pure: (tenant, marker) when the job's current budget was bought with a credit (its last manual retry
+    carries `credit`, the debited tenant) not given back yet; the marker (the record's 1-based index, as
+    jobs/lua/cancel.lua counts) goes in GIVEN_BACK_FIELD so it is given back once. None otherwise."""
+    for i in range(len(history), 0, -1):
+        record = history[i - 1]
+        if isinstance(record, dict) and record.get("action") == "manual_retry":
+            tenant = record.get("credit")
+            if isinstance(tenant, str) and tenant and given_back != str(i):
+                return tenant, str(i)
+            return None
+    return None
 
 
 def require(tenant: str | None, have: int | None, cost: int) -> None:

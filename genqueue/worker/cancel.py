@@ -6,7 +6,8 @@ on the job can only end `canceled`: every move that ends an attempt — success,
 sweep's — checks the key in the same script or transaction (guarded.py's veto, transition.py) and, when it is
 there, this module's `finish_canceled` runs instead: the claim-checked move that takes the job out of the
 started registry, gives its limit slot back and puts it in RQ's CanceledJobRegistry, with who, when and why
-in its history. So a cancel racing a success has one outcome, the one its answer named.
+in its history, and a retry credit that bought the job's budget given back. So a cancel racing a success
+has one outcome, the one its answer named.
 
 The task sees the request (`genqueue.current().cancelled`, tasks/context.py); the worker's heartbeat thread
 polls for it (CancelWatch, every CANCEL_POLL_S) and, past GENQUEUE_CANCEL_GRACE, stops the job: the forking
@@ -31,6 +32,8 @@ from ..backend.counters import count_in
 from ..retry.meta import gq
 from ..support.logs import get_logger
 from ..support.safe_text import describe
+from ..tenants.credits import GIVEN_BACK_FIELD, credit_to_give_back
+from .cancel_hook import run_on_cancel
 from .guarded import recorder, run_guarded
 from .limiting import limit_or_none, log_event, release_args
 
@@ -68,6 +71,10 @@ def read_request(connection: Redis, job_id: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else {"by": "unknown", "at": iso_now(), "reason": None}
 
 
+def _text_or_none(raw: Any) -> str | None:
+    return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 def finish_canceled(
     connection: Redis,
     job: Job,
@@ -89,6 +96,12 @@ def finish_canceled(
         pipe.zrem(*registry_claim)
     pipe.lrem(queue.intermediate_queue.key, 0, job.id)
     meta = gq(job)
+    give_back = credit_to_give_back(meta["history"], _text_or_none(connection.hget(job.key, GIVEN_BACK_FIELD)))
+    if give_back is not None:  # the credit that bought this budget: back in this same move, once
+        tenant, marker = give_back
+        if connection.exists(keys.credits(tenant)):  # absent: the tenant is unlimited now
+            pipe.incrby(keys.credits(tenant), 1)
+        pipe.hset(job.key, GIVEN_BACK_FIELD, marker)
     meta["history"].append({"action": "canceled", **record, "worker": worker_name})
     job._status = JobStatus.CANCELED
     job.ended_at = job.ended_at or utcnow()
@@ -113,6 +126,7 @@ def finish_canceled(
         if limit is not None:
             log_event(log, limit.key, event)
         log.info("job.canceled", job_id=job.id, queue=queue.name, by=record.get("by"), reason=record.get("reason"))
+        run_on_cancel(connection, job.id)  # the task's on_cancel hook, unless the watch ran it already
     else:
         log.warning("job.cancel_claimed_elsewhere", job_id=job.id, queue=queue.name)
     return ok
@@ -122,7 +136,8 @@ class CancelWatch:
     """A heartbeat duty: the cancel requests of this worker's running jobs, and the stop past the grace.
 
     `running()` gives the running job ids; `seen(job_id)` is called once when a request is first seen, and
-    `stop(job_id)` once when the grace has passed with the job still running."""
+    `stop(job_id)` once when the grace has passed with the job still running; `hook(job_id)` (the task's
+    on_cancel, cancel_hook.py) once with `seen`."""
 
     def __init__(
         self,
@@ -130,8 +145,9 @@ class CancelWatch:
         seen: Callable[[str], None],
         stop: Callable[[str], None],
         grace_s: float,
+        hook: Callable[[str], Any] | None = None,
     ) -> None:
-        self.running, self.seen, self.stop, self.grace_s = running, seen, stop, grace_s
+        self.running, self.seen, self.stop, self.grace_s, self.hook = running, seen, stop, grace_s, hook
         self._first: dict[str, float] = {}
         self._stopped: set[str] = set()
 
@@ -153,13 +169,15 @@ class CancelWatch:
                 self._first[job_id] = now
                 log.info("job.cancel_requested", job_id=job_id, grace_s=self.grace_s)
                 self._call(self.seen, job_id)
+                if self.hook is not None:
+                    self._call(self.hook, job_id)
             elif job_id not in self._stopped and now - self._first[job_id] >= self.grace_s:
                 self._stopped.add(job_id)
                 log.warning("job.cancel_grace_over", job_id=job_id, grace_s=self.grace_s)
                 self._call(self.stop, job_id)
 
     @staticmethod
-    def _call(fn: Callable[[str], None], job_id: str) -> None:
+    def _call(fn: Callable[[str], Any], job_id: str) -> None:
         try:
             fn(job_id)
         except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive a failed stop

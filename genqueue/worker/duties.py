@@ -29,6 +29,7 @@ from ..support.logs import get_logger
 from ..support.safe_text import describe
 from .base import WorkerBase
 from .cancel import CANCEL_POLL_S, CancelWatch, job_id_of
+from .cancel_hook import run_on_cancel_in_thread
 from .liveness import WORKERS_KEY, Heartbeat
 from .schedule import SCHEDULE_TICK_S, WAKE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
@@ -155,7 +156,13 @@ class DutiesMixin(WorkerBase):
                 mover.release()
 
     def _cancel_watch(self) -> CancelWatch:
-        return CancelWatch(self.running_job_ids, self.cancel_seen, self.cancel_stop, self.settings.cancel_grace_s)
+        return CancelWatch(
+            self.running_job_ids,
+            self.cancel_seen,
+            self.cancel_stop,
+            self.settings.cancel_grace_s,
+            hook=lambda job_id: run_on_cancel_in_thread(self.connection, job_id),
+        )
 
     # -- the command channel (see the module docstring) -------------------------------------------------------
     def subscribe(self):

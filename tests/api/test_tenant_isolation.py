@@ -196,6 +196,15 @@ class Isolation(RuleBasedStateMachine):
         r = self.call(who, "POST", f"/api/jobs/{self.p}{job}/cancel", None, [job])
         self.expect(r, who, self.owner.get(job), (200, 409))  # 409: it had already finished
 
+    @precondition(lambda self: self.some("jobs"))
+    @rule(who=who_)
+    def cancel_by_filter(self, who):
+        """Admins only: a tenant's filtered cancel — even of its own tenant — is refused and changes nothing."""
+        r = self.call(who, "POST", "/api/jobs/cancel", {"tenant": self.tenant[OTHER[who]]}, ALL_JOBS)
+        assert r.status_code == 403, r.text
+        r = self.call(who, "POST", "/api/jobs/cancel", {"tenant": self.tenant[who], "dry_run": True}, ALL_JOBS)
+        assert r.status_code == 403, r.text
+
     @precondition(lambda self: self.some("runs"))
     @rule(who=who_, run=runs_)
     def cancel_run(self, who, run):

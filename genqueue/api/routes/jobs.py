@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from ...backend import audit
 from ...errors import Conflict, Forbidden, InvalidInput, NotFound
+from ...jobs.bulk_cancel import CancelFilter, bulk_cancel, count_matching
 from ...jobs.cancel import cancel_job
 from ...jobs.enqueue import catalogue_for, check_job_id, enqueue_call, generate_call, task_call
 from ...jobs.manual_retry import retry_job
@@ -19,7 +20,7 @@ from ...runs.rules import run_key, run_of_item
 from ...tasks.catalogue import CatalogueTask
 from ...tasks.registry import TaskSpec, lookup, resolve_name
 from ...tenants.tenancy import Principal, check_access
-from ..deps import ServiceState, principal, service
+from ..deps import ServiceState, admin, principal, service
 from . import actor, principal_name
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -117,6 +118,57 @@ async def get_job(job_id: str, who: Principal = Depends(principal), state: Servi
 
 class CancelBody(BaseModel):
     reason: str | None = Field(None, max_length=500, description="why, kept in the job's history")
+
+
+BULK_CANCEL_MAX = 1000  # jobs one filtered cancel call handles; the returned cursor resumes
+
+
+class BulkCancelBody(BaseModel):
+    task: str | None = Field(None, description="filter: jobs of this task")
+    tenant: str | None = Field(None, description="filter: jobs of this tenant")
+    limit_key: str | None = Field(None, description="filter: jobs under this limit key")
+    reason: str | None = Field(None, max_length=500, description="why, kept in each job's history")
+    dry_run: bool = False
+    cursor: str | None = Field(None, description="resume after this cursor (from the previous call)")
+    limit: int = Field(BULK_CANCEL_MAX, ge=1, le=BULK_CANCEL_MAX, description="jobs this call handles at most")
+
+
+@router.post("/cancel", summary="Cancel every live job matching filters (admins); dry_run; resumable by cursor")
+def bulk_cancel_route(
+    body: BulkCancelBody, request: Request, who: Principal = Depends(admin), state: ServiceState = Depends(service)
+) -> dict:
+    """Queued, scheduled, parked and running jobs of the queue matching task, tenant and/or limit_key, each by
+    the one-job cancel move. `dry_run`: the count by place, nothing changed. Otherwise at most `limit` jobs;
+    `next_cursor` (when not null) resumes, and calling again without it is as safe."""
+    f = CancelFilter(state.settings.queue, body.task, body.tenant, body.limit_key).check()
+    if body.dry_run:
+        counts = count_matching(state.connection, f, body.cursor)
+        return {"data": {"dry_run": True, "matching": sum(counts.values()), "by_place": counts}}
+    result = bulk_cancel(
+        state.connection,
+        state.store(),
+        f,
+        cursor=body.cursor,
+        by=principal_name(who),
+        reason=body.reason,
+        limit=body.limit,
+    )
+    audit.record(
+        state.connection,
+        "api_bulk_cancel",
+        f.queue,
+        filters=f.as_dict(),
+        counts=result.counts,
+        ids=result.ids,
+        actor=actor(request, who),
+    )
+    return {
+        "data": {
+            **result.counts,
+            "ids": result.ids[:BULK_CANCEL_MAX],
+            "next_cursor": result.cursor if result.more else None,
+        }
+    }
 
 
 @router.post("/{job_id}/cancel", summary="Cancel a job: queued, scheduled or parked at once; running: stopped")

@@ -2,7 +2,8 @@
 -- ARGV: 1 job key, 2 job id, 3 cancel-request key, 4 the record (JSON: by, at, reason), 5 record TTL (s),
 --       6 now (Unix s), 7 ended_at (RQ's time format), 8 queue prefix, 9 scheduled prefix, 10 canceled prefix,
 --       11 intermediate-list key, 12 the queue's fair prefix (tenants/lua/fair.lua), 13 parked counter hash,
---       14 metrics prefix ('genqueue:metrics:{'), 15 metrics field
+--       14 metrics prefix ('genqueue:metrics:{'), 15 metrics field, 16 credits prefix ('genqueue:credits:'),
+--       17 the job hash field marking a credit given back (tenants/credits.GIVEN_BACK_FIELD)
 -- Returns {outcome, status}: 'canceled' (it was queued, scheduled or deferred: it is out of every list and
 -- registry now, in RQ's CanceledJobRegistry), 'requested' (it is started: the request key is set, the move that
 -- ends its attempt lands it in `canceled`), 'already' (canceled before), 'finished' (too late), 'missing'.
@@ -31,6 +32,23 @@ redis.call('ZREM', ARGV[9] .. origin, id)
 local parked = redis.call('HGET', job_key, 'genqueue_parked')  -- the list its park put it in (limits.lua)
 if status == 'deferred' and parked and redis.call('LREM', parked, 0, id) > 0 then
   redis.call('HINCRBY', ARGV[13], origin, -1)  -- else the waker pops the id, counts it and skips it
+end
+-- A credit that bought this job's current budget (its last manual retry, `runs retry-failed`) is given back,
+-- once (tenants/credits.credit_to_give_back is the same rule for a running job's move, worker/cancel.py).
+local meta_ok, meta = pcall(cjson.decode, redis.call('HGET', job_key, 'meta') or '')
+if meta_ok and type(meta) == 'table' and type(meta.genqueue) == 'table' and type(meta.genqueue.history) == 'table' then
+  local h = meta.genqueue.history
+  for i = #h, 1, -1 do
+    local r = h[i]
+    if type(r) == 'table' and r.action == 'manual_retry' then
+      if type(r.credit) == 'string' and r.credit ~= '' and redis.call('HGET', job_key, ARGV[17]) ~= tostring(i) then
+        local credits = ARGV[16] .. r.credit
+        if redis.call('EXISTS', credits) == 1 then redis.call('INCRBY', credits, 1) end  -- absent: unlimited
+        redis.call('HSET', job_key, ARGV[17], tostring(i))
+      end
+      break
+    end
+  end
 end
 redis.call('HSET', job_key, 'status', 'canceled', 'ended_at', ARGV[7], 'genqueue_cancel', ARGV[4])
 redis.call('EXPIRE', job_key, tonumber(ARGV[5]))

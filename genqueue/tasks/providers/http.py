@@ -9,6 +9,7 @@ and `retry_after` from `retry-after-ms`; httpx's timeouts and connection errors 
 limit key until the reset (providers/headers.py). The client never retries and never follows redirects:
 genqueue retries the job. The token is never logged, and never part of an error's message: a server that
 echoes the request back in its error body gets the token replaced by *** (before the body is cut to length).
+The request in flight is closed when the job is canceled (providers/abort.py).
 A token with whitespace or a newline in it is refused when the provider is configured (`genqueue worker`
 exits 2 naming GENQUEUE_PROVIDER_TOKEN).
 """
@@ -24,6 +25,7 @@ import httpx
 from ...errors import InvalidInput
 from ...support.secrets import check_credential
 from ...support.secrets import scrub as scrub_known
+from .abort import abort_on_cancel, abortable_transport
 from .headers import pause_if_spent
 from .timeouts import call_timeout, configured_timeout
 
@@ -65,7 +67,7 @@ class HTTPProvider:
         self.url = url
         self._token = token or None
         self.timeout_s = timeout_s
-        self.client = client or httpx.Client(follow_redirects=False)
+        self.client = client or httpx.Client(follow_redirects=False, transport=abortable_transport())
 
     def __repr__(self) -> str:  # never the token
         return f"HTTPProvider({safe_url(self.url)!r}, token={'***' if self._token else None})"
@@ -87,9 +89,10 @@ class HTTPProvider:
         return headers
 
     def call(self, payload: Mapping[str, Any], *, attempt: int, job_id: str) -> Any:
-        response = self.client.post(
-            self.url, json=dict(payload), headers=self.headers(job_id), timeout=call_timeout(self.timeout_s)
-        )
+        with abort_on_cancel():  # the job canceled: the request is closed, JobCanceled raised (abort.py)
+            response = self.client.post(
+                self.url, json=dict(payload), headers=self.headers(job_id), timeout=call_timeout(self.timeout_s)
+            )
         if not response.is_success:
             raise ProviderHTTPError(response, url=self.url, secrets=(self._token or "",))
         pause_if_spent(response.headers)  # a 2xx saying a limit is spent (remaining 0) pauses the key

@@ -16,7 +16,8 @@ until its `x-ratelimit-reset-*` (providers/headers.py), so the key's next jobs p
 a 429. The client makes exactly one HTTP request per call: `max_retries=0`, because genqueue retries the job
 (the SDK's default of 2 retries would multiply with genqueue's and can sleep past the job timeout), and a
 timeout below the job's. The job id goes out as `Idempotency-Key`, so a provider that honours it does not
-bill a retry after a timeout twice. The SDK is imported on first use, so the other providers never load it.
+bill a retry after a timeout twice; a canceled job's request is closed (providers/abort.py). The SDK is
+imported on first use, so the other providers never load it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ...errors import InvalidInput
 from ...support.secrets import check_credential
 from ..artifacts import location
 from ..generate import reserved_in
+from .abort import abort_on_cancel, abortable_transport, httpx_of
 from .headers import pause_if_spent
 from .timeouts import call_timeout, configured_timeout
 
@@ -137,6 +139,10 @@ class OpenAIProvider:
                 base_url=env.get("OPENAI_BASE_URL") or None,
                 max_retries=0,
                 timeout=timeout_s,
+                # the SDK's own client settings, on a transport whose request a cancel closes (abort.py)
+                http_client=openai.DefaultHttpxClient(
+                    transport=abortable_transport(httpx_of(openai.DefaultHttpxClient))
+                ),
             )
         except openai.OpenAIError as exc:  # e.g. no OPENAI_API_KEY: a configuration error, said in one line
             raise InvalidInput(f"openai provider: {exc}") from None
@@ -148,7 +154,8 @@ class OpenAIProvider:
         # The SDK's errors go to the classifier as they are: it reads their status, retry-after-ms,
         # Retry-After, x-should-retry and the x-ratelimit-* headers, and knows APITimeoutError/
         # APIConnectionError by type and cause.
-        raw = method(**kwargs, extra_headers={"Idempotency-Key": job_id}, timeout=call_timeout(self.timeout_s))
+        with abort_on_cancel():  # the job canceled: the request is closed, JobCanceled raised (abort.py)
+            raw = method(**kwargs, extra_headers={"Idempotency-Key": job_id}, timeout=call_timeout(self.timeout_s))
         pause_if_spent(raw.headers)  # a 200 with x-ratelimit-remaining-*: 0 pauses the key until the reset
         result = raw.parse().model_dump(mode="json")
         where = location(job_id)

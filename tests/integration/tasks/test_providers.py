@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     echo_auth: bool = False  # put the request's Authorization header in the body (a careless server)
+    watch_close: bool = False  # during delay_s, notice the client closing the connection (FakeAPI.closed)
 
 
 @dataclass
@@ -68,6 +71,7 @@ class FakeAPI:
         self.scripts: dict[str, list[Reply]] = {}
         self.default = Reply(404, {"error": {"message": "nothing scripted for this request"}})
         self.release = threading.Event()  # set at teardown: delayed replies stop waiting
+        self.closed: list[str] = []  # the keys whose client closed the connection before the answer
         self._lock = threading.Lock()
         api = self
 
@@ -82,7 +86,11 @@ class FakeAPI:
                     body = raw
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 reply = api.record(Seen("POST", self.path, headers, body))
-                if reply.delay_s:
+                if reply.delay_s and reply.watch_close:
+                    if api.closed_within(self.connection, reply.delay_s):
+                        api.closed.append(headers.get("idempotency-key", ""))
+                        return  # the client went away before the answer: nothing to send
+                elif reply.delay_s:
                     api.release.wait(reply.delay_s)
                 content = reply.body
                 if reply.echo_auth:
@@ -114,6 +122,19 @@ class FakeAPI:
             self.seen.append(seen)
             replies = self.scripts.get(key)
             return replies[min(n, len(replies) - 1)] if replies else self.default
+
+    def closed_within(self, sock: socket.socket, seconds: float) -> bool:
+        """Did the client close the connection (EOF) before `seconds` passed (or teardown)?"""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self.release.is_set():
+            readable, _, _ = select.select([sock], [], [], 0.05)
+            if readable:
+                try:
+                    if sock.recv(1, socket.MSG_PEEK) == b"":
+                        return True
+                except OSError:
+                    return True
+        return False
 
     def script(self, key: str, *replies: Reply) -> None:
         self.scripts[key] = list(replies)
@@ -581,3 +602,34 @@ def test_a_200_saying_the_limit_is_spent_pauses_the_key_and_the_next_job_parks(
     info = wait_status(conn, store, second, "finished")  # the pause ends, the parked job wakes and runs
     assert info["history"] == [] and len(api.requests_for(second)) == 1 and len(api.requests_for(first)) == 1
     assert fetch_job(conn, second).return_value()["data"][0]["uri"].endswith("/0.png")
+
+
+# --- a canceled job's request is closed (providers/abort.py) ------------------------------------------------
+
+
+@pytest.mark.parametrize(("provider", "mode"), [("http", "fork"), ("openai", "concurrent"), ("http", "concurrent")])
+def test_a_canceled_jobs_provider_request_is_closed_before_its_answer(
+    api, env, workers, conn, store, queue_name, provider, mode
+):
+    for name in [k for k in env if k.startswith("OPENAI_")]:
+        del env[name]
+    env.update(
+        GENQUEUE_PROVIDER=provider,
+        GENQUEUE_PROVIDER_URL=f"{api.url}/generate",
+        OPENAI_BASE_URL=f"{api.url}/v1",
+        OPENAI_API_KEY="test",
+        GENQUEUE_PROVIDER_TIMEOUT="90",
+        GENQUEUE_CANCEL_GRACE="120",  # the worker's own stop (a killed horse closes its sockets too) comes too late
+    )
+    job_id = f"slow-{queue_name}"
+    api.script(job_id, Reply(200, {"output": "too late"}, delay_s=80, watch_close=True))
+    w = workers(extra={"fork": (), "concurrent": ("--concurrency", "4")}[mode])
+    enqueue(env, job_id, {"prompt": "a long video", "model": "m1"})
+    wait_for(lambda: len(api.requests_for(job_id)) == 1, 60, message="the provider call to start")
+    r = run_cli(env, "jobs", "cancel", job_id, "--json")
+    assert r.code == 0 and r.json()["stopping"] is True, r.stderr
+    wait_for(lambda: job_id in api.closed, 40, message="the provider to see the connection closed")
+    info = wait_status(conn, store, job_id, "canceled")
+    assert [h["action"] for h in info["history"]] == ["canceled"]  # never retried
+    assert len(api.requests_for(job_id)) == 1 and w.alive()
+    wait_for(lambda: "provider.call_aborted" in w.log(), 30, message="the abort logged")
