@@ -146,6 +146,7 @@ def task(
     limit_key: str | None = None,
     limits: Mapping[str, Any] | None = None,
     priority: Literal["high", "normal", "low"] | None = None,
+    estimate: Mapping[str, float] | Callable[[Mapping[str, Any]], Mapping[str, float]] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -153,7 +154,7 @@ def task(
     fn: Callable[P, R] | None = None, /, *, name: str | None = None, **options: Any
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register `fn` as a task (`@task` or `@task(name=..., queue=..., max_retries=..., timeout=..., policy=...,
-    result_ttl=..., api=..., limit_key=..., limits=..., priority=...)`); an unknown or bad option raises
+    result_ttl=..., api=..., limit_key=..., limits=..., priority=..., estimate=...)`); an unknown or bad option raises
     InvalidInput here, at import. The options a type checker sees (the overload above) are tasks.registry.OPTIONS."""
 
     def register(f: Callable[P, R]) -> Task[P, R]:

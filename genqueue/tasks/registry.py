@@ -25,7 +25,18 @@ from ..retry.kinds import ErrorKind, Reason
 
 BUILTIN_NAME = "genqueue.jobs.generate"
 BUILTIN_ALIAS = "generate"
-OPTIONS = ("queue", "max_retries", "timeout", "policy", "result_ttl", "api", "limit_key", "limits", "priority")
+OPTIONS = (
+    "queue",
+    "max_retries",
+    "timeout",
+    "policy",
+    "result_ttl",
+    "api",
+    "limit_key",
+    "limits",
+    "priority",
+    "estimate",
+)
 MAX_TIMEOUT_S = 7 * 86400
 
 
@@ -50,6 +61,11 @@ class TaskSpec:
     limits: Limits | None = None  # the key's default concurrency, rate and max_wait (Redis settings win)
     positional: bool = False  # the built-in generate(payload) takes one positional payload
     priority: str | None = None  # high, normal or low: its jobs' default priority (tenants/fairness.py)
+    # what one call will spend, reserved in its key's unit limits at start (tasks/estimates.py): a fixed
+    # {"tokens": 500} or a function of the call's kwargs returning one
+    estimate: Mapping[str, float] | Callable[[Mapping[str, Any]], Mapping[str, float]] | None = field(
+        default=None, compare=False
+    )
 
     @property
     def is_async(self) -> bool:
@@ -72,7 +88,9 @@ class TaskSpec:
                 "concurrency": self.limits.concurrency,
                 "rate": None if self.limits.rate is None else str(self.limits.rate),
                 "max_wait": self.limits.max_wait_s,
+                **{unit: str(limit) for unit, limit in self.limits.units.items()},
             },
+            "estimate": None if self.estimate is None else "function" if callable(self.estimate) else dict(self.estimate),
         }
 
 
@@ -136,6 +154,11 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
         out["limits"] = Limits.parse(out["limits"])
         if not out.get("limit_key"):
             raise InvalidInput("task option limits needs a limit_key (the jobs that share them)")
+    estimate = out.get("estimate")
+    if estimate is not None and not callable(estimate):
+        from ..limits.rules import check_amounts
+
+        out["estimate"] = check_amounts(estimate, "task option estimate")
     if out.get("limit_key") is not None:
         if not isinstance(out["limit_key"], str):
             raise InvalidInput(f"task option limit_key must be a string, not {out['limit_key']!r}")

@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"support"},
     {"backend"},
     {"retry", "tenants", "limits"},
+    {"usage"},
     {"tasks"},
     {"dlq"},
     {"worker"},
