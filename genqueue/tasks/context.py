@@ -143,7 +143,6 @@ class TaskContext:
         with _pauses_lock:
             _pauses[self.job_id] = max(until, _pauses.get(self.job_id, 0.0))
 
-
     def usage(
         self,
         *,

@@ -90,7 +90,11 @@ class TaskSpec:
                 "max_wait": self.limits.max_wait_s,
                 **{unit: str(limit) for unit, limit in self.limits.units.items()},
             },
-            "estimate": None if self.estimate is None else "function" if callable(self.estimate) else dict(self.estimate),
+            "estimate": None
+            if self.estimate is None
+            else "function"
+            if callable(self.estimate)
+            else dict(self.estimate),
         }
 
 

@@ -155,9 +155,8 @@ class ClaimsMixin(WorkerBase):
         claim = ("member", started_job_registry.key, execution.composite_key) if execution else ("none",)
         limit = getattr(self, "_limit", None)
         settle, usage = attempt_usage(job, limit)  # the unit reservation settled, the usage counted: same script
-        ok, event = run_guarded(
-            self.connection, pipe, claim, release_args(limit, job.id, settle=settle), veto=cancel_request(job.id), usage=usage
-        )
+        release = release_args(limit, job.id, settle=settle)
+        ok, event = run_guarded(self.connection, pipe, claim, release, veto=cancel_request(job.id), usage=usage)
         if not ok and event == VETOED:  # canceled while it ran: the cancel's answer named `canceled` (cancel.py)
             ok = finish_canceled(
                 self.connection, job, queue, execution=execution, worker_name=self.name, also=self._ended_bookkeeping

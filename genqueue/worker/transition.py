@@ -177,9 +177,7 @@ def _move_or_veto(
                 pipe.multi()
                 add_at = _queue_move(pipe, job, queue, decision, entry, store, execution, also, registry_claim)
                 if release or usage:  # the limit slot goes back, the usage is counted: same MULTI (EVALSHA is fine)
-                    registered(connection, RELEASE)(
-                        args=[len(release), *release, len(usage), *usage], client=pipe
-                    )
+                    registered(connection, RELEASE)(args=[len(release), *release, len(usage), *usage], client=pipe)
                 replies = pipe.execute()
                 if add_at is not None:
                     store.note_pruned(replies[add_at])
