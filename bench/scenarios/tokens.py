@@ -23,7 +23,7 @@ import time
 
 from .common import Ctx, Scenario
 
-JOBS, WORKERS, WINDOW_S, LIMIT = 300, 4, 5, 50_000
+JOBS, WORKERS, WINDOW_S, LIMIT = 300, 4, 10, 100_000
 SMOKE_JOBS = 30
 MODES = ("tokens", "rate")
 
