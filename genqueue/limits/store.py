@@ -172,7 +172,8 @@ READS = 11  # per key, in describe()'s first pipeline
 
 
 def _units(cfg: dict[str, bytes], totals: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
-    """The key's unit limits (set, else declared): {unit: {"limit": "90k/m", "reserved": r, "used": w}}."""
+    """The key's unit limits (set, else declared): {unit: {"limit": "90k/m", "window_ms", "reserved": r,
+    "used": w}} (`used` as the totals say; describe() counts it afresh from the window)."""
     out: dict[str, dict[str, Any]] = {}
     for unit in UNITS:
         n, ms = cfg.get(f"u_{unit}_n"), cfg.get(f"u_{unit}_ms")
@@ -182,6 +183,7 @@ def _units(cfg: dict[str, bytes], totals: dict[bytes, bytes]) -> dict[str, dict[
             continue
         out[unit] = {
             "limit": str(UnitLimit(float(n), int(ms))),
+            "window_ms": int(ms),
             "reserved": round(float(totals.get(f"r:{unit}".encode(), 0) or 0), 6),
             "used": round(float(totals.get(f"w:{unit}".encode(), 0) or 0), 6),
         }
@@ -210,17 +212,25 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
         replies = reads.execute() if names else []
     per_key = [replies[READS * i : READS * i + READS] for i in range(len(names))]
     with connection.pipeline(transaction=False) as reads:
-        lengths = []
-        for name, (*_, ring, _stats, _brk, _health, _learned, _tbrk, _ut) in zip(names, per_key, strict=False):
+        lengths, unit_rows = [], []
+        for name, (cfg, *_, ring, _stats, _brk, _health, _learned, _tbrk, ut) in zip(names, per_key, strict=False):
             tenants = list(dict.fromkeys(ring))
             lengths.append(len(tenants))
             for tenant in tenants:
                 reads.llen(keys.limit_prefix(name) + "parked:" + tenant.decode())
-        parked_lists = iter(reads.execute() if any(lengths) else [])
+            units = _units({text(k): v for k, v in cfg.items()}, ut)
+            unit_rows.append(units)
+            for unit, u in units.items():  # what was settled within the window, as of now
+                reads.zrangebyscore(keys.limit_prefix(name) + "uw:" + unit, now - u["window_ms"], "+inf")
+        replies = reads.execute() if any(lengths) or any(unit_rows) else []
+        parked_lists = iter(replies)
     rows = []
-    for name, reply, count in zip(names, per_key, lengths, strict=False):
-        cfg, in_flight, window, pause, _ring, stats, brk, health, learned, tbrk, totals = reply
+    for name, reply, count, units in zip(names, per_key, lengths, unit_rows, strict=False):
+        cfg, in_flight, window, pause, _ring, stats, brk, health, learned, tbrk, _totals = reply
         parked = sum(next(parked_lists) for _ in range(count))
+        for u in units.values():
+            u["used"] = round(sum(float(text(m).rsplit("|", 1)[1]) for m in next(parked_lists)), 6)
+            del u["window_ms"]
         cfg = {k.decode(): v for k, v in cfg.items()}
         cap, n, period = (_set_or_declared(cfg, f) for f in ("concurrency", "rate_n", "rate_period_ms"))
         rate_learned = not n and learned[0] is not None
@@ -241,7 +251,7 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
                 "rate": str(Rate(n, period)) if n and period else None,
                 "rate_learned": rate_learned,
                 "window_calls": window,
-                "units": _units(cfg, totals),
+                "units": units,
                 "parked": parked,
                 "overridden": any(f in cfg for f in FIELDS),
                 "counters": {k.decode(): int(v) for k, v in stats.items()},
