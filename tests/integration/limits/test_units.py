@@ -44,6 +44,15 @@ def llm(n: int, est: int, actual: int | None = None, seconds: float = 0.05, hold
         ctx.usage(input_tokens=actual // 2, output_tokens=actual - actual // 2)
     conn.rpush("tok-TAG:done", n)
     return n
+
+
+@genqueue.task(limit_key="tok-TAG", estimate={"tokens": 50})
+async def allm(n: int, actual: int, usd: float = 0.0) -> int:
+    """An async task: its usage reported from the event loop of a --concurrency worker."""
+    ctx = genqueue.current()
+    ctx.usage(input_tokens=actual)
+    ctx.usage(output_tokens=actual, usd=usd)
+    return n
 '''
 
 
@@ -164,3 +173,28 @@ def test_an_estimate_over_the_limit_alone_is_refused_at_enqueue(tmp_path, env, c
 def test_limits_set_refuses_a_bad_unit_limit_in_one_line(env, bad):
     r = run_cli(env, "limits", "set", "tok-x", "--tokens", bad)
     assert r.code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_async_tasks_on_a_concurrent_worker_report_usage(tmp_path, env, workers, conn):
+    """Usage adds up within an attempt and is recorded by the concurrent worker's moves too, on a key without
+    unit limits; a job with no tenant counts under "*"; tokens = input + output; usd kept as a float."""
+    from genqueue.jobs.enqueue import enqueue_task
+
+    module, tag = lab(tmp_path, env, "10k/m")
+    for n in range(10):
+        enqueue_task(conn, env["GENQUEUE_QUEUE"], f"{module}.allm", {"n": n, "actual": 10, "usd": 0.25}, check=False)
+    workers(extra=("--concurrency", "4", "--tasks", module))
+
+    def totals():
+        out: dict[str, float] = {}
+        for key in conn.scan_iter(keys.USAGE_PREFIX + "h:*"):
+            for field, amount in conn.hgetall(key).items():
+                tenant, task, limit_key, unit = field.decode().split(keys.USAGE_FIELD_SEP)
+                if task == f"{module}.allm":
+                    assert (tenant, limit_key) == ("*", f"tok-{tag}")
+                    out[unit] = out.get(unit, 0.0) + float(amount)
+        return out
+
+    wait_for(lambda: totals().get("tokens") == 200, timeout=60, message="ten jobs' usage recorded")
+    assert totals() == {"tokens": 200.0, "input_tokens": 100.0, "output_tokens": 100.0, "usd": 2.5}
+    assert units_row(env, f"tok-{tag}")[0]["units"] == {}  # no unit limit declared by allm: recorded all the same
