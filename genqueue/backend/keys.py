@@ -243,4 +243,4 @@ def usage_tenant_month(tenant: str, month: str) -> str:
     return f"{USAGE_PREFIX}tenant:{tenant}:m:{month}"
 
 
-BUDGETS = "genqueue:budgets"  # HASH tenant -> JSON of its budgets (the budgets module in usage/)
+BUDGETS = "genqueue:budgets"  # HASH tenant -> JSON of its budgets (the budgets module of usage/)
