@@ -198,3 +198,14 @@ def test_async_tasks_on_a_concurrent_worker_report_usage(tmp_path, env, workers,
     wait_for(lambda: totals().get("tokens") == 200, timeout=60, message="ten jobs' usage recorded")
     assert totals() == {"tokens": 200.0, "input_tokens": 100.0, "output_tokens": 100.0, "usd": 2.5}
     assert units_row(env, f"tok-{tag}")[0]["units"] == {}  # no unit limit declared by allm: recorded all the same
+
+
+def test_limits_set_shows_and_rm_removes_unit_limits(env):
+    key = f"tok-{uuid.uuid4().hex[:8]}"
+    r = run_cli(env, "limits", "set", key, "--tokens", "90k/m", "--images", "50/m", "--usd", "200/d")
+    assert r.code == 0, r.stderr
+    assert "tokens 90k/m, images 50/m, usd 200/d" in r.stdout
+    shown = run_cli(env, "limits", "--key", key)
+    assert "tokens 0+0/90k/m, images 0+0/50/m, usd 0+0/200/d" in shown.stdout
+    assert run_cli(env, "limits", "rm", key).code == 0
+    assert units_row(env, key)[0]["units"] == {}
