@@ -32,6 +32,13 @@ class UnknownTaskName(InvalidInput):
     code = "NOT_FOUND"
 
 
+class OverLimit(InvalidInput):
+    """A job whose estimate alone exceeds its limit key's unit limit (tokens, images, usd): it could never run
+    (exit 2; HTTP 422 OVER_LIMIT)."""
+
+    code = "OVER_LIMIT"
+
+
 class NotFound(GenqueueError):
     exit_code = 3
     code = "NOT_FOUND"

@@ -42,6 +42,10 @@ LIMIT_COUNTERS = {  # limits store counter -> family (without _total), help
     "breaker_opens": ("genqueue_limit_breaker_opens", "Times the key's breaker opened (5xx/timeout storms)"),
     "held": ("genqueue_limit_held", "Jobs parked because the key's breaker was open or its probe out"),
     "probes": ("genqueue_limit_probes", "Probe calls let through a half-open breaker"),
+    "unit_throttled": (
+        "genqueue_limit_unit_throttled",
+        "Jobs parked because a unit limit (tokens, images, usd) had no room for their estimate",
+    ),
 }
 ALWAYS_COUNTED = ("throttled", "paused", "rate_limited", "breaker_opens")  # 0 before the first; the rest once present
 

@@ -35,13 +35,17 @@ def limits(ctx: click.Context, key: str | None, as_json: bool) -> None:
         return
     click.echo(
         table(
-            ["key", "state", "in flight/cap", "rate", "parked", "429s (1 min)", "throttled", "paused", "opened"],
+            [
+                *("key", "state", "in flight/cap", "rate", "units", "parked"),
+                *("429s (1 min)", "throttled", "paused", "opened"),
+            ],
             [
                 [
                     r["key"],
                     r["state"] + (f" {r['paused_for_s']}s" if r["paused_for_s"] else ""),
                     f"{r['in_flight']}/{r['concurrency'] or '-'}",
                     (r["rate"] or "-") + (" (learned)" if r["rate_learned"] else ""),
+                    units_text(r.get("units") or {}),
                     r["parked"],
                     r["rate_limited_1m"],
                     r["counters"].get("throttled", 0),
@@ -54,11 +58,17 @@ def limits(ctx: click.Context, key: str | None, as_json: bool) -> None:
     )
 
 
+def units_text(units: dict) -> str:
+    """`tokens 1200+300/90k/m`: per unit, settled in the window + reserved by running jobs / the limit."""
+    return ", ".join(f"{unit} {u['used']:g}+{u['reserved']:g}/{u['limit']}" for unit, u in units.items()) or "-"
+
+
 @limits.command(
     "set",
-    help="Set a key's concurrency cap, rate and/or breaker cooldown for every worker (overrides "
-    "a task's declared limits).\n\n\b\nExamples:\n  genqueue limits set lab --concurrency 3 "
-    "--rate 5/s\n  genqueue limits set lab --cooldown 1m\n  genqueue limits set lab --cooldown 0",
+    help="Set a key's concurrency cap, rate, unit limits (tokens, images, usd per window) and/or breaker "
+    "cooldown for every worker (overrides a task's declared limits).\n\n\b\nExamples:\n  genqueue limits "
+    "set lab --concurrency 3 --rate 5/s\n  genqueue limits set openai:gpt-4o --tokens 90k/m\n  genqueue limits "
+    "set openai:gpt-image-1 --images 50/m --usd 200/d\n  genqueue limits set lab --cooldown 1m",
 )
 @click.argument("key")
 @click.option(
@@ -79,25 +89,40 @@ def limits(ctx: click.Context, key: str | None, as_json: bool) -> None:
     metavar="DURATION",
     help="How long the breaker keeps the key open after a 5xx/timeout storm, e.g. 30s, 2m (0: no breaker; at most 1h).",
 )
+@click.option("--tokens", default=None, metavar="N/WINDOW", help="Tokens per window, e.g. 90k/m, 2M/h (k, M; s m h d).")
+@click.option("--images", default=None, metavar="N/WINDOW", help="Images per window, e.g. 50/m.")
+@click.option("--usd", default=None, metavar="X/WINDOW", help="Dollars per window, e.g. 200/d, 0.5/m.")
 @json_option
-def set_(key: str, concurrency: int | None, rate: str | None, cooldown: str | None, as_json: bool) -> None:
+def set_(
+    key: str,
+    concurrency: int | None,
+    rate: str | None,
+    cooldown: str | None,
+    tokens: str | None,
+    images: str | None,
+    usd: str | None,
+    as_json: bool,
+) -> None:
     from ..errors import InvalidInput
     from ..limits.rules import Limits, check_key
     from ..limits.store import describe, set_limits
 
     check_key(key)
-    parsed = Limits.parse({"rate": rate, "cooldown": cooldown})
-    if concurrency is None and rate is None and cooldown is None:
-        raise InvalidInput("give --concurrency, --rate and/or --cooldown")
+    units = {u: v for u, v in (("tokens", tokens), ("images", images), ("usd", usd)) if v is not None}
+    parsed = Limits.parse({"rate": rate, "cooldown": cooldown, **units})
+    if concurrency is None and rate is None and cooldown is None and not units:
+        raise InvalidInput("give --concurrency, --rate, --tokens, --images, --usd and/or --cooldown")
     app = get_app(None, as_json)
-    set_limits(app.connection, key, concurrency=concurrency, rate=rate, cooldown_s=parsed.cooldown_s)
+    set_limits(app.connection, key, concurrency=concurrency, rate=rate, cooldown_s=parsed.cooldown_s, units=units)
     row = describe(app.connection, key)[0]
     if as_json:
         emit_json(row)
     else:
         click.echo(
             f"{key}: concurrency {row['concurrency'] or '-'}, rate {row['rate'] or '-'}, "
-            f"breaker cooldown {row['cooldown_s']:g}s" + (" (breaker off)" if row["cooldown_s"] == 0 else "")
+            + "".join(f"{unit} {u['limit']}, " for unit, u in row["units"].items())
+            + f"breaker cooldown {row['cooldown_s']:g}s"
+            + (" (breaker off)" if row["cooldown_s"] == 0 else "")
         )
 
 

@@ -14,6 +14,7 @@ items (`<run>-item-<n>`) are reserved for runs, so nobody can plant a job in ano
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,17 @@ from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, RESULT_TTL_S, SERIALIZER, fetch_job, make_queue
 from ..backend.replies import text
-from ..errors import BudgetSpent, Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput, NotFound, UnknownTaskName
+from ..errors import (
+    BudgetSpent,
+    Conflict,
+    CorruptEntry,
+    Forbidden,
+    InvalidId,
+    InvalidInput,
+    NotFound,
+    OverLimit,
+    UnknownTaskName,
+)
 from ..limits.rules import generate_key, render_key
 from ..limits.store import check_new_key
 from ..retry.meta import gq, new_meta
@@ -159,6 +170,34 @@ def limit_key_of(func: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str 
     return render_key(spec.limit_key, kwargs) if spec.limit_key else None
 
 
+def refuse_over_limit(connection: Redis, calls: Sequence[tuple[str, Sequence[Any], Mapping[str, Any]]]) -> None:
+    """OverLimit when a call's estimate alone exceeds its key's unit limit (set in Redis, else declared by
+    its task): such a job could never start. Only for tasks this process knows (their estimate is theirs);
+    one read for all the calls' keys."""
+    from ..limits.rules import over_limit
+    from ..limits.store import unit_limits
+    from ..tasks.estimates import estimate_of
+
+    provider = os.environ.get("GENQUEUE_PROVIDER") or "simulated"
+    estimated: list[tuple[str, TaskSpec, dict[str, float]]] = []
+    for func, args, kwargs in calls:
+        spec = lookup(func)
+        if spec is None:
+            continue
+        estimate = estimate_of(spec, args, kwargs, provider)
+        key = limit_key_of(func, args, dict(kwargs)) if estimate else None
+        if key:
+            estimated.append((key, spec, estimate))
+    if not estimated:
+        return
+    limits = unit_limits(connection, sorted({key for key, _, _ in estimated}))
+    for key, spec, estimate in estimated:
+        declared = dict(spec.limits.units) if spec.limits is not None else {}
+        why = over_limit(estimate, {**declared, **limits.get(key, {})})
+        if why:
+            raise OverLimit(f"job refused: {why} (limit key {key})")
+
+
 def admit_limit_keys(connection: Redis, limit_keys: set[str | None]) -> None:
     """Refuse the enqueue when a new limit key would pass GENQUEUE_MAX_LIMIT_KEYS (limits.store.check_new_key)."""
     most = max_limit_keys()
@@ -254,6 +293,7 @@ def enqueue_call(
         raise InvalidInput("max_retries must be 0 or more")
     when = at or (datetime.now(UTC) + in_ if in_ else None)
     admit_limit_keys(connection, {limit_key_of(call.func, call.args, call.kwargs)})
+    refuse_over_limit(connection, [(call.func, call.args, call.kwargs)])
     try:
         when = within_budget(
             connection, job_tenant(meta["genqueue"], call.args[0] if call.args else call.kwargs), meta, when
@@ -353,6 +393,7 @@ def enqueue_many(
     for payload in payloads:
         validate_payload(payload)
     admit_limit_keys(connection, {limit_key_of(JOB_FUNC, [p], {}) for p in payloads})
+    refuse_over_limit(connection, [(JOB_FUNC, [p], {}) for p in payloads])
     refuse_batch(connection, None, "enqueue_many")  # jobs with no tenant: the "*" budget, if any
     queue = make_queue(connection, queue_name)
     ids: list[str] = []

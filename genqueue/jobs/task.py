@@ -160,6 +160,7 @@ def task(
     limits: Mapping[str, Any] | None = None,
     priority: Literal["high", "normal", "low"] | None = None,
     on_cancel: Callable[[Any], Any] | None = None,
+    estimate: Mapping[str, float] | Callable[[Mapping[str, Any]], Mapping[str, float]] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -167,7 +168,8 @@ def task(
     fn: Callable[P, R] | None = None, /, *, name: str | None = None, **options: Any
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register `fn` as a task (`@task` or `@task(name=..., queue=..., max_retries=..., timeout=..., policy=...,
-    result_ttl=..., api=..., limit_key=..., limits=..., priority=..., on_cancel=...)`); an unknown or bad option raises
+    result_ttl=..., api=..., limit_key=..., limits=..., priority=..., on_cancel=...,
+    estimate=...)`); an unknown or bad option raises
     InvalidInput here, at import. The options a type checker sees (the overload above) are tasks.registry.OPTIONS."""
 
     def register(f: Callable[P, R]) -> Task[P, R]:

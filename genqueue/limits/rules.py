@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidInput
@@ -34,7 +34,13 @@ UNIT_MS = {
     "hour": 3_600_000,
 }
 KEY = re.compile(r"[A-Za-z0-9_.:/@+-]{1,200}")
-LIMIT_FIELDS = ("concurrency", "rate", "max_wait", "cooldown")
+UNITS = ("tokens", "images", "usd")  # what a unit limit may meter (usage keys' units: tokens = input + output)
+LIMIT_FIELDS = ("concurrency", "rate", "max_wait", "cooldown", *UNITS)
+UNIT_LIMIT = re.compile(r"\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*([kKM]?)\s*/\s*([0-9]*)\s*(s|m|h|d)\s*")
+UNIT_WINDOW_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+SUFFIX = {"": 1, "k": 1_000, "K": 1_000, "M": 1_000_000}
+MAX_UNIT_AMOUNT = 1e12  # tokens, images or dollars per window
+MAX_UNIT_WINDOW_MS = 7 * 86_400_000
 BREAKER_MIN_CALLS = 5  # answered calls in the last minute before the failure share can open a key
 DEFAULT_COOLDOWN_S = 30.0
 LEASE_MARGIN_S = 30  # a slot outlives its job's timeout by this much, then a dead holder's slot is reclaimed
@@ -76,16 +82,78 @@ def parse_rate(text: str) -> Rate:
 
 
 @dataclass(frozen=True, slots=True)
+class UnitLimit:
+    """At most `amount` of a unit (tokens, images, usd) per sliding window of `window_ms`."""
+
+    amount: float
+    window_ms: int
+
+    def __str__(self) -> str:
+        amount = self.amount
+        text = f"{amount:g}"
+        for suffix, factor in (("M", 1_000_000), ("k", 1_000)):
+            if amount >= factor and (amount / factor) == int(amount / factor):
+                text = f"{int(amount // factor)}{suffix}"
+                break
+        for unit, ms in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+            if self.window_ms % ms == 0:
+                count = self.window_ms // ms
+                return f"{text}/{'' if count == 1 else count}{unit}"
+        return f"{text}/{self.window_ms / 1000:g}s"
+
+
+def parse_unit_limit(text: Any, unit: str = "unit") -> UnitLimit:
+    """'90k/m', '50/m', '200/d', '1.5M/h', '2000/10s' → UnitLimit; InvalidInput otherwise. The suffix k is
+    thousands and M millions; the window is s, m, h or d, with an optional count."""
+    match = UNIT_LIMIT.fullmatch(str(text)) if isinstance(text, (str, int, float)) else None
+    if not match or isinstance(text, bool):
+        raise InvalidInput(f"{unit} limit must look like 90k/m, 50/m, 200/d or 1.5M/h, not {text!r}")
+    amount = float(match[1]) * SUFFIX[match[2]]
+    window = int(match[3] or 1) * UNIT_WINDOW_MS[match[4]]
+    if not 0 < amount <= MAX_UNIT_AMOUNT or not 0 < window <= MAX_UNIT_WINDOW_MS:
+        raise InvalidInput(
+            f"{unit} limit {text!r} is out of bounds: a positive amount up to {MAX_UNIT_AMOUNT:g} per a window up to 7d"
+        )
+    return UnitLimit(amount, window)
+
+
+def check_amounts(raw: Any, what: str) -> dict[str, float]:
+    """A usage or an estimate: {unit: amount >= 0} over UNITS (and input_tokens/output_tokens for a usage)."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(f"{what} must be a mapping of unit to amount, not {type(raw).__name__}")
+    out: dict[str, float] = {}
+    for unit, value in raw.items():
+        if unit not in UNITS:
+            raise InvalidInput(f"{what}: unknown unit {unit!r}; use {', '.join(UNITS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_UNIT_AMOUNT:
+            raise InvalidInput(f"{what}: {unit} must be a number from 0 to {MAX_UNIT_AMOUNT:g}, not {value!r}")
+        if value:
+            out[unit] = float(value)
+    return out
+
+
+def over_limit(estimate: Mapping[str, float], units: Mapping[str, UnitLimit]) -> str | None:
+    """The first unit whose estimate alone exceeds its limit (such a job could never run): a message, or None."""
+    for unit, limit in units.items():
+        amount = estimate.get(unit, 0.0)
+        if amount > limit.amount:
+            return f"its {unit} estimate {amount:g} exceeds the limit {limit} alone: it could never run"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     concurrency: int | None = None
     rate: Rate | None = None
     max_wait_s: float | None = None
     cooldown_s: float | None = None
+    units: Mapping[str, UnitLimit] = field(default_factory=dict, hash=False)
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Limits:
         """From a task declaration or the CLI:
-        {"concurrency": 3, "rate": "5/s", "max_wait": 3600, "cooldown": "30s"}."""
+        {"concurrency": 3, "rate": "5/s", "max_wait": 3600, "cooldown": "30s", "tokens": "90k/m",
+        "images": "50/m", "usd": "200/d"}."""
         raw = dict(raw or {})
         unknown = sorted(set(raw) - set(LIMIT_FIELDS))
         if unknown:
@@ -96,7 +164,8 @@ class Limits:
         max_wait = duration_s(raw.get("max_wait"), "max_wait", zero=False, most=MAX_WAIT_BOUND_S)
         cooldown = duration_s(raw.get("cooldown"), "cooldown", zero=True, most=MAX_COOLDOWN_S)
         rate = raw.get("rate")
-        return cls(concurrency, parse_rate(rate) if rate is not None else None, max_wait, cooldown)
+        units = {unit: parse_unit_limit(raw[unit], unit) for unit in UNITS if raw.get(unit) is not None}
+        return cls(concurrency, parse_rate(rate) if rate is not None else None, max_wait, cooldown, units)
 
     def cooldown_ms(self) -> int:
         return int((DEFAULT_COOLDOWN_S if self.cooldown_s is None else self.cooldown_s) * 1000)
@@ -104,6 +173,15 @@ class Limits:
     def args(self) -> list[int]:
         """The declared defaults as the Lua scripts take them: cap, rate n, rate period ms (0: none)."""
         return [self.concurrency or 0, self.rate.n if self.rate else 0, self.rate.period_ms if self.rate else 0]
+
+    def unit_args(self) -> list[Any]:
+        """The declared unit limits as limits.lua's lim_acquire takes them: per unit in UNITS, amount and
+        window ms (0 0: none)."""
+        out: list[Any] = []
+        for unit in UNITS:
+            limit = self.units.get(unit)
+            out += [limit.amount, limit.window_ms] if limit else [0, 0]
+        return out
 
 
 def check_concurrency(value: Any) -> int:

@@ -13,9 +13,26 @@ from ..backend import keys
 from ..backend.replies import text
 from ..backend.scripts import registered
 from ..errors import InvalidInput
-from .rules import DEFAULT_COOLDOWN_S, IDLE_TTL_S, Rate, check_concurrency, check_key, duration_s, parse_rate
+from .rules import (
+    DEFAULT_COOLDOWN_S,
+    IDLE_TTL_S,
+    UNITS,
+    Rate,
+    UnitLimit,
+    check_concurrency,
+    check_key,
+    duration_s,
+    parse_rate,
+    parse_unit_limit,
+)
 
-FIELDS = ("concurrency", "rate_n", "rate_period_ms", "cooldown_ms")
+FIELDS = (
+    "concurrency",
+    "rate_n",
+    "rate_period_ms",
+    "cooldown_ms",
+    *(f"u_{unit}_{part}" for unit in UNITS for part in ("n", "ms")),
+)
 BUCKET_MS, BUCKETS = 10_000, 6  # limits.lua's health buckets: the last minute in six 10-s buckets
 
 
@@ -26,9 +43,11 @@ def set_limits(
     concurrency: int | None = None,
     rate: str | None = None,
     cooldown_s: float | None = None,
+    units: dict[str, str] | None = None,
 ) -> None:
     """Override a key's limits for every worker at once; 0 / "0/s" are not accepted — use clear().
-    cooldown_s: how long the breaker keeps the key open after a failure storm (0: no breaker)."""
+    cooldown_s: how long the breaker keeps the key open after a failure storm (0: no breaker).
+    units: {"tokens": "90k/m", "images": "50/m", "usd": "200/d"} (any of them)."""
     check_key(key)
     mapping: dict[FieldT, EncodableT] = {}
     if concurrency is not None:
@@ -38,6 +57,11 @@ def set_limits(
         mapping.update(rate_n=parsed.n, rate_period_ms=parsed.period_ms)
     if cooldown_s is not None:
         mapping["cooldown_ms"] = int((duration_s(cooldown_s, "cooldown", zero=True) or 0.0) * 1000)
+    for unit, given in (units or {}).items():
+        if unit not in UNITS:
+            raise InvalidInput(f"unknown unit {unit!r}; use {', '.join(UNITS)}")
+        limit = parse_unit_limit(given, unit)
+        mapping[f"u_{unit}_n"], mapping[f"u_{unit}_ms"] = repr(limit.amount), limit.window_ms
     with connection.pipeline() as pipe:
         pipe.sadd(keys.LIMITS_KNOWN, key)
         if mapping:
@@ -121,6 +145,20 @@ def clear(connection: Redis, key: str) -> dict[str, Any]:
     }
 
 
+def unit_limits(connection: Redis, names: list[str]) -> dict[str, dict[str, UnitLimit]]:
+    """Each key's unit limits as the workers see them (set with `genqueue limits set`, else as last declared
+    by a claim): one round trip for all the keys."""
+    with connection.pipeline(transaction=False) as reads:
+        for name in names:
+            reads.hgetall(keys.limit_prefix(name) + "cfg")
+        replies = reads.execute() if names else []
+    out: dict[str, dict[str, UnitLimit]] = {}
+    for name, raw in zip(names, replies, strict=True):
+        cfg = {text(k): v for k, v in raw.items()}
+        out[name] = {unit: parse_unit_limit(u["limit"], unit) for unit, u in _units(cfg, {}).items()}
+    return out
+
+
 def _set_or_declared(cfg: dict[str, bytes], field: str) -> int:
     """A limit field as set at run time, else as the task declared it (0: neither)."""
     return _num(cfg.get(field)) or _num(cfg.get("declared_" + field))
@@ -130,7 +168,26 @@ def _num(value: bytes | None) -> int:
     return int(value) if value not in (None, b"") else 0
 
 
-READS = 10  # per key, in describe()'s first pipeline
+READS = 11  # per key, in describe()'s first pipeline
+
+
+def _units(cfg: dict[str, bytes], totals: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
+    """The key's unit limits (set, else declared): {unit: {"limit": "90k/m", "window_ms", "reserved": r,
+    "used": w}} (`used` as the totals say; describe() counts it afresh from the window)."""
+    out: dict[str, dict[str, Any]] = {}
+    for unit in UNITS:
+        n, ms = cfg.get(f"u_{unit}_n"), cfg.get(f"u_{unit}_ms")
+        if not n or float(n) <= 0:
+            n, ms = cfg.get(f"declared_u_{unit}_n"), cfg.get(f"declared_u_{unit}_ms")
+        if not n or float(n) <= 0 or not ms or int(ms) <= 0:
+            continue
+        out[unit] = {
+            "limit": str(UnitLimit(float(n), int(ms))),
+            "window_ms": int(ms),
+            "reserved": round(float(totals.get(f"r:{unit}".encode(), 0) or 0), 6),
+            "used": round(float(totals.get(f"w:{unit}".encode(), 0) or 0), 6),
+        }
+    return out
 
 
 def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
@@ -151,20 +208,29 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
             reads.hgetall(p + "health")
             reads.hmget(p + "learned", "n", "period")
             reads.hvals(p + "tbrk")
+            reads.hgetall(p + "ut")
         replies = reads.execute() if names else []
     per_key = [replies[READS * i : READS * i + READS] for i in range(len(names))]
     with connection.pipeline(transaction=False) as reads:
-        lengths = []
-        for name, (*_, ring, _stats, _brk, _health, _learned, _tbrk) in zip(names, per_key, strict=False):
+        lengths, unit_rows = [], []
+        for name, (cfg, *_, ring, _stats, _brk, _health, _learned, _tbrk, ut) in zip(names, per_key, strict=False):
             tenants = list(dict.fromkeys(ring))
             lengths.append(len(tenants))
             for tenant in tenants:
                 reads.llen(keys.limit_prefix(name) + "parked:" + tenant.decode())
-        parked_lists = iter(reads.execute() if any(lengths) else [])
+            units = _units({text(k): v for k, v in cfg.items()}, ut)
+            unit_rows.append(units)
+            for unit, u in units.items():  # what was settled within the window, as of now
+                reads.zrangebyscore(keys.limit_prefix(name) + "uw:" + unit, now - u["window_ms"], "+inf")
+        replies = reads.execute() if any(lengths) or any(unit_rows) else []
+        parked_lists = iter(replies)
     rows = []
-    for name, reply, count in zip(names, per_key, lengths, strict=False):
-        cfg, in_flight, window, pause, _ring, stats, brk, health, learned, tbrk = reply
+    for name, reply, count, units in zip(names, per_key, lengths, unit_rows, strict=False):
+        cfg, in_flight, window, pause, _ring, stats, brk, health, learned, tbrk, _totals = reply
         parked = sum(next(parked_lists) for _ in range(count))
+        for u in units.values():
+            u["used"] = round(sum(float(text(m).rsplit("|", 1)[1]) for m in next(parked_lists)), 6)
+            del u["window_ms"]
         cfg = {k.decode(): v for k, v in cfg.items()}
         cap, n, period = (_set_or_declared(cfg, f) for f in ("concurrency", "rate_n", "rate_period_ms"))
         rate_learned = not n and learned[0] is not None
@@ -185,6 +251,7 @@ def describe(connection: Redis, key: str | None = None) -> list[dict[str, Any]]:
                 "rate": str(Rate(n, period)) if n and period else None,
                 "rate_learned": rate_learned,
                 "window_calls": window,
+                "units": units,
                 "parked": parked,
                 "overridden": any(f in cfg for f in FIELDS),
                 "counters": {k.decode(): int(v) for k, v in stats.items()},

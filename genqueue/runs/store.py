@@ -39,7 +39,7 @@ from ..backend.replies import text
 from ..dlq.entry import decode, iso
 from ..dlq.store import DLQStore
 from ..errors import Conflict, CorruptEntry, Forbidden, GenqueueError, InvalidInput, NotFound
-from ..jobs.enqueue import admit_limit_keys, generate_call, limit_key_of, owner_of, task_call
+from ..jobs.enqueue import admit_limit_keys, generate_call, limit_key_of, owner_of, refuse_over_limit, task_call
 from ..jobs.manual_retry import (
     charged_retries,
     confirm_refusal,
@@ -366,6 +366,7 @@ def submit(
         check(payload)
     func = task or JOB_FUNC
     admit_limit_keys(connection, {limit_key_of(func, [p] if task is None else [], p if task else {}) for p in payloads})
+    refuse_over_limit(connection, [(func, [p] if task is None else [], p if task else {}) for p in payloads])
     refuse_batch(connection, tenant, "a run")
     digest = run_digest(payloads, max_retries, task)
     run_id = check_run_id(run_id) if run_id else default_run_id(digest)

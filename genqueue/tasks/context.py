@@ -4,7 +4,9 @@ Use the job id as an idempotency key towards a provider, so a retry after a time
 `attempt` counts every attempt across retries and replays; `deadline` is when the worker will stop the
 attempt (the job timeout), as a Unix time. `pause_key(seconds)` tells the worker that the provider's limit
 is spent (its headers said so): the move that ends this attempt pauses the job's limit key until then, so
-the key's next jobs park instead of calling into a 429."""
+the key's next jobs park instead of calling into a 429. `usage(input_tokens=..., output_tokens=..., images=...,
+usd=...)` reports what the attempt spent: the move that ends it settles the key's unit limits with it and records
+it in the usage buckets (without a report, the task's estimate is what counts)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ from ..backend.scripts import registered
 # move that ends the attempt, in the same process (a forking worker's work horse runs both).
 _pauses: dict[str, float] = {}
 _pauses_lock = threading.Lock()
+# job id → what its attempt reported through usage() (unit → amount), taken by the move that ends the attempt.
+_usages: dict[str, dict[str, float]] = {}
+USAGE_UNITS = ("input_tokens", "output_tokens", "images", "usd")
+MAX_USAGE = 1e12
 
 
 CANCEL_CHECK_S = 0.25  # `cancelled` asks the server at most this often per job
@@ -136,6 +142,39 @@ class TaskContext:
         until = time.time() + seconds
         with _pauses_lock:
             _pauses[self.job_id] = max(until, _pauses.get(self.job_id, 0.0))
+
+    def usage(
+        self,
+        *,
+        input_tokens: float | None = None,
+        output_tokens: float | None = None,
+        images: float | None = None,
+        usd: float | None = None,
+    ) -> None:
+        """Report what this attempt spent at the provider; calls add up within the attempt. The move that ends
+        the attempt replaces the estimate reserved in the job's unit limits by this (tokens = input + output)
+        and records it per tenant, task and limit key (`genqueue usage`)."""
+        given = {"input_tokens": input_tokens, "output_tokens": output_tokens, "images": images, "usd": usd}
+        for unit, value in given.items():
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or not 0 <= value <= MAX_USAGE
+            ):
+                raise ValueError(f"usage {unit} must be a number from 0 to {MAX_USAGE:g}, not {value!r}")
+        with _pauses_lock:
+            spent = _usages.setdefault(self.job_id, {})
+            for unit, value in given.items():
+                if value is not None:
+                    spent[unit] = spent.get(unit, 0.0) + float(value)
+
+
+def take_usage(job_id: str) -> dict[str, float] | None:
+    """What the job's attempt reported through usage() (input_tokens, output_tokens, images, usd), None when
+    it reported nothing; forgotten once taken."""
+    with _pauses_lock:
+        return _usages.pop(job_id, None)
 
 
 def take_pause(job_id: str, *, now: float | None = None) -> float:

@@ -36,6 +36,7 @@ OPTIONS = (
     "limits",
     "priority",
     "on_cancel",
+    "estimate",
 )
 MAX_TIMEOUT_S = 7 * 86400
 
@@ -62,6 +63,11 @@ class TaskSpec:
     positional: bool = False  # the built-in generate(payload) takes one positional payload
     priority: str | None = None  # high, normal or low: its jobs' default priority (tenants/fairness.py)
     on_cancel: Callable[[Any], Any] | None = field(default=None, repr=False, compare=False)  # worker/cancel_hook.py
+    # what one call will spend, reserved in its key's unit limits at start (tasks/estimates.py): a fixed
+    # {"tokens": 500} or a function of the call's kwargs returning one
+    estimate: Mapping[str, float] | Callable[[Mapping[str, Any]], Mapping[str, float]] | None = field(
+        default=None, compare=False
+    )
 
     @property
     def is_async(self) -> bool:
@@ -85,7 +91,13 @@ class TaskSpec:
                 "concurrency": self.limits.concurrency,
                 "rate": None if self.limits.rate is None else str(self.limits.rate),
                 "max_wait": self.limits.max_wait_s,
+                **{unit: str(limit) for unit, limit in self.limits.units.items()},
             },
+            "estimate": None
+            if self.estimate is None
+            else "function"
+            if callable(self.estimate)
+            else dict(self.estimate),
         }
 
 
@@ -151,6 +163,11 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
         out["limits"] = Limits.parse(out["limits"])
         if not out.get("limit_key"):
             raise InvalidInput("task option limits needs a limit_key (the jobs that share them)")
+    estimate = out.get("estimate")
+    if estimate is not None and not callable(estimate):
+        from ..limits.rules import check_amounts
+
+        out["estimate"] = check_amounts(estimate, "task option estimate")
     if out.get("limit_key") is not None:
         if not isinstance(out["limit_key"], str):
             raise InvalidInput(f"task option limit_key must be a string, not {out['limit_key']!r}")

@@ -35,7 +35,7 @@ from ..support.safe_text import describe
 from ..tenants.credits import GIVEN_BACK_FIELD, credit_to_give_back
 from .cancel_hook import run_on_cancel
 from .guarded import recorder, run_guarded
-from .limiting import limit_or_none, log_event, release_args
+from .limiting import attempt_usage, limit_or_none, log_event, release_args
 
 log = get_logger("genqueue.worker")
 CANCEL_POLL_S = 0.5  # how often a worker looks for cancel requests of its running jobs
@@ -121,7 +121,8 @@ def finish_canceled(
     else:
         claim = ("none",)
     limit = limit_or_none(job)
-    ok, event = run_guarded(connection, pipe, claim, release_args(limit, job.id, 0, ""))
+    settle, usage = attempt_usage(job, limit, crashed=True)  # only what the task reported before it stopped
+    ok, event = run_guarded(connection, pipe, claim, release_args(limit, job.id, 0, "", settle), usage=usage)
     if ok:
         if limit is not None:
             log_event(log, limit.key, event)

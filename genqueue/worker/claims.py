@@ -26,7 +26,7 @@ from .base import WorkerBase
 from .boundary import DuplicateDispatch, JobParked, UnrunnableJob
 from .cancel import finish_canceled
 from .guarded import VETOED, recorder, run_claim, run_guarded
-from .limiting import JobLimit, acquire_args, limit_of, log_event, release_args
+from .limiting import JobLimit, acquire_args, attempt_usage, limit_of, log_event, release_args
 from .liveness import Claim
 
 log = get_logger("genqueue.worker")
@@ -154,7 +154,9 @@ class ClaimsMixin(WorkerBase):
         events.add(pipe, job.id, "finished", finished_data(job))
         claim = ("member", started_job_registry.key, execution.composite_key) if execution else ("none",)
         limit = getattr(self, "_limit", None)
-        ok, event = run_guarded(self.connection, pipe, claim, release_args(limit, job.id), veto=cancel_request(job.id))
+        settle, usage = attempt_usage(job, limit)  # the unit reservation settled, the usage counted: same script
+        release = release_args(limit, job.id, settle=settle)
+        ok, event = run_guarded(self.connection, pipe, claim, release, veto=cancel_request(job.id), usage=usage)
         if not ok and event == VETOED:  # canceled while it ran: the cancel's answer named `canceled` (cancel.py)
             ok = finish_canceled(
                 self.connection, job, queue, execution=execution, worker_name=self.name, also=self._ended_bookkeeping

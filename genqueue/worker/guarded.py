@@ -28,6 +28,7 @@ from redis import Redis
 from ..backend import events, keys
 from ..backend.scripts import registered
 from ..tenants.fair import FAIR, context_args
+from ..usage.record import RECORD
 
 RUN_RECORDED = """
 local function run_recorded(from)  -- ARGV[from..]: for each command, its word count, then its words
@@ -44,11 +45,13 @@ LIMITS = resources.files("genqueue.limits").joinpath("lua", "limits.lua").read_t
 
 # ARGV: claim kind, a, b, c; the veto key ('' for none: a cancel request, jobs/cancel.py); L, then L limit
 # arguments (a release: prefix, wake, key, job id, now ms, pause ms, job prefix, queue prefix, outcome, breaker
-# min calls, default cooldown ms, tenant; L = 0 for a job without a limit key); then the recorded commands. Returns
+# min calls, default cooldown ms, tenant, settle JSON; L = 0 for a job without a limit key); U, then U usage
+# arguments (usage/record.py's record_args; U = 0: nothing to record); then the recorded commands. Returns
 # {1, the breaker's event or ''}, {0, found}, or {0, VETOED} when the veto key exists (nothing written).
 GUARD = (
     RUN_RECORDED
     + LIMITS
+    + RECORD
     + """
 local kind, a, b, c = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if kind == 'member' then
@@ -59,10 +62,12 @@ elseif kind == 'field' then
 end
 if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return {0, '(vetoed)'} end
 local l = tonumber(ARGV[6])
-run_recorded(7 + l)
+local u = tonumber(ARGV[7 + l])
+run_recorded(8 + l + u)
+if u > 0 then usage_record(8 + l, 7 + l + u) end
 if l > 0 then
   return {1, lim_release(ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13],
-                         ARGV[14], ARGV[15], tonumber(ARGV[16]), tonumber(ARGV[17]), ARGV[18])}
+                         ARGV[14], ARGV[15], tonumber(ARGV[16]), tonumber(ARGV[17]), ARGV[18], ARGV[19])}
 end
 return {1, ''}
 """
@@ -73,7 +78,8 @@ VETOED = "(vetoed)"  # run_guarded's `found` when the veto key (a cancel request
 # same script that starts it; refused, it is parked (leaves the intermediate list, status deferred) and
 # none of the start's writes happen. ARGV: 'field', job key, 'status', 'queued', the claim's execution key;
 # L, then prefix, wake, known, key, job id, job key, tenant, now ms, cap, rate n, period ms, lease ms,
-# cooldown ms, intermediate list, max_wait ms (a parked job's deadline: worker/parked.py). A job no longer
+# cooldown ms, intermediate list, max_wait ms (a parked job's deadline: worker/parked.py), the estimate JSON
+# ('' none), then per unit (tokens, images, usd) its declared amount and window ms (0 0: none). A job no longer
 # queued whose execution hash is this claim's own was started by this very claim: the server died after
 # running it and before answering, and PatientRetry sent it again (the execution id is new for every claim,
 # so nobody else's start matches) — that is a success, not a duplicate dispatch, or the job would sit in the
@@ -95,7 +101,8 @@ local l = tonumber(ARGV[6])
 if l > 0 then
   local parked = lim_acquire(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13],
                              tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17]),
-                             tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[21]))
+                             tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[21]), ARGV[22],
+                             {unpack(ARGV, 23, 28)})
   if parked then
     redis.call('LREM', ARGV[20], 1, ARGV[11])
     gq_event(ARGV[11], 'parked', cjson.encode({key = ARGV[10], why = parked[1]}))
@@ -107,11 +114,18 @@ return {1, ''}
 """
 )
 
+# The dead-letter MULTI's part (transition.py): ARGV: L, the L release arguments (as GUARD's), U, the U usage
+# arguments. Returns the breaker's event ('' if none).
 RELEASE = (
     LIMITS
+    + RECORD
     + """
-return lim_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8],
-                   ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12])
+local l = tonumber(ARGV[1])
+local u = tonumber(ARGV[2 + l])
+if u > 0 then usage_record(3 + l, 2 + l + u) end
+if l == 0 then return '' end
+return lim_release(ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9],
+                   ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13], ARGV[14])
 """
 )
 
@@ -189,16 +203,24 @@ def flatten(pipe) -> list[Any]:
 
 
 def run_guarded(
-    connection: Redis, pipe, claim: tuple[str, ...], release: list[Any] | None = None, veto: str = ""
+    connection: Redis,
+    pipe,
+    claim: tuple[str, ...],
+    release: list[Any] | None = None,
+    veto: str = "",
+    usage: list[Any] | None = None,
 ) -> tuple[bool, str]:
     """Run `pipe`'s recorded commands if `claim` holds: (True, the breaker's event or "") or (False, what was
-    found instead). `release` (limiting.release_args): give the job's limit slot back in the same script.
+    found instead). `release` (limiting.release_args): give the job's limit slot back (and settle its unit
+    reservation) in the same script; `usage` (usage.record.record_args): count what the attempt spent.
     `veto`: a key whose existence stops the move (False, VETOED) — a cancel request for the job."""
     kind, *rest = claim
     rest = (list(rest) + ["", "", ""])[:3]
-    release = release or []
+    release, usage = release or [], usage or []
     try:
-        ok, found = registered(connection, GUARD)(args=[kind, *rest, veto, len(release), *release, *flatten(pipe)])
+        ok, found = registered(connection, GUARD)(
+            args=[kind, *rest, veto, len(release), *release, len(usage), *usage, *flatten(pipe)]
+        )
     finally:
         pipe.reset()
     return bool(ok), found.decode() if isinstance(found, bytes) else str(found or "")

@@ -10,6 +10,7 @@ overrides them in Redis for every worker at once. A task without a limit_key is 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from dataclasses import dataclass, replace
@@ -30,8 +31,10 @@ from ..limits.rules import (
 from ..retry.kinds import ErrorKind
 from ..retry.manager import DEFAULT_MAX_WAIT_S, Decision, Failure
 from ..retry.meta import gq
-from ..tasks.context import take_pause
+from ..tasks.context import take_pause, take_usage
+from ..tasks.estimates import estimate_of
 from ..tasks.registry import lookup
+from ..usage.record import record_args, settle_of, spent
 
 NO_LIMITS = Limits()
 
@@ -42,6 +45,7 @@ class JobLimit:
     declared: Limits
     tenant: str
     max_wait_s: float = DEFAULT_MAX_WAIT_S  # the job's: no pause of its key it causes lasts longer than this
+    estimate: tuple[tuple[str, float], ...] = ()  # what one call will spend (tasks/estimates.py), reserved at start
 
     @property
     def prefix(self) -> str:
@@ -90,7 +94,44 @@ def limit_of(job) -> JobLimit | None:
     tenant = meta.get("tenant") or user or "-"
     if declared.cooldown_s is None:
         declared = replace(declared, cooldown_s=default_cooldown_s())
-    return JobLimit(key, declared, str(tenant), max_wait_of(declared, meta))
+    estimate = tuple(sorted(estimate_of(spec, args, kwargs, provider()).items()))
+    return JobLimit(key, declared, str(tenant), max_wait_of(declared, meta), estimate)
+
+
+def provider() -> str:
+    return os.environ.get("GENQUEUE_PROVIDER") or "simulated"
+
+
+def estimate_for(job, limit: JobLimit | None) -> dict[str, float]:
+    """The job's estimate: its limit's (computed with it), else its task's ({} when none or unreadable)."""
+    if limit is not None:
+        return dict(limit.estimate)
+    try:
+        spec = lookup(job.func_name)
+        return {} if spec is None else estimate_of(spec, job.args, job.kwargs, provider())
+    except Exception:  # noqa: BLE001 - unreadable data or a failing estimate: nothing to count
+        return {}
+
+
+def attempt_usage(job, limit: JobLimit | None, *, crashed: bool = False) -> tuple[str, list[Any]]:
+    """What the move that ends the attempt settles and records: (the settle JSON for the release — '' when
+    the reservation is only dropped —, usage/lua/record.lua's arguments). What the attempt reported through
+    `genqueue.current().usage`, else its estimate; a crash (the sweep: nobody saw what it spent) reports
+    nothing and records nothing unless its own process had a report."""
+    reported = take_usage(job.id)
+    if crashed and not reported:
+        return "", []
+    amounts = spent(reported, estimate_for(job, limit))
+    if not amounts:
+        return "", []
+    tenant = gq(job).get("tenant")
+    spec = lookup(job.func_name)
+    task = spec.name if spec is not None else str(job.func_name)
+    settle = settle_of(amounts)
+    return (
+        json.dumps(settle, separators=(",", ":")) if settle else "",
+        record_args(None if tenant is None else str(tenant), task, limit.key if limit else None, amounts, now_ms()),
+    )
 
 
 def max_wait_of(declared: Limits, meta: dict[str, Any]) -> float:
@@ -123,6 +164,8 @@ def acquire_args(limit: JobLimit | None, job, intermediate_key: str) -> list[Any
         limit.declared.cooldown_ms(),
         intermediate_key,
         int(limit.max_wait_s * 1000),
+        json.dumps(dict(limit.estimate), separators=(",", ":")) if limit.estimate else "",
+        *limit.declared.unit_args(),
     ]
 
 
@@ -155,12 +198,15 @@ def outcome_of(decision: Decision | None) -> str:
     return "" if decision is None else OUTCOME.get(decision.kind, "")
 
 
-def release_args(limit: JobLimit | None, job_id: str, pause: int = 0, outcome: str = "ok") -> list[Any]:
+def release_args(
+    limit: JobLimit | None, job_id: str, pause: int = 0, outcome: str = "ok", settle: str = ""
+) -> list[Any]:
     """The release of the move that ends an attempt (success, retry, dead letter). Its pause is the longer
     of the move's own (`pause_ms`) and what the attempt asked for through `genqueue.current().pause_key`
     (a provider's headers saying a limit is spent): taken here, once, for every move alike. Whatever a
     provider said (`Retry-After: 3000000000`, a reset of `99999999h`), it never exceeds the job's max_wait:
-    a job waits that long at most before it is dead-lettered, so a longer pause would only hold up others."""
+    a job waits that long at most before it is dead-lettered, so a longer pause would only hold up others.
+    `settle` (attempt_usage): what replaces the job's unit reservation; '' drops it."""
     pause = max(pause, int(take_pause(job_id) * 1000))
     if limit is None:
         return []
@@ -178,6 +224,7 @@ def release_args(limit: JobLimit | None, job_id: str, pause: int = 0, outcome: s
         BREAKER_MIN_CALLS,
         limit.declared.cooldown_ms(),
         limit.tenant,
+        settle,
     ]
 
 

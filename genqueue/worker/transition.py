@@ -33,7 +33,7 @@ from ..tasks.registry import lookup
 from ..tenants.fair import adopt
 from .cancel import CancelVetoed, finish_canceled, read_request
 from .guarded import RELEASE, VETOED, recorder, run_guarded
-from .limiting import limit_or_none, log_event, outcome_of, pause_ms, release_args
+from .limiting import attempt_usage, limit_or_none, log_event, outcome_of, pause_ms, release_args
 
 log = get_logger("genqueue.worker")
 MAX_TX_ATTEMPTS = 20
@@ -149,9 +149,13 @@ def _move_or_veto(
     """
     started_key = queue.started_job_registry.key
     limit = limit_or_none(job)
-    release = release_args(limit, job.id, pause_ms(decision, failure), outcome_of(decision))
+    # a crash (the sweep's, or a horse that died) drops the unit reservation; any other end settles it
+    settle, usage = attempt_usage(job, limit, crashed=decision.kind is ErrorKind.CRASH)
+    release = release_args(limit, job.id, pause_ms(decision, failure), outcome_of(decision), settle)
     if decision.is_retry and (execution is None) != (registry_claim is None):
-        ok, event = _retry_guarded(connection, job, queue, decision, store, execution, also, registry_claim, release)
+        ok, event = _retry_guarded(
+            connection, job, queue, decision, store, execution, also, registry_claim, release, usage
+        )
         if not ok and event == VETOED:
             raise CancelVetoed(job.id)
         if ok and limit is not None:
@@ -172,8 +176,8 @@ def _move_or_veto(
                     raise CancelVetoed(job.id)
                 pipe.multi()
                 add_at = _queue_move(pipe, job, queue, decision, entry, store, execution, also, registry_claim)
-                if release:  # the limit slot goes back in the same MULTI (EVALSHA in MULTI is fine)
-                    registered(connection, RELEASE)(args=release, client=pipe)
+                if release or usage:  # the limit slot goes back, the usage is counted: same MULTI (EVALSHA is fine)
+                    registered(connection, RELEASE)(args=[len(release), *release, len(usage), *usage], client=pipe)
                 replies = pipe.execute()
                 if add_at is not None:
                     store.note_pruned(replies[add_at])
@@ -195,6 +199,7 @@ def _retry_guarded(
     also: Callable[[Any], None] | None,
     registry_claim: tuple[str, str] | None,
     release: list[Any],
+    usage: list[Any],
 ) -> tuple[bool, str]:
     """The retry move as one round trip (guarded.py): the same writes as the transaction in
     move_failed_job, run only while the claim holds. Nothing here needs a reply, so nothing is lost by not
@@ -206,7 +211,7 @@ def _retry_guarded(
     else:
         assert registry_claim is not None
         claim = ("member", *registry_claim)
-    return run_guarded(connection, pipe, claim, release, veto=keys.cancel_request(job.id))
+    return run_guarded(connection, pipe, claim, release, veto=keys.cancel_request(job.id), usage=usage)
 
 
 def _queue_move(

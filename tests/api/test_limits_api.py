@@ -106,3 +106,32 @@ def test_admins_resume_a_paused_key_and_it_is_audited(client, token, conn):
     assert entry["who"].startswith("ops (tenant")
     bad = client.post("/api/limits/no%20spaces/resume", headers=token("ops", admin=True))
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_admins_set_unit_limits_and_an_estimate_over_them_is_refused_422(client, token, conn, monkeypatch):
+    """PUT /api/limits/{key} sets tokens/images/usd as `genqueue limits set` does (audited; tenants refused);
+    a generate job whose openai estimate (max_tokens + prompt / 4) alone exceeds the key's tokens is 422."""
+    model = f"gpt-{uuid.uuid4().hex[:8]}"
+    key = f"openai:{model}"
+    admin = token("ops", admin=True)
+    assert client.put(f"/api/limits/{key}", json={"tokens": "1k/m"}, headers=token("alice")).status_code == 403
+    r = client.put(f"/api/limits/{key}", json={"tokens": "1k/m", "usd": "200/d", "concurrency": 4}, headers=admin)
+    assert r.status_code == 200, r.text
+    row = r.json()["data"]
+    assert row["concurrency"] == 4 and row["overridden"] is True
+    assert row["units"] == {
+        "tokens": {"limit": "1k/m", "used": 0, "reserved": 0},
+        "usd": {"limit": "200/d", "used": 0, "reserved": 0},
+    }
+    listed = client.get("/api/limits", params={"key": key}, headers=admin).json()["data"][0]
+    assert listed["units"]["tokens"]["limit"] == "1k/m"
+    for bad in ({"tokens": "90k"}, {"images": "0/m"}, {"tokenz": "1/m"}, {}):
+        r = client.put(f"/api/limits/{key}", json=bad, headers=admin)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION_ERROR", (bad, r.text)
+    monkeypatch.setenv("GENQUEUE_PROVIDER", "openai")
+    payload = {"prompt": "p" * 40, "model": model, "params": {"max_tokens": 995}}  # 995 + 10 > 1000
+    r = client.post("/api/jobs", json={"payload": payload}, headers=token("alice"))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "OVER_LIMIT", r.text
+    assert "exceeds the limit 1k/m" in r.json()["error"]["message"]
+    payload["params"]["max_tokens"] = 990
+    assert client.post("/api/jobs", json={"payload": payload}, headers=token("alice")).status_code in (200, 201, 202)

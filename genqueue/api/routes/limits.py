@@ -1,14 +1,18 @@
 """/api/limits (admin only): the provider limit keys as `genqueue limits --json` shows them — state, in
 flight / cap, rate, parked jobs, counters — over genqueue.limits.store.describe; and `POST
-/api/limits/{key}/resume` (`genqueue limits resume`), audited. Limits are set with `genqueue limits set`."""
+/api/limits/{key}/resume` (`genqueue limits resume`) and `PUT /api/limits/{key}` (`genqueue limits set`: concurrency,
+rate, cooldown and the unit limits tokens, images, usd), both audited."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...backend import audit
-from ...limits.store import describe, resume
+from ...limits.rules import Limits, check_key
+from ...limits.store import describe, resume, set_limits
 from ...support.secrets import mask
 from ...tenants.tenancy import Principal
 from ..deps import ServiceState, admin, service
@@ -31,6 +35,11 @@ class LimitRow(BaseModel):
     concurrency: int | None = Field(None, description="the cap (override, else declared); null: none")
     rate: str | None = Field(None, description="calls per period, e.g. 5/s; null: none")
     window_calls: int = Field(description="calls in the rate's current window")
+    units: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="unit limits (tokens, images, usd): {unit: {limit: '90k/m', used: settled in the window, "
+        "reserved: running jobs' estimates}}",
+    )
     parked: int = Field(description="jobs waiting off the queue for this key")
     overridden: bool = Field(description="set with `genqueue limits set` (wins over the task's declaration)")
     counters: dict[str, int] = Field(
@@ -79,3 +88,45 @@ def resume_key(
         actor=actor(request, who),
     )
     return {"data": done}
+
+
+class LimitsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(None, description="jobs of this key in flight at most")
+    rate: str | None = Field(None, description="calls per period, e.g. 5/s, 300/m")
+    cooldown: str | None = Field(None, description="the breaker's cooldown, e.g. 30s (0: no breaker)")
+    tokens: str | None = Field(None, description="tokens per window, e.g. 90k/m")
+    images: str | None = Field(None, description="images per window, e.g. 50/m")
+    usd: str | None = Field(None, description="dollars per window, e.g. 200/d")
+
+
+@router.put(
+    "/{key:path}",
+    summary="Set a key's limits for every worker (as `genqueue limits set`); audited",
+    response_model=dict[str, LimitRow],
+)
+def set_key(
+    key: str,
+    body: LimitsUpdate,
+    request: Request,
+    who: Principal = Depends(admin),
+    state: ServiceState = Depends(service),
+) -> dict:
+    from ...errors import InvalidInput
+    from ...limits.rules import check_concurrency
+
+    check_key(key)
+    given = body.model_dump(exclude_none=True)
+    if not given:
+        raise InvalidInput("give concurrency, rate, cooldown, tokens, images and/or usd")
+    units: dict[str, str] = {u: given[u] for u in ("tokens", "images", "usd") if u in given}
+    parsed = Limits.parse({k: v for k, v in given.items() if k != "concurrency"})
+    if body.concurrency is not None:
+        check_concurrency(body.concurrency)
+    set_limits(
+        state.connection, key, concurrency=body.concurrency, rate=body.rate, cooldown_s=parsed.cooldown_s, units=units
+    )
+    filters = {"key": key, **{k: str(v) for k, v in given.items()}}
+    audit.record(state.connection, "limits.set", "", filters=filters, counts={}, actor=actor(request, who))
+    return {"data": mask(describe(state.connection, key)[0])}

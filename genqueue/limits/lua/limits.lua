@@ -15,6 +15,12 @@
 --                       number), c<i> (calls answered), f<i> (of them TRANSIENT/TIMEOUT), r<i> (429s)
 --   P..'thealth' HASH   the same per tenant: <tenant>|b<i>, <tenant>|c<i>, <tenant>|f<i>
 --   P..'tbrk'    HASH   tenant -> until (ms): the tenant's own breaker, open while its calls alone fail
+-- Unit limits (tokens, images, usd per window; cfg fields u_<unit>_n / u_<unit>_ms, declared_u_<unit>_*):
+--   P..'res'     ZSET   job id -> lease end (ms): the running jobs' reservations (their estimates)
+--   P..'resamt'  HASH   job id -> JSON {unit: amount} reserved
+--   P..'uw:'..u  ZSET   "<job id>|<settle ms>|<amount>" -> settle time (ms): the settled usage of unit u in
+--                       its sliding window (an entry counts from its settle time for one window)
+--   P..'ut'      HASH   'r:'..u (reserved now), 'w:'..u (settled in the window): running totals of the two
 -- and two global keys: WAKE (ZSET limit key -> when to look at its parked jobs again, ms) and KNOWN (SET).
 -- A parked job's RQ status is 'deferred'; it is in exactly one place, its key's parked list.
 -- PARKED (HASH queue -> parked jobs of that queue, all keys) lets a burst worker wait for them: it is
@@ -88,6 +94,123 @@ end
 local function lim_cooldown(p, default)
   local c = redis.call('HMGET', p .. 'cfg', 'cooldown_ms', 'declared_cooldown_ms')
   return tonumber(c[1]) or tonumber(c[2]) or default
+end
+
+-- Unit limits: a job reserves its estimate in the start claim, beside its slot; the move that ends the
+-- attempt settles it — the reservation is replaced by the actual amount, counted in a sliding window from
+-- that moment — or, for a crash (the sweep) or an expired lease, drops it. A unit's room is its limit less
+-- what is reserved and what was settled within the last window.
+local UNITS = {'tokens', 'images', 'usd'}
+
+-- {unit = {n, ms}} for the units limited on this key (set with `genqueue limits set` wins over declared)
+local function lim_units_cfg(p)
+  local fields = {}
+  for _, u in ipairs(UNITS) do
+    fields[#fields + 1] = 'u_' .. u .. '_n'; fields[#fields + 1] = 'u_' .. u .. '_ms'
+    fields[#fields + 1] = 'declared_u_' .. u .. '_n'; fields[#fields + 1] = 'declared_u_' .. u .. '_ms'
+  end
+  local c = redis.call('HMGET', p .. 'cfg', unpack(fields))
+  local out, any = {}, false
+  for i, u in ipairs(UNITS) do
+    local j = 4 * (i - 1)
+    local n, ms = tonumber(c[j + 1]), tonumber(c[j + 2])
+    if not n or n <= 0 then n, ms = tonumber(c[j + 3]), tonumber(c[j + 4]) end
+    if n and n > 0 and ms and ms > 0 then out[u] = {n, ms}; any = true end
+  end
+  return out, any
+end
+
+local function lim_units_add(p, field, amount)
+  local v = tonumber(redis.call('HINCRBYFLOAT', p .. 'ut', field, amount))
+  if v < 1e-6 then redis.call('HSET', p .. 'ut', field, 0) end  -- float dust: never below zero
+end
+
+-- drop the job's reservation (if any): its amounts leave the reserved totals
+local function lim_units_unreserve(p, job_id)
+  local raw = redis.call('HGET', p .. 'resamt', job_id)
+  redis.call('ZREM', p .. 'res', job_id)
+  if not raw then return end
+  redis.call('HDEL', p .. 'resamt', job_id)
+  for u, amount in pairs(cjson.decode(raw)) do lim_units_add(p, 'r:' .. u, -tonumber(amount)) end
+end
+
+-- expired reservations (their holders are dead: the slot's lease) and settled usage older than its window
+local function lim_units_prune(p, now, units)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'res', '-inf', now)) do lim_units_unreserve(p, id) end
+  for u, lim in pairs(units) do
+    local log = p .. 'uw:' .. u
+    local old = redis.call('ZRANGEBYSCORE', log, '-inf', now - lim[2])
+    if #old > 0 then
+      local freed = 0
+      for _, member in ipairs(old) do freed = freed + (tonumber(string.match(member, '|([^|]*)$')) or 0) end
+      redis.call('ZREMRANGEBYSCORE', log, '-inf', now - lim[2])
+      lim_units_add(p, 'w:' .. u, -freed)
+      if redis.call('ZCARD', log) == 0 then redis.call('HSET', p .. 'ut', 'w:' .. u, 0) end
+    end
+  end
+end
+
+-- how much of each limited unit is free now: {unit = room}
+local function lim_units_room(p, units)
+  local room = {}
+  for u, lim in pairs(units) do
+    local t = redis.call('HMGET', p .. 'ut', 'r:' .. u, 'w:' .. u)
+    room[u] = lim[1] - (tonumber(t[1]) or 0) - (tonumber(t[2]) or 0)
+  end
+  return room
+end
+
+-- does an estimate ({unit = amount}) fit the room? (the unit that does not, or nil)
+local function lim_units_misfit(room, est)
+  for u, r in pairs(room) do
+    local amount = tonumber(est[u]) or 0
+    if amount > 0 and amount > r + 1e-9 then return u end
+  end
+  return nil
+end
+
+local function lim_units_reserve(p, job_id, lease_end, units, est)
+  lim_units_unreserve(p, job_id)
+  local held, any = {}, false
+  for u, _ in pairs(units) do
+    local amount = tonumber(est[u]) or 0
+    if amount > 0 then held[u] = amount; any = true; lim_units_add(p, 'r:' .. u, amount) end
+  end
+  if any then
+    redis.call('ZADD', p .. 'res', lease_end, job_id)
+    redis.call('HSET', p .. 'resamt', job_id, cjson.encode(held))
+  end
+end
+
+-- the move that ends an attempt: its reservation is replaced by what it spent (settle JSON {unit: amount};
+-- '' only releases: a crash), counted from now for one window of each unit
+local function lim_units_settle(p, job_id, now, settle)
+  lim_units_unreserve(p, job_id)
+  if settle == nil or settle == '' then return end
+  local units = lim_units_cfg(p)
+  local spent = cjson.decode(settle)
+  for u, lim in pairs(units) do
+    local amount = tonumber(spent[u]) or 0
+    if amount > 0 then
+      redis.call('ZADD', p .. 'uw:' .. u, now, job_id .. '|' .. now .. '|' .. amount)
+      redis.call('PEXPIRE', p .. 'uw:' .. u, lim[2] + IDLE_TTL_MS)
+      lim_units_add(p, 'w:' .. u, amount)
+    end
+  end
+end
+
+-- when room may next appear for units that are full (the oldest settled entry leaving its window), or nil
+-- when only reservations fill them (their settle wakes the key)
+local function lim_units_next(p, units)
+  local at = nil
+  for u, lim in pairs(units) do
+    local first = redis.call('ZRANGE', p .. 'uw:' .. u, 0, 0, 'WITHSCORES')
+    if first[2] then
+      local w = tonumber(first[2]) + lim[2]
+      if not at or w < at then at = w end
+    end
+  end
+  return at
 end
 
 local function lim_declare(p, cap, n, period, cooldown)
@@ -197,7 +320,7 @@ local function lim_breaker_wait(p, now)
 end
 
 -- when a parked job of this key could next run (ms), or nil when only a release can tell
-local function lim_next(p, now, cap, n, period)
+local function lim_next(p, now, cap, n, period, units_full)
   local pause = redis.call('PTTL', p .. 'pause')
   if pause > 0 then return now + pause end
   local held = lim_breaker_wait(p, now)
@@ -213,6 +336,11 @@ local function lim_next(p, now, cap, n, period)
       local w = tonumber(first[2]) + period
       if not at or w > at then at = w end
     end
+  end
+  if units_full then
+    local units = lim_units_cfg(p)
+    local w = lim_units_next(p, units)
+    if w and (not at or w > at) then at = w end
   end
   return at
 end
@@ -243,9 +371,16 @@ end
 -- An open breaker parks the key's jobs until its cooldown ends; then the first job that gets a slot and
 -- a token becomes the probe (half-open), and the others park until the probe's release tells.
 local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, cap, n, period, lease, cooldown,
-                           max_wait_ms)
+                           max_wait_ms, est_json, declared_units)
   redis.call('SADD', known, key)
   lim_declare(p, cap, n, period, cooldown)
+  if est_json and est_json ~= '' then redis.call('HSET', job_key, 'gq_estimate', est_json) end  -- read by a wake
+  if declared_units then
+    for i, u in ipairs(UNITS) do
+      redis.call('HSET', p .. 'cfg', 'declared_u_' .. u .. '_n', declared_units[2 * i - 1],
+                 'declared_u_' .. u .. '_ms', declared_units[2 * i])
+    end
+  end
   redis.call('PERSIST', p .. 'cfg')  -- in use: not idle (lim_expire_if_idle)
   redis.call('PERSIST', p .. 'stats')
   cap, n, period = lim_config(p, cap, n, period)
@@ -273,6 +408,20 @@ local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, ca
     lim_park(p, wake, key, job_id, job_key, tenant, at, now, max_wait_ms)
     redis.call('HINCRBY', p .. 'stats', 'throttled', 1)
     return {'throttled', at or 0}
+  end
+  local units, limited = lim_units_cfg(p)
+  local est = {}
+  if est_json and est_json ~= '' then est = cjson.decode(est_json) end
+  if limited then
+    lim_units_prune(p, now, units)
+    local misfit = lim_units_misfit(lim_units_room(p, units), est)
+    if misfit then  -- its estimate does not fit the window: it waits for settled usage to leave it
+      local at = lim_next(p, now, cap, n, period, true)
+      lim_park(p, wake, key, job_id, job_key, tenant, at, now, max_wait_ms)
+      redis.call('HINCRBY', p .. 'stats', 'unit_throttled', 1)
+      return {'units:' .. misfit, at or 0}
+    end
+    lim_units_reserve(p, job_id, now + lease, units, est)
   end
   if cap > 0 then redis.call('ZADD', p .. 'slots', now + lease, job_id) end
   if n > 0 then redis.call('ZADD', p .. 'win', now, job_id .. ':' .. now) end
@@ -305,8 +454,14 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
   if broken then free = 1 end  -- past the cooldown: one job goes, to probe
   if cap > 0 then free = math.min(free, cap - redis.call('ZCARD', p .. 'slots')) end
   if n > 0 then free = math.min(free, n - redis.call('ZCARD', p .. 'win')) end
+  local units, limited = lim_units_cfg(p)
+  local room, units_full = nil, false
+  if limited then
+    lim_units_prune(p, now, units)
+    room = lim_units_room(p, units)
+  end
   local woken, skipped, later = 0, 0, nil
-  while woken < free and skipped < redis.call('LLEN', p .. 'ring') do
+  while woken < free and skipped < redis.call('LLEN', p .. 'ring') and not units_full do
     local tenant = redis.call('LPOP', p .. 'ring')
     if not tenant then break end
     local list = p .. 'parked:' .. tenant
@@ -315,6 +470,10 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
       redis.call('RPUSH', p .. 'ring', tenant)
       skipped = skipped + 1
       if not later or tenant_until < later then later = tenant_until end
+    elseif room and lim_units_misfit(room, cjson.decode(
+        redis.call('HGET', job_prefix .. (redis.call('LINDEX', list, 0) or ''), 'gq_estimate') or '{}')) then
+      redis.call('LPUSH', p .. 'ring', tenant)  -- its turn is kept: it goes first once the window has room
+      units_full = true
     else
     skipped = 0
     local id = redis.call('LPOP', list)
@@ -326,6 +485,10 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
       if origin then redis.call('HINCRBY', PARKED, origin, -1) end
       if origin and redis.call('HGET', job_key, 'status') == 'deferred' then
         redis.call('HSET', job_key, 'status', 'queued')
+        if room then  -- what it will reserve is no room for the next one woken now
+          local est = cjson.decode(redis.call('HGET', job_key, 'gq_estimate') or '{}')
+          for u, r in pairs(room) do room[u] = r - (tonumber(est[u]) or 0) end
+        end
         redis.call('LPUSH', queue_prefix .. origin, id)  -- waited longest: runs next
         local ev = 'genqueue:events:' .. id  -- backend/events.py's stream (keys.EVENTS_PREFIX), spelled here
         redis.call('XADD', ev, 'MAXLEN', '~', 1000, '*', 'e', 'woken', 'j', id, 'd', cjson.encode({key = key}))
@@ -337,7 +500,7 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
   end
   if woken > 0 then redis.call('HINCRBY', p .. 'stats', 'woken', woken) end
   if redis.call('LLEN', p .. 'ring') > 0 then
-    local at = lim_next(p, now, cap, n, period)
+    local at = lim_next(p, now, cap, n, period, limited)
     if broken and woken > 0 then at = now + 1000 end  -- the probe's release wakes the rest; this is the fallback
     if later and (not at or later < at) then at = later end
     redis.call('ZADD', wake, 'LT', at or (now + 1000), key)
@@ -398,18 +561,20 @@ end
 -- IDLE_TTL_MS unless a job uses it again (lim_acquire persists it); its known-set entry is pruned then.
 local function lim_expire_if_idle(p)
   if redis.call('ZCARD', p .. 'slots') > 0 or redis.call('LLEN', p .. 'ring') > 0 or
+     redis.call('ZCARD', p .. 'res') > 0 or
      redis.call('EXISTS', p .. 'pause', p .. 'brk', p .. 'tbrk') > 0 then return end
   local o = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms', 'cooldown_ms')
   if o[1] or o[2] or o[3] or o[4] then return end
-  for _, name in ipairs({'cfg', 'stats', 'win'}) do redis.call('PEXPIRE', p .. name, IDLE_TTL_MS) end
+  for _, name in ipairs({'cfg', 'stats', 'win', 'ut', 'resamt', 'res'}) do redis.call('PEXPIRE', p .. name, IDLE_TTL_MS) end
 end
 
 -- A move's release: give the slot back, let the breaker count the outcome, pause the key for pause_ms (a
 -- 429's Retry-After, or reset headers at zero) and wake parked jobs if that freed room (all the room a
 -- closing breaker frees, else one). Returns the breaker's event ('' if none).
 local function lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
-                                default_cooldown, tenant)
+                                default_cooldown, tenant, settle)
   redis.call('ZREM', p .. 'slots', job_id)
+  lim_units_settle(p, job_id, now, settle)
   if pause_ms > MAX_PAUSE_MS then pause_ms = MAX_PAUSE_MS end
   lim_learn(p, job_id, now, outcome, pause_ms)
   local event = lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown, tenant)
@@ -425,15 +590,16 @@ local function lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix,
   if event ~= '' and event ~= 'closed' and string.sub(event, 1, 7) ~= 'tenant_' then return event end
   local max = 1
   if event == 'closed' then max = 100 end
+  if redis.call('EXISTS', p .. 'ut') == 1 then max = math.max(max, 10) end  -- a settle may free room for several
   lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
   return event
 end
 
 local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
-                           default_cooldown, tenant)
+                           default_cooldown, tenant, settle)
   if tenant == nil or tenant == '' then tenant = '-' end
   local event = lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
-                                 default_cooldown, tenant)
+                                 default_cooldown, tenant, settle)
   lim_expire_if_idle(p)
   return event
 end

@@ -30,6 +30,7 @@ from typing import Any
 from ...errors import InvalidInput
 from ...support.secrets import check_credential
 from ..artifacts import location
+from ..context import current
 from ..generate import reserved_in
 from .abort import abort_on_cancel, abortable_transport, httpx_of
 from .headers import pause_if_spent
@@ -75,6 +76,30 @@ def build_request(payload: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if endpoint == "chat":
         return endpoint, {"model": model, "messages": [{"role": "user", "content": prompt}], **params}
     return endpoint, {"model": model, "input": prompt, **params}
+
+
+def usage_of(endpoint: str, result: Mapping[str, Any]) -> dict[str, float]:
+    """What a response says it spent: its `usage` (chat's prompt/completion tokens, the responses and
+    images APIs' input/output tokens) and, for images, how many came back. {} when it says nothing."""
+    usage = result.get("usage") if isinstance(result.get("usage"), Mapping) else {}
+    assert isinstance(usage, Mapping)
+
+    def number(*names: str) -> float | None:
+        for name in names:
+            value = usage.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                return float(value)
+        return None
+
+    spent: dict[str, float] = {}
+    inp, out = number("input_tokens", "prompt_tokens"), number("output_tokens", "completion_tokens")
+    if inp is not None:
+        spent["input_tokens"] = inp
+    if out is not None:
+        spent["output_tokens"] = out
+    if endpoint == "images" and isinstance(result.get("data"), list):
+        spent["images"] = float(len(result["data"]))
+    return spent
 
 
 def method_of(client: Any, endpoint: str) -> Callable[..., Any]:
@@ -158,5 +183,9 @@ class OpenAIProvider:
             raw = method(**kwargs, extra_headers={"Idempotency-Key": job_id}, timeout=call_timeout(self.timeout_s))
         pause_if_spent(raw.headers)  # a 200 with x-ratelimit-remaining-*: 0 pauses the key until the reset
         result = raw.parse().model_dump(mode="json")
+        spent = usage_of(endpoint, result)
+        ctx = current()
+        if spent and ctx is not None:  # settles the key's unit limits and is recorded as the job's usage
+            ctx.usage(**spent)
         where = location(job_id)
         return externalize(endpoint, result, lambda name, data: self.store.put(where, name, data))
