@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_DEADLINE_S = 30.0
+# Deadlines only say when to give up on something that should happen: a test never passes by waiting less.
+# Every one is stretched by this factor (GENQUEUE_TEST_DEADLINE_SCALE, default 3), so a machine several times
+# slower than the one a test was written on (CI beside other work, a CPU hog on each core) still passes, and
+# a hang is still caught (pytest-timeout, 300 s a test, dumps the stacks).
+DEADLINE_SCALE = float(os.environ.get("GENQUEUE_TEST_DEADLINE_SCALE", "3"))
 
 
 def race(*actions: Callable[[], Any], expected: tuple[type[Exception], ...]) -> list[str]:
@@ -50,13 +55,14 @@ def wait_for(
     interval: float = 0.05,
     message: str = "condition",
 ) -> Any:
+    timeout *= DEADLINE_SCALE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}")
         time.sleep(interval)
 
 

@@ -239,8 +239,9 @@ def test_a_failure_storm_opens_the_breaker_and_one_probe_closes_it(env, workers,
 
 
 def test_a_paused_key_does_not_hold_up_another_key(env, workers, conn):
-    """A 429 with Retry-After: 30 pauses `simulated:<a>` for 30 s; jobs of `simulated:<b>` on the same queue,
-    enqueued behind it, run at once — they finish while key a is still paused and its job still parked."""
+    """A 429 with Retry-After: 600 pauses `simulated:<a>` for 10 min; jobs of `simulated:<b>` on the same queue,
+    enqueued behind it, run at once — they finish while key a is still paused and its job still parked (the
+    pause is long so that no machine is slow enough to see it end within the test)."""
     a, b = (f"m{uuid.uuid4().hex[:6]}" for _ in range(2))
 
     def submit(model, simulate):
@@ -249,7 +250,7 @@ def test_a_paused_key_does_not_hold_up_another_key(env, workers, conn):
         assert r.code == 0, r.stderr
         return r.json()["id"]
 
-    first = submit(a, ["429:retry_after=30", "ok"])
+    first = submit(a, ["429:retry_after=600", "ok"])
     waiting = submit(a, ["ok"])
     workers(simple=True)
     wait_for(lambda: limits_row(env, f"simulated:{a}")["state"] == "paused", message="key a to pause")
