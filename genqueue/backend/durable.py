@@ -59,11 +59,14 @@ def needed(connection: Redis, durability: Durability) -> int:
     return max(1, seen)
 
 
-def check(acked: int, want: int, what: str) -> None:
+RETRY_SAME_ID = "retry with the same id"
+
+
+def check(acked: int, want: int, what: str, advice: str = RETRY_SAME_ID) -> None:
     if acked < want:
         raise NotDurable(
             f"{what}: written on the primary but acknowledged by {acked} of {want} replica(s) in time "
-            "(GENQUEUE_WAIT_REPLICAS); it may be lost in a failover: retry with the same id"
+            f"(GENQUEUE_WAIT_REPLICAS); it may be lost in a failover: {advice}"
         )
 
 
@@ -87,7 +90,20 @@ def run_script(connection: Redis, script: Any, keys: list, args: list, what: str
     return reply
 
 
-def confirm(connection: Redis, what: str) -> None:
+def execute(pipe: Any, connection: Redis, what: str, advice: str = RETRY_SAME_ID) -> list:
+    """Execute a non-transactional pipeline of writes with WAIT as its last command (one round trip); the
+    writes' replies. Without durability, a plain execute."""
+    durability = durability_of(connection)
+    if durability is None:
+        return list(pipe.execute())
+    want = needed(connection, durability)
+    pipe.wait(want, durability.timeout_ms)
+    *replies, acked = pipe.execute()
+    check(int(acked), want, what, advice)
+    return replies
+
+
+def confirm(connection: Redis, what: str, advice: str = RETRY_SAME_ID) -> None:
     """WAIT after writes already made (a MULTI batch; an idempotent retry that found its write done): a WAIT
     counts from this connection's latest propagated write, so a PUBLISH (replicated, harmless) goes first and
     the WAIT covers everything the primary had by then."""
@@ -99,4 +115,4 @@ def confirm(connection: Redis, what: str) -> None:
         pipe.publish(keys.DURABLE_CHANNEL, what)
         pipe.wait(want, durability.timeout_ms)
         _, acked = pipe.execute()
-    check(int(acked), want, what)
+    check(int(acked), want, what, advice)
