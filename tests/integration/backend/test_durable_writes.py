@@ -98,6 +98,20 @@ def test_every_admin_write_waits_for_the_replicas(pair, durable_conn, queue_name
     assert credits.balance(replica.client(), f"{queue_name}-t") == 10
 
 
+def test_an_enqueue_sent_again_after_not_durable_does_not_run_a_finished_job_again(pair, durable_conn, queue_name):
+    from genqueue.jobs.enqueue import enqueue
+
+    _, replica = pair
+    job_id = f"{queue_name}-resent"
+    with paused(replica), pytest.raises(NotDurable):
+        enqueue(durable_conn, queue_name, {"prompt": "p"}, job_id=job_id)
+    durable_conn.hset(f"rq:job:{job_id}", "status", "finished")  # a worker ran it before the repeat
+    again = enqueue(durable_conn, queue_name, {"prompt": "p"}, job_id=job_id, resend=True)
+    assert not again.created and durable_conn.hget(f"rq:job:{job_id}", "status") == b"finished"
+    reused = enqueue(durable_conn, queue_name, {"prompt": "p"}, job_id=job_id)  # not a resend: the id is reused
+    assert reused.created
+
+
 def test_http_says_503_retryable_and_succeeds_with_the_replica_up(pair, durable_conn, queue_name, tmp_path):
     from fastapi.testclient import TestClient
 
