@@ -1,8 +1,9 @@
 """The five failover trials of the high-availability page, on a Sentinel URL with GENQUEUE_WAIT_REPLICAS=all:
-each a fresh replication group (a primary, two replicas, three sentinels, down-after 1 s), 2 workers (a
-forking one and a simple one), 50 jobs of the chaos mix enqueued first and 30 more by a producer at 10/s
-while the run goes on (a NotDurable or an outage refusal is sent again with the same id), one failover when
-a third of the jobs are done, no worker killed. Prints one JSON line per trial, then a Markdown table.
+each a fresh replication group (a primary, two replicas, three sentinels, down-after 1 s), 2 forking
+workers, 50 jobs of the chaos mix enqueued first and 30 more by a producer through the event (paced by the
+run's progress, at most 10/s; a NotDurable or an outage refusal is sent again with resend=True), one
+failover when half the jobs are done, no worker killed. Prints one JSON line per trial, then a Markdown
+table.
 
     python -m bench.failover_trials            # all five (~4 minutes)
     python -m bench.failover_trials --only 3   # one of them

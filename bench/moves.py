@@ -26,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+IDLE_S = 3.0
 SCRIPT_COMMANDS = ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro")
 
 
@@ -46,7 +47,9 @@ def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]
     return {k: after[k] - before[k] for k in before}
 
 
-def phase(name: str, jobs: int, d: dict[str, float]) -> dict:
+def phase(name: str, jobs: int, d: dict[str, float], idle_cpu_per_s: float) -> dict:
+    """The phase's figures; `busy` ones net of what the idle server spends meanwhile (its cron, AOF fsync)."""
+    busy = max(1e-9, d["cpu_s"] - idle_cpu_per_s * d["wall"])
     return {
         "phase": name,
         "jobs": jobs,
@@ -58,6 +61,9 @@ def phase(name: str, jobs: int, d: dict[str, float]) -> dict:
         "script_calls": int(d["scripts"]),
         "script_calls_per_server_cpu_s": round(d["scripts"] / d["cpu_s"]) if d["cpu_s"] else None,
         "commands_per_job": round(d["commands"] / jobs, 1),
+        "busy_server_cpu_us_per_job": round(busy * 1e6 / jobs, 1),
+        "jobs_per_busy_server_cpu_s": round(jobs / busy),
+        "script_calls_per_busy_server_cpu_s": round(d["scripts"] / busy),
     }
 
 
@@ -68,7 +74,10 @@ def run(url: str, env: dict[str, str], jobs: int, workers: int, concurrency: int
     queue = f"moves-{uuid.uuid4().hex[:6]}"
     conn = connect_url(url)
     payload = {"prompt": "m", "simulate": ["ok"]}
+    idle = server_counters(conn)
+    time.sleep(IDLE_S)  # the idle server's own CPU, subtracted from the phases' (a measurement, not a sync)
     start = server_counters(conn)
+    idle_cpu_per_s = max(0.0, (start["cpu_s"] - idle["cpu_s"]) / (start["wall"] - idle["wall"]))
     for i in range(jobs):
         enqueue(conn, queue, payload, job_id=f"{queue}-{i}")
     enqueued = server_counters(conn)
@@ -91,9 +100,10 @@ def run(url: str, env: dict[str, str], jobs: int, workers: int, concurrency: int
         "workers": workers,
         "concurrency": concurrency,
         "finished": finished,
-        "enqueue": phase("enqueue", jobs, delta(start, enqueued)),
-        "claim_and_finish": phase("claim + finish", jobs, delta(enqueued, drained)),
-        "whole_job": phase("enqueue + claim + finish", jobs, delta(start, drained)),
+        "idle_server_cpu_per_s": round(idle_cpu_per_s, 4),
+        "enqueue": phase("enqueue", jobs, delta(start, enqueued), idle_cpu_per_s),
+        "claim_and_finish": phase("claim + finish", jobs, delta(enqueued, drained), idle_cpu_per_s),
+        "whole_job": phase("enqueue + claim + finish", jobs, delta(start, drained), idle_cpu_per_s),
     }
 
 
