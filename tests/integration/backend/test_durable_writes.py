@@ -139,6 +139,13 @@ def test_http_says_503_retryable_and_succeeds_with_the_replica_up(pair, durable_
         assert r.status_code in (200, 201), r.text
         assert client.post("/api/dlq/h2/retry", headers=admin).status_code == 200
         assert client.post("/api/dlq/h1/retry", headers=admin).status_code == 409  # replayed once, not twice
+        with paused(replica):
+            r = client.post("/api/jobs", headers=admin, json={"payload": {"prompt": "p"}, "job_id": "hj"})
+            assert r.status_code == 503 and r.json()["error"]["retryable"] is True
+        durable_conn.hset("rq:job:hj", "status", "finished")  # a worker ran it before the repeat
+        body = {"payload": {"prompt": "p"}, "job_id": "hj", "resend": True}
+        r = client.post("/api/jobs", headers=admin, json=body)
+        assert r.status_code == 200 and r.json()["data"]["status"] == "finished", r.text
     assert on_replica(replica, f"rq:job:{item_id('hr', 0)}") and on_replica(replica, "rq:job:h2")
 
 
@@ -156,4 +163,10 @@ def test_the_cli_says_not_durable_in_one_line_exit_5(pair, durable_conn, env, qu
             [line] = result.stderr.strip().splitlines()
             assert line.startswith("error: ") and "GENQUEUE_WAIT_REPLICAS" in line
     assert run_cli(e, "runs", "submit", str(path), "--run-id", "cr").code == 0
+    with paused(replica):
+        assert run_cli(e, "enqueue", "--payload", '{"prompt": "p"}', "--job-id", "cj").code == 5
+    durable_conn.hset("rq:job:cj", "status", "finished")  # a worker ran it before the repeat
+    again = run_cli(e, "enqueue", "--payload", '{"prompt": "p"}', "--job-id", "cj", "--resend", "--json")
+    assert again.code == 0 and durable_conn.hget("rq:job:cj", "status") == b"finished"
+    assert run_cli(e, "enqueue", "--payload", '{"prompt": "p"}', "--resend").code == 2  # needs --job-id
     assert run_cli(e, "dlq", "retry", "c2").code == 0
