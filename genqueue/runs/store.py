@@ -63,6 +63,7 @@ from .rules import (
     DEFAULT_LIMIT,
     STATUS_ORDER,
     FailedItem,
+    NothingToRetry,
     RetryClass,
     RetryPlan,
     check_limit,
@@ -537,7 +538,7 @@ def retry_failed(
                     require_credits(run.tenant, have, len(plan.charged))
                 except GenqueueError as refusal:
                     confirm_refusal(pipe)  # the reads straddled someone's EXEC? then read again
-                    if isinstance(refusal, Conflict):  # a Continue retried after NotDurable: replicated now?
+                    if isinstance(refusal, Conflict | NothingToRetry):  # a Continue sent again after NotDurable
                         durable.confirm(connection, f"continue of run {run_id}")
                     raise
                 return _requeue(

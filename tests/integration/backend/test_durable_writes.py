@@ -98,6 +98,35 @@ def test_every_admin_write_waits_for_the_replicas(pair, durable_conn, queue_name
     assert credits.balance(replica.client(), f"{queue_name}-t") == 10
 
 
+def test_a_continue_waits_for_the_replicas_and_is_not_done_twice(pair, durable_conn, env, queue_name):
+    from genqueue.runs.rules import RetryLimitReached, run_key
+    from genqueue.runs.store import retry_failed
+    from tests.helpers import WorkerProcess, wait_for
+
+    primary, replica = pair
+    run_id = f"{queue_name}-cont"
+    submit(
+        durable_conn,
+        queue_name,
+        [{"prompt": "p", "simulate": ["503", "ok"]}],
+        ttl_s=TTL_S,
+        run_id=run_id,
+        max_retries=0,
+    )
+    store = DLQStore(durable_conn, queue_name, retention_s=TTL_S)
+    worker = WorkerProcess(dict(env, REDIS_URL=f"redis://127.0.0.1:{primary.port}/0"), queue_name)
+    try:
+        wait_for(lambda: store.count() == 1, timeout=60, message="the item to be dead-lettered")
+    finally:
+        worker.stop()
+    with paused(replica), pytest.raises(NotDurable):
+        retry_failed(durable_conn, run_id, ttl_s=TTL_S)
+    assert on_replica(replica, f"rq:job:{item_id(run_id, 0)}")  # back, and the Continue with it
+    with pytest.raises((Conflict, RetryLimitReached)):
+        retry_failed(durable_conn, run_id, ttl_s=TTL_S)  # the item is queued again: not retried twice
+    assert durable_conn.hget(run_key(run_id), "retries") == b"1"
+
+
 def test_an_enqueue_sent_again_after_not_durable_does_not_run_a_finished_job_again(pair, durable_conn, queue_name):
     from genqueue.jobs.enqueue import enqueue
 
