@@ -716,6 +716,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from genqueue.errors import InvalidInput
     from genqueue.limits.rules import Limits
+    from genqueue.support.logs import configure
+
+    configure("console")  # this process's own logs (a patient producer's reconnects) to stderr: stdout is the report
 
     try:
         Limits.parse(

@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", type=int, choices=range(1, len(TRIALS) + 1), help="run only trial N")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from genqueue.support.logs import configure
+
+    configure("console")  # this process's own logs (a patient producer's reconnects) to stderr: stdout is the report
     rows = []
     for n, (what, how, restart_s) in enumerate(TRIALS, start=1):
         if args.only in (None, n):
