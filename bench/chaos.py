@@ -18,7 +18,16 @@ W-th kill of the rotation is aimed at it, as soon as it has a job in flight (1 s
 the run, is counted in `self_crashes` and the worker replaced; any other exit of any worker is in `exited`.
 --latency S sets the simulated provider's latency (default 5 ms: more in flight at each kill when longer).
 
+Failovers (issue 28): --failovers N runs on a replication group (a primary, two replicas, three sentinels;
+bench/failover.py) through its `redis+sentinel://` URL with GENQUEUE_WAIT_REPLICAS=all, forces N failovers
+at even marks of progress (--failover-how: `SENTINEL FAILOVER` and SIGKILL of the primary in turn, by
+default), and has a producer enqueue --late of the jobs (a fifth by default) while the run goes on. The report
+gains `failover`: each failover's promotion and resume times, the producer's acknowledged enqueues and
+NotDurable repeats, and the successful provider calls made twice (a ledger file outside Redis); its
+`summary` has workers exited, resume times, acknowledged enqueues lost, jobs unfinished, duplicated calls.
+
     python -m bench.chaos --jobs 10000 --workers 3 --kill-every 2 --server-kills 3 --freezes 5
+    python -m bench.chaos --jobs 1000 --workers 3 --failovers 2
     python -m bench.chaos --jobs 2000 --concurrent 8 --limit-concurrency 4 --limit-rate 60/s \\
         --provider-rate 60/s --server-kills 2 --freezes 2
 
@@ -52,6 +61,7 @@ MIX = [  # (weight, outcomes, max_retries)
     (5, ["422"], None),
     (5, ["503"], 1),
 ]
+FAILOVER_HOWS = ("alternate", "sentinel", "sigkill", "sigkill-stay")  # bench/failover.py's HOWS
 KILL_WAIT_S = 1.0  # how long a kill aimed at the concurrent worker waits for it to have a job in flight
 SERVER_KILL_WAIT_S = 3.0  # how long a server kill waits for jobs parked and slots held (with a limit)
 
@@ -96,6 +106,8 @@ class ChaosResult:
     down_dead: list[str] = field(default_factory=list)  # its jobs dead-lettered: the outage must cost none
     down_deferred: list[str] = field(default_factory=list)  # its jobs still parked at the end
     breaker: dict = field(default_factory=dict)  # its breaker: opens, probes, held, final state
+    # -- failovers (--failovers: bench/failover.py's FailoverReport) --------------------------------------------
+    failover: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -187,6 +199,12 @@ def run_chaos(
     provider_rate: str | None = None,
     down_jobs: int = 0,
     down_for_s: float = 12.0,
+    group=None,
+    failovers: int = 0,
+    failover_how: str = "alternate",
+    late: int = 0,
+    late_rate: float = 20.0,
+    restart_s: float | None = None,
 ) -> ChaosResult:
     """`server_kills` / `freezes`: how many, spread evenly over the run's progress. Server kills need the
     embedded server (no REDIS_URL): it is SIGKILLed, left down `outage_s`, then started again.
@@ -196,7 +214,10 @@ def run_chaos(
     whose provider is down (503) for at least the run's first `down_for_s` and until its breaker has opened,
     let two probes through and held jobs (at most 5 x `down_for_s`, so a slow machine still sees the whole
     cycle): it must open, probe, reopen and close while workers and the server are killed, and the outage
-    must dead-letter none of them."""
+    must dead-letter none of them.
+    `group` (bench/failover.py's replication group, REDIS_URL its sentinel URL): `failovers` forced at marks
+    of progress (`failover_how`), and `late` of the jobs enqueued during the run by a producer at
+    `late_rate`/s (waiting for every replica when GENQUEUE_WAIT_REPLICAS is set): `result.failover`."""
     from genqueue.backend import keys
     from genqueue.backend.connection import EmbeddedServer, connect_url
     from genqueue.backend.outage import PatientRetry
@@ -227,9 +248,33 @@ def run_chaos(
     down_flag = f"{queue}-down"
     if down_jobs:
         conn.set(keys.sim_down(down_flag), 1, ex=int(deadline_s) + 60)
-    ids, first_ok, down_ids = _enqueue_all(conn, queue, _payloads(jobs, rng, model, down_jobs, down_flag), model)
+    payloads = list(_payloads(jobs, rng, model, down_jobs, down_flag))
+    from bench.failover import FailoverRun, NoFailovers
+
+    run = (
+        FailoverRun(
+            env,
+            queue,
+            payloads,
+            _job_id,
+            group=group,
+            failovers=failovers,
+            how=failover_how,
+            late=late,
+            late_rate=late_rate,
+            restart_s=restart_s,
+            seed=seed,
+            jobs=jobs,
+        )
+        if group is not None
+        else NoFailovers(payloads)
+    )
+    ids, first_ok, down_ids = _enqueue_all(conn, queue, run.early, model)
+    late_ids, late_ok = run.late_ids()
+    ids, first_ok = ids + late_ids, first_ok | late_ok
 
     pool = _Pool(env, queue, workers, concurrent)
+    run.start(deadline_s)
     started = time.monotonic()
     mayhem = _Mayhem(
         pool,
@@ -257,10 +302,12 @@ def run_chaos(
                 break
             if outage is not None:
                 outage.tick(now)
+            run.tick(now, finished + dead)
             time.sleep(0.1 if mayhem.tick(now, finished + dead) else 0.01)
     finally:
         elapsed = time.monotonic() - started
         mayhem.stop()
+        run.stop()
     result = ChaosResult(
         jobs,
         workers,
@@ -279,7 +326,12 @@ def run_chaos(
         down_key=down_key if down_jobs else None,
         down_jobs=len(down_ids),
     )
+    ids = run.settle(result, ids)
     return _audit(conn, store, queue, ids, first_ok, result, set(pool.names), set(down_ids))
+
+
+def _job_id(queue: str, i: int) -> str:
+    return f"{queue}-{i:06d}"  # unique per run: RQ job ids and result streams are global
 
 
 class _Outage:
@@ -321,7 +373,7 @@ def _enqueue_all(conn, queue: str, payloads, model: str) -> tuple[list[str], set
     ids: list[str] = []
     down_ids: list[str] = []
     for i, payload, max_retries in payloads:
-        job_id = f"{queue}-{i:06d}"  # unique per run: RQ job ids and result streams are global
+        job_id = _job_id(queue, i)
         enqueue(conn, queue, payload, job_id=job_id, max_retries=max_retries)
         ids.append(job_id)
         if payload["simulate"][0] == "ok":
@@ -559,6 +611,30 @@ def _glob_escape(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
+def chaos_env(home: str, latency: float) -> dict[str, str]:
+    """The environment of a chaos run's processes: fast backoff, 1 s liveness, frequent sweeps."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENQUEUE_")}
+    env.update(
+        GENQUEUE_HOME=home,
+        GENQUEUE_BACKOFF_SCALE="0.01",
+        GENQUEUE_LOG_FORMAT="json",
+        GENQUEUE_SIM_LATENCY=str(latency),
+        GENQUEUE_LIVENESS_TTL="1",
+        GENQUEUE_SWEEP_INTERVAL="0.3",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
+    return env
+
+
+def failover_env(env: dict[str, str], url: str, *, wait_replicas: bool = True) -> dict[str, str]:
+    """`env` on a replication group's sentinel URL, patient through a failover, acknowledging writes only
+    once every replica has them (unless not `wait_replicas`)."""
+    env = dict(env, REDIS_URL=url, GENQUEUE_WAIT_TIMEOUT="1", GENQUEUE_REDIS_OUTAGE_S="60")
+    if wait_replicas:
+        env["GENQUEUE_WAIT_REPLICAS"] = "all"
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=10_000)
@@ -616,10 +692,33 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="the simulated provider's latency per call (GENQUEUE_SIM_LATENCY)",
     )
+    parser.add_argument(
+        "--failovers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run on a replication group (primary, 2 replicas, 3 sentinels; a redis+sentinel:// URL and "
+        "GENQUEUE_WAIT_REPLICAS=all) and force N failovers mid-run",
+    )
+    parser.add_argument("--failover-how", default="alternate", choices=FAILOVER_HOWS)
+    parser.add_argument(
+        "--late",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --failovers: N of the jobs (default a fifth) enqueued during the run by a producer",
+    )
+    parser.add_argument("--late-rate", type=float, default=20.0, metavar="R", help="the producer's enqueues per second")
+    parser.add_argument(
+        "--no-wait-replicas", action="store_true", help="with --failovers: leave GENQUEUE_WAIT_REPLICAS off"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from genqueue.errors import InvalidInput
     from genqueue.limits.rules import Limits
+    from genqueue.support.logs import configure
+
+    configure("console")  # this process's own logs (a patient producer's reconnects) to stderr: stdout is the report
 
     try:
         Limits.parse(
@@ -635,22 +734,23 @@ def main(argv: list[str] | None = None) -> int:
             raise InvalidInput("--down-jobs N needs 0 ≤ N ≤ --jobs, and --down-for a positive number of seconds")
         if args.concurrent < 0 or (args.concurrent and args.workers < 2):
             raise InvalidInput("--concurrent N needs N ≥ 1 and --workers ≥ 2 (it is one of them)")
+        if args.failovers < 0 or (args.failovers and args.server_kills):
+            raise InvalidInput("--failovers N needs N ≥ 0 and no --server-kills (the group is not the embedded server)")
+        if args.late is not None and not 0 <= args.late <= args.jobs or args.late_rate <= 0:
+            raise InvalidInput("--late N needs 0 ≤ N ≤ --jobs, and --late-rate a positive number")
     except InvalidInput as exc:
         print(f"bench.chaos: {exc}", file=sys.stderr)
         return 2
     home = tempfile.mkdtemp(prefix="gqchaos-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENQUEUE_")}
-    env.update(
-        GENQUEUE_HOME=home,
-        GENQUEUE_BACKOFF_SCALE="0.01",
-        GENQUEUE_LOG_FORMAT="json",
-        GENQUEUE_SIM_LATENCY=str(args.latency),
-        GENQUEUE_LIVENESS_TTL="1",
-        GENQUEUE_SWEEP_INTERVAL="0.3",
-        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
-    )
+    env = chaos_env(home, args.latency)
     from genqueue.backend.connection import EmbeddedServer
 
+    group = None
+    if args.failovers:
+        from bench.failover import start_group
+
+        group = start_group(Path(home) / "ha")
+        env = failover_env(env, group.url, wait_replicas=not args.no_wait_replicas)
     server = None if env.get("REDIS_URL") else EmbeddedServer(Path(home))
     if server:
         server.start()
@@ -673,10 +773,17 @@ def main(argv: list[str] | None = None) -> int:
             provider_rate=args.provider_rate,
             down_jobs=args.down_jobs,
             down_for_s=args.down_for,
+            group=group,
+            failovers=args.failovers,
+            failover_how=args.failover_how,
+            late=(args.jobs // 5 if args.late is None else args.late) if group else 0,
+            late_rate=args.late_rate,
         )
     finally:
         if server:
             server.stop()
+        if group:
+            group.stop()
     report = {**asdict(result), "ok": result.ok}
     for key in (
         "lost",
@@ -694,6 +801,14 @@ def main(argv: list[str] | None = None) -> int:
         "with_jobs_parked": sum(1 for p, _ in result.at_kills if p),
         "with_jobs_parked_and_slots_held": sum(1 for p, s in result.at_kills if p and s),
     }
+    if result.failover:
+        report["failover"]["summary"] = {
+            "workers_exited": len(result.exited),
+            "resumed_s": [f.get("resumed_s") for f in result.failover["failovers"]],
+            "acknowledged_enqueues_lost": len(result.lost),
+            "jobs_unfinished": result.jobs - result.finished - result.dead,
+            "duplicated_provider_calls": result.failover["duplicated_calls"],
+        }
     print(json.dumps(report, indent=2))
     return 0 if result.ok else 1
 

@@ -199,3 +199,29 @@ def promoted_after(group: Group, old_port: int, timeout: float = 30) -> tuple[in
 
     port = wait_for(moved, timeout=timeout, interval=0.05, message="the sentinels to promote a replica")
     return port, time.monotonic()
+
+
+def primary_and_replica(root: Path) -> tuple[Node, Node]:
+    """A primary and one replica in sync (the durable-acknowledgement tests: SIGSTOP the replica to make a
+    WAIT fall short, SIGCONT to bring it back)."""
+    primary = data_node(root, "primary")
+    primary.start()
+    replica = data_node(root, "replica", "--replicaof", "127.0.0.1", str(primary.port))
+    replica.start()
+    wait_for(
+        lambda: primary.client().info("replication").get("slave0", {}).get("state") == "online",
+        timeout=30,
+        message="the replica to be in sync",
+    )
+    return primary, replica
+
+
+@contextlib.contextmanager
+def paused(node: Node):
+    """The node SIGSTOPped (alive, connected, answering nothing: every WAIT for it times out)."""
+    assert node.proc is not None
+    node.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        node.proc.send_signal(signal.SIGCONT)

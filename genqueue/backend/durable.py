@@ -8,8 +8,9 @@ have it. Fewer in time is `NotDurable` (retryable: exit 5, HTTP 503); the write 
 the retry must be idempotent (an enqueue with an explicit job id is).
 
 `all` means every replica this process has seen connected to the primary (INFO replication, re-read at
-most every REPLICAS_REFRESH_S), at least one: a former primary cut off from its replicas during a failover
-must not count "all of none".
+most every REPLICAS_REFRESH_S) within the last REPLICAS_FORGET_S, at least one: a former primary cut off
+from its replicas during a failover must not count "all of none", and a replica lost for good stops
+blocking every acknowledgement after that long.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from . import keys
 ALL = WAIT_ALL_REPLICAS
 DEFAULT_WAIT_TIMEOUT_S = 1.0
 REPLICAS_REFRESH_S = 5.0
+REPLICAS_FORGET_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,20 +52,33 @@ def durability_of(connection: Redis) -> Durability | None:
 def needed(connection: Redis, durability: Durability) -> int:
     if durability.replicas != ALL:
         return durability.replicas
-    seen, checked = getattr(connection, "_genqueue_replicas_seen", (0, 0.0))
+    seen, seen_at, checked = getattr(connection, "_genqueue_replicas_seen", (0, 0.0, 0.0))
     now = time.monotonic()
     if now - checked >= REPLICAS_REFRESH_S:
         connected = int(connection.info("replication").get("connected_slaves", 0) or 0)
-        seen = max(seen, connected)
-        connection._genqueue_replicas_seen = (seen, now)  # type: ignore[attr-defined]
+        seen, seen_at = remembered(seen, seen_at, connected, now)
+        connection._genqueue_replicas_seen = (seen, seen_at, now)  # type: ignore[attr-defined]
     return max(1, seen)
 
 
-def check(acked: int, want: int, what: str) -> None:
+def remembered(seen: int, seen_at: float, connected: int, now: float) -> tuple[int, float]:
+    """Pure: how many replicas `all` waits for, and since when that many were seen. Fewer connected now
+    than remembered counts as a moment's gap (a replica resyncing, a failover under way) for REPLICAS_FORGET_S;
+    past that, the replica is gone (a node lost for good) and `all` means the ones left, so writes can be
+    acknowledged again without restarting every producer."""
+    if connected >= seen or now - seen_at > REPLICAS_FORGET_S:
+        return connected, now
+    return seen, seen_at
+
+
+RETRY_SAME_ID = "retry with the same id"
+
+
+def check(acked: int, want: int, what: str, advice: str = RETRY_SAME_ID) -> None:
     if acked < want:
         raise NotDurable(
             f"{what}: written on the primary but acknowledged by {acked} of {want} replica(s) in time "
-            "(GENQUEUE_WAIT_REPLICAS); it may be lost in a failover: retry with the same id"
+            f"(GENQUEUE_WAIT_REPLICAS); it may be lost in a failover: {advice}"
         )
 
 
@@ -87,7 +102,20 @@ def run_script(connection: Redis, script: Any, keys: list, args: list, what: str
     return reply
 
 
-def confirm(connection: Redis, what: str) -> None:
+def execute(pipe: Any, connection: Redis, what: str, advice: str = RETRY_SAME_ID) -> list:
+    """Execute a non-transactional pipeline of writes with WAIT as its last command (one round trip); the
+    writes' replies. Without durability, a plain execute."""
+    durability = durability_of(connection)
+    if durability is None:
+        return list(pipe.execute())
+    want = needed(connection, durability)
+    pipe.wait(want, durability.timeout_ms)
+    *replies, acked = pipe.execute()
+    check(int(acked), want, what, advice)
+    return replies
+
+
+def confirm(connection: Redis, what: str, advice: str = RETRY_SAME_ID) -> None:
     """WAIT after writes already made (a MULTI batch; an idempotent retry that found its write done): a WAIT
     counts from this connection's latest propagated write, so a PUBLISH (replicated, harmless) goes first and
     the WAIT covers everything the primary had by then."""
@@ -99,4 +127,4 @@ def confirm(connection: Redis, what: str) -> None:
         pipe.publish(keys.DURABLE_CHANNEL, what)
         pipe.wait(want, durability.timeout_ms)
         _, acked = pipe.execute()
-    check(int(acked), want, what)
+    check(int(acked), want, what, advice)

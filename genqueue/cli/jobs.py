@@ -38,6 +38,12 @@ from .render import emit_json, short, table
     "signature before anything is enqueued.",
 )
 @click.option("--job-id", default=None, help="Explicit id: enqueueing it again while it is live returns the same job.")
+@click.option(
+    "--resend",
+    is_flag=True,
+    help="With --job-id: this is the same enqueue sent again (after exit 5): a job holding the id in any state, "
+    "finished included, is returned, never run again.",
+)
 @click.option("--max-retries", type=click.IntRange(min=0), default=None, help="Override the kinds' retry maximum.")
 @click.option("--in", "in_", default=None, metavar="DURATION", help="Run later, e.g. 30s, 5m, 2h.")
 @click.option("--timeout", type=click.IntRange(min=1), default=None, help="Job timeout in seconds (default 180).")
@@ -67,6 +73,7 @@ def enqueue(
     kwargs_arg,
     task_modules,
     job_id,
+    resend,
     max_retries,
     in_,
     timeout,
@@ -97,6 +104,8 @@ def enqueue(
     delay = parse_duration(in_) if in_ else None
     if job_id is not None:
         check_not_run_item(checked_job_id(job_id))
+    elif resend:
+        raise InvalidInput("--resend needs --job-id (the id of the enqueue sent again)")
     app = get_app(queue, as_json)
     spec = None
     if task_name is None:
@@ -126,6 +135,7 @@ def enqueue(
         timeout=timeout,
         policy=policy_data,
         priority=priority,
+        resend=resend,
     )
     status = result.job.get_status(refresh=False)
     if as_json:

@@ -13,9 +13,9 @@ from rq.job import JobStatus
 from rq.utils import now as utcnow
 from rq.utils import utcformat
 
-from ..backend import events
+from ..backend import durable, events
 from ..backend.queues import make_queue
-from ..errors import GenqueueError
+from ..errors import GenqueueError, NotDurable
 from ..tenants.fair import adopt
 from .entry import decode
 from .replay import DEFAULT_REPLAY_CAP, LIVE, REFUSED, job_hash, replay
@@ -90,10 +90,13 @@ def bulk_replay(
     replay_cap: int = DEFAULT_REPLAY_CAP,
     progress: Callable[[int], None] = lambda n: None,
     limit: int | None = None,
+    acknowledge: bool = True,
 ) -> BulkResult:
     """Replay every matching entry (at most `limit` of them: then `result.cursor` resumes). Each batch is one
     WATCH/MULTI over its entries and job ids; a batch that loses a race is redone entry by entry with the
-    single-entry replay (same exactly-once rule)."""
+    single-entry replay (same exactly-once rule). With GENQUEUE_WAIT_REPLICAS each batch is acknowledged by
+    the replicas before the next (NotDurable stops the run; running it again replays what is left).
+    `acknowledge=False`: nobody is told (the scheduler's auto-retry)."""
     result = BulkResult(cursor=cursor)
     queue = make_queue(store.connection, store.keys.queue)
     started = time.monotonic()
@@ -102,12 +105,17 @@ def bulk_replay(
         size = max(1, min(size, limit))
     handled = 0
     for batch in matching(store, filters, cursor, size):
-        if not _replay_batch(store, queue, batch, result, force=force, replay_cap=replay_cap):
+        if _replay_batch(store, queue, batch, result, force=force, replay_cap=replay_cap):
+            if acknowledge:
+                durable.confirm(store.connection, f"bulk replay of {len(batch)} entries")
+        else:
             for job_id, _, _ in batch:
                 try:
-                    replay(store, job_id, force=force, replay_cap=replay_cap)
+                    replay(store, job_id, force=force, replay_cap=replay_cap, acknowledge=acknowledge)
                     result.done += 1
                     result.ids.append(job_id)
+                except NotDurable:
+                    raise
                 except GenqueueError as exc:
                     result.skip(type(exc).__name__)
         result.cursor = f"{batch[-1][1]!r}:{batch[-1][0]}"

@@ -114,7 +114,7 @@ def check_alerts(store: DLQStore, config: MaintenanceConfig, now: float) -> list
 def auto_retry(store: DLQStore, config: MaintenanceConfig, now: float) -> int:
     replayed = 0
     for kind, cooldown in config.auto_retry.items():
-        result = bulk_replay(store, Filters(kind=kind, until=now - cooldown))
+        result = bulk_replay(store, Filters(kind=kind, until=now - cooldown), acknowledge=False)
         if result.done:
             log.info("dlq.auto_retried", queue=store.keys.queue, kind=kind, count=result.done)
             audit.record(

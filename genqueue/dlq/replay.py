@@ -9,7 +9,7 @@ from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 from rq.job import JobStatus
 
-from ..backend import events
+from ..backend import durable, events
 from ..backend.jobhash import queued_job_hash
 from ..backend.queues import RESULT_TTL_S, make_queue
 from ..backend.replies import text
@@ -45,9 +45,13 @@ def replay(
     force: bool = False,
     replay_cap: int = DEFAULT_REPLAY_CAP,
     payload_patch: dict | None = None,
+    acknowledge: bool = True,
 ):
     """Re-enqueue the entry's job; returns the new RQ job. NotFound/Conflict when it must not happen.
-    `payload_patch` (a JSON merge patch) changes the payload of the replayed job, not the stored entry."""
+    `payload_patch` (a JSON merge patch) changes the payload of the replayed job, not the stored entry.
+    With GENQUEUE_WAIT_REPLICAS, the replay is acknowledged once the replicas have it (NotDurable if not in
+    time); a retry of the same replay finds the job live and answers Conflict "already replayed" once the
+    replicas have that, never replaying twice. `acknowledge=False`: nobody is told (the scheduler's own)."""
     connection = store.connection
     queue = make_queue(connection, store.keys.queue)
     entry_key = store.keys.entry(job_id)
@@ -65,6 +69,8 @@ def replay(
                         )
                     status = pipe.hget(job_key, "status")
                     if status is not None:
+                        if acknowledge and text(status) in LIVE:  # a retry after NotDurable: replicated now?
+                            durable.confirm(connection, f"replay of {job_id}")
                         raise refused(
                             store,
                             "gone",
@@ -86,6 +92,8 @@ def replay(
                 events.add(pipe, job_id, "replayed", {"from": "dlq", "patched": bool(payload_patch)})
                 pipe.hincrby(store.keys.stats, "replayed", 1)
                 pipe.execute()
+                if acknowledge:  # WAIT is not honoured inside MULTI: one more round trip when it is on
+                    durable.confirm(connection, f"replay of {job_id}")
                 return job
             except WatchError:
                 continue

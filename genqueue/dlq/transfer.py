@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+from ..backend import durable
 from ..errors import Conflict, GenqueueError, InvalidInput
 from ..support.secrets import has_secrets, mask, may_hold_secrets
 from .bulk import matching
@@ -15,6 +16,7 @@ from .store import DLQStore, Filters
 
 MAX_REPORTED = 10
 IMPORT_BATCH = 1000
+RETRY_IMPORT = "import the same file again with --overwrite"
 
 
 def export_chunks(store: DLQStore, filters: Filters, *, include_secrets: bool = False) -> Iterator[tuple[bytes, int]]:
@@ -71,7 +73,9 @@ def parse_lines(lines: Iterable[str]) -> tuple[list[tuple[int, str, dict]], list
 
 
 def import_file(store: DLQStore, fh: IO[str], *, skip_bad: bool = False, overwrite: bool = False) -> ImportResult:
-    """All or nothing on malformed lines (unless skip_bad); existing ids are refused unless overwrite."""
+    """All or nothing on malformed lines (unless skip_bad); existing ids are refused unless overwrite.
+    With GENQUEUE_WAIT_REPLICAS each batch is acknowledged by the replicas (NotDurable if not in time: the
+    same file imported again with `overwrite` writes the same entries, byte for byte)."""
     good, bad = parse_lines(fh)
     result = ImportResult(bad_lines=bad)
     if bad and not skip_bad:
@@ -101,6 +105,8 @@ def import_file(store: DLQStore, fh: IO[str], *, skip_bad: bool = False, overwri
                 store.add(entry, pipeline=pipe, raw=text, ttl_s=ttl, counter="imported")
                 result.imported += 1
             replies = pipe.execute()
+        # WAIT is not honoured inside MULTI: with GENQUEUE_WAIT_REPLICAS, one more round trip per batch.
+        durable.confirm(store.connection, f"import of {len(replies)} entries", RETRY_IMPORT)
         for reply in replies:
             store.note_pruned(reply)
             result.replaced += int(reply[0]) if isinstance(reply, list) else 0

@@ -276,8 +276,12 @@ def enqueue_call(
     tenant: str | None = None,
     as_tenant: str | None = None,
     priority: str | None = None,
+    resend: bool = False,
 ) -> EnqueueResult:
     """Enqueue `call`; `policy` overrides this job's retry policy per kind, e.g. {"TRANSIENT": {"max": 2}}.
+    `resend`: this is the same enqueue sent again (after NotDurable or a lost reply): a job that already has
+    the id, in any state (finished or failed included), is that enqueue, not an id to reuse; it is returned
+    (created False) once the replicas have it, and never run again.
     `tenant` owns the new job; `as_tenant` (a non-admin caller) may only reuse ids that tenant owns.
     `priority` (high, normal, low) orders it among the queue's jobs (tenants/fairness.py)."""
     priority = check_priority(priority)
@@ -334,7 +338,7 @@ def enqueue_call(
             if existing is None:
                 continue  # it expired between the check and the fetch: try again
             _check_owner(job_id, owner_of(existing), as_tenant)
-            if existing.get_status(refresh=False) in LIVE_STATUSES:
+            if resend or existing.get_status(refresh=False) in LIVE_STATUSES:
                 durable.confirm(connection, f"job {job_id}")  # a retry after NotDurable: replicated by now?
                 return EnqueueResult(existing, False)
             _delete_if_done(connection, existing, as_tenant)

@@ -22,10 +22,11 @@ from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
-from ..backend import events
+from ..backend import durable, events
 from ..backend.queues import SERIALIZER, UNREADABLE_JOB_ERRORS, fetch_job, make_queue
 from ..backend.replies import text
 from ..dlq.entry import decode, iso
+from ..dlq.replay import LIVE as LIVE_RQ_STATUSES
 from ..dlq.replay import job_from_entry
 from ..dlq.store import DLQStore
 from ..errors import Conflict, CorruptEntry, GenqueueError, NotFound, UnreadableJob
@@ -220,6 +221,7 @@ def _retry_dead(
     pipe.multi()
     requeue_dead_in(pipe, queue, store, entry, record)
     pipe.execute()
+    durable.confirm(connection, f"retry of job {job_id}")  # WAIT is not honoured inside MULTI
     return RetryOutcome(job_id, queue.name, "dead", attempts, max_attempts, charged, force)
 
 
@@ -229,6 +231,8 @@ def _retry_rq_job(
     if status == JobStatus.FINISHED.value:
         raise Conflict(f"job {job_id} has finished; a finished job is not run again")
     if status not in RETRYABLE_RQ_STATUSES:
+        if status in LIVE_RQ_STATUSES:  # a retry after NotDurable finds it queued: replicated by now?
+            durable.confirm(connection, f"retry of job {job_id}")
         shown = {"started": "running"}.get(status, status)
         raise Conflict(f"job {job_id} is {shown}; only failed or dead jobs can be retried")
     job = fetch_job(connection, job_id)
@@ -265,6 +269,7 @@ def _retry_rq_job(
         # The invariant says a job with a hash has no DLQ entry; one left over goes in the same EXEC.
         store.remove_in(pipe, job_id, leftover)
     pipe.execute()
+    durable.confirm(connection, f"retry of job {job_id}")  # WAIT is not honoured inside MULTI
     return RetryOutcome(job_id, queue.name, status, attempts, max_attempts, charged, force)
 
 

@@ -32,7 +32,7 @@ from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 from rq.job import Job, JobStatus
 
-from ..backend import events
+from ..backend import durable, events
 from ..backend.counters import count_in, fields_for_enqueued
 from ..backend.queues import DEFAULT_JOB_TIMEOUT_S, SERIALIZER, make_queue
 from ..backend.replies import text
@@ -64,6 +64,7 @@ from .rules import (
     DEFAULT_LIMIT,
     STATUS_ORDER,
     FailedItem,
+    NothingToRetry,
     RetryClass,
     RetryPlan,
     check_limit,
@@ -391,6 +392,9 @@ def submit(
         for start in range(0, len(payloads), SUBMIT_BATCH)
     )
     connection.expire(run_key(run_id), ttl_s)
+    # With GENQUEUE_WAIT_REPLICAS: acknowledged once the replicas have the run and every item (a resubmit of
+    # the same run after NotDurable creates nothing twice and is acknowledged the same way).
+    durable.confirm(connection, f"run {run_id}")
     return SubmitResult(run, created, enqueued)
 
 
@@ -535,8 +539,10 @@ def retry_failed(
                         run_id, snap.counts, snap.failed_items(), run.retry_limit if limit is None else limit
                     )
                     require_credits(run.tenant, have, len(plan.charged))
-                except GenqueueError:
+                except GenqueueError as refusal:
                     confirm_refusal(pipe)  # the reads straddled someone's EXEC? then read again
+                    if isinstance(refusal, Conflict | NothingToRetry):  # a Continue sent again after NotDurable
+                        durable.confirm(connection, f"continue of run {run_id}")
                     raise
                 return _requeue(
                     pipe,
@@ -593,6 +599,7 @@ def _requeue(
         pipe.decrby(credits_key(run.tenant), debit)
     pipe.expire(run_key(run.run_id), ttl_s)
     pipe.execute()
+    durable.confirm(connection, f"continue of run {run.run_id}")  # WAIT is not honoured inside MULTI
     ids = lambda items: [i.job_id for i in items]  # noqa: E731
     return RetryFailedResult(
         run.run_id, run.queue, run_retry, ids(plan.free), ids(plan.charged), ids(plan.never), debit

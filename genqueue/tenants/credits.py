@@ -10,10 +10,11 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import WatchError
 
-from ..backend import keys
+from ..backend import durable, keys
 from ..errors import InsufficientCredits, InvalidInput
 
 credits_key = keys.credits
+RETRY_ADD = "check the balance (credits show) before adding again, or set it (credits set: idempotent)"
 
 
 def check_tenant(tenant: str) -> str:
@@ -29,9 +30,12 @@ def balance(connection: Redis, tenant: str) -> int | None:
 
 
 def set_balance(connection: Redis, tenant: str, amount: int) -> int:
+    """Idempotent; with GENQUEUE_WAIT_REPLICAS the SET and its WAIT go in one round trip."""
     if amount < 0:
         raise InvalidInput("a balance cannot be negative")
-    connection.set(credits_key(check_tenant(tenant)), amount)
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.set(credits_key(check_tenant(tenant)), amount)
+        durable.execute(pipe, connection, f"credits of {tenant}")
     return amount
 
 
@@ -48,6 +52,9 @@ def add(connection: Redis, tenant: str, amount: int) -> int:
                 pipe.multi()
                 pipe.set(key, new)
                 pipe.execute()
+                # Not idempotent: after NotDurable the credits were added on the primary; adding again
+                # could add twice, so the error says to look first (or to set the balance instead).
+                durable.confirm(connection, f"credits add for {tenant} (balance now {new})", RETRY_ADD)
                 return new
             except WatchError:
                 continue  # someone changed it meanwhile: read again

@@ -71,3 +71,34 @@ def test_chaos_nothing_lost_nothing_twice(env, queue_name, tmp_path):
     assert result.breaker["opens"] >= 1 and result.breaker["probes"] >= 2 and result.breaker["held"] > 0, result.breaker
     assert result.breaker["state"] == "closed", result.breaker
     assert result.down_jobs == 60 and result.down_dead == [] and result.down_deferred == []
+
+
+def test_chaos_through_a_failover_loses_no_acknowledged_enqueue(env, queue_name, tmp_path):
+    """bench.chaos --failovers, CI-sized: 60 jobs (20 of them enqueued by the producer while the run goes on,
+    with GENQUEUE_WAIT_REPLICAS=all), a forking and a simple worker's worth of chaos on a Sentinel URL, one
+    forced `SENTINEL FAILOVER` mid-run: every job ends in one place, none acknowledged is lost, no worker exits."""
+    from bench.chaos import failover_env
+    from bench.failover import start_group
+
+    group = start_group(tmp_path / "ha")
+    e = failover_env(dict(env, GENQUEUE_LIVENESS_TTL="1", GENQUEUE_SWEEP_INTERVAL="0.3"), group.url)
+    try:
+        result = run_chaos(
+            e,
+            queue_name,
+            jobs=60,
+            workers=2,
+            kill_every=1e9,
+            deadline_s=120,
+            log_dir=str(tmp_path),
+            group=group,
+            failovers=1,
+            failover_how="sentinel",
+            late=20,
+        )
+    finally:
+        group.stop()
+    print(f"\nchaos with a failover: {result.failover}")
+    [event] = result.failover["failovers"]
+    assert event.get("resumed_s") is not None, "work must resume after the promotion"
+    assert result.failover["acked"] == 20 and result.ok, result

@@ -33,6 +33,11 @@ class EnqueueBody(BaseModel):
     task: str | None = Field(None, description="a registered task open to the API (instead of payload)")
     kwargs: dict[str, Any] | None = Field(None, description="the task's keyword arguments")
     job_id: str | None = Field(None, description="idempotency key: a second enqueue returns the existing job")
+    resend: bool = Field(
+        False,
+        description="with job_id: this is the same enqueue sent again (after a 503): a job holding the id in any "
+        "state, finished included, is returned, never run again",
+    )
     max_retries: int | None = Field(None, ge=0, le=100, description="this job's automatic retry budget")
     delay_s: float | None = Field(None, ge=0, le=30 * 86400, description="run no earlier than this from now")
     check: bool = Field(
@@ -99,6 +104,7 @@ def create_job(
         tenant=who.tenant,
         as_tenant=None if who.is_admin else who.tenant,
         priority=body.priority or (spec.priority if body.task is not None and (spec := lookup(body.task)) else None),
+        resend=body.resend and body.job_id is not None,
     )
     info = visible_status(state, who, result.job.id)  # an existing id of another tenant is 403, not its data
     if not result.created:

@@ -142,9 +142,12 @@ class SimulatedProvider:
         rates: Mapping[str, float] | None = None,
         latency_s: float = DEFAULT_LATENCY_S,
         shared_limit: str | None = None,
+        ledger: str | None = None,
     ):
         self.rates = dict(DEFAULT_RATES if rates is None else rates)
         self.latency_s = latency_s
+        self.ledger = ledger  # a file that gets one line (the job id) per successful call: bench.chaos counts
+        # the calls a failover made run twice from it, outside Redis (whatever a failover rolled back)
         self.shared_limit: Rate | None = None
         if shared_limit:
             from ...limits.rules import parse_rate
@@ -177,11 +180,23 @@ class SimulatedProvider:
         job = get_current_job()
         return bool(job is not None and job.connection.exists(keys.sim_down(flag)))
 
+    def _note_success(self, job_id: str) -> None:
+        """One line per successful call, appended with one write (O_APPEND: lines of concurrent workers do
+        not interleave)."""
+        fd = os.open(self.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # type: ignore[arg-type]
+        try:
+            os.write(fd, f"{job_id}\n".encode())
+        finally:
+            os.close(fd)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SimulatedProvider:
         rates = parse_rates(env["GENQUEUE_SIM_RATES"]) if env.get("GENQUEUE_SIM_RATES") else None
         return cls(
-            rates, float(env.get("GENQUEUE_SIM_LATENCY", DEFAULT_LATENCY_S)), env.get("GENQUEUE_SIM_RATE_LIMIT") or None
+            rates,
+            float(env.get("GENQUEUE_SIM_LATENCY", DEFAULT_LATENCY_S)),
+            env.get("GENQUEUE_SIM_RATE_LIMIT") or None,
+            env.get("GENQUEUE_SIM_LEDGER") or None,
         )
 
     def pick(self, payload: Mapping[str, Any], attempt: int, job_id: str) -> Outcome:
@@ -218,6 +233,8 @@ class SimulatedProvider:
         elif name in STATUS_OUTCOMES:
             code = int(name)
             raise ProviderError(code, MESSAGES[code], retry_after=outcome.retry_after)
+        if self.ledger:
+            self._note_success(job_id)
         return {
             "provider_job_id": f"sim-{uuid.uuid4().hex[:12]}",
             "model": payload.get("model", "sim-1"),
