@@ -162,6 +162,14 @@ def events(job_id: str) -> str:
     return f"{EVENTS_PREFIX}{job_id}"
 
 
+# Completion webhooks (webhooks/): a job's subscription, the relay's schedule and lock, per-tenant secrets.
+WEBHOOK_SUBS = "genqueue:webhooks:subs"  # HASH job id -> JSON {url, events, tenant, at}
+WEBHOOK_CURSORS = "genqueue:webhooks:cursors"  # HASH job id -> the last event id the relay handled
+WEBHOOK_DUE = "genqueue:webhooks:due"  # ZSET job id -> when the relay next reads its stream (unix s)
+WEBHOOK_RELAY_LOCK = "genqueue:webhooks:relay-lock"  # STRING: one relay at a time (PX)
+WEBHOOK_SECRETS = "genqueue:webhooks:secrets"  # HASH tenant -> its whsec_ secret (set by an admin)
+
+
 def rq_canceled(queue: str) -> str:
     """RQ's CanceledJobRegistry: `rq info` counts canceled jobs from it."""
     return f"{RQ_CANCELED_PREFIX}{queue}"

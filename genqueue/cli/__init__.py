@@ -37,7 +37,22 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import admin, api, credits, demo, dlq, dlq_bulk, dlq_shared, jobs, limits, runs, server, tenants, worker  # noqa: F401 - dlq and dlq_bulk add to the dlq group
+    from . import (  # noqa: F401 - dlq and dlq_bulk add to the dlq group
+        admin,
+        api,
+        credits,
+        demo,
+        dlq,
+        dlq_bulk,
+        dlq_shared,
+        jobs,
+        limits,
+        runs,
+        server,
+        tenants,
+        webhooks,
+        worker,
+    )
 
     cli.add_command(demo.demo)
     cli.add_command(worker.worker)
@@ -52,6 +67,7 @@ def _register() -> None:
     cli.add_command(runs.runs)
     cli.add_command(credits.credits)
     cli.add_command(tenants.tenants)
+    cli.add_command(webhooks.webhooks)
     cli.add_command(api.api)
 
 

@@ -36,7 +36,7 @@ from ..errors import Conflict, CorruptEntry, Forbidden, InvalidId, InvalidInput,
 from ..limits.rules import generate_key, render_key
 from ..limits.store import check_new_key
 from ..retry.meta import gq, new_meta
-from ..settings import max_limit_keys
+from ..settings import max_limit_keys, webhook_allow
 from ..tasks.bounds import check_json
 from ..tasks.catalogue import CatalogueTask, check_kwargs
 from ..tasks.catalogue import read as read_catalogue
@@ -45,6 +45,8 @@ from ..tasks.registry import TaskSpec, bind, lookup, resolve_name
 from ..tenants.fair import adopt
 from ..tenants.fairness import DEFAULT_PRIORITY, check_priority
 from ..tenants.tenancy import entry_tenant, job_tenant
+from ..webhooks import subscription as webhook_subscription
+from ..webhooks.urls import AllowList
 from .submit import IdTaken, submit
 
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
@@ -195,10 +197,12 @@ def enqueue_task(
     default_queue: str = "generation-queue",
     check: bool = True,
     priority: str | None = None,
+    webhook: str | None = None,
+    webhook_events: Sequence[str] | None = None,
 ) -> EnqueueResult:
     """Enqueue task `name` (registered here or only in the workers). The task's declared options are the
-    defaults (queue, max_retries, timeout, policy, result_ttl, priority); the arguments here override them. A task not
-    registered here is checked against the live workers' catalogue unless `check=False`."""
+    defaults (queue, max_retries, timeout, policy, result_ttl, priority, webhook); the arguments here override them.
+    A task not registered here is checked against the live workers' catalogue unless `check=False`."""
     call, spec = task_call(name, kwargs or {}, catalogue_for(connection, name, check))
     return enqueue_call(
         connection,
@@ -213,7 +217,16 @@ def enqueue_task(
         tenant=tenant,
         as_tenant=as_tenant,
         priority=priority or (spec.priority if spec is not None else None),
+        **declared_webhook(spec, webhook, webhook_events),
     )
+
+
+def declared_webhook(spec: object, webhook: str | None, webhook_events: Sequence[str] | None) -> dict[str, Any]:
+    """The webhook options of one enqueue: the caller's, else the task's declared ones (a task registered in this
+    process: the workers' catalogue does not carry URLs)."""
+    if webhook is not None or webhook_events is not None:
+        return {"webhook": webhook, "webhook_events": webhook_events}
+    return {"webhook": getattr(spec, "webhook", None), "webhook_events": getattr(spec, "webhook_events", None)}
 
 
 def enqueue(connection: Redis, queue_name: str, payload: dict[str, Any], **options: Any) -> EnqueueResult:
@@ -236,12 +249,18 @@ def enqueue_call(
     tenant: str | None = None,
     as_tenant: str | None = None,
     priority: str | None = None,
+    webhook: str | None = None,
+    webhook_events: Sequence[str] | None = None,
 ) -> EnqueueResult:
     """Enqueue `call`; `policy` overrides this job's retry policy per kind, e.g. {"TRANSIENT": {"max": 2}}.
     `tenant` owns the new job; `as_tenant` (a non-admin caller) may only reuse ids that tenant owns.
-    `priority` (high, normal, low) orders it among the queue's jobs (tenants/fairness.py)."""
+    `priority` (high, normal, low) orders it among the queue's jobs (tenants/fairness.py). `webhook`: a URL
+    called (signed) on `webhook_events` of the job (default: finished, dead_lettered, canceled): webhooks/."""
     priority = check_priority(priority)
+    hook = webhook_subscription.for_enqueue(webhook, webhook_events, AllowList.parse(webhook_allow()))
     meta = meta or new_meta(max_retries, tenant=tenant)
+    if hook is not None:
+        meta["genqueue"].update(hook.as_meta())
     if priority != DEFAULT_PRIORITY:
         meta["genqueue"]["priority"] = priority
     if policy:
@@ -256,7 +275,7 @@ def enqueue_call(
     queue = make_queue(connection, queue_name)
 
     def build() -> Job:
-        return queue.create_job(
+        job = queue.create_job(
             call.func,
             args=call.args,
             kwargs=call.kwargs,
@@ -267,6 +286,9 @@ def enqueue_call(
             description=call.description,
             status=JobStatus.SCHEDULED if when else JobStatus.QUEUED,
         )
+        if hook is not None:  # before the job exists: its first event cannot be missed (webhooks/relay.py)
+            webhook_subscription.register(connection, job.id, hook, tenant)
+        return job
 
     if job_id is None:
         job = build()

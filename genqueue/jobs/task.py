@@ -7,6 +7,7 @@
     make_image.enqueue(prompt="a fox")                   # a job with the task's own keyword arguments
     make_image.enqueue_with(kwargs={"prompt": "a fox"}, job_id="fox-1", in_=timedelta(minutes=5))
     make_image.enqueue_many([{"prompt": "a"}, {"prompt": "b"}])
+    make_image.enqueue_with(kwargs={"prompt": "a fox"}, webhook="https://example.com/hooks")  # signed callback
     genqueue.enqueue_task("myapp.tasks.make_image", kwargs={"prompt": "a fox"})   # by name, unimported
 
 `enqueue` takes only the task's arguments, so they never collide with enqueue options; those go to
@@ -75,6 +76,8 @@ class Task(Generic[P, R]):
         queue: str | None = None,
         connection: Redis | None = None,
         priority: str | None = None,
+        webhook: str | None = None,
+        webhook_events: Sequence[str] | None = None,
     ) -> EnqueueResult:
         if connection is None:
             connection, default_queue = _default_client()
@@ -95,6 +98,8 @@ class Task(Generic[P, R]):
             timeout=timeout,
             default_queue=default_queue,
             priority=priority,
+            webhook=webhook,
+            webhook_events=webhook_events,
         )
 
     def cancel(self, job_id: str, *, reason: str | None = None, connection: Redis | None = None) -> CancelOutcome:
@@ -146,6 +151,8 @@ def task(
     limit_key: str | None = None,
     limits: Mapping[str, Any] | None = None,
     priority: Literal["high", "normal", "low"] | None = None,
+    webhook: str | None = None,
+    webhook_events: Sequence[str] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -153,8 +160,9 @@ def task(
     fn: Callable[P, R] | None = None, /, *, name: str | None = None, **options: Any
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register `fn` as a task (`@task` or `@task(name=..., queue=..., max_retries=..., timeout=..., policy=...,
-    result_ttl=..., api=..., limit_key=..., limits=..., priority=...)`); an unknown or bad option raises
-    InvalidInput here, at import. The options a type checker sees (the overload above) are tasks.registry.OPTIONS."""
+    result_ttl=..., api=..., limit_key=..., limits=..., priority=..., webhook=..., webhook_events=...)`); an unknown
+    or bad option raises InvalidInput here, at import. The options a type checker sees (the overload above) are
+    tasks.registry.OPTIONS."""
 
     def register(f: Callable[P, R]) -> Task[P, R]:
         return Task(declare(f, name=name, **options))

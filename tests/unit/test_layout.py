@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"backend"},
     {"retry", "tenants", "limits"},
     {"tasks"},
+    {"webhooks"},  # the delivery task, the relay (below dlq: the worker and jobs use it)
     {"dlq"},
     {"worker"},
     {"jobs"},
