@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from standardwebhooks import Webhook
 
+from genqueue.api.metrics import read as read_metrics
 from genqueue.backend import keys
 from genqueue.dlq.store import DLQStore
 from genqueue.jobs.enqueue import enqueue
@@ -148,6 +149,8 @@ def test_410_dead_letters_the_delivery_and_a_replay_delivers_it(conn, settings, 
     )
     assert len(receiver.at("/gone")) == 1  # PERMANENT: never retried
     assert "410" in info["last_error"]
+    seen = read_metrics(conn, [hooks])[hooks]  # what GET /metrics reports for the webhook queue
+    assert seen["dlq_entries"] == 1 and seen["counters"]["enqueued"] >= 1, seen
     shown = run_cli(env, "jobs", "show", wid, "--queue", hooks, "--json")
     assert shown.code == 0, shown.stderr
     assert "topsecret" not in shown.stdout and "sig=***" in shown.stdout
