@@ -25,7 +25,7 @@ from ..settings import Settings, webhook_allow
 from ..support.secrets import mask_url
 from ..tasks.registry import TaskSpec, lookup, register
 from . import signing
-from .urls import AllowList, check_url
+from .urls import AllowList, checked, pinned
 
 WEBHOOK_TASK = "genqueue.webhook"
 
@@ -74,14 +74,20 @@ def deliver(webhook: str, event: dict[str, Any], msg_id: str, tenant: str | None
     settings = Settings.from_env()
     shown = mask_url(webhook)
     try:
-        check_url(webhook, AllowList.parse(webhook_allow()))
+        _url, addresses = checked(webhook, AllowList.parse(webhook_allow()))  # resolved again: DNS rebinding
         hook = signing.signer(secret_for(tenant))
     except InvalidInput as exc:
         raise PermanentError(str(exc)) from None
     body = json.dumps(event, separators=(",", ":"), default=str).encode()
+    target, extra_headers, extensions = pinned(webhook, addresses[0]) if addresses else (webhook, {}, {})
     try:
         with httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False) as client:
-            response = client.post(webhook, content=body, headers=signing.headers(hook, msg_id, body))
+            response = client.post(
+                target,
+                content=body,
+                headers={**signing.headers(hook, msg_id, body), **extra_headers},
+                extensions=extensions,
+            )
     except httpx.TimeoutException:
         raise TransientError(f"webhook {shown} timed out after {settings.webhook_timeout_s:g} s") from None
     except httpx.TransportError as exc:

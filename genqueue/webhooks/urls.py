@@ -104,22 +104,43 @@ def parse_url(url: object) -> urllib.parse.SplitResult:
 
 def check_url(url: object, allow: AllowList, resolve: Resolver = system_resolver) -> str:
     """The URL if genqueue may call it; InvalidInput (one line, the URL masked) otherwise."""
+    return checked(url, allow, resolve)[0]
+
+
+def checked(url: object, allow: AllowList, resolve: Resolver = system_resolver) -> tuple[str, list[str]]:
+    """(the URL, the public addresses its host resolved to — empty for a listed host or an IP literal)."""
     parts = parse_url(url)
     assert isinstance(url, str)
     host = parts.hostname or ""
     shown = mask_url(url)
     if allow.lists(host):
-        return url
+        return url, []
     if not allow.public:
         raise InvalidInput(f"webhook host {host!r} is not in GENQUEUE_WEBHOOK_ALLOW ({shown})")
     if parts.scheme != "https":
         raise InvalidInput(f"webhook URL must use https (or list its host in GENQUEUE_WEBHOOK_ALLOW): {shown}")
     literal = _address(host)
-    addresses = [literal] if literal is not None else [_address(a) for a in resolve(host)]
+    resolved = [] if literal is not None else resolve(host)
+    addresses = [literal] if literal is not None else [_address(a) for a in resolved]
     refused = [str(a) for a in addresses if a is None or not is_public(a)]
     if refused or not addresses:
         raise InvalidInput(
             f"webhook host {host!r} resolves to a loopback, private or link-local address ({', '.join(refused)}); "
             f"list it in GENQUEUE_WEBHOOK_ALLOW to allow it"
         )
-    return url
+    return url, [str(a) for a in addresses if a is not None] if literal is None else []
+
+
+def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The request that reaches exactly `address` (checked just now) for `url`: the URL with the address as
+    its host, the Host header, and the TLS server name (httpx's `sni_hostname` extension), so the certificate
+    is still checked against the name — a second lookup by the HTTP client cannot be re-pointed (DNS
+    rebinding) between the check and the connection."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    target = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return target, {"host": host_header}, extensions

@@ -92,3 +92,15 @@ def test_credentials_and_query_secrets_are_masked_wherever_shown():
 
 def test_a_plain_url_is_shown_as_it_is():
     assert mask_url("https://hooks.example.com/in?page=2") == "https://hooks.example.com/in?page=2"
+
+
+def test_a_checked_host_is_called_at_the_address_checked():
+    from genqueue.webhooks.urls import checked, pinned
+
+    url, addresses = checked("https://hooks.example.com:8443/in?x=1", AllowList.parse(""), resolve)
+    assert addresses == ["93.184.216.34"]
+    target, headers, extensions = pinned(url, addresses[0])
+    assert target == "https://93.184.216.34:8443/in?x=1"
+    assert headers == {"host": "hooks.example.com:8443"} and extensions == {"sni_hostname": "hooks.example.com"}
+    assert pinned("https://h.example/x", "2606:2800:220:1::1")[0] == "https://[2606:2800:220:1::1]/x"
+    assert checked("http://127.0.0.1:9/x", AllowList.parse("127.0.0.1"), resolve)[1] == []  # listed: as it is
