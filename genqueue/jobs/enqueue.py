@@ -286,7 +286,7 @@ def enqueue_call(
             description=call.description,
             status=JobStatus.SCHEDULED if when else JobStatus.QUEUED,
         )
-        if hook is not None:  # before the job exists: its first event cannot be missed (webhooks/relay.py)
+        if hook is not None and job_id is None:  # a fresh id: before the job exists, no event can be missed
             webhook_subscription.register(connection, job.id, hook, tenant)
         return job
 
@@ -294,9 +294,12 @@ def enqueue_call(
         job = build()
         return EnqueueResult(submit(queue, job, when, unique=False), True)
 
+    def subscribed(result: EnqueueResult) -> EnqueueResult:
+        return _subscribed(connection, hook, tenant, result)
+
     for _ in range(5):
         try:
-            return EnqueueResult(submit(queue, build(), when, unique=True), True)
+            return subscribed(EnqueueResult(submit(queue, build(), when, unique=True), True))
         except IdTaken as taken:
             if taken.dead:
                 _refuse_dead(connection, queue_name, job_id, as_tenant)
@@ -307,9 +310,20 @@ def enqueue_call(
             _check_owner(job_id, owner_of(existing), as_tenant)
             if existing.get_status(refresh=False) in LIVE_STATUSES:
                 durable.confirm(connection, f"job {job_id}")  # a retry after NotDurable: replicated by now?
-                return EnqueueResult(existing, False)
+                return subscribed(EnqueueResult(existing, False))
             _delete_if_done(connection, existing, as_tenant)
     raise Conflict(f"job {job_id} keeps changing state; try again")
+
+
+def _subscribed(
+    connection: Redis, hook: webhook_subscription.Subscription | None, tenant: str | None, result: EnqueueResult
+) -> EnqueueResult:
+    """An explicit id subscribes once the job is known to be the caller's (created, or its own live job
+    returned): naming someone else's id never subscribes to their job (webhooks/subscription.py)."""
+    if hook is not None:
+        after = webhook_subscription.start_of_current_job(connection, result.id)
+        webhook_subscription.register(connection, result.id, hook, tenant, after=after, replace=result.created)
+    return result
 
 
 def _check_owner(job_id: str, owner: str | None, as_tenant: str | None) -> None:

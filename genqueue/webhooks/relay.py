@@ -111,7 +111,7 @@ class Relay:
                 cursors = [text(c) if c else "0-0" for c in pipe.hmget(keys.WEBHOOK_CURSORS, ids)]
                 subs = [subscription.decode(s) if s else None for s in pipe.hmget(keys.WEBHOOK_SUBS, ids)]
                 read = self._read(ids, cursors)
-                orphans = self._missing_streams(ids, subs, read, now)
+                orphans = self._missing_streams(ids, subs, read, now) | self._owned_by_others(subs, ids, read)
                 pipe.multi()
                 sent = 0
                 for job_id, sub in zip(ids, subs, strict=True):
@@ -147,6 +147,28 @@ class Relay:
                 p.exists(keys.events(job_id))
             found = p.execute()
         return {j for j, f in zip(old, found, strict=True) if not f}
+
+    def _owned_by_others(self, subs, ids, read) -> set[str]:
+        """Subscriptions whose job id now holds another tenant's job (the id was freed and reused): dropped,
+        never relayed — a webhook only ever hears of its own tenant's job."""
+        with_events = [(j, s) for j, s in zip(ids, subs, strict=True) if s is not None and j in read]
+        if not with_events:
+            return set()
+        with self.connection.pipeline(transaction=False) as p:
+            for job_id, _ in with_events:
+                p.hget(keys.rq_job(job_id), "meta")
+            metas = p.execute()
+        others = set()
+        for (job_id, sub), raw in zip(with_events, metas, strict=True):
+            if raw is None:
+                continue  # in the DLQ, or gone: nothing of another tenant's to hear
+            try:
+                owner = (json.loads(raw).get("genqueue") or {}).get("tenant")
+            except (ValueError, AttributeError):
+                continue
+            if owner != sub[1]:
+                others.add(job_id)
+        return others
 
     def _relay(self, pipe, job_id: str, sub, entries, now: float) -> int:
         wanted, tenant, _at = sub

@@ -86,10 +86,43 @@ def decode(raw: Any) -> tuple[Subscription, str | None, float] | None:
         return None
 
 
-def register(connection: Redis, job_id: str, sub: Subscription, tenant: str | None) -> None:
-    """Keep the subscription for the relay, before the job is written (an enqueue that then fails leaves one the
-    relay drops once it finds no stream). A job id that has one already keeps it and its cursor."""
+def register(
+    connection: Redis,
+    job_id: str,
+    sub: Subscription,
+    tenant: str | None,
+    *,
+    after: str | None = None,
+    replace: bool = False,
+) -> None:
+    """Keep the subscription for the relay. A generated id registers before its job is written (an enqueue that
+    then fails leaves one the relay drops once it finds no stream). An explicit id registers once its job
+    exists and is the caller's (`after`: the relay starts past the events of the id's earlier jobs), so nobody
+    can subscribe to someone else's job by naming its id; `replace`: a new job of that id (an old
+    subscription of the id goes). Otherwise a job id that has one already keeps it and its cursor."""
+    record = encode(sub, tenant)
     with connection.pipeline(transaction=True) as pipe:
-        pipe.hsetnx(keys.WEBHOOK_SUBS, job_id, encode(sub, tenant))
-        pipe.zadd(keys.WEBHOOK_DUE, {job_id: 0}, nx=True)
+        if replace:
+            pipe.hset(keys.WEBHOOK_SUBS, job_id, record)
+            pipe.hdel(keys.WEBHOOK_CURSORS, job_id)
+        else:
+            pipe.hsetnx(keys.WEBHOOK_SUBS, job_id, record)
+        if after:
+            pipe.hsetnx(keys.WEBHOOK_CURSORS, job_id, after)
+        pipe.zadd(keys.WEBHOOK_DUE, {job_id: 0}, nx=not replace)
         pipe.execute()
+
+
+def start_of_current_job(connection: Redis, job_id: str) -> str:
+    """The cursor just before the `enqueued` event of the id's current job: earlier jobs of a reused id never
+    reach this one's webhook. "0-0" for a stream with nothing before it."""
+    from typing import cast
+
+    from ..backend.replies import text
+
+    entries = cast("list[tuple[bytes, dict]]", connection.xrevrange(keys.events(job_id), count=200))
+    for event_id, fields in entries:
+        if any(text(k) == "e" and text(v) == "enqueued" for k, v in fields.items()):
+            ms, seq = (int(x) for x in text(event_id).split("-"))
+            return f"{ms}-{seq - 1}" if seq else (f"{ms - 1}-18446744073709551615" if ms else "0-0")
+    return text(entries[0][0]) if entries else "0-0"

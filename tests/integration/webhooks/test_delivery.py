@@ -208,3 +208,17 @@ def test_a_tenant_with_its_own_secret_gets_deliveries_signed_with_it(conn, setti
     finally:
         assert run_cli(env, "webhooks", "secret", tenant, "--remove").code == 0
     assert not conn.hexists(keys.WEBHOOK_SECRETS, tenant)
+
+
+def test_naming_another_tenants_job_id_never_subscribes_to_it(conn, settings, client, token, monkeypatch):
+    monkeypatch.setenv("GENQUEUE_WEBHOOK_ALLOW", "*,127.0.0.1")
+    job_id = f"mine-{settings.queue}"
+    first = client.post("/api/jobs", headers=token(tenant="a"), json={"payload": {"prompt": "x"}, "job_id": job_id})
+    assert first.status_code == 201, first.text
+    body = {"payload": {"prompt": "x"}, "job_id": job_id, "webhook": "http://127.0.0.1:9/steal"}
+    second = client.post("/api/jobs", headers=token("bob", tenant="b"), json=body)
+    assert second.status_code == 403, second.text
+    assert not conn.hexists(keys.WEBHOOK_SUBS, job_id)
+    again = client.post("/api/jobs", headers=token(tenant="a"), json={**body, "webhook": "http://127.0.0.1:9/mine"})
+    assert again.status_code == 200, again.text  # its own live job: subscribed from its enqueued event on
+    assert conn.hexists(keys.WEBHOOK_SUBS, job_id)

@@ -91,3 +91,29 @@ def test_waiting_subscriptions_are_read_in_turns(conn, queue_name, monkeypatch):
     relay = Relay(conn, wh)
     sent = sum(relay.once() for _ in range(3))  # 7 jobs, 3 a pass: the late one is read by the third pass
     assert sent == 1  # the late job's event, although six idle jobs were ahead of it in the line
+
+
+def test_a_subscription_to_an_id_now_held_by_another_tenant_is_dropped_unheard(conn, queue_name):
+    wh = f"{queue_name}-wh"
+    job_id = f"j-{uuid.uuid4().hex[:8]}"
+    subscribe(conn, job_id, wanted=("enqueued", "started"), tenant="t1")
+    conn.hset(keys.rq_job(job_id), "meta", '{"genqueue": {"tenant": "t2"}}')  # the id's job is t2's now
+    emit(conn, job_id, "enqueued", "started")
+    assert Relay(conn, wh).once() == 0
+    assert waiting_ids(conn, wh) == []
+    assert not conn.hexists(keys.WEBHOOK_SUBS, job_id)
+    conn.delete(keys.rq_job(job_id))
+
+
+def test_a_reused_id_subscribes_from_its_current_jobs_enqueued_event(conn, queue_name):
+    wh = f"{queue_name}-wh"
+    job_id = f"j-{uuid.uuid4().hex[:8]}"
+    ids = emit(conn, job_id, "enqueued", "finished")  # the id's earlier job
+    ids = emit(conn, job_id, "enqueued")  # this one
+    after = subscription.start_of_current_job(conn, job_id)
+    sub = subscription.Subscription("http://127.0.0.1:9/hook", ("enqueued", "finished"))
+    subscription.register(conn, job_id, sub, None, after=after, replace=True)
+    ids = emit(conn, job_id, "finished")
+    assert Relay(conn, wh).once() == 2
+    assert sorted(waiting_ids(conn, wh)) == sorted(delivery_id(job_id, i) for i in ids[2:])
+    assert subscription.start_of_current_job(conn, f"none-{job_id}") == "0-0"
