@@ -9,6 +9,7 @@ import base64
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook
@@ -160,6 +161,8 @@ def test_410_dead_letters_the_delivery_and_a_replay_delivers_it(conn, settings, 
     wait_for(lambda: len(receiver.at("/gone")) == 2, DEADLINE_S, message="the replayed delivery")
     again = receiver.at("/gone")[1]
     assert again["headers"]["webhook-id"] == f"{job.id}:{event_id}" and "unverified" not in again["event"]
+    logs = "".join(p.read_text(errors="replace") for p in Path(env["GENQUEUE_TEST_LOGDIR"]).glob("*.log"))
+    assert "gone" in logs and "topsecret" not in logs  # the workers logged the delivery, never its secret
 
 
 def test_a_private_address_is_refused_at_enqueue_cli_and_http(conn, settings, env, client, token, monkeypatch):
