@@ -16,8 +16,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from ..errors import InvalidInput
 from ..retry.exceptions import GenerationError, PermanentError, RateLimited, TransientError
 from ..retry.headers import parse_retry_after
@@ -71,6 +69,8 @@ def _tenant_secret(tenant: str) -> str | None:
 
 def deliver(webhook: str, event: dict[str, Any], msg_id: str, tenant: str | None = None) -> dict[str, Any]:
     """POST `event` to `webhook`, signed; raises to be retried or dead-lettered (see `outcome`)."""
+    import httpx  # here, in the work horse: a worker's start imports this module to register the task
+
     settings = Settings.from_env()
     shown = mask_url(webhook)
     try:
