@@ -7,7 +7,8 @@ subscribed jobs after the last event it handled (its cursor, per job) and, in on
 delivery job per wanted event (its hash, its lane, its `enqueued` event, the queue's counter) and moves the
 cursor past everything it read. A crash before EXEC leaves the cursor where it was (the events are read
 again); after it, the deliveries exist: nothing is lost, nothing is sent twice; two relays are serialised by
-the WATCH on the cursors (and a lock keeps the second idle). The moves themselves — the success path above
+the WATCH on the batch's cursors (one key per job, so enqueues of other jobs never conflict with it; and a
+lock keeps the second relay idle). The moves themselves — the success path above
 all — pay nothing for webhooks: no subscription lookup, no extra write.
 
 It runs in the heartbeat thread of every worker that serves the webhook queue (cli/worker.py hands the tick
@@ -107,8 +108,9 @@ class Relay:
             return 0
         with self.connection.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(keys.WEBHOOK_CURSORS)
-                cursors = [text(c) if c else "0-0" for c in pipe.hmget(keys.WEBHOOK_CURSORS, ids)]
+                cursor_keys = [keys.webhook_cursor(j) for j in ids]
+                pipe.watch(*cursor_keys)
+                cursors = [text(c) if c else "0-0" for c in pipe.mget(cursor_keys)]
                 subs = [subscription.decode(s) if s else None for s in pipe.hmget(keys.WEBHOOK_SUBS, ids)]
                 read = self._read(ids, cursors)
                 orphans = self._missing_streams(ids, subs, read, now) | self._owned_by_others(subs, ids, read)
@@ -183,7 +185,7 @@ class Relay:
             if wanted.wants(name):
                 self._enqueue(pipe, job_id, event_id, fields, wanted.url, tenant)
                 sent += 1
-        pipe.hset(keys.WEBHOOK_CURSORS, job_id, entries[-1][0])
+        pipe.set(keys.webhook_cursor(job_id), entries[-1][0], ex=events.EVENTS_TTL_S)
         if last_terminal in ("finished", "canceled"):
             forget(pipe, job_id)
         elif last_terminal == "dead_lettered":
@@ -224,5 +226,5 @@ class Relay:
 
 def forget(pipe, job_id: str) -> None:
     pipe.hdel(keys.WEBHOOK_SUBS, job_id)
-    pipe.hdel(keys.WEBHOOK_CURSORS, job_id)
+    pipe.delete(keys.webhook_cursor(job_id))
     pipe.zrem(keys.WEBHOOK_DUE, job_id)

@@ -104,11 +104,11 @@ def register(
     with connection.pipeline(transaction=True) as pipe:
         if replace:
             pipe.hset(keys.WEBHOOK_SUBS, job_id, record)
-            pipe.hdel(keys.WEBHOOK_CURSORS, job_id)
+            pipe.delete(keys.webhook_cursor(job_id))
         else:
             pipe.hsetnx(keys.WEBHOOK_SUBS, job_id, record)
         if after:
-            pipe.hsetnx(keys.WEBHOOK_CURSORS, job_id, after)
+            pipe.set(keys.webhook_cursor(job_id), after, nx=True)
         pipe.zadd(keys.WEBHOOK_DUE, {job_id: 0}, nx=not replace)
         pipe.execute()
 

@@ -80,7 +80,7 @@ def test_waiting_subscriptions_are_read_in_turns(conn, queue_name, monkeypatch):
     monkeypatch.setattr(relay_module, "BATCH", 3)
     wh = f"{queue_name}-wh"
     # Only this test's subscriptions (each xdist worker has a server of its own; tests on it run one at a time).
-    conn.delete(keys.WEBHOOK_DUE, keys.WEBHOOK_SUBS, keys.WEBHOOK_CURSORS)
+    conn.delete(keys.WEBHOOK_DUE, keys.WEBHOOK_SUBS)
     idle = [f"idle-{uuid.uuid4().hex[:8]}-{i}" for i in range(6)]
     for job_id in idle:
         subscribe(conn, job_id)
