@@ -16,6 +16,7 @@ DEFAULT_DLQ_RETENTION_S = 7 * 24 * 3600  # 7 days
 DEFAULT_HOME = Path.home() / ".local" / "share" / "genqueue"
 DEFAULT_MAX_LIMIT_KEYS = 1000  # distinct limit keys; a new one beyond: refused (its bounds: BOUNDS)
 DAY_S = 86400
+DEFAULT_WEBHOOK_QUEUE = "genqueue-webhooks"
 # Every numeric setting's bounds (inclusive), checked at start: a value outside is one line and exit 2,
 # never an OverflowError at a worker's first dead letter or a retry scheduled for the year 1e300.
 BOUNDS: dict[str, tuple[float, float]] = {
@@ -29,6 +30,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "GENQUEUE_MAX_LIMIT_KEYS": (1, 1_000_000),  # distinct limit keys
     "GENQUEUE_WAIT_TIMEOUT": (0.001, 60),  # seconds an acknowledged write waits for its replicas
     "GENQUEUE_CANCEL_GRACE": (0.1, 3600),  # seconds a canceled running job has to stop on its own
+    "GENQUEUE_WEBHOOK_TIMEOUT": (0.1, 300),  # seconds one webhook delivery waits for its endpoint
 }
 
 
@@ -54,6 +56,8 @@ class Settings:
     wait_replicas: int | None = None  # GENQUEUE_WAIT_REPLICAS: N, or -1 for all (backend/durable.py); None: off
     wait_timeout_s: float = 1.0  # GENQUEUE_WAIT_TIMEOUT: how long an acknowledged write waits for them
     cancel_grace_s: float = 5.0  # GENQUEUE_CANCEL_GRACE: a canceled running job's time to stop on its own
+    webhook_queue: str = DEFAULT_WEBHOOK_QUEUE  # GENQUEUE_WEBHOOK_QUEUE: where webhook deliveries wait
+    webhook_timeout_s: float = 10.0  # GENQUEUE_WEBHOOK_TIMEOUT: one delivery's wait for its endpoint
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +85,8 @@ class Settings:
             wait_replicas=parse_wait_replicas(env.get("GENQUEUE_WAIT_REPLICAS")),
             wait_timeout_s=_positive(env, "GENQUEUE_WAIT_TIMEOUT", 1.0),
             cancel_grace_s=_positive(env, "GENQUEUE_CANCEL_GRACE", 5.0),
+            webhook_queue=(env.get("GENQUEUE_WEBHOOK_QUEUE") or "").strip() or DEFAULT_WEBHOOK_QUEUE,
+            webhook_timeout_s=_positive(env, "GENQUEUE_WEBHOOK_TIMEOUT", 10.0),
         )
 
     def with_queue(self, queue: str | None) -> Settings:
@@ -92,6 +98,12 @@ def max_limit_keys(environ: Mapping[str, str] | None = None) -> int:
     each enqueue that would add a limit key (cheap: one lookup), checked by every command at start."""
     env = os.environ if environ is None else environ
     return _positive_int(env, "GENQUEUE_MAX_LIMIT_KEYS", DEFAULT_MAX_LIMIT_KEYS)  # bounded by BOUNDS
+
+
+def webhook_allow(environ: Mapping[str, str] | None = None) -> str:
+    """GENQUEUE_WEBHOOK_ALLOW as written (webhooks/urls.AllowList parses it), read at each enqueue and delivery."""
+    env = os.environ if environ is None else environ
+    return env.get("GENQUEUE_WEBHOOK_ALLOW") or ""
 
 
 WAIT_ALL_REPLICAS = -1  # GENQUEUE_WAIT_REPLICAS=all (backend/durable.py says what "all" counts)

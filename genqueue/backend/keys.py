@@ -167,6 +167,22 @@ def events(job_id: str) -> str:
     return f"{EVENTS_PREFIX}{job_id}"
 
 
+# Completion webhooks (webhooks/): a job's subscription, the relay's schedule and lock, per-tenant secrets.
+WEBHOOK_SUBS = "genqueue:webhooks:subs"  # HASH job id -> JSON {url, events, tenant, at}
+WEBHOOK_CURSOR_PREFIX = "genqueue:webhooks:cursor:"
+
+
+def webhook_cursor(job_id: str) -> str:
+    """STRING: the last event of the job's stream the relay handled (one key per job: WATCHed by the relay
+    without conflicting with other jobs' subscriptions)."""
+    return f"{WEBHOOK_CURSOR_PREFIX}{job_id}"
+
+
+WEBHOOK_DUE = "genqueue:webhooks:due"  # ZSET job id -> when the relay next reads its stream (unix s)
+WEBHOOK_RELAY_LOCK = "genqueue:webhooks:relay-lock"  # STRING: one relay at a time (PX)
+WEBHOOK_SECRETS = "genqueue:webhooks:secrets"  # HASH tenant -> its whsec_ secret (set by an admin)
+
+
 def rq_canceled(queue: str) -> str:
     """RQ's CanceledJobRegistry: `rq info` counts canceled jobs from it."""
     return f"{RQ_CANCELED_PREFIX}{queue}"

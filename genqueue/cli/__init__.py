@@ -52,6 +52,7 @@ def _register() -> None:
         server,
         tenants,
         usage,
+        webhooks,
         worker,
     )
 
@@ -70,6 +71,7 @@ def _register() -> None:
     cli.add_command(tenants.tenants)
     cli.add_command(budgets.budgets)
     cli.add_command(usage.usage)
+    cli.add_command(webhooks.webhooks)
     cli.add_command(api.api)
 
 

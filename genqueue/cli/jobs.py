@@ -65,6 +65,20 @@ from .render import emit_json, short, table
     default=None,
     help="Its place among the queue's jobs: high, normal or low (default: the task's, else normal).",
 )
+@click.option(
+    "--webhook",
+    default=None,
+    metavar="URL",
+    help="Call this URL back, signed (Standard Webhooks), on the job's events: https, a public host, or one "
+    "listed in GENQUEUE_WEBHOOK_ALLOW (default: the task's declared webhook).",
+)
+@click.option(
+    "--webhook-event",
+    "webhook_events",
+    multiple=True,
+    metavar="EVENT",
+    help="An event to send (repeatable; default: finished, dead_lettered, canceled).",
+)
 @queue_option
 @json_option
 def enqueue(
@@ -80,6 +94,8 @@ def enqueue(
     policy,
     no_check,
     priority,
+    webhook,
+    webhook_events,
     queue,
     as_json,
 ) -> None:
@@ -88,6 +104,7 @@ def enqueue(
         catalogue_for,
         check_not_run_item,
         check_policy,
+        declared_webhook,
         enqueue_call,
         generate_call,
         task_call,
@@ -136,6 +153,7 @@ def enqueue(
         policy=policy_data,
         priority=priority,
         resend=resend,
+        **declared_webhook(spec, webhook, list(webhook_events) or None),
     )
     status = result.job.get_status(refresh=False)
     if as_json:
@@ -208,6 +226,9 @@ def show(job_id, queue, as_json) -> None:
     progress = info.get("progress")
     if progress:
         click.echo(f"{'progress:':<14}{progress_line(progress)}")
+    hook = info.get("webhook")
+    if hook:
+        click.echo(f"{'webhook:':<14}{hook['url']} ({', '.join(hook['events'])})")
     click.echo(f"{'payload:':<14}{short(json.dumps(info.get('payload'), sort_keys=True), 200)}")
     history = info.get("history") or []
     if history:

@@ -115,6 +115,14 @@ def worker(
     # Patient: a server restart or blip of up to GENQUEUE_REDIS_OUTAGE_S is waited out, not fatal.
     connection = connect(app.settings, patient=True)
     w = build_worker(connection, app.settings, names, simple=simple, concurrency=concurrency, **kwargs)
+    from ..webhooks.deliver import ensure_registered
+
+    ensure_registered()  # the built-in delivery task: any worker may be given the webhook queue
+    if app.settings.webhook_queue in names:  # and such a worker relays subscribed jobs' events to it
+        from ..webhooks.relay import RELAY_TICK_S, Relay
+
+        relay = Relay(connection, app.settings.webhook_queue, app.settings.webhook_timeout_s)
+        w.extra_duties = ((RELAY_TICK_S, relay.tick),)
     from ..tasks import catalogue
     from ..tasks.registry import registered
 

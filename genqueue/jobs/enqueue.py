@@ -47,7 +47,7 @@ from ..errors import (
 from ..limits.rules import generate_key, render_key
 from ..limits.store import check_new_key
 from ..retry.meta import gq, new_meta
-from ..settings import max_limit_keys
+from ..settings import max_limit_keys, webhook_allow
 from ..tasks.bounds import check_json
 from ..tasks.catalogue import CatalogueTask, check_kwargs
 from ..tasks.catalogue import read as read_catalogue
@@ -57,6 +57,8 @@ from ..tenants.fair import adopt
 from ..tenants.fairness import DEFAULT_PRIORITY, check_priority
 from ..tenants.tenancy import entry_tenant, job_tenant
 from ..usage.budget_store import admit, refuse_batch
+from ..webhooks import subscription as webhook_subscription
+from ..webhooks.urls import AllowList
 from .submit import IdTaken, submit
 
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
@@ -235,10 +237,12 @@ def enqueue_task(
     default_queue: str = "generation-queue",
     check: bool = True,
     priority: str | None = None,
+    webhook: str | None = None,
+    webhook_events: Sequence[str] | None = None,
 ) -> EnqueueResult:
     """Enqueue task `name` (registered here or only in the workers). The task's declared options are the
-    defaults (queue, max_retries, timeout, policy, result_ttl, priority); the arguments here override them. A task not
-    registered here is checked against the live workers' catalogue unless `check=False`."""
+    defaults (queue, max_retries, timeout, policy, result_ttl, priority, webhook); the arguments here override them.
+    A task not registered here is checked against the live workers' catalogue unless `check=False`."""
     call, spec = task_call(name, kwargs or {}, catalogue_for(connection, name, check))
     return enqueue_call(
         connection,
@@ -253,7 +257,16 @@ def enqueue_task(
         tenant=tenant,
         as_tenant=as_tenant,
         priority=priority or (spec.priority if spec is not None else None),
+        **declared_webhook(spec, webhook, webhook_events),
     )
+
+
+def declared_webhook(spec: object, webhook: str | None, webhook_events: Sequence[str] | None) -> dict[str, Any]:
+    """The webhook options of one enqueue: the caller's, else the task's declared ones (a task registered in this
+    process: the workers' catalogue does not carry URLs)."""
+    if webhook is not None or webhook_events is not None:
+        return {"webhook": webhook, "webhook_events": webhook_events}
+    return {"webhook": getattr(spec, "webhook", None), "webhook_events": getattr(spec, "webhook_events", None)}
 
 
 def enqueue(connection: Redis, queue_name: str, payload: dict[str, Any], **options: Any) -> EnqueueResult:
@@ -277,15 +290,21 @@ def enqueue_call(
     as_tenant: str | None = None,
     priority: str | None = None,
     resend: bool = False,
+    webhook: str | None = None,
+    webhook_events: Sequence[str] | None = None,
 ) -> EnqueueResult:
     """Enqueue `call`; `policy` overrides this job's retry policy per kind, e.g. {"TRANSIENT": {"max": 2}}.
     `resend`: this is the same enqueue sent again (after NotDurable or a lost reply): a job that already has
     the id, in any state (finished or failed included), is that enqueue, not an id to reuse; it is returned
     (created False) once the replicas have it, and never run again.
     `tenant` owns the new job; `as_tenant` (a non-admin caller) may only reuse ids that tenant owns.
-    `priority` (high, normal, low) orders it among the queue's jobs (tenants/fairness.py)."""
+    `priority` (high, normal, low) orders it among the queue's jobs (tenants/fairness.py). `webhook`: a URL
+    called (signed) on `webhook_events` of the job (default: finished, dead_lettered, canceled): webhooks/."""
     priority = check_priority(priority)
+    hook = webhook_subscription.for_enqueue(webhook, webhook_events, AllowList.parse(webhook_allow()))
     meta = meta or new_meta(max_retries, tenant=tenant)
+    if hook is not None:
+        meta["genqueue"].update(hook.as_meta())
     if priority != DEFAULT_PRIORITY:
         meta["genqueue"]["priority"] = priority
     if policy:
@@ -311,7 +330,7 @@ def enqueue_call(
     queue = make_queue(connection, queue_name)
 
     def build() -> Job:
-        return queue.create_job(
+        job = queue.create_job(
             call.func,
             args=call.args,
             kwargs=call.kwargs,
@@ -322,14 +341,20 @@ def enqueue_call(
             description=call.description,
             status=JobStatus.SCHEDULED if when else JobStatus.QUEUED,
         )
+        if hook is not None and job_id is None:  # a fresh id: before the job exists, no event can be missed
+            webhook_subscription.register(connection, job.id, hook, tenant)
+        return job
 
     if job_id is None:
         job = build()
         return EnqueueResult(submit(queue, job, when, unique=False), True)
 
+    def subscribed(result: EnqueueResult) -> EnqueueResult:
+        return _subscribed(connection, hook, tenant, result)
+
     for _ in range(5):
         try:
-            return EnqueueResult(submit(queue, build(), when, unique=True), True)
+            return subscribed(EnqueueResult(submit(queue, build(), when, unique=True), True))
         except IdTaken as taken:
             if taken.dead:
                 _refuse_dead(connection, queue_name, job_id, as_tenant)
@@ -340,7 +365,7 @@ def enqueue_call(
             _check_owner(job_id, owner_of(existing), as_tenant)
             if resend or existing.get_status(refresh=False) in LIVE_STATUSES:
                 durable.confirm(connection, f"job {job_id}")  # a retry after NotDurable: replicated by now?
-                return EnqueueResult(existing, False)
+                return subscribed(EnqueueResult(existing, False))
             _delete_if_done(connection, existing, as_tenant)
     raise Conflict(f"job {job_id} keeps changing state; try again")
 
@@ -355,6 +380,15 @@ def within_budget(connection: Redis, tenant: str | None, meta: dict, when: datet
     meta["genqueue"]["budget_parked_until"] = resets
     reset = datetime.fromtimestamp(resets, UTC)
     return reset if when is None or when.astimezone(UTC) < reset else when
+def _subscribed(
+    connection: Redis, hook: webhook_subscription.Subscription | None, tenant: str | None, result: EnqueueResult
+) -> EnqueueResult:
+    """An explicit id subscribes once the job is known to be the caller's (created, or its own live job
+    returned): naming someone else's id never subscribes to their job (webhooks/subscription.py)."""
+    if hook is not None:
+        after = webhook_subscription.start_of_current_job(connection, result.id)
+        webhook_subscription.register(connection, result.id, hook, tenant, after=after, replace=result.created)
+    return result
 
 
 def _check_owner(job_id: str, owner: str | None, as_tenant: str | None) -> None:

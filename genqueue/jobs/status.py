@@ -16,7 +16,7 @@ from ..errors import NotFound, UnreadableJob
 from ..retry.kinds import ErrorKind
 from ..retry.meta import MANUAL_RETRY, failures, gq
 from ..retry.policy import DEFAULT_POLICIES
-from ..support.secrets import mask
+from ..support.secrets import mask, mask_url
 from ..tasks.bounds import MAX_DEPTH, nesting_exceeds
 from ..tasks.context import PROGRESS_FIELD
 from ..tenants.tenancy import entry_tenant, job_tenant
@@ -134,7 +134,15 @@ def _job_status(connection: Redis, store: DLQStore, job_id: str) -> dict[str, An
         "result": mask(_result(job)) if rq_status == JobStatus.FINISHED else None,
         "cancel": cancel,  # who canceled it, when, why; for a running job: requested, its worker stops it
         "progress": progress_of(job),  # the task's last genqueue.current().progress(...), or None
+        "webhook": webhook_of(meta),  # {"url" (masked), "events"} when the job calls one back, else None
     }
+
+
+def webhook_of(meta: dict[str, Any]) -> dict[str, Any] | None:
+    url = meta.get("webhook")
+    if not isinstance(url, str):
+        return None
+    return {"url": mask_url(url), "events": list(meta.get("webhook_events") or [])}
 
 
 def progress_of(job) -> dict[str, Any] | None:

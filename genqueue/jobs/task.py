@@ -7,6 +7,7 @@
     make_image.enqueue(prompt="a fox")                   # a job with the task's own keyword arguments
     make_image.enqueue_with(kwargs={"prompt": "a fox"}, job_id="fox-1", in_=timedelta(minutes=5))
     make_image.enqueue_many([{"prompt": "a"}, {"prompt": "b"}])
+    make_image.enqueue_with(kwargs={"prompt": "a fox"}, webhook="https://example.com/hooks")  # signed callback
     genqueue.enqueue_task("myapp.tasks.make_image", kwargs={"prompt": "a fox"})   # by name, unimported
 
 `enqueue` takes only the task's arguments, so they never collide with enqueue options; those go to
@@ -77,6 +78,8 @@ class Task(Generic[P, R]):
         queue: str | None = None,
         connection: Redis | None = None,
         priority: str | None = None,
+        webhook: str | None = None,
+        webhook_events: Sequence[str] | None = None,
     ) -> EnqueueResult:
         if connection is None:
             connection, default_queue = _default_client()
@@ -97,6 +100,8 @@ class Task(Generic[P, R]):
             timeout=timeout,
             default_queue=default_queue,
             priority=priority,
+            webhook=webhook,
+            webhook_events=webhook_events,
         )
 
     def on_cancel(self, hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -161,6 +166,8 @@ def task(
     priority: Literal["high", "normal", "low"] | None = None,
     on_cancel: Callable[[Any], Any] | None = None,
     estimate: Mapping[str, float] | Callable[[Mapping[str, Any]], Mapping[str, float]] | None = None,
+    webhook: str | None = None,
+    webhook_events: Sequence[str] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -169,7 +176,7 @@ def task(
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register `fn` as a task (`@task` or `@task(name=..., queue=..., max_retries=..., timeout=..., policy=...,
     result_ttl=..., api=..., limit_key=..., limits=..., priority=..., on_cancel=...,
-    estimate=...)`); an unknown or bad option raises
+    estimate=..., webhook=..., webhook_events=...)`); an unknown or bad option raises
     InvalidInput here, at import. The options a type checker sees (the overload above) are tasks.registry.OPTIONS."""
 
     def register(f: Callable[P, R]) -> Task[P, R]:

@@ -47,13 +47,14 @@ MASK = "***"
 _STEMS = tuple(sorted(w.encode() for w in SECRET_WORDS if not any(o != w and o in w for o in SECRET_WORDS)))
 _ESCAPE = b"\\u"
 _KEY = b"key"
+_URL_KEY = b"webhook"
 _QUALIFIER_STEMS = tuple(q.encode() for q in sorted(KEY_QUALIFIERS))
 
 
 def may_hold_secrets(raw: bytes) -> bool:
     """A fast, conservative test on JSON text: False means no key in it can be secret; True means look."""
     lowered = raw.lower()
-    if _ESCAPE in lowered or any(stem in lowered for stem in _STEMS):
+    if _ESCAPE in lowered or _URL_KEY in lowered or any(stem in lowered for stem in _STEMS):
         return True
     return _KEY in lowered and any(q in lowered for q in _QUALIFIER_STEMS)
 
@@ -89,6 +90,8 @@ def has_secrets(value: Any) -> bool:
             for k, v in item.items():
                 if isinstance(k, str) and v not in (None, "") and is_secret_key(k):
                     return True
+                if k in URL_KEYS and isinstance(v, str) and mask_url(v) != v:
+                    return True
                 if isinstance(v, (dict, list, tuple)):
                     stack.append(v)
         else:
@@ -100,7 +103,13 @@ def mask(value: Any) -> Any:
     """A copy of `value` with every secret-looking key's value replaced by ***."""
     if isinstance(value, dict):
         return {
-            k: (MASK if isinstance(k, str) and is_secret_key(k) and v not in (None, "") else mask(v))
+            k: (
+                MASK
+                if isinstance(k, str) and is_secret_key(k) and v not in (None, "")
+                else mask_url(v)
+                if k in URL_KEYS and isinstance(v, str)
+                else mask(v)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list):
@@ -108,6 +117,36 @@ def mask(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(mask(v) for v in value)
     return value
+
+
+# --- URLs that may carry credentials ----------------------------------------------------------------------
+# A webhook URL is shown (jobs show, the API, DLQ entries, events, logs) without its user info and without the
+# values of query parameters whose names say secret (`?token=…`, `?sig=…`): the value under a key named
+# `webhook` is masked so by mask() itself, wherever it is nested.
+URL_KEYS = frozenset({"webhook"})
+SECRET_PARAMS = frozenset({"sig", "signature", "code", "key", "apikey", "secret", "token", "auth", "password"})
+
+
+def mask_url(url: str) -> str:
+    """`https://user:pw@host/p?token=abc&x=1` → `https://***@host/p?token=***&x=1`."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query = "&".join(
+            f"{urllib.parse.quote(k, safe='')}="
+            + (MASK if k.lower() in SECRET_PARAMS or is_secret_key(k) else urllib.parse.quote(v, safe=""))
+            for k, v in pairs
+        )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 # --- by value --------------------------------------------------------------------------------------------

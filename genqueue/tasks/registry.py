@@ -37,6 +37,8 @@ OPTIONS = (
     "priority",
     "on_cancel",
     "estimate",
+    "webhook",
+    "webhook_events",
 )
 MAX_TIMEOUT_S = 7 * 86400
 
@@ -68,6 +70,8 @@ class TaskSpec:
     estimate: Mapping[str, float] | Callable[[Mapping[str, Any]], Mapping[str, float]] | None = field(
         default=None, compare=False
     )
+    webhook: str | None = None  # a URL its jobs call back (webhooks/); checked fully at each enqueue
+    webhook_events: tuple[str, ...] | None = None  # which events (None: the terminal ones)
 
     @property
     def is_async(self) -> bool:
@@ -168,11 +172,27 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
         from ..limits.rules import check_amounts
 
         out["estimate"] = check_amounts(estimate, "task option estimate")
+    if out.get("webhook") is not None or out.get("webhook_events") is not None:
+        out["webhook"], out["webhook_events"] = _checked_webhook(out.get("webhook"), out.get("webhook_events"))
     if out.get("limit_key") is not None:
         if not isinstance(out["limit_key"], str):
             raise InvalidInput(f"task option limit_key must be a string, not {out['limit_key']!r}")
         template_fields(out["limit_key"])
     return out
+
+
+def _checked_webhook(url: Any, events: Any) -> tuple[str, tuple[str, ...] | None]:
+    """The declaration's syntax (its host is checked, against GENQUEUE_WEBHOOK_ALLOW, at each enqueue)."""
+    from ..backend.events import EVENTS
+
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")) or len(url) > 2000:
+        raise InvalidInput("task option webhook must be an http(s) URL")
+    if events is None:
+        return url, None
+    names = [events] if isinstance(events, str) else list(events) if isinstance(events, (list, tuple)) else None
+    if not names or any(n not in EVENTS for n in names):
+        raise InvalidInput(f"task option webhook_events must name events among {', '.join(EVENTS)}")
+    return url, tuple(names)
 
 
 def register(spec: TaskSpec) -> TaskSpec:

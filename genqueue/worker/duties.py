@@ -55,6 +55,9 @@ class WorkerLoopError(SystemExit):
 class DutiesMixin(WorkerBase):
     loop_error: BaseException | None = None
     exit_status: int = 0  # set by a worker that retires itself (EXIT_RETIRED)
+    # More periodic duties for the heartbeat thread, (interval s, call), handed in by whoever builds the worker
+    # (cli/worker.py: the webhook relay, for a worker that serves the webhook queue).
+    extra_duties: tuple[tuple[float, Callable[..., Any]], ...] = ()
 
     def _guard_loop(self) -> None:
         """RQ's loop logs any exception from the calls it makes ("found an unhandled exception, quitting") and
@@ -137,6 +140,7 @@ class DutiesMixin(WorkerBase):
                 (WAKE_TICK_S, mover.wake),
                 (self.settings.sweep_interval_s, self.sweep),
                 (CANCEL_POLL_S, self._cancel_watch().tick),
+                *self.extra_duties,
             ],
         )
         heartbeat.beat()

@@ -142,7 +142,10 @@ class Isolation(RuleBasedStateMachine):
     # -- rules ------------------------------------------------------------------------------------------------
     @rule(who=who_, job=jobs_, outcome=outcome_)
     def enqueue(self, who, job, outcome):
-        r = self.call(who, "POST", "/api/jobs", {"payload": self.payload(who, outcome), "job_id": self.p + job}, [job])
+        # A webhook whose URL names its tenant: the check every call makes (1) shows nobody else ever sees it.
+        hook = f"http://127.0.0.1:9/{self.tenant[who]}-hook?token=t"
+        body = {"payload": self.payload(who, outcome), "job_id": self.p + job, "webhook": hook}
+        r = self.call(who, "POST", "/api/jobs", body, [job])
         if "-item-" in job and r.status_code == RESERVED:
             return  # refused before anything was read or written (self.call checked that nothing changed)
         self.expect(r, who, self.owner.get(job), (200, 201, 409), (201, *REFUSED) if job in self.freed else (201,))
@@ -305,7 +308,8 @@ class Isolation(RuleBasedStateMachine):
 
 
 @pytest.mark.timeout(1200)  # 40 examples x 12 steps with real burst workers: ~60 s alone, minutes on a loaded CI
-def test_tenants_never_see_or_change_each_others_data(client, token, env, conn, queue_name):
+def test_tenants_never_see_or_change_each_others_data(client, token, env, conn, queue_name, monkeypatch):
+    monkeypatch.setenv("GENQUEUE_WEBHOOK_ALLOW", "127.0.0.1")  # the jobs' webhooks (never called: no relay)
     # A TRANSIENT budget of 0 dead-letters a 500 at once (reason exhausted), so dead items Continue may retry
     # cost no retry waits; RATE_LIMITED ("flaky") keeps its default budget.
     ctx.__dict__.update(

@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"retry", "tenants", "limits"},
     {"usage"},
     {"tasks"},
+    {"webhooks"},  # the delivery task, the relay (below dlq: the worker and jobs use it)
     {"dlq"},
     {"worker"},
     {"jobs"},

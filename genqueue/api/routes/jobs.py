@@ -13,7 +13,7 @@ from ...backend import audit
 from ...errors import Conflict, Forbidden, InvalidInput, NotFound
 from ...jobs.bulk_cancel import CancelFilter, bulk_cancel, count_matching
 from ...jobs.cancel import cancel_job
-from ...jobs.enqueue import catalogue_for, check_job_id, enqueue_call, generate_call, task_call
+from ...jobs.enqueue import catalogue_for, check_job_id, declared_webhook, enqueue_call, generate_call, task_call
 from ...jobs.manual_retry import retry_job
 from ...jobs.status import job_status, without_tracebacks
 from ...runs.rules import run_key, run_of_item
@@ -45,6 +45,15 @@ class EnqueueBody(BaseModel):
     )
     priority: Literal["high", "normal", "low"] | None = Field(
         None, description="its place among the queue's jobs (default: the task's, else normal)"
+    )
+    webhook: str | None = Field(
+        None,
+        max_length=2000,
+        description="a URL called back, signed (Standard Webhooks), on the job's events: https and a public host, "
+        "or a host listed in GENQUEUE_WEBHOOK_ALLOW (default: the task's declared webhook)",
+    )
+    webhook_events: list[str] | None = Field(
+        None, max_length=20, description="the events sent (default: finished, dead_lettered, canceled)"
     )
 
 
@@ -105,6 +114,7 @@ def create_job(
         as_tenant=None if who.is_admin else who.tenant,
         priority=body.priority or (spec.priority if body.task is not None and (spec := lookup(body.task)) else None),
         resend=body.resend and body.job_id is not None,
+        **declared_webhook(spec, body.webhook, body.webhook_events),
     )
     info = visible_status(state, who, result.job.id)  # an existing id of another tenant is 403, not its data
     if not result.created:

@@ -22,5 +22,7 @@ router = APIRouter(tags=["metrics"])
 def metrics(request: Request, state: ServiceState = Depends(service)) -> Response:
     if not token_ok(state.config.metrics_token, request.headers.get("authorization")):
         raise ApiError(401, "UNAUTHORIZED", "GET /metrics needs Authorization: Bearer $GENQUEUE_METRICS_TOKEN")
-    body, content_type = render(state.connection, [state.settings.queue], dict(state.requests))
+    # the webhook queue too: deliveries enqueued, finished, retried and dead-lettered (webhooks/)
+    queues = list(dict.fromkeys([state.settings.queue, state.settings.webhook_queue]))
+    body, content_type = render(state.connection, queues, dict(state.requests))
     return Response(body, media_type=content_type)
