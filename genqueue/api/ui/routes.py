@@ -38,6 +38,10 @@ templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
+# The statuses a job page offers Cancel for (cancel.lua's queued, scheduled, parked, running); a failed or
+# stopped job (RQ's own places) would only be told it had finished.
+CANCELABLE = frozenset({"queued", "scheduled", "retrying", "parked", "running"})
+
 # A page's status for the library's errors it shows; unreadable data is 422, as on the API (api/errors.py).
 UI_STATUS = {"NOT_FOUND": 404, "FORBIDDEN": 403, "UNREADABLE_JOB": 422, "CORRUPT_ENTRY": 422}
 
@@ -388,8 +392,9 @@ def job_page(
     except GenqueueError as exc:
         return page(request, "job.html", s, job=None, error=str(exc), status=UI_STATUS.get(exc.code, 400), **extra)
     shown_job = info if s.principal.is_admin else without_tracebacks(info)
+    ended, cancelable = info["status"] in ENDED, info["status"] in CANCELABLE
     return page(
-        request, "job.html", s, job=shown_job, error=None, ended=info["status"] in ENDED, status=status, **extra
+        request, "job.html", s, job=shown_job, error=None, ended=ended, cancelable=cancelable, status=status, **extra
     )
 
 
