@@ -50,11 +50,11 @@ def free_port() -> int:
 
 
 class ApiProcess:
-    def __init__(self, env: dict[str, str], log_dir: str) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_dir: str, port: int | None = None) -> None:
+        self.port = port or free_port()  # a port given: a restart at the same address (clients reconnect)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(log_dir, f"api-{self.port}.log")
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "genqueue", "api", "--port", str(self.port)],
             env=env,
@@ -93,8 +93,8 @@ def api_env(env):
 def api_process(api_env, tmp_path):
     started: list[ApiProcess] = []
 
-    def start(**extra: str) -> ApiProcess:
-        p = ApiProcess(dict(api_env, **extra), str(tmp_path))
+    def start(port: int | None = None, **extra: str) -> ApiProcess:
+        p = ApiProcess(dict(api_env, **extra), str(tmp_path), port)
         started.append(p)
         return p
 

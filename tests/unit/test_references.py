@@ -33,7 +33,7 @@ DOCS = [ROOT / "ARCHITECTURE.md"]
 FORMER = {"producer", "jobretry", "jobmeta", "runrules", "luascripts"}
 SPAN = re.compile(r"`([^`\n]+)`")
 NAME = re.compile(r"[A-Za-z_]\w*")
-FILE_SUFFIXES = (".py", ".lua", ".html", ".css", ".md", ".toml", ".json")
+FILE_SUFFIXES = (".py", ".lua", ".html", ".css", ".js", ".md", ".toml", ".json")
 
 
 def modules() -> dict[str, Path]:

@@ -119,8 +119,14 @@ def job_events(
     who: Principal = Depends(principal),
     state: ServiceState = Depends(service),
 ) -> StreamingResponse:
+    return job_stream(state, who, job_id, last_event_id or after)
+
+
+def job_stream(state: ServiceState, who: Principal, job_id: str, resume: str | None) -> StreamingResponse:
+    """The job's SSE response for `who` (tenant-checked, bounded per caller), resuming after event id
+    `resume`: shared by this route and the dashboard's job page (ui/routes.py, behind its session)."""
     info = visible_status(state, who, job_id)
-    cursor = _cursor(last_event_id, after)
+    cursor = _cursor(resume, None)
     ended = info["status"] in ENDED
     _acquire(who.sub)
     return _response(_stream(state, {job_id: cursor}, {job_id}, ended), who.sub)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from ...backend import audit
 from ...errors import Conflict, Forbidden, InvalidInput, NotFound
 from ...jobs.bulk_cancel import CancelFilter, bulk_cancel, count_matching
-from ...jobs.cancel import cancel_job
+from ...jobs.cancel import CancelOutcome, cancel_job
 from ...jobs.enqueue import catalogue_for, check_job_id, declared_webhook, enqueue_call, generate_call, task_call
 from ...jobs.manual_retry import retry_job
 from ...jobs.status import job_status, without_tracebacks
@@ -197,8 +197,16 @@ def cancel(
 ) -> dict:
     """200 with `status: canceled` (`stopping: true` when it was running: its worker stops it within
     GENQUEUE_CANCEL_GRACE; it can no longer finish otherwise); 409 when it had already finished. Idempotent."""
-    visible_status(state, who, job_id)  # a tenant cancels its own jobs; admins any
     reason = body.reason if body is not None else None
+    return {"data": cancel_and_audit(state, who, job_id, actor(request, who), reason).as_dict()}
+
+
+def cancel_and_audit(
+    state: ServiceState, who: Principal, job_id: str, by: str, reason: str | None = None
+) -> CancelOutcome:
+    """Cancel `job_id` for `who` (a tenant its own jobs, admins any) and write the `api_job_cancel` audit
+    record (not for a repeated cancel): the API's route and the dashboard's Cancel button (ui/routes.py)."""
+    visible_status(state, who, job_id)
     outcome = cancel_job(state.connection, state.store(), job_id, by=principal_name(who), reason=reason)
     if not outcome.already:
         audit.record(
@@ -206,10 +214,10 @@ def cancel(
             "api_job_cancel",
             outcome.queue,
             ids=[job_id],
-            actor=actor(request, who),
+            actor=by,
             note=f"was {outcome.previous_status}" + (f": {reason}" if reason else ""),
         )
-    return {"data": outcome.as_dict()}
+    return outcome
 
 
 @router.post("/{job_id}/retry", summary="Retry a failed or dead-lettered job with a fresh budget")

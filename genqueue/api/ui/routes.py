@@ -34,6 +34,8 @@ from ...usage.store import series as usage_series
 from ...usage.store import totals as usage_totals
 from ..deps import ServiceState, count_request, service
 from ..metrics import read as read_metrics
+from ..routes.events import ENDED, job_stream
+from ..routes.jobs import cancel_and_audit
 from ..routes.runs import continue_and_audit
 from . import sessions
 from .charts import line_chart
@@ -42,6 +44,10 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
 
+
+# The statuses a job page offers Cancel for (cancel.lua's queued, scheduled, parked, running); a failed or
+# stopped job (RQ's own places) would only be told it had finished.
+CANCELABLE = frozenset({"queued", "scheduled", "retrying", "parked", "running"})
 
 # A page's status for the library's errors it shows; unreadable data is 422, as on the API (api/errors.py).
 UI_STATUS = {"NOT_FOUND": 404, "FORBIDDEN": 403, "UNREADABLE_JOB": 422, "CORRUPT_ENTRY": 422}
@@ -428,19 +434,57 @@ def job_lookup(
 ):
     if not id:
         return page(request, "job.html", s, job=None, error=None)
+    return job_page(request, s, state, id.strip())
+
+
+def job_page(
+    request: Request, s: sessions.Session, state: ServiceState, job_id: str, status: int = 200, **extra: Any
+) -> Response:
     try:
-        info = job_status(state.connection, state.store(), check_job_id(id.strip()))
-        check_access(s.principal, info.get("tenant"), f"job {id}")
+        info = job_status(state.connection, state.store(), check_job_id(job_id))
+        check_access(s.principal, info.get("tenant"), f"job {job_id}")
     except GenqueueError as exc:
-        return page(
-            request,
-            "job.html",
-            s,
-            job=None,
-            error=str(exc),
-            status=UI_STATUS.get(exc.code, 400),
-        )
-    return page(request, "job.html", s, job=info if s.principal.is_admin else without_tracebacks(info), error=None)
+        return page(request, "job.html", s, job=None, error=str(exc), status=UI_STATUS.get(exc.code, 400), **extra)
+    shown_job = info if s.principal.is_admin else without_tracebacks(info)
+    ended, cancelable = info["status"] in ENDED, info["status"] in CANCELABLE
+    return page(
+        request, "job.html", s, job=shown_job, error=None, ended=ended, cancelable=cancelable, status=status, **extra
+    )
+
+
+@router.get("/jobs/{job_id}/events")
+def job_events(
+    request: Request, job_id: str, s: sessions.Session = Depends(session), state: ServiceState = Depends(service)
+):
+    """The job page's live feed: the API's SSE stream (same generator, tenant check and per-caller bound)
+    behind the dashboard's session cookie, which is scoped to /ui. EventSource resumes with Last-Event-ID."""
+    return job_stream(state, s.principal, job_id, request.headers.get("last-event-id"))
+
+
+@router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
+def job_cancel(
+    request: Request,
+    job_id: str,
+    csrf: str = Form(""),
+    reason: str = Form(""),
+    s: sessions.Session = Depends(session),
+    state: ServiceState = Depends(service),
+):
+    if (refused := check_csrf(request, s, csrf)) is not None:
+        return refused
+    why = reason.strip()[:500] or None
+    try:
+        outcome = cancel_and_audit(state, s.principal, job_id, actor(request, s), why)
+    except GenqueueError as exc:
+        status = 409 if exc.code == "CONFLICT" else UI_STATUS.get(exc.code, 400)
+        return job_page(request, s, state, job_id, status=status, failure=f"Not canceled: {exc}")
+    if outcome.already:
+        notice = f"Job {job_id} was already canceled."
+    elif outcome.stopping:
+        notice = f"Canceled: job {job_id} was running; its worker stops it now."
+    else:
+        notice = f"Canceled: job {job_id} was {outcome.previous_status}."
+    return job_page(request, s, state, job_id, notice=notice)
 
 
 def run_page(request: Request, s: sessions.Session, state: ServiceState, run_id: str, **extra: Any):
