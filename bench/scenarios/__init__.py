@@ -2,4 +2,17 @@
 
 from __future__ import annotations
 
-NAMES = ("enqueue", "success", "events", "failure", "dlq", "bulk", "cli", "api", "storm", "iobound", "fairness", "tokens")
+NAMES = (
+    "enqueue",
+    "success",
+    "events",
+    "failure",
+    "dlq",
+    "bulk",
+    "cli",
+    "api",
+    "storm",
+    "iobound",
+    "fairness",
+    "tokens",
+)

@@ -302,14 +302,7 @@ def enqueue_call(
     called (signed) on `webhook_events` of the job (default: finished, dead_lettered, canceled): webhooks/."""
     priority = check_priority(priority)
     hook = webhook_subscription.for_enqueue(webhook, webhook_events, AllowList.parse(webhook_allow()))
-    meta = meta or new_meta(max_retries, tenant=tenant)
-    if hook is not None:
-        meta["genqueue"].update(hook.as_meta())
-    if priority != DEFAULT_PRIORITY:
-        meta["genqueue"]["priority"] = priority
-    if policy:
-        check_policy(policy)
-        meta["genqueue"]["policy"] = policy
+    meta = _job_meta(meta or new_meta(max_retries, tenant=tenant), hook, priority, policy)
     if job_id is not None:
         check_not_run_item(check_job_id(job_id))
     if max_retries is not None and max_retries < 0:
@@ -370,6 +363,23 @@ def enqueue_call(
     raise Conflict(f"job {job_id} keeps changing state; try again")
 
 
+def _job_meta(
+    meta: dict,
+    hook: webhook_subscription.Subscription | None,
+    priority: str,
+    policy: Mapping[str, Mapping[str, Any]] | None,
+) -> dict:
+    """The new job's genqueue meta with its webhook, priority (when not the default) and policy override."""
+    if hook is not None:
+        meta["genqueue"].update(hook.as_meta())
+    if priority != DEFAULT_PRIORITY:
+        meta["genqueue"]["priority"] = priority
+    if policy:
+        check_policy(policy)
+        meta["genqueue"]["policy"] = policy
+    return meta
+
+
 def within_budget(connection: Redis, tenant: str | None, meta: dict, when: datetime | None) -> datetime | None:
     """The budget check (usage/budget_store.admit): BudgetSpent when the tenant's budget is spent and refuses;
     when it parks, the job is scheduled for the period's reset (or later, if it was already scheduled later)
@@ -380,6 +390,8 @@ def within_budget(connection: Redis, tenant: str | None, meta: dict, when: datet
     meta["genqueue"]["budget_parked_until"] = resets
     reset = datetime.fromtimestamp(resets, UTC)
     return reset if when is None or when.astimezone(UTC) < reset else when
+
+
 def _subscribed(
     connection: Redis, hook: webhook_subscription.Subscription | None, tenant: str | None, result: EnqueueResult
 ) -> EnqueueResult:

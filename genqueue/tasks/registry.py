@@ -140,14 +140,7 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
         value = out.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise InvalidInput(f"task option {key} must be a whole number ≥ 0, not {value!r}")
-    timeout = out.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= MAX_TIMEOUT_S
-    ):
-        raise InvalidInput(f"task option timeout must be whole seconds from 1 to {MAX_TIMEOUT_S}, not {timeout!r}")
-    queue = out.get("queue")
-    if queue is not None and (not isinstance(queue, str) or not queue.strip()):
-        raise InvalidInput(f"task option queue must be a queue name, not {queue!r}")
+    _check_timeout_and_queue(out.get("timeout"), out.get("queue"))
     if out.get("policy") is not None:
         from ..retry.policy import checked_overrides
 
@@ -179,6 +172,15 @@ def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidInput(f"task option limit_key must be a string, not {out['limit_key']!r}")
         template_fields(out["limit_key"])
     return out
+
+
+def _check_timeout_and_queue(timeout: Any, queue: Any) -> None:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= MAX_TIMEOUT_S
+    ):
+        raise InvalidInput(f"task option timeout must be whole seconds from 1 to {MAX_TIMEOUT_S}, not {timeout!r}")
+    if queue is not None and (not isinstance(queue, str) or not queue.strip()):
+        raise InvalidInput(f"task option queue must be a queue name, not {queue!r}")
 
 
 def _checked_webhook(url: Any, events: Any) -> tuple[str, tuple[str, ...] | None]:
