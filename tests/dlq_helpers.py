@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import time
 
+from rq import SimpleWorker
+from rq.queue import Queue
+from rq.serializers import JSONSerializer
+
 from genqueue.dlq.entry import build_entry
 
 
@@ -40,3 +44,17 @@ def make_entry(
         options={"timeout": 180, "max_retries": None},
         **extra,
     )
+
+
+class _PlainBurst(SimpleWorker):
+    """Plain RQ, as a user's own `rq worker --burst` runs it, minus RQ's command pub/sub: its thread stops on
+    redis-py's 60 s poll at teardown (the stall genqueue's workers fixed for themselves), and a burst run
+    takes no commands."""
+
+    def subscribe(self) -> None:
+        return None
+
+
+def plain_rq_burst(queue: Queue) -> None:
+    """Run plain RQ (no genqueue) over `queue` until it is empty: how jobs fail outside genqueue."""
+    _PlainBurst([queue], connection=queue.connection, serializer=JSONSerializer).work(burst=True)

@@ -237,7 +237,9 @@ def _stop(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGTERM)  # the group: rq worker-pool's workers and every work horse
-    deadline = time.monotonic() + 30
+    # Measured already: this is clean-up. A plain `rq worker` can sit on redis-py's 60 s pub/sub poll after
+    # SIGTERM (the stall genqueue's workers fixed), so whatever is still up after 5 s is SIGKILLed.
+    deadline = time.monotonic() + 5
     for p in procs:
         try:
             p.wait(max(0.1, deadline - time.monotonic()))

@@ -28,15 +28,36 @@ def fill_queue(ctx: Ctx, name: str, n: int, func: str = NOOP, payload=lambda i: 
     return ids
 
 
-def make_worker(ctx: Ctx, system: str, name: str, *, simple: bool, settings=None):
+def _without_commands(cls):
+    """RQ's worker class minus its command pub/sub, for the bare-RQ anchor of an in-process burst drain: at
+    teardown RQ stops that thread on redis-py's 60 s poll, a stall that lands inside the timed work() call at
+    random (genqueue's workers poll it every 0.25 s). A burst drain takes no commands; leaving the pub/sub out
+    spares RQ a connection and a thread, so the anchor errs in RQ's favour."""
+
+    class Quiet(cls):
+        def subscribe(self) -> None:
+            return None
+
+    Quiet.__name__ = Quiet.__qualname__ = f"Quiet{cls.__name__}"
+    return Quiet
+
+
+def _quiet_classes():
     from rq import SimpleWorker, Worker
 
+    return _without_commands(SimpleWorker), _without_commands(Worker)
+
+
+_QuietSimple, _QuietForking = _quiet_classes()
+
+
+def make_worker(ctx: Ctx, system: str, name: str, *, simple: bool, settings=None):
     from genqueue.backend.queues import SERIALIZER, make_queue
     from genqueue.settings import Settings
     from genqueue.worker.classes import build_worker
 
     if system == "rq":
-        cls = SimpleWorker if simple else Worker
+        cls = _QuietSimple if simple else _QuietForking
         return cls([make_queue(ctx.conn, name)], connection=ctx.conn, serializer=SERIALIZER)
     settings = settings or Settings(redis_url=ctx.url, home=ctx.home, queue=name)
     return build_worker(ctx.conn, settings, [name], simple=simple)

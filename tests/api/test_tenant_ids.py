@@ -7,10 +7,11 @@ import json
 import uuid
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.serializers import JSONSerializer
 
 from tests.api.test_runs_api import run_until_stopped
+from tests.dlq_helpers import plain_rq_burst
 from tests.helpers import run_cli
 
 ADMIN = {"sub": "ops", "admin": True}
@@ -83,7 +84,7 @@ def plant(conn, queue_name, job_id, tenant, prompt):
         job_id=job_id,
         meta={"genqueue": {"tenant": tenant}},
     )
-    SimpleWorker([q], connection=conn, serializer=JSONSerializer).work(burst=True)
+    plain_rq_burst(q)
 
 
 def test_a_run_never_adopts_another_tenants_item_shaped_job(client, token, env, conn, queue_name, u):
@@ -169,7 +170,7 @@ def test_recover_keeps_the_tenant_and_lists_an_old_entry(client, token, env, con
         job_id=job,
         meta={"genqueue": {"tenant": "alice"}},
     )
-    SimpleWorker([q], connection=conn, serializer=JSONSerializer).work(burst=True)
+    plain_rq_burst(q)
     conn.hset(f"rq:job:{job}", "ended_at", "2020-01-01T00:00:00.000000Z")  # failed long ago, recovered today
     assert run_cli(env, "dlq", "recover", "--json").json()["from_failed_registry"] == 1
     assert client.get(f"/api/jobs/{job}", headers=token("alice")).status_code == 200

@@ -6,11 +6,11 @@ import http.server
 import json
 import threading
 
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.serializers import JSONSerializer
 
 from genqueue.tenants.fair import waiting, waiting_ids
-from tests.dlq_helpers import make_entry
+from tests.dlq_helpers import make_entry, plain_rq_burst
 from tests.helpers import run_cli
 
 
@@ -137,7 +137,7 @@ def test_import_checks_every_field_it_writes_before_writing_any(conn, settings, 
 def test_recover_moves_plain_rq_failures_idempotently(conn, settings, store, env):
     q = Queue(settings.queue, connection=conn, serializer=JSONSerializer)
     q.enqueue("genqueue.jobs.generate", {"prompt": "p", "simulate": ["500"]}, job_id="plain-1")
-    SimpleWorker([q], connection=conn, serializer=JSONSerializer).work(burst=True)
+    plain_rq_burst(q)
     assert conn.zscore(f"rq:failed:{settings.queue}", "plain-1") is not None
     r = run_cli(env, "dlq", "recover", "--json")
     assert r.code == 0 and r.json()["from_failed_registry"] == 1
