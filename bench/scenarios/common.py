@@ -116,7 +116,15 @@ class Scenario:
             by = (target - measured) / target if higher_is_better else (measured - target) / target
             status = f"missed by {by:.0%}"
         self.goals.append(
-            {"goal": text, "measured": measured, "target": target, "unit": unit, "met": met, "status": status}
+            {
+                "goal": text,
+                "measured": measured,
+                "target": target,
+                "unit": unit,
+                "higher_is_better": higher_is_better,
+                "met": met,
+                "status": status,
+            }
         )
         return status
 

@@ -9,6 +9,9 @@
    of 3:1.
 3. The pop's own time (guarded.pop, in-process, no job run) on a queue of 100,000 jobs spread over 1 tenant
    and over 1,000 tenants: the fair pop looks at three ring heads and one lane each, so it is flat.
+4. Priorities: one `high` job enqueued behind N `normal` ones (one tenant, so fairness plays no part) once
+   they are under way: the jobs taken after it was enqueued and before it started. Beside it, the same job at
+   `normal` (today's order for it). Goal: within the next 4.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from .jobs import MARK
 ROOT = Path(__file__).resolve().parents[2]
 B_JOBS = 5
 B_GOAL = 8  # jobs taken after a B job is enqueued, before it starts
+HIGH_GOAL = 4  # jobs taken after a high-priority job is enqueued, before it starts
 WEIGHT_JOBS = 600  # per tenant in the weights run (full size; the smoke run scales it down)
 
 
-def _enqueue(ctx: Ctx, queue: str, n: int, log: str, ms: int, tenant: str | None) -> list[str]:
+def _enqueue(
+    ctx: Ctx, queue: str, n: int, log: str, ms: int, tenant: str | None, priority: str | None = None
+) -> list[str]:
     from genqueue.backend.queues import make_queue
     from genqueue.jobs.submit import submit
     from genqueue.retry.meta import new_meta
@@ -40,7 +46,10 @@ def _enqueue(ctx: Ctx, queue: str, n: int, log: str, ms: int, tenant: str | None
     for start in range(0, n, 500):
         with ctx.conn.pipeline(transaction=False) as pipe:
             for _ in range(start, min(n, start + 500)):
-                job = q.create_job(MARK, args=({"log": log, "ms": ms},), meta=new_meta(None, tenant=tenant))
+                meta = new_meta(None, tenant=tenant)
+                if priority:
+                    meta["genqueue"]["priority"] = priority
+                job = q.create_job(MARK, args=({"log": log, "ms": ms},), meta=meta)
                 submit(q, job, pipeline=pipe)
                 ids.append(job.id)
             pipe.execute()
@@ -137,6 +146,34 @@ def _burst_run(ctx: Ctx, rep: int, fair: bool) -> dict[str, float]:
             (ctx.home / f"{queue}-w{i}.log").unlink(missing_ok=True)
 
 
+def _priority_run(ctx: Ctx, rep: int, priority: str) -> float:
+    """N normal jobs of one tenant under way, then one at `priority`: the jobs taken before it started."""
+    n, ms = ctx.sizes.fair_jobs, ctx.sizes.fair_ms
+    queue = ctx.name(f"prio-{priority}-{rep}")
+    log = queue + ":started"
+    ids = _enqueue(ctx, queue, n, log, ms, "a")
+    procs = _workers(ctx, queue, ctx.sizes.fair_workers)
+    try:
+        _wait(lambda: ctx.conn.llen(log) >= min(n // 10, 100), 120, "the normal backlog to be under way")
+        [job_id] = _enqueue(ctx, queue, 1, log, ms, "a", priority)
+        before = ctx.conn.llen(log)
+        ids.append(job_id)
+        _wait(lambda: job_id.encode() in ctx.conn.lrange(log, before, -1) or _all_exited(procs), 600, f"{queue}: it")
+        _stop(ctx, queue, procs)
+        order = [raw.decode() for raw in ctx.conn.lrange(log, 0, -1)]
+        if job_id not in order:
+            raise RuntimeError(f"{queue}: the {priority} job never started")
+        return order.index(job_id) - before
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        _drop(ctx, queue, ids, log)
+        for i in range(len(procs)):
+            (ctx.home / f"{queue}-w{i}.log").unlink(missing_ok=True)
+
+
 def _weights_run(ctx: Ctx, rep: int) -> float:
     """A (weight 3) and B (weight 1), each with a backlog: A's jobs per B job while both had one."""
     from genqueue.tenants.weights import set_weight
@@ -205,6 +242,17 @@ def run(ctx: Ctx) -> Scenario:
             goal = f"≤ {B_GOAL} jobs"
             status = sc.goal(f"fairness: {label} starts within {B_GOAL} jobs", after, B_GOAL, higher_is_better=False)
         sc.row(f"{label}: jobs taken before it starts", f"{before:,.0f} (FIFO)", f"{after:,.0f}", "", goal, status)
+    normal = sc.measure("high", "jobs", [_priority_run(ctx, rep, "normal") for rep in range(ctx.reps)], system="fifo")
+    high = sc.measure("high", "jobs", [_priority_run(ctx, rep, "high") for rep in range(ctx.reps)], system="fair")
+    status = sc.goal(f"priorities: a high job starts within {HIGH_GOAL} jobs", high, HIGH_GOAL, higher_is_better=False)
+    sc.row(
+        f"a high job behind {n:,} normal ones: jobs taken before it starts",
+        f"{normal:,.0f} (as normal)",
+        f"{high:,.0f}",
+        "",
+        f"≤ {HIGH_GOAL} jobs",
+        status,
+    )
     ratio = sc.measure("weights", "A:B", [_weights_run(ctx, rep) for rep in range(ctx.reps)], system="fair")
     status = sc.goal("fairness: weights 3:1 give 3:1 within 10 %", abs(ratio - 3) / 3, 0.10, higher_is_better=False)
     sc.row("weights 3:1, both with a backlog: jobs taken A:B", "", f"{ratio:.2f}:1", "", "3:1 ± 10 %", status)

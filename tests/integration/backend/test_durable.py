@@ -37,8 +37,12 @@ def pair(tmp_path):
 @pytest.mark.parametrize("replicas", [1, durable.ALL], ids=["one", "all"])
 def test_an_enqueue_waits_for_the_replicas_and_says_when_they_fall_short(pair, queue_name, replicas):
     primary, replica = pair
-    conn = durable.attach(connect_url(f"redis://127.0.0.1:{primary.port}/0"), replicas, 0.3)
-    assert enqueue(conn, queue_name, {"prompt": "p"}, job_id=f"{queue_name}-a").created
+    url = f"redis://127.0.0.1:{primary.port}/0"
+    # A healthy replica acknowledges at once, so the timeout only bounds the wait: 10 s where it must succeed
+    # (a loaded machine may take a while), 0.3 s where it must fall short (the replica is stopped).
+    patient = durable.attach(connect_url(url), replicas, 10)
+    conn = durable.attach(connect_url(url), replicas, 0.3)
+    assert enqueue(patient, queue_name, {"prompt": "p"}, job_id=f"{queue_name}-a").created
     assert replica.client().exists(f"rq:job:{queue_name}-a"), "acknowledged means on the replica"
     os.kill(replica.proc.pid, signal.SIGSTOP)
     job_id = f"{queue_name}-b"
@@ -51,7 +55,7 @@ def test_an_enqueue_waits_for_the_replicas_and_says_when_they_fall_short(pair, q
     with pytest.raises(NotDurable):
         enqueue_many(conn, queue_name, [{"prompt": "p"}] * 3)
     os.kill(replica.proc.pid, signal.SIGCONT)
-    again = enqueue(conn, queue_name, {"prompt": "p"}, job_id=job_id)
+    again = enqueue(patient, queue_name, {"prompt": "p"}, job_id=job_id)
     assert not again.created and again.job.id == job_id, "the retry with the same id is idempotent"
     assert replica.client().exists(f"rq:job:{job_id}")
     from genqueue.tenants.fair import waiting
@@ -62,9 +66,12 @@ def test_an_enqueue_waits_for_the_replicas_and_says_when_they_fall_short(pair, q
 def test_the_cli_says_not_durable_in_one_line_exit_5(pair, env, queue_name):
     primary, replica = pair
     e = dict(env, REDIS_URL=f"redis://127.0.0.1:{primary.port}/0", GENQUEUE_WAIT_REPLICAS="all")
-    e["GENQUEUE_WAIT_TIMEOUT"] = "0.3"
-    assert run_cli(e, "enqueue", "--payload", '{"prompt": "p"}', "--job-id", f"{queue_name}-x").code == 0
+    ok = run_cli(
+        dict(e, GENQUEUE_WAIT_TIMEOUT="10"), "enqueue", "--payload", '{"prompt": "p"}', "--job-id", f"{queue_name}-x"
+    )
+    assert ok.code == 0, ok.stderr
     os.kill(replica.proc.pid, signal.SIGSTOP)
+    e["GENQUEUE_WAIT_TIMEOUT"] = "0.3"
     result = run_cli(e, "enqueue", "--payload", '{"prompt": "p"}', "--job-id", f"{queue_name}-y")
     assert result.code == 5
     [line] = result.stderr.strip().splitlines()
