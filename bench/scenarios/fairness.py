@@ -115,6 +115,17 @@ def _drop(ctx: Ctx, queue: str, ids: list[str], *extra: str) -> None:
         ctx.conn.unlink(*fair_keys, *extra)
 
 
+def _clean_up(ctx: Ctx, queue: str, procs: list[subprocess.Popen], ids: list[str], log: str) -> None:
+    """A run's end, whatever happened: its workers killed, its keys and its worker logs gone."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    _drop(ctx, queue, ids, log)
+    for i in range(len(procs)):
+        (ctx.home / f"{queue}-w{i}.log").unlink(missing_ok=True)
+
+
 def _burst_run(ctx: Ctx, rep: int, fair: bool) -> dict[str, float]:
     """A's backlog, then B's 5 while it runs: each B job's wait, in jobs taken after it was enqueued."""
     n, ms = ctx.sizes.fair_jobs, ctx.sizes.fair_ms
@@ -137,13 +148,7 @@ def _burst_run(ctx: Ctx, rep: int, fair: bool) -> dict[str, float]:
         waits = [order.index(j) - before for j, before in taken_before.items()]
         return {"first": waits[0], "worst": max(waits)}
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        _drop(ctx, queue, ids, log)
-        for i in range(len(procs)):
-            (ctx.home / f"{queue}-w{i}.log").unlink(missing_ok=True)
+        _clean_up(ctx, queue, procs, ids, log)
 
 
 def _priority_run(ctx: Ctx, rep: int, priority: str) -> float:
@@ -165,13 +170,7 @@ def _priority_run(ctx: Ctx, rep: int, priority: str) -> float:
             raise RuntimeError(f"{queue}: the {priority} job never started")
         return order.index(job_id) - before
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        _drop(ctx, queue, ids, log)
-        for i in range(len(procs)):
-            (ctx.home / f"{queue}-w{i}.log").unlink(missing_ok=True)
+        _clean_up(ctx, queue, procs, ids, log)
 
 
 def _weights_run(ctx: Ctx, rep: int) -> float:

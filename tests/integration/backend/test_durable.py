@@ -13,21 +13,13 @@ from genqueue.backend import durable
 from genqueue.backend.connection import connect_url
 from genqueue.errors import NotDurable
 from genqueue.jobs.enqueue import enqueue, enqueue_many
-from tests.ha_servers import data_node
-from tests.helpers import run_cli, wait_for
+from tests.ha_servers import primary_and_replica
+from tests.helpers import run_cli
 
 
 @pytest.fixture
 def pair(tmp_path):
-    primary = data_node(tmp_path, "primary")
-    primary.start()
-    replica = data_node(tmp_path, "replica", "--replicaof", "127.0.0.1", str(primary.port))
-    replica.start()
-    wait_for(
-        lambda: primary.client().info("replication").get("slave0", {}).get("state") == "online",
-        timeout=30,
-        message="the replica to be in sync",
-    )
+    primary, replica = primary_and_replica(tmp_path)
     yield primary, replica
     os.kill(replica.proc.pid, signal.SIGCONT)
     replica.kill()
