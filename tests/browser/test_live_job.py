@@ -1,15 +1,16 @@
 """The dashboard's job page, live, in a real Chromium against a real `genqueue api` process and real workers:
 its EventSource reads every event of a job that parks behind a limit, progresses, retries and finishes, in
 order and once each, across an API restart in the middle (the browser resumes with Last-Event-ID by
-itself); and a tenant enqueues a generation job over HTTP, watches its progress bar move and cancels it with
-the page's button (the job ends `canceled` once; a second, stale Cancel is told it already finished)."""
+itself); and a tenant enqueues a generation job with the dashboard's New job form, watches its progress
+bar move and cancels it with the page's button (the job ends `canceled` once; a second, stale Cancel is told
+it already finished)."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 import uuid
 
-import httpx
 import pytest
 
 from genqueue.jobs.events import read
@@ -157,23 +158,21 @@ def test_a_tenant_enqueues_watches_progress_and_cancels_from_the_page(
     settings,
     lab,
     workers,
-    token,  # noqa: F811 - the fixture
 ):
     run = f"run-{uuid.uuid4().hex[:8]}"
     workers(extra=("--tasks", lab))
     api = api_process()
     wait_for(lambda: f"{lab}.render" in read_catalogue(conn), timeout=60, message="the worker's catalogue")
-    created = httpx.post(
-        f"{api.url}/api/jobs",
-        json={"task": f"{lab}.render", "kwargs": {"run": run}},
-        headers=token("alice", tenant="acme"),
-        timeout=30,
-    )
-    assert created.status_code == 201, created.text
-    job_id = created.json()["data"]["id"]
-
     context, tab = login(browser, api_env, api, "--sub", "alice", "--tenant", "acme")
-    tab.goto(f"{api.url}/ui/jobs?id={job_id}")
+    tab.goto(f"{api.url}/ui/")
+    tab.click("text=Enqueue a new job")  # the dashboard's New job form, linked from the overview
+    tab.select_option("#new-job select[name=task]", f"{lab}.render")  # open to the API: listed for a tenant
+    tab.fill("#new-job textarea[name=payload]", json.dumps({"run": run}))
+    tab.click("#new-job button")
+    tab.wait_for_url("**/ui/jobs?id=*")  # the 303 to the job's live page
+    job_id = tab.locator("#live").get_attribute("data-job")
+    assert job_id and tab.url.endswith(f"?id={job_id}")
+    assert job_status(conn, None, job_id)["tenant"] == "acme"  # the session's tenant
     rows_include(tab, "progress")
     assert tab.locator("#progress-text").inner_text() == "25% · step 1/4"
     stale = context.new_page()  # a second tab on the same job, left open: its Cancel will come too late
@@ -212,6 +211,9 @@ def test_a_tenant_enqueues_watches_progress_and_cancels_from_the_page(
     assert names(conn, job_id).count("canceled") == 1  # idempotent: no second outcome
     cancels = [a for a in audit_entries(conn) if job_id in str(a) and a["action"] == "api_job_cancel"]
     assert len(cancels) == 1 and cancels[0]["who"].endswith("via /ui")  # the repeat is not audited again
+    enqueues = [a for a in audit_entries(conn) if job_id in str(a) and a["action"] == "api_enqueue"]
+    assert len(enqueues) == 1 and enqueues[0]["who"].startswith("alice (tenant acme)")
+    assert enqueues[0]["who"].endswith("via /ui")  # enqueued by the page, audited as the API's enqueues are
     context.close()
 
 

@@ -13,12 +13,21 @@ from ...backend import audit
 from ...errors import Conflict, Forbidden, InvalidInput, NotFound
 from ...jobs.bulk_cancel import CancelFilter, bulk_cancel, count_matching
 from ...jobs.cancel import CancelOutcome, cancel_job
-from ...jobs.enqueue import catalogue_for, check_job_id, declared_webhook, enqueue_call, generate_call, task_call
+from ...jobs.enqueue import (
+    EnqueueResult,
+    catalogue_for,
+    check_job_id,
+    declared_webhook,
+    enqueue_call,
+    generate_call,
+    task_call,
+)
 from ...jobs.manual_retry import retry_job
 from ...jobs.status import job_status, without_tracebacks
 from ...runs.rules import run_key, run_of_item
 from ...tasks.catalogue import CatalogueTask
-from ...tasks.registry import TaskSpec, lookup, resolve_name
+from ...tasks.catalogue import read as read_catalogue
+from ...tasks.registry import TaskSpec, lookup, registered, resolve_name
 from ...tenants.tenancy import Principal, check_access
 from ..deps import ServiceState, admin, principal, service
 from . import actor, principal_name
@@ -87,6 +96,16 @@ def create_job(
     who: Principal = Depends(principal),
     state: ServiceState = Depends(service),
 ) -> dict:
+    result, info = enqueue_and_audit(state, who, body, actor(request, who))
+    if not result.created:
+        response.status_code = 200
+    return {"data": info}
+
+
+def enqueue_and_audit(state: ServiceState, who: Principal, body: EnqueueBody, by: str) -> tuple[EnqueueResult, dict]:
+    """Enqueue `body` for `who` (as its tenant; admins as theirs, unchecked) and write the `api_enqueue`
+    audit record when a job was created: the API's route and the dashboard's New job form (ui/routes.py).
+    Returns the enqueue's result and the job's status as `who` may see it."""
     delay = timedelta(seconds=body.delay_s) if body.delay_s else None
     if (body.task is None) == (body.payload is None):
         raise InvalidInput("give either payload (the built-in generate task) or task with kwargs")
@@ -117,13 +136,24 @@ def create_job(
         **declared_webhook(spec, body.webhook, body.webhook_events),
     )
     info = visible_status(state, who, result.job.id)  # an existing id of another tenant is 403, not its data
-    if not result.created:
-        response.status_code = 200
-    else:
-        audit.record(
-            state.connection, "api_enqueue", state.settings.queue, ids=[result.job.id], actor=actor(request, who)
-        )
-    return {"data": info}
+    if result.created:
+        audit.record(state.connection, "api_enqueue", state.settings.queue, ids=[result.job.id], actor=by)
+    return result, info
+
+
+def api_task_names(state: ServiceState, who: Principal) -> list[str]:
+    """The tasks besides the built-in generate that `who` may enqueue by name: declared here or published
+    by the live workers, open to the API (open_to_api); admins see them all. The dashboard's New job form."""
+    catalogue = read_catalogue(state.connection)
+    names = {s.name for s in registered() if not s.positional} | set(catalogue)
+    shown = []
+    for name in sorted(names):
+        try:
+            open_to_api(state, who, name, catalogue)
+        except NotFound:
+            continue
+        shown.append(name)
+    return shown
 
 
 @router.get("/{job_id}", summary="A job's status, attempts and retry history")

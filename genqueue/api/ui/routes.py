@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from ...backend import audit
 from ...dlq.entry import payload_of, shown, shown_in_list
@@ -35,7 +36,7 @@ from ...usage.store import totals as usage_totals
 from ..deps import ServiceState, count_request, service
 from ..metrics import read as read_metrics
 from ..routes.events import ENDED, job_stream
-from ..routes.jobs import cancel_and_audit
+from ..routes.jobs import EnqueueBody, api_task_names, cancel_and_audit, enqueue_and_audit
 from ..routes.runs import continue_and_audit
 from . import sessions
 from .charts import line_chart
@@ -450,6 +451,61 @@ def job_page(
     return page(
         request, "job.html", s, job=shown_job, error=None, ended=ended, cancelable=cancelable, status=status, **extra
     )
+
+
+PRIORITIES = ("high", "normal", "low")
+
+
+def new_job_page(
+    request: Request, s: sessions.Session, state: ServiceState, form: dict[str, str], error: str | None, status: int
+) -> Response:
+    tasks = ["generate", *api_task_names(state, s.principal)]
+    return page(request, "job_new.html", s, tasks=tasks, priorities=PRIORITIES, form=form, error=error, status=status)
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def job_new(request: Request, s: sessions.Session = Depends(session), state: ServiceState = Depends(service)):
+    return new_job_page(request, s, state, {"task": "generate", "payload": "", "priority": ""}, None, 200)
+
+
+@router.post("/jobs", response_class=HTMLResponse)
+def job_create(
+    request: Request,
+    csrf: str = Form(""),
+    task: str = Form("generate"),
+    payload: str = Form(""),
+    priority: str = Form(""),
+    s: sessions.Session = Depends(session),
+    state: ServiceState = Depends(service),
+):
+    """The New job form: the API's enqueue (POST /api/jobs: same checks, tenant and audit) as the session's
+    principal; `payload` is the generate payload, or a task's kwargs. Bad input: the form again, one line."""
+    if (refused := check_csrf(request, s, csrf)) is not None:
+        return refused
+    form = {"task": task, "payload": payload, "priority": priority}
+    name = task.strip() or "generate"
+    try:
+        data = json.loads(payload) if payload.strip() else {}
+        if not isinstance(data, dict):
+            raise InvalidInput("it must be a JSON object")
+        if nesting_exceeds(data, MAX_PAYLOAD_DEPTH):
+            raise InvalidInput(f"it nests more than {MAX_PAYLOAD_DEPTH} levels deep")
+    except RecursionError:
+        return new_job_page(request, s, state, form, "payload: nested too deeply", 400)
+    except (ValueError, InvalidInput) as exc:
+        return new_job_page(request, s, state, form, f"payload: {exc}", 400)
+    if priority and priority not in PRIORITIES:
+        return new_job_page(request, s, state, form, f"priority: one of {', '.join(PRIORITIES)}", 400)
+    try:
+        generate = name in ("generate", "genqueue.jobs.generate")
+        fields = {"payload": data} if generate else {"task": name, "kwargs": data}
+        body = EnqueueBody.model_validate({**fields, "priority": priority or None})  # the API's own body
+        result, _ = enqueue_and_audit(state, s.principal, body, actor(request, s))
+    except ValidationError as exc:
+        return new_job_page(request, s, state, form, f"Not enqueued: {exc.errors()[0]['msg']}", 400)
+    except GenqueueError as exc:
+        return new_job_page(request, s, state, form, f"Not enqueued: {exc}", UI_STATUS.get(exc.code, 400))
+    return RedirectResponse(f"/ui/jobs?id={result.job.id}", status_code=303)
 
 
 @router.get("/jobs/{job_id}/events")
