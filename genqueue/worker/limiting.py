@@ -34,6 +34,7 @@ from ..retry.meta import gq
 from ..tasks.context import take_pause, take_usage
 from ..tasks.estimates import estimate_of
 from ..tasks.registry import lookup
+from ..tenants.tenancy import job_tenant
 from ..usage.record import record_args, settle_of, spent
 
 NO_LIMITS = Limits()
@@ -113,6 +114,17 @@ def estimate_for(job, limit: JobLimit | None) -> dict[str, float]:
         return {}
 
 
+def _payer(job) -> str | None:
+    """The tenant whose usage an attempt is: the rule budgets check at enqueue (tenancy.job_tenant: the job's
+    tenant, else its payload's user_id), so what is spent is counted against the budget that allowed it."""
+    meta = gq(job)
+    try:
+        payload = job.args[0] if job.args else job.kwargs
+    except Exception:  # noqa: BLE001 - an unreadable payload must not fail the move: the job's own tenant
+        payload = None
+    return job_tenant(meta, payload)
+
+
 def attempt_usage(job, limit: JobLimit | None, *, crashed: bool = False) -> tuple[str, list[Any]]:
     """What the move that ends the attempt settles and records: (the settle JSON for the release — '' when
     the reservation is only dropped —, usage/lua/record.lua's arguments). What the attempt reported through
@@ -124,7 +136,7 @@ def attempt_usage(job, limit: JobLimit | None, *, crashed: bool = False) -> tupl
     amounts = spent(reported, estimate_for(job, limit))
     if not amounts:
         return "", []
-    tenant = gq(job).get("tenant")
+    tenant = _payer(job)
     spec = lookup(job.func_name)
     task = spec.name if spec is not None else str(job.func_name)
     settle = settle_of(amounts)
