@@ -189,12 +189,16 @@ def test_cancel_over_http_is_tenant_checked_and_409_once_finished(
 
 
 def test_parked_job_canceled_at_once_and_out_of_its_parked_list(conn, settings, store, env, lab, run, workers):
-    holder = put(conn, settings.queue, f"{lab}.capped", run=run)
-    parked = put(conn, settings.queue, f"{lab}.capped", run=run)
-    workers(extra=("--concurrency", "2", "--tasks", lab))  # a second slot: the second job is popped, and parks
-    wait_for(
-        lambda: job_status(conn, store, parked)["status"] == "parked", timeout=90, message="the second job to park"
+    first = put(conn, settings.queue, f"{lab}.capped", run=run)
+    second = put(conn, settings.queue, f"{lab}.capped", run=run)
+    workers(extra=("--concurrency", "2", "--tasks", lab))  # a second slot: both are popped, one of them parks
+    # Which one claims the key's one slot first is up to the worker's two threads: the other one parks.
+    parked = wait_for(
+        lambda: next((j for j in (first, second) if job_status(conn, store, j)["status"] == "parked"), None),
+        timeout=90,
+        message="one of the two jobs to park",
     )
+    holder = second if parked == first else first
     parked_list = conn.hget(keys.rq_job(parked), "genqueue_parked")
     assert parked.encode() in conn.lrange(parked_list, 0, -1)
     out = cli_cancel(env, parked)
