@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -176,6 +177,20 @@ def alternate(reps: int, runners: dict[str, Callable[[int], float]]) -> dict[str
         for name in names if rep % 2 == 0 else names[::-1]:
             out[name].append(runners[name](rep))
     return out
+
+
+def stop_processes(procs: list[subprocess.Popen], grace_s: float = 30) -> None:
+    """SIGTERM each worker process still running, wait up to `grace_s` for each, SIGKILL what is left (plain
+    RQ can sit in its 60-s pub/sub read after SIGTERM: stopping is clean-up, never what is measured)."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from genqueue.tenants.fairness import FAIR_BUFFER
 
-from .common import Ctx, Scenario, alternate, drop_queue, median
+from .common import Ctx, Scenario, alternate, drop_queue, median, stop_processes
 from .jobs import MARK
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,15 +81,7 @@ def _all_exited(procs: list[subprocess.Popen]) -> bool:
 def _stop(ctx: Ctx, queue: str, procs: list[subprocess.Popen]) -> None:
     """SIGTERM, then wait: a worker that had exited already is a failed run (its status and last line said)."""
     early = [(i, p.returncode) for i, p in enumerate(procs) if p.poll() is not None]
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    stop_processes(procs)
     if early:
         lines = []
         for i, code in early:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from .common import Ctx, Scenario, drop_queue
+from .common import Ctx, Scenario, drop_queue, stop_processes
 
 JOBS, RATE, WORKERS = 200, 5, 4
 SMOKE_JOBS, SMOKE_RATE = 20, 20
@@ -140,14 +140,7 @@ def _run(ctx: Ctx, mode: str, jobs: int, rate: int) -> dict[str, float]:
             time.sleep(0.2)
         makespan = time.perf_counter() - started
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:  # plain RQ can sit in its 60-s pub/sub read: not what is measured
-                p.kill()
-                p.wait()
+        stop_processes(procs)
     stats = {k.decode(): int(v) for k, v in ctx.conn.hgetall(keys.SIM_STATS).items()}
     if mode == "rq":
         drop_queue(ctx.conn, queue, ids)

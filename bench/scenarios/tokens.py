@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from .common import Ctx, Scenario
+from .common import Ctx, Scenario, stop_processes
 
 JOBS, WORKERS, WINDOW_S, LIMIT = 300, 4, 10, 100_000
 SMOKE_JOBS = 30
@@ -84,24 +84,13 @@ def _run(ctx: Ctx, mode: str, jobs: list[dict], limit: int) -> dict[str, float]:
         for job in jobs:
             enqueue_task(ctx.conn, queue, "bench.tokenlab.llm", {**job, "model": model})
         deadline = started + 10 * total / limit * WINDOW_S + 120
-        tokens = dead = 0
         while time.perf_counter() < deadline:
-            stats = ctx.conn.hgetall(tokenlab.STATS_KEY)
-            tokens, dead = int(stats.get(b"tokens", 0)), store.count()
-            if tokens >= total or dead:
-                if tokens >= total:
-                    break
+            if int(ctx.conn.hget(tokenlab.STATS_KEY, "tokens") or 0) >= total:
+                break
             time.sleep(0.1)
         makespan = time.perf_counter() - started
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(procs)
     stats = {k.decode(): int(v) for k, v in ctx.conn.hgetall(tokenlab.STATS_KEY).items()}
     calls, limited = stats.get("calls", 0), stats.get("rate_limited", 0)
     ideal = total / limit * WINDOW_S
