@@ -375,11 +375,16 @@ local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, ca
   redis.call('SADD', known, key)
   lim_declare(p, cap, n, period, cooldown)
   if est_json and est_json ~= '' then redis.call('HSET', job_key, 'gq_estimate', est_json) end  -- read by a wake
-  if declared_units then
-    for i, u in ipairs(UNITS) do
-      redis.call('HSET', p .. 'cfg', 'declared_u_' .. u .. '_n', declared_units[2 * i - 1],
-                 'declared_u_' .. u .. '_ms', declared_units[2 * i])
+  if declared_units then  -- written when they change, not on every claim (a claim is the hot path)
+    local fields = {}
+    for _, u in ipairs(UNITS) do
+      fields[#fields + 1] = 'declared_u_' .. u .. '_n'; fields[#fields + 1] = 'declared_u_' .. u .. '_ms'
     end
+    local now_set, changed = redis.call('HMGET', p .. 'cfg', unpack(fields)), {}
+    for i, f in ipairs(fields) do
+      if now_set[i] ~= declared_units[i] then changed[#changed + 1] = f; changed[#changed + 1] = declared_units[i] end
+    end
+    if #changed > 0 then redis.call('HSET', p .. 'cfg', unpack(changed)) end
   end
   redis.call('PERSIST', p .. 'cfg')  -- in use: not idle (lim_expire_if_idle)
   redis.call('PERSIST', p .. 'stats')
