@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -129,6 +131,7 @@ class DutiesMixin(WorkerBase):
         Raises OutageTooLong (a SystemExit, exit code 5) when the server stayed away longer than
         GENQUEUE_REDIS_OUTAGE_S; shorter outages are waited out inside each Redis command (outage.py)."""
         kwargs["with_scheduler"] = False
+        self._defer_signals()
         self._mover = mover = DueJobMover(self.connection, self.queue_names(), self.name)
         heartbeat = Heartbeat(
             self.connection,
@@ -158,6 +161,30 @@ class DutiesMixin(WorkerBase):
             with contextlib.suppress(OutageTooLong):  # leaving anyway: the keys expire on their own
                 heartbeat.stop()
                 mover.release()
+
+    # -- a signal before RQ's loop ----------------------------------------------------------------------------
+    # RQ installs its SIGTERM/SIGINT handlers only after bootstrap (register_birth, subscribe): a signal in
+    # between killed the worker with Python's default action (exit -15, its registration left behind). From
+    # the start of `work` a signal is held as a stop request instead; RQ's loop sees the flag before its first
+    # pop and the worker stops as from any other signal (teardown, exit 0). A second signal is a cold stop.
+    _early_signal: int | None = None
+
+    def _defer_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread (RQ's own would fail there too)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._stop_before_loop)
+
+    def _stop_before_loop(self, signum, frame) -> None:
+        self._early_signal = signum
+        self._stop_requested = True
+        self._shutdown_requested_date = utcnow()
+
+    def _install_signal_handlers(self):
+        super()._install_signal_handlers()
+        if self._early_signal is not None:  # what RQ's request_stop does after a first signal
+            signal.signal(signal.SIGINT, self.request_force_stop)
+            signal.signal(signal.SIGTERM, self.request_force_stop)
 
     def _cancel_watch(self) -> CancelWatch:
         return CancelWatch(
