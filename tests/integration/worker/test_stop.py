@@ -64,7 +64,6 @@ def test_an_idle_worker_exits_cleanly_on_sigterm_with_commands_in_flight(conn, e
     print(
         f"\n{kind}: SIGTERM to exit, {ROUNDS} idle workers: max {max(took):.2f} s, mean {sum(took) / len(took):.2f} s"
     )
-    assert len(took) == ROUNDS
 
 
 @pytest.mark.parametrize("kind", ["fork", "simple", "concurrent"])
