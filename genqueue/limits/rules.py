@@ -51,7 +51,7 @@ MAX_RATE_N = 1_000_000  # calls per period
 MAX_RATE_PERIOD_MS = 86_400_000  # 1 day
 MAX_WAIT_BOUND_S = 86_400.0  # max_wait: 1 day; a key's pause never exceeds its job's max_wait (1 h by default)
 MAX_COOLDOWN_S = 3_600.0  # the breaker's cooldown: 1 h
-IDLE_TTL_S = 3_600  # an idle key's state (nothing in flight, parked or paused; no override) expires after this
+IDLE_TTL_S = 3_600  # a key's state (no override) expires this long after its last claim (or a parked job's wait)
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,7 +183,10 @@ def secret_values() -> tuple[str, ...]:
     global _values, _env_seen
     import os
 
-    seen = hash(frozenset(os.environ.items()))
+    # The environment's fingerprint, taken on every scrub (three RQ log lines per job): os.environ's own dict
+    # of bytes hashes in ~3 µs, its decoding Mapping view in ~30 µs (35 variables).
+    raw = getattr(os.environ, "_data", None)
+    seen = hash(frozenset((raw if isinstance(raw, dict) else os.environ).items()))
     if _values is None or seen != _env_seen:
         found = set(_remembered)
         for name, value in os.environ.items():

@@ -6,9 +6,10 @@ Why the command channel is replaced: RQ listens on it from redis-py's PubSubWork
 `sleep_time=60`, and at teardown sends UNSUBSCRIBE, then `stop()`s the thread, which joins it. When the
 UNSUBSCRIBE reply wakes the thread before the stop flag is cleared, the thread goes back into a 60 s
 `get_message` and the worker takes up to a minute to exit (a supervisor then SIGKILLs it, and its jobs come back
-as CRASH retries). Here the thread polls every PUBSUB_POLL_S, and a stop clears its flag first, waits at most
-PUBSUB_STOP_WAIT_S for it, and closes the connection (which ends the subscription): an idle worker of any class
-exits well within 2 s of SIGTERM, whatever its pub/sub thread is doing.
+as CRASH retries). Here the thread polls every PUBSUB_POLL_S, and a stop clears its flag first, wakes it with a
+command it ignores (so a stop does not wait out the poll), waits at most PUBSUB_STOP_WAIT_S for it, and closes
+the connection (which ends the subscription): an idle worker of any class exits well within 2 s of SIGTERM,
+whatever its pub/sub thread is doing.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .schedule import SCHEDULE_TICK_S, WAKE_TICK_S, DueJobMover
 from .sweep import restart_grace_s, sweep_queue
 
 PUBSUB_POLL_S = 0.25  # the command channel's thread checks its stop flag this often
+WAKE_PAYLOAD = '{"command": "noop"}'  # RQ's handle_command ignores a command it does not know
 PUBSUB_STOP_WAIT_S = 1.0  # at most this long for it at a stop (a command being handled); then it is left
 log = get_logger("genqueue.worker")
 # A worker's exit statuses (cli/worker.py; README "Exit statuses"): 0 a clean stop (signal, --burst done), 2 a
@@ -210,7 +212,10 @@ class DutiesMixin(WorkerBase):
         thread, self.pubsub_thread = self.pubsub_thread, None
         if thread is None:
             return
-        thread.stop(timeout=PUBSUB_STOP_WAIT_S)
+        thread.stop(timeout=0)  # the flag only; then wake its read at once with a command it ignores, instead
+        with contextlib.suppress(Exception, OutageTooLong):  # of waiting out its poll (up to PUBSUB_POLL_S)
+            self.connection.publish(self.pubsub_channel_name, WAKE_PAYLOAD)
+        thread.join(PUBSUB_STOP_WAIT_S)
         if thread.is_alive():  # busy handling a command: it is a daemon thread, the process exits anyway
             log.warning("worker.pubsub_stop_slow", worker=self.name, waited_s=PUBSUB_STOP_WAIT_S)
             return

@@ -36,16 +36,30 @@ local MAX_COOLDOWN_MS = 300000  -- a failed probe doubles the cooldown up to thi
 local IDLE_TTL_MS = 3600000  -- limits.rules.IDLE_TTL_S: an idle key's state expires after this
 local MAX_PAUSE_MS = 86400000  -- limits.rules.MAX_WAIT_BOUND_S: the worker caps a pause at the job's max_wait
 
-local function lim_config(p, cap, n, period)
-  local c = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms',
-                       'declared_concurrency', 'declared_rate_n', 'declared_rate_period_ms')
+-- Count a stat outside a claim (a release, a wake: a claim refreshes the key's expiry itself, lim_keep_alive):
+-- a stats hash this creates expires with the key's idle state, unless the key is overridden (cfg persisted).
+local function lim_count(p, field, by)
+  if redis.call('HINCRBY', p .. 'stats', field, by) == by and redis.call('PTTL', p .. 'stats') == -1
+      and redis.call('PTTL', p .. 'cfg') ~= -1 then
+    redis.call('PEXPIRE', p .. 'stats', IDLE_TTL_MS)
+  end
+end
+
+-- the key's concurrency cap, rate n and period (ms): set (c1..c3) wins over declared (d1..d3) over the given
+local function lim_config_of(p, c1, c2, c3, d1, d2, d3, cap, n, period)
   local function pick(a, b, d) return tonumber(a) or tonumber(b) or tonumber(d) or 0 end
-  cap, n, period = pick(c[1], c[4], cap), pick(c[2], c[5], n), pick(c[3], c[6], period)
+  cap, n, period = pick(c1, d1, cap), pick(c2, d2, n), pick(c3, d3, period)
   if n == 0 then  -- no rate set or declared: the one learned from the provider's 429s, if any (lim_learn)
     local learned = redis.call('HMGET', p .. 'learned', 'n', 'period')
     n, period = tonumber(learned[1]) or 0, tonumber(learned[2]) or 0
   end
   return cap, n, period
+end
+
+local function lim_config(p, cap, n, period)
+  local c = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms',
+                       'declared_concurrency', 'declared_rate_n', 'declared_rate_period_ms')
+  return lim_config_of(p, c[1], c[2], c[3], c[4], c[5], c[6], cap, n, period)
 end
 
 -- No rate set or declared: learn one from the provider's 429s. A 429 says "not before resume = now +
@@ -102,22 +116,30 @@ end
 -- what is reserved and what was settled within the last window.
 local UNITS = {'tokens', 'images', 'usd'}
 
--- {unit = {n, ms}} for the units limited on this key (set with `genqueue limits set` wins over declared)
-local function lim_units_cfg(p)
-  local fields = {}
-  for _, u in ipairs(UNITS) do
-    fields[#fields + 1] = 'u_' .. u .. '_n'; fields[#fields + 1] = 'u_' .. u .. '_ms'
-    fields[#fields + 1] = 'declared_u_' .. u .. '_n'; fields[#fields + 1] = 'declared_u_' .. u .. '_ms'
-  end
-  local c = redis.call('HMGET', p .. 'cfg', unpack(fields))
+-- The cfg fields of the unit limits, per unit in UNITS order: u_<u>_n, u_<u>_ms, declared_u_<u>_n, _ms. Spelled
+-- out, and built only by the functions that read them: every script that includes this file runs its top level
+-- on every call (the pop, claim and finish of every job), so nothing is computed there.
+local function lim_unit_fields()
+  return {'u_tokens_n', 'u_tokens_ms', 'declared_u_tokens_n', 'declared_u_tokens_ms',
+          'u_images_n', 'u_images_ms', 'declared_u_images_n', 'declared_u_images_ms',
+          'u_usd_n', 'u_usd_ms', 'declared_u_usd_n', 'declared_u_usd_ms'}
+end
+
+-- {unit = {n, ms}} from the values of lim_unit_fields() starting at c[at + 1] (set with `genqueue limits set` wins
+-- over declared), and whether any unit is limited
+local function lim_units_parse(c, at)
   local out, any = {}, false
   for i, u in ipairs(UNITS) do
-    local j = 4 * (i - 1)
+    local j = at + 4 * (i - 1)
     local n, ms = tonumber(c[j + 1]), tonumber(c[j + 2])
     if not n or n <= 0 then n, ms = tonumber(c[j + 3]), tonumber(c[j + 4]) end
     if n and n > 0 and ms and ms > 0 then out[u] = {n, ms}; any = true end
   end
   return out, any
+end
+
+local function lim_units_cfg(p)
+  return lim_units_parse(redis.call('HMGET', p .. 'cfg', unpack(lim_unit_fields())), 0)
 end
 
 local function lim_units_add(p, field, amount)
@@ -169,7 +191,7 @@ local function lim_units_misfit(room, est)
   return nil
 end
 
-local function lim_units_reserve(p, job_id, lease_end, units, est)
+local function lim_units_reserve(p, job_id, now, lease_end, units, est)
   lim_units_unreserve(p, job_id)
   local held, any = {}, false
   for u, _ in pairs(units) do
@@ -179,6 +201,9 @@ local function lim_units_reserve(p, job_id, lease_end, units, est)
   if any then
     redis.call('ZADD', p .. 'res', lease_end, job_id)
     redis.call('HSET', p .. 'resamt', job_id, cjson.encode(held))
+    for _, name in ipairs({'res', 'resamt', 'ut'}) do  -- outlive the lease, then go with the key's idle state
+      redis.call('PEXPIRE', p .. name, lease_end - now + IDLE_TTL_MS)
+    end
   end
 end
 
@@ -213,18 +238,60 @@ local function lim_units_next(p, units)
   return at
 end
 
-local function lim_declare(p, cap, n, period, cooldown)
-  -- the task's declared defaults, kept in Redis so the timed wake (which knows no task) honours them
-  redis.call('HSET', p .. 'cfg', 'declared_concurrency', cap, 'declared_rate_n', n, 'declared_rate_period_ms', period,
-             'declared_cooldown_ms', cooldown)
+-- Everything of cfg a claim reads, in one HMGET: the overrides (`genqueue limits set`: they win), the task's
+-- declared defaults (kept in Redis so the timed wake, which knows no task, honours them), the unit limits.
+local function lim_claim_fields()
+  local f = {'concurrency', 'rate_n', 'rate_period_ms', 'cooldown_ms',
+             'declared_concurrency', 'declared_rate_n', 'declared_rate_period_ms', 'declared_cooldown_ms'}
+  for _, u in ipairs(lim_unit_fields()) do f[#f + 1] = u end
+  return f
+end
+local CLAIM_UNITS_AT = 8  -- the unit fields start after the eight above
+
+-- Write the task's declaration where it differs from what cfg holds (a claim is the hot path: usually
+-- nothing is written), updating `c` to match. declared_units: per unit, its n and window ms ('0' '0': none).
+local function lim_declare(p, c, fields, cap, n, period, cooldown, declared_units)
+  local changed = {}
+  local mine = {cap, n, period, cooldown}
+  for i = 1, 4 do
+    if tonumber(c[4 + i]) ~= mine[i] then
+      changed[#changed + 1] = fields[4 + i]; changed[#changed + 1] = mine[i]; c[4 + i] = tostring(mine[i])
+    end
+  end
+  if declared_units then
+    for i, u in ipairs(UNITS) do
+      for k = 1, 2 do
+        local at = CLAIM_UNITS_AT + 4 * (i - 1) + 2 + k
+        local value = declared_units[2 * (i - 1) + k]
+        if c[at] ~= value then
+          changed[#changed + 1] = fields[at]; changed[#changed + 1] = value; c[at] = value
+        end
+      end
+    end
+  end
+  if #changed > 0 then redis.call('HSET', p .. 'cfg', unpack(changed)) end
+end
+
+-- A key's state expires IDLE_TTL_MS after its last claim, unless it has an override (an overridden key never
+-- idles out: limits/store.py persists cfg when one is set). Refreshed by each claim, so a key in use never
+-- expires and nothing is kept for a key nobody uses; its known-set entry is pruned once it is gone.
+local function lim_keep_alive(p, c)
+  for i = 1, 4 do if c[i] then return end end
+  for i = 1, #UNITS do
+    local at = CLAIM_UNITS_AT + 4 * (i - 1)
+    if c[at + 1] or c[at + 2] then return end
+  end
+  redis.call('PEXPIRE', p .. 'cfg', IDLE_TTL_MS)
+  redis.call('PEXPIRE', p .. 'stats', IDLE_TTL_MS)
 end
 
 -- One answered call (outcome 'ok' | 'fail' | 'limited'), counted in the current 10-s bucket.
 local function lim_health_add(p, now, outcome)
   local h, b = p .. 'health', math.floor(now / BUCKET_MS)
   local i = tostring(b % BUCKETS)
-  if tonumber(redis.call('HGET', h, 'b' .. i)) ~= b then
+  if tonumber(redis.call('HGET', h, 'b' .. i)) ~= b then  -- a new bucket: the hash lives a minute past its start
     redis.call('HSET', h, 'b' .. i, b, 'c' .. i, 0, 'f' .. i, 0, 'r' .. i, 0)
+    redis.call('PEXPIRE', h, BUCKET_MS * (BUCKETS + 1))
   end
   if outcome == 'limited' then
     redis.call('HINCRBY', h, 'r' .. i, 1)
@@ -232,7 +299,6 @@ local function lim_health_add(p, now, outcome)
     redis.call('HINCRBY', h, 'c' .. i, 1)
     if outcome == 'fail' then redis.call('HINCRBY', h, 'f' .. i, 1) end
   end
-  redis.call('PEXPIRE', h, BUCKET_MS * (BUCKETS + 1))
 end
 
 -- The last minute: calls answered, of them failed (TRANSIENT/TIMEOUT), 429s.
@@ -260,12 +326,12 @@ end
 local function lim_tenant_add(p, tenant, now, outcome)
   local h, b = p .. 'thealth', math.floor(now / BUCKET_MS)
   local i, pre = tostring(b % BUCKETS), tenant .. '|'
-  if tonumber(redis.call('HGET', h, pre .. 'b' .. i)) ~= b then
+  if tonumber(redis.call('HGET', h, pre .. 'b' .. i)) ~= b then  -- a new bucket (see lim_health_add)
     redis.call('HSET', h, pre .. 'b' .. i, b, pre .. 'c' .. i, 0, pre .. 'f' .. i, 0)
+    redis.call('PEXPIRE', h, BUCKET_MS * (BUCKETS + 1))
   end
   redis.call('HINCRBY', h, pre .. 'c' .. i, 1)
   if outcome == 'fail' then redis.call('HINCRBY', h, pre .. 'f' .. i, 1) end
-  redis.call('PEXPIRE', h, BUCKET_MS * (BUCKETS + 1))
 end
 
 local function lim_tenant_health(p, tenant, now)
@@ -345,8 +411,20 @@ local function lim_next(p, now, cap, n, period, units_full)
   return at
 end
 
+-- A parked job waits until `at` (ms, or an unknown while): the key's declared state, if it idles out at all,
+-- outlives that wait by IDLE_TTL_MS (a key paused for hours keeps what its wake needs).
+local function lim_outlive(p, at, now)
+  local keep = math.max((at or now) - now, 0) + IDLE_TTL_MS
+  local ttl = redis.call('PTTL', p .. 'cfg')  -- -1: overridden, kept for good; -2: nothing yet
+  if ttl > 0 and ttl < keep then
+    redis.call('PEXPIRE', p .. 'cfg', keep)
+    redis.call('PEXPIRE', p .. 'stats', keep)
+  end
+end
+
 local function lim_park(p, wake, key, job_id, job_key, tenant, at, now, max_wait_ms)
   local list = p .. 'parked:' .. tenant
+  lim_outlive(p, at, now)
   if max_wait_ms and max_wait_ms > 0 then
     local deadline = tonumber(redis.call('HGET', job_key, 'gq_wait_until'))
     if not deadline then
@@ -373,39 +451,33 @@ end
 local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, cap, n, period, lease, cooldown,
                            max_wait_ms, est_json, declared_units)
   redis.call('SADD', known, key)
-  lim_declare(p, cap, n, period, cooldown)
   if est_json and est_json ~= '' then redis.call('HSET', job_key, 'gq_estimate', est_json) end  -- read by a wake
-  if declared_units then  -- written when they change, not on every claim (a claim is the hot path)
-    local fields = {}
-    for _, u in ipairs(UNITS) do
-      fields[#fields + 1] = 'declared_u_' .. u .. '_n'; fields[#fields + 1] = 'declared_u_' .. u .. '_ms'
+  local fields = lim_claim_fields()
+  local c = redis.call('HMGET', p .. 'cfg', unpack(fields))
+  lim_declare(p, c, fields, cap, n, period, cooldown, declared_units)
+  lim_keep_alive(p, c)
+  cap, n, period = lim_config_of(p, c[1], c[2], c[3], c[5], c[6], c[7], cap, n, period)
+  -- a pause, a tenant breaker or the key's breaker: usually none of them, one EXISTS says so
+  local held, broken, prober = nil, false, nil
+  if redis.call('EXISTS', p .. 'pause', p .. 'tbrk', p .. 'brk') > 0 then
+    local pause = redis.call('PTTL', p .. 'pause')
+    if pause > 0 then
+      lim_park(p, wake, key, job_id, job_key, tenant, now + pause, now, max_wait_ms)
+      redis.call('HINCRBY', p .. 'stats', 'paused', 1)
+      return {'paused', now + pause}
     end
-    local now_set, changed = redis.call('HMGET', p .. 'cfg', unpack(fields)), {}
-    for i, f in ipairs(fields) do
-      if now_set[i] ~= declared_units[i] then changed[#changed + 1] = f; changed[#changed + 1] = declared_units[i] end
+    local tenant_until = lim_tenant_open(p, tenant, now)
+    if tenant_until then  -- its own calls failed: its jobs wait, never the key's probe
+      lim_park(p, wake, key, job_id, job_key, tenant, tenant_until, now, max_wait_ms)
+      redis.call('HINCRBY', p .. 'stats', 'tenant_held', 1)
+      return {'tenant_breaker', tenant_until}
     end
-    if #changed > 0 then redis.call('HSET', p .. 'cfg', unpack(changed)) end
-  end
-  redis.call('PERSIST', p .. 'cfg')  -- in use: not idle (lim_expire_if_idle)
-  redis.call('PERSIST', p .. 'stats')
-  cap, n, period = lim_config(p, cap, n, period)
-  local pause = redis.call('PTTL', p .. 'pause')
-  if pause > 0 then
-    lim_park(p, wake, key, job_id, job_key, tenant, now + pause, now, max_wait_ms)
-    redis.call('HINCRBY', p .. 'stats', 'paused', 1)
-    return {'paused', now + pause}
-  end
-  local tenant_until = lim_tenant_open(p, tenant, now)
-  if tenant_until then  -- its own calls failed: its jobs wait, never the key's probe
-    lim_park(p, wake, key, job_id, job_key, tenant, tenant_until, now, max_wait_ms)
-    redis.call('HINCRBY', p .. 'stats', 'tenant_held', 1)
-    return {'tenant_breaker', tenant_until}
-  end
-  local held, broken, prober = lim_breaker_wait(p, now)
-  if held and prober ~= job_id then
-    lim_park(p, wake, key, job_id, job_key, tenant, held, now, max_wait_ms)
-    redis.call('HINCRBY', p .. 'stats', 'held', 1)
-    return {'breaker', held}
+    held, broken, prober = lim_breaker_wait(p, now)
+    if held and prober ~= job_id then
+      lim_park(p, wake, key, job_id, job_key, tenant, held, now, max_wait_ms)
+      redis.call('HINCRBY', p .. 'stats', 'held', 1)
+      return {'breaker', held}
+    end
   end
   lim_prune(p, now, period)
   if (cap > 0 and redis.call('ZCARD', p .. 'slots') >= cap) or (n > 0 and redis.call('ZCARD', p .. 'win') >= n) then
@@ -414,10 +486,10 @@ local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, ca
     redis.call('HINCRBY', p .. 'stats', 'throttled', 1)
     return {'throttled', at or 0}
   end
-  local units, limited = lim_units_cfg(p)
-  local est = {}
-  if est_json and est_json ~= '' then est = cjson.decode(est_json) end
+  local units, limited = lim_units_parse(c, CLAIM_UNITS_AT)
   if limited then
+    local est = {}
+    if est_json and est_json ~= '' then est = cjson.decode(est_json) end
     lim_units_prune(p, now, units)
     local misfit = lim_units_misfit(lim_units_room(p, units), est)
     if misfit then  -- its estimate does not fit the window: it waits for settled usage to leave it
@@ -426,10 +498,13 @@ local function lim_acquire(p, wake, known, key, job_id, job_key, tenant, now, ca
       redis.call('HINCRBY', p .. 'stats', 'unit_throttled', 1)
       return {'units:' .. misfit, at or 0}
     end
-    lim_units_reserve(p, job_id, now + lease, units, est)
+    lim_units_reserve(p, job_id, now, now + lease, units, est)
   end
   if cap > 0 then redis.call('ZADD', p .. 'slots', now + lease, job_id) end
-  if n > 0 then redis.call('ZADD', p .. 'win', now, job_id .. ':' .. now) end
+  if n > 0 then  -- the window's entries matter for one period: so does the log, once the key is unused
+    redis.call('ZADD', p .. 'win', now, job_id .. ':' .. now)
+    redis.call('PEXPIRE', p .. 'win', period)
+  end
   redis.call('HDEL', job_key, 'gq_wait_until')
   if broken then
     redis.call('HSET', p .. 'brk', 'state', 'half-open', 'probe', job_id, 'probe_until', now + lease)
@@ -503,7 +578,7 @@ local function lim_wake(p, wake, key, now, max, job_prefix, queue_prefix)
     end
     end
   end
-  if woken > 0 then redis.call('HINCRBY', p .. 'stats', 'woken', woken) end
+  if woken > 0 then lim_count(p, 'woken', woken) end
   if redis.call('LLEN', p .. 'ring') > 0 then
     local at = lim_next(p, now, cap, n, period, limited)
     if broken and woken > 0 then at = now + 1000 end  -- the probe's release wakes the rest; this is the fallback
@@ -526,7 +601,8 @@ local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, 
   local counted = outcome
   if outcome == 'answered' then counted = 'ok' end
   lim_health_add(p, now, counted)
-  if counted ~= 'limited' then lim_tenant_add(p, tenant, now, counted) end
+  -- the tenant's own buckets; jobs without a tenant ('-') are the key's (lim_breaker_rule never reads theirs)
+  if counted ~= 'limited' and tenant ~= '-' and tenant ~= '' then lim_tenant_add(p, tenant, now, counted) end
   local brk = redis.call('HMGET', p .. 'brk', 'state', 'probe', 'cooldown')
   if brk[1] then
     if brk[1] ~= 'half-open' or brk[2] ~= job_id then return '' end
@@ -551,26 +627,15 @@ local function lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, 
     redis.call('HSET', p .. 'tbrk', tenant, now + cooldown)
     if redis.call('PTTL', p .. 'tbrk') < cooldown then redis.call('PEXPIRE', p .. 'tbrk', cooldown) end
     redis.call('HDEL', p .. 'thealth', unpack(tfields))  -- its next storm is counted afresh
-    redis.call('HINCRBY', p .. 'stats', 'tenant_breaker_opens', 1)
+    lim_count(p, 'tenant_breaker_opens', 1)
     redis.call('ZADD', wake, 'LT', now + cooldown, key)
     return 'tenant_opened:' .. tfails .. ':' .. tcalls .. ':' .. cooldown
   end
   if verdict ~= 'key' then return '' end
   redis.call('HSET', p .. 'brk', 'state', 'open', 'until', now + cooldown, 'cooldown', cooldown)
-  redis.call('HINCRBY', p .. 'stats', 'breaker_opens', 1)
+  lim_count(p, 'breaker_opens', 1)
   redis.call('ZADD', wake, now + cooldown, key)
   return 'opened:' .. fails .. ':' .. calls .. ':' .. cooldown
-end
-
--- An idle key — nothing in flight or parked, no override, no pause, breaker closed — expires after
--- IDLE_TTL_MS unless a job uses it again (lim_acquire persists it); its known-set entry is pruned then.
-local function lim_expire_if_idle(p)
-  if redis.call('ZCARD', p .. 'slots') > 0 or redis.call('LLEN', p .. 'ring') > 0 or
-     redis.call('ZCARD', p .. 'res') > 0 or
-     redis.call('EXISTS', p .. 'pause', p .. 'brk', p .. 'tbrk') > 0 then return end
-  local o = redis.call('HMGET', p .. 'cfg', 'concurrency', 'rate_n', 'rate_period_ms', 'cooldown_ms')
-  if o[1] or o[2] or o[3] or o[4] then return end
-  for _, name in ipairs({'cfg', 'stats', 'win', 'ut', 'resamt', 'res'}) do redis.call('PEXPIRE', p .. name, IDLE_TTL_MS) end
 end
 
 -- A move's release: give the slot back, let the breaker count the outcome, pause the key for pause_ms (a
@@ -584,10 +649,10 @@ local function lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix,
   lim_learn(p, job_id, now, outcome, pause_ms)
   local event = lim_breaker_after(p, wake, key, job_id, now, outcome, min_calls, default_cooldown, tenant)
   if pause_ms > 0 then
-    if outcome == 'limited' then redis.call('HINCRBY', p .. 'stats', 'rate_limited', 1) end
+    if outcome == 'limited' then lim_count(p, 'rate_limited', 1) end
     if redis.call('PTTL', p .. 'pause') < pause_ms then
       redis.call('SET', p .. 'pause', '1', 'PX', pause_ms)
-      redis.call('HINCRBY', p .. 'stats', 'pauses', 1)
+      lim_count(p, 'pauses', 1)
       redis.call('ZADD', wake, now + pause_ms, key)
     end
     return event
@@ -603,8 +668,6 @@ end
 local function lim_release(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
                            default_cooldown, tenant, settle)
   if tenant == nil or tenant == '' then tenant = '-' end
-  local event = lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
-                                 default_cooldown, tenant, settle)
-  lim_expire_if_idle(p)
-  return event
+  return lim_release_core(p, wake, key, job_id, now, pause_ms, job_prefix, queue_prefix, outcome, min_calls,
+                          default_cooldown, tenant, settle)
 end
