@@ -75,6 +75,7 @@ PINNED: dict[tuple[str, str], str] = {
         "set_current_job_working_time",
     ): "(self, current_job_working_time: 'float', pipeline: 'Pipeline | None' = None)",
     ("rq.worker.base.BaseWorker", "set_state"): "(self, state: 'str', pipeline: 'Pipeline | None' = None)",
+    ("rq.worker.base.BaseWorker", "_install_signal_handlers"): "(self)",
     ("rq.worker.base.BaseWorker", "subscribe"): "(self)",
     ("rq.worker.base.BaseWorker", "teardown"): "(self)",
     ("rq.worker.base.BaseWorker", "unsubscribe"): "(self)",
