@@ -26,7 +26,7 @@ from typing import Any
 from redis import Redis
 
 from ..backend import events, keys
-from ..backend.scripts import registered
+from ..backend.scripts import compose, registered
 from ..tenants.fair import FAIR, context_args
 from ..usage.record import RECORD
 
@@ -48,11 +48,11 @@ LIMITS = resources.files("genqueue.limits").joinpath("lua", "limits.lua").read_t
 # min calls, default cooldown ms, tenant, settle JSON; L = 0 for a job without a limit key); U, then U usage
 # arguments (usage/record.py's record_args; U = 0: nothing to record); then the recorded commands. Returns
 # {1, the breaker's event or ''}, {0, found}, or {0, VETOED} when the veto key exists (nothing written).
-GUARD = (
-    RUN_RECORDED
-    + LIMITS
-    + RECORD
-    + """
+GUARD = compose(
+    RUN_RECORDED,
+    LIMITS,
+    RECORD,
+    """
 local kind, a, b, c = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if kind == 'member' then
   if not redis.call('ZSCORE', a, b) then return {0, ''} end
@@ -70,7 +70,7 @@ if l > 0 then
                          ARGV[14], ARGV[15], tonumber(ARGV[16]), tonumber(ARGV[17]), ARGV[18], ARGV[19])}
 end
 return {1, ''}
-"""
+""",
 )
 VETOED = "(vetoed)"  # run_guarded's `found` when the veto key (a cancel request) stopped the move
 
@@ -84,11 +84,11 @@ VETOED = "(vetoed)"  # run_guarded's `found` when the veto key (a cancel request
 # running it and before answering, and PatientRetry sent it again (the execution id is new for every claim,
 # so nobody else's start matches) — that is a success, not a duplicate dispatch, or the job would sit in the
 # started registry, holding its slot, until the sweep.
-CLAIM = (
-    RUN_RECORDED
-    + events.LUA_XADD
-    + LIMITS
-    + """
+CLAIM = compose(
+    RUN_RECORDED,
+    events.LUA_XADD,
+    LIMITS,
+    """
 local v = redis.call('HGET', ARGV[2], ARGV[3])
 -- Only a status that says the job is elsewhere makes this pop a duplicate; one nobody wrote (a hand edit, a
 -- foreign producer) is claimed like `queued`, so the job fails as unreadable instead of vanishing.
@@ -111,7 +111,7 @@ if l > 0 then
 end
 run_recorded(7 + l)
 return {1, ''}
-"""
+""",
 )
 
 # The dead-letter MULTI's part (transition.py): ARGV: L, the L release arguments (as GUARD's), U, the U usage
@@ -143,41 +143,30 @@ return woken
 """
 )
 
-POP_HEAD = (
-    RUN_RECORDED
-    + """
--- KEYS: queue list, its intermediate list.  ARGV[1]: job key prefix; ARGV[2..6]: wake key, now ms, queue
--- prefix, limit-key prefix head and tail; ARGV[7..13]: the queue's fair context (tenants/fair.py); then the
--- recorded commands.
-run_recorded(14)
-"""
-)
-
 # The list is topped up from the lanes to one more than the buffer before the move and so left at the buffer
 # after it: a job pushed to a lane by RQ-free means, or left there by a worker killed between RQ's pop and
 # its refill, is found by the next pop.
-POP_TAIL = """
+# Every pop first wakes the parked jobs whose limit key is due (limits/), a few keys at a time: a busy
+# worker brings them back at no extra round trip (an idle one, blocked in RQ's BLMOVE, leaves it to the
+# scheduler tick), and a woken job at its queue's head may be the one this very pop takes.
+# KEYS: queue list, its intermediate list.  ARGV[1]: job key prefix; ARGV[2..6]: wake key, now ms, queue
+# prefix, limit-key prefix head and tail; ARGV[7..13]: the queue's fair context (tenants/fair.py); then the
+# recorded commands (run first: the worker's pending bookkeeping).
+POP = compose(
+    RUN_RECORDED,
+    LIMITS,
+    FAIR,
+    """
+run_recorded(14)
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', ARGV[2], '-inf', ARGV[3], 'LIMIT', 0, 5)) do
+  lim_wake(ARGV[5] .. key .. ARGV[6], ARGV[2], key, tonumber(ARGV[3]), 100, ARGV[1], ARGV[4])
+end
 local fair = fair_ctx(7)
 fair_refill(fair, fair.buffer + 1)
 local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not id then return false end
 return {id, redis.call('HGETALL', ARGV[1] .. id)}
-"""
-
-
-# Every pop first wakes the parked jobs whose limit key is due (limits/), a few keys at a time: a busy
-# worker brings them back at no extra round trip (an idle one, blocked in RQ's BLMOVE, leaves it to the
-# scheduler tick), and a woken job at its queue's head may be the one this very pop takes.
-POP = (
-    POP_HEAD
-    + LIMITS
-    + FAIR
-    + """
-for _, key in ipairs(redis.call('ZRANGEBYSCORE', ARGV[2], '-inf', ARGV[3], 'LIMIT', 0, 5)) do
-  lim_wake(ARGV[5] .. key .. ARGV[6], ARGV[2], key, tonumber(ARGV[3]), 100, ARGV[1], ARGV[4])
-end
-"""
-    + POP_TAIL
+""",
 )
 
 
@@ -192,13 +181,18 @@ def recorder(connection: Redis):
 
 
 def flatten(pipe) -> list[Any]:
-    """The recorded commands as ARGV: for each, its word count then its words (encoded as redis-py would)."""
-    encode = pipe.connection_pool.get_encoder().encode
+    """The recorded commands as ARGV: for each, its word count then its words. The words stay as recorded: the
+    script call encodes every argument as redis-py encodes a command's (encoding here too cost a second pass)."""
     out: list[Any] = []
     for args, _options in pipe.command_stack:
-        words = [*str(args[0]).split(), *args[1:]]  # a command name can be two words ("CLIENT SETNAME")
-        out.append(len(words))
-        out.extend(encode(w) for w in words)
+        name = args[0]
+        if isinstance(name, str) and " " in name:  # a command name can be two words ("CLIENT SETNAME")
+            words = [*name.split(), *args[1:]]
+            out.append(len(words))
+            out.extend(words)
+        else:
+            out.append(len(args))
+            out.extend(args)
     return out
 
 

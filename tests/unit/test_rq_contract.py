@@ -25,10 +25,13 @@ PINNED: dict[tuple[str, str], str] = {
     ("rq.job.Job", "execute_failure_callback"): "(self, death_penalty_class: 'type[BaseDeathPenalty]', *exc_info)",
     ("rq.job.Job", "execute_stopped_callback"): "(self, death_penalty_class: 'type[BaseDeathPenalty]')",
     ("rq.job.Job", "execute_success_callback"): "(self, death_penalty_class: 'type[BaseDeathPenalty]', result: 'Any')",
+    ("rq.job.Job", "failed_job_registry"): "<property>",
     ("rq.job.Job", "failure_callback"): "<property>",
+    ("rq.job.Job", "finished_job_registry"): "<property>",
     ("rq.job.Job", "func"): "<property>",
     ("rq.job.Job", "restore"): "(self, raw_data) -> 'Any'",
     ("rq.job.Job", "send_webhooks"): "(self, status: 'str | JobStatus', *, exc_string: 'str | None' = None) -> 'None'",
+    ("rq.job.Job", "started_job_registry"): "<property>",
     ("rq.job.Job", "stopped_callback"): "<property>",
     ("rq.job.Job", "success_callback"): "<property>",
     (
