@@ -45,3 +45,22 @@ def test_bench_smoke_runs_every_scenario(tmp_path, name):
         failure = scenario["metrics"]["commands_per_failed_attempt"]
         assert failure["rq"]["median"] > 0 and failure["genqueue"]["median"] > 0
     assert "genqueue vs bare RQ" in proc.stdout and "goal(s) met" in proc.stdout
+
+
+def test_bench_instructions_fills_and_drains_what_callgrind_counts(server, tmp_path):
+    """bench.instructions' two helpers, without valgrind (minutes under it): the fill queues n jobs and the
+    drain runs each system's worker until all n are finished (check_finished raises otherwise)."""
+    from bench import instructions
+    from genqueue.backend.connection import connect_url
+
+    url, _home = server
+    conn = connect_url(url)
+    for system in ("rq", "genqueue"):
+        name = f"instr-smoke-{system}-{tmp_path.name}"
+        instructions.fill(url, name, 3)
+        assert conn.llen(f"rq:queue:{name}") == 3
+        instructions.drain(url, name, 3, system)
+        assert conn.llen(f"rq:queue:{name}") == 0
+    cg = tmp_path / "callgrind.out"
+    cg.write_text("events: Ir\nfn=main\n1 5\nsummary: 12345\n")
+    assert instructions._total(cg) == 12345
