@@ -66,7 +66,10 @@ def _total(path: Path) -> int:
 
 def _helper(env: dict[str, str], *args: str, valgrind: list[str] | None = None) -> None:
     cmd = [*(valgrind or []), sys.executable, str(HERE), *args]
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    if proc.returncode != 0:  # its last line says why (a --tree without bench.scenarios.success, say)
+        lines = proc.stderr.strip().splitlines() or ["no output"]
+        raise RuntimeError(f"{args[0]} exited {proc.returncode}: {lines[-1]}")
 
 
 def _wait_socket(sock: Path) -> None:
@@ -143,11 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     small, large = (int(x) for x in args.jobs.split(","))
     tree = (args.tree or ROOT).resolve()
+    if not (tree / "genqueue").is_dir() or not (tree / "bench" / "scenarios" / "success.py").is_file():
+        print(
+            f"error: --tree {tree} is not a genqueue checkout (genqueue/, bench/scenarios/success.py)", file=sys.stderr
+        )
+        return 2
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "PYTHONHASHSEED": "0"}
     per_job: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="gqinstr-") as tmp:
         for system in args.systems.split(","):
-            (w1, s1), (w2, s2) = (measure(system, n, env, Path(tmp)) for n in (small, large))
+            try:
+                (w1, s1), (w2, s2) = (measure(system, n, env, Path(tmp)) for n in (small, large))
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                print(f"error: {system}: {exc}", file=sys.stderr)
+                return 1
             per_job[system] = ((w2 - w1) / (large - small), (s2 - s1) / (large - small))
     print(f"instructions per successful job (callgrind, {small} vs {large} jobs), tree {tree}")
     print(f"{'system':10} {'worker':>12} {'server':>12} {'total':>12}")

@@ -185,14 +185,10 @@ def flatten(pipe) -> list[Any]:
     script call encodes every argument as redis-py encodes a command's (encoding here too cost a second pass)."""
     out: list[Any] = []
     for args, _options in pipe.command_stack:
-        name = args[0]
-        if isinstance(name, str) and " " in name:  # a command name can be two words ("CLIENT SETNAME")
-            words = [*name.split(), *args[1:]]
-            out.append(len(words))
-            out.extend(words)
-        else:
-            out.append(len(args))
-            out.extend(args)
+        if isinstance(args[0], str) and " " in args[0]:  # a command name can be two words ("CLIENT SETNAME")
+            args = (*args[0].split(), *args[1:])
+        out.append(len(args))
+        out.extend(args)
     return out
 
 

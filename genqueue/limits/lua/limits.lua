@@ -117,8 +117,9 @@ end
 local UNITS = {'tokens', 'images', 'usd'}
 
 -- The cfg fields of the unit limits, per unit in UNITS order: u_<u>_n, u_<u>_ms, declared_u_<u>_n, _ms. Spelled
--- out, and built only by the functions that read them: every script that includes this file runs its top level
--- on every call (the pop, claim and finish of every job), so nothing is computed there.
+-- out, and built only by the functions that read them: an EVAL script that includes this file runs its top level
+-- on every call (the wake, the dead-letter release; the pop, claim and end too where a server cannot have them as
+-- functions: backend/scripts.py), so nothing is computed there.
 local function lim_unit_fields()
   return {'u_tokens_n', 'u_tokens_ms', 'declared_u_tokens_n', 'declared_u_tokens_ms',
           'u_images_n', 'u_images_ms', 'declared_u_images_n', 'declared_u_images_ms',
